@@ -1,0 +1,248 @@
+//! The assignment feed's server side: snapshots cut into bounded chunks (S2), and the task that serves one
+//! collector's `Watch` stream (S3–S6).
+//!
+//! A [`Snapshot`] is built once per generation and shared (`Arc`) by every stream of that collector; chunks are
+//! made from it as they are sent, so a stream holds at most the chunks in its small output channel. A slow or
+//! stuck reader blocks only its own task, on its own channel; the registry never waits for it, and because the
+//! task reads the latest snapshot from a `watch` channel when it is ready again, intermediate generations are
+//! skipped rather than queued (S4).
+
+use std::{ops::Range, time::Duration};
+
+use prost::Message as _;
+use roster::{
+    domain::WatchParams,
+    pb::{self, watch_response::Frame},
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::{debug, info};
+use uuid::Uuid;
+
+use crate::registry::Attached;
+
+/// Bounds of one chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkLimits {
+    /// Most producers in one chunk.
+    pub max_producers: usize,
+    /// Most encoded bytes of producers in one chunk (kept well below gRPC's 4 MiB message limit).
+    pub max_bytes: usize,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> Self {
+        Self { max_producers: 1000, max_bytes: 1 << 20 }
+    }
+}
+
+/// One collector's whole assignment at one generation, ready to be sent as chunks.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The store's epoch.
+    pub epoch: Uuid,
+    /// The generation.
+    pub generation: u64,
+    /// Whether the store was still settling when this was built.
+    pub settling: bool,
+    producers: Vec<pb::AssignedProducer>,
+    chunks: Vec<Range<usize>>,
+    digest: u64,
+}
+
+impl Snapshot {
+    /// Cuts `producers` (ordered by id) into chunks within `limits`. An empty assignment is one empty chunk.
+    pub fn build(
+        epoch: Uuid,
+        generation: u64,
+        settling: bool,
+        producers: Vec<pb::AssignedProducer>,
+        limits: ChunkLimits,
+    ) -> Self {
+        let mut chunks = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, p) in producers.iter().enumerate() {
+            // Field tag and length prefix of the repeated entry: at most 1 + 5 bytes.
+            let size = p.encoded_len() + 6;
+            if i > start && (i - start >= limits.max_producers.max(1) || bytes + size > limits.max_bytes) {
+                chunks.push(start..i);
+                (start, bytes) = (i, 0);
+            }
+            bytes += size;
+        }
+        chunks.push(start..producers.len());
+        let digest = roster::snapshot::digest(&producers);
+        Self { epoch, generation, settling, producers, chunks, digest }
+    }
+
+    /// How many chunks the snapshot is sent as.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The producers, in order.
+    pub fn producers(&self) -> &[pb::AssignedProducer] {
+        &self.producers
+    }
+
+    /// Chunk `index` as a frame.
+    pub fn chunk(&self, index: usize) -> pb::SnapshotChunk {
+        let complete = index + 1 == self.chunks.len();
+        pb::SnapshotChunk {
+            epoch: self.epoch.to_string(),
+            generation: self.generation,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            producers: self.producers[self.chunks[index].clone()].to_vec(),
+            complete,
+            chunk_count: if complete { u32::try_from(self.chunks.len()).unwrap_or(u32::MAX) } else { 0 },
+            producer_count: if complete { self.producers.len() as u64 } else { 0 },
+            digest: if complete { self.digest } else { 0 },
+            store_settling: complete && self.settling,
+        }
+    }
+}
+
+/// Settings of one feed stream.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Idle time after which a heartbeat is sent (S5).
+    pub heartbeat: Duration,
+    /// Cancelled when the server shuts down (S6).
+    pub shutdown: CancellationToken,
+}
+
+/// Frames queued per stream: small, so a stuck reader holds little memory.
+pub const STREAM_BUFFER: usize = 2;
+
+/// Why a stream task stopped sending.
+enum Stop {
+    ClientGone,
+    Shutdown,
+}
+
+type Out = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+async fn send(out: &Out, frame: Frame, shutdown: &CancellationToken) -> Result<(), Stop> {
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Err(Stop::Shutdown),
+        sent = out.send(Ok(pb::WatchResponse { frame: Some(frame) })) => sent.map_err(|_| Stop::ClientGone),
+    }
+}
+
+async fn send_snapshot(out: &Out, snapshot: &Snapshot, shutdown: &CancellationToken) -> Result<(), Stop> {
+    for index in 0..snapshot.chunk_count() {
+        send(out, Frame::Chunk(snapshot.chunk(index)), shutdown).await?;
+    }
+    debug!(
+        generation = snapshot.generation,
+        chunks = snapshot.chunk_count(),
+        producers = snapshot.producers.len(),
+        "snapshot sent"
+    );
+    Ok(())
+}
+
+/// Serves one `Watch` stream until the client goes away or the server shuts down.
+pub async fn serve(params: WatchParams, attached: Attached, out: Out, config: StreamConfig) {
+    let Attached { mut snapshots, rejected, guard } = attached;
+    let shutdown = &config.shutdown;
+    let result = async {
+        let current = snapshots.borrow_and_update().clone();
+        let current_id = (current.epoch, current.generation);
+        if params.known == Some(current_id) {
+            send(
+                &out,
+                Frame::InSync(pb::InSync { epoch: current.epoch.to_string(), generation: current.generation }),
+                shutdown,
+            )
+            .await?;
+        } else if rejected == Some(current.generation) {
+            info!(generation = current.generation, "collector rejected its current generation; not resending it (C4)");
+            send(&out, heartbeat(&current), shutdown).await?;
+        } else {
+            send_snapshot(&out, &current, shutdown).await?;
+        }
+        let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat, config.heartbeat);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Err(Stop::Shutdown),
+                _ = out.closed() => return Err(Stop::ClientGone),
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return Err(Stop::Shutdown);
+                    }
+                    let latest = snapshots.borrow_and_update().clone();
+                    send_snapshot(&out, &latest, shutdown).await?;
+                    idle.reset();
+                }
+                _ = idle.tick() => {
+                    let latest = snapshots.borrow().clone();
+                    send(&out, heartbeat(&latest), shutdown).await?;
+                }
+            }
+        }
+    }
+    .await;
+    match result {
+        Err(Stop::Shutdown) => {
+            // S6: tell the collector to reconnect at once. A stuck reader may never take it; don't wait long.
+            let status = Status::unavailable(
+                "roster-server is shutting down; reconnect (with backoff) to this or another server",
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), out.send(Err(status))).await;
+            info!("feed stream ended: server shutting down");
+        }
+        Err(Stop::ClientGone) | Ok(()) => info!("feed stream ended: collector went away"),
+    }
+    drop(guard);
+}
+
+fn heartbeat(snapshot: &Snapshot) -> Frame {
+    Frame::Heartbeat(pb::Heartbeat { epoch: snapshot.epoch.to_string(), generation: snapshot.generation })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producers(n: usize, label_bytes: usize) -> Vec<pb::AssignedProducer> {
+        (0..n)
+            .map(|i| pb::AssignedProducer {
+                id: Uuid::from_u128(i as u128).to_string(),
+                address: format!("10.0.0.1:{}", 1000 + i % 50_000),
+                interval_ms: 1000,
+                labels: [("big".to_string(), "x".repeat(label_bytes))].into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_respect_both_bounds_and_cover_everything_once() {
+        for (n, label_bytes, limits) in [
+            (0, 0, ChunkLimits::default()),
+            (1, 0, ChunkLimits::default()),
+            (2500, 0, ChunkLimits::default()),
+            (3000, 250, ChunkLimits { max_producers: 1000, max_bytes: 64 * 1024 }),
+        ] {
+            let snapshot = Snapshot::build(Uuid::nil(), 3, false, producers(n, label_bytes), limits);
+            let mut seen = 0;
+            for i in 0..snapshot.chunk_count() {
+                let chunk = snapshot.chunk(i);
+                assert_eq!(chunk.index as usize, i);
+                assert!(chunk.producers.len() <= limits.max_producers);
+                assert!(chunk.encoded_len() <= limits.max_bytes + 200, "chunk {i} is {} bytes", chunk.encoded_len());
+                assert_eq!(chunk.complete, i + 1 == snapshot.chunk_count());
+                seen += chunk.producers.len();
+            }
+            let last = snapshot.chunk(snapshot.chunk_count() - 1);
+            assert_eq!(last.producer_count as usize, n);
+            assert_eq!(last.chunk_count as usize, snapshot.chunk_count());
+            assert_eq!(last.digest, roster::snapshot::digest(snapshot.producers()));
+            assert_eq!(seen, n);
+        }
+    }
+}

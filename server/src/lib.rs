@@ -1,0 +1,186 @@
+//! # roster-server
+//!
+//! The roster control plane: it keeps the registry of producers and collectors in a durable store, leases
+//! producers (L1, L3), assigns them to collectors by rendezvous hashing (L2, L4), and streams each collector its
+//! assignment as versioned, chunked snapshots (S1–S7).
+//!
+//! The binary is thin: it parses flags into a [`Config`], binds, and calls [`run`] with a shutdown future, so
+//! tests can bind port 0 and shut the server down themselves.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`store`] | the SQLite file: open, load, commit one batch per transaction |
+//! | [`registry`] | the actor that owns the state, batches writes, publishes snapshots |
+//! | [`registry::state`] | every registry rule, as a pure state machine |
+//! | [`assign`] | rendezvous hashing with pins |
+//! | [`feed`] | snapshots cut into chunks, and the task serving one `Watch` stream |
+//! | `rpc` | the gRPC edge: request conversion and response building |
+//! | [`error`] | errors and their one mapping to gRPC statuses |
+//! | [`clock`] | wall-clock time, replaceable in tests |
+
+pub mod assign;
+pub mod clock;
+pub mod error;
+pub mod feed;
+pub mod registry;
+mod rpc;
+pub mod store;
+
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+use roster::{
+    pb::{assignment_feed_server::AssignmentFeedServer, registry_server::RegistryServer},
+    rpc_trace::RequestTraceLayer,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{
+    clock::{Clock, SystemClock},
+    feed::{ChunkLimits, StreamConfig},
+    registry::{Registry, RegistryConfig, state::Rules},
+    rpc::{FeedService, RegistryService},
+    store::{Store, StoreError},
+};
+
+/// Everything the server needs to run; [`Config::new`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the store (created if missing).
+    pub data_dir: PathBuf,
+    /// Lease given to registrations that ask for none (L1).
+    pub lease: Duration,
+    /// How long a collector stays eligible after its last stream closed (L2).
+    pub grace: Duration,
+    /// Idle time after which a feed stream gets a heartbeat (S5).
+    pub heartbeat: Duration,
+    /// Bounds of a snapshot chunk (S2).
+    pub chunk_limits: ChunkLimits,
+    /// Longest wait for open calls to finish on shutdown (S6).
+    pub drain: Duration,
+    /// HTTP/2 keepalive ping interval (S5).
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// How often leases and grace periods are checked.
+    pub sweep_interval: Duration,
+    /// The wall clock; replaced in tests.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    /// The defaults, with the store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            lease: Duration::from_secs(300),
+            grace: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(10),
+            chunk_limits: ChunkLimits::default(),
+            drain: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gRPC transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The names of the services served, for health reporting.
+const SERVICES: [&str; 2] = ["roster.v1.Registry", "roster.v1.AssignmentFeed"];
+
+/// Opens the store in `config.data_dir` and serves `roster.v1` (plus health and reflection) on `listener` until
+/// `shutdown` completes; then ends every feed stream with `UNAVAILABLE`, drains for at most `config.drain` and
+/// returns.
+///
+/// # Errors
+/// When the store cannot be opened or loaded, or the transport fails.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let local = listener.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in [""].iter().chain(SERVICES.iter()) {
+        health.set_service_status(*service, ServingStatus::NotServing).await;
+    }
+
+    let store = Store::open(&config.data_dir, config.clock.now_ms()).await?;
+    let registry_config = RegistryConfig {
+        rules: Rules { default_lease: config.lease, grace: config.grace },
+        sweep_interval: config.sweep_interval,
+        chunk_limits: config.chunk_limits,
+    };
+    let (registry, handle) = Registry::start(store, config.clock.clone(), registry_config).await?;
+    let epoch = registry.epoch();
+    let stop = CancellationToken::new();
+    let actor = tokio::spawn(registry.run(stop.clone()));
+
+    let (reflection_v1, reflection_v1alpha) =
+        roster::reflection::services(&["grpc.health.v1.Health", SERVICES[0], SERVICES[1]]);
+
+    let registry_service = RegistryService { registry: handle.clone() };
+    let feed_service =
+        FeedService { registry: handle, stream: StreamConfig { heartbeat: config.heartbeat, shutdown: stop.clone() } };
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(config.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
+        .layer(RequestTraceLayer)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(RegistryServer::new(registry_service))
+        .add_service(AssignmentFeedServer::new(feed_service))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+            let _ = serving_stopped.await;
+        });
+    for service in [""].iter().chain(SERVICES.iter()) {
+        health.set_service_status(*service, ServingStatus::Serving).await;
+    }
+    info!(listen = %local, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
+
+    // Boxed (not `tokio::pin!`) so that it can be dropped below, releasing the services' registry handles.
+    let mut server = Box::pin(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = shutdown => {
+            info!(drain_s = config.drain.as_secs_f64(), "shutting down: ending feed streams with UNAVAILABLE, draining");
+            for service in [""].iter().chain(SERVICES.iter()) {
+                health.set_service_status(*service, ServingStatus::NotServing).await;
+            }
+            stop.cancel();
+            let _ = stop_serving.send(());
+            match tokio::time::timeout(config.drain, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    warn!("drain limit reached; exiting with calls still open");
+                    Ok(())
+                }
+            }
+        }
+    };
+    stop.cancel();
+    // Dropping the server drops the services and their registry handles; the actor then finishes its last batch
+    // and closes the store.
+    drop(server);
+    if tokio::time::timeout(Duration::from_secs(5), actor).await.is_err() {
+        warn!("registry did not stop within 5 s");
+    }
+    info!("roster-server stopped");
+    Ok(served?)
+}

@@ -1,0 +1,127 @@
+//! `roster-server`: parses flags, sets up logging, binds, and runs the control plane until SIGTERM or SIGINT.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+use roster_server::{Config, feed::ChunkLimits};
+use tracing_subscriber::EnvFilter;
+
+/// The roster control plane.
+///
+/// Keeps the registry of metric producers and collectors in a durable store, leases producers, assigns them to
+/// collectors, and streams each collector its assignment as versioned, chunked snapshots (roster.v1.AssignmentFeed).
+/// Also serves grpc.health.v1.Health and server reflection (v1 and v1alpha), so `grpcurl -plaintext ADDR list`
+/// works without proto files.
+///
+/// Durations take units: 500ms, 10s, 5m, 1h. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
+/// Stops cleanly on SIGTERM or SIGINT: open feed streams end with UNAVAILABLE so collectors reconnect at once.
+#[derive(Debug, Parser)]
+#[command(name = "roster-server", version, about, long_about, after_help = EXAMPLES)]
+struct Args {
+    /// Address to serve gRPC on. Use 0.0.0.0:PORT to accept other machines.
+    #[arg(long, env = "ROSTER_SERVER_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+
+    /// Directory of the durable store (created if missing). Its epoch is made once, when the store is created;
+    /// deleting the directory starts a new epoch.
+    #[arg(long, env = "ROSTER_SERVER_DATA_DIR", default_value = "./roster-data/server")]
+    data_dir: PathBuf,
+
+    /// Lease given to producers that ask for none. Registrants renew at a quarter of it; a lapsed lease removes
+    /// the producer.
+    #[arg(long, env = "ROSTER_SERVER_LEASE", default_value = "5m", value_parser = parse_duration)]
+    lease: Duration,
+
+    /// How long a collector whose feed stream closed stays eligible, so a short blip does not move its
+    /// producers away and back.
+    #[arg(long, env = "ROSTER_SERVER_GRACE", default_value = "60s", value_parser = parse_duration)]
+    grace: Duration,
+
+    /// Heartbeat interval of idle feed streams.
+    #[arg(long, env = "ROSTER_SERVER_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
+    heartbeat: Duration,
+
+    /// Most producers in one snapshot chunk.
+    #[arg(long, env = "ROSTER_SERVER_CHUNK_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    chunk_size: u32,
+
+    /// Most encoded bytes of producers in one snapshot chunk (must stay well below gRPC's 4 MiB message limit).
+    #[arg(long, env = "ROSTER_SERVER_CHUNK_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(4096..=3 * 1024 * 1024))]
+    chunk_bytes: u32,
+
+    /// Longest wait for open calls to finish on shutdown.
+    #[arg(long, env = "ROSTER_SERVER_DRAIN", default_value = "10s", value_parser = parse_duration)]
+    drain: Duration,
+
+    /// HTTP/2 keepalive: ping interval. A dead peer or half-open connection is dropped after interval + timeout.
+    #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    keepalive_interval: Duration,
+
+    /// HTTP/2 keepalive: how long a ping may go unanswered.
+    #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    keepalive_timeout: Duration,
+}
+
+const EXAMPLES: &str = "Examples:
+  roster-server
+  roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
+  ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 10s, 5m)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = Config::new(&args.data_dir);
+    config.lease = args.lease;
+    config.grace = args.grace;
+    config.heartbeat = args.heartbeat;
+    config.chunk_limits = ChunkLimits { max_producers: args.chunk_size as usize, max_bytes: args.chunk_bytes as usize };
+    config.drain = args.drain;
+    config.keepalive_interval = args.keepalive_interval;
+    config.keepalive_timeout = args.keepalive_timeout;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;
+    roster_server::run(listener, config, shutdown_signal()).await.context("roster-server failed")?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

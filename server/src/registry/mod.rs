@@ -1,0 +1,347 @@
+//! The registry actor: the one owner of the registry state, the store and the feed publishers.
+//!
+//! RPC handlers talk to it through a cloneable [`RegistryHandle`]. The actor takes whatever commands are
+//! waiting (up to [`MAX_BATCH`]), applies them to the in-memory [`State`], commits everything they changed in
+//! one store transaction (group commit: concurrent registrations share one fsync), and only then answers the
+//! callers and publishes new snapshots. A failed commit reloads the state from the store, so memory never holds
+//! what the disk does not, and every caller of that batch gets `UNAVAILABLE`.
+//!
+//! Each collector's feed is a `tokio::sync::watch` channel of its latest snapshot: a slow reader only ever
+//! sees the newest one (S4 coalescing), and the actor never waits on any reader.
+
+pub mod state;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use roster::domain::{ApplyReport, CollectorId, ProducerId, ProducerQuery, Registration, WatchParams};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use self::state::{Changes, CollectorView, ProducerPage, Registered, Rules, State};
+use crate::{
+    clock::Clock,
+    error::Error,
+    feed::{ChunkLimits, Snapshot},
+    store::{Store, StoreError},
+};
+
+/// Most commands applied in one batch (one transaction).
+pub const MAX_BATCH: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What a new feed stream gets from the registry.
+#[derive(Debug)]
+pub struct Attached {
+    /// The collector's snapshots; the current one is already in it.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// C4: the current generation, if the collector rejected it (it is not resent).
+    pub rejected: Option<u64>,
+    /// Marks the stream closed when dropped.
+    pub guard: AttachGuard,
+}
+
+/// Marks a collector's stream closed when dropped, so liveness is right however the stream ends.
+#[derive(Debug)]
+pub struct AttachGuard {
+    collector: CollectorId,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        // The actor outlives every stream (it stops only when all senders, these included, are gone).
+        let _ = self.tx.send(Command::Detach(self.collector));
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Register(Registration, Reply<Registered>),
+    Deregister(ProducerId, Reply<bool>),
+    ListProducers(ProducerQuery, Reply<ProducerPage>),
+    ListCollectors(Reply<Vec<CollectorView>>),
+    Attach(WatchParams, Reply<Attached>),
+    Detach(CollectorId),
+    Report(ApplyReport, Reply<bool>),
+    Sweep,
+}
+
+/// Answers computed while applying a batch, sent once the batch is committed.
+enum Pending {
+    Register(Reply<Registered>, Registered),
+    Deregister(Reply<bool>, bool),
+    ListProducers(Reply<ProducerPage>, ProducerPage),
+    ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
+    Attach(Reply<Attached>, CollectorId),
+    Report(Reply<bool>, Result<bool, Error>),
+}
+
+/// A cheap, cloneable way to talk to the registry actor.
+#[derive(Debug, Clone)]
+pub struct RegistryHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl RegistryHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Registers or renews a producer; returns once it is on disk.
+    pub async fn register(&self, registration: Registration) -> Result<Registered, Error> {
+        self.call(|r| Command::Register(registration, r)).await
+    }
+
+    /// Deregisters a producer; returns whether it existed.
+    pub async fn deregister(&self, id: ProducerId) -> Result<bool, Error> {
+        self.call(|r| Command::Deregister(id, r)).await
+    }
+
+    /// One page of producers.
+    pub async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
+        self.call(|r| Command::ListProducers(query, r)).await
+    }
+
+    /// Every known collector.
+    pub async fn list_collectors(&self) -> Result<Vec<CollectorView>, Error> {
+        self.call(Command::ListCollectors).await
+    }
+
+    /// Opens a feed stream for a collector (marks it live).
+    pub async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
+        self.call(|r| Command::Attach(params, r)).await
+    }
+
+    /// Records a collector's report.
+    pub async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
+        self.call(|r| Command::Report(report, r)).await
+    }
+}
+
+/// Settings of the registry actor.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Lease and grace rules.
+    pub rules: Rules,
+    /// How often leases and grace periods are checked.
+    pub sweep_interval: Duration,
+    /// Chunk bounds of snapshots.
+    pub chunk_limits: ChunkLimits,
+}
+
+/// The actor. Build it with [`Registry::start`], run it with [`Registry::run`].
+pub struct Registry {
+    state: State,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: RegistryConfig,
+    feeds: HashMap<CollectorId, watch::Sender<Arc<Snapshot>>>,
+    /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
+    needs_recompute: bool,
+    /// Taken (and kept only as a weak sender) when the actor runs.
+    tx: Option<mpsc::UnboundedSender<Command>>,
+    rx: mpsc::UnboundedReceiver<Command>,
+}
+
+impl Registry {
+    /// Loads the store, applies the start-up rules (L3 lease floor, grace for known collectors) and commits
+    /// them. Returns the actor and a handle to it.
+    ///
+    /// # Errors
+    /// When the store cannot be read or the start-up changes cannot be written.
+    pub async fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: RegistryConfig,
+    ) -> Result<(Self, RegistryHandle), StoreError> {
+        let loaded = store.load().await?;
+        let now = clock.now_ms();
+        let (producers, collectors) = (loaded.producers.len(), loaded.collectors.len());
+        let (mut state, changes) = State::from_loaded(loaded, config.rules, now);
+        let (batch, _) = state.finish(changes);
+        store.commit(&batch).await?;
+        info!(
+            epoch = %state.epoch(),
+            producers,
+            collectors,
+            leases_extended = batch.upsert_producers.len(),
+            settling = state.settling(),
+            "registry loaded"
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = RegistryHandle { tx: tx.clone() };
+        Ok((
+            Self { state, store, clock, config, feeds: HashMap::new(), needs_recompute: false, tx: Some(tx), rx },
+            handle,
+        ))
+    }
+
+    /// The store's epoch.
+    pub fn epoch(&self) -> uuid::Uuid {
+        self.state.epoch()
+    }
+
+    /// Runs until every handle and stream guard is gone. Sweeps leases and grace periods every
+    /// `sweep_interval` until `shutdown` is cancelled (no lease lapses while the server drains).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        // The actor keeps only a weak sender (to make stream guards), so the channel closes, and the actor stops,
+        // once the last handle and guard are gone.
+        let Some(own_tx) = self.tx.take().map(|tx| tx.downgrade()) else { return };
+        let mut tick = tokio::time::interval(self.config.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let first = tokio::select! {
+                command = self.rx.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+                _ = tick.tick(), if !shutdown.is_cancelled() => Command::Sweep,
+            };
+            let mut commands = vec![first];
+            while commands.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.process(commands, &own_tx).await;
+        }
+        self.store.close().await;
+        info!("registry stopped");
+    }
+
+    async fn process(&mut self, commands: Vec<Command>, own_tx: &mpsc::WeakUnboundedSender<Command>) {
+        let now = self.clock.now_ms();
+        let mut changes = Changes::default();
+        if std::mem::take(&mut self.needs_recompute) {
+            self.state.force_recompute(&mut changes);
+        }
+        let mut pending = Vec::with_capacity(commands.len());
+        for command in commands {
+            match command {
+                Command::Register(registration, reply) => {
+                    let registered = self.state.register(registration, now, &mut changes);
+                    pending.push(Pending::Register(reply, registered));
+                }
+                Command::Deregister(id, reply) => {
+                    let existed = self.state.deregister(id, &mut changes);
+                    pending.push(Pending::Deregister(reply, existed));
+                }
+                Command::ListProducers(query, reply) => {
+                    pending.push(Pending::ListProducers(reply, self.state.list_producers(&query)));
+                }
+                Command::ListCollectors(reply) => {
+                    pending.push(Pending::ListCollectors(reply, self.state.list_collectors()));
+                }
+                Command::Attach(params, reply) => {
+                    if self.state.attach(params.collector, params.known, &mut changes) {
+                        info!(collector.id = %params.collector, "collector joined");
+                    }
+                    pending.push(Pending::Attach(reply, params.collector));
+                }
+                Command::Detach(id) => {
+                    self.state.detach(id, now);
+                    if self.state.collector(id).is_some_and(|c| matches!(c.liveness, state::Liveness::Grace { .. })) {
+                        info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
+                    }
+                }
+                Command::Report(report, reply) => {
+                    let collector = report.collector;
+                    let result = self.state.report(report, now, &mut changes).ok_or(Error::UnknownCollector(collector));
+                    pending.push(Pending::Report(reply, result));
+                }
+                Command::Sweep => {
+                    let was_settling = self.state.settling();
+                    let (lapsed, departed) = self.state.sweep(now, &mut changes);
+                    for id in lapsed {
+                        info!(producer.id = %id, "producer lease lapsed; removed");
+                    }
+                    for id in departed {
+                        info!(collector.id = %id, "collector's grace period ended; its producers move");
+                    }
+                    if was_settling && !self.state.settling() {
+                        info!(epoch = %self.state.epoch(), "store settled: one renewal interval has passed since it was created");
+                    }
+                }
+            }
+        }
+        let (batch, dirty) = self.state.finish(changes);
+        let committed = self.store.commit(&batch).await;
+        match &committed {
+            Ok(()) => {
+                for id in &dirty {
+                    let generation = self.state.collector(*id).map_or(0, |c| c.generation);
+                    let producers = self.state.assignment(*id).count();
+                    info!(collector.id = %id, generation, producers, "assignment changed; new generation");
+                    if let Some(feed) = self.feeds.get(id) {
+                        feed.send_replace(self.snapshot(*id));
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, "store commit failed; the batch is dropped and the state reloaded from the store");
+                match self.store.load().await {
+                    Ok(loaded) => self.needs_recompute = self.state.reload(loaded, now),
+                    Err(e) => {
+                        error!(error = %e, "reloading the store failed too; serving the last committed snapshots")
+                    }
+                }
+            }
+        }
+        let store_error = committed.err().map(|e| Error::Store(Arc::new(e)));
+        let fail = |reply_error: &Option<Error>| reply_error.clone();
+        for p in pending {
+            match p {
+                Pending::Register(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::Deregister(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::ListProducers(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::ListCollectors(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::Report(reply, value) => send(reply, fail(&store_error).map_or(value, Err)),
+                Pending::Attach(reply, collector) => {
+                    // The caller holds a handle while it waits, so the channel is open and this upgrades.
+                    let Some(tx) = own_tx.upgrade() else { continue };
+                    // Liveness is kept even when the batch failed; the snapshot is the last committed one.
+                    let snapshots = match self.feeds.get(&collector) {
+                        Some(feed) => feed.subscribe(),
+                        None => {
+                            let (feed, rx) = watch::channel(self.snapshot(collector));
+                            self.feeds.insert(collector, feed);
+                            rx
+                        }
+                    };
+                    let attached = Attached {
+                        snapshots,
+                        rejected: self.state.rejected_current(collector),
+                        guard: AttachGuard { collector, tx },
+                    };
+                    if let Err(Ok(attached)) = reply.send(Ok(attached)) {
+                        // The caller went away; its guard (dropped here) closes the stream again.
+                        drop(attached);
+                    }
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self, collector: CollectorId) -> Arc<Snapshot> {
+        let generation = self.state.collector(collector).map_or(1, |c| c.generation);
+        let producers = self.state.assignment(collector).map(|s| s.to_assigned()).collect();
+        Arc::new(Snapshot::build(
+            self.state.epoch(),
+            generation,
+            self.state.settling(),
+            producers,
+            self.config.chunk_limits,
+        ))
+    }
+}
+
+fn send<T>(reply: Reply<T>, value: Result<T, Error>) {
+    if reply.send(value).is_err() {
+        warn!("a caller went away before its answer was ready");
+    }
+}

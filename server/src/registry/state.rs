@@ -1,0 +1,668 @@
+//! The registry's working state and every rule that changes it, as a pure state machine: no I/O, no clock (the
+//! time is passed in), no channels.
+//!
+//! Each operation mutates the state and records in a [`Changes`] what it touched. [`State::finish`] then bumps
+//! the generation of every collector whose assignment changed (once per batch, however many changes it took)
+//! and turns the touched records into a store [`Batch`]. The actor commits that batch and only then publishes
+//! snapshots, so nothing that is not on disk is ever sent (S7).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use roster::domain::{ApplyOutcome, ApplyReport, CollectorId, ProducerId, ProducerQuery, ProducerSpec, Registration};
+use uuid::Uuid;
+
+use crate::{
+    assign,
+    clock::ms,
+    store::{Batch, Loaded},
+};
+
+/// A registered producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// What its registrant said.
+    pub spec: ProducerSpec,
+    /// Its lease length.
+    pub lease: Duration,
+    /// When its lease lapses unless renewed.
+    pub expires_at_ms: u64,
+    /// When it was first registered.
+    pub registered_at_ms: u64,
+    /// The collector that collects it, if any is eligible.
+    pub assigned: Option<CollectorId>,
+}
+
+/// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// `streams` feed streams are open.
+    Live {
+        /// Open streams, at least 1.
+        streams: u32,
+    },
+    /// No stream is open; still eligible until `until_ms`.
+    Grace {
+        /// End of the grace period.
+        until_ms: u64,
+    },
+    /// Not eligible.
+    Departed,
+}
+
+impl Liveness {
+    fn eligible(self) -> bool {
+        !matches!(self, Self::Departed)
+    }
+}
+
+/// A collector's last report (C4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    /// The epoch reported on.
+    pub epoch: Uuid,
+    /// The generation reported on.
+    pub generation: u64,
+    /// Applied or rejected.
+    pub outcome: ApplyOutcome,
+    /// When the report arrived.
+    pub at_ms: u64,
+}
+
+/// A known collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorRecord {
+    /// Its assignment generation in this epoch (starts at 1).
+    pub generation: u64,
+    /// Its liveness.
+    pub liveness: Liveness,
+    /// Its last report.
+    pub report: Option<StoredReport>,
+}
+
+impl CollectorRecord {
+    /// A record read back from the store; liveness is decided by [`State::from_loaded`].
+    pub fn restored(generation: u64, report: Option<StoredReport>) -> Self {
+        Self { generation, liveness: Liveness::Departed, report }
+    }
+
+    fn new() -> Self {
+        Self { generation: 1, liveness: Liveness::Departed, report: None }
+    }
+}
+
+/// What one batch of operations touched.
+#[derive(Debug, Default)]
+pub struct Changes {
+    producers: BTreeSet<ProducerId>,
+    collectors: BTreeSet<CollectorId>,
+    /// Collectors whose assignment changed: their generation is bumped in [`State::finish`].
+    dirty: BTreeSet<CollectorId>,
+}
+
+/// Registry settings that the rules depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Lease given when a registration asks for none.
+    pub default_lease: Duration,
+    /// How long a collector stays eligible after its last stream closed (L2).
+    pub grace: Duration,
+}
+
+/// Result of a registration.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The producer as stored.
+    pub record: ProducerRecord,
+    /// Whether it was new.
+    pub created: bool,
+}
+
+/// One page of producers.
+#[derive(Debug, Clone)]
+pub struct ProducerPage {
+    /// The producers.
+    pub producers: Vec<ProducerRecord>,
+    /// Set when more follow.
+    pub next_after: Option<ProducerId>,
+    /// How many match in all.
+    pub total: u64,
+}
+
+/// A collector as listed.
+#[derive(Debug, Clone)]
+pub struct CollectorView {
+    /// Its id.
+    pub id: CollectorId,
+    /// Its record.
+    pub record: CollectorRecord,
+    /// How many producers it has now.
+    pub assigned: usize,
+    /// Whether its last report is an APPLIED of its current generation in this epoch.
+    pub converged: bool,
+}
+
+/// The registry's working state.
+#[derive(Debug)]
+pub struct State {
+    epoch: Uuid,
+    settle_at_ms: u64,
+    settled: bool,
+    rules: Rules,
+    producers: BTreeMap<ProducerId, ProducerRecord>,
+    collectors: BTreeMap<CollectorId, CollectorRecord>,
+    by_collector: BTreeMap<CollectorId, BTreeSet<ProducerId>>,
+}
+
+impl State {
+    /// Rebuilds the state from the store at start, and applies the start-up rules:
+    /// - L3: every lease gets at least one renewal interval (a quarter of it) from now, so no lease lapses for
+    ///   time the server was down;
+    /// - L2 and S7: every collector that has producers is in grace from now, so the persisted assignment is served
+    ///   as it is and nothing moves unless a collector stays away for the whole grace period.
+    ///
+    /// The returned [`Changes`] hold the extended leases, to be committed before serving.
+    pub fn from_loaded(loaded: Loaded, rules: Rules, now_ms: u64) -> (Self, Changes) {
+        let mut state = Self {
+            epoch: loaded.epoch,
+            settle_at_ms: loaded.epoch_created_ms.saturating_add(ms(rules.default_lease / 4)),
+            settled: false,
+            rules,
+            producers: BTreeMap::new(),
+            collectors: loaded.collectors.into_iter().collect(),
+            by_collector: BTreeMap::new(),
+        };
+        state.settled = now_ms >= state.settle_at_ms;
+        let mut changes = Changes::default();
+        let grace_until = now_ms.saturating_add(ms(rules.grace));
+        for mut record in loaded.producers {
+            let floor = now_ms.saturating_add(ms(record.lease / 4));
+            if record.expires_at_ms < floor {
+                record.expires_at_ms = floor;
+                changes.producers.insert(record.spec.id);
+            }
+            if let Some(c) = record.assigned {
+                state.by_collector.entry(c).or_default().insert(record.spec.id);
+                let collector = state.collectors.entry(c).or_insert_with(|| {
+                    changes.collectors.insert(c);
+                    CollectorRecord::new()
+                });
+                collector.liveness = Liveness::Grace { until_ms: grace_until };
+            }
+            state.producers.insert(record.spec.id, record);
+        }
+        (state, changes)
+    }
+
+    /// Replaces the state with what the store holds, keeping the in-memory liveness of collectors (open streams
+    /// are not in the store). Used after a failed commit, to drop the changes that did not reach the disk.
+    /// Returns true when liveness now differs from what the stored assignment was computed for, so a
+    /// recomputation is due.
+    pub fn reload(&mut self, loaded: Loaded, now_ms: u64) -> bool {
+        let old = std::mem::take(&mut self.collectors);
+        let (mut fresh, _) = Self::from_loaded(loaded, self.rules, now_ms);
+        for (id, record) in old {
+            fresh.collectors.entry(id).or_insert_with(|| record.clone()).liveness = record.liveness;
+        }
+        *self = fresh;
+        true
+    }
+
+    /// The store's epoch.
+    pub fn epoch(&self) -> Uuid {
+        self.epoch
+    }
+
+    /// Whether the store is younger than one renewal interval of the default lease (see `store_settling`).
+    pub fn settling(&self) -> bool {
+        !self.settled
+    }
+
+    /// The collector's record, if known.
+    pub fn collector(&self, id: CollectorId) -> Option<&CollectorRecord> {
+        self.collectors.get(&id)
+    }
+
+    /// The producer's record, if registered.
+    pub fn producer(&self, id: ProducerId) -> Option<&ProducerRecord> {
+        self.producers.get(&id)
+    }
+
+    /// How many producers are registered.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// The generation a collector rejected, if its last report rejected its current generation in this epoch
+    /// (C4: such a generation is not resent).
+    pub fn rejected_current(&self, id: CollectorId) -> Option<u64> {
+        let c = self.collectors.get(&id)?;
+        let r = c.report.as_ref()?;
+        (r.epoch == self.epoch && r.generation == c.generation && matches!(r.outcome, ApplyOutcome::Rejected(_)))
+            .then_some(c.generation)
+    }
+
+    /// The collector's assignment, ordered by producer id.
+    pub fn assignment(&self, id: CollectorId) -> impl Iterator<Item = &ProducerSpec> {
+        self.by_collector.get(&id).into_iter().flatten().filter_map(|p| self.producers.get(p).map(|r| &r.spec))
+    }
+
+    fn eligible(&self) -> Vec<CollectorId> {
+        self.collectors.iter().filter(|(_, c)| c.liveness.eligible()).map(|(id, _)| *id).collect()
+    }
+
+    /// Points `producer` at `to`, keeping `by_collector` in step and marking both ends dirty.
+    fn set_assignment(&mut self, producer: ProducerId, to: Option<CollectorId>, changes: &mut Changes) {
+        let Some(record) = self.producers.get_mut(&producer) else { return };
+        let from = record.assigned;
+        if from == to {
+            return;
+        }
+        record.assigned = to;
+        if let Some(from) = from {
+            if let Some(set) = self.by_collector.get_mut(&from) {
+                set.remove(&producer);
+            }
+            changes.dirty.insert(from);
+        }
+        if let Some(to) = to {
+            self.by_collector.entry(to).or_default().insert(producer);
+            changes.dirty.insert(to);
+        }
+        changes.producers.insert(producer);
+    }
+
+    /// Registers or renews a producer (R1: an upsert).
+    pub fn register(&mut self, registration: Registration, now_ms: u64, changes: &mut Changes) -> Registered {
+        let Registration { spec, lease } = registration;
+        let lease = lease.unwrap_or(self.rules.default_lease);
+        let expires_at_ms = now_ms.saturating_add(ms(lease));
+        let id = spec.id;
+        changes.producers.insert(id);
+        let created = match self.producers.get_mut(&id) {
+            Some(record) => {
+                let entry_changed = record.spec.to_assigned() != spec.to_assigned();
+                record.spec = spec;
+                record.lease = lease;
+                record.expires_at_ms = expires_at_ms;
+                if entry_changed && let Some(owner) = record.assigned {
+                    changes.dirty.insert(owner);
+                }
+                false
+            }
+            None => {
+                self.producers.insert(
+                    id,
+                    ProducerRecord { spec, lease, expires_at_ms, registered_at_ms: now_ms, assigned: None },
+                );
+                true
+            }
+        };
+        let pinned = self.producers[&id].spec.pinned;
+        let to = assign::assign(id, pinned, &self.eligible());
+        self.set_assignment(id, to, changes);
+        Registered { record: self.producers[&id].clone(), created }
+    }
+
+    /// Removes a producer; returns whether it existed (R1: absent is not an error).
+    pub fn deregister(&mut self, id: ProducerId, changes: &mut Changes) -> bool {
+        let Some(record) = self.producers.remove(&id) else { return false };
+        if let Some(owner) = record.assigned {
+            if let Some(set) = self.by_collector.get_mut(&owner) {
+                set.remove(&id);
+            }
+            changes.dirty.insert(owner);
+        }
+        changes.producers.insert(id);
+        true
+    }
+
+    /// Moves every producer to where the rules say it belongs now.
+    fn recompute(&mut self, changes: &mut Changes) {
+        let eligible = self.eligible();
+        let moves: Vec<_> = self
+            .producers
+            .values()
+            .filter_map(|r| {
+                let to = assign::assign(r.spec.id, r.spec.pinned, &eligible);
+                (to != r.assigned).then_some((r.spec.id, to))
+            })
+            .collect();
+        for (producer, to) in moves {
+            self.set_assignment(producer, to, changes);
+        }
+    }
+
+    /// Recomputes every assignment (after a failed commit dropped one that liveness called for).
+    pub fn force_recompute(&mut self, changes: &mut Changes) {
+        self.recompute(changes);
+    }
+
+    /// A feed stream of `id` opened (S1). Returns whether the collector was not known before.
+    pub fn attach(&mut self, id: CollectorId, known: Option<(Uuid, u64)>, changes: &mut Changes) -> bool {
+        let mut created = false;
+        let epoch = self.epoch;
+        let record = self.collectors.entry(id).or_insert_with(|| {
+            created = true;
+            CollectorRecord::new()
+        });
+        if created {
+            changes.collectors.insert(id);
+        }
+        let was_eligible = record.liveness.eligible();
+        record.liveness = match record.liveness {
+            Liveness::Live { streams } => Liveness::Live { streams: streams.saturating_add(1) },
+            Liveness::Grace { .. } | Liveness::Departed => Liveness::Live { streams: 1 },
+        };
+        // A collector that claims a generation this epoch never reached (a copied data directory, say) would
+        // ignore every snapshot up to it (C3); jump past it instead.
+        if let Some((known_epoch, known_generation)) = known
+            && known_epoch == epoch
+            && known_generation > record.generation
+        {
+            record.generation = known_generation;
+            changes.dirty.insert(id);
+        }
+        if !was_eligible {
+            self.recompute(changes);
+        }
+        created
+    }
+
+    /// A feed stream of `id` closed; the collector enters grace when it was the last one (L2).
+    pub fn detach(&mut self, id: CollectorId, now_ms: u64) {
+        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
+        if let Some(record) = self.collectors.get_mut(&id) {
+            record.liveness = match record.liveness {
+                Liveness::Live { streams } if streams > 1 => Liveness::Live { streams: streams - 1 },
+                Liveness::Live { .. } => Liveness::Grace { until_ms: grace_until },
+                other => other,
+            };
+        }
+    }
+
+    /// Records a collector's report (C4). Returns whether it was about the current generation, or `None` when
+    /// the collector is unknown.
+    pub fn report(&mut self, report: ApplyReport, now_ms: u64, changes: &mut Changes) -> Option<bool> {
+        let epoch = self.epoch;
+        let record = self.collectors.get_mut(&report.collector)?;
+        let current = report.epoch == epoch && report.generation == record.generation;
+        record.report = Some(StoredReport {
+            epoch: report.epoch,
+            generation: report.generation,
+            outcome: report.outcome,
+            at_ms: now_ms,
+        });
+        changes.collectors.insert(report.collector);
+        Some(current)
+    }
+
+    /// Applies the rules of time: lapsed leases (L1), ended grace periods (L2), and the end of the store's
+    /// settling period. Returns the producers whose lease lapsed and the collectors that departed.
+    pub fn sweep(&mut self, now_ms: u64, changes: &mut Changes) -> (Vec<ProducerId>, Vec<CollectorId>) {
+        let lapsed: Vec<_> = self.producers.values().filter(|r| r.expires_at_ms <= now_ms).map(|r| r.spec.id).collect();
+        for id in &lapsed {
+            self.deregister(*id, changes);
+        }
+        let mut departed = Vec::new();
+        for (id, record) in &mut self.collectors {
+            if let Liveness::Grace { until_ms } = record.liveness
+                && until_ms <= now_ms
+            {
+                record.liveness = Liveness::Departed;
+                departed.push(*id);
+            }
+        }
+        if !departed.is_empty() {
+            self.recompute(changes);
+        }
+        if !self.settled && now_ms >= self.settle_at_ms {
+            // Snapshots sent so far said "settling"; send every eligible collector a settled one.
+            self.settled = true;
+            let eligible = self.eligible();
+            changes.dirty.extend(eligible);
+        }
+        (lapsed, departed)
+    }
+
+    /// Bumps the generation of every collector whose assignment changed, and gathers what must be written.
+    /// Returns the batch and the collectors whose snapshot must be published once it is committed.
+    pub fn finish(&mut self, changes: Changes) -> (Batch, BTreeSet<CollectorId>) {
+        let Changes { producers, mut collectors, dirty } = changes;
+        for id in &dirty {
+            let record = self.collectors.entry(*id).or_insert_with(CollectorRecord::new);
+            record.generation += 1;
+            collectors.insert(*id);
+        }
+        let mut batch = Batch::default();
+        for id in producers {
+            match self.producers.get(&id) {
+                Some(record) => batch.upsert_producers.push(record.clone()),
+                None => batch.delete_producers.push(id),
+            }
+        }
+        for id in collectors {
+            if let Some(record) = self.collectors.get(&id) {
+                batch.upsert_collectors.push((id, record.clone()));
+            }
+        }
+        (batch, dirty)
+    }
+
+    /// One page of producers, in id order.
+    pub fn list_producers(&self, query: &ProducerQuery) -> ProducerPage {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = query.after.map_or(Unbounded, Excluded);
+        let size = query.page_size as usize;
+        let (mut producers, total): (Vec<ProducerRecord>, u64) = match query.collector {
+            None => (
+                self.producers.range((lower, Unbounded)).take(size + 1).map(|(_, r)| r.clone()).collect(),
+                self.producers.len() as u64,
+            ),
+            Some(c) => {
+                let set = self.by_collector.get(&c);
+                (
+                    set.into_iter()
+                        .flat_map(|s| s.range((lower, Unbounded)))
+                        .take(size + 1)
+                        .filter_map(|id| self.producers.get(id).cloned())
+                        .collect(),
+                    set.map_or(0, |s| s.len() as u64),
+                )
+            }
+        };
+        let next_after = (producers.len() > size).then(|| {
+            producers.truncate(size);
+            producers.last().map(|r| r.spec.id)
+        });
+        ProducerPage { producers, next_after: next_after.flatten(), total }
+    }
+
+    /// Every known collector, in id order.
+    pub fn list_collectors(&self) -> Vec<CollectorView> {
+        self.collectors
+            .iter()
+            .map(|(id, record)| CollectorView {
+                id: *id,
+                record: record.clone(),
+                assigned: self.by_collector.get(id).map_or(0, BTreeSet::len),
+                converged: record.report.as_ref().is_some_and(|r| {
+                    r.epoch == self.epoch
+                        && r.generation == record.generation
+                        && matches!(r.outcome, ApplyOutcome::Applied)
+                }),
+            })
+            .collect()
+    }
+
+    /// Checks the state's invariants; for tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let eligible = self.eligible();
+        for (id, r) in &self.producers {
+            match r.assigned {
+                Some(c) => {
+                    assert!(eligible.contains(&c), "{id} assigned to ineligible {c}");
+                    assert!(self.by_collector[&c].contains(id));
+                }
+                None => assert!(eligible.is_empty(), "{id} unassigned while collectors are eligible"),
+            }
+            assert_eq!(r.assigned, assign::assign(*id, r.spec.pinned, &eligible), "{id} not where the rules say");
+        }
+        for (c, set) in &self.by_collector {
+            for p in set {
+                assert_eq!(self.producers[p].assigned, Some(*c));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use roster::domain::{Labels, ProducerAddress};
+
+    use super::*;
+
+    const RULES: Rules = Rules { default_lease: Duration::from_secs(60), grace: Duration::from_secs(10) };
+
+    fn empty(now_ms: u64) -> State {
+        let loaded = Loaded { epoch: Uuid::from_u128(7), epoch_created_ms: 0, producers: vec![], collectors: vec![] };
+        State::from_loaded(loaded, RULES, now_ms).0
+    }
+
+    fn registration(p: u8, port: u16, pin: Option<u8>) -> Registration {
+        Registration {
+            spec: ProducerSpec {
+                id: ProducerId(Uuid::from_u128(u128::from(p) + 1000)),
+                address: ProducerAddress::parse_field("address", &format!("127.0.0.1:{port}")).expect("valid"),
+                interval: Duration::from_secs(1),
+                labels: Labels::default(),
+                pinned: pin.map(collector),
+            },
+            lease: None,
+        }
+    }
+
+    fn collector(c: u8) -> CollectorId {
+        CollectorId(Uuid::from_u128(u128::from(c)))
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Register { producer: u8, port: u16, pin: Option<u8> },
+        Deregister(u8),
+        Attach(u8),
+        Detach(u8),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..20, 1u16..4, prop::option::of(0u8..5)).prop_map(|(producer, port, pin)| Op::Register {
+                producer,
+                port,
+                pin
+            }),
+            (0u8..20).prop_map(Op::Deregister),
+            (0u8..5).prop_map(Op::Attach),
+            (0u8..5).prop_map(Op::Detach),
+            (0u64..40_000).prop_map(Op::Advance),
+        ]
+    }
+
+    type Assignments = BTreeMap<CollectorId, Vec<roster::pb::AssignedProducer>>;
+
+    fn assignments(state: &State) -> Assignments {
+        state.collectors.keys().map(|c| (*c, state.assignment(*c).map(ProducerSpec::to_assigned).collect())).collect()
+    }
+
+    proptest! {
+        /// For any sequence of operations, batched arbitrarily: generations never go down; a collector whose
+        /// assignment changed got a newer generation; and every producer sits where the rules say.
+        #[test]
+        fn generations_only_increase_and_track_every_change(
+            batches in prop::collection::vec(prop::collection::vec(op(), 1..5), 1..40),
+        ) {
+            let mut state = empty(0);
+            let mut now = 0u64;
+            let mut streams: BTreeMap<u8, u32> = BTreeMap::new();
+            for batch in batches {
+                let before = assignments(&state);
+                let generations: BTreeMap<_, _> = state.collectors.iter().map(|(c, r)| (*c, r.generation)).collect();
+                let mut changes = Changes::default();
+                for op in batch {
+                    match op {
+                        Op::Register { producer, port, pin } => { state.register(registration(producer, port, pin), now, &mut changes); }
+                        Op::Deregister(p) => { state.deregister(registration(p, 1, None).spec.id, &mut changes); }
+                        Op::Attach(c) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, &mut changes); }
+                        Op::Detach(c) => {
+                            if let Some(n) = streams.get_mut(&c).filter(|n| **n > 0) {
+                                *n -= 1;
+                                state.detach(collector(c), now);
+                            }
+                        }
+                        Op::Advance(by) => { now += by; state.sweep(now, &mut changes); }
+                    }
+                }
+                let (_batch, dirty) = state.finish(changes);
+                state.check_invariants();
+                let after = assignments(&state);
+                for (c, record) in &state.collectors {
+                    let old = generations.get(c).copied().unwrap_or(0);
+                    prop_assert!(record.generation >= old);
+                    let changed = before.get(c).map_or(!after[c].is_empty(), |b| b != &after[c]);
+                    if changed {
+                        prop_assert!(record.generation > old, "{c} changed without a new generation");
+                        prop_assert!(dirty.contains(c));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leases_lapse_and_restart_gives_a_renewal_interval() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        let mut reg = registration(1, 1, None);
+        reg.lease = Some(Duration::from_secs(40));
+        state.register(reg, 0, &mut changes);
+        let (lapsed, _) = state.sweep(39_999, &mut changes);
+        assert!(lapsed.is_empty());
+        let (lapsed, _) = state.sweep(40_000, &mut changes);
+        assert_eq!(lapsed.len(), 1);
+        assert_eq!(state.producer_count(), 0);
+
+        // A record whose lease ran out during a downtime gets a quarter of its lease from the restart.
+        let mut record = state.register(registration(2, 1, None), 0, &mut changes).record;
+        record.expires_at_ms = 1_000;
+        let loaded =
+            Loaded { epoch: Uuid::from_u128(7), epoch_created_ms: 0, producers: vec![record], collectors: vec![] };
+        let restart = 10 * 3_600_000;
+        let (mut state, changes) = State::from_loaded(loaded, RULES, restart);
+        assert_eq!(changes.producers.len(), 1, "the extension is persisted");
+        let mut changes = Changes::default();
+        assert!(state.sweep(restart + 14_999, &mut changes).0.is_empty());
+        assert_eq!(state.sweep(restart + 15_000, &mut changes).0.len(), 1);
+    }
+
+    #[test]
+    fn a_collector_stays_eligible_through_grace_then_departs() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        state.attach(collector(1), None, &mut changes);
+        state.register(registration(1, 1, None), 0, &mut changes);
+        assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
+        state.detach(collector(1), 1_000);
+        state.sweep(10_999, &mut changes);
+        assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
+        let (_, departed) = state.sweep(11_000, &mut changes);
+        assert_eq!(departed, vec![collector(1)]);
+        assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! The gRPC edge: `roster.v1.Registry` and `roster.v1.AssignmentFeed`.
+//!
+//! Each handler converts its request into domain types once (`TryFrom`, which names a bad field), calls the
+//! registry, and converts the answer back into wire types. No rule lives here.
+
+use std::pin::Pin;
+
+use roster::{
+    domain::{ApplyOutcome, ApplyReport, ProducerId, ProducerQuery, Registration, WatchParams, duration_ms_u32},
+    pb,
+};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use tracing::{Instrument as _, info};
+
+use crate::{
+    feed::{self, STREAM_BUFFER, StreamConfig},
+    registry::{
+        RegistryHandle,
+        state::{CollectorView, Liveness, ProducerRecord},
+    },
+};
+
+fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
+    pb::ProducerInfo {
+        id: r.spec.id.to_string(),
+        address: r.spec.address.to_string(),
+        interval_ms: duration_ms_u32(r.spec.interval),
+        labels: r.spec.labels.as_map().clone(),
+        pinned_collector_id: r.spec.pinned.map(|c| c.to_string()).unwrap_or_default(),
+        assigned_collector_id: r.assigned.map(|c| c.to_string()).unwrap_or_default(),
+        lease_ms: duration_ms_u32(r.lease),
+        lease_expires_at_unix_ms: r.expires_at_ms,
+        registered_at_unix_ms: r.registered_at_ms,
+    }
+}
+
+fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
+    let (state, open_streams, grace_ends) = match v.record.liveness {
+        Liveness::Live { streams } => (pb::CollectorState::Live, streams, 0),
+        Liveness::Grace { until_ms } => (pb::CollectorState::Grace, 0, until_ms),
+        Liveness::Departed => (pb::CollectorState::Departed, 0, 0),
+    };
+    let report = v.record.report.as_ref();
+    pb::CollectorInfo {
+        id: v.id.to_string(),
+        state: state.into(),
+        open_streams,
+        grace_ends_at_unix_ms: grace_ends,
+        assigned_count: u32::try_from(v.assigned).unwrap_or(u32::MAX),
+        generation: v.record.generation,
+        reported_generation: report.map_or(0, |r| r.generation),
+        reported_outcome: report
+            .map_or(pb::ApplyOutcome::Unspecified, |r| match r.outcome {
+                ApplyOutcome::Applied => pb::ApplyOutcome::Applied,
+                ApplyOutcome::Rejected(_) => pb::ApplyOutcome::Rejected,
+            })
+            .into(),
+        reported_reason: report
+            .and_then(|r| match &r.outcome {
+                ApplyOutcome::Rejected(reason) => Some(reason.clone()),
+                ApplyOutcome::Applied => None,
+            })
+            .unwrap_or_default(),
+        reported_at_unix_ms: report.map_or(0, |r| r.at_ms),
+        converged: v.converged,
+    }
+}
+
+/// `roster.v1.Registry`.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryService {
+    /// The registry actor.
+    pub(crate) registry: RegistryHandle,
+}
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for RegistryService {
+    async fn register_producer(
+        &self,
+        request: Request<pb::RegisterProducerRequest>,
+    ) -> Result<Response<pb::RegisterProducerResponse>, Status> {
+        let registration = Registration::try_from(request.into_inner())?;
+        let registered = self.registry.register(registration).await?;
+        if registered.created {
+            info!(producer.id = %registered.record.spec.id, address = %registered.record.spec.address, "producer registered");
+        }
+        Ok(Response::new(pb::RegisterProducerResponse {
+            renew_interval_ms: duration_ms_u32(registered.record.lease / 4),
+            producer: Some(producer_info(&registered.record)),
+            created: registered.created,
+        }))
+    }
+
+    async fn deregister_producer(
+        &self,
+        request: Request<pb::DeregisterProducerRequest>,
+    ) -> Result<Response<pb::DeregisterProducerResponse>, Status> {
+        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id)?;
+        let existed = self.registry.deregister(id).await?;
+        if existed {
+            info!(producer.id = %id, "producer deregistered");
+        }
+        Ok(Response::new(pb::DeregisterProducerResponse { existed }))
+    }
+
+    async fn list_producers(
+        &self,
+        request: Request<pb::ListProducersRequest>,
+    ) -> Result<Response<pb::ListProducersResponse>, Status> {
+        let query = ProducerQuery::try_from(request.into_inner())?;
+        let page = self.registry.list_producers(query).await?;
+        Ok(Response::new(pb::ListProducersResponse {
+            producers: page.producers.iter().map(producer_info).collect(),
+            next_page_token: page.next_after.map(ProducerQuery::page_token_after).unwrap_or_default(),
+            total_count: page.total,
+        }))
+    }
+
+    async fn list_collectors(
+        &self,
+        _request: Request<pb::ListCollectorsRequest>,
+    ) -> Result<Response<pb::ListCollectorsResponse>, Status> {
+        let collectors = self.registry.list_collectors().await?;
+        Ok(Response::new(pb::ListCollectorsResponse { collectors: collectors.iter().map(collector_info).collect() }))
+    }
+}
+
+/// `roster.v1.AssignmentFeed`.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedService {
+    /// The registry actor.
+    pub(crate) registry: RegistryHandle,
+    /// Settings shared by every stream.
+    pub(crate) stream: StreamConfig,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::assignment_feed_server::AssignmentFeed for FeedService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let params = WatchParams::try_from(request.into_inner())?;
+        if self.stream.shutdown.is_cancelled() {
+            return Err(crate::error::Error::ShuttingDown.into());
+        }
+        let attached = self.registry.attach(params.clone()).await?;
+        let span = tracing::info_span!("watch", collector.id = %params.collector);
+        span.in_scope(|| {
+            info!(
+                known_epoch = ?params.known.map(|k| k.0),
+                known_generation = params.known.map_or(0, |k| k.1),
+                "feed stream opened"
+            );
+        });
+        let (out, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(feed::serve(params, attached, out, self.stream.clone()).instrument(span));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn report_applied(
+        &self,
+        request: Request<pb::ReportAppliedRequest>,
+    ) -> Result<Response<pb::ReportAppliedResponse>, Status> {
+        let report = ApplyReport::try_from(request.into_inner())?;
+        let (collector, generation) = (report.collector, report.generation);
+        let outcome = match &report.outcome {
+            ApplyOutcome::Applied => "applied".to_owned(),
+            ApplyOutcome::Rejected(reason) => format!("rejected: {reason}"),
+        };
+        let current = self.registry.report(report).await?;
+        info!(collector.id = %collector, generation, outcome, current, "collector reported");
+        Ok(Response::new(pb::ReportAppliedResponse { current }))
+    }
+}

@@ -1,0 +1,348 @@
+//! The durable store: an embedded SQLite file under the data directory, reached through sqlx.
+//!
+//! The interface is deliberately narrow: [`Store::open`] (creating the file, running migrations and making the
+//! epoch once), [`Store::load`] (everything, at start) and [`Store::commit`] (one [`Batch`] in one transaction).
+//! The registry keeps the working state in memory and decides every change; the store only makes each batch
+//! durable, all or nothing. Registry changes, the assignment changes they cause and the generation bumps always
+//! travel in the same batch, so a crash can never leave a generation that does not match its assignment.
+//!
+//! The SQL is plain and portable on purpose, so that a PostgreSQL backend for several server replicas can
+//! implement the same three calls with sqlx's Postgres driver.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a commit that returned is on disk (an acknowledged
+//! registration survives `kill -9` and power loss).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use roster::domain::{ApplyOutcome, CollectorId, Labels, ProducerAddress, ProducerId, ProducerSpec};
+use sqlx::{
+    Row as _, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+};
+use uuid::Uuid;
+
+use crate::registry::state::{CollectorRecord, ProducerRecord, StoredReport};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "roster.db";
+
+/// A store failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A database operation failed.
+    #[error("{context} ({path}): {source}")]
+    Db {
+        /// What was being done.
+        context: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate {path}: {source}")]
+    Migrate {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A stored row does not parse: the file was edited or damaged.
+    #[error(
+        "{path} holds a bad row in {table}: {problem}; restore the file from a backup, or move it away to start an empty store (a new epoch)"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Everything the store holds, read at start.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The store's epoch.
+    pub epoch: Uuid,
+    /// When the store was created.
+    pub epoch_created_ms: u64,
+    /// Every producer.
+    pub producers: Vec<ProducerRecord>,
+    /// Every collector ever seen in this epoch, with its generation.
+    pub collectors: Vec<(CollectorId, CollectorRecord)>,
+}
+
+/// One transaction's worth of changes.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Producers to insert or replace.
+    pub upsert_producers: Vec<ProducerRecord>,
+    /// Producers to delete.
+    pub delete_producers: Vec<ProducerId>,
+    /// Collectors to insert or replace.
+    pub upsert_collectors: Vec<(CollectorId, CollectorRecord)>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.upsert_producers.is_empty() && self.delete_producers.is_empty() && self.upsert_collectors.is_empty()
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`, brings its schema up to date and makes its epoch if
+    /// it has none. `now_ms` is recorded as the epoch's creation time.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, the file cannot be opened or migrated, or the epoch cannot be
+    /// written.
+    pub async fn open(data_dir: &Path, now_ms: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::CreateDir { path: data_dir.to_owned(), source })?;
+        let path = data_dir.join(DB_FILE);
+        let db = |context: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Db { context, path, source }
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        // One connection: the registry is the only writer and serialises its batches anyway.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db("cannot open database"))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { path: path.clone(), source })?;
+        let mut tx = pool.begin().await.map_err(db("cannot begin transaction"))?;
+        for (key, value) in [("epoch", Uuid::new_v4().to_string()), ("epoch_created_ms", now_ms.to_string())] {
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("cannot write the epoch"))?;
+        }
+        tx.commit().await.map_err(db("cannot write the epoch"))?;
+        Ok(Self { pool, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + use<> {
+        let path = self.path.clone();
+        move |source| StoreError::Db { context, path, source }
+    }
+
+    fn corrupt(&self, table: &'static str, problem: String) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), table, problem }
+    }
+
+    /// Reads the whole store.
+    ///
+    /// # Errors
+    /// When a read fails or a row does not parse.
+    pub async fn load(&self) -> Result<Loaded, StoreError> {
+        let meta: BTreeMap<String, String> = sqlx::query("SELECT key, value FROM meta")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db("cannot read meta"))?
+            .into_iter()
+            .map(|row| (row.get::<String, _>(0), row.get::<String, _>(1)))
+            .collect();
+        let epoch = meta
+            .get("epoch")
+            .and_then(|e| Uuid::parse_str(e).ok())
+            .ok_or_else(|| self.corrupt("meta", "no valid epoch".into()))?;
+        let epoch_created_ms = meta
+            .get("epoch_created_ms")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| self.corrupt("meta", "no valid epoch_created_ms".into()))?;
+
+        let rows = sqlx::query(
+            "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
+             assigned_collector FROM producers ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db("cannot read producers"))?;
+        let producers = rows.iter().map(|row| self.producer_from_row(row)).collect::<Result<Vec<_>, _>>()?;
+
+        let rows = sqlx::query(
+            "SELECT id, generation, reported_epoch, reported_generation, reported_outcome, reported_reason, \
+             reported_at_ms FROM collectors ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db("cannot read collectors"))?;
+        let collectors = rows.iter().map(|row| self.collector_from_row(row)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Loaded { epoch, epoch_created_ms, producers, collectors })
+    }
+
+    fn producer_from_row(&self, row: &SqliteRow) -> Result<ProducerRecord, StoreError> {
+        let bad = |problem: String| self.corrupt("producers", problem);
+        let id: String = row.get("id");
+        let parse_collector = |column: &str| -> Result<Option<CollectorId>, StoreError> {
+            row.get::<Option<String>, _>(column)
+                .map(|s| CollectorId::from_str(&s).map_err(|e| bad(format!("{id}: {column}: {e}"))))
+                .transpose()
+        };
+        let labels: BTreeMap<String, String> =
+            serde_json::from_str(row.get::<&str, _>("labels")).map_err(|e| bad(format!("{id}: labels: {e}")))?;
+        Ok(ProducerRecord {
+            spec: ProducerSpec {
+                id: ProducerId::from_str(&id).map_err(|e| bad(format!("{id}: id: {e}")))?,
+                address: ProducerAddress::parse_field("address", row.get("address"))
+                    .map_err(|e| bad(format!("{id}: {e}")))?,
+                interval: Duration::from_millis(to_u64(row.get("interval_ms"))),
+                labels: Labels::parse_field("labels", labels).map_err(|e| bad(format!("{id}: {e}")))?,
+                pinned: parse_collector("pinned_collector")?,
+            },
+            lease: Duration::from_millis(to_u64(row.get("lease_ms"))),
+            expires_at_ms: to_u64(row.get("expires_at_ms")),
+            registered_at_ms: to_u64(row.get("registered_at_ms")),
+            assigned: parse_collector("assigned_collector")?,
+        })
+    }
+
+    fn collector_from_row(&self, row: &SqliteRow) -> Result<(CollectorId, CollectorRecord), StoreError> {
+        let id: String = row.get("id");
+        let bad = |problem: String| self.corrupt("collectors", format!("{id}: {problem}"));
+        let collector = CollectorId::from_str(&id).map_err(|e| bad(e.to_string()))?;
+        let report = match row.get::<Option<String>, _>("reported_epoch") {
+            None => None,
+            Some(epoch) => Some(StoredReport {
+                epoch: Uuid::parse_str(&epoch).map_err(|e| bad(format!("reported_epoch: {e}")))?,
+                generation: to_u64(row.get::<Option<i64>, _>("reported_generation").unwrap_or(0)),
+                outcome: match row.get::<Option<i64>, _>("reported_outcome") {
+                    Some(1) => ApplyOutcome::Applied,
+                    Some(2) => {
+                        ApplyOutcome::Rejected(row.get::<Option<String>, _>("reported_reason").unwrap_or_default())
+                    }
+                    other => return Err(bad(format!("reported_outcome {other:?}"))),
+                },
+                at_ms: to_u64(row.get::<Option<i64>, _>("reported_at_ms").unwrap_or(0)),
+            }),
+        };
+        let generation = to_u64(row.get("generation"));
+        Ok((collector, CollectorRecord::restored(generation, report)))
+    }
+
+    /// Writes one batch in one transaction: all of it, or (on error) none of it.
+    ///
+    /// # Errors
+    /// When any write or the commit fails (disk full, read-only directory, I/O error); nothing is changed then.
+    pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(self.db("cannot begin transaction"))?;
+        for p in &batch.upsert_producers {
+            let labels = serde_json::to_string(p.spec.labels.as_map()).expect("a map of strings always serialises");
+            sqlx::query(
+                "INSERT INTO producers (id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, \
+                 registered_at_ms, assigned_collector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET address = excluded.address, interval_ms = excluded.interval_ms, \
+                 labels = excluded.labels, pinned_collector = excluded.pinned_collector, lease_ms = excluded.lease_ms, \
+                 expires_at_ms = excluded.expires_at_ms, registered_at_ms = excluded.registered_at_ms, \
+                 assigned_collector = excluded.assigned_collector",
+            )
+            .bind(p.spec.id.to_string())
+            .bind(p.spec.address.as_str())
+            .bind(to_i64(crate::clock::ms(p.spec.interval)))
+            .bind(labels)
+            .bind(p.spec.pinned.map(|c| c.to_string()))
+            .bind(to_i64(crate::clock::ms(p.lease)))
+            .bind(to_i64(p.expires_at_ms))
+            .bind(to_i64(p.registered_at_ms))
+            .bind(p.assigned.map(|c| c.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("cannot write a producer"))?;
+        }
+        for id in &batch.delete_producers {
+            sqlx::query("DELETE FROM producers WHERE id = ?")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("cannot delete a producer"))?;
+        }
+        for (id, c) in &batch.upsert_collectors {
+            let report = c.report.as_ref();
+            sqlx::query(
+                "INSERT INTO collectors (id, generation, reported_epoch, reported_generation, reported_outcome, \
+                 reported_reason, reported_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
+                 reported_epoch = excluded.reported_epoch, reported_generation = excluded.reported_generation, \
+                 reported_outcome = excluded.reported_outcome, reported_reason = excluded.reported_reason, \
+                 reported_at_ms = excluded.reported_at_ms",
+            )
+            .bind(id.to_string())
+            .bind(to_i64(c.generation))
+            .bind(report.map(|r| r.epoch.to_string()))
+            .bind(report.map(|r| to_i64(r.generation)))
+            .bind(report.map(|r| match r.outcome {
+                ApplyOutcome::Applied => 1_i64,
+                ApplyOutcome::Rejected(_) => 2,
+            }))
+            .bind(report.and_then(|r| match &r.outcome {
+                ApplyOutcome::Applied => None,
+                ApplyOutcome::Rejected(reason) => Some(reason.clone()),
+            }))
+            .bind(report.map(|r| to_i64(r.at_ms)))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("cannot write a collector"))?;
+        }
+        tx.commit().await.map_err(self.db("cannot commit"))?;
+        Ok(())
+    }
+
+    /// Closes the database cleanly (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

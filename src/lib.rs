@@ -1,0 +1,24 @@
+//! # roster
+//!
+//! The shared core of the roster control plane: the gRPC contract (generated in [`pb`]), the domain types that
+//! client-supplied fields are converted into once, at the edge ([`domain`]), the snapshot digest both ends of the
+//! assignment feed compute ([`snapshot`]), server reflection set up once ([`reflection`]), and the tower layer that gives every RPC a request id and a tracing
+//! span ([`rpc_trace`]).
+//!
+//! The rules these pieces implement (S*, C*, R*, L*) are written in the proto files under `proto/roster/v1`.
+
+pub mod domain;
+pub mod reflection;
+pub mod rpc_trace;
+pub mod snapshot;
+
+/// Generated protobuf messages and tonic clients and servers for `roster.v1`.
+///
+/// Kept apart from the domain types: wire types are converted into [`domain`] types at the edge.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("roster.v1");
+
+    /// The encoded `FileDescriptorSet` of every `roster.v1` proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("roster_descriptor");
+}
