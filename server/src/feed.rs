@@ -3,9 +3,9 @@
 //!
 //! A [`Snapshot`] is built once per generation and shared (`Arc`) by every stream of that collector; chunks are
 //! made from it as they are sent, so a stream holds at most the chunks in its small output channel. A slow or
-//! stuck reader blocks only its own task, on its own channel; the registry never waits for it, and because the
-//! task reads the latest snapshot from a `watch` channel when it is ready again, intermediate generations are
-//! skipped rather than queued (S4).
+//! stuck reader blocks only its own task, on its own channel; the registry never waits for it. When the task is
+//! ready again it asks for the latest generation's snapshot, so intermediate generations are skipped rather
+//! than queued (S4).
 
 use std::{ops::Range, time::Duration};
 
@@ -20,7 +20,9 @@ use tonic::Status;
 use tracing::{debug, info};
 use uuid::Uuid;
 
-use crate::registry::Attached;
+use std::sync::Arc;
+
+use crate::registry::{Attached, RegistryHandle};
 
 /// Bounds of one chunk.
 #[derive(Debug, Clone, Copy)]
@@ -145,11 +147,18 @@ async fn send_snapshot(out: &Out, snapshot: &Snapshot, shutdown: &CancellationTo
 }
 
 /// Serves one `Watch` stream until the client goes away or the server shuts down.
-pub async fn serve(params: WatchParams, attached: Attached, out: Out, config: StreamConfig) {
-    let Attached { mut snapshots, rejected, guard } = attached;
+pub async fn serve(params: WatchParams, attached: Attached, registry: RegistryHandle, out: Out, config: StreamConfig) {
+    let Attached { mut generations, rejected, guard } = attached;
     let shutdown = &config.shutdown;
+    let collector = params.collector;
+    let fetch = |registry: &RegistryHandle| {
+        let registry = registry.clone();
+        async move { registry.snapshot(collector).await.map_err(|_| Stop::Shutdown) }
+    };
     let result = async {
-        let current = snapshots.borrow_and_update().clone();
+        generations.borrow_and_update();
+        let current: Arc<Snapshot> = fetch(&registry).await?;
+        let mut sent = current.generation;
         let current_id = (current.epoch, current.generation);
         if params.known == Some(current_id) {
             send(
@@ -166,21 +175,26 @@ pub async fn serve(params: WatchParams, attached: Attached, out: Out, config: St
         }
         let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat, config.heartbeat);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut latest = current;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Err(Stop::Shutdown),
                 _ = out.closed() => return Err(Stop::ClientGone),
-                changed = snapshots.changed() => {
+                changed = generations.changed() => {
                     if changed.is_err() {
                         return Err(Stop::Shutdown);
                     }
-                    let latest = snapshots.borrow_and_update().clone();
-                    send_snapshot(&out, &latest, shutdown).await?;
-                    idle.reset();
+                    generations.borrow_and_update();
+                    latest = fetch(&registry).await?;
+                    // The snapshot fetched may be newer than the notice; a later notice may then name it again.
+                    if latest.generation > sent {
+                        send_snapshot(&out, &latest, shutdown).await?;
+                        sent = latest.generation;
+                        idle.reset();
+                    }
                 }
                 _ = idle.tick() => {
-                    let latest = snapshots.borrow().clone();
                     send(&out, heartbeat(&latest), shutdown).await?;
                 }
             }

@@ -1,6 +1,6 @@
 //! `roster-server`: parses flags, sets up logging, binds, and runs the control plane until SIGTERM or SIGINT.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let mut config = Config::new(&args.data_dir);
     config.lease = args.lease;

@@ -157,7 +157,7 @@ impl pb::assignment_feed_server::AssignmentFeed for FeedService {
             );
         });
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(feed::serve(params, attached, out, self.stream.clone()).instrument(span));
+        tokio::spawn(feed::serve(params, attached, self.registry.clone(), out, self.stream.clone()).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

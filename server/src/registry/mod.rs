@@ -6,8 +6,10 @@
 //! callers and publishes new snapshots. A failed commit reloads the state from the store, so memory never holds
 //! what the disk does not, and every caller of that batch gets `UNAVAILABLE`.
 //!
-//! Each collector's feed is a `tokio::sync::watch` channel of its latest snapshot: a slow reader only ever
-//! sees the newest one (S4 coalescing), and the actor never waits on any reader.
+//! Each collector's feed is a `tokio::sync::watch` channel of its latest generation: a stream that is ready to
+//! send asks for the snapshot of that generation, which the actor builds once and caches until the next change.
+//! So a slow reader only ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader, and
+//! a burst of changes costs one snapshot build per generation actually sent, not one per change.
 
 pub mod state;
 
@@ -34,8 +36,8 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 /// What a new feed stream gets from the registry.
 #[derive(Debug)]
 pub struct Attached {
-    /// The collector's snapshots; the current one is already in it.
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The collector's current generation; changes whenever a new one is committed.
+    pub generations: watch::Receiver<u64>,
     /// C4: the current generation, if the collector rejected it (it is not resent).
     pub rejected: Option<u64>,
     /// Marks the stream closed when dropped.
@@ -65,6 +67,7 @@ enum Command {
     Attach(WatchParams, Reply<Attached>),
     Detach(CollectorId),
     Report(ApplyReport, Reply<bool>),
+    Snapshot(CollectorId, Reply<Arc<Snapshot>>),
     Sweep,
 }
 
@@ -76,6 +79,13 @@ enum Pending {
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
     Attach(Reply<Attached>, CollectorId),
     Report(Reply<bool>, Result<bool, Error>),
+    Snapshot(Reply<Arc<Snapshot>>, CollectorId),
+}
+
+/// One collector's feed: its generation channel and the snapshot of that generation, once built.
+struct Feed {
+    generation: watch::Sender<u64>,
+    cached: Option<Arc<Snapshot>>,
 }
 
 /// A cheap, cloneable way to talk to the registry actor.
@@ -116,6 +126,11 @@ impl RegistryHandle {
         self.call(|r| Command::Attach(params, r)).await
     }
 
+    /// The collector's current snapshot (built once per generation).
+    pub async fn snapshot(&self, collector: CollectorId) -> Result<Arc<Snapshot>, Error> {
+        self.call(|r| Command::Snapshot(collector, r)).await
+    }
+
     /// Records a collector's report.
     pub async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
         self.call(|r| Command::Report(report, r)).await
@@ -139,7 +154,7 @@ pub struct Registry {
     store: Store,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
-    feeds: HashMap<CollectorId, watch::Sender<Arc<Snapshot>>>,
+    feeds: HashMap<CollectorId, Feed>,
     /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
     needs_recompute: bool,
     /// Taken (and kept only as a weak sender) when the actor runs.
@@ -249,6 +264,7 @@ impl Registry {
                         info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
                     }
                 }
+                Command::Snapshot(collector, reply) => pending.push(Pending::Snapshot(reply, collector)),
                 Command::Report(report, reply) => {
                     let collector = report.collector;
                     let result = self.state.report(report, now, &mut changes).ok_or(Error::UnknownCollector(collector));
@@ -277,8 +293,9 @@ impl Registry {
                     let generation = self.state.collector(*id).map_or(0, |c| c.generation);
                     let producers = self.state.assignment(*id).count();
                     info!(collector.id = %id, generation, producers, "assignment changed; new generation");
-                    if let Some(feed) = self.feeds.get(id) {
-                        feed.send_replace(self.snapshot(*id));
+                    if let Some(feed) = self.feeds.get_mut(id) {
+                        feed.cached = None;
+                        feed.generation.send_replace(generation);
                     }
                 }
             }
@@ -300,21 +317,25 @@ impl Registry {
                 Pending::Deregister(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
                 Pending::ListProducers(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
                 Pending::ListCollectors(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::Snapshot(reply, collector) => {
+                    // Served even after a failed commit: the state was reloaded, so this is the committed one.
+                    let snapshot = self.snapshot(collector);
+                    send(reply, Ok(snapshot));
+                }
                 Pending::Report(reply, value) => send(reply, fail(&store_error).map_or(value, Err)),
                 Pending::Attach(reply, collector) => {
                     // The caller holds a handle while it waits, so the channel is open and this upgrades.
                     let Some(tx) = own_tx.upgrade() else { continue };
                     // Liveness is kept even when the batch failed; the snapshot is the last committed one.
-                    let snapshots = match self.feeds.get(&collector) {
-                        Some(feed) => feed.subscribe(),
-                        None => {
-                            let (feed, rx) = watch::channel(self.snapshot(collector));
-                            self.feeds.insert(collector, feed);
-                            rx
-                        }
-                    };
+                    let generation = self.state.collector(collector).map_or(1, |c| c.generation);
+                    let generations = self
+                        .feeds
+                        .entry(collector)
+                        .or_insert_with(|| Feed { generation: watch::channel(generation).0, cached: None })
+                        .generation
+                        .subscribe();
                     let attached = Attached {
-                        snapshots,
+                        generations,
                         rejected: self.state.rejected_current(collector),
                         guard: AttachGuard { collector, tx },
                     };
@@ -327,7 +348,18 @@ impl Registry {
         }
     }
 
-    fn snapshot(&self, collector: CollectorId) -> Arc<Snapshot> {
+    fn snapshot(&mut self, collector: CollectorId) -> Arc<Snapshot> {
+        if let Some(cached) = self.feeds.get(&collector).and_then(|f| f.cached.clone()) {
+            return cached;
+        }
+        let snapshot = self.build_snapshot(collector);
+        if let Some(feed) = self.feeds.get_mut(&collector) {
+            feed.cached = Some(snapshot.clone());
+        }
+        snapshot
+    }
+
+    fn build_snapshot(&self, collector: CollectorId) -> Arc<Snapshot> {
         let generation = self.state.collector(collector).map_or(1, |c| c.generation);
         let producers = self.state.assignment(collector).map(|s| s.to_assigned()).collect();
         Arc::new(Snapshot::build(

@@ -1,0 +1,599 @@
+//! Integration tests of roster-server in this process: a real server on 127.0.0.1:0 with a real store on disk,
+//! spoken to by tonic clients over real sockets. Time-dependent rules (leases, restarts after a long downtime)
+//! use a manual clock, so nothing here waits for wall-clock time to pass.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use prost::Message as _;
+use roster::pb::{self, watch_response::Frame};
+use tonic::Code;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn register_then_watch_gets_a_complete_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    let p = Uuid::new_v4();
+    let reply = registry.register_producer(producer(p, 9100)).await.unwrap().into_inner();
+    assert!(reply.created);
+    assert_eq!(reply.renew_interval_ms, 75_000, "a quarter of the default 5 minute lease");
+    let info = reply.producer.unwrap();
+    assert_eq!(info.assigned_collector_id, "", "no collector yet: registered but unassigned");
+
+    let collector = Uuid::new_v4();
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, None).await;
+    let snap = next_snapshot(&mut stream).await;
+    assert_eq!(snap.ids(), vec![p.to_string()]);
+    assert_eq!(snap.producers[0].address, "127.0.0.1:9100");
+    assert!(snap.settling, "a store younger than one renewal interval says so");
+    let listed = list_all(&mut registry).await;
+    assert_eq!(listed[0].assigned_collector_id, collector.to_string());
+
+    let collectors = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
+    assert_eq!(collectors.len(), 1);
+    assert_eq!(collectors[0].state(), pb::CollectorState::Live);
+    assert_eq!(collectors[0].assigned_count, 1);
+    assert!(!collectors[0].converged);
+
+    // C4: reporting the generation makes the collector converged.
+    let report = pb::ReportAppliedRequest {
+        collector_id: collector.to_string(),
+        epoch: snap.epoch.clone(),
+        generation: snap.generation,
+        outcome: pb::ApplyOutcome::Applied.into(),
+        reason: String::new(),
+    };
+    assert!(feed.report_applied(report).await.unwrap().into_inner().current);
+    let collectors = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
+    assert!(collectors[0].converged);
+    assert_eq!(collectors[0].reported_generation, snap.generation);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn each_change_yields_a_newer_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    let mut feed = server.feed().await;
+    let collector = Uuid::new_v4();
+    let mut stream = watch(&mut feed, collector, None).await;
+    let mut last = next_snapshot(&mut stream).await;
+    assert!(last.producers.is_empty());
+
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let expect = |snap: Snap, ids: &[Uuid], last: &mut Snap| {
+        assert!(snap.generation > last.generation, "generation {} after {}", snap.generation, last.generation);
+        let mut want: Vec<_> = ids.iter().map(Uuid::to_string).collect();
+        want.sort();
+        assert_eq!(snap.ids(), want);
+        *last = snap;
+    };
+    registry.register_producer(producer(a, 1)).await.unwrap();
+    expect(next_snapshot(&mut stream).await, &[a], &mut last);
+    registry.register_producer(producer(b, 2)).await.unwrap();
+    expect(next_snapshot(&mut stream).await, &[a, b], &mut last);
+
+    // A changed entry is a change; a plain renewal is not.
+    let mut changed = producer(a, 1);
+    changed.labels.insert("zone".into(), "eu".into());
+    registry.register_producer(changed.clone()).await.unwrap();
+    let renewal = registry.register_producer(changed).await.unwrap().into_inner();
+    assert!(!renewal.created);
+    let snap = next_snapshot(&mut stream).await;
+    assert_eq!(snap.producers.iter().find(|p| p.id == a.to_string()).unwrap().labels["zone"], "eu");
+    expect(snap, &[a, b], &mut last);
+
+    let gone = registry
+        .deregister_producer(pb::DeregisterProducerRequest { producer_id: a.to_string() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(gone.existed);
+    expect(next_snapshot(&mut stream).await, &[b], &mut last);
+    // R1: deregistering again succeeds and changes nothing.
+    let again = registry
+        .deregister_producer(pb::DeregisterProducerRequest { producer_id: a.to_string() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.existed);
+    // The next frame proves nothing was sent for it: it is the snapshot of the next real change.
+    let c = Uuid::new_v4();
+    registry.register_producer(producer(c, 3)).await.unwrap();
+    expect(next_snapshot(&mut stream).await, &[b, c], &mut last);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_thousand_producers_stream_in_bounded_chunks() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let collector = Uuid::new_v4();
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, None).await;
+    let first = next_snapshot(&mut stream).await;
+
+    // Register concurrently on one connection: the registry commits concurrent calls together.
+    let registry = server.registry().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    let ids: Vec<Uuid> = (0..N).map(|_| Uuid::new_v4()).collect();
+    for (worker, slice) in ids.chunks(N / 64).enumerate() {
+        let mut registry = registry.clone();
+        let slice = slice.to_vec();
+        tasks.spawn(async move {
+            for (i, id) in slice.into_iter().enumerate() {
+                let mut req = producer(id, 1000 + (worker * 100 + i % 100) as u16);
+                req.labels.insert("worker".into(), format!("w{worker}"));
+                registry.register_producer(req).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    // Snapshots coalesce (S4), so intermediate ones may be skipped; read until the whole set has arrived.
+    let mut last = first;
+    while last.producers.len() < N {
+        let snap = next_snapshot(&mut stream).await;
+        assert!(snap.generation > last.generation);
+        last = snap;
+    }
+    assert_eq!(last.producers.len(), N);
+    assert!(last.chunks.len() >= N / 1000, "{} chunks", last.chunks.len());
+    for chunk in &last.chunks {
+        assert!(chunk.producers.len() <= 1000);
+        assert!(
+            chunk.encoded_len() < 2 * 1024 * 1024,
+            "a chunk of {} bytes nears the 4 MiB limit",
+            chunk.encoded_len()
+        );
+    }
+    assert!(last.chunks.last().unwrap().complete);
+    assert!(last.chunks.iter().rev().skip(1).all(|c| !c.complete), "only the last chunk is complete");
+    let mut want: Vec<_> = ids.iter().map(Uuid::to_string).collect();
+    want.sort();
+    assert_eq!(last.ids(), want);
+
+    // The listing pages through everything, in a stable order, with the true total.
+    let mut registry = server.registry().await;
+    let page = registry.list_producers(pb::ListProducersRequest::default()).await.unwrap().into_inner();
+    assert_eq!(page.producers.len(), 100);
+    assert_eq!(page.total_count, N as u64);
+    let listed: Vec<_> = list_all(&mut registry).await.into_iter().map(|p| p.id).collect();
+    assert_eq!(listed, want);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_current_known_generation_gets_in_sync_and_no_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    registry.register_producer(producer(Uuid::new_v4(), 1)).await.unwrap();
+    let collector = Uuid::new_v4();
+    let mut feed = server.feed().await;
+    let snap = next_snapshot(&mut watch(&mut feed, collector, None).await).await;
+
+    let mut stream = watch(&mut feed, collector, Some((&snap.epoch, snap.generation))).await;
+    match next_frame(&mut stream).await {
+        Frame::InSync(s) => assert_eq!((s.epoch, s.generation), (snap.epoch.clone(), snap.generation)),
+        other => panic!("expected in-sync, got {other:?}"),
+    }
+    // The next frame is the snapshot of the next change, not a resend of the current one.
+    let p = Uuid::new_v4();
+    registry.register_producer(producer(p, 2)).await.unwrap();
+    let next = next_snapshot(&mut stream).await;
+    assert_eq!(next.generation, snap.generation + 1);
+    assert!(next.ids().contains(&p.to_string()));
+
+    // An old known generation gets the current snapshot.
+    let mut stale = watch(&mut feed, collector, Some((&snap.epoch, snap.generation))).await;
+    assert_eq!(next_snapshot(&mut stale).await.generation, next.generation);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_watcher_does_not_delay_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let (stuck, healthy) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut stuck_feed = server.feed().await;
+    let mut healthy_feed = server.feed().await;
+    // Both become live before producers arrive, so pins hold.
+    let mut stuck_stream = watch(&mut stuck_feed, stuck, None).await;
+    next_snapshot(&mut stuck_stream).await;
+    let mut healthy_stream = watch(&mut healthy_feed, healthy, None).await;
+    next_snapshot(&mut healthy_stream).await;
+
+    // Give the stuck collector an assignment far larger than the HTTP/2 flow-control windows, and never read it.
+    let registry = server.registry().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..16u16 {
+        let mut registry = registry.clone();
+        tasks.spawn(async move {
+            for i in 0..250u16 {
+                let mut req = pinned(Uuid::new_v4(), 1 + worker * 250 + i, stuck);
+                req.labels.insert("padding".into(), "x".repeat(250));
+                registry.register_producer(req).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    // The healthy collector still gets each of its changes while the stuck stream sits full.
+    let mut registry = registry.clone();
+    for round in 0..5u16 {
+        let p = Uuid::new_v4();
+        registry.register_producer(pinned(p, 60_000 + round, healthy)).await.unwrap();
+        // And the stuck collector's assignment keeps changing too (coalesced, never queued).
+        registry.register_producer(pinned(Uuid::new_v4(), 50_000 + round, stuck)).await.unwrap();
+        let snap = next_snapshot(&mut healthy_stream).await;
+        assert!(snap.ids().contains(&p.to_string()), "round {round}");
+    }
+    drop(stuck_stream);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_on_the_same_data_dir_keeps_epoch_producers_and_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config_a, _) = config(dir.path());
+    let server = TestServer::start(config_a).await;
+    let collector = Uuid::new_v4();
+    let mut registry = server.registry().await;
+    for port in 1..=5 {
+        registry.register_producer(producer(Uuid::new_v4(), port)).await.unwrap();
+    }
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, None).await;
+    let snap = next_snapshot(&mut stream).await;
+    assert_eq!(snap.producers.len(), 5);
+    let before = list_all(&mut registry).await;
+    drop(stream);
+    server.stop().await;
+
+    let (config_b, _) = config(dir.path());
+    let server = TestServer::start(config_b).await;
+    let mut registry = server.registry().await;
+    assert_eq!(list_all(&mut registry).await, before, "producers, leases and assignment survive");
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, Some((&snap.epoch, snap.generation))).await;
+    match next_frame(&mut stream).await {
+        Frame::InSync(s) => {
+            assert_eq!((s.epoch, s.generation), (snap.epoch.clone(), snap.generation), "same epoch and generation")
+        }
+        other => panic!("expected in-sync after restart, got {other:?}"),
+    }
+    registry.register_producer(producer(Uuid::new_v4(), 6)).await.unwrap();
+    assert!(next_snapshot(&mut stream).await.generation > snap.generation, "generations continue");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn leases_lapse_and_the_collector_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, clock) = config(dir.path());
+    let server = TestServer::start(config).await;
+    let collector = Uuid::new_v4();
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, None).await;
+    next_snapshot(&mut stream).await;
+    let mut registry = server.registry().await;
+    let (early, late) = (Uuid::new_v4(), Uuid::new_v4());
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(10_000), ..producer(early, 1) })
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(10_000), ..producer(late, 2) })
+        .await
+        .unwrap();
+    let mut snap = next_snapshot(&mut stream).await;
+    while snap.producers.len() < 2 {
+        snap = next_snapshot(&mut stream).await;
+    }
+
+    clock.advance(Duration::from_secs(5)); // t = 10 s: `early` lapses, `late` has 5 s left.
+    let snap = next_snapshot(&mut stream).await;
+    assert_eq!(snap.ids(), vec![late.to_string()]);
+    // Renewal keeps a lease alive.
+    clock.advance(Duration::from_secs(4));
+    let renewed = registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(10_000), ..producer(late, 2) })
+        .await
+        .unwrap();
+    assert!(!renewed.into_inner().created);
+    clock.advance(Duration::from_secs(9)); // 9 s after renewal: still alive.
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(10_000), ..producer(early, 1) })
+        .await
+        .unwrap();
+    let snap = next_snapshot(&mut stream).await;
+    assert_eq!(snap.producers.len(), 2, "the renewed lease did not lapse");
+    clock.advance(Duration::from_secs(1)); // 10 s after renewal: `late` lapses.
+    assert_eq!(next_snapshot(&mut stream).await.ids(), vec![early.to_string()]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn leases_do_not_lapse_right_after_a_long_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config_a, clock) = config(dir.path());
+    let server = TestServer::start(config_a.clone()).await;
+    let mut registry = server.registry().await;
+    let survivor = Uuid::new_v4();
+    // A 60 s lease: renew every 15 s.
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(60_000), ..producer(survivor, 1) })
+        .await
+        .unwrap();
+    server.stop().await;
+
+    clock.advance(Duration::from_secs(10 * 3600)); // Ten hours down: the stored expiry is long past.
+    let server = TestServer::start(config_a).await;
+    let collector = Uuid::new_v4();
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, None).await;
+    let mut registry = server.registry().await;
+    // A witness with a 10 s lease, registered at the restart: its lapse proves the sweeper ran past t + 10 s.
+    let witness = Uuid::new_v4();
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(10_000), ..producer(witness, 2) })
+        .await
+        .unwrap();
+    let mut snap = next_snapshot(&mut stream).await;
+    while snap.producers.len() < 2 {
+        snap = next_snapshot(&mut stream).await;
+    }
+    clock.advance(Duration::from_secs(10));
+    let snap = next_snapshot(&mut stream).await;
+    assert_eq!(snap.ids(), vec![survivor.to_string()], "the survivor has one renewal interval (15 s) from the restart");
+    clock.advance(Duration::from_secs(5)); // 15 s after the restart, unrenewed: now it lapses.
+    assert!(next_snapshot(&mut stream).await.producers.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_collector_that_reconnects_within_grace_keeps_its_producers_and_one_that_does_not_loses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, clock) = config(dir.path());
+    let server = TestServer::start(config).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut feed_a = server.feed().await;
+    let mut feed_b = server.feed().await;
+    let mut stream_a = watch(&mut feed_a, a, None).await;
+    next_snapshot(&mut stream_a).await;
+    let mut stream_b = watch(&mut feed_b, b, None).await;
+    next_snapshot(&mut stream_b).await;
+    let mut registry = server.registry().await;
+    for port in 1..=40 {
+        registry.register_producer(producer(Uuid::new_v4(), port)).await.unwrap();
+    }
+    let owners =
+        |list: &[pb::ProducerInfo], c: Uuid| list.iter().filter(|p| p.assigned_collector_id == c.to_string()).count();
+    let before = list_all(&mut registry).await;
+    assert!(owners(&before, a) > 0 && owners(&before, b) > 0, "rendezvous spreads 40 producers over both");
+
+    drop(stream_a);
+    // Within grace nothing moves; `a` is listed in grace.
+    let in_grace = wait_for("a in grace", || {
+        let mut registry = registry.clone();
+        async move {
+            let list = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
+            list.into_iter().find(|c| c.id == a.to_string() && c.state() == pb::CollectorState::Grace)
+        }
+    })
+    .await;
+    assert!(in_grace.grace_ends_at_unix_ms > 0);
+    clock.advance(Duration::from_secs(59));
+    let mut stream_a = watch(&mut feed_a, a, None).await;
+    next_snapshot(&mut stream_a).await;
+    assert_eq!(list_all(&mut registry).await, before, "a blip within grace moves nothing");
+
+    // Gone for longer than grace: its producers move to `b`, and `b` is told.
+    drop(stream_a);
+    wait_for("a in grace again", || {
+        let mut registry = registry.clone();
+        async move {
+            let list = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
+            list.into_iter().find(|c| c.id == a.to_string() && c.state() == pb::CollectorState::Grace)
+        }
+    })
+    .await;
+    clock.advance(Duration::from_secs(60));
+    let mut snap = next_snapshot(&mut stream_b).await;
+    while snap.producers.len() < 40 {
+        snap = next_snapshot(&mut stream_b).await;
+    }
+    assert_eq!(owners(&list_all(&mut registry).await, b), 40);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_generation_is_not_resent_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    registry.register_producer(producer(Uuid::new_v4(), 1)).await.unwrap();
+    let collector = Uuid::new_v4();
+    let mut feed = server.feed().await;
+    let snap = next_snapshot(&mut watch(&mut feed, collector, None).await).await;
+    let reject = pb::ReportAppliedRequest {
+        collector_id: collector.to_string(),
+        epoch: snap.epoch.clone(),
+        generation: snap.generation,
+        outcome: pb::ApplyOutcome::Rejected.into(),
+        reason: "digest mismatch".into(),
+    };
+    feed.report_applied(reject).await.unwrap();
+    let mut stream = watch(&mut feed, collector, None).await;
+    match next_frame(&mut stream).await {
+        Frame::Heartbeat(h) => assert_eq!(h.generation, snap.generation),
+        other => panic!("expected a heartbeat instead of the rejected snapshot, got {other:?}"),
+    }
+    registry.register_producer(producer(Uuid::new_v4(), 2)).await.unwrap();
+    assert!(next_snapshot(&mut stream).await.generation > snap.generation, "a newer generation is sent");
+    let collectors = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
+    assert_eq!(collectors[0].reported_outcome(), pb::ApplyOutcome::Rejected);
+    assert_eq!(collectors[0].reported_reason, "digest mismatch");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_flow_on_an_idle_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) = config(dir.path());
+    config.heartbeat = Duration::from_millis(50);
+    let server = TestServer::start(config).await;
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, Uuid::new_v4(), None).await;
+    let snap = next_snapshot(&mut stream).await;
+    for _ in 0..3 {
+        match next_frame(&mut stream).await {
+            Frame::Heartbeat(h) => assert_eq!((h.epoch, h.generation), (snap.epoch.clone(), snap.generation)),
+            other => panic!("expected a heartbeat, got {other:?}"),
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, Uuid::new_v4(), None).await;
+    next_snapshot(&mut stream).await;
+    server.stop().await;
+    let status =
+        tokio::time::timeout(WAIT, stream.message()).await.unwrap().expect_err("the stream ends with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("shutting down"), "{status}");
+}
+
+/// Every bad field is answered with INVALID_ARGUMENT naming it, and nothing is stored.
+#[tokio::test]
+async fn bad_input_is_rejected_with_the_field_named_and_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    let mut feed = server.feed().await;
+    let collector = Uuid::new_v4();
+    let snap = next_snapshot(&mut watch(&mut feed, collector, None).await).await;
+    registry.register_producer(producer(Uuid::new_v4(), 1)).await.unwrap();
+    let before = list_all(&mut registry).await;
+    let collectors_before = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner();
+
+    let ok = || producer(Uuid::new_v4(), 2);
+    let registrations: Vec<(&str, pb::RegisterProducerRequest)> = vec![
+        ("producer_id", pb::RegisterProducerRequest { producer_id: "not-a-uuid".into(), ..ok() }),
+        ("producer_id", pb::RegisterProducerRequest { producer_id: String::new(), ..ok() }),
+        ("address", pb::RegisterProducerRequest { address: String::new(), ..ok() }),
+        ("address", pb::RegisterProducerRequest { address: "no port".into(), ..ok() }),
+        ("address", pb::RegisterProducerRequest { address: "host:0".into(), ..ok() }),
+        ("address", pb::RegisterProducerRequest { address: "x".repeat(10_000), ..ok() }),
+        ("interval_ms", pb::RegisterProducerRequest { interval_ms: 0, ..ok() }),
+        ("interval_ms", pb::RegisterProducerRequest { interval_ms: u32::MAX, ..ok() }),
+        ("lease_ms", pb::RegisterProducerRequest { lease_ms: Some(1), ..ok() }),
+        ("pinned_collector_id", pb::RegisterProducerRequest { pinned_collector_id: "nope".into(), ..ok() }),
+        (
+            "labels",
+            pb::RegisterProducerRequest { labels: (0..100).map(|i| (format!("l{i}"), "v".into())).collect(), ..ok() },
+        ),
+        (
+            "labels[\"bad-name\"]",
+            pb::RegisterProducerRequest { labels: [("bad-name".into(), "v".into())].into(), ..ok() },
+        ),
+        (
+            "labels[\"long\"]",
+            pb::RegisterProducerRequest { labels: [("long".into(), "v".repeat(1000))].into(), ..ok() },
+        ),
+    ];
+    for (field, request) in registrations {
+        let status = registry.register_producer(request).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status}");
+        assert!(status.message().starts_with(&format!("{field}: ")), "{field}: {status}");
+    }
+
+    let status =
+        registry.deregister_producer(pb::DeregisterProducerRequest { producer_id: "x".into() }).await.unwrap_err();
+    assert!(status.code() == Code::InvalidArgument && status.message().starts_with("producer_id: "), "{status}");
+
+    let listings: Vec<(&str, pb::ListProducersRequest)> = vec![
+        ("page_size", pb::ListProducersRequest { page_size: Some(0), ..Default::default() }),
+        ("page_size", pb::ListProducersRequest { page_size: Some(1_000_000), ..Default::default() }),
+        ("page_token", pb::ListProducersRequest { page_token: "bogus".into(), ..Default::default() }),
+        ("collector_id", pb::ListProducersRequest { collector_id: "bogus".into(), ..Default::default() }),
+    ];
+    for (field, request) in listings {
+        let status = registry.list_producers(request).await.expect_err(field);
+        assert!(
+            status.code() == Code::InvalidArgument && status.message().starts_with(&format!("{field}: ")),
+            "{status}"
+        );
+    }
+
+    let watches: Vec<(&str, pb::WatchRequest)> = vec![
+        ("collector_id", pb::WatchRequest { collector_id: "x".into(), ..Default::default() }),
+        (
+            "known_epoch",
+            pb::WatchRequest { collector_id: collector.to_string(), known_epoch: "x".into(), known_generation: 1 },
+        ),
+        (
+            "known_generation",
+            pb::WatchRequest { collector_id: collector.to_string(), known_epoch: String::new(), known_generation: 4 },
+        ),
+    ];
+    for (field, request) in watches {
+        let status = feed.watch(request).await.expect_err(field);
+        assert!(
+            status.code() == Code::InvalidArgument && status.message().starts_with(&format!("{field}: ")),
+            "{status}"
+        );
+    }
+
+    let report = || pb::ReportAppliedRequest {
+        collector_id: collector.to_string(),
+        epoch: snap.epoch.clone(),
+        generation: snap.generation,
+        outcome: pb::ApplyOutcome::Applied.into(),
+        reason: String::new(),
+    };
+    let reports: Vec<(&str, pb::ReportAppliedRequest)> = vec![
+        ("collector_id", pb::ReportAppliedRequest { collector_id: String::new(), ..report() }),
+        ("epoch", pb::ReportAppliedRequest { epoch: "x".into(), ..report() }),
+        ("generation", pb::ReportAppliedRequest { generation: 0, ..report() }),
+        ("outcome", pb::ReportAppliedRequest { outcome: 0, ..report() }),
+        ("outcome", pb::ReportAppliedRequest { outcome: 99, ..report() }),
+        ("reason", pb::ReportAppliedRequest { reason: "r".repeat(5000), ..report() }),
+    ];
+    for (field, request) in reports {
+        let status = feed.report_applied(request).await.expect_err(field);
+        assert!(
+            status.code() == Code::InvalidArgument && status.message().starts_with(&format!("{field}: ")),
+            "{status}"
+        );
+    }
+    let status = feed
+        .report_applied(pb::ReportAppliedRequest { collector_id: Uuid::new_v4().to_string(), ..report() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status}");
+
+    assert_eq!(list_all(&mut registry).await, before, "no producer was stored or changed");
+    let collectors_after = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner();
+    assert_eq!(collectors_after.collectors.len(), collectors_before.collectors.len());
+    assert_eq!(collectors_after.collectors[0].reported_generation, 0, "no report was stored");
+    server.stop().await;
+}
