@@ -121,23 +121,17 @@ async fn twenty_thousand_producers_stream_in_bounded_chunks() {
     let first = next_snapshot(&mut stream).await;
 
     // Register concurrently on one connection: the registry commits concurrent calls together.
-    let registry = server.registry().await;
-    let mut tasks = tokio::task::JoinSet::new();
     let ids: Vec<Uuid> = (0..N).map(|_| Uuid::new_v4()).collect();
-    for (worker, slice) in ids.chunks(N / 64).enumerate() {
-        let mut registry = registry.clone();
-        let slice = slice.to_vec();
-        tasks.spawn(async move {
-            for (i, id) in slice.into_iter().enumerate() {
-                let mut req = producer(id, 1000 + (worker * 100 + i % 100) as u16);
-                req.labels.insert("worker".into(), format!("w{worker}"));
-                registry.register_producer(req).await.unwrap();
-            }
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    let requests = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut req = producer(*id, 1000 + (i % 50_000) as u16);
+            req.labels.insert("worker".into(), format!("w{}", i % 64));
+            req
+        })
+        .collect();
+    register_all(&server.registry().await, requests, 64).await;
 
     // Snapshots coalesce (S4), so intermediate ones may be skipped; read until the whole set has arrived.
     let mut last = first;
@@ -215,20 +209,14 @@ async fn a_stalled_watcher_does_not_delay_another() {
 
     // Give the stuck collector an assignment far larger than the HTTP/2 flow-control windows, and never read it.
     let registry = server.registry().await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..16u16 {
-        let mut registry = registry.clone();
-        tasks.spawn(async move {
-            for i in 0..250u16 {
-                let mut req = pinned(Uuid::new_v4(), 1 + worker * 250 + i, stuck);
-                req.labels.insert("padding".into(), "x".repeat(250));
-                registry.register_producer(req).await.unwrap();
-            }
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
-    }
+    let requests = (0..4000u16)
+        .map(|i| {
+            let mut req = pinned(Uuid::new_v4(), 1 + i, stuck);
+            req.labels.insert("padding".into(), "x".repeat(250));
+            req
+        })
+        .collect();
+    register_all(&registry, requests, 16).await;
 
     // The healthy collector still gets each of its changes while the stuck stream sits full.
     let mut registry = registry.clone();
