@@ -268,6 +268,43 @@ impl ProducerSpec {
     }
 }
 
+/// One producer a collector must collect: a validated `AssignedProducer` entry of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The producer's id.
+    pub id: ProducerId,
+    /// Where to reach it.
+    pub address: ProducerAddress,
+    /// How often to collect it.
+    pub interval: Duration,
+    /// Labels added to its samples.
+    pub labels: Labels,
+}
+
+impl TryFrom<&pb::AssignedProducer> for Target {
+    type Error = FieldError;
+
+    fn try_from(p: &pb::AssignedProducer) -> Result<Self, FieldError> {
+        Ok(Self {
+            id: ProducerId::parse_field("producers.id", &p.id)?,
+            address: ProducerAddress::parse_field("producers.address", &p.address)?,
+            interval: ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?,
+            labels: Labels::parse_field("producers.labels", p.labels.clone())?,
+        })
+    }
+}
+
+impl From<&Target> for pb::AssignedProducer {
+    fn from(t: &Target) -> Self {
+        Self {
+            id: t.id.to_string(),
+            address: t.address.as_str().to_owned(),
+            interval_ms: duration_ms_u32(t.interval),
+            labels: t.labels.as_map().clone(),
+        }
+    }
+}
+
 /// A validated `RegisterProducer` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {

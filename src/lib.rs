@@ -7,7 +7,9 @@
 //!
 //! The rules these pieces implement (S*, C*, R*, L*) are written in the proto files under `proto/roster/v1`.
 
+pub mod backoff;
 pub mod domain;
+pub mod follower;
 pub mod reflection;
 pub mod rpc_trace;
 pub mod snapshot;

@@ -12,16 +12,40 @@ use crate::pb::AssignedProducer;
 
 /// Computes the digest of a snapshot's producers, in the order they were (or will be) sent.
 pub fn digest<'a>(producers: impl IntoIterator<Item = &'a AssignedProducer>) -> u64 {
-    let mut hasher = Xxh3::new();
-    let mut buf = Vec::with_capacity(256);
+    let mut digest = Digest::default();
     for producer in producers {
-        buf.clear();
-        producer
-            .encode_length_delimited(&mut buf)
-            .expect("a Vec<u8> grows as needed, so encoding cannot run out of room");
-        hasher.update(&buf);
+        digest.update(producer);
     }
-    hasher.digest()
+    digest.finish()
+}
+
+/// The digest computed piece by piece, as chunks arrive.
+#[derive(Clone, Default)]
+pub struct Digest {
+    hasher: Xxh3,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Digest").field("so_far", &self.hasher.digest()).finish()
+    }
+}
+
+impl Digest {
+    /// Adds the next producer.
+    pub fn update(&mut self, producer: &AssignedProducer) {
+        self.buf.clear();
+        producer
+            .encode_length_delimited(&mut self.buf)
+            .expect("a Vec<u8> grows as needed, so encoding cannot run out of room");
+        self.hasher.update(&self.buf);
+    }
+
+    /// The digest of everything added.
+    pub fn finish(&self) -> u64 {
+        self.hasher.digest()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,598 @@
+//! Assembles snapshots from feed frames (C1–C3), as a pure state machine: frames in, events out, no I/O.
+//!
+//! It holds the applied snapshot (the last known set) and at most one partial snapshot. A partial becomes the
+//! applied snapshot only when its complete chunk arrived, every chunk carried the same epoch and generation,
+//! indices ran 0..n-1, the counts and the digest match, and every entry is valid with no id twice (C1). Anything
+//! else discards the partial and leaves the applied snapshot untouched (C2). Within an epoch only a newer
+//! generation applies (C3).
+//!
+//! **The new-epoch rule.** A new epoch means the server's store was created anew (for instance wiped), so its
+//! snapshots say nothing about the old ones and its registry may be nearly empty until producers re-register.
+//! While the server says its store is settling (younger than one lease renewal interval), a snapshot of a new
+//! epoch is applied only if it keeps every producer of the applied set (it may add some); otherwise it is held
+//! back, reported as rejected, and the last known set stays in force. The server sends a new generation when
+//! its store settles, and that one applies as usual: by then every live producer has renewed its registration.
+//! A collector with no applied set applies any complete snapshot.
+
+use std::{collections::HashSet, sync::Arc};
+
+use uuid::Uuid;
+
+use crate::{
+    domain::{ProducerId, Target},
+    pb::{self, watch_response::Frame},
+    snapshot::Digest,
+};
+
+/// A complete snapshot that was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The server store's epoch.
+    pub epoch: Uuid,
+    /// The generation.
+    pub generation: u64,
+    /// The producers, ordered by id.
+    pub targets: Vec<Target>,
+    /// Whether the server's store was settling when it was sent.
+    pub settling: bool,
+}
+
+impl Snapshot {
+    /// The ids of its producers.
+    pub fn ids(&self) -> HashSet<ProducerId> {
+        self.targets.iter().map(|t| t.id).collect()
+    }
+}
+
+/// Why a partial or complete snapshot was not applied. The names are stable: they key the discard counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DiscardReason {
+    /// The stream failed or ended before the complete chunk.
+    StreamEnded,
+    /// A chunk of another epoch or generation arrived before the complete one.
+    OtherGeneration,
+    /// A chunk index was skipped (or the first chunk was not 0).
+    Gap,
+    /// A chunk index came twice.
+    RepeatedChunk,
+    /// The complete chunk's counts do not match what arrived.
+    CountMismatch,
+    /// The digest does not match what arrived.
+    DigestMismatch,
+    /// A producer id came twice.
+    DuplicateProducer,
+    /// An entry is invalid (bad id, address, interval or labels) or the epoch is not a UUID.
+    InvalidEntry,
+    /// An in-sync or heartbeat frame arrived in the middle of a snapshot.
+    Interleaved,
+    /// The snapshot grew past the follower's limit.
+    TooLarge,
+    /// An older generation of the applied epoch (C3: ignored).
+    StaleGeneration,
+    /// A new epoch's snapshot that would drop producers while its store is settling (held back).
+    EpochSettling,
+}
+
+impl DiscardReason {
+    /// The counter name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StreamEnded => "stream_ended",
+            Self::OtherGeneration => "other_generation",
+            Self::Gap => "gap",
+            Self::RepeatedChunk => "repeated_chunk",
+            Self::CountMismatch => "count_mismatch",
+            Self::DigestMismatch => "digest_mismatch",
+            Self::DuplicateProducer => "duplicate_producer",
+            Self::InvalidEntry => "invalid_entry",
+            Self::Interleaved => "interleaved",
+            Self::TooLarge => "too_large",
+            Self::StaleGeneration => "stale_generation",
+            Self::EpochSettling => "epoch_settling",
+        }
+    }
+}
+
+/// What a frame led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A chunk was accepted; the snapshot is not complete yet.
+    Progress,
+    /// A new snapshot is in force.
+    Applied(Arc<Snapshot>),
+    /// A complete snapshot of the applied generation (nothing to do).
+    AlreadyApplied,
+    /// A partial or complete snapshot was not applied; the last known set stays.
+    Discarded {
+        /// Why.
+        reason: DiscardReason,
+        /// Details for the log.
+        detail: String,
+        /// The (epoch, generation) concerned, when known: a complete snapshot that is refused is reported (C4).
+        refused: Option<(Uuid, u64)>,
+    },
+    /// The server says the applied snapshot is current.
+    InSync {
+        /// Its epoch.
+        epoch: String,
+        /// Its generation.
+        generation: u64,
+    },
+    /// The stream is alive.
+    Heartbeat {
+        /// The server's current epoch for this collector.
+        epoch: String,
+        /// The server's current generation for this collector.
+        generation: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Partial {
+    epoch: String,
+    generation: u64,
+    next_index: u32,
+    targets: Vec<Target>,
+    ids: HashSet<ProducerId>,
+    digest: Digest,
+}
+
+/// Default limit on producers in one snapshot (far above any real assignment; guards memory).
+pub const DEFAULT_MAX_PRODUCERS: usize = 1_000_000;
+
+/// The assembler.
+#[derive(Debug)]
+pub struct Assembler {
+    applied: Option<Arc<Snapshot>>,
+    partial: Option<Partial>,
+    max_producers: usize,
+}
+
+fn discard(reason: DiscardReason, detail: impl Into<String>) -> Event {
+    Event::Discarded { reason, detail: detail.into(), refused: None }
+}
+
+impl Assembler {
+    /// Starts from the snapshot applied before (loaded from disk), if any.
+    pub fn new(applied: Option<Arc<Snapshot>>) -> Self {
+        Self { applied, partial: None, max_producers: DEFAULT_MAX_PRODUCERS }
+    }
+
+    /// Sets the limit on producers in one snapshot.
+    pub fn with_max_producers(mut self, max: usize) -> Self {
+        self.max_producers = max;
+        self
+    }
+
+    /// The snapshot in force.
+    pub fn applied(&self) -> Option<&Arc<Snapshot>> {
+        self.applied.as_ref()
+    }
+
+    /// Whether a snapshot is being assembled.
+    pub fn in_progress(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// The stream failed or ended: a partial snapshot is discarded (C2).
+    pub fn stream_ended(&mut self) -> Option<Event> {
+        self.partial.take().map(|p| {
+            discard(
+                DiscardReason::StreamEnded,
+                format!("generation {} ended after {} chunks", p.generation, p.next_index),
+            )
+        })
+    }
+
+    /// Takes one frame; returns what it led to (a discard of the partial may come before the frame's own
+    /// event).
+    pub fn on_frame(&mut self, frame: Frame) -> Vec<Event> {
+        match frame {
+            Frame::Chunk(chunk) => self.on_chunk(chunk),
+            Frame::InSync(s) => {
+                let mut events = self.interrupt("in-sync");
+                events.push(Event::InSync { epoch: s.epoch, generation: s.generation });
+                events
+            }
+            Frame::Heartbeat(h) => {
+                let mut events = self.interrupt("heartbeat");
+                events.push(Event::Heartbeat { epoch: h.epoch, generation: h.generation });
+                events
+            }
+        }
+    }
+
+    fn interrupt(&mut self, what: &str) -> Vec<Event> {
+        self.partial
+            .take()
+            .map(|p| {
+                discard(
+                    DiscardReason::Interleaved,
+                    format!("{what} frame inside generation {} after {} chunks", p.generation, p.next_index),
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn on_chunk(&mut self, chunk: pb::SnapshotChunk) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(p) = &self.partial
+            && (p.epoch != chunk.epoch || p.generation != chunk.generation)
+        {
+            events.push(discard(
+                DiscardReason::OtherGeneration,
+                format!(
+                    "generation {} (epoch {}) interrupted by a chunk of generation {} (epoch {})",
+                    p.generation, p.epoch, chunk.generation, chunk.epoch
+                ),
+            ));
+            self.partial = None;
+        }
+        let partial = match self.partial.as_mut() {
+            Some(p) => p,
+            None if chunk.index == 0 => self.partial.insert(Partial {
+                epoch: chunk.epoch.clone(),
+                generation: chunk.generation,
+                next_index: 0,
+                targets: Vec::new(),
+                ids: HashSet::new(),
+                digest: Digest::default(),
+            }),
+            None => {
+                events.push(discard(
+                    DiscardReason::Gap,
+                    format!("generation {} started at chunk {}", chunk.generation, chunk.index),
+                ));
+                return events;
+            }
+        };
+        if chunk.index != partial.next_index {
+            let reason =
+                if chunk.index < partial.next_index { DiscardReason::RepeatedChunk } else { DiscardReason::Gap };
+            let detail = format!(
+                "generation {}: chunk {} where {} was due",
+                partial.generation, chunk.index, partial.next_index
+            );
+            self.partial = None;
+            events.push(discard(reason, detail));
+            return events;
+        }
+        if partial.targets.len() + chunk.producers.len() > self.max_producers {
+            let detail = format!("generation {} exceeds {} producers", partial.generation, self.max_producers);
+            self.partial = None;
+            events.push(discard(DiscardReason::TooLarge, detail));
+            return events;
+        }
+        for entry in &chunk.producers {
+            let target = match Target::try_from(entry) {
+                Ok(t) => t,
+                Err(e) => {
+                    let detail = format!("generation {}: {e}", partial.generation);
+                    self.partial = None;
+                    events.push(discard(DiscardReason::InvalidEntry, detail));
+                    return events;
+                }
+            };
+            if !partial.ids.insert(target.id) {
+                let detail = format!("generation {}: producer {} twice", partial.generation, target.id);
+                self.partial = None;
+                events.push(discard(DiscardReason::DuplicateProducer, detail));
+                return events;
+            }
+            partial.digest.update(entry);
+            partial.targets.push(target);
+        }
+        partial.next_index += 1;
+        if !chunk.complete {
+            events.push(Event::Progress);
+            return events;
+        }
+        let Some(partial) = self.partial.take() else { return events };
+        events.push(self.complete(partial, &chunk));
+        events
+    }
+
+    fn complete(&mut self, p: Partial, last: &pb::SnapshotChunk) -> Event {
+        let Ok(epoch) = Uuid::parse_str(&p.epoch) else {
+            return discard(DiscardReason::InvalidEntry, format!("epoch {:?} is not a UUID", p.epoch));
+        };
+        let refused = Some((epoch, p.generation));
+        let refuse = |reason, detail: String| Event::Discarded { reason, detail, refused };
+        if last.chunk_count != p.next_index || last.producer_count != p.targets.len() as u64 {
+            return refuse(
+                DiscardReason::CountMismatch,
+                format!(
+                    "generation {}: {} chunks and {} producers arrived, the complete chunk says {} and {}",
+                    p.generation,
+                    p.next_index,
+                    p.targets.len(),
+                    last.chunk_count,
+                    last.producer_count
+                ),
+            );
+        }
+        if last.digest != 0 && last.digest != p.digest.finish() {
+            return refuse(
+                DiscardReason::DigestMismatch,
+                format!("generation {}: digest does not match", p.generation),
+            );
+        }
+        let mut targets = p.targets;
+        targets.sort_by_key(|t| t.id);
+        let snapshot = Snapshot { epoch, generation: p.generation, targets, settling: last.store_settling };
+        match &self.applied {
+            Some(applied) if applied.epoch == epoch => {
+                if snapshot.generation == applied.generation {
+                    return Event::AlreadyApplied;
+                }
+                if snapshot.generation < applied.generation {
+                    return Event::Discarded {
+                        reason: DiscardReason::StaleGeneration,
+                        detail: format!(
+                            "generation {} is older than the applied {}",
+                            snapshot.generation, applied.generation
+                        ),
+                        refused: None,
+                    };
+                }
+            }
+            Some(applied) if snapshot.settling => {
+                let new_ids = snapshot.ids();
+                let dropped = applied.targets.iter().filter(|t| !new_ids.contains(&t.id)).count();
+                if dropped > 0 {
+                    return refuse(
+                        DiscardReason::EpochSettling,
+                        format!(
+                            "new epoch {epoch} (generation {}) would drop {dropped} of {} producers while the server's store is settling; keeping the last known set until it settles",
+                            snapshot.generation,
+                            applied.targets.len()
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        let snapshot = Arc::new(snapshot);
+        self.applied = Some(snapshot.clone());
+        Event::Applied(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::snapshot::digest;
+
+    fn entry(n: u16) -> pb::AssignedProducer {
+        pb::AssignedProducer {
+            id: Uuid::from_u128(u128::from(n) + 1).to_string(),
+            address: format!("127.0.0.1:{}", 1000 + n),
+            interval_ms: 1000,
+            labels: Default::default(),
+        }
+    }
+
+    /// The chunks the server would send for a snapshot.
+    fn chunks(epoch: Uuid, generation: u64, settling: bool, ids: &[u16], per_chunk: usize) -> Vec<pb::SnapshotChunk> {
+        let mut sorted: Vec<_> = ids.iter().copied().map(entry).collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        sorted.dedup_by(|a, b| a.id == b.id);
+        let d = digest(&sorted);
+        let groups: Vec<Vec<_>> =
+            if sorted.is_empty() { vec![vec![]] } else { sorted.chunks(per_chunk.max(1)).map(<[_]>::to_vec).collect() };
+        let n = groups.len();
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, producers)| {
+                let complete = i + 1 == n;
+                pb::SnapshotChunk {
+                    epoch: epoch.to_string(),
+                    generation,
+                    index: i as u32,
+                    producer_count: if complete { sorted.len() as u64 } else { 0 },
+                    producers,
+                    complete,
+                    chunk_count: if complete { n as u32 } else { 0 },
+                    digest: if complete { d } else { 0 },
+                    store_settling: complete && settling,
+                }
+            })
+            .collect()
+    }
+
+    fn feed(a: &mut Assembler, chunks: Vec<pb::SnapshotChunk>) -> Vec<Event> {
+        chunks.into_iter().flat_map(|c| a.on_frame(Frame::Chunk(c))).collect()
+    }
+
+    fn applied_ids(a: &Assembler) -> Vec<String> {
+        a.applied().map(|s| s.targets.iter().map(|t| t.id.to_string()).collect()).unwrap_or_default()
+    }
+
+    fn reasons(events: &[Event]) -> Vec<DiscardReason> {
+        events
+            .iter()
+            .filter_map(|e| if let Event::Discarded { reason, .. } = e { Some(*reason) } else { None })
+            .collect()
+    }
+
+    #[test]
+    fn a_complete_snapshot_applies_and_a_truncated_one_does_not() {
+        let epoch = Uuid::new_v4();
+        let mut a = Assembler::new(None);
+        let events = feed(&mut a, chunks(epoch, 1, false, &[1, 2, 3], 2));
+        assert!(matches!(events.last(), Some(Event::Applied(_))));
+        let before = applied_ids(&a);
+        let mut next = chunks(epoch, 2, false, &[1], 1);
+        next.truncate(0);
+        let mut partial = chunks(epoch, 2, false, &[1, 2, 3, 4], 2);
+        partial.pop();
+        feed(&mut a, partial);
+        assert_eq!(reasons(&[a.stream_ended().unwrap()]), vec![DiscardReason::StreamEnded]);
+        assert_eq!(applied_ids(&a), before, "the last known set stays");
+    }
+
+    #[test]
+    fn each_broken_rule_discards_with_its_reason() {
+        let epoch = Uuid::new_v4();
+        let cases: Vec<(DiscardReason, Box<dyn Fn(&mut Vec<pb::SnapshotChunk>)>)> = vec![
+            (
+                DiscardReason::Gap,
+                Box::new(|c| {
+                    c.remove(1);
+                }),
+            ),
+            (
+                DiscardReason::RepeatedChunk,
+                Box::new(|c| {
+                    let again = c[0].clone();
+                    c.insert(1, again);
+                }),
+            ),
+            (DiscardReason::OtherGeneration, Box::new(|c| c[1].generation = 9)),
+            (DiscardReason::CountMismatch, Box::new(|c| c.last_mut().unwrap().producer_count += 1)),
+            (DiscardReason::CountMismatch, Box::new(|c| c.last_mut().unwrap().chunk_count += 1)),
+            (DiscardReason::DigestMismatch, Box::new(|c| c.last_mut().unwrap().digest ^= 1)),
+            (
+                DiscardReason::DuplicateProducer,
+                Box::new(|c| {
+                    let dup = c[0].producers[0].clone();
+                    c[1].producers.push(dup);
+                }),
+            ),
+            (DiscardReason::InvalidEntry, Box::new(|c| c[1].producers[0].address = "nope".into())),
+            (DiscardReason::InvalidEntry, Box::new(|c| c[1].producers[0].interval_ms = 0)),
+        ];
+        for (want, corrupt) in cases {
+            let mut a = Assembler::new(None);
+            feed(&mut a, chunks(epoch, 1, false, &[1, 2], 1));
+            let mut c = chunks(epoch, 2, false, &[1, 2, 3, 4, 5, 6], 2);
+            corrupt(&mut c);
+            let events = feed(&mut a, c);
+            assert!(reasons(&events).contains(&want), "{want:?}: {events:?}");
+            assert_eq!(a.applied().unwrap().generation, 1, "{want:?}: generation 1 stays in force");
+        }
+        let mut a = Assembler::new(None).with_max_producers(3);
+        assert_eq!(reasons(&feed(&mut a, chunks(epoch, 1, false, &[1, 2, 3, 4], 2))), vec![DiscardReason::TooLarge]);
+    }
+
+    #[test]
+    fn generations_apply_forward_only_within_an_epoch() {
+        let epoch = Uuid::new_v4();
+        let mut a = Assembler::new(None);
+        feed(&mut a, chunks(epoch, 5, false, &[1], 10));
+        assert_eq!(feed(&mut a, chunks(epoch, 5, false, &[1], 10)), vec![Event::AlreadyApplied]);
+        assert_eq!(reasons(&feed(&mut a, chunks(epoch, 4, false, &[2], 10))), vec![DiscardReason::StaleGeneration]);
+        assert!(matches!(feed(&mut a, chunks(epoch, 6, false, &[2], 10)).last(), Some(Event::Applied(_))));
+    }
+
+    #[test]
+    fn a_settling_new_epoch_cannot_shrink_the_set_but_may_grow_it() {
+        let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut a = Assembler::new(None);
+        feed(&mut a, chunks(old, 40, false, &[1, 2, 3], 10));
+        // An empty (or smaller) answer from a store that just lost its memory is held back.
+        let events = feed(&mut a, chunks(new, 1, true, &[], 10));
+        assert_eq!(reasons(&events), vec![DiscardReason::EpochSettling]);
+        assert!(
+            matches!(&events[0], Event::Discarded { refused: Some((e, 1)), .. } if *e == new),
+            "reported as rejected"
+        );
+        assert_eq!(a.applied().unwrap().epoch, old);
+        // One that keeps everything applies at once.
+        assert!(matches!(feed(&mut a, chunks(new, 2, true, &[1, 2, 3, 4], 10)).last(), Some(Event::Applied(_))));
+        assert_eq!(applied_ids(&a).len(), 4);
+        // Once settled, the new epoch's word is final, even if smaller.
+        feed(&mut a, chunks(new, 3, false, &[4], 10));
+        assert_eq!(applied_ids(&a).len(), 1);
+    }
+
+    /// A stream event in the property test.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The server sends the snapshot numbered `snapshot`, cut into `per_chunk`, with a corruption.
+        Send {
+            snapshot: usize,
+            per_chunk: usize,
+            corruption: Corruption,
+        },
+        Heartbeat,
+        Break,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Corruption {
+        None,
+        Truncate(usize),
+        DropChunk(usize),
+        RepeatChunk(usize),
+        FlipDigest,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0usize..8, 1usize..4, prop_oneof![
+                4 => Just(Corruption::None),
+                1 => (0usize..4).prop_map(Corruption::Truncate),
+                1 => (0usize..4).prop_map(Corruption::DropChunk),
+                1 => (0usize..4).prop_map(Corruption::RepeatChunk),
+                1 => Just(Corruption::FlipDigest),
+            ]).prop_map(|(snapshot, per_chunk, corruption)| Step::Send { snapshot, per_chunk, corruption }),
+            1 => Just(Step::Heartbeat),
+            1 => Just(Step::Break),
+        ]
+    }
+
+    proptest! {
+        /// For any sequence of snapshots, corruptions, truncations and stream breaks, every applied set equals
+        /// some complete snapshot that was sent, and generations only increase within an epoch.
+        #[test]
+        fn applied_sets_are_always_sent_snapshots(
+            sets in prop::collection::vec(prop::collection::vec(0u16..30, 0..12), 8),
+            steps in prop::collection::vec(step(), 1..60),
+        ) {
+            let epochs = [Uuid::from_u128(1), Uuid::from_u128(2)];
+            // Snapshot i: epoch by i / 4 (two epochs), generation i % 4 + 1, settled.
+            let sent = |i: usize| (epochs[i / 4], (i % 4) as u64 + 1, &sets[i]);
+            let mut a = Assembler::new(None);
+            let mut last_applied: Option<(Uuid, u64)> = None;
+            for step in steps {
+                let events = match step {
+                    Step::Heartbeat => a.on_frame(Frame::Heartbeat(pb::Heartbeat::default())),
+                    Step::Break => a.stream_ended().into_iter().collect(),
+                    Step::Send { snapshot, per_chunk, corruption } => {
+                        let (epoch, generation, ids) = sent(snapshot);
+                        let mut c = chunks(epoch, generation, false, ids, per_chunk);
+                        match corruption {
+                            Corruption::None => {}
+                            Corruption::Truncate(n) => c.truncate(n.min(c.len().saturating_sub(1))),
+                            Corruption::DropChunk(i) => { if c.len() > 1 { c.remove(i % c.len()); } }
+                            Corruption::RepeatChunk(i) => { let i = i % c.len(); let again = c[i].clone(); c.insert(i, again); }
+                            Corruption::FlipDigest => c.last_mut().unwrap().digest ^= 1,
+                        }
+                        feed(&mut a, c)
+                    }
+                };
+                for event in events {
+                    if let Event::Applied(s) = event {
+                        let index = epochs.iter().position(|e| *e == s.epoch).unwrap() * 4 + (s.generation - 1) as usize;
+                        let mut want: Vec<_> = sets[index].iter().map(|n| Uuid::from_u128(u128::from(*n) + 1)).collect();
+                        want.sort();
+                        want.dedup();
+                        let got: Vec<_> = s.targets.iter().map(|t| t.id.0).collect();
+                        prop_assert_eq!(got, want, "applied set is exactly snapshot {}", index);
+                        if let Some((epoch, generation)) = last_applied
+                            && epoch == s.epoch
+                        {
+                            prop_assert!(s.generation > generation, "generation went from {} to {}", generation, s.generation);
+                        }
+                        last_applied = Some((s.epoch, s.generation));
+                    }
+                }
+            }
+        }
+    }
+}

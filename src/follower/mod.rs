@@ -1,0 +1,374 @@
+//! Follows one collector's assignment feed: connects, watches, assembles, persists, reports, reconnects.
+//!
+//! Any Rust program can use it, not only roster-collector. Build a [`Follower`] from a [`FollowerConfig`], spawn
+//! [`Follower::run`] with a shutdown token, and read the snapshot in force from the [`FollowerHandle`]'s
+//! `watch` channel (it holds the persisted snapshot from the very start, before any server answers) and the
+//! counters from its [`Stats`].
+//!
+//! Rules it follows: C1–C3 through the pure [`assembler`]; C4 and C5 (an applied snapshot is persisted before
+//! it is reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
+//! the next endpoint after each failure); and HTTP/2 keepalive, so a half-open connection is dropped within
+//! interval + timeout (20 s by default).
+
+pub mod assembler;
+pub mod state_file;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use backon::Retryable as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Code,
+    transport::{Channel, Endpoint},
+};
+use tracing::{debug, error, info, warn};
+
+use self::assembler::{Assembler, Event, Snapshot};
+use crate::{
+    backoff::BackoffPolicy,
+    domain::CollectorId,
+    pb::{self, assignment_feed_client::AssignmentFeedClient},
+};
+
+/// Settings of a follower.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// Server URLs (`http://host:port`), tried in turn.
+    pub endpoints: Vec<String>,
+    /// The collector whose feed to follow.
+    pub collector: CollectorId,
+    /// Reconnect backoff (R4).
+    pub backoff: BackoffPolicy,
+    /// HTTP/2 keepalive ping interval.
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered.
+    pub keepalive_timeout: Duration,
+    /// Time limit for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Where the applied snapshot is kept (C5); `None` keeps it in memory only.
+    pub state_file: Option<PathBuf>,
+    /// Whether to report applied and rejected generations (C4).
+    pub report: bool,
+}
+
+impl FollowerConfig {
+    /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
+    /// 5 s connect timeout, reports on, no state file.
+    pub fn new(endpoints: Vec<String>, collector: CollectorId) -> Self {
+        Self {
+            endpoints,
+            collector,
+            backoff: BackoffPolicy::FEED,
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            state_file: None,
+            report: true,
+        }
+    }
+}
+
+/// Why a follower cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowerError {
+    /// No endpoint was given, or one is not a URL.
+    #[error("server endpoint {0:?} is not a URL like http://127.0.0.1:50051")]
+    BadEndpoint(String),
+    /// The state file cannot be read.
+    #[error(transparent)]
+    StateFile(#[from] state_file::StateFileError),
+}
+
+/// The follower's counters and connection state, for status pages and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// The endpoint in use, or last tried.
+    pub endpoint: String,
+    /// Whether a feed stream is open.
+    pub connected: bool,
+    /// When `connected` last changed (Unix ms).
+    pub connected_changed_at_ms: u64,
+    /// When the applied snapshot was applied (Unix ms; for a loaded one, when it was first applied).
+    pub applied_at_ms: u64,
+    /// Last frame of any kind (Unix ms).
+    pub last_contact_ms: u64,
+    /// Connection attempts after the first.
+    pub reconnects: u64,
+    /// Discarded or refused snapshots, by reason.
+    pub discards: BTreeMap<&'static str, u64>,
+    /// Why a snapshot is held back, if one is.
+    pub held_reason: Option<String>,
+    /// Delays waited before reconnecting, most recent last (the last 64).
+    pub recent_delays: Vec<Duration>,
+}
+
+/// Shared counters of a follower.
+#[derive(Debug, Default)]
+pub struct Stats(Mutex<StatsSnapshot>);
+
+impl Stats {
+    /// A copy of the counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatsSnapshot> {
+        // A poisoned lock only means a panic elsewhere mid-update of plain counters; they are still usable.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// What a caller keeps: the snapshot in force and the counters.
+#[derive(Debug, Clone)]
+pub struct FollowerHandle {
+    /// The snapshot in force (`None` until one was applied, or loaded from the state file).
+    pub applied: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// Counters.
+    pub stats: Arc<Stats>,
+}
+
+/// The follower; see the module docs.
+#[derive(Debug)]
+pub struct Follower {
+    config: FollowerConfig,
+    assembler: Assembler,
+    applied: watch::Sender<Option<Arc<Snapshot>>>,
+    stats: Arc<Stats>,
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Follower {
+    /// Makes a follower, loading the state file if there is one.
+    ///
+    /// # Errors
+    /// When an endpoint is not a URL or the state file is damaged (see [`state_file::StateFileError`]).
+    pub fn new(config: FollowerConfig) -> Result<(Self, FollowerHandle), FollowerError> {
+        if config.endpoints.is_empty() {
+            return Err(FollowerError::BadEndpoint(String::new()));
+        }
+        for endpoint in &config.endpoints {
+            Endpoint::from_shared(endpoint.clone()).map_err(|_| FollowerError::BadEndpoint(endpoint.clone()))?;
+        }
+        let persisted = match &config.state_file {
+            Some(path) => state_file::load(path)?,
+            None => None,
+        };
+        let stats = Arc::new(Stats::default());
+        let loaded = persisted.map(|p| {
+            stats.lock().applied_at_ms = p.applied_at_ms;
+            info!(
+                epoch = %p.snapshot.epoch,
+                generation = p.snapshot.generation,
+                producers = p.snapshot.targets.len(),
+                "resuming the persisted snapshot"
+            );
+            Arc::new(p.snapshot)
+        });
+        let (applied, rx) = watch::channel(loaded.clone());
+        let handle = FollowerHandle { applied: rx, stats: stats.clone() };
+        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats }, handle))
+    }
+
+    /// Follows the feed until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut delays = self.config.backoff.delays();
+        let mut endpoint_index = 0;
+        loop {
+            let endpoint = self.config.endpoints[endpoint_index % self.config.endpoints.len()].clone();
+            self.stats.lock().endpoint = endpoint.clone();
+            let mut delivered = false;
+            let cause = tokio::select! {
+                () = shutdown.cancelled() => break,
+                cause = self.follow_once(&endpoint, &mut delivered) => cause,
+            };
+            self.set_connected(false);
+            if let Some(event) = self.assembler.stream_ended() {
+                self.handle(event, None).await;
+            }
+            if delivered {
+                delays.reset();
+            }
+            endpoint_index += 1;
+            let delay = delays.next().unwrap_or(self.config.backoff.cap);
+            {
+                let mut stats = self.stats.lock();
+                stats.reconnects += 1;
+                stats.recent_delays.push(delay);
+                let excess = stats.recent_delays.len().saturating_sub(64);
+                stats.recent_delays.drain(..excess);
+            }
+            warn!(
+                endpoint,
+                cause,
+                attempt = delays.retries(),
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                next = %self.config.endpoints[endpoint_index % self.config.endpoints.len()],
+                "feed stream lost; reconnecting after a delay"
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        info!("follower stopped");
+    }
+
+    fn set_connected(&self, connected: bool) {
+        let mut stats = self.stats.lock();
+        if stats.connected != connected {
+            stats.connected = connected;
+            stats.connected_changed_at_ms = now_ms();
+        }
+    }
+
+    /// One connection and stream; returns why it ended.
+    async fn follow_once(&mut self, endpoint: &str, delivered: &mut bool) -> String {
+        let channel = match Endpoint::from_shared(endpoint.to_owned()) {
+            Ok(e) => e
+                .connect_timeout(self.config.connect_timeout)
+                .http2_keep_alive_interval(self.config.keepalive_interval)
+                .keep_alive_timeout(self.config.keepalive_timeout)
+                .keep_alive_while_idle(true)
+                .tcp_nodelay(true),
+            Err(e) => return format!("bad endpoint: {e}"),
+        };
+        let channel = match channel.connect().await {
+            Ok(c) => c,
+            Err(e) => return format!("connect: {}", error_chain(&e)),
+        };
+        let known = self.assembler.applied().map(|s| (s.epoch, s.generation));
+        let request = pb::WatchRequest {
+            collector_id: self.config.collector.to_string(),
+            known_epoch: known.map(|k| k.0.to_string()).unwrap_or_default(),
+            known_generation: known.map_or(0, |k| k.1),
+        };
+        let mut client = AssignmentFeedClient::new(channel.clone());
+        let mut stream = match client.watch(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return format!("watch: {}", status_text(&status)),
+        };
+        self.set_connected(true);
+        info!(endpoint, known_generation = known.map_or(0, |k| k.1), "feed stream open");
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    let Some(frame) = message.frame else { continue };
+                    self.stats.lock().last_contact_ms = now_ms();
+                    for event in self.assembler.on_frame(frame) {
+                        if !matches!(event, Event::Progress) {
+                            *delivered = true;
+                        }
+                        self.handle(event, Some(&channel)).await;
+                    }
+                }
+                Ok(None) => return "the server ended the stream".into(),
+                Err(status) => return status_text(&status),
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event, channel: Option<&Channel>) {
+        match event {
+            Event::Progress => {}
+            Event::Applied(snapshot) => {
+                let at = now_ms();
+                let persisted = match &self.config.state_file {
+                    None => true,
+                    Some(path) => match state_file::save(path, &snapshot, at) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            error!(error = %e, "cannot persist the applied snapshot; collecting from it anyway, not reporting it");
+                            false
+                        }
+                    },
+                };
+                info!(
+                    epoch = %snapshot.epoch,
+                    generation = snapshot.generation,
+                    producers = snapshot.targets.len(),
+                    "snapshot applied"
+                );
+                {
+                    let mut stats = self.stats.lock();
+                    stats.applied_at_ms = at;
+                    stats.held_reason = None;
+                }
+                self.applied.send_replace(Some(snapshot.clone()));
+                if persisted && let Some(channel) = channel {
+                    self.report(channel, snapshot.epoch, snapshot.generation, None);
+                }
+            }
+            Event::Discarded { reason, detail, refused } => {
+                warn!(reason = reason.as_str(), detail, "snapshot discarded; the last known set stays in force");
+                {
+                    let mut stats = self.stats.lock();
+                    *stats.discards.entry(reason.as_str()).or_default() += 1;
+                    if reason == assembler::DiscardReason::EpochSettling {
+                        stats.held_reason = Some(detail.clone());
+                    }
+                }
+                if let (Some((epoch, generation)), Some(channel)) = (refused, channel) {
+                    self.report(channel, epoch, generation, Some(detail));
+                }
+            }
+            Event::AlreadyApplied | Event::InSync { .. } => debug!("in sync with the server"),
+            Event::Heartbeat { generation, .. } => debug!(generation, "heartbeat"),
+        }
+    }
+
+    /// Reports a generation (C4) in the background, retrying transient failures (R3).
+    fn report(&self, channel: &Channel, epoch: uuid::Uuid, generation: u64, rejected: Option<String>) {
+        if !self.config.report {
+            return;
+        }
+        let request = pb::ReportAppliedRequest {
+            collector_id: self.config.collector.to_string(),
+            epoch: epoch.to_string(),
+            generation,
+            outcome: if rejected.is_some() { pb::ApplyOutcome::Rejected } else { pb::ApplyOutcome::Applied }.into(),
+            reason: rejected.unwrap_or_default(),
+        };
+        let client = AssignmentFeedClient::new(channel.clone());
+        tokio::spawn(async move {
+            let call = || {
+                let mut client = client.clone();
+                let request = request.clone();
+                async move { client.report_applied(request).await }
+            };
+            match call.retry(BackoffPolicy::UNARY).when(|s| s.code() == Code::Unavailable).await {
+                Ok(_) => debug!(generation, "generation reported"),
+                Err(status) => warn!(generation, error = %status_text(&status), "could not report the generation"),
+            }
+        });
+    }
+}
+
+/// A status as one line: code, message, and the transport cause if any.
+pub fn status_text(status: &tonic::Status) -> String {
+    match std::error::Error::source(status) {
+        Some(source) => format!("{:?}: {} ({})", status.code(), status.message(), error_chain(source)),
+        None => format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+/// An error and its sources, as one line.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
