@@ -10,7 +10,9 @@
 pub mod backoff;
 pub mod domain;
 pub mod follower;
+pub mod producer;
 pub mod reflection;
+pub mod retry;
 pub mod rpc_trace;
 pub mod snapshot;
 

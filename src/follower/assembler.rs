@@ -438,7 +438,8 @@ mod tests {
     #[test]
     fn each_broken_rule_discards_with_its_reason() {
         let epoch = Uuid::new_v4();
-        let cases: Vec<(DiscardReason, Box<dyn Fn(&mut Vec<pb::SnapshotChunk>)>)> = vec![
+        type Corrupt = Box<dyn Fn(&mut Vec<pb::SnapshotChunk>)>;
+        let cases: Vec<(DiscardReason, Corrupt)> = vec![
             (
                 DiscardReason::Gap,
                 Box::new(|c| {

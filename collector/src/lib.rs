@@ -1,0 +1,182 @@
+//! # roster-collector
+//!
+//! Follows this collector's assignment feed and collects every producer in it, and never lets a failure of the
+//! control plane shrink what it collects: it starts collecting its persisted set before it reaches any server,
+//! applies only complete snapshots (C1–C3), and keeps its last known set through any outage.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`identity`] | the collector's UUID in its data directory |
+//! | [`reconciler`] | running tasks ↔ applied snapshot, touching only what changed (C6) |
+//! | [`producer_task`] | one task per producer (handle/actor): collect every interval |
+//! | [`sink`] | samples as JSON lines, bounded, never blocking |
+//! | [`status`] | `roster.v1.CollectorStatus` |
+//!
+//! The feed itself (connect, assemble, persist, report, reconnect) is [`roster::follower`].
+
+pub mod identity;
+pub mod producer_task;
+pub mod reconciler;
+pub mod sink;
+pub mod status;
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+use roster::{
+    domain::CollectorId,
+    follower::{Follower, FollowerConfig, FollowerError},
+    pb::collector_status_server::CollectorStatusServer,
+    rpc_trace::RequestTraceLayer,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{reconciler::Reconciler, sink::Sink, status::StatusService};
+
+/// Settings of a collector; [`Config::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Server URLs, tried in turn.
+    pub servers: Vec<String>,
+    /// Data directory: id, applied snapshot, and the default sink.
+    pub data_dir: PathBuf,
+    /// Sink file; `None` means `<data_dir>/samples.jsonl`.
+    pub sink: Option<PathBuf>,
+    /// Overrides the id kept in the data directory.
+    pub id: Option<CollectorId>,
+    /// Feed settings (endpoints, id and state file are filled in by [`run`]).
+    pub keepalive_interval: Duration,
+    /// HTTP/2 keepalive timeout of the feed connection.
+    pub keepalive_timeout: Duration,
+    /// Reconnect backoff of the feed.
+    pub backoff: roster::backoff::BackoffPolicy,
+}
+
+impl Config {
+    /// Defaults, with `servers` and `data_dir`.
+    pub fn new(servers: Vec<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            servers,
+            data_dir: data_dir.into(),
+            sink: None,
+            id: None,
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            backoff: roster::backoff::BackoffPolicy::FEED,
+        }
+    }
+
+    /// The applied snapshot's file for `id`.
+    pub fn state_file(&self, id: CollectorId) -> PathBuf {
+        self.data_dir.join(format!("snapshot-{id}.bin"))
+    }
+}
+
+/// Why the collector could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// The data directory cannot be created.
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    /// The identity cannot be had.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The follower cannot start (bad endpoint, damaged state file).
+    #[error(transparent)]
+    Follower(#[from] FollowerError),
+    /// The status server failed.
+    #[error("status server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs the collector, serving its status on `listener`, until `shutdown` completes; then stops every task
+/// (after collections in flight), flushes the sink and returns.
+///
+/// # Errors
+/// When the data directory, identity or state file cannot be used, or the status server fails.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CollectorError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| CollectorError::DataDir(config.data_dir.clone(), e))?;
+    let id = identity::load_or_create(&config.data_dir, config.id)?;
+    let mut follower_config = FollowerConfig::new(config.servers.clone(), id);
+    follower_config.state_file = Some(config.state_file(id));
+    follower_config.keepalive_interval = config.keepalive_interval;
+    follower_config.keepalive_timeout = config.keepalive_timeout;
+    follower_config.backoff = config.backoff;
+    let (follower, handle) = Follower::new(follower_config)?;
+
+    let sink_path = config.sink.clone().unwrap_or_else(|| config.data_dir.join("samples.jsonl"));
+    let (sink, sink_stats, sink_writer) = Sink::start(sink_path.clone());
+    let mut reconciler = Reconciler::new(id, sink);
+    // C5: collect the persisted set at once, before any server answers.
+    let persisted = handle.applied.borrow().clone();
+    if let Some(snapshot) = &persisted {
+        reconciler.apply(snapshot).await;
+    }
+
+    let views = reconciler.views();
+    let stop = CancellationToken::new();
+    let follower_task = tokio::spawn(follower.run(stop.clone()));
+    let mut applied = handle.applied.clone();
+    let stop_reconcile = stop.clone();
+    let reconcile_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop_reconcile.cancelled() => break,
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let snapshot = applied.borrow_and_update().clone();
+                    if let Some(snapshot) = snapshot {
+                        reconciler.apply(&snapshot).await;
+                    }
+                }
+            }
+        }
+        reconciler.stop_all().await;
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_service_status("roster.v1.CollectorStatus", ServingStatus::Serving).await;
+    let (reflection_v1, reflection_v1alpha) =
+        roster::reflection::services(&["grpc.health.v1.Health", "roster.v1.CollectorStatus"]);
+    let status = StatusService { collector: id, follower: handle, tasks: views, sink: sink_stats };
+    let local = listener.local_addr().ok();
+    info!(
+        collector.id = %id,
+        status = ?local,
+        servers = ?config.servers,
+        data_dir = %config.data_dir.display(),
+        sink = %sink_path.display(),
+        resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),
+        "roster-collector running"
+    );
+    let served = Server::builder()
+        .layer(RequestTraceLayer)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(CollectorStatusServer::new(status))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .await;
+    info!("shutting down: stopping collection tasks, flushing the sink");
+    health.set_service_status("", ServingStatus::NotServing).await;
+    stop.cancel();
+    let _ = follower_task.await;
+    if tokio::time::timeout(Duration::from_secs(30), reconcile_task).await.is_err() {
+        warn!("collection tasks did not stop within 30 s");
+    }
+    if tokio::time::timeout(Duration::from_secs(30), sink_writer).await.is_err() {
+        warn!("the sink did not flush within 30 s");
+    }
+    info!("roster-collector stopped");
+    Ok(served?)
+}

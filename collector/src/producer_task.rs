@@ -1,0 +1,156 @@
+//! One collection task per producer, as a handle and an actor (after omicron's oximeter).
+//!
+//! The actor calls `roster.v1.Producer/Collect` every interval with a deadline below the interval, writes the
+//! samples to the sink, and keeps per-producer counters. Missed ticks are skipped, not bunched: a slow producer
+//! is collected at most once per interval. Each task has its own channel and timer, so no producer can delay
+//! another. The handle stops the actor through a oneshot; a collection in flight finishes first (C6).
+
+use std::{
+    sync::{Arc, Mutex, atomic::AtomicU64},
+    time::Duration,
+};
+
+use roster::{
+    domain::{CollectorId, Target},
+    follower::{now_ms, status_text},
+    pb::{self, producer_client::ProducerClient},
+};
+use tokio::{sync::oneshot, task::JoinHandle, time::MissedTickBehavior};
+use tonic::transport::Endpoint;
+use tracing::{Instrument as _, debug, info_span};
+
+use crate::sink::{SampleLine, Sink};
+
+/// Counters of one producer's collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Successful collections.
+    pub collections: u64,
+    /// Failed collections.
+    pub failures: u64,
+    /// Last success (Unix ms).
+    pub last_success_ms: u64,
+    /// Last failure (Unix ms).
+    pub last_failure_ms: u64,
+    /// The last failure's cause.
+    pub last_error: String,
+    /// Ticks skipped because a collection overran its interval.
+    pub skipped_ticks: u64,
+}
+
+/// Numbers the task incarnations of one collector process.
+pub static INCARNATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// The handle of a running collection task.
+#[derive(Debug)]
+pub struct TaskHandle {
+    /// What it collects.
+    pub target: Target,
+    /// Which incarnation it is (changes only on restart).
+    pub incarnation: u64,
+    /// Its counters.
+    pub stats: Arc<Mutex<ProducerStats>>,
+    stop: oneshot::Sender<()>,
+    join: JoinHandle<()>,
+}
+
+impl TaskHandle {
+    /// Starts collecting `target`, first after `first_delay`.
+    pub fn spawn(target: Target, collector: CollectorId, sink: Sink, first_delay: Duration) -> Self {
+        let stats = Arc::new(Mutex::new(ProducerStats::default()));
+        let (stop, stopped) = oneshot::channel();
+        let incarnation = INCARNATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = info_span!("producer", producer.id = %target.id, address = %target.address);
+        let join = tokio::spawn(
+            collect_loop(target.clone(), collector, sink, stats.clone(), first_delay, stopped).instrument(span),
+        );
+        Self { target, incarnation, stats, stop, join }
+    }
+
+    /// Stops the task after any collection in flight, and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.join.await;
+    }
+}
+
+/// The deadline of one collection: 80 % of the interval, at most 30 s.
+pub fn collect_timeout(interval: Duration) -> Duration {
+    interval.mul_f64(0.8).min(Duration::from_secs(30))
+}
+
+async fn collect_loop(
+    target: Target,
+    collector: CollectorId,
+    sink: Sink,
+    stats: Arc<Mutex<ProducerStats>>,
+    first_delay: Duration,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let timeout = collect_timeout(target.interval);
+    let channel = match Endpoint::from_shared(target.address.to_uri()) {
+        Ok(e) => e.connect_timeout(timeout).timeout(timeout).tcp_nodelay(true).connect_lazy(),
+        Err(e) => {
+            record_failure(&stats, format!("bad address: {e}"));
+            let _ = stop.await;
+            return;
+        }
+    };
+    let mut client = ProducerClient::new(channel).max_decoding_message_size(4 * 1024 * 1024);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first_delay, target.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let request = pb::CollectRequest { collector_id: collector.to_string() };
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            _ = ticks.tick() => {}
+        }
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(timeout, client.collect(request.clone())).await;
+        let now = now_ms();
+        match result {
+            Ok(Ok(response)) => {
+                let samples = response.into_inner().samples;
+                let lines = samples
+                    .into_iter()
+                    .map(|s| {
+                        let mut labels = s.labels;
+                        labels.extend(target.labels.as_map().iter().map(|(k, v)| (k.clone(), v.clone())));
+                        SampleLine {
+                            time_ms: if s.timestamp_unix_ms == 0 { now } else { s.timestamp_unix_ms },
+                            producer_id: target.id.to_string(),
+                            name: s.name,
+                            labels,
+                            value: s.value,
+                        }
+                    })
+                    .collect();
+                sink.push(lines);
+                if let Ok(mut stats) = stats.lock() {
+                    stats.collections += 1;
+                    stats.last_success_ms = now;
+                }
+            }
+            Ok(Err(status)) => record_failure(&stats, status_text(&status)),
+            Err(_) => record_failure(&stats, format!("no answer within {timeout:?}")),
+        }
+        let took = started.elapsed();
+        if took > target.interval {
+            let skipped = (took.as_nanos() / target.interval.as_nanos().max(1)) as u64;
+            if let Ok(mut stats) = stats.lock() {
+                stats.skipped_ticks += skipped;
+            }
+        }
+    }
+    debug!("collection task stopped");
+}
+
+fn record_failure(stats: &Mutex<ProducerStats>, error: String) {
+    debug!(error, "collection failed");
+    if let Ok(mut stats) = stats.lock() {
+        stats.failures += 1;
+        stats.last_failure_ms = now_ms();
+        stats.last_error = error;
+    }
+}
