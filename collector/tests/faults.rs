@@ -1,0 +1,248 @@
+//! The collector never shrinks on a partial answer: fault tests with a real roster-server, real producers and a
+//! real collector in this process, talking over loopback through a fault-injecting proxy.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::*;
+use roster::{
+    backoff::BackoffPolicy,
+    domain::{CollectorId, Labels, ProducerAddress, ProducerId, Target},
+    follower::{Follower, FollowerConfig, assembler::Snapshot, state_file},
+    pb,
+};
+use roster_server::clock::ManualClock;
+use tokio_util::sync::CancellationToken;
+
+fn server_config(dir: &std::path::Path) -> roster_server::Config {
+    let mut config = roster_server::Config::new(dir);
+    config.sweep_interval = Duration::from_millis(20);
+    config
+}
+
+/// Waits until every producer in `before` was collected at least twice more.
+async fn collected_on(collector: &TestCollector, before: &pb::GetStatusResponse) -> pb::GetStatusResponse {
+    let base = collections(before);
+    collector
+        .wait_until("every producer of the set collected again", |s| {
+            let now = collections(s);
+            base.iter().all(|(id, n)| now.get(id).is_some_and(|m| *m >= n + 2))
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_cut_off_midway_is_discarded_and_the_old_set_is_still_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(server_config(&dir.path().join("server"))).await;
+    let producer = TestProducer::start().await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let collector = TestCollector::start(collector_config(vec![proxy.url()], &dir.path().join("collector"))).await;
+
+    let registry = server.registry().await;
+    register_all(&registry, (0..50).map(|_| producer_at(producer.addr, 200)).collect(), 8).await;
+    let old = collector
+        .wait_until("the first 50 applied", |s| s.applied_producer_count == 50 && s.producers.len() == 50)
+        .await;
+
+    // The collector is cut off while 10 000 producers register, so its next snapshot is the whole 10 050 (about
+    // 1 MB); from then on every feed connection is cut after 64 KiB, far into that snapshot.
+    proxy.set(Mode::Reset);
+    proxy.break_all();
+    register_all(&registry, (0..10_000).map(|_| producer_at(producer.addr, 3_600_000)).collect(), 64).await;
+    proxy.set(Mode::CutAfter(64 * 1024));
+    let cut = collector
+        .wait_until("several cut snapshots discarded", |s| s.discards.get("stream_ended").copied().unwrap_or(0) >= 3)
+        .await;
+    assert_eq!(cut.applied_generation, old.applied_generation, "the partial snapshots were not applied");
+    assert_eq!(cut.applied_producer_count, 50);
+    assert_eq!(cut.producers.len(), 50, "the old set's tasks all run");
+    collected_on(&collector, &cut).await;
+
+    // Once the network heals, the whole snapshot arrives and applies.
+    proxy.set(Mode::Forward);
+    proxy.break_all();
+    collector.wait_until("the full 10 050 applied", |s| s.applied_producer_count == 10_050).await;
+    collector.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_restarted_while_the_server_is_down_resumes_its_persisted_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(server_config(&dir.path().join("server"))).await;
+    let producer = TestProducer::start().await;
+    let config = collector_config(vec![server.url()], &dir.path().join("collector"));
+    let collector = TestCollector::start(config.clone()).await;
+    let registry = server.registry().await;
+    register_all(&registry, (0..5).map(|_| producer_at(producer.addr, 200)).collect(), 5).await;
+    let applied = collector.wait_until("5 applied", |s| s.applied_producer_count == 5).await;
+    collector.stop().await;
+    server.stop().await;
+
+    // The server stays down; the collector comes back and collects what it had, at once.
+    let collector = TestCollector::start(config).await;
+    let resumed = collector.status().await;
+    assert!(!resumed.connected);
+    assert_eq!(
+        (resumed.applied_epoch.clone(), resumed.applied_generation),
+        (applied.applied_epoch.clone(), applied.applied_generation)
+    );
+    assert_eq!(resumed.producers.len(), 5);
+    let later = collected_on(&collector, &resumed).await;
+    assert!(!later.connected && later.reconnects > 0, "still no server: {later:?}");
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_one_producer_of_a_thousand_restarts_only_its_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(server_config(&dir.path().join("server"))).await;
+    let producer = TestProducer::start().await;
+    let collector = TestCollector::start(collector_config(vec![server.url()], &dir.path().join("collector"))).await;
+    let registry = server.registry().await;
+    let requests: Vec<_> = (0..1000).map(|_| producer_at(producer.addr, 3_600_000)).collect();
+    register_all(&registry, requests.clone(), 32).await;
+    let before =
+        collector.wait_until("1000 applied", |s| s.applied_producer_count == 1000 && s.producers.len() == 1000).await;
+
+    let mut changed = requests[500].clone();
+    changed.labels.insert("zone".into(), "b".into());
+    registry.clone().register_producer(changed.clone()).await.unwrap();
+    let after = collector.wait_until("the change applied", |s| s.applied_generation > before.applied_generation).await;
+    let after = collector
+        .wait_until("tasks reconciled", |s| {
+            s.producers.len() == 1000 && s.applied_generation == after.applied_generation
+        })
+        .await;
+    let incarnation = |s: &pb::GetStatusResponse| -> std::collections::BTreeMap<String, u64> {
+        s.producers.iter().map(|p| (p.id.clone(), p.task_incarnation)).collect()
+    };
+    let (old, new) = (incarnation(&before), incarnation(&after));
+    let restarted: Vec<_> = old.keys().filter(|id| old[*id] != new[*id]).collect();
+    assert_eq!(restarted, vec![&changed.producer_id], "only the changed producer's task restarted");
+    collector.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_detected_by_keepalive_and_the_next_endpoint_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(server_config(&dir.path().join("server"))).await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let mut config = FollowerConfig::new(vec![proxy.url(), server.url()], CollectorId::new_random());
+    config.keepalive_interval = Duration::from_millis(500);
+    config.keepalive_timeout = Duration::from_millis(500);
+    config.backoff = BackoffPolicy {
+        initial: Duration::from_millis(50),
+        cap: Duration::from_millis(500),
+        jitter: 0.5,
+        max_attempts: None,
+    };
+    let (follower, handle) = Follower::new(config).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(follower.run(stop.clone()));
+    let wait = |what: &'static str, check: Box<dyn Fn(&roster::follower::StatsSnapshot) -> bool + Send>| {
+        let stats = handle.stats.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while !check(&stats.snapshot()) {
+                assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", stats.snapshot());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let proxy_url = proxy.url();
+    wait(
+        "connected through the proxy",
+        Box::new(move |s| s.connected && s.endpoint == proxy_url && s.last_contact_ms > 0),
+    )
+    .await;
+
+    proxy.set(Mode::Silent);
+    let silenced = std::time::Instant::now();
+    let server_url = server.url();
+    wait("moved to the next endpoint", Box::new(move |s| s.connected && s.endpoint == server_url)).await;
+    let detected = silenced.elapsed();
+    assert!(detected < Duration::from_secs(10), "half-open connection detected after {detected:?}");
+    assert!(handle.applied.borrow().is_some(), "a snapshot is in force");
+    stop.cancel();
+    task.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_server_store_does_not_make_the_collector_drop_its_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let config = || {
+        let mut config = server_config(&dir.path().join("server"));
+        config.clock = clock.clone();
+        config.lease = Duration::from_secs(40); // Renew every 10 s: the new store settles 10 s after creation.
+        config
+    };
+    let server = TestServer::start(config()).await;
+    let producer = TestProducer::start().await;
+    let collector = TestCollector::start(collector_config(vec![server.url()], &dir.path().join("collector"))).await;
+    let requests: Vec<_> = (0..3).map(|_| producer_at(producer.addr, 200)).collect();
+    register_all(&server.registry().await, requests.clone(), 3).await;
+    let before = collector.wait_until("3 applied", |s| s.applied_producer_count == 3).await;
+
+    // The store is wiped: the server comes back on the same address with a new epoch and no producers.
+    let addr = server.addr;
+    server.stop().await;
+    std::fs::remove_dir_all(dir.path().join("server")).unwrap();
+    let server = TestServer::start_on(addr, config()).await;
+    let held = collector
+        .wait_until("the new epoch's empty snapshot held back", |s| {
+            s.discards.get("epoch_settling").copied().unwrap_or(0) >= 1
+        })
+        .await;
+    assert!(!held.held_reason.is_empty());
+    assert_eq!(held.applied_epoch, before.applied_epoch, "the old set stays in force");
+    assert_eq!(held.applied_producer_count, 3);
+    collected_on(&collector, &held).await;
+
+    // Two of the three producers re-register; once the store settles, its word is final.
+    register_all(&server.registry().await, requests[..2].to_vec(), 2).await;
+    clock.advance(Duration::from_secs(11));
+    let settled = collector
+        .wait_until("the settled new epoch applied", |s| {
+            s.applied_epoch != before.applied_epoch && s.applied_producer_count == 2
+        })
+        .await;
+    assert!(settled.held_reason.is_empty());
+    collector.stop().await;
+    server.stop().await;
+}
+
+/// R4 over a long outage, in paused time: the follower keeps its set, and no reconnect delay exceeds the cap.
+#[tokio::test(start_paused = true)]
+async fn during_a_long_outage_the_set_stays_and_delays_respect_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("snapshot.bin");
+    let target = Target {
+        id: ProducerId::new_random(),
+        address: ProducerAddress::parse_field("address", "127.0.0.1:9").unwrap(),
+        interval: Duration::from_secs(1),
+        labels: Labels::default(),
+    };
+    let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 3, targets: vec![target], settling: false };
+    state_file::save(&state, &snapshot, 1).unwrap();
+    // Nothing listens here.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let mut config = FollowerConfig::new(vec![format!("http://{dead}")], CollectorId::new_random());
+    config.state_file = Some(state);
+    let (follower, handle) = Follower::new(config).unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(follower.run(stop.clone()));
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    let stats = handle.stats.snapshot();
+    assert!(stats.reconnects >= 50, "kept trying for 30 minutes: {} attempts", stats.reconnects);
+    assert!(stats.recent_delays.iter().all(|d| *d <= BackoffPolicy::FEED.cap), "{:?}", stats.recent_delays);
+    assert!(stats.recent_delays.iter().any(|d| *d >= BackoffPolicy::FEED.cap / 2), "backoff grew to the cap");
+    assert_eq!(handle.applied.borrow().as_deref(), Some(&snapshot), "the last known set is still in force");
+    stop.cancel();
+    task.await.unwrap();
+}
