@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod domain;
 pub mod follower;
+pub mod process;
 pub mod producer;
 pub mod reflection;
 pub mod retry;

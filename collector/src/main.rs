@@ -1,11 +1,10 @@
 //! `roster-collector`: parses flags, sets up logging, binds the status address, and runs until SIGTERM/SIGINT.
 
-use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 
 use anyhow::Context as _;
 use clap::Parser;
 use roster::domain::CollectorId;
-use tracing_subscriber::EnvFilter;
 
 /// A roster metrics collector.
 ///
@@ -49,33 +48,15 @@ const EXAMPLES: &str = "Examples:
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    roster::process::init_tracing();
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
     config.sink = args.sink;
     config.id = args.id;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;
-    roster_collector::run(listener, config, shutdown_signal()).await.context("roster-collector failed")?;
+    roster_collector::run(listener, config, roster::process::shutdown_signal())
+        .await
+        .context("roster-collector failed")?;
     Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        #[cfg(unix)]
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            term.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
 }

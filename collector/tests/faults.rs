@@ -246,3 +246,17 @@ async fn during_a_long_outage_the_set_stays_and_delays_respect_the_cap() {
     stop.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_damaged_state_file_stops_the_collector_with_a_clear_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = CollectorId::new_random();
+    let mut config = collector_config(vec!["http://127.0.0.1:9".into()], dir.path());
+    config.id = Some(id);
+    std::fs::write(config.state_file(id), b"ROSTER-SNAPSHOT1 but then garbage").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = roster_collector::run(listener, config.clone(), std::future::pending()).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(&config.state_file(id).display().to_string()), "{message}");
+    assert!(message.contains("damaged") && message.contains("move the file away"), "{message}");
+}

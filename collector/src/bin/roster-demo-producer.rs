@@ -3,7 +3,6 @@
 //! `roster up`.
 
 use std::{
-    io::IsTerminal as _,
     net::SocketAddr,
     str::FromStr,
     sync::atomic::{AtomicU64, Ordering},
@@ -19,7 +18,6 @@ use roster::{
 };
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Endpoint, Server, server::TcpIncoming};
-use tracing_subscriber::EnvFilter;
 
 /// A demo metrics producer for roster.
 ///
@@ -51,11 +49,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    roster::process::init_tracing();
     let id = args.id.unwrap_or_else(ProducerId::new_random);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -101,9 +95,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(producer.id = %id, listen = %local, server = %args.server, "roster-demo-producer serving");
     Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), roster::process::shutdown_signal())
         .await
         .context("serving roster.v1.Producer")?;
     stop.cancel();

@@ -1,0 +1,42 @@
+//! What every roster binary does the same way: logging to stderr, and waiting for SIGTERM or SIGINT.
+//!
+//! Kept here so the binaries stay thin and alike (roster-server, roster-collector, roster-demo-producer, and the
+//! CLI to come).
+
+use std::io::IsTerminal as _;
+
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr at `RUST_LOG` (default `info`), in colour only on a terminal.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Completes on SIGTERM or SIGINT, and logs which.
+pub async fn shutdown_signal() {
+    let term = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot listen for SIGTERM"),
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => match result {
+            Ok(()) => tracing::info!("SIGINT received"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGINT");
+                std::future::pending::<()>().await;
+            }
+        },
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
