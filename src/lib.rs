@@ -8,6 +8,7 @@
 //! The rules these pieces implement (S*, C*, R*, L*) are written in the proto files under `proto/roster/v1`.
 
 pub mod backoff;
+pub mod client;
 pub mod domain;
 pub mod follower;
 pub mod process;

@@ -9,8 +9,13 @@ use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr at `RUST_LOG` (default `info`), in colour only on a terminal.
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// Logs to stderr at `RUST_LOG`, or `default` when it is unset, in colour only on a terminal.
+pub fn init_tracing_at(default: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -103,3 +103,84 @@ impl Registration {
         }
     }
 }
+
+/// Settings of the demo producer.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// roster-server URL to register with.
+    pub server: String,
+    /// The producer's id.
+    pub id: crate::domain::ProducerId,
+    /// Collection interval asked for.
+    pub interval: Duration,
+    /// Lease asked for.
+    pub lease: Duration,
+    /// Labels added to its samples.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Why the demo producer cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A setting is out of range or malformed.
+    #[error("{0}")]
+    Config(String),
+    /// Serving failed.
+    #[error("serving roster.v1.Producer: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs a demo producer on `listener` until `shutdown`: serves `demo_up`, `demo_collections_total` and
+/// `demo_wave`, and keeps itself registered with `options.server` (deregistering on the way out).
+///
+/// # Errors
+/// When the options are invalid or serving fails.
+pub async fn run_demo(
+    listener: tokio::net::TcpListener,
+    options: DemoOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DemoError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let local = listener.local_addr().map_err(|e| DemoError::Config(format!("listener: {e}")))?;
+    let ms = |d: Duration, what: &str| {
+        u32::try_from(d.as_millis()).map_err(|_| DemoError::Config(format!("{what} is too long: {d:?}")))
+    };
+    let request = pb::RegisterProducerRequest {
+        producer_id: options.id.to_string(),
+        address: local.to_string(),
+        interval_ms: ms(options.interval, "interval")?,
+        labels: options.labels,
+        pinned_collector_id: String::new(),
+        lease_ms: Some(ms(options.lease, "lease")?),
+    };
+    let channel = tonic::transport::Endpoint::from_shared(options.server.clone())
+        .map_err(|_| {
+            DemoError::Config(format!("server {:?} is not a URL like http://127.0.0.1:50051", options.server))
+        })?
+        .connect_lazy();
+    let stop = CancellationToken::new();
+    let registration =
+        Registration { request, registry: RegistryClient::new(channel), timeout: Duration::from_secs(5) };
+    let keeper = tokio::spawn(registration.run(stop.clone()));
+
+    let collections = Arc::new(AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    let service = SampleService::new(move |_req: &pb::CollectRequest| {
+        let n = collections.fetch_add(1, Ordering::Relaxed) + 1;
+        let sample = |name: &str, value: f64| pb::Sample { name: name.into(), value, ..Default::default() };
+        vec![
+            sample("demo_up", 1.0),
+            sample("demo_collections_total", n as f64),
+            sample("demo_wave", (started.elapsed().as_secs_f64() / 10.0).sin()),
+        ]
+    });
+    info!(producer.id = %options.id, listen = %local, server = %options.server, "demo producer serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .await;
+    stop.cancel();
+    let _ = keeper.await;
+    Ok(served?)
+}

@@ -9,11 +9,13 @@
 
 use std::{
     future::Future,
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
+use backon::Retryable as _;
 use tonic::{Code, Request, Status, metadata::MetadataValue};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{backoff::BackoffPolicy, follower::status_text, rpc_trace};
 
@@ -66,8 +68,9 @@ pub fn is_transient(status: &Status) -> bool {
     }
 }
 
-/// Runs `attempt` with retries. `attempt` gets a request already carrying the request-id and attempt headers
-/// (and a per-attempt deadline, `timeout`) and performs one call with it.
+/// Runs `attempt` with retries, driven by backon with `policy` (our hard-capped [`BackoffPolicy`]). `attempt` gets
+/// a request already carrying the request-id and attempt headers (and a per-attempt deadline, `timeout`) and
+/// performs one call with it.
 ///
 /// # Errors
 /// [`CallError::Rejected`] on a non-transient failure, [`CallError::GaveUp`] when every attempt failed.
@@ -85,11 +88,10 @@ where
 {
     let request_id = uuid::Uuid::new_v4().to_string();
     let max = policy.max_attempts.unwrap_or(u32::MAX).max(1);
-    let mut delays = policy.delays();
     let started = Instant::now();
-    let mut n = 0u32;
-    loop {
-        n += 1;
+    let attempts = AtomicU32::new(0);
+    let one = || {
+        let n = attempts.fetch_add(1, Ordering::Relaxed) + 1;
         let mut req = Request::new(request.clone());
         req.set_timeout(timeout);
         let metadata = req.metadata_mut();
@@ -99,35 +101,45 @@ where
         if n > 1 {
             metadata.insert(rpc_trace::PREVIOUS_ATTEMPTS_HEADER, MetadataValue::from(n - 1));
         }
-        let result = tokio::time::timeout(timeout, attempt(req))
-            .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded(format!("attempt timed out after {timeout:?}"))));
-        let status = match result {
-            Ok(response) => {
-                if n > 1 {
-                    info!(request.id = %request_id, method, attempt = n, max, "call succeeded after retries");
-                }
-                return Ok(response.into_inner());
-            }
-            Err(status) => status,
-        };
-        if !is_transient(&status) {
-            info!(request.id = %request_id, method, attempt = n, max, cause = %status_text(&status), "call rejected; not retried");
-            return Err(CallError::Rejected { method, status });
+        debug!(request.id = %request_id, method, attempt = n, max, "attempt");
+        let call = attempt(req);
+        async move {
+            tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded(format!("attempt timed out after {timeout:?}"))))
         }
-        let Some(delay) = delays.next() else {
+    };
+    let result = one
+        .retry(policy)
+        .sleep(tokio::time::sleep)
+        .when(is_transient)
+        .notify(|status: &Status, delay: Duration| {
+            warn!(
+                request.id = %request_id,
+                method,
+                attempt = attempts.load(Ordering::Relaxed),
+                max,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                cause = %status_text(status),
+                "attempt failed; retrying"
+            );
+        })
+        .await;
+    let n = attempts.load(Ordering::Relaxed);
+    match result {
+        Ok(response) => {
+            if n > 1 {
+                info!(request.id = %request_id, method, attempt = n, max, "call succeeded after retries");
+            }
+            Ok(response.into_inner())
+        }
+        Err(status) if is_transient(&status) => {
             warn!(request.id = %request_id, method, attempt = n, max, cause = %status_text(&status), "attempt failed; giving up");
-            return Err(CallError::GaveUp { method, attempts: n, elapsed: started.elapsed(), last: status });
-        };
-        warn!(
-            request.id = %request_id,
-            method,
-            attempt = n,
-            max,
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            cause = %status_text(&status),
-            "attempt failed; retrying"
-        );
-        tokio::time::sleep(delay).await;
+            Err(CallError::GaveUp { method, attempts: n, elapsed: started.elapsed(), last: status })
+        }
+        Err(status) => {
+            info!(request.id = %request_id, method, attempt = n, max, cause = %status_text(&status), "call rejected; not retried");
+            Err(CallError::Rejected { method, status })
+        }
     }
 }

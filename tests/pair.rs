@@ -8,87 +8,17 @@
 // Test helpers: a panic here is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    path::Path,
     time::{Duration, Instant},
 };
 
+use common::{Proc, WAIT};
+
 use roster::pb::{self, collector_status_client::CollectorStatusClient, registry_client::RegistryClient};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --workspace --bins` (./scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-/// A child process whose stderr lines are collected; killed when dropped.
-struct Proc {
-    child: Child,
-    log: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(binary(name))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
-        let (tx, log) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, log }
-    }
-
-    /// Waits for a log line containing `marker` and returns the word after `key`.
-    fn logged(&self, marker: &str, key: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = self
-                .log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no {marker:?} in the log"));
-            if line.contains(marker)
-                && let Some(rest) = line.split(key).nth(1)
-            {
-                return rest.split_whitespace().next().unwrap().trim_end_matches(')').to_owned();
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Samples per producer id in a sink file.
 fn sink_counts(path: &Path) -> BTreeMap<String, u64> {
@@ -124,8 +54,7 @@ async fn samples_keep_flowing_through_a_kill_9_of_the_server_and_nothing_is_lost
     let dir = tempfile::tempdir().unwrap();
     let data = |name: &str| dir.path().join(name).display().to_string();
     let (server_dir, c1_dir, c2_dir) = (data("server"), data("c1"), data("c2"));
-    let mut server = Proc::start("roster-server", &["--listen", "127.0.0.1:0", "--data-dir", &server_dir]);
-    let listen = server.logged("roster-server serving", "listen=");
+    let (mut server, listen) = common::start_server(Path::new(&server_dir), None);
     let url = format!("http://{listen}");
 
     let collectors: Vec<Proc> = [&c1_dir, &c2_dir]
@@ -167,8 +96,7 @@ async fn samples_keep_flowing_through_a_kill_9_of_the_server_and_nothing_is_lost
     })
     .await;
 
-    let server = Proc::start("roster-server", &["--listen", &listen, "--data-dir", &server_dir]);
-    server.logged("roster-server serving", "listen=");
+    let (server, _) = common::start_server(Path::new(&server_dir), Some(&listen));
     for status_url in &status_urls {
         let mut status = CollectorStatusClient::connect(status_url.clone()).await.unwrap();
         let deadline = Instant::now() + WAIT;

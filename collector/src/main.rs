@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, env = "ROSTER_COLLECTOR_LISTEN", default_value = "127.0.0.1:50061")]
     listen: SocketAddr,
 
-    /// Sink file for samples (JSON lines). Default: <data-dir>/samples.jsonl.
+    /// Sink file for samples (JSON lines). Default: DATA_DIR/samples.jsonl.
     #[arg(long, env = "ROSTER_COLLECTOR_SINK")]
     sink: Option<PathBuf>,
 

@@ -105,6 +105,17 @@ impl pb::registry_server::Registry for RegistryService {
         Ok(Response::new(pb::DeregisterProducerResponse { existed }))
     }
 
+    async fn get_producer(
+        &self,
+        request: Request<pb::GetProducerRequest>,
+    ) -> Result<Response<pb::ProducerInfo>, Status> {
+        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id)?;
+        match self.registry.get_producer(id).await? {
+            Some(record) => Ok(Response::new(producer_info(&record))),
+            None => Err(Status::not_found(format!("producer_id: {id} is not registered"))),
+        }
+    }
+
     async fn list_producers(
         &self,
         request: Request<pb::ListProducersRequest>,

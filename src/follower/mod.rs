@@ -124,13 +124,41 @@ impl Stats {
     }
 }
 
-/// What a caller keeps: the snapshot in force and the counters.
+/// Something the follower did, for callers that narrate it (`roster watch`).
+#[derive(Debug, Clone)]
+pub enum FollowerEvent {
+    /// A feed stream opened.
+    Connected {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The stream was lost; the next attempt comes after `delay`.
+    Lost {
+        /// Why.
+        cause: String,
+        /// The wait before reconnecting.
+        delay: Duration,
+    },
+    /// A snapshot was applied.
+    Applied(Arc<Snapshot>),
+    /// A snapshot was discarded or refused; the last known set stays.
+    Discarded {
+        /// Why (the counter name).
+        reason: &'static str,
+        /// Details.
+        detail: String,
+    },
+}
+
+/// What a caller keeps: the snapshot in force, the counters, and the events.
 #[derive(Debug, Clone)]
 pub struct FollowerHandle {
     /// The snapshot in force (`None` until one was applied, or loaded from the state file).
     pub applied: watch::Receiver<Option<Arc<Snapshot>>>,
     /// Counters.
     pub stats: Arc<Stats>,
+    /// Events, for those who subscribe (a slow subscriber misses old ones, never slows the follower).
+    pub events: tokio::sync::broadcast::Sender<FollowerEvent>,
 }
 
 /// The follower; see the module docs.
@@ -140,6 +168,7 @@ pub struct Follower {
     assembler: Assembler,
     applied: watch::Sender<Option<Arc<Snapshot>>>,
     stats: Arc<Stats>,
+    events: tokio::sync::broadcast::Sender<FollowerEvent>,
 }
 
 /// Now, in Unix milliseconds.
@@ -175,8 +204,9 @@ impl Follower {
             Arc::new(p.snapshot)
         });
         let (applied, rx) = watch::channel(loaded.clone());
-        let handle = FollowerHandle { applied: rx, stats: stats.clone() };
-        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats }, handle))
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        let handle = FollowerHandle { applied: rx, stats: stats.clone(), events: events.clone() };
+        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats, events }, handle))
     }
 
     /// Follows the feed until `shutdown` is cancelled.
@@ -207,6 +237,7 @@ impl Follower {
                 let excess = stats.recent_delays.len().saturating_sub(64);
                 stats.recent_delays.drain(..excess);
             }
+            let _ = self.events.send(FollowerEvent::Lost { cause: cause.clone(), delay });
             warn!(
                 endpoint,
                 cause,
@@ -258,6 +289,7 @@ impl Follower {
             Err(status) => return format!("watch: {}", status_text(&status)),
         };
         self.set_connected(true);
+        let _ = self.events.send(FollowerEvent::Connected { endpoint: endpoint.to_owned() });
         info!(endpoint, known_generation = known.map_or(0, |k| k.1), "feed stream open");
         loop {
             match stream.message().await {
@@ -304,6 +336,7 @@ impl Follower {
                     stats.held_reason = None;
                 }
                 self.applied.send_replace(Some(snapshot.clone()));
+                let _ = self.events.send(FollowerEvent::Applied(snapshot.clone()));
                 if persisted && let Some(channel) = channel {
                     self.report(channel, snapshot.epoch, snapshot.generation, None);
                 }
@@ -317,6 +350,7 @@ impl Follower {
                         stats.held_reason = Some(detail.clone());
                     }
                 }
+                let _ = self.events.send(FollowerEvent::Discarded { reason: reason.as_str(), detail: detail.clone() });
                 if let (Some((epoch, generation)), Some(channel)) = (refused, channel) {
                     self.report(channel, epoch, generation, Some(detail));
                 }
@@ -353,21 +387,31 @@ impl Follower {
     }
 }
 
-/// A status as one line: code, message, and the transport cause if any.
+/// A status as one line: code, message, and whatever its source errors add to the message.
 pub fn status_text(status: &tonic::Status) -> String {
-    match std::error::Error::source(status) {
-        Some(source) => format!("{:?}: {} ({})", status.code(), status.message(), error_chain(source)),
-        None => format!("{:?}: {}", status.code(), status.message()),
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
     }
+    text
 }
 
-/// An error and its sources, as one line.
+/// An error and its sources, as one line (a source that repeats what is already said is left out).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = e.source();
     }
     text

@@ -1,23 +1,15 @@
 //! `roster-demo-producer`: a producer serving a few synthetic metrics, registered with roster-server and kept
 //! registered (renewed at a quarter of its lease, deregistered on exit). Used by tests, benchmarks and
-//! `roster up`.
+//! `roster up` (which runs the same code, `roster::producer::run_demo`, in its own process).
 
-use std::{
-    net::SocketAddr,
-    str::FromStr,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{
     domain::ProducerId,
-    pb::{self, registry_client::RegistryClient},
-    producer::{Registration, SampleService},
+    producer::{DemoOptions, run_demo},
 };
-use tokio_util::sync::CancellationToken;
-use tonic::transport::{Endpoint, Server, server::TcpIncoming};
 
 /// A demo metrics producer for roster.
 ///
@@ -50,55 +42,21 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
-    let id = args.id.unwrap_or_else(ProducerId::new_random);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener.local_addr()?;
     let mut labels = std::collections::BTreeMap::new();
     for label in &args.label {
         let (k, v) = label.split_once('=').with_context(|| format!("--label {label:?}: write name=value"))?;
         labels.insert(k.to_owned(), v.to_owned());
     }
-    let request = pb::RegisterProducerRequest {
-        producer_id: id.to_string(),
-        address: local.to_string(),
-        interval_ms: u32::try_from(args.interval.as_millis()).context("--interval is too long")?,
-        labels,
-        pinned_collector_id: String::new(),
-        lease_ms: Some(u32::try_from(args.lease.as_millis()).context("--lease is too long")?),
-    };
-    let channel = Endpoint::from_shared(args.server.clone())
-        .with_context(|| format!("--server {:?} is not a URL", args.server))?
-        .connect_lazy();
-    let stop = CancellationToken::new();
-    let registration =
-        Registration { request, registry: RegistryClient::new(channel), timeout: Duration::from_secs(5) };
-    let keeper = tokio::spawn(registration.run(stop.clone()));
-
-    static COLLECTIONS: AtomicU64 = AtomicU64::new(0);
-    let started = std::time::Instant::now();
-    let service = SampleService::new(move |_req: &pb::CollectRequest| {
-        let n = COLLECTIONS.fetch_add(1, Ordering::Relaxed) + 1;
-        let sample = |name: &str, value: f64| pb::Sample {
-            name: name.into(),
-            labels: Default::default(),
-            value,
-            timestamp_unix_ms: 0,
-        };
-        vec![
-            sample("demo_up", 1.0),
-            sample("demo_collections_total", n as f64),
-            sample("demo_wave", (started.elapsed().as_secs_f64() / 10.0).sin()),
-        ]
-    });
-    tracing::info!(producer.id = %id, listen = %local, server = %args.server, "roster-demo-producer serving");
-    Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), roster::process::shutdown_signal())
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .context("serving roster.v1.Producer")?;
-    stop.cancel();
-    let _ = keeper.await;
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let options = DemoOptions {
+        server: args.server,
+        id: args.id.unwrap_or_else(ProducerId::new_random),
+        interval: args.interval,
+        lease: args.lease,
+        labels,
+    };
+    run_demo(listener, options, roster::process::shutdown_signal()).await.context("roster-demo-producer failed")?;
     Ok(())
 }

@@ -63,6 +63,7 @@ enum Command {
     Register(Registration, Reply<Registered>),
     Deregister(ProducerId, Reply<bool>),
     ListProducers(ProducerQuery, Reply<ProducerPage>),
+    GetProducer(ProducerId, Reply<Option<state::ProducerRecord>>),
     ListCollectors(Reply<Vec<CollectorView>>),
     Attach(WatchParams, Reply<Attached>),
     Detach(CollectorId),
@@ -76,6 +77,7 @@ enum Pending {
     Register(Reply<Registered>, Registered),
     Deregister(Reply<bool>, bool),
     ListProducers(Reply<ProducerPage>, ProducerPage),
+    GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
     Attach(Reply<Attached>, CollectorId),
     Report(Reply<bool>, Result<bool, Error>),
@@ -114,6 +116,11 @@ impl RegistryHandle {
     /// One page of producers.
     pub async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
         self.call(|r| Command::ListProducers(query, r)).await
+    }
+
+    /// One producer, if registered.
+    pub async fn get_producer(&self, id: ProducerId) -> Result<Option<state::ProducerRecord>, Error> {
+        self.call(|r| Command::GetProducer(id, r)).await
     }
 
     /// Every known collector.
@@ -249,6 +256,9 @@ impl Registry {
                 Command::ListProducers(query, reply) => {
                     pending.push(Pending::ListProducers(reply, self.state.list_producers(&query)));
                 }
+                Command::GetProducer(id, reply) => {
+                    pending.push(Pending::GetProducer(reply, self.state.producer(id).cloned()));
+                }
                 Command::ListCollectors(reply) => {
                     pending.push(Pending::ListCollectors(reply, self.state.list_collectors()));
                 }
@@ -316,6 +326,7 @@ impl Registry {
                 Pending::Register(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
                 Pending::Deregister(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
                 Pending::ListProducers(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::GetProducer(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
                 Pending::ListCollectors(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
                 Pending::Snapshot(reply, collector) => {
                     // Served even after a failed commit: the state was reloaded, so this is the committed one.

@@ -1,0 +1,170 @@
+//! How the CLI prints answers: a table for people, or JSON with stable keys for programs (`--output json`).
+
+use std::collections::BTreeMap;
+
+use comfy_table::{Table, presets};
+use roster::pb;
+use serde_json::{Value, json};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document, stable keys.
+    Json,
+}
+
+/// Prints `value` as JSON, or `table` as a table.
+#[allow(clippy::print_stdout, reason = "printing the answer is what the CLI is for")]
+pub(crate) fn print(format: Format, value: &Value, text: impl FnOnce() -> String) {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Format::Table => println!("{}", text()),
+    }
+}
+
+pub(crate) fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING).set_header(header.to_vec());
+    table
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+pub(crate) fn producer_json(p: &pb::ProducerInfo) -> Value {
+    json!({
+        "id": p.id,
+        "address": p.address,
+        "interval_ms": p.interval_ms,
+        "labels": p.labels,
+        "pinned_collector_id": p.pinned_collector_id,
+        "assigned_collector_id": p.assigned_collector_id,
+        "lease_ms": p.lease_ms,
+        "lease_expires_at_unix_ms": p.lease_expires_at_unix_ms,
+        "registered_at_unix_ms": p.registered_at_unix_ms,
+    })
+}
+
+pub(crate) fn producers_table(producers: &[pb::ProducerInfo]) -> Table {
+    let mut t = table(&["ID", "ADDRESS", "INTERVAL", "LABELS", "ASSIGNED TO", "PINNED TO"]);
+    for p in producers {
+        t.add_row(vec![
+            p.id.clone(),
+            p.address.clone(),
+            format!("{}ms", p.interval_ms),
+            or_dash(&labels_text(&p.labels)).to_owned(),
+            or_dash(&p.assigned_collector_id).to_owned(),
+            or_dash(&p.pinned_collector_id).to_owned(),
+        ]);
+    }
+    t
+}
+
+pub(crate) fn collector_state(c: &pb::CollectorInfo) -> &'static str {
+    match c.state() {
+        pb::CollectorState::Live => "live",
+        pb::CollectorState::Grace => "grace",
+        pb::CollectorState::Departed => "departed",
+        pb::CollectorState::Unspecified => "unknown",
+    }
+}
+
+pub(crate) fn collector_json(c: &pb::CollectorInfo) -> Value {
+    json!({
+        "id": c.id,
+        "state": collector_state(c),
+        "open_streams": c.open_streams,
+        "grace_ends_at_unix_ms": c.grace_ends_at_unix_ms,
+        "assigned_count": c.assigned_count,
+        "generation": c.generation,
+        "reported_generation": c.reported_generation,
+        "reported_outcome": match c.reported_outcome() {
+            pb::ApplyOutcome::Applied => "applied",
+            pb::ApplyOutcome::Rejected => "rejected",
+            pb::ApplyOutcome::Unspecified => "none",
+        },
+        "reported_reason": c.reported_reason,
+        "reported_at_unix_ms": c.reported_at_unix_ms,
+        "converged": c.converged,
+    })
+}
+
+pub(crate) fn collectors_table(collectors: &[pb::CollectorInfo]) -> Table {
+    let mut t = table(&["ID", "STATE", "PRODUCERS", "GENERATION", "APPLIED", "CONVERGED"]);
+    for c in collectors {
+        t.add_row(vec![
+            c.id.clone(),
+            collector_state(c).to_owned(),
+            c.assigned_count.to_string(),
+            c.generation.to_string(),
+            if c.reported_generation == 0 { "-".to_owned() } else { c.reported_generation.to_string() },
+            if c.converged { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    t
+}
+
+pub(crate) fn status_json(s: &pb::GetStatusResponse) -> Value {
+    json!({
+        "collector_id": s.collector_id,
+        "endpoint": s.endpoint,
+        "connected": s.connected,
+        "connected_changed_at_unix_ms": s.connected_changed_at_unix_ms,
+        "applied_epoch": s.applied_epoch,
+        "applied_generation": s.applied_generation,
+        "applied_at_unix_ms": s.applied_at_unix_ms,
+        "applied_producer_count": s.applied_producer_count,
+        "last_contact_unix_ms": s.last_contact_unix_ms,
+        "reconnects": s.reconnects,
+        "discards": s.discards,
+        "held_reason": s.held_reason,
+        "samples_written": s.samples_written,
+        "samples_dropped": s.samples_dropped,
+        "sink_error": s.sink_error,
+        "producers": s.producers.iter().map(|p| json!({
+            "id": p.id,
+            "address": p.address,
+            "interval_ms": p.interval_ms,
+            "collections": p.collections,
+            "failures": p.failures,
+            "last_success_unix_ms": p.last_success_unix_ms,
+            "last_failure_unix_ms": p.last_failure_unix_ms,
+            "last_error": p.last_error,
+            "skipped_ticks": p.skipped_ticks,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn status_text(s: &pb::GetStatusResponse) -> String {
+    let mut t = table(&["PRODUCER", "ADDRESS", "COLLECTIONS", "FAILURES", "LAST ERROR"]);
+    for p in &s.producers {
+        t.add_row(vec![
+            p.id.clone(),
+            p.address.clone(),
+            p.collections.to_string(),
+            p.failures.to_string(),
+            or_dash(&p.last_error).to_owned(),
+        ]);
+    }
+    let discards = s.discards.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let mut summary =
+        table(&["COLLECTOR", "CONNECTED", "ENDPOINT", "GENERATION", "PRODUCERS", "RECONNECTS", "DISCARDS", "SAMPLES"]);
+    summary.add_row(vec![
+        s.collector_id.clone(),
+        if s.connected { "yes" } else { "no" }.to_owned(),
+        s.endpoint.clone(),
+        s.applied_generation.to_string(),
+        s.applied_producer_count.to_string(),
+        s.reconnects.to_string(),
+        or_dash(&discards).to_owned(),
+        format!("{} written, {} dropped", s.samples_written, s.samples_dropped),
+    ]);
+    format!("{summary}\n\n{t}")
+}

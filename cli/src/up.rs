@@ -1,0 +1,126 @@
+//! `roster up`: the whole job on one machine, in this one process: a roster-server, one roster-collector and a
+//! few demo producers on loopback, with data under one directory. Ctrl-C (or SIGTERM) stops every part in
+//! order (producers deregister, then the collector flushes, then the server drains) and exits 0.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use roster::{
+    domain::ProducerId,
+    producer::{DemoOptions, run_demo},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of `roster up`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Directory for all data: DIR/server, and DIR/collector with the sink (samples.jsonl).
+    #[arg(long, default_value = "./roster-data")]
+    data_dir: PathBuf,
+    /// Address of the control plane (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Address of the collector's status API (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:50061")]
+    collector_listen: SocketAddr,
+    /// How many demo producers to run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=100))]
+    producers: u16,
+    /// Collection interval of the demo producers.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+}
+
+#[allow(clippy::print_stdout, reason = "telling the user what runs where is the point")]
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let server_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (use --listen)", args.listen))?;
+    let server_addr = server_listener.local_addr()?;
+    let server_url = format!("http://{server_addr}");
+    let collector_listener = TcpListener::bind(args.collector_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (use --collector-listen)", args.collector_listen))?;
+    let collector_addr = collector_listener.local_addr()?;
+
+    let stop_server = CancellationToken::new();
+    let stop_collector = CancellationToken::new();
+    let stop_producers = CancellationToken::new();
+    let server_dir = args.data_dir.join("server");
+    let collector_dir = args.data_dir.join("collector");
+    let server = tokio::spawn(roster_server::run(
+        server_listener,
+        roster_server::Config::new(&server_dir),
+        stop_server.clone().cancelled_owned(),
+    ));
+    let collector = tokio::spawn(roster_collector::run(
+        collector_listener,
+        roster_collector::Config::new(vec![server_url.clone()], &collector_dir),
+        stop_collector.clone().cancelled_owned(),
+    ));
+    let mut producers = Vec::new();
+    for i in 1..=args.producers {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let options = DemoOptions {
+            server: server_url.clone(),
+            id: ProducerId::new_random(),
+            interval: args.interval,
+            lease: Duration::from_secs(60),
+            labels: [("demo".to_owned(), i.to_string())].into(),
+        };
+        producers.push((addr, tokio::spawn(run_demo(listener, options, stop_producers.clone().cancelled_owned()))));
+    }
+
+    let sink = collector_dir.join("samples.jsonl");
+    println!("roster is up:");
+    println!("  control plane    {server_addr}    store: {}", server_dir.display());
+    println!("  collector        {collector_addr}    sink: {}", sink.display());
+    for (addr, _) in &producers {
+        println!("  demo producer    {addr}");
+    }
+    println!();
+    println!("Look around:");
+    println!("  roster --server {server_url} producers list");
+    println!("  roster --server {server_url} collectors list");
+    println!("  roster status --collector {collector_addr}");
+    println!("  grpcurl -plaintext {server_addr} list");
+    println!("  grpcurl -plaintext {collector_addr} roster.v1.CollectorStatus/GetStatus");
+    println!("  tail -f {}", sink.display());
+    println!("Ctrl-C stops everything.");
+
+    let (mut server, mut collector) = (server, collector);
+    tokio::select! {
+        () = roster::process::shutdown_signal() => {}
+        result = &mut server => {
+            stop_producers.cancel();
+            stop_collector.cancel();
+            return match result {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the server stopped on its own")),
+                Ok(Err(e)) => Err(e).context("server"),
+                Err(e) => Err(e).context("server panicked"),
+            };
+        }
+        result = &mut collector => {
+            stop_producers.cancel();
+            stop_server.cancel();
+            return match result {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the collector stopped on its own")),
+                Ok(Err(e)) => Err(e).context("collector"),
+                Err(e) => Err(e).context("collector panicked"),
+            };
+        }
+    }
+    println!("stopping: producers deregister, the collector flushes its sink, the server drains");
+    stop_producers.cancel();
+    for (_, producer) in producers {
+        producer.await.context("demo producer panicked")?.context("demo producer")?;
+    }
+    stop_collector.cancel();
+    collector.await.context("collector panicked")?.context("collector")?;
+    stop_server.cancel();
+    server.await.context("server panicked")?.context("server")?;
+    println!("stopped");
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The `roster` CLI against real servers (and broken ones): bounded retries (R2, R3), request ids followed
+//! across both logs (R5), `roster up`, and every command's output in both formats.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::{Proc, WAIT, roster, start_server};
+use serde_json::Value;
+
+fn json(cli: &Proc) -> Value {
+    serde_json::from_str(&cli.stdout())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", cli.stdout(), cli.stderr()))
+}
+
+fn assert_ok(cli: &mut Proc) {
+    let status = cli.wait_exit();
+    assert!(status.success(), "exit {status}; stdout:\n{}\nstderr:\n{}", cli.stdout(), cli.stderr());
+}
+
+/// The request id the CLI's attempt log lines carry (`-v`).
+fn request_ids(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("request.id=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_one_second_server_outage_does_not_fail_a_list_and_the_request_id_reaches_the_server_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(dir.path(), None);
+    let url = format!("http://{addr}");
+    let mut register = roster(&[
+        "--server",
+        &url,
+        "producers",
+        "register",
+        "--id",
+        "67e55044-10b1-426f-9247-bb680e5fe0c8",
+        "--address",
+        "127.0.0.1:9100",
+    ]);
+    assert_ok(&mut register);
+
+    server.kill9();
+    let mut list = Proc::start("roster", &["--server", &url, "-v", "--output", "json", "producers", "list"]);
+    // The outage itself: one second of no server.
+    std::thread::sleep(Duration::from_secs(1));
+    let (server, _) = start_server(dir.path(), Some(&addr));
+    assert_ok(&mut list);
+    assert_eq!(json(&list)["count"], 1, "the producer survived and is listed");
+
+    let stderr = list.stderr();
+    assert!(stderr.contains("attempt failed; retrying"), "the outage was ridden out by retries:\n{stderr}");
+    let ids = request_ids(&stderr);
+    assert!(!ids.is_empty());
+    assert!(ids.iter().all(|id| *id == ids[0]), "every attempt carries the same request id: {ids:?}");
+    // The attempt that reached the server is in its log under that id, with its attempt count.
+    let deadline = Instant::now() + WAIT;
+    while !server.stderr().lines().any(|l| l.contains(&ids[0]) && l.contains("ListProducers")) {
+        assert!(Instant::now() < deadline, "request id {} not in the server log:\n{}", ids[0], server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = server.stderr().lines().find(|l| l.contains(&ids[0])).unwrap().to_owned();
+    assert!(!line.contains("rpc.previous_attempts=0"), "the server saw a retry: {line}");
+}
+
+#[test]
+fn with_nothing_listening_the_cli_gives_up_after_five_attempts_with_a_clear_message() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut cli = roster(&["--server", &url, "producers", "list"]);
+    let status = cli.wait_exit();
+    assert!(!status.success());
+    let stderr = cli.stderr();
+    let line =
+        stderr.lines().find(|l| l.starts_with("roster: ")).unwrap_or_else(|| panic!("one error line:\n{stderr}"));
+    assert!(line.contains("ListProducers: gave up after 5 attempts over"), "{line}");
+    assert!(line.contains("Unavailable") && line.contains("Connection refused"), "the last cause is named: {line}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_server_that_accepts_and_closes_sees_at_most_five_attempts_never_five_in_a_second() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let times = accepted.clone();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let acceptor = std::thread::spawn(move || {
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    times.lock().unwrap().push(Instant::now());
+                    drop(conn);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    let mut cli = roster(&["--server", &url, "-v", "producers", "list"]);
+    let status = cli.wait_exit();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    acceptor.join().unwrap();
+    assert!(!status.success());
+    let stderr = cli.stderr();
+    assert!(stderr.contains("gave up after 5 attempts"), "{stderr}");
+    let times = accepted.lock().unwrap().clone();
+    assert!(!times.is_empty() && times.len() <= 5, "{} connections for 5 attempts", times.len());
+    for (i, t) in times.iter().enumerate() {
+        let within = times[i..].iter().filter(|u| u.duration_since(*t) < Duration::from_secs(1)).count();
+        assert!(within <= 5, "{within} connections within one second");
+    }
+}
+
+#[test]
+fn invalid_argument_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(dir.path(), None);
+    let url = format!("http://{addr}");
+    let mut cli =
+        roster(&["--server", &url, "-v", "producers", "register", "--id", "not-a-uuid", "--address", "127.0.0.1:1"]);
+    assert!(!cli.wait_exit().success());
+    let stderr = cli.stderr();
+    let line = stderr.lines().find(|l| l.starts_with("roster: ")).unwrap();
+    assert!(
+        line.contains("RegisterProducer") && line.contains("InvalidArgument") && line.contains("producer_id"),
+        "{line}"
+    );
+    assert!(!stderr.contains("retrying"), "not retried:\n{stderr}");
+    assert!(stderr.contains("attempt=1") && !stderr.contains("attempt=2"), "{stderr}");
+}
+
+#[test]
+fn every_command_answers_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let collector_dir = dir.path().join("collector").display().to_string();
+    let collector =
+        Proc::start("roster-collector", &["--server", &url, "--data-dir", &collector_dir, "--listen", "127.0.0.1:0"]);
+    let status_addr = collector.logged("roster-collector running", "status=Some(");
+    let collector_id = std::fs::read_to_string(dir.path().join("collector/collector-id")).unwrap().trim().to_owned();
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let run = |format: &str, args: &[&str]| {
+        let mut all = vec!["--server", url.as_str(), "--output", format];
+        all.extend_from_slice(args);
+        let mut cli = roster(&all);
+        assert_ok(&mut cli);
+        cli
+    };
+
+    let register =
+        ["producers", "register", "--id", id, "--address", "127.0.0.1:9100", "--interval", "1s", "--label", "job=test"];
+    assert_eq!(json(&run("json", &register))["producer"]["labels"]["job"], "test");
+    assert!(run("table", &register).stdout().contains("renewed"));
+
+    let list = json(&run("json", &["producers", "list"]));
+    assert_eq!(list["count"], 1);
+    assert_eq!(list["producers"][0]["id"], id);
+    assert!(run("table", &["producers", "list"]).stdout().contains("ASSIGNED TO"));
+
+    assert_eq!(json(&run("json", &["producers", "show", id]))["address"], "127.0.0.1:9100");
+    assert!(run("table", &["producers", "show", id]).stdout().contains(id));
+
+    // The collector takes the producer and reports it: wait for convergence.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let collectors = json(&run("json", &["collectors", "list"]));
+        if collectors["collectors"][0]["converged"] == true {
+            assert_eq!(collectors["collectors"][0]["id"], collector_id.as_str());
+            break;
+        }
+        assert!(Instant::now() < deadline, "collector never converged: {collectors}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(run("table", &["collectors", "list"]).stdout().contains("CONVERGED"));
+
+    let assignment = json(&run("json", &["assignment", "show", "--collector", &collector_id]));
+    assert_eq!(assignment["producers"][0]["id"], id);
+    assert!(run("table", &["assignment", "show", "--collector", &collector_id]).stdout().contains(id));
+
+    let status = json(&run("json", &["status", "--collector", &status_addr]));
+    assert_eq!(status["collector_id"], collector_id.as_str());
+    assert!(run("table", &["status", "--collector", &status_addr]).stdout().contains("CONNECTED"));
+
+    let watcher = "22222222-2222-2222-2222-222222222222";
+    let watched = run("json", &["watch", "--collector", watcher, "--count", "1"]);
+    let applied: Vec<Value> = watched.stdout().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(applied.iter().any(|e| e["event"] == "applied"), "{}", watched.stdout());
+    assert!(run("table", &["watch", "--collector", watcher, "--count", "1"]).stdout().contains("applied generation"));
+
+    assert_eq!(json(&run("json", &["producers", "deregister", id]))["existed"], true);
+    assert!(run("table", &["producers", "deregister", id]).stdout().contains("was not registered"));
+    drop(collector);
+}
+
+#[test]
+fn roster_up_runs_the_job_and_sigint_stops_every_part_with_exit_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let mut up = Proc::start(
+        "roster",
+        &[
+            "up",
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--collector-listen",
+            "127.0.0.1:0",
+            "--producers",
+            "2",
+            "--interval",
+            "200ms",
+        ],
+    );
+    let sink = dir.path().join("collector/samples.jsonl");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let producers: std::collections::BTreeSet<String> = std::fs::read_to_string(&sink)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["producer_id"].as_str().map(str::to_owned))
+            .collect();
+        if producers.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no samples from both producers; stdout:\n{}\nstderr:\n{}",
+            up.stdout(),
+            up.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up.stdout().contains("roster is up"), "{}", up.stdout());
+    up.signal("-INT");
+    let status = up.wait_exit();
+    assert!(status.success(), "exit {status}; stderr:\n{}", up.stderr());
+    assert!(up.stdout().contains("stopped"), "{}", up.stdout());
+}

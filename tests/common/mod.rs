@@ -1,0 +1,149 @@
+//! Harness for the end-to-end tests: the workspace's own binaries as child processes, with their logs.
+//!
+//! The binaries are found next to the test executable (`cargo test --workspace` and `./scripts/test` build them);
+//! if one is missing the test fails and says how to build it.
+
+// Test helpers: a panic here is the test failing, with its message.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The path of one of the workspace's binaries.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build --workspace --bins` (./scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose stdout and stderr lines are collected; killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    pub fn start(name: &str, args: &[&str]) -> Self {
+        let mut command = Command::new(binary(name));
+        if name == "roster" {
+            command.env_remove("RUST_LOG");
+        } else {
+            command.env("RUST_LOG", "info");
+        }
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let text = stdout.clone();
+        let mut pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                text.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self { child, stderr, stdout }
+    }
+
+    /// Every stderr line so far, joined.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Everything on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits for a stderr line containing `marker` and returns the word after `key` in it.
+    pub fn logged(&self, marker: &str, key: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(word) = self.stderr.lock().unwrap().iter().find(|l| l.contains(marker)).and_then(|line| {
+                line.split(key)
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").trim_end_matches(')').to_owned())
+            }) {
+                return word;
+            }
+            assert!(Instant::now() < deadline, "no {marker:?} in the log:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader threads take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit in time; stderr:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A roster-server process on 127.0.0.1 (port chosen by the OS unless `listen` is given), and its URL.
+pub fn start_server(data_dir: &Path, listen: Option<&str>) -> (Proc, String) {
+    let dir = data_dir.display().to_string();
+    let server = Proc::start("roster-server", &["--listen", listen.unwrap_or("127.0.0.1:0"), "--data-dir", &dir]);
+    let addr = server.logged("roster-server serving", "listen=");
+    (server, addr)
+}
+
+/// Runs the `roster` CLI to completion (bounded) and returns it.
+pub fn roster(args: &[&str]) -> Proc {
+    let mut cli = Proc::start("roster", args);
+    cli.wait_exit();
+    cli
+}
