@@ -389,23 +389,15 @@ impl Follower {
 
 /// A status as one line: code, message, and whatever its source errors add to the message.
 pub fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
+    with_sources(format!("{:?}: {}", status.code(), status.message()), std::error::Error::source(status))
 }
 
 /// An error and its sources, as one line (a source that repeats what is already said is left out).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+    with_sources(error.to_string(), error.source())
+}
+
+fn with_sources(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(e) = source {
         let part = e.to_string();
         if !text.contains(&part) {
