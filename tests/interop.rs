@@ -1,0 +1,149 @@
+//! Interop with a gRPC peer that is not ours: a Python grpcio client, its stubs generated from `proto/` by
+//! grpcio-tools at test time, follows a collector's feed by rules C1–C3 and must end up with exactly the set the
+//! Rust collector applied.
+//!
+//! Python with grpcio comes from `scripts/test`, which installs it into `.tools/` and exports `ROSTER_PYTHON`;
+//! without it this test fails and says so (it never skips).
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{Proc, WAIT, start_server};
+use roster::pb::{self, collector_status_client::CollectorStatusClient, registry_client::RegistryClient};
+
+fn python() -> PathBuf {
+    let path = std::env::var_os("ROSTER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/python"));
+    assert!(
+        path.is_file(),
+        "Python with grpcio is required by this test but was not found at {} — run ./scripts/test, which installs \
+         it into .tools/ (or set ROSTER_PYTHON)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_applied() {
+    const N: usize = 2500; // three chunks at the default 1000 producers per chunk
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let collector_dir = dir.path().join("collector").display().to_string();
+    let collector =
+        Proc::start("roster-collector", &["--server", &url, "--data-dir", &collector_dir, "--listen", "127.0.0.1:0"]);
+    let status_url = format!("http://{}", collector.logged("roster-collector running", "status=Some("));
+    let collector_id = std::fs::read_to_string(dir.path().join("collector/collector-id")).unwrap().trim().to_owned();
+
+    // Producers that are never due within the test (one-hour interval): the point is the set, not the samples.
+    let registry = RegistryClient::connect(url.clone()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        let mut registry = registry.clone();
+        tasks.spawn(async move {
+            for i in (worker..N).step_by(16) {
+                let request = pb::RegisterProducerRequest {
+                    producer_id: uuid::Uuid::new_v4().to_string(),
+                    address: format!("127.0.0.1:{}", 10_000 + i),
+                    interval_ms: 3_600_000,
+                    ..Default::default()
+                };
+                registry.register_producer(request).await.unwrap();
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    let mut status_client = CollectorStatusClient::connect(status_url).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let status = status_client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+        if status.applied_producer_count == N as u64 && status.producers.len() == N {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the collector did not apply all {N}: {}", status.applied_producer_count);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/follow_feed.py");
+    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .arg("--proto-root")
+            .arg(proto_root)
+            .args([
+                "--server",
+                &addr,
+                "--collector",
+                &collector_id,
+                "--min-producers",
+                &N.to_string(),
+                "--timeout",
+                "60",
+            ])
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "python follower failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let applied: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON from the python follower");
+    let python_ids: Vec<String> =
+        applied["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let rust_ids: Vec<String> = status.producers.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(applied["epoch"], status.applied_epoch.as_str());
+    assert_eq!(applied["generation"], status.applied_generation);
+    assert_eq!(python_ids, rust_ids, "the same set, producer for producer");
+    drop(collector);
+}
+
+fn grpcurl() -> PathBuf {
+    let path = std::env::var_os("ROSTER_GRPCURL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/grpcurl"));
+    assert!(
+        path.is_file(),
+        "grpcurl 1.8.6 is required by this test but was not found at {} — run ./scripts/test, which installs it \
+         into .tools/ (or set ROSTER_GRPCURL)",
+        path.display()
+    );
+    path
+}
+
+/// grpcurl, over reflection only, reads a collector's status: the collector serves reflection and health too.
+#[test]
+fn grpcurl_reads_a_collectors_status_over_reflection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let collector_dir = dir.path().join("collector").display().to_string();
+    let collector = Proc::start(
+        "roster-collector",
+        &["--server", &format!("http://{addr}"), "--data-dir", &collector_dir, "--listen", "127.0.0.1:0"],
+    );
+    let status_addr = collector.logged("roster-collector running", "status=Some(");
+    let run = |words: &[&str]| {
+        let output =
+            Command::new(grpcurl()).args(["-plaintext", "-max-time", "20", &status_addr]).args(words).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "grpcurl {words:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+    let services = run(&["list"]);
+    for service in ["grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "roster.v1.CollectorStatus"] {
+        assert!(services.lines().any(|l| l == service), "{service} missing:\n{services}");
+    }
+    assert!(run(&["grpc.health.v1.Health/Check"]).contains("SERVING"));
+    let collector_id = std::fs::read_to_string(dir.path().join("collector/collector-id")).unwrap().trim().to_owned();
+    let status = run(&["roster.v1.CollectorStatus/GetStatus"]);
+    assert!(status.contains(&collector_id), "{status}");
+    drop(collector);
+}
