@@ -87,9 +87,10 @@ async fn collect_loop(
     first_delay: Duration,
     mut stop: oneshot::Receiver<()>,
 ) {
+    // Each collection is bounded once, below, by `tokio::time::timeout` (which also covers connecting).
     let timeout = collect_timeout(target.interval);
     let channel = match Endpoint::from_shared(target.address.to_uri()) {
-        Ok(e) => e.connect_timeout(timeout).timeout(timeout).tcp_nodelay(true).connect_lazy(),
+        Ok(e) => e.connect_timeout(timeout).tcp_nodelay(true).connect_lazy(),
         Err(e) => {
             record_failure(&stats, format!("bad address: {e}"));
             let _ = stop.await;

@@ -312,7 +312,10 @@ impl Registry {
             Err(e) => {
                 error!(error = %e, "store commit failed; the batch is dropped and the state reloaded from the store");
                 match self.store.load().await {
-                    Ok(loaded) => self.needs_recompute = self.state.reload(loaded, now),
+                    Ok(loaded) => {
+                        self.state.reload(loaded, now);
+                        self.needs_recompute = true;
+                    }
                     Err(e) => {
                         error!(error = %e, "reloading the store failed too; serving the last committed snapshots")
                     }
@@ -320,20 +323,19 @@ impl Registry {
             }
         }
         let store_error = committed.err().map(|e| Error::Store(Arc::new(e)));
-        let fail = |reply_error: &Option<Error>| reply_error.clone();
         for p in pending {
             match p {
-                Pending::Register(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
-                Pending::Deregister(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
-                Pending::ListProducers(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
-                Pending::GetProducer(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
-                Pending::ListCollectors(reply, value) => send(reply, fail(&store_error).map_or(Ok(value), Err)),
+                Pending::Register(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::Deregister(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::ListProducers(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::GetProducer(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::ListCollectors(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Snapshot(reply, collector) => {
                     // Served even after a failed commit: the state was reloaded, so this is the committed one.
                     let snapshot = self.snapshot(collector);
                     send(reply, Ok(snapshot));
                 }
-                Pending::Report(reply, value) => send(reply, fail(&store_error).map_or(value, Err)),
+                Pending::Report(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::Attach(reply, collector) => {
                     // The caller holds a handle while it waits, so the channel is open and this upgrades.
                     let Some(tx) = own_tx.upgrade() else { continue };
@@ -350,10 +352,8 @@ impl Registry {
                         rejected: self.state.rejected_current(collector),
                         guard: AttachGuard { collector, tx },
                     };
-                    if let Err(Ok(attached)) = reply.send(Ok(attached)) {
-                        // The caller went away; its guard (dropped here) closes the stream again.
-                        drop(attached);
-                    }
+                    // If the caller went away, the unsent guard is dropped here and closes the stream again.
+                    let _ = reply.send(Ok(attached));
                 }
             }
         }
@@ -381,6 +381,11 @@ impl Registry {
             self.config.chunk_limits,
         ))
     }
+}
+
+/// The answer to a command of a batch: its value, or the batch's store failure.
+fn answer<T>(value: T, store_error: &Option<Error>) -> Result<T, Error> {
+    store_error.clone().map_or(Ok(value), Err)
 }
 
 fn send<T>(reply: Reply<T>, value: Result<T, Error>) {

@@ -197,17 +197,15 @@ impl State {
     }
 
     /// Replaces the state with what the store holds, keeping the in-memory liveness of collectors (open streams
-    /// are not in the store). Used after a failed commit, to drop the changes that did not reach the disk.
-    /// Returns true when liveness now differs from what the stored assignment was computed for, so a
-    /// recomputation is due.
-    pub fn reload(&mut self, loaded: Loaded, now_ms: u64) -> bool {
+    /// are not in the store). Used after a failed commit, to drop the changes that did not reach the disk; the
+    /// caller then recomputes the assignment, since liveness may differ from what the stored one was made for.
+    pub fn reload(&mut self, loaded: Loaded, now_ms: u64) {
         let old = std::mem::take(&mut self.collectors);
         let (mut fresh, _) = Self::from_loaded(loaded, self.rules, now_ms);
         for (id, record) in old {
             fresh.collectors.entry(id).or_insert_with(|| record.clone()).liveness = record.liveness;
         }
         *self = fresh;
-        true
     }
 
     /// The store's epoch.
