@@ -145,11 +145,7 @@ fn every_command_answers_in_both_formats() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr) = start_server(&dir.path().join("server"), None);
     let url = format!("http://{addr}");
-    let collector_dir = dir.path().join("collector").display().to_string();
-    let collector =
-        Proc::start("roster-collector", &["--server", &url, "--data-dir", &collector_dir, "--listen", "127.0.0.1:0"]);
-    let status_addr = collector.logged("roster-collector running", "status=Some(");
-    let collector_id = std::fs::read_to_string(dir.path().join("collector/collector-id")).unwrap().trim().to_owned();
+    let (collector, status_addr, collector_id) = common::start_collector(&url, &dir.path().join("collector"));
     let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
     let run = |format: &str, args: &[&str]| {
         let mut all = vec!["--server", url.as_str(), "--output", format];

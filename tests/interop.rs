@@ -2,32 +2,19 @@
 //! grpcio-tools at test time, follows a collector's feed by rules C1–C3 and must end up with exactly the set the
 //! Rust collector applied.
 //!
-//! Python with grpcio comes from `scripts/test`, which installs it into `.tools/` and exports `ROSTER_PYTHON`;
-//! without it this test fails and says so (it never skips).
+//! Python with grpcio and grpcurl come from `scripts/test`, which installs them into `.tools/`; without them these
+//! tests fail and say so (they never skip).
 
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
-use common::{Proc, WAIT, start_server};
+use common::{WAIT, python, run_grpcurl, start_collector, start_server};
 use roster::pb::{self, collector_status_client::CollectorStatusClient, registry_client::RegistryClient};
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("ROSTER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/python"));
-    assert!(
-        path.is_file(),
-        "Python with grpcio is required by this test but was not found at {} — run ./scripts/test, which installs \
-         it into .tools/ (or set ROSTER_PYTHON)",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_applied() {
@@ -35,11 +22,8 @@ async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_app
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr) = start_server(&dir.path().join("server"), None);
     let url = format!("http://{addr}");
-    let collector_dir = dir.path().join("collector").display().to_string();
-    let collector =
-        Proc::start("roster-collector", &["--server", &url, "--data-dir", &collector_dir, "--listen", "127.0.0.1:0"]);
-    let status_url = format!("http://{}", collector.logged("roster-collector running", "status=Some("));
-    let collector_id = std::fs::read_to_string(dir.path().join("collector/collector-id")).unwrap().trim().to_owned();
+    let (collector, status_addr, collector_id) = start_collector(&url, &dir.path().join("collector"));
+    let status_url = format!("http://{status_addr}");
 
     // Producers that are never due within the test (one-hour interval): the point is the set, not the samples.
     let registry = RegistryClient::connect(url.clone()).await.unwrap();
@@ -106,43 +90,19 @@ async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_app
     drop(collector);
 }
 
-fn grpcurl() -> PathBuf {
-    let path = std::env::var_os("ROSTER_GRPCURL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/grpcurl"));
-    assert!(
-        path.is_file(),
-        "grpcurl 1.8.6 is required by this test but was not found at {} — run ./scripts/test, which installs it \
-         into .tools/ (or set ROSTER_GRPCURL)",
-        path.display()
-    );
-    path
-}
-
 /// grpcurl, over reflection only, reads a collector's status: the collector serves reflection and health too.
 #[test]
 fn grpcurl_reads_a_collectors_status_over_reflection() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr) = start_server(&dir.path().join("server"), None);
-    let collector_dir = dir.path().join("collector").display().to_string();
-    let collector = Proc::start(
-        "roster-collector",
-        &["--server", &format!("http://{addr}"), "--data-dir", &collector_dir, "--listen", "127.0.0.1:0"],
-    );
-    let status_addr = collector.logged("roster-collector running", "status=Some(");
-    let run = |words: &[&str]| {
-        let output =
-            Command::new(grpcurl()).args(["-plaintext", "-max-time", "20", &status_addr]).args(words).output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "grpcurl {words:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
-        stdout
-    };
+    let (collector, status_addr, collector_id) =
+        start_collector(&format!("http://{addr}"), &dir.path().join("collector"));
+    let run = |words: &[&str]| run_grpcurl(&status_addr, &[], words);
     let services = run(&["list"]);
     for service in ["grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "roster.v1.CollectorStatus"] {
         assert!(services.lines().any(|l| l == service), "{service} missing:\n{services}");
     }
     assert!(run(&["grpc.health.v1.Health/Check"]).contains("SERVING"));
-    let collector_id = std::fs::read_to_string(dir.path().join("collector/collector-id")).unwrap().trim().to_owned();
     let status = run(&["roster.v1.CollectorStatus/GetStatus"]);
     assert!(status.contains(&collector_id), "{status}");
     drop(collector);

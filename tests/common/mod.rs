@@ -147,3 +147,57 @@ pub fn roster(args: &[&str]) -> Proc {
     cli.wait_exit();
     cli
 }
+
+/// An external test tool: `$env_var` if set, else `.tools/venv/bin/<name>` as installed by `./scripts/test`.
+/// Fails (never skips) when it is missing.
+pub fn tool(env_var: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(env_var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin").join(name));
+    assert!(
+        path.is_file(),
+        "{name} is required by this test but was not found at {} — run ./scripts/test, which installs it into \
+         .tools/ (or set {env_var})",
+        path.display()
+    );
+    path
+}
+
+/// grpcurl 1.8.6.
+pub fn grpcurl() -> PathBuf {
+    tool("ROSTER_GRPCURL", "grpcurl")
+}
+
+/// Python with grpcio and grpcio-tools.
+pub fn python() -> PathBuf {
+    tool("ROSTER_PYTHON", "python")
+}
+
+/// A roster-collector process following `server_url`, with its status on an OS-chosen port; returns it, its
+/// status address and its id.
+pub fn start_collector(server_url: &str, data_dir: &Path) -> (Proc, String, String) {
+    let dir = data_dir.display().to_string();
+    let collector =
+        Proc::start("roster-collector", &["--server", server_url, "--data-dir", &dir, "--listen", "127.0.0.1:0"]);
+    let status_addr = collector.logged("roster-collector running", "status=Some(");
+    let id = std::fs::read_to_string(data_dir.join("collector-id")).unwrap().trim().to_owned();
+    (collector, status_addr, id)
+}
+
+/// Runs `grpcurl -plaintext -max-time 20 FLAGS ADDR WORDS`; returns stdout, or fails with stderr.
+pub fn run_grpcurl(addr: &str, flags: &[&str], words: &[&str]) -> String {
+    let output = Command::new(grpcurl())
+        .args(["-plaintext", "-max-time", "20"])
+        .args(flags)
+        .arg(addr)
+        .args(words)
+        .output()
+        .expect("grpcurl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "grpcurl {flags:?} {words:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
