@@ -134,6 +134,19 @@ pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, FieldError> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProducerAddress(String);
 
+/// Whether `value` is `host:port` with a lowercase DNS name or IPv4 host and a non-zero port: a form that
+/// [`ProducerAddress::parse_field`] accepts and leaves as it is.
+fn is_normal_host_port(value: &str) -> bool {
+    let Some((host, port)) = value.rsplit_once(':') else { return false };
+    !host.is_empty()
+        && value.len() <= MAX_ADDRESS_BYTES
+        && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
 impl ProducerAddress {
     /// Parses and normalises an address field: `host:port`, optionally with an `http://` prefix.
     ///
@@ -171,6 +184,18 @@ impl ProducerAddress {
             return Err(bad("has no host"));
         }
         Ok(Self(authority.as_str().to_ascii_lowercase()))
+    }
+
+    /// As [`ProducerAddress::parse_field`], keeping `value` itself when it is already in normal form (a
+    /// lowercase DNS name or IPv4 address and a port, as the server sends them): no parse, no copy.
+    ///
+    /// # Errors
+    /// As [`ProducerAddress::parse_field`].
+    pub fn parse_owned(field: &str, value: String) -> Result<Self, FieldError> {
+        if is_normal_host_port(&value) {
+            return Ok(Self(value));
+        }
+        Self::parse_field(field, &value)
     }
 
     /// The normalised `host:port`.
@@ -290,6 +315,20 @@ impl TryFrom<&pb::AssignedProducer> for Target {
             address: ProducerAddress::parse_field("producers.address", &p.address)?,
             interval: ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?,
             labels: Labels::parse_field("producers.labels", p.labels.clone())?,
+        })
+    }
+}
+
+impl TryFrom<pb::AssignedProducer> for Target {
+    type Error = FieldError;
+
+    /// As the conversion from a reference, but a valid entry's address string is kept, not copied.
+    fn try_from(p: pb::AssignedProducer) -> Result<Self, FieldError> {
+        Ok(Self {
+            id: ProducerId::parse_field("producers.id", &p.id)?,
+            address: ProducerAddress::parse_owned("producers.address", p.address)?,
+            interval: ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?,
+            labels: Labels::parse_field("producers.labels", p.labels)?,
         })
     }
 }
@@ -601,5 +640,35 @@ mod tests {
     fn long_values_are_clipped_in_messages() {
         let err = parse_uuid("producer_id", &"x".repeat(10_000)).expect_err("bad");
         assert!(err.to_string().len() < 300, "{err}");
+    }
+}
+
+#[cfg(test)]
+mod address_fast_path {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// The no-copy path accepts only what the full parse accepts, and keeps it exactly as the full parse would.
+        #[test]
+        fn the_fast_path_agrees_with_the_full_parse(value in "[a-zA-Z0-9.:\\[\\]-]{0,12}:[0-9]{0,6}") {
+            let fast = ProducerAddress::parse_owned("f", value.clone());
+            let full = ProducerAddress::parse_field("f", &value);
+            prop_assert_eq!(fast.is_ok(), full.is_ok(), "{}", value);
+            if let (Ok(fast), Ok(full)) = (fast, full) {
+                prop_assert_eq!(fast.as_str(), full.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn normal_addresses_are_kept_and_others_normalised() {
+        assert!(is_normal_host_port("127.0.0.1:9100"));
+        assert!(is_normal_host_port("metrics.example:9100"));
+        for other in ["Metrics.example:9100", "[::1]:9100", "http://a:1", "a:0", "a:", ":1", "a:99999", "a"] {
+            assert!(!is_normal_host_port(other), "{other}");
+        }
+        assert_eq!(ProducerAddress::parse_owned("f", "HOST:1".into()).unwrap().as_str(), "host:1");
     }
 }

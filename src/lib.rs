@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod client;
 pub mod domain;
 pub mod follower;
+pub mod message_limit;
 pub mod process;
 pub mod producer;
 pub mod reflection;

@@ -373,6 +373,10 @@ async fn watch(server: &str, collector: CollectorId, count: Option<u64>, format:
                 json!({"event": "discarded", "reason": reason, "detail": detail}),
                 format!("discarded ({reason}): {detail}"),
             ),
+            FollowerEvent::Reported { generation } => (
+                json!({"event": "reported", "generation": generation}),
+                format!("generation {generation} reported to the server"),
+            ),
             FollowerEvent::Applied(s) => {
                 let producers: Vec<_> = s.targets.iter().map(|t| json!({"id": t.id.to_string(), "address": t.address.to_string(), "interval_ms": t.interval.as_millis() as u64, "labels": t.labels.as_map()})).collect();
                 let mut text =

@@ -133,7 +133,6 @@ struct Partial {
     generation: u64,
     next_index: u32,
     targets: Vec<Target>,
-    ids: HashSet<ProducerId>,
     digest: Digest,
 }
 
@@ -215,7 +214,7 @@ impl Assembler {
             .collect()
     }
 
-    fn on_chunk(&mut self, chunk: pb::SnapshotChunk) -> Vec<Event> {
+    fn on_chunk(&mut self, mut chunk: pb::SnapshotChunk) -> Vec<Event> {
         let mut events = Vec::new();
         if let Some(p) = &self.partial
             && (p.epoch != chunk.epoch || p.generation != chunk.generation)
@@ -236,7 +235,6 @@ impl Assembler {
                 generation: chunk.generation,
                 next_index: 0,
                 targets: Vec::new(),
-                ids: HashSet::new(),
                 digest: Digest::default(),
             }),
             None => {
@@ -264,7 +262,9 @@ impl Assembler {
             events.push(discard(DiscardReason::TooLarge, detail));
             return events;
         }
-        for entry in &chunk.producers {
+        // Entries are taken by value: a valid one's strings become the target's, with no copy.
+        for entry in std::mem::take(&mut chunk.producers) {
+            partial.digest.update(&entry);
             let target = match Target::try_from(entry) {
                 Ok(t) => t,
                 Err(e) => {
@@ -274,13 +274,6 @@ impl Assembler {
                     return events;
                 }
             };
-            if !partial.ids.insert(target.id) {
-                let detail = format!("generation {}: producer {} twice", partial.generation, target.id);
-                self.partial = None;
-                events.push(discard(DiscardReason::DuplicateProducer, detail));
-                return events;
-            }
-            partial.digest.update(entry);
             partial.targets.push(target);
         }
         partial.next_index += 1;
@@ -299,14 +292,23 @@ impl Assembler {
         };
         let refused = Some((epoch, p.generation));
         let refuse = |reason, detail: String| Event::Discarded { reason, detail, refused };
-        if last.chunk_count != p.next_index || last.producer_count != p.targets.len() as u64 {
+        // Sorted by id (the server sends them so, which makes this linear), a repeated id sits next to itself.
+        let mut targets = p.targets;
+        targets.sort_by_key(|t| t.id);
+        if let Some(twice) = targets.windows(2).find(|w| w[0].id == w[1].id) {
+            return refuse(
+                DiscardReason::DuplicateProducer,
+                format!("generation {}: producer {} twice", p.generation, twice[0].id),
+            );
+        }
+        if last.chunk_count != p.next_index || last.producer_count != targets.len() as u64 {
             return refuse(
                 DiscardReason::CountMismatch,
                 format!(
                     "generation {}: {} chunks and {} producers arrived, the complete chunk says {} and {}",
                     p.generation,
                     p.next_index,
-                    p.targets.len(),
+                    targets.len(),
                     last.chunk_count,
                     last.producer_count
                 ),
@@ -318,8 +320,6 @@ impl Assembler {
                 format!("generation {}: digest does not match", p.generation),
             );
         }
-        let mut targets = p.targets;
-        targets.sort_by_key(|t| t.id);
         let snapshot = Snapshot { epoch, generation: p.generation, targets, settling: last.store_settling };
         match &self.applied {
             Some(applied) if applied.epoch == epoch => {

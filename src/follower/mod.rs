@@ -8,7 +8,9 @@
 //! Rules it follows: C1–C3 through the pure [`assembler`]; C4 and C5 (an applied snapshot is persisted before
 //! it is reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
 //! the next endpoint after each failure); and HTTP/2 keepalive, so a half-open connection is dropped within
-//! interval + timeout (20 s by default).
+//! interval + timeout (20 s by default). When a server ends the stream saying when to come back
+//! (`grpc-retry-pushback-ms`, which roster-server sends on shutdown to spread its fleet's reconnects), that delay
+//! replaces the backoff delay, still under the hard cap.
 
 pub mod assembler;
 pub mod state_file;
@@ -148,6 +150,11 @@ pub enum FollowerEvent {
         /// Details.
         detail: String,
     },
+    /// The server acknowledged a report of this generation (C4): operators see it as converged.
+    Reported {
+        /// The generation reported.
+        generation: u64,
+    },
 }
 
 /// What a caller keeps: the snapshot in force, the counters, and the events.
@@ -169,6 +176,15 @@ pub struct Follower {
     applied: watch::Sender<Option<Arc<Snapshot>>>,
     stats: Arc<Stats>,
     events: tokio::sync::broadcast::Sender<FollowerEvent>,
+    /// The delay the server asked for when it last ended a stream (`grpc-retry-pushback-ms`).
+    pushback: Option<Duration>,
+}
+
+/// The delay a status asks for before the next attempt: gRPC's `grpc-retry-pushback-ms` (gRFC A6), a
+/// non-negative integer. Anything else is ignored; the feed then uses its own backoff.
+pub fn retry_pushback(status: &tonic::Status) -> Option<Duration> {
+    let value = status.metadata().get("grpc-retry-pushback-ms")?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_millis)
 }
 
 /// Now, in Unix milliseconds.
@@ -206,7 +222,7 @@ impl Follower {
         let (applied, rx) = watch::channel(loaded.clone());
         let (events, _) = tokio::sync::broadcast::channel(256);
         let handle = FollowerHandle { applied: rx, stats: stats.clone(), events: events.clone() };
-        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats, events }, handle))
+        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats, events, pushback: None }, handle))
     }
 
     /// Follows the feed until `shutdown` is cancelled.
@@ -217,10 +233,9 @@ impl Follower {
             let endpoint = self.config.endpoints[endpoint_index % self.config.endpoints.len()].clone();
             self.stats.lock().endpoint = endpoint.clone();
             let mut delivered = false;
-            let cause = tokio::select! {
-                () = shutdown.cancelled() => break,
-                cause = self.follow_once(&endpoint, &mut delivered) => cause,
-            };
+            // Shutdown is watched inside, between frames, so an apply in progress (persist, then report) is
+            // always finished, never cut in half.
+            let Some(cause) = self.follow_once(&endpoint, &mut delivered, &shutdown).await else { break };
             self.set_connected(false);
             if let Some(event) = self.assembler.stream_ended() {
                 self.handle(event, None).await;
@@ -229,7 +244,12 @@ impl Follower {
                 delays.reset();
             }
             endpoint_index += 1;
-            let delay = delays.next().unwrap_or(self.config.backoff.cap);
+            // A server that ends streams on shutdown says when to come back (spreading its fleet's reconnects);
+            // it replaces the backoff delay, still under the hard cap.
+            let delay = match self.pushback.take() {
+                Some(pushback) => pushback.min(self.config.backoff.cap),
+                None => delays.next().unwrap_or(self.config.backoff.cap),
+            };
             {
                 let mut stats = self.stats.lock();
                 stats.reconnects += 1;
@@ -262,8 +282,13 @@ impl Follower {
         }
     }
 
-    /// One connection and stream; returns why it ended.
-    async fn follow_once(&mut self, endpoint: &str, delivered: &mut bool) -> String {
+    /// One connection and stream; returns why it ended, or `None` on shutdown.
+    async fn follow_once(
+        &mut self,
+        endpoint: &str,
+        delivered: &mut bool,
+        shutdown: &CancellationToken,
+    ) -> Option<String> {
         let channel = match Endpoint::from_shared(endpoint.to_owned()) {
             Ok(e) => e
                 .connect_timeout(self.config.connect_timeout)
@@ -271,11 +296,15 @@ impl Follower {
                 .keep_alive_timeout(self.config.keepalive_timeout)
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true),
-            Err(e) => return format!("bad endpoint: {e}"),
+            Err(e) => return Some(format!("bad endpoint: {e}")),
         };
-        let channel = match channel.connect().await {
+        let connected = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            connected = channel.connect() => connected,
+        };
+        let channel = match connected {
             Ok(c) => c,
-            Err(e) => return format!("connect: {}", error_chain(&e)),
+            Err(e) => return Some(format!("connect: {}", error_chain(&e))),
         };
         let known = self.assembler.applied().map(|s| (s.epoch, s.generation));
         let request = pb::WatchRequest {
@@ -284,15 +313,23 @@ impl Follower {
             known_generation: known.map_or(0, |k| k.1),
         };
         let mut client = AssignmentFeedClient::new(channel.clone());
-        let mut stream = match client.watch(request).await {
+        let watched = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            watched = client.watch(request) => watched,
+        };
+        let mut stream = match watched {
             Ok(response) => response.into_inner(),
-            Err(status) => return format!("watch: {}", status_text(&status)),
+            Err(status) => return Some(format!("watch: {}", status_text(&status))),
         };
         self.set_connected(true);
         let _ = self.events.send(FollowerEvent::Connected { endpoint: endpoint.to_owned() });
         info!(endpoint, known_generation = known.map_or(0, |k| k.1), "feed stream open");
         loop {
-            match stream.message().await {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                message = stream.message() => message,
+            };
+            match message {
                 Ok(Some(message)) => {
                     let Some(frame) = message.frame else { continue };
                     self.stats.lock().last_contact_ms = now_ms();
@@ -303,8 +340,11 @@ impl Follower {
                         self.handle(event, Some(&channel)).await;
                     }
                 }
-                Ok(None) => return "the server ended the stream".into(),
-                Err(status) => return status_text(&status),
+                Ok(None) => return Some("the server ended the stream".into()),
+                Err(status) => {
+                    self.pushback = retry_pushback(&status);
+                    return Some(status_text(&status));
+                }
             }
         }
     }
@@ -313,23 +353,10 @@ impl Follower {
         match event {
             Event::Progress => {}
             Event::Applied(snapshot) => {
+                // Collect from it at once; persist it next, off the async threads (an fsync takes milliseconds),
+                // and report it only once it is on disk (C5). A crash in between leaves the previous complete
+                // snapshot on disk, and the server, not having had the report, sends this one again.
                 let at = now_ms();
-                let persisted = match &self.config.state_file {
-                    None => true,
-                    Some(path) => match state_file::save(path, &snapshot, at) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            error!(error = %e, "cannot persist the applied snapshot; collecting from it anyway, not reporting it");
-                            false
-                        }
-                    },
-                };
-                info!(
-                    epoch = %snapshot.epoch,
-                    generation = snapshot.generation,
-                    producers = snapshot.targets.len(),
-                    "snapshot applied"
-                );
                 {
                     let mut stats = self.stats.lock();
                     stats.applied_at_ms = at;
@@ -337,6 +364,29 @@ impl Follower {
                 }
                 self.applied.send_replace(Some(snapshot.clone()));
                 let _ = self.events.send(FollowerEvent::Applied(snapshot.clone()));
+                info!(
+                    epoch = %snapshot.epoch,
+                    generation = snapshot.generation,
+                    producers = snapshot.targets.len(),
+                    "snapshot applied"
+                );
+                let persisted = match &self.config.state_file {
+                    None => true,
+                    Some(path) => {
+                        let (path, to_save) = (path.clone(), snapshot.clone());
+                        match tokio::task::spawn_blocking(move || state_file::save(&path, &to_save, at)).await {
+                            Ok(Ok(())) => true,
+                            Ok(Err(e)) => {
+                                error!(error = %e, "cannot persist the applied snapshot; collecting from it anyway, not reporting it");
+                                false
+                            }
+                            Err(e) => {
+                                error!(error = %e, "the task persisting the applied snapshot failed; not reporting it");
+                                false
+                            }
+                        }
+                    }
+                };
                 if persisted && let Some(channel) = channel {
                     self.report(channel, snapshot.epoch, snapshot.generation, None);
                 }
@@ -373,6 +423,7 @@ impl Follower {
             reason: rejected.unwrap_or_default(),
         };
         let client = AssignmentFeedClient::new(channel.clone());
+        let events = self.events.clone();
         tokio::spawn(async move {
             let call = || {
                 let mut client = client.clone();
@@ -380,7 +431,10 @@ impl Follower {
                 async move { client.report_applied(request).await }
             };
             match call.retry(BackoffPolicy::UNARY).when(|s| s.code() == Code::Unavailable).await {
-                Ok(_) => debug!(generation, "generation reported"),
+                Ok(_) => {
+                    debug!(generation, "generation reported");
+                    let _ = events.send(FollowerEvent::Reported { generation });
+                }
                 Err(status) => warn!(generation, error = %status_text(&status), "could not report the generation"),
             }
         });
@@ -407,4 +461,23 @@ fn with_sources(mut text: String, mut source: Option<&(dyn std::error::Error + '
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_pushback(value: &str) -> tonic::Status {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("grpc-retry-pushback-ms", value.parse().unwrap());
+        tonic::Status::with_metadata(Code::Unavailable, "bye", metadata)
+    }
+
+    #[test]
+    fn a_pushback_is_read_only_when_it_is_a_whole_number_of_milliseconds() {
+        assert_eq!(retry_pushback(&with_pushback("1500")), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_pushback(&with_pushback("-1")), None);
+        assert_eq!(retry_pushback(&with_pushback("soon")), None);
+        assert_eq!(retry_pushback(&tonic::Status::unavailable("no header")), None);
+    }
 }
