@@ -7,7 +7,14 @@
 //! ready again it asks for the latest generation's snapshot, so intermediate generations are skipped rather
 //! than queued (S4).
 
-use std::{ops::Range, time::Duration};
+use std::{
+    ops::Range,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use prost::Message as _;
 use roster::{
@@ -19,8 +26,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{debug, info};
 use uuid::Uuid;
-
-use std::sync::Arc;
 
 use crate::registry::{Attached, RegistryHandle};
 
@@ -112,6 +117,35 @@ pub struct StreamConfig {
     pub heartbeat: Duration,
     /// Cancelled when the server shuts down (S6).
     pub shutdown: CancellationToken,
+    /// Feed streams open now, across the server.
+    pub open: Arc<OpenStreams>,
+    /// On shutdown, the collectors are asked to come back spread over a window of `open / reconnect_rate`
+    /// seconds (at most [`MAX_RECONNECT_SPREAD`]), so a restart is not met by the whole fleet at once.
+    pub reconnect_rate: u32,
+}
+
+/// The count of open feed streams, and the count when shutdown began.
+#[derive(Debug, Default)]
+pub struct OpenStreams {
+    now: AtomicUsize,
+    at_shutdown: OnceLock<usize>,
+}
+
+impl OpenStreams {
+    /// The reconnect window for a shutdown, from the number of streams open when the first one ended: every
+    /// stream gets the same window, however many have ended since.
+    pub fn shutdown_window(&self, rate: u32) -> Duration {
+        reconnect_spread(*self.at_shutdown.get_or_init(|| self.now.load(Ordering::Relaxed)), rate)
+    }
+}
+
+/// The widest window over which collectors are asked to come back after a shutdown.
+pub const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
+
+/// The window over which `open` collectors should come back, for at most `rate` reconnects per second.
+pub fn reconnect_spread(open: usize, rate: u32) -> Duration {
+    let seconds = open as f64 / f64::from(rate.max(1));
+    Duration::from_secs_f64(seconds).min(MAX_RECONNECT_SPREAD)
 }
 
 /// Frames queued per stream: small, so a stuck reader holds little memory.
@@ -149,6 +183,7 @@ async fn send_snapshot(out: &Out, snapshot: &Snapshot, shutdown: &CancellationTo
 /// Serves one `Watch` stream until the client goes away or the server shuts down.
 pub async fn serve(params: WatchParams, attached: Attached, registry: RegistryHandle, out: Out, config: StreamConfig) {
     let Attached { mut generations, rejected, guard } = attached;
+    let _open = OpenStream::new(&config.open);
     let shutdown = &config.shutdown;
     let collector = params.collector;
     let fetch = |registry: &RegistryHandle| {
@@ -203,9 +238,20 @@ pub async fn serve(params: WatchParams, attached: Attached, registry: RegistryHa
     .await;
     match result {
         Err(Stop::Shutdown) => {
-            // S6: tell the collector to reconnect at once. A stuck reader may never take it; don't wait long.
-            let status = Status::unavailable(
-                "roster-server is shutting down; reconnect (with backoff) to this or another server",
+            // S6: tell the collector to reconnect, and when: a random point of the spread window, in gRPC's own
+            // retry pushback header, so the fleet comes back spread out rather than all at once. A small fleet's
+            // window is a few milliseconds: "at once". A stuck reader may never take it; don't wait long.
+            let window = config.open.shutdown_window(config.reconnect_rate);
+            let pushback = rand::random_range(0..=u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-retry-pushback-ms", pushback.into());
+            let status = Status::with_metadata(
+                tonic::Code::Unavailable,
+                format!(
+                    "roster-server is shutting down; reconnect in {pushback} ms (grpc-retry-pushback-ms) to this or \
+                     another server"
+                ),
+                metadata,
             );
             let _ = tokio::time::timeout(Duration::from_secs(1), out.send(Err(status))).await;
             info!("feed stream ended: server shutting down");
@@ -213,6 +259,22 @@ pub async fn serve(params: WatchParams, attached: Attached, registry: RegistryHa
         Err(Stop::ClientGone) | Ok(()) => info!("feed stream ended: collector went away"),
     }
     drop(guard);
+}
+
+/// Counts one open stream for as long as it lives.
+struct OpenStream(Arc<OpenStreams>);
+
+impl OpenStream {
+    fn new(open: &Arc<OpenStreams>) -> Self {
+        open.now.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn heartbeat(snapshot: &Snapshot) -> Frame {
@@ -232,6 +294,28 @@ mod tests {
                 labels: [("big".to_string(), "x".repeat(label_bytes))].into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn every_stream_ended_by_a_shutdown_gets_the_window_of_the_whole_fleet() {
+        let open = Arc::new(OpenStreams::default());
+        let streams: Vec<_> = (0..1000).map(|_| OpenStream::new(&open)).collect();
+        let mut windows = Vec::new();
+        for stream in streams {
+            windows.push(open.shutdown_window(200));
+            drop(stream);
+        }
+        assert!(windows.iter().all(|w| *w == Duration::from_secs(5)), "{:?}", windows.last());
+        assert_eq!(open.now.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_reconnect_window_grows_with_the_fleet_up_to_its_cap() {
+        assert_eq!(reconnect_spread(0, 200), Duration::ZERO);
+        assert_eq!(reconnect_spread(1, 200), Duration::from_millis(5));
+        assert_eq!(reconnect_spread(1000, 200), Duration::from_secs(5));
+        assert_eq!(reconnect_spread(1_000_000, 200), MAX_RECONNECT_SPREAD);
+        assert_eq!(reconnect_spread(10, 0), Duration::from_secs(10), "a zero rate is taken as 1 per second");
     }
 
     #[test]

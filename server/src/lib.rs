@@ -29,6 +29,7 @@ pub mod store;
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use roster::{
+    message_limit::MAX_REQUEST_BYTES,
     pb::{assignment_feed_server::AssignmentFeedServer, registry_server::RegistryServer},
     rpc_trace::RequestTraceLayer,
 };
@@ -61,6 +62,9 @@ pub struct Config {
     pub chunk_limits: ChunkLimits,
     /// Longest wait for open calls to finish on shutdown (S6).
     pub drain: Duration,
+    /// Reconnects per second the collectors are asked to spread to when the server shuts down (see
+    /// [`feed::reconnect_spread`]).
+    pub reconnect_rate: u32,
     /// HTTP/2 keepalive ping interval (S5).
     pub keepalive_interval: Duration,
     /// How long a keepalive ping may go unanswered before the connection is closed.
@@ -81,6 +85,7 @@ impl Config {
             heartbeat: Duration::from_secs(10),
             chunk_limits: ChunkLimits::default(),
             drain: Duration::from_secs(10),
+            reconnect_rate: 200,
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(1),
@@ -114,7 +119,7 @@ const SERVICES: [&str; 2] = ["roster.v1.Registry", "roster.v1.AssignmentFeed"];
 /// When the store cannot be opened or loaded, or the transport fails.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (mut health, health_service) = tonic_health::server::health_reporter();
     for service in [""].iter().chain(SERVICES.iter()) {
         health.set_service_status(*service, ServingStatus::NotServing).await;
     }
@@ -134,18 +139,24 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         roster::reflection::services(&["grpc.health.v1.Health", SERVICES[0], SERVICES[1]]);
 
     let registry_service = RegistryService { registry: handle.clone() };
-    let feed_service =
-        FeedService { registry: handle, stream: StreamConfig { heartbeat: config.heartbeat, shutdown: stop.clone() } };
+    let stream = StreamConfig {
+        heartbeat: config.heartbeat,
+        shutdown: stop.clone(),
+        open: Arc::default(),
+        reconnect_rate: config.reconnect_rate,
+    };
+    let feed_service = FeedService { registry: handle, stream };
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .http2_keepalive_interval(Some(config.keepalive_interval))
         .http2_keepalive_timeout(Some(config.keepalive_timeout))
         .layer(RequestTraceLayer)
+        .layer(roster::message_limit::layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(RegistryServer::new(registry_service))
-        .add_service(AssignmentFeedServer::new(feed_service))
+        .add_service(RegistryServer::new(registry_service).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(AssignmentFeedServer::new(feed_service).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
             let _ = serving_stopped.await;
         });
@@ -160,9 +171,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         served = &mut server => served,
         () = shutdown => {
             info!(drain_s = config.drain.as_secs_f64(), "shutting down: ending feed streams with UNAVAILABLE, draining");
-            for service in [""].iter().chain(SERVICES.iter()) {
-                health.set_service_status(*service, ServingStatus::NotServing).await;
-            }
+            let services: Vec<&str> = [""].iter().chain(SERVICES.iter()).copied().collect();
+            roster::process::health_going_away(&mut health, &services).await;
             stop.cancel();
             let _ = stop_serving.send(());
             match tokio::time::timeout(config.drain, &mut server).await {

@@ -53,6 +53,11 @@ struct Args {
     #[arg(long, env = "ROSTER_SERVER_DRAIN", default_value = "10s", value_parser = parse_duration)]
     drain: Duration,
 
+    /// On shutdown, collectors are told when to reconnect (grpc-retry-pushback-ms), spread so that about this many
+    /// come back per second (over at most 10 s): a restart is not met by the whole fleet at once.
+    #[arg(long, env = "ROSTER_SERVER_RECONNECT_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    reconnect_rate: u32,
+
     /// HTTP/2 keepalive: ping interval. A dead peer or half-open connection is dropped after interval + timeout.
     #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     keepalive_interval: Duration,
@@ -85,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     config.heartbeat = args.heartbeat;
     config.chunk_limits = ChunkLimits { max_producers: args.chunk_size as usize, max_bytes: args.chunk_bytes as usize };
     config.drain = args.drain;
+    config.reconnect_rate = args.reconnect_rate;
     config.keepalive_interval = args.keepalive_interval;
     config.keepalive_timeout = args.keepalive_timeout;
     let listener = tokio::net::TcpListener::bind(args.listen)

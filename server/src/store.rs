@@ -42,6 +42,16 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// The data directory exists but cannot be written (read-only filesystem, permissions, full disk).
+    #[error(
+        "data directory {path} is not writable ({source}); the store must write there: make it writable, free space, or point --data-dir elsewhere"
+    )]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A database operation failed.
     #[error("{context} ({path}): {source}")]
     Db {
@@ -130,6 +140,11 @@ impl Store {
     pub async fn open(data_dir: &Path, now_ms: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::CreateDir { path: data_dir.to_owned(), source })?;
+        // SQLite would only say "unable to open database file"; find out first, and say why.
+        let probe = data_dir.join(".write-probe");
+        std::fs::write(&probe, b"roster")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|source| StoreError::NotWritable { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let db = |context: &'static str| {
             let path = path.clone();

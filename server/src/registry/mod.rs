@@ -301,7 +301,7 @@ impl Registry {
             Ok(()) => {
                 for id in &dirty {
                     let generation = self.state.collector(*id).map_or(0, |c| c.generation);
-                    let producers = self.state.assignment(*id).count();
+                    let producers = self.state.assigned_count(*id);
                     info!(collector.id = %id, generation, producers, "assignment changed; new generation");
                     if let Some(feed) = self.feeds.get_mut(id) {
                         feed.cached = None;

@@ -247,6 +247,11 @@ impl State {
         self.by_collector.get(&id).into_iter().flatten().filter_map(|p| self.producers.get(p).map(|r| &r.spec))
     }
 
+    /// How many producers are assigned to `id`, without walking them.
+    pub fn assigned_count(&self, id: CollectorId) -> usize {
+        self.by_collector.get(&id).map_or(0, BTreeSet::len)
+    }
+
     fn eligible(&self) -> Vec<CollectorId> {
         self.collectors.iter().filter(|(_, c)| c.liveness.eligible()).map(|(id, _)| *id).collect()
     }
