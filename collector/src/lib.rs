@@ -143,7 +143,7 @@ pub async fn run(
         reconciler.stop_all().await;
     });
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (mut health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     health.set_service_status("roster.v1.CollectorStatus", ServingStatus::Serving).await;
     let (reflection_v1, reflection_v1alpha) =
@@ -159,16 +159,37 @@ pub async fn run(
         resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),
         "roster-collector running"
     );
-    let served = Server::builder()
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
         .layer(RequestTraceLayer)
+        .layer(roster::message_limit::layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CollectorStatusServer::new(status))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await;
-    info!("shutting down: stopping collection tasks, flushing the sink");
-    health.set_service_status("", ServingStatus::NotServing).await;
+        .add_service(
+            CollectorStatusServer::new(status).max_decoding_message_size(roster::message_limit::MAX_REQUEST_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
+            let _ = serving_stopped.await;
+        });
+    let mut server = Box::pin(server);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = shutdown => {
+            info!("shutting down: stopping collection tasks, flushing the sink");
+            roster::process::health_going_away(&mut health, &["", "roster.v1.CollectorStatus"]).await;
+            let _ = stop_serving.send(());
+            // Status calls are quick; anything still open after this is cut.
+            match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    warn!("status API calls still open after 10 s; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    drop(server);
     stop.cancel();
     let _ = follower_task.await;
     if tokio::time::timeout(Duration::from_secs(30), reconcile_task).await.is_err() {

@@ -1,6 +1,6 @@
 //! `roster-collector`: parses flags, sets up logging, binds the status address, and runs until SIGTERM/SIGINT.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -38,6 +38,29 @@ struct Args {
     /// Use this collector id instead of the one kept in the data directory.
     #[arg(long, env = "ROSTER_COLLECTOR_ID", value_parser = CollectorId::from_str)]
     id: Option<CollectorId>,
+
+    /// HTTP/2 keepalive ping interval on the feed connection: how often a silent server is probed.
+    #[arg(long, env = "ROSTER_COLLECTOR_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = at_least_10ms)]
+    keepalive_interval: Duration,
+
+    /// How long a keepalive ping may go unanswered before the feed connection is dropped and the next server
+    /// tried. A half-open connection is noticed within interval + timeout.
+    #[arg(long, env = "ROSTER_COLLECTOR_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = at_least_10ms)]
+    keepalive_timeout: Duration,
+
+    /// Hard cap on the delay between feed reconnect attempts (they start at 200ms and double, with jitter that
+    /// only shortens them). No delay ever exceeds it.
+    #[arg(long, env = "ROSTER_COLLECTOR_RECONNECT_MAX_DELAY", default_value = "30s", value_parser = at_least_10ms)]
+    reconnect_max_delay: Duration,
+}
+
+/// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
+fn at_least_10ms(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 10s, 1m)"))?;
+    if duration < Duration::from_millis(10) {
+        return Err(format!("{text} is too short: use at least 10ms"));
+    }
+    Ok(duration)
 }
 
 const EXAMPLES: &str = "Examples:
@@ -52,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
     config.sink = args.sink;
     config.id = args.id;
+    config.keepalive_interval = args.keepalive_interval;
+    config.keepalive_timeout = args.keepalive_timeout;
+    config.backoff.cap = args.reconnect_max_delay;
+    config.backoff.initial = config.backoff.initial.min(args.reconnect_max_delay);
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;
