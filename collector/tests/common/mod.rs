@@ -1,5 +1,5 @@
-//! Harness for the collector's fault tests: a fault-injecting TCP proxy, an in-process roster-server and
-//! producer on port 0, and an in-process collector read through its status API.
+//! Harness for the collector's fault tests: an in-process roster-server and producer on port 0, and an
+//! in-process collector read through its status API. The fault-injecting proxy comes from `roster-testkit`.
 
 // Test helpers: a panic here is the test failing, with its message.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
@@ -18,145 +18,14 @@ use roster::{
     pb::{self, collector_status_client::CollectorStatusClient, registry_client::RegistryClient},
     producer::SampleService,
 };
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-    sync::{oneshot, watch},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Server, server::TcpIncoming};
 use uuid::Uuid;
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(60);
 
-/// What the proxy does to connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Forward both ways.
-    Forward,
-    /// Accept and reset at once (a server there but broken).
-    Reset,
-    /// Forward, but reset a connection once it carried this many bytes from the server.
-    CutAfter(u64),
-    /// Keep connections open but forward nothing, either way (a half-open peer).
-    Silent,
-}
-
-/// A TCP proxy on 127.0.0.1 in front of `upstream`, whose behaviour the test switches.
-pub struct FaultProxy {
-    pub addr: SocketAddr,
-    mode: watch::Sender<Mode>,
-    /// Bumped to reset every open connection.
-    generation: watch::Sender<u64>,
-    pub accepted: Arc<AtomicU64>,
-    task: JoinHandle<()>,
-}
-
-impl FaultProxy {
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (mode, mode_rx) = watch::channel(Mode::Forward);
-        let (generation, generation_rx) = watch::channel(0u64);
-        let accepted = Arc::new(AtomicU64::new(0));
-        let counter = accepted.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else { return };
-                counter.fetch_add(1, Ordering::Relaxed);
-                let mode = *mode_rx.borrow();
-                if mode == Mode::Reset {
-                    drop(client);
-                    continue;
-                }
-                tokio::spawn(relay(client, upstream, mode_rx.clone(), generation_rx.clone()));
-            }
-        });
-        Self { addr, mode, generation, accepted, task }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn set(&self, mode: Mode) {
-        self.mode.send_replace(mode);
-    }
-
-    /// Resets every open connection.
-    pub fn break_all(&self) {
-        self.generation.send_modify(|g| *g += 1);
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.break_all();
-    }
-}
-
-async fn relay(
-    client: TcpStream,
-    upstream: SocketAddr,
-    mode: watch::Receiver<Mode>,
-    mut generation: watch::Receiver<u64>,
-) {
-    let Ok(server) = TcpStream::connect(upstream).await else { return };
-    generation.borrow_and_update();
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let from_server = AtomicU64::new(0);
-    let up = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match client_read.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let current = *mode.borrow();
-            if current == Mode::Silent {
-                continue;
-            }
-            if server_write.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    };
-    let down = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match server_read.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let current = *mode.borrow();
-            match current {
-                Mode::Silent => continue,
-                Mode::CutAfter(limit) => {
-                    let sent = from_server.load(Ordering::Relaxed);
-                    if sent + n as u64 >= limit {
-                        let keep = limit.saturating_sub(sent) as usize;
-                        let _ = client_write.write_all(&buf[..keep]).await;
-                        return;
-                    }
-                }
-                Mode::Forward | Mode::Reset => {}
-            }
-            from_server.fetch_add(n as u64, Ordering::Relaxed);
-            if client_write.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = up => {}
-        () = down => {}
-        _ = generation.changed() => {}
-    }
-    // Dropping the halves closes both sockets.
-}
+pub use roster_testkit::{FaultProxy, Mode, register_all};
 
 /// A roster-server running in this process.
 pub struct TestServer {
@@ -291,28 +160,6 @@ pub fn producer_at(addr: SocketAddr, interval_ms: u32) -> pb::RegisterProducerRe
         address: addr.to_string(),
         interval_ms,
         ..Default::default()
-    }
-}
-
-/// Registers every request, `workers` at a time.
-pub async fn register_all(
-    registry: &RegistryClient<Channel>,
-    requests: Vec<pb::RegisterProducerRequest>,
-    workers: usize,
-) {
-    let per_worker = requests.len().div_ceil(workers.max(1)).max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for slice in requests.chunks(per_worker) {
-        let mut registry = registry.clone();
-        let slice = slice.to_vec();
-        tasks.spawn(async move {
-            for request in slice {
-                registry.register_producer(request).await.unwrap();
-            }
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
     }
 }
 

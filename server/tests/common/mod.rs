@@ -14,6 +14,8 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Streaming, transport::Channel};
 use uuid::Uuid;
 
+pub use roster_testkit::register_all;
+
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -195,28 +197,5 @@ pub async fn list_all(registry: &mut RegistryClient<Channel>) -> Vec<pb::Produce
             return all;
         }
         token = page.next_page_token;
-    }
-}
-
-/// Registers every request, `workers` at a time on one connection (the registry commits concurrent calls
-/// together).
-pub async fn register_all(
-    registry: &RegistryClient<Channel>,
-    requests: Vec<pb::RegisterProducerRequest>,
-    workers: usize,
-) {
-    let per_worker = requests.len().div_ceil(workers.max(1)).max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for slice in requests.chunks(per_worker) {
-        let mut registry = registry.clone();
-        let slice = slice.to_vec();
-        tasks.spawn(async move {
-            for request in slice {
-                registry.register_producer(request).await.unwrap();
-            }
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.unwrap();
     }
 }

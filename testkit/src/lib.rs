@@ -1,0 +1,14 @@
+//! Test-only helpers shared by roster's test suites (never shipped: `publish = false`, used only as a
+//! dev-dependency).
+//!
+//! It holds what several suites (and `roster-bench`) would otherwise each write again:
+//! - [`FaultProxy`]: a TCP proxy on loopback that a test switches between forwarding and the network faults roster
+//!   must survive (refused, reset, cut mid-stream, half-open silence, slow trickle). It also records when each
+//!   connection was accepted, so a test can count connection attempts per second.
+//! - [`registry`]: registering producers in bulk.
+
+pub mod fault_proxy;
+pub mod registry;
+
+pub use fault_proxy::{FaultProxy, Mode};
+pub use registry::{never_due, register_all, register_many, registration};

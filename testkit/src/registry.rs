@@ -1,0 +1,84 @@
+//! Registering producers in bulk, the one way every suite and the benchmark do it.
+
+use std::time::{Duration, Instant};
+
+use roster::pb::{self, registry_client::RegistryClient};
+use tonic::transport::Channel;
+
+/// What a bulk registration can fail with.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A registration of a new producer at `address`, collected every `interval_ms`.
+pub fn registration(address: &str, interval_ms: u32) -> pb::RegisterProducerRequest {
+    pb::RegisterProducerRequest {
+        producer_id: uuid::Uuid::new_v4().to_string(),
+        address: address.to_owned(),
+        interval_ms,
+        ..Default::default()
+    }
+}
+
+/// A producer at an address nothing answers on, due hourly: it costs a registration and a place in a snapshot,
+/// and no collection within any test.
+pub fn never_due() -> pb::RegisterProducerRequest {
+    registration("127.0.0.1:9", 3_600_000)
+}
+
+/// Registers every request, `workers` at a time on one connection (the registry commits concurrent calls
+/// together).
+///
+/// # Panics
+/// When a registration fails: a test helper, the panic is the test failing.
+pub async fn register_all(
+    registry: &RegistryClient<Channel>,
+    requests: Vec<pb::RegisterProducerRequest>,
+    workers: usize,
+) {
+    let per_worker = requests.len().div_ceil(workers.max(1)).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for slice in requests.chunks(per_worker) {
+        let mut registry = registry.clone();
+        let slice = slice.to_vec();
+        tasks.spawn(async move {
+            for request in slice {
+                #[allow(clippy::expect_used)] // Test helper: a panic is the test failing, with its message.
+                registry.register_producer(request).await.expect("registration");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        #[allow(clippy::expect_used)]
+        done.expect("registration task");
+    }
+}
+
+/// Registers `count` [`never_due`] producers with `clients` concurrent clients, each on its own connection;
+/// returns the acknowledged ids and the time the registrations took (connecting not included).
+///
+/// # Errors
+/// When a client cannot connect or a registration fails.
+pub async fn register_many(url: &str, count: usize, clients: usize) -> Result<(Vec<String>, Duration), Error> {
+    let clients = clients.max(1);
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(RegistryClient::new(Channel::from_shared(url.to_owned())?.connect().await?));
+    }
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (worker, mut client) in connected.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let mut ids = Vec::new();
+            for _ in (worker..count).step_by(clients) {
+                let request = never_due();
+                ids.push(request.producer_id.clone());
+                client.register_producer(request).await?;
+            }
+            Ok::<_, tonic::Status>(ids)
+        });
+    }
+    let mut ids = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        ids.extend(done??);
+    }
+    Ok((ids, start.elapsed()))
+}
