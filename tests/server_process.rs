@@ -40,6 +40,35 @@ async fn sigterm_ends_a_live_watch_with_unavailable_and_exits_zero() {
     assert!(log.contains("SIGTERM received"), "{log}");
 }
 
+/// Load balancers and supervisors watch health: on SIGTERM it turns NOT_SERVING, then the watch ends and the
+/// server exits without waiting for its drain limit.
+#[tokio::test]
+async fn sigterm_turns_health_not_serving_before_the_server_exits() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(dir.path(), None);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel);
+    let request = HealthCheckRequest { service: "roster.v1.AssignmentFeed".into() };
+    let mut statuses = health.watch(request).await.unwrap().into_inner();
+    let first = tokio::time::timeout(WAIT, statuses.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let signalled = Instant::now();
+    server.signal("-TERM");
+    let next = tokio::time::timeout(WAIT, statuses.message()).await.unwrap();
+    let next = next.expect("a status, not an error").expect("a status before the stream ends");
+    assert_eq!(next.status(), ServingStatus::NotServing, "{next:?}");
+    // Then the watch ends, so it does not hold the shutdown until the drain limit.
+    let end = tokio::time::timeout(WAIT, statuses.message()).await.unwrap();
+    assert!(matches!(end, Ok(None)), "the health watch ends cleanly: {end:?}");
+    let (exit, log) = tokio::task::spawn_blocking(move || (server.wait_exit(), server.stderr())).await.unwrap();
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(!log.contains("drain limit reached"), "an open health watch held the shutdown:\n{log}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "exits before the drain limit: {:?}", signalled.elapsed());
+}
+
 #[test]
 fn grpcurl_lists_checks_health_registers_lists_and_watches() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,8 +3,8 @@
 //! The binaries are found next to the test executable (`cargo test --workspace` and `./scripts/test` build them);
 //! if one is missing the test fails and says how to build it.
 
-// Test helpers: a panic here is the test failing, with its message.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+// Test helpers: a panic here is the test failing, with its message. Each test binary uses a part of them.
+#![allow(dead_code, unused_imports, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
@@ -200,4 +200,152 @@ pub fn run_grpcurl(addr: &str, flags: &[&str], words: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Like [`start_collector`], with more flags (e.g. `--keepalive-interval 1s`).
+pub fn start_collector_with(server_url: &str, data_dir: &Path, extra: &[&str]) -> (Proc, String, String) {
+    let dir = data_dir.display().to_string();
+    let mut args = vec!["--server", server_url, "--data-dir", &dir, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let collector = Proc::start("roster-collector", &args);
+    let status_addr = collector.logged("roster-collector running", "status=Some(");
+    let id = std::fs::read_to_string(data_dir.join("collector-id")).unwrap().trim().to_owned();
+    (collector, status_addr, id)
+}
+
+/// Polls `check` every 20 ms until it holds; fails after [`WAIT`] naming `what`.
+pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Samples per producer id in a collector's sink file (complete lines only: the last may be half written).
+pub fn sink_counts(path: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else { return counts };
+    for line in text.lines() {
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
+            && let Some(id) = value["producer_id"].as_str()
+        {
+            *counts.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// A collector's status, read over its status API.
+pub async fn status(status_addr: &str) -> roster::pb::GetStatusResponse {
+    let mut client =
+        roster::pb::collector_status_client::CollectorStatusClient::connect(format!("http://{status_addr}"))
+            .await
+            .unwrap();
+    client.get_status(roster::pb::GetStatusRequest {}).await.unwrap().into_inner()
+}
+
+/// Polls a collector's status every 20 ms until `check` holds; returns that status, or fails after [`WAIT`].
+pub async fn wait_status(
+    status_addr: &str,
+    what: &str,
+    check: impl Fn(&roster::pb::GetStatusResponse) -> bool,
+) -> roster::pb::GetStatusResponse {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = status(status_addr).await;
+        if check(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A registry client for `server_url`.
+pub async fn registry(server_url: &str) -> roster::pb::registry_client::RegistryClient<tonic::transport::Channel> {
+    roster::pb::registry_client::RegistryClient::connect(server_url.to_owned()).await.unwrap()
+}
+
+pub use roster_testkit::{never_due, registration};
+
+/// Registers `count` never-due producers, 16 clients at a time; returns their ids.
+pub async fn register_many(server_url: &str, count: usize) -> Vec<String> {
+    roster_testkit::register_many(server_url, count, 16).await.expect("bulk registration").0
+}
+
+/// Every registered producer, id to assigned collector, read page by page.
+pub async fn all_producers(server_url: &str) -> std::collections::BTreeMap<String, String> {
+    let mut client = registry(server_url).await;
+    let mut all = std::collections::BTreeMap::new();
+    let mut page_token = String::new();
+    loop {
+        let request = roster::pb::ListProducersRequest { page_size: Some(1000), page_token, ..Default::default() };
+        let page = client.list_producers(request).await.unwrap().into_inner();
+        all.extend(page.producers.into_iter().map(|p| (p.id, p.assigned_collector_id)));
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Every collector the server knows, by id.
+pub async fn collectors(server_url: &str) -> std::collections::BTreeMap<String, roster::pb::CollectorInfo> {
+    let mut client = registry(server_url).await;
+    let listed = client.list_collectors(roster::pb::ListCollectorsRequest {}).await.unwrap().into_inner();
+    listed.collectors.into_iter().map(|c| (c.id.clone(), c)).collect()
+}
+
+/// Waits until the server has `collector`'s report of `generation` (or a later one): the collector reports only
+/// what it has persisted (C5), so its state file holds that generation from then on.
+pub async fn wait_reported(server_url: &str, collector: &str, generation: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let known = collectors(server_url).await;
+        if known.get(collector).is_some_and(|c| c.reported_generation >= generation) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no report of generation {generation} from {collector}: {known:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Samples per producer over several collectors' sinks.
+pub fn samples(sinks: &[PathBuf]) -> std::collections::BTreeMap<String, u64> {
+    let mut total = std::collections::BTreeMap::new();
+    for sink in sinks {
+        for (id, n) in sink_counts(sink) {
+            *total.entry(id).or_default() += n;
+        }
+    }
+    total
+}
+
+/// Waits until the server knows exactly `count` collectors, each with one stream open and converged (its last
+/// report is its current generation); returns how long that took.
+pub async fn wait_fleet_in_sync(server_url: &str, count: usize, what: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let known = collectors(server_url).await;
+        if known.len() == count && known.values().all(|c| c.open_streams == 1 && c.converged) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < WAIT, "{what}: not all {count} collectors in sync in time: {known:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every producer in `before` has `more` samples beyond its count there.
+pub async fn collected_more(
+    what: &str,
+    sinks: &[PathBuf],
+    before: &std::collections::BTreeMap<String, u64>,
+    more: u64,
+) {
+    wait_for(what, || {
+        let now = samples(sinks);
+        before.iter().all(|(id, n)| now.get(id).is_some_and(|m| *m >= n + more))
+    })
+    .await;
 }
