@@ -1,0 +1,112 @@
+//! roster's benchmark harness: what roster exists for, measured on loopback.
+//!
+//! The server under test is the real `roster-server` binary, a child process (found next to this binary, or at
+//! `$ROSTER_SERVER_BIN`), so its memory and CPU are its own and its store is a real SQLite file with
+//! `synchronous=FULL`. Followers are the library's own [`roster::follower::Follower`], many in this process, each
+//! with its own connection and, where the scenario says, its own state file. The limit each full sync is compared
+//! with is a bare tonic server streaming the very same encoded chunks from memory to bare clients ([`bare`]).
+//!
+//! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
+//! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
+//! its speed.
+
+pub mod bare;
+pub mod fleet;
+pub mod scenarios;
+pub mod server;
+
+/// Sizes of every scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// Collectors watching in the propagation and full-sync scenarios.
+    pub collectors: usize,
+    /// Producers registered in the propagation and full-sync scenarios.
+    pub producers: usize,
+    /// Changes timed in the propagation scenario.
+    pub changes: usize,
+    /// Idle Watch streams in the fan-out scenario (two steps).
+    pub fanout: [usize; 2],
+    /// How long the fan-out scenario watches the idle server's CPU.
+    pub idle_secs: u64,
+    /// Followers in the reconnect storm.
+    pub storm: usize,
+    /// Registrations timed with one client, and with 16.
+    pub registrations: [usize; 2],
+}
+
+impl Scale {
+    /// The sizes the issue asks for.
+    pub const FULL: Self = Self {
+        collectors: 100,
+        producers: 100_000,
+        changes: 1_000,
+        fanout: [1_000, 5_000],
+        idle_secs: 10,
+        storm: 1_000,
+        registrations: [2_000, 20_000],
+    };
+
+    /// A run of a few seconds that exercises every scenario: for the test suite.
+    pub const fn smoke() -> Self {
+        Self {
+            collectors: 4,
+            producers: 400,
+            changes: 20,
+            fanout: [20, 50],
+            idle_secs: 1,
+            storm: 20,
+            registrations: [50, 200],
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// Scenario, e.g. `propagation`.
+    pub scenario: &'static str,
+    /// What was measured, e.g. `applied p99`.
+    pub metric: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit, e.g. `ms`.
+    pub unit: &'static str,
+    /// The target it is held against, in words (empty if none).
+    pub target: String,
+}
+
+impl Figure {
+    /// A figure with no target.
+    pub fn new(scenario: &'static str, metric: impl Into<String>, value: f64, unit: &'static str) -> Self {
+        Self { scenario, metric: metric.into(), value, unit, target: String::new() }
+    }
+
+    /// The same figure, held against `target`.
+    #[must_use]
+    pub fn against(mut self, target: impl Into<String>) -> Self {
+        self.target = target.into();
+        self
+    }
+}
+
+/// p50, p99 and max of `samples` (milliseconds), sorted in place.
+pub fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    (at(0.50), at(0.99), samples[samples.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_taken_from_the_sorted_samples() {
+        let mut samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentiles(&mut samples), (50.0, 99.0, 100.0));
+        assert!(percentiles(&mut []).0.is_nan());
+    }
+}

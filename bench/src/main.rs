@@ -1,0 +1,92 @@
+//! `roster-bench`: runs the benchmark scenarios and prints their figures. See the library docs and
+//! `BENCHMARKS.md`.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use roster_bench::{Figure, Scale, scenarios};
+
+/// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
+/// chunks, fan-out memory and CPU, reconnect storms, and durable registrations per second.
+///
+/// Build it optimised, with the server beside it:
+///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
+#[derive(Debug, Parser)]
+#[command(name = "roster-bench", version, about, long_about)]
+struct Args {
+    /// Sizes: `full` (100 collectors, 100 000 producers, 1 000 changes, 1 000/5 000 streams, a storm of 1 000),
+    /// or `smoke` (a few seconds; checks the harness works, not its speed).
+    #[arg(long, value_enum, default_value = "full")]
+    scale: ScaleArg,
+
+    /// Run only these scenarios (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
+
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScaleArg {
+    Full,
+    Smoke,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Propagation,
+    FullSyncOne,
+    FanOut,
+    Storm,
+    Registrations,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scale = match args.scale {
+        ScaleArg::Full => Scale::FULL,
+        ScaleArg::Smoke => Scale::smoke(),
+    };
+    let dir = tempfile::tempdir().context("a temporary directory for the stores")?;
+    let wanted = |s: Scenario| args.only.is_empty() || args.only.contains(&s);
+    let mut figures: Vec<Figure> = Vec::new();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "| scenario | metric | value | target |\n|---|---|---|---|")?;
+    for scenario in
+        [Scenario::Registrations, Scenario::Propagation, Scenario::FullSyncOne, Scenario::FanOut, Scenario::Storm]
+    {
+        if !wanted(scenario) {
+            continue;
+        }
+        let result = match scenario {
+            Scenario::Propagation => scenarios::propagation_and_full_sync(scale, dir.path()).await,
+            Scenario::FullSyncOne => scenarios::full_sync_one_collector(scale, dir.path()).await,
+            Scenario::FanOut => scenarios::fan_out(scale, dir.path()).await,
+            Scenario::Storm => scenarios::reconnect_storm(scale, dir.path()).await,
+            Scenario::Registrations => scenarios::registrations(scale, dir.path()).await,
+        };
+        for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
+            writeln!(
+                out,
+                "| {} | {} | {:.2} {} | {} |",
+                figure.scenario, figure.metric, figure.value, figure.unit, figure.target
+            )?;
+            out.flush()?;
+            figures.push(figure);
+        }
+    }
+    if let Some(path) = args.json {
+        let json: Vec<_> = figures
+            .iter()
+            .map(|f| {
+                serde_json::json!({"scenario": f.scenario, "metric": f.metric, "value": f.value, "unit": f.unit, "target": f.target})
+            })
+            .collect();
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! The six scenarios of the benchmark. Each starts its own roster-server process on a fresh store, so none
+//! inherits another's state, and returns its figures.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use roster::{
+    domain::{CollectorId, ProducerId},
+    follower::FollowerEvent,
+    pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
+};
+use roster_testkit::FaultProxy;
+use tonic::transport::Channel;
+
+use crate::{
+    Figure, Scale,
+    bare::{self, BareFeed},
+    fleet::{Fleet, register_many},
+    percentiles,
+    server::ServerProcess,
+};
+
+/// Bound on every wait of the harness.
+pub const LIMIT: Duration = Duration::from_secs(300);
+/// Server flags for scenarios that stop and start followers: nothing lapses or moves while they do.
+pub const STEADY: &[&str] = &["--lease", "1h", "--grace", "1h"];
+/// Full-sync runs; the best of each side is compared.
+pub const RUNS: usize = 5;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Propagation of single changes to 100 collectors watching 100 000 producers, then full sync of the same fleet
+/// against the bare limit.
+///
+/// # Errors
+/// When a server or follower fails, or a wait passes [`LIMIT`].
+pub async fn propagation_and_full_sync(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let server = ServerProcess::start(&dir.join("propagation-server"), "127.0.0.1:0", STEADY)?;
+    let url = server.url();
+    let state = dir.join("propagation-followers");
+    std::fs::create_dir_all(&state)?;
+    let fleet = Fleet::start(&url, Fleet::random_ids(scale.collectors), Some(&state))?;
+    fleet.wait("every follower's first snapshot", LIMIT, |h| h.iter().all(|h| h.applied.borrow().is_some())).await?;
+    let (_, took) = register_many(&url, scale.producers, 16).await?;
+    fleet.wait("every producer applied", LIMIT, |h| Fleet::applied_producers(h) == scale.producers).await?;
+    figures.push(Figure::new(
+        "propagation",
+        format!("setup: {} registrations by 16 clients, {} collectors watching", scale.producers, scale.collectors),
+        scale.producers as f64 / took.as_secs_f64(),
+        "/s",
+    ));
+
+    // One change at a time: a new producer, then that producer moved (pinned) to the next collector.
+    let index: HashMap<String, usize> = fleet.ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
+    let mut events: Vec<_> = fleet.handles.iter().map(|h| h.events.subscribe()).collect();
+    let mut client = RegistryClient::new(Channel::from_shared(url.clone())?.connect().await?);
+    let (mut commit, mut applied, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last: Option<(String, usize)> = None;
+    for change in 0..scale.changes {
+        for rx in &mut events {
+            while !matches!(rx.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty)) {}
+        }
+        let mut request = roster_testkit::never_due();
+        if change % 2 == 1
+            && let Some((id, from)) = last.take()
+        {
+            request.producer_id = id;
+            request.pinned_collector_id = fleet.ids[(from + 1) % fleet.ids.len()].to_string();
+        }
+        let producer: ProducerId = request.producer_id.parse()?;
+        let start = Instant::now();
+        let info = client.register_producer(request).await?.into_inner().producer.context("a producer")?;
+        commit.push(ms(start.elapsed()));
+        let target = index[&info.assigned_collector_id];
+        last = Some((info.id, target));
+        let rx = &mut events[target];
+        let mut applied_generation = None;
+        loop {
+            match tokio::time::timeout(LIMIT, rx.recv()).await?? {
+                FollowerEvent::Applied(s)
+                    if applied_generation.is_none() && s.targets.iter().any(|t| t.id == producer) =>
+                {
+                    applied.push(ms(start.elapsed()));
+                    applied_generation = Some(s.generation);
+                }
+                FollowerEvent::Reported { generation } if applied_generation.is_some_and(|g| generation >= g) => {
+                    reported.push(ms(start.elapsed()));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let name = |what: &str| format!("{what} ({} changes)", scale.changes);
+    let (p50, p99, max) = percentiles(&mut commit);
+    figures.push(Figure::new("propagation", name("registration committed, p50"), p50, "ms"));
+    figures.push(Figure::new("propagation", name("registration committed, p99"), p99, "ms"));
+    figures.push(Figure::new("propagation", name("registration committed, max"), max, "ms"));
+    let (p50, p99, max) = percentiles(&mut applied);
+    figures.push(Figure::new("propagation", name("applied by its collector, p50"), p50, "ms"));
+    figures.push(Figure::new("propagation", name("applied by its collector, p99"), p99, "ms").against("≤ 10 ms"));
+    figures.push(Figure::new("propagation", name("applied by its collector, max"), max, "ms"));
+    let (p50, p99, max) = percentiles(&mut reported);
+    figures.push(Figure::new("propagation", name("ReportApplied acknowledged, p50"), p50, "ms"));
+    figures.push(Figure::new("propagation", name("ReportApplied acknowledged, p99"), p99, "ms"));
+    figures.push(Figure::new("propagation", name("ReportApplied acknowledged, max"), max, "ms"));
+
+    let ids = fleet.ids.clone();
+    let total = Fleet::applied_producers(&fleet.handles);
+    drop(events);
+    fleet.stop();
+    drop(fleet);
+    figures.extend(full_sync(&url, &ids, total, dir, "full sync, fleet").await?);
+    Ok(figures)
+}
+
+/// One collector holding all producers: its full sync against the bare limit.
+///
+/// # Errors
+/// As [`propagation_and_full_sync`].
+pub async fn full_sync_one_collector(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let server = ServerProcess::start(&dir.join("one-server"), "127.0.0.1:0", STEADY)?;
+    let url = server.url();
+    let one = Fleet::start(&url, Fleet::random_ids(1), None)?;
+    one.wait("the first snapshot", LIMIT, |h| h[0].applied.borrow().is_some()).await?;
+    register_many(&url, scale.producers, 16).await?;
+    one.wait("every producer applied", LIMIT, |h| Fleet::applied_producers(h) == scale.producers).await?;
+    let ids = one.ids.clone();
+    one.stop();
+    drop(one);
+    full_sync(&url, &ids, scale.producers, dir, "full sync, one collector").await
+}
+
+/// Times fresh followers (no state: a full snapshot each, persisted as a collector does) of `ids` until they
+/// hold `total` producers, then the bare stream of the same chunks; best of [`RUNS`] each.
+async fn full_sync(
+    url: &str,
+    ids: &[CollectorId],
+    total: usize,
+    dir: &Path,
+    scenario: &'static str,
+) -> anyhow::Result<Vec<Figure>> {
+    let mut roster_best = Duration::MAX;
+    for run in 0..RUNS {
+        let state = dir.join(format!("{scenario}-run{run}").replace([' ', ','], "-"));
+        std::fs::create_dir_all(&state)?;
+        let start = Instant::now();
+        let fleet = Fleet::start(url, ids.to_vec(), Some(&state))?;
+        fleet.wait(scenario, LIMIT, |h| Fleet::applied_producers(h) == total).await?;
+        roster_best = roster_best.min(start.elapsed());
+        fleet.stop();
+    }
+    let mut recordings = HashMap::new();
+    for id in ids {
+        recordings.insert(id.to_string(), bare::capture(url, &id.to_string()).await?);
+    }
+    let bytes = bare::bytes(&recordings.values().cloned().collect::<Vec<_>>());
+    let collectors: Vec<String> = recordings.keys().cloned().collect();
+    let (addr, task) = bare::serve(BareFeed { recordings: Arc::new(recordings) }).await?;
+    let mut bare_best = Duration::MAX;
+    for _ in 0..RUNS {
+        bare_best = bare_best.min(bare::read_all(addr, &collectors).await?);
+    }
+    task.abort();
+    Ok(vec![
+        Figure::new(
+            scenario,
+            format!("{} collectors, {total} producers, {bytes} snapshot bytes: roster", ids.len()),
+            ms(roster_best),
+            "ms",
+        ),
+        Figure::new(scenario, "the same chunks from memory, bare tonic", ms(bare_best), "ms"),
+        Figure::new(scenario, "ratio roster / bare", roster_best.as_secs_f64() / bare_best.as_secs_f64(), "×")
+            .against("≤ 1.5×"),
+    ])
+}
+
+/// Server memory and CPU with idle Watch streams, each on its own connection.
+///
+/// # Errors
+/// When the server fails, a stream cannot open, or `/proc` cannot be read.
+pub async fn fan_out(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let server = ServerProcess::start(&dir.join("fanout-server"), "127.0.0.1:0", &[])?;
+    let url = server.url();
+    // Settle the server's allocations (one stream opened and closed) before the baseline.
+    open_streams(&url, 1).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = server.rss_bytes()?;
+    figures.push(Figure::new("fan-out", "server RSS with no stream", base as f64 / 1_048_576.0, "MiB"));
+    let mut open = Vec::new();
+    for target in scale.fanout {
+        open.extend(open_streams(&url, target - open.len()).await?);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss = server.rss_bytes()?;
+        let cpu_before = server.cpu_time()?;
+        let watched = Instant::now();
+        tokio::time::sleep(Duration::from_secs(scale.idle_secs)).await;
+        let cpu = (server.cpu_time()? - cpu_before).as_secs_f64() / watched.elapsed().as_secs_f64();
+        figures.push(Figure::new(
+            "fan-out",
+            format!("server RSS, {target} idle streams"),
+            rss as f64 / 1_048_576.0,
+            "MiB",
+        ));
+        figures.push(
+            Figure::new(
+                "fan-out",
+                format!("server memory per stream, {target} streams"),
+                (rss - base) as f64 / target as f64 / 1024.0,
+                "KiB",
+            )
+            .against("≤ 32 KiB"),
+        );
+        figures.push(Figure::new(
+            "fan-out",
+            format!("server CPU, {target} idle streams (heartbeat 10 s)"),
+            cpu * 100.0,
+            "% of a core",
+        ));
+    }
+    drop(open);
+    Ok(figures)
+}
+
+/// An open Watch stream and the connection it is on.
+type OpenStream = (AssignmentFeedClient<Channel>, tonic::Streaming<pb::WatchResponse>);
+
+/// Opens `count` Watch streams for new collector ids, each on its own connection, and reads each one's first
+/// frame.
+async fn open_streams(url: &str, count: usize) -> anyhow::Result<Vec<OpenStream>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let url = Arc::new(url.to_owned());
+    for _ in 0..count {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let channel = Channel::from_shared(url.to_string())?.connect().await?;
+            let mut client = AssignmentFeedClient::new(channel);
+            let request =
+                pb::WatchRequest { collector_id: CollectorId::new_random().to_string(), ..Default::default() };
+            let mut stream = client.watch(request).await?.into_inner();
+            stream.message().await?.context("a first frame")?;
+            Ok::<_, anyhow::Error>((client, stream))
+        });
+        // At most 64 connections being set up at once, as a fleet coming up would.
+        if tasks.len() >= 64
+            && let Some(done) = tasks.join_next().await
+        {
+            done??;
+        }
+    }
+    let mut streams = Vec::with_capacity(count);
+    while let Some(done) = tasks.join_next().await {
+        streams.push(done??);
+    }
+    Ok(streams)
+}
+
+/// A fleet of followers through a counting proxy; the server is restarted gracefully (SIGTERM) and then
+/// crashes (SIGKILL) and is restarted.
+///
+/// # Errors
+/// When the server or a follower fails, or the fleet does not come back within [`LIMIT`].
+pub async fn reconnect_storm(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let mut server = ServerProcess::start(&dir.join("storm-server"), "127.0.0.1:0", STEADY)?;
+    register_many(&server.url(), scale.storm * 10, 16).await?;
+    let proxy = FaultProxy::start(server.addr).await;
+    let fleet = Fleet::start(&proxy.url(), Fleet::random_ids(scale.storm), None)?;
+    let all_connected = |h: &[roster::follower::FollowerHandle]| h.iter().all(|h| h.stats.snapshot().connected);
+    fleet.wait("the fleet's first sync", LIMIT, |h| Fleet::applied_producers(h) == scale.storm * 10).await?;
+    fleet.wait("every follower connected", LIMIT, all_connected).await?;
+    for (signal, how) in [("-TERM", "SIGTERM"), ("-KILL", "SIGKILL")] {
+        let mark = proxy.accepted_at().len();
+        let stopped = Instant::now();
+        server.stop(signal)?;
+        fleet
+            .wait("every follower sees the server gone", LIMIT, |h| h.iter().all(|h| !h.stats.snapshot().connected))
+            .await?;
+        server.restart()?;
+        let up = Instant::now();
+        fleet.wait("every follower back", LIMIT, all_connected).await?;
+        let back = up.elapsed();
+        let attempts = proxy.accepted_at()[mark..].to_vec();
+        let mut per_second: BTreeMap<u64, usize> = BTreeMap::new();
+        for t in &attempts {
+            *per_second.entry(t.saturating_duration_since(stopped).as_secs()).or_default() += 1;
+        }
+        let peak = per_second.values().copied().max().unwrap_or(0);
+        let scenario = "reconnect storm";
+        figures.push(Figure::new(scenario, format!("{how}: server down"), ms(up - stopped), "ms"));
+        figures.push(Figure::new(scenario, format!("{how}: connection attempts"), attempts.len() as f64, ""));
+        figures.push(
+            Figure::new(
+                scenario,
+                format!("{how}: peak attempts in one second, share of the fleet"),
+                peak as f64 / scale.storm as f64 * 100.0,
+                "%",
+            )
+            .against("≤ 25 %"),
+        );
+        figures.push(
+            Figure::new(scenario, format!("{how}: every follower back in sync after the server is up"), ms(back), "ms")
+                .against("a few seconds"),
+        );
+    }
+    Ok(figures)
+}
+
+/// Durable registrations per second: one client, then 16 concurrent clients.
+///
+/// # Errors
+/// When the server fails or a registration fails.
+pub async fn registrations(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let server = ServerProcess::start(&dir.join("registrations-server"), "127.0.0.1:0", &[])?;
+    let url = server.url();
+    let (_, one) = register_many(&url, scale.registrations[0], 1).await?;
+    let (_, sixteen) = register_many(&url, scale.registrations[1], 16).await?;
+    Ok(vec![
+        Figure::new(
+            "registrations",
+            "durable RegisterProducer, 1 client",
+            scale.registrations[0] as f64 / one.as_secs_f64(),
+            "/s",
+        ),
+        Figure::new(
+            "registrations",
+            "durable RegisterProducer, 16 clients",
+            scale.registrations[1] as f64 / sixteen.as_secs_f64(),
+            "/s",
+        )
+        .against("≥ 5 000/s"),
+    ])
+}

@@ -1,0 +1,162 @@
+//! The server under test: the real `roster-server` binary as a child process, with its memory and CPU read from
+//! `/proc`.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// The `roster-server` binary: `$ROSTER_SERVER_BIN`, else next to the running executable (or its parent, for
+/// test executables under `deps/`).
+///
+/// # Errors
+/// When it cannot be found; the message says how to build it.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ROSTER_SERVER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("the executable has a directory")?.to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("roster-server");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p roster-server -p roster-bench` (or set \
+             ROSTER_SERVER_BIN)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A running roster-server.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    data_dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts a server on `listen` (port 0: any) with its store in `data_dir`, and waits until it serves.
+    ///
+    /// # Errors
+    /// When it does not start or does not say where it listens within 60 s.
+    pub fn start(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let (child, addr) = spawn(data_dir, listen, &extra)?;
+        Ok(Self { child, addr, data_dir: data_dir.to_owned(), extra })
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it with `signal` (`-TERM` or `-KILL`) and waits for it to exit.
+    ///
+    /// # Errors
+    /// When the signal cannot be sent or it does not exit within 60 s.
+    pub fn stop(&mut self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill {signal} failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("roster-server did not exit within 60 s of {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same address and store; returns when it serves.
+    ///
+    /// # Errors
+    /// As [`ServerProcess::start`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let (child, _) = spawn(&self.data_dir, &self.addr.to_string(), &self.extra)?;
+        self.child = child;
+        Ok(())
+    }
+
+    /// Resident memory, in bytes (`VmRSS`).
+    ///
+    /// # Errors
+    /// When `/proc` cannot be read.
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("VmRSS in /proc/PID/status")?;
+        Ok(kib.parse::<u64>()? * 1024)
+    }
+
+    /// CPU time used so far (user + system).
+    ///
+    /// # Errors
+    /// When `/proc` cannot be read.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // Linux reports CPU time in clock ticks of 1/100 s on every architecture it runs roster on.
+        Ok(Duration::from_millis(ticks * 10))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut child = Command::new(binary()?)
+        .args(["--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        // Per-request log lines cost CPU the measurement should not carry; the serving line is enough.
+        .env("RUST_LOG", "warn,roster_server=info,roster_server::feed=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start roster-server")?;
+    let stderr = child.stderr.take().context("stderr is piped")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(rest) = line.split("listen=").nth(1).filter(|_| line.contains("roster-server serving"))
+            {
+                let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                sent = tx.send(addr).is_ok();
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).context("roster-server did not start serving within 60 s")?;
+    Ok((child, addr.parse().context("the listen address in the log")?))
+}
