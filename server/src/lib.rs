@@ -14,6 +14,7 @@
 //! | [`registry::state`] | every registry rule, as a pure state machine |
 //! | [`assign`] | rendezvous hashing with pins |
 //! | [`feed`] | snapshots cut into chunks, and the task serving one `Watch` stream |
+//! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot |
 //! | `rpc` | the gRPC edge: request conversion and response building |
 //! | [`error`] | errors and their one mapping to gRPC statuses |
 //! | [`clock`] | wall-clock time, replaceable in tests |
@@ -25,14 +26,11 @@ pub mod feed;
 pub mod registry;
 mod rpc;
 pub mod store;
+pub mod wire;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use roster::{
-    message_limit::MAX_REQUEST_BYTES,
-    pb::{assignment_feed_server::AssignmentFeedServer, registry_server::RegistryServer},
-    rpc_trace::RequestTraceLayer,
-};
+use roster::{message_limit::MAX_REQUEST_BYTES, pb::registry_server::RegistryServer, rpc_trace::RequestTraceLayer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
@@ -45,6 +43,7 @@ use crate::{
     registry::{Registry, RegistryConfig, state::Rules},
     rpc::{FeedService, RegistryService},
     store::{Store, StoreError},
+    wire::feed_server::assignment_feed_server::AssignmentFeedServer,
 };
 
 /// Everything the server needs to run; [`Config::new`] gives the documented defaults.

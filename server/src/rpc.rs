@@ -20,6 +20,7 @@ use crate::{
         RegistryHandle,
         state::{CollectorView, Liveness, ProducerRecord},
     },
+    wire::{WatchFrame, feed_server::assignment_feed_server::AssignmentFeed},
 };
 
 fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
@@ -147,10 +148,10 @@ pub(crate) struct FeedService {
     pub(crate) stream: StreamConfig,
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchFrame, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl pb::assignment_feed_server::AssignmentFeed for FeedService {
+impl AssignmentFeed for FeedService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
