@@ -1,9 +1,10 @@
 //! The limit: a bare tonic server streaming, from memory, the very chunks roster-server sent, to bare clients
 //! that only decode them (no store, no registry, no assembly, no state file, no report).
 //!
-//! [`capture`] records what roster-server sends one collector; [`BareFeed`] serves those recordings as
-//! `roster.v1.AssignmentFeed/Watch` on a port of its own; [`read_all`] times clients reading them to the complete
-//! chunk. A full sync by roster is then reported as a ratio to this.
+//! [`capture`] records what roster-server sends one collector, as encoded bytes; [`BareFeed`] serves those bytes
+//! as `roster.v1.AssignmentFeed/Watch` on a port of its own, through roster-server's own feed codec, so that each
+//! frame costs it one copy onto the stream and nothing else; [`read_all`] times clients reading them to the
+//! complete chunk. A full sync by roster is then reported as a ratio to this.
 
 use std::{
     collections::HashMap,
@@ -14,13 +15,19 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use prost::Message as _;
 use roster::pb::{self, assignment_feed_client::AssignmentFeedClient, watch_response::Frame};
+use roster_server::wire::{
+    WatchFrame,
+    feed_server::assignment_feed_server::{AssignmentFeed, AssignmentFeedServer},
+};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, transport::Channel};
 
-/// What roster-server sent one collector for its current snapshot, frame by frame.
-pub type Recording = Arc<Vec<pb::WatchResponse>>;
+/// What roster-server sent one collector for its current snapshot, frame by frame, encoded. prost's encoding is
+/// canonical, so re-encoding a received frame gives the bytes that were sent.
+pub type Recording = Arc<Vec<Bytes>>;
 
 /// Records the chunks roster-server sends `collector` from a fresh Watch, up to the complete one.
 ///
@@ -34,7 +41,7 @@ pub async fn capture(url: &str, collector: &str) -> anyhow::Result<Recording> {
     while let Some(message) = stream.message().await? {
         if let Some(Frame::Chunk(chunk)) = &message.frame {
             let complete = chunk.complete;
-            frames.push(message);
+            frames.push(Bytes::from(message.encode_to_vec()));
             if complete {
                 return Ok(Arc::new(frames));
             }
@@ -45,7 +52,7 @@ pub async fn capture(url: &str, collector: &str) -> anyhow::Result<Recording> {
 
 /// Encoded bytes of recordings, as they go on the wire (without gRPC framing).
 pub fn bytes(recordings: &[Recording]) -> usize {
-    recordings.iter().flat_map(|r| r.iter()).map(pb::WatchResponse::encoded_len).sum()
+    recordings.iter().flat_map(|r| r.iter()).map(Bytes::len).sum()
 }
 
 /// Serves recordings by collector id.
@@ -55,15 +62,15 @@ pub struct BareFeed {
     pub recordings: Arc<HashMap<String, Recording>>,
 }
 
-type FrameStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type FrameStream = Pin<Box<dyn Stream<Item = Result<WatchFrame, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl pb::assignment_feed_server::AssignmentFeed for BareFeed {
+impl AssignmentFeed for BareFeed {
     type WatchStream = FrameStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let recording = self.recordings.get(&request.get_ref().collector_id).cloned().unwrap_or_default();
-        let frames = (0..recording.len()).map(move |i| Ok(recording[i].clone()));
+        let frames = (0..recording.len()).map(move |i| Ok(WatchFrame::Encoded(recording[i].clone())));
         Ok(Response::new(Box::pin(tokio_stream::iter(frames))))
     }
 
@@ -82,7 +89,7 @@ impl pb::assignment_feed_server::AssignmentFeed for BareFeed {
 pub async fn serve(feed: BareFeed) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let service = pb::assignment_feed_server::AssignmentFeedServer::new(feed).max_encoding_message_size(8 << 20);
+    let service = AssignmentFeedServer::new(feed).max_encoding_message_size(8 << 20);
     let task = tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let _ = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await;

@@ -42,6 +42,7 @@ enum Scenario {
     FanOut,
     Storm,
     Registrations,
+    ChunkEncoding,
 }
 
 #[tokio::main]
@@ -56,9 +57,14 @@ async fn main() -> anyhow::Result<()> {
     let mut figures: Vec<Figure> = Vec::new();
     let mut out = std::io::stdout().lock();
     writeln!(out, "| scenario | metric | value | target |\n|---|---|---|---|")?;
-    for scenario in
-        [Scenario::Registrations, Scenario::Propagation, Scenario::FullSyncOne, Scenario::FanOut, Scenario::Storm]
-    {
+    for scenario in [
+        Scenario::ChunkEncoding,
+        Scenario::Registrations,
+        Scenario::Propagation,
+        Scenario::FullSyncOne,
+        Scenario::FanOut,
+        Scenario::Storm,
+    ] {
         if !wanted(scenario) {
             continue;
         }
@@ -68,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::FanOut => scenarios::fan_out(scale, dir.path()).await,
             Scenario::Storm => scenarios::reconnect_storm(scale, dir.path()).await,
             Scenario::Registrations => scenarios::registrations(scale, dir.path()).await,
+            Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(

@@ -1,5 +1,6 @@
-//! The six scenarios of the benchmark. Each starts its own roster-server process on a fresh store, so none
-//! inherits another's state, and returns its figures.
+//! The scenarios of the benchmark: the six, and the server's cost of encoding a full sync. Each that
+//! needs a server starts its own roster-server process on a fresh store, so none inherits another's state, and
+//! returns its figures.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -9,11 +10,13 @@ use std::{
 };
 
 use anyhow::Context as _;
+use prost::Message as _;
 use roster::{
     domain::{CollectorId, ProducerId},
     follower::FollowerEvent,
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
 };
+use roster_server::feed::{ChunkLimits, Snapshot};
 use roster_testkit::FaultProxy;
 use tonic::transport::Channel;
 
@@ -181,6 +184,42 @@ async fn full_sync(
         Figure::new(scenario, "ratio roster / bare", roster_best.as_secs_f64() / bare_best.as_secs_f64(), "×")
             .against("≤ 1.5×"),
     ])
+}
+
+/// The server's own cost of turning one collector's snapshot of `scale.producers` producers (two labels each)
+/// into the frames of a full sync, in this process: as the feed does it (each chunk encoded straight from the
+/// shared snapshot, `roster_server::wire`), and, for reference, as a typed frame would need (a copy of the chunk's
+/// producers, then prost's encoding). CPU only, so steadier than the wall-clock scenarios; best of [`RUNS`].
+pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
+    let producers = (0..scale.producers as u128)
+        .map(|i| pb::AssignedProducer {
+            id: uuid::Uuid::from_u128(i).to_string(),
+            address: format!("10.0.{}.{}:9100", i / 250 % 250, i % 250),
+            interval_ms: 1000,
+            labels: [("job".to_owned(), "node".to_owned()), ("zone".to_owned(), "eu-west-1a".to_owned())].into(),
+        })
+        .collect();
+    let snapshot = Snapshot::build(uuid::Uuid::new_v4(), 7, false, producers, ChunkLimits::default());
+    let best = |frame: &dyn Fn(usize) -> usize| {
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let bytes: usize = (0..snapshot.chunk_count()).map(frame).sum();
+                std::hint::black_box(bytes);
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let encoded = best(&|i| snapshot.encoded_chunk(i).len());
+    let typed = best(&|i| {
+        pb::WatchResponse { frame: Some(pb::watch_response::Frame::Chunk(snapshot.chunk(i))) }.encode_to_vec().len()
+    });
+    let what = format!("{} producers, {} chunks", scale.producers, snapshot.chunk_count());
+    vec![
+        Figure::new("chunk encoding", format!("{what}: as the feed sends them"), ms(encoded), "ms"),
+        Figure::new("chunk encoding", format!("{what}: typed frames (copy, then encode)"), ms(typed), "ms"),
+    ]
 }
 
 /// Server memory and CPU with idle Watch streams, each on its own connection.

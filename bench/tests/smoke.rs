@@ -22,9 +22,15 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
     );
     let figures: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
     let scenarios: std::collections::BTreeSet<&str> = figures.iter().map(|f| f["scenario"].as_str().unwrap()).collect();
-    for scenario in
-        ["registrations", "propagation", "full sync, fleet", "full sync, one collector", "fan-out", "reconnect storm"]
-    {
+    for scenario in [
+        "chunk encoding",
+        "registrations",
+        "propagation",
+        "full sync, fleet",
+        "full sync, one collector",
+        "fan-out",
+        "reconnect storm",
+    ] {
         assert!(scenarios.contains(scenario), "{scenario} missing from {scenarios:?}");
     }
     for figure in &figures {
