@@ -9,17 +9,14 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{register_many, start_server, wait_fleet_in_sync};
 use roster::{
     domain::CollectorId,
     follower::{Follower, FollowerConfig},
 };
-use roster_testkit::FaultProxy;
+use roster_testkit::{FaultProxy, per_window};
 use tokio_util::sync::CancellationToken;
 
 const FOLLOWERS: usize = 200;
@@ -52,8 +49,8 @@ async fn a_restart_under_200_followers_is_met_by_spread_out_reconnects_and_all_c
     let converged = wait_fleet_in_sync(&url, FOLLOWERS, "after the restart").await;
 
     let attempts: Vec<Instant> = proxy.accepted_at()[before..].to_vec();
-    let per_second = buckets(&attempts, stopped, Duration::from_secs(1));
-    let per_100ms = buckets(&attempts, stopped, Duration::from_millis(100));
+    let per_second = per_window(&attempts, stopped, Duration::from_secs(1));
+    let per_100ms = per_window(&attempts, stopped, Duration::from_millis(100));
     let peak_100ms = per_100ms.values().copied().max().unwrap_or(0);
     eprintln!(
         "figure: storm of {FOLLOWERS}: server down {:?}; {} attempts, per second from the stop: {:?}; \
@@ -66,13 +63,4 @@ async fn a_restart_under_200_followers_is_met_by_spread_out_reconnects_and_all_c
     assert!(peak_100ms <= FOLLOWERS / 2, "reconnects bunched: {peak_100ms} of {FOLLOWERS} in one 100 ms window");
     assert!(handles.iter().all(|h| h.applied.borrow().as_ref().is_some_and(|s| s.targets.len() < 2_000)));
     shutdown.cancel();
-}
-
-/// Counts of `times` per `width`-wide bucket from `start`.
-fn buckets(times: &[Instant], start: Instant, width: Duration) -> BTreeMap<u128, usize> {
-    let mut counts = BTreeMap::new();
-    for t in times {
-        *counts.entry(t.saturating_duration_since(start).as_millis() / width.as_millis()).or_default() += 1;
-    }
-    counts
 }

@@ -3,7 +3,7 @@
 //! returns its figures.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -17,7 +17,7 @@ use roster::{
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
 };
 use roster_server::feed::{ChunkLimits, Snapshot};
-use roster_testkit::FaultProxy;
+use roster_testkit::{FaultProxy, per_window};
 use tonic::transport::Channel;
 
 use crate::{
@@ -329,11 +329,7 @@ pub async fn reconnect_storm(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Fig
         fleet.wait("every follower back", LIMIT, all_connected).await?;
         let back = up.elapsed();
         let attempts = proxy.accepted_at()[mark..].to_vec();
-        let mut per_second: BTreeMap<u64, usize> = BTreeMap::new();
-        for t in &attempts {
-            *per_second.entry(t.saturating_duration_since(stopped).as_secs()).or_default() += 1;
-        }
-        let peak = per_second.values().copied().max().unwrap_or(0);
+        let peak = per_window(&attempts, stopped, Duration::from_secs(1)).values().copied().max().unwrap_or(0);
         let scenario = "reconnect storm";
         figures.push(Figure::new(scenario, format!("{how}: server down"), ms(up - stopped), "ms"));
         figures.push(Figure::new(scenario, format!("{how}: connection attempts"), attempts.len() as f64, ""));

@@ -5,6 +5,7 @@
 //! any time; a new mode applies to bytes relayed from then on, on open connections too.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -102,6 +103,21 @@ impl FaultProxy {
         #[allow(clippy::unwrap_used)]
         self.accepted_at.lock().unwrap().clone()
     }
+}
+
+/// Counts of `times` in each `width`-wide window from `start`, keyed by the window's number (0 is the first).
+/// Times before `start` count in window 0. For connection attempts per second or per 100 ms from
+/// [`FaultProxy::accepted_at`].
+///
+/// # Panics
+/// If `width` is under a millisecond.
+pub fn per_window(times: &[Instant], start: Instant, width: Duration) -> BTreeMap<u128, usize> {
+    assert!(width.as_millis() > 0, "windows must be at least 1 ms wide");
+    let mut counts = BTreeMap::new();
+    for t in times {
+        *counts.entry(t.saturating_duration_since(start).as_millis() / width.as_millis()).or_default() += 1;
+    }
+    counts
 }
 
 impl Drop for FaultProxy {
@@ -226,4 +242,20 @@ async fn relay(client: TcpStream, shared: Shared) {
         _ = generation.changed() => {}
     }
     // Dropping the halves closes both sockets.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_window_counts_each_time_in_its_window_and_earlier_times_in_the_first() {
+        let start = Instant::now() + Duration::from_secs(1);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let times = [start - Duration::from_millis(5), at(0), at(99), at(100), at(250), at(1_999)];
+        let counts = per_window(&times, start, Duration::from_millis(100));
+        assert_eq!(counts, BTreeMap::from([(0, 3), (1, 1), (2, 1), (19, 1)]));
+        assert_eq!(per_window(&times, start, Duration::from_secs(1)), BTreeMap::from([(0, 5), (1, 1)]));
+        assert!(per_window(&[], start, Duration::from_secs(1)).is_empty());
+    }
 }

@@ -4,11 +4,11 @@
 //! It holds what several suites (and `roster-bench`) would otherwise each write again:
 //! - [`FaultProxy`]: a TCP proxy on loopback that a test switches between forwarding and the network faults roster
 //!   must survive (refused, reset, cut mid-stream, half-open silence, slow trickle). It also records when each
-//!   connection was accepted, so a test can count connection attempts per second.
+//!   connection was accepted, so a test can count connection attempts per second ([`per_window`]).
 //! - [`registry`]: registering producers in bulk.
 
 pub mod fault_proxy;
 pub mod registry;
 
-pub use fault_proxy::{FaultProxy, Mode};
+pub use fault_proxy::{FaultProxy, Mode, per_window};
 pub use registry::{never_due, register_all, register_many, registration};
