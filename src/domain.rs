@@ -306,23 +306,11 @@ pub struct Target {
     pub labels: Labels,
 }
 
-impl TryFrom<&pb::AssignedProducer> for Target {
-    type Error = FieldError;
-
-    fn try_from(p: &pb::AssignedProducer) -> Result<Self, FieldError> {
-        Ok(Self {
-            id: ProducerId::parse_field("producers.id", &p.id)?,
-            address: ProducerAddress::parse_field("producers.address", &p.address)?,
-            interval: ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?,
-            labels: Labels::parse_field("producers.labels", p.labels.clone())?,
-        })
-    }
-}
-
 impl TryFrom<pb::AssignedProducer> for Target {
     type Error = FieldError;
 
-    /// As the conversion from a reference, but a valid entry's address string is kept, not copied.
+    /// Validates an entry, naming the field that is wrong. Taken by value: a valid entry's address string and
+    /// labels become the target's, not copies.
     fn try_from(p: pb::AssignedProducer) -> Result<Self, FieldError> {
         Ok(Self {
             id: ProducerId::parse_field("producers.id", &p.id)?,

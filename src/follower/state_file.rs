@@ -79,7 +79,7 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StateFileError> {
     let epoch = Uuid::parse_str(&message.epoch).map_err(|e| corrupt(format!("epoch: {e}")))?;
     let targets = message
         .producers
-        .iter()
+        .into_iter()
         .map(|p| Target::try_from(p).map_err(|e| corrupt(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Persisted {
