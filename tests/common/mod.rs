@@ -274,26 +274,20 @@ pub async fn register_many(server_url: &str, count: usize) -> Vec<String> {
     roster_testkit::register_many(server_url, count, 16).await.expect("bulk registration").0
 }
 
+/// The library's own retrying client of `server_url` (10 s per attempt).
+pub fn client(server_url: &str) -> roster::client::RosterClient {
+    roster::client::RosterClient::new(server_url, Duration::from_secs(10)).expect("a server URL")
+}
+
 /// Every registered producer, id to assigned collector, read page by page.
 pub async fn all_producers(server_url: &str) -> std::collections::BTreeMap<String, String> {
-    let mut client = registry(server_url).await;
-    let mut all = std::collections::BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
-        let request = roster::pb::ListProducersRequest { page_size: Some(1000), page_token, ..Default::default() };
-        let page = client.list_producers(request).await.unwrap().into_inner();
-        all.extend(page.producers.into_iter().map(|p| (p.id, p.assigned_collector_id)));
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+    let producers = client(server_url).list_all_producers(String::new()).await.expect("ListProducers");
+    producers.into_iter().map(|p| (p.id, p.assigned_collector_id)).collect()
 }
 
 /// Every collector the server knows, by id.
 pub async fn collectors(server_url: &str) -> std::collections::BTreeMap<String, roster::pb::CollectorInfo> {
-    let mut client = registry(server_url).await;
-    let listed = client.list_collectors(roster::pb::ListCollectorsRequest {}).await.unwrap().into_inner();
+    let listed = client(server_url).list_collectors().await.expect("ListCollectors");
     listed.collectors.into_iter().map(|c| (c.id.clone(), c)).collect()
 }
 
