@@ -32,6 +32,13 @@ pub const MAX_REASON_BYTES: usize = 1024;
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Largest page size of list calls.
 pub const MAX_PAGE_SIZE: u32 = 1000;
+/// Largest generation a client may claim to know (`WatchRequest.known_generation`): 2^53 - 1.
+///
+/// A server bumps a collector's generation once per change, so no honest store comes near it in any lifetime, and
+/// it is the largest integer every JSON client (JavaScript's `Number`) reads exactly. A claim above it is refused
+/// rather than believed: the server jumps a collector's generation past a claimed one (a store restored from an
+/// older backup), and a claim near `u64::MAX` would leave no room to count up.
+pub const MAX_GENERATION: u64 = (1 << 53) - 1;
 
 /// A client-supplied field that is not acceptable: which one, and why.
 ///
@@ -431,6 +438,14 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
                 return Err(FieldError::new("known_generation", "must be 0 when known_epoch is empty"));
             }
             None
+        } else if req.known_generation > MAX_GENERATION {
+            return Err(FieldError::new(
+                "known_generation",
+                format!(
+                    "{} is beyond any generation a server makes (at most {MAX_GENERATION}); the client's state is damaged: delete its state file",
+                    req.known_generation
+                ),
+            ));
         } else {
             Some((parse_uuid("known_epoch", &req.known_epoch)?, req.known_generation))
         };

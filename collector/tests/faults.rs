@@ -179,7 +179,10 @@ async fn a_wiped_server_store_does_not_make_the_collector_drop_its_set() {
     let config = || {
         let mut config = server_config(&dir.path().join("server"));
         config.clock = clock.clone();
-        config.lease = Duration::from_secs(40); // Renew every 10 s: the new store settles 10 s after creation.
+        config.lease = Duration::from_secs(40); // Renew every 10 s: the new store settles 10 s after it starts.
+        config.settle = Duration::from_secs(10);
+        // The clock jumps below stand for time passing while the server serves, not for its absence.
+        config.absence_threshold = Duration::from_secs(365 * 86_400);
         config
     };
     let server = TestServer::start(config()).await;
@@ -195,22 +198,24 @@ async fn a_wiped_server_store_does_not_make_the_collector_drop_its_set() {
     std::fs::remove_dir_all(dir.path().join("server")).unwrap();
     let server = TestServer::start_on(addr, config()).await;
     let held = collector
-        .wait_until("the new epoch's empty snapshot held back", |s| {
-            s.discards.get("epoch_settling").copied().unwrap_or(0) >= 1
+        .wait_until("the new epoch's empty snapshot applied, carrying the old set", |s| {
+            s.applied_epoch != before.applied_epoch
         })
         .await;
-    assert!(!held.held_reason.is_empty());
-    assert_eq!(held.applied_epoch, before.applied_epoch, "the old set stays in force");
-    assert_eq!(held.applied_producer_count, 3);
+    assert!(held.held_reason.contains("keeping 3 producers"), "{held:?}");
+    assert_eq!(held.applied_producer_count, 3, "the old set stays in force");
+    assert!(held.discards.is_empty(), "{:?}", held.discards);
     collected_on(&collector, &held).await;
 
-    // Two of the three producers re-register; once the store settles, its word is final.
-    register_all(&server.registry().await, requests[..2].to_vec(), 2).await;
+    // Two of the three producers re-register, and a new one registers: collected at once, the third is carried.
+    let new = producer_at(producer.addr, 200);
+    register_all(&server.registry().await, vec![requests[0].clone(), requests[1].clone(), new], 3).await;
+    let grown = collector.wait_until("the new producer applied", |s| s.applied_producer_count == 4).await;
+    assert!(grown.held_reason.contains("keeping 1 producers"), "{grown:?}");
+    // Once the store settles, its word is final.
     clock.advance(Duration::from_secs(11));
     let settled = collector
-        .wait_until("the settled new epoch applied", |s| {
-            s.applied_epoch != before.applied_epoch && s.applied_producer_count == 2
-        })
+        .wait_until("the settled new epoch applied", |s| s.held_reason.is_empty() && s.applied_producer_count == 3)
         .await;
     assert!(settled.held_reason.is_empty());
     collector.stop().await;
@@ -228,7 +233,13 @@ async fn during_a_long_outage_the_set_stays_and_delays_respect_the_cap() {
         interval: Duration::from_secs(1),
         labels: Labels::default(),
     };
-    let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 3, targets: vec![target], settling: false };
+    let snapshot = Snapshot {
+        epoch: uuid::Uuid::new_v4(),
+        generation: 3,
+        targets: vec![target],
+        settling: false,
+        carried: vec![],
+    };
     state_file::save(&state, &snapshot, 1).unwrap();
     // Nothing listens here.
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();

@@ -267,7 +267,10 @@ pub async fn serve(params: WatchParams, attached: Attached, registry: RegistryHa
                 shutdown,
             )
             .await?;
-        } else if rejected == Some(current.generation) {
+        } else if rejected == Some(current.generation) && params.known.is_some() {
+            // C4 holds back a rejected generation from a client that keeps another snapshot in force. A client
+            // with none (a new or wiped data directory under a known id) must get the current one, or it would
+            // collect nothing until the next change.
             info!(generation = current.generation, "collector rejected its current generation; not resending it (C4)");
             send(&out, heartbeat(&current), shutdown).await?;
         } else {

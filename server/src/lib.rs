@@ -70,7 +70,13 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// How often leases and grace periods are checked.
     pub sweep_interval: Duration,
-    /// The wall clock; replaced in tests.
+    /// How long a new store settles before its snapshots may shrink a collector's set (C3): serving time, which
+    /// must cover the longest renewal interval in use (a quarter of the longest lease).
+    pub settle: Duration,
+    /// How late the registry's periodic work may run before the server counts the time as its own absence, which
+    /// no lease or grace period is charged for (L3; see `registry::absence`).
+    pub absence_threshold: Duration,
+    /// The clocks; replaced in tests.
     pub clock: Arc<dyn Clock>,
 }
 
@@ -88,6 +94,8 @@ impl Config {
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(1),
+            settle: roster::domain::MAX_LEASE / 4,
+            absence_threshold: Duration::from_secs(2),
             clock: Arc::new(SystemClock),
         }
     }
@@ -125,8 +133,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
     let store = Store::open(&config.data_dir, config.clock.now_ms()).await?;
     let registry_config = RegistryConfig {
-        rules: Rules { default_lease: config.lease, grace: config.grace },
+        rules: Rules { default_lease: config.lease, grace: config.grace, settle: config.settle },
         sweep_interval: config.sweep_interval,
+        absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,
     };
     let (registry, handle) = Registry::start(store, config.clock.clone(), registry_config).await?;

@@ -32,6 +32,14 @@ struct Args {
     #[arg(long, env = "ROSTER_SERVER_LEASE", default_value = "5m", value_parser = parse_duration)]
     lease: Duration,
 
+    /// How long a new store (a first start, or a wiped data directory) settles: serving time in which every live
+    /// producer registers again. Until then its snapshots never make a collector coming from an older store drop
+    /// a producer; when it settles, producers that did not come back are dropped. It must cover the longest
+    /// renewal interval in use (a quarter of the longest lease registrants ask for); the default covers the
+    /// longest lease allowed (1 day). Lower it if your producers use short leases.
+    #[arg(long, env = "ROSTER_SERVER_SETTLE_PERIOD", default_value = "6h", value_parser = parse_duration)]
+    settle_period: Duration,
+
     /// How long a collector whose feed stream closed stays eligible, so a short blip does not move its
     /// producers away and back.
     #[arg(long, env = "ROSTER_SERVER_GRACE", default_value = "60s", value_parser = parse_duration)]
@@ -87,6 +95,15 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::new(&args.data_dir);
     config.lease = args.lease;
     config.grace = args.grace;
+    anyhow::ensure!(
+        args.settle_period >= args.lease / 4,
+        "--settle-period {} is shorter than one renewal interval of --lease {} ({}): producers on the default lease \
+         could not register again before a new store settles; raise --settle-period or lower --lease",
+        humantime::format_duration(args.settle_period),
+        humantime::format_duration(args.lease),
+        humantime::format_duration(args.lease / 4),
+    );
+    config.settle = args.settle_period;
     config.heartbeat = args.heartbeat;
     config.chunk_limits = ChunkLimits { max_producers: args.chunk_size as usize, max_bytes: args.chunk_bytes as usize };
     config.drain = args.drain;

@@ -91,6 +91,8 @@ pub struct Loaded {
     pub epoch: Uuid,
     /// When the store was created.
     pub epoch_created_ms: u64,
+    /// When the store settled (C3), if it has.
+    pub settled_at_ms: Option<u64>,
     /// Every producer.
     pub producers: Vec<ProducerRecord>,
     /// Every collector ever seen in this epoch, with its generation.
@@ -106,12 +108,17 @@ pub struct Batch {
     pub delete_producers: Vec<ProducerId>,
     /// Collectors to insert or replace.
     pub upsert_collectors: Vec<(CollectorId, CollectorRecord)>,
+    /// Set when the store settled: recorded once, so a restart does not settle it again.
+    pub settled_at_ms: Option<u64>,
 }
 
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.upsert_producers.is_empty() && self.delete_producers.is_empty() && self.upsert_collectors.is_empty()
+        self.upsert_producers.is_empty()
+            && self.delete_producers.is_empty()
+            && self.upsert_collectors.is_empty()
+            && self.settled_at_ms.is_none()
     }
 }
 
@@ -216,6 +223,14 @@ impl Store {
             .get("epoch_created_ms")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| self.corrupt("meta", "no valid epoch_created_ms".into()))?;
+        // Absent until the store first settles (and in stores written before it was recorded, which then settle
+        // once more: harmless, since only a collector coming from another epoch treats a settling store apart).
+        let settled_at_ms = match meta.get("settled_at_ms") {
+            Some(v) => {
+                Some(v.parse().map_err(|_| self.corrupt("meta", format!("settled_at_ms {v:?} is not a number")))?)
+            }
+            None => None,
+        };
 
         let rows = sqlx::query(
             "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
@@ -234,7 +249,7 @@ impl Store {
         .await
         .map_err(self.db("cannot read collectors"))?;
         let collectors = rows.iter().map(|row| self.collector_from_row(row)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Loaded { epoch, epoch_created_ms, producers, collectors })
+        Ok(Loaded { epoch, epoch_created_ms, settled_at_ms, producers, collectors })
     }
 
     fn producer_from_row(&self, row: &SqliteRow) -> Result<ProducerRecord, StoreError> {
@@ -351,6 +366,13 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a collector"))?;
+        }
+        if let Some(at) = batch.settled_at_ms {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('settled_at_ms', ?) ON CONFLICT (key) DO NOTHING")
+                .bind(at.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("cannot record that the store settled"))?;
         }
         tx.commit().await.map_err(self.db("cannot commit"))?;
         Ok(())

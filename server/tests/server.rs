@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use prost::Message as _;
 use roster::pb::{self, watch_response::Frame};
+use roster_server::clock::Clock as _;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -409,14 +410,18 @@ async fn a_collector_that_reconnects_within_grace_keeps_its_producers_and_one_th
 }
 
 #[tokio::test]
-async fn a_rejected_generation_is_not_resent_on_reconnect() {
+async fn a_rejected_generation_is_not_resent_on_reconnect_unless_the_client_has_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path()).0).await;
     let mut registry = server.registry().await;
     registry.register_producer(producer(Uuid::new_v4(), 1)).await.unwrap();
     let collector = Uuid::new_v4();
     let mut feed = server.feed().await;
-    let snap = next_snapshot(&mut watch(&mut feed, collector, None).await).await;
+    let mut first_stream = watch(&mut feed, collector, None).await;
+    let first = next_snapshot(&mut first_stream).await;
+    registry.register_producer(producer(Uuid::new_v4(), 2)).await.unwrap();
+    let snap = next_snapshot(&mut first_stream).await;
+    drop(first_stream);
     let reject = pb::ReportAppliedRequest {
         collector_id: collector.to_string(),
         epoch: snap.epoch.clone(),
@@ -425,12 +430,17 @@ async fn a_rejected_generation_is_not_resent_on_reconnect() {
         reason: "digest mismatch".into(),
     };
     feed.report_applied(reject).await.unwrap();
-    let mut stream = watch(&mut feed, collector, None).await;
+    // A client that keeps the first snapshot in force is not sent the generation it rejected (C4).
+    let mut stream = watch(&mut feed, collector, Some((&first.epoch, first.generation))).await;
     match next_frame(&mut stream).await {
         Frame::Heartbeat(h) => assert_eq!(h.generation, snap.generation),
         other => panic!("expected a heartbeat instead of the rejected snapshot, got {other:?}"),
     }
-    registry.register_producer(producer(Uuid::new_v4(), 2)).await.unwrap();
+    // A client with nothing in force (a wiped data directory under the same id) gets it: it must collect something.
+    let mut empty_handed = watch(&mut feed, collector, None).await;
+    assert_eq!(next_snapshot(&mut empty_handed).await.generation, snap.generation);
+    drop(empty_handed);
+    registry.register_producer(producer(Uuid::new_v4(), 3)).await.unwrap();
     assert!(next_snapshot(&mut stream).await.generation > snap.generation, "a newer generation is sent");
     let collectors = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
     assert_eq!(collectors[0].reported_outcome(), pb::ApplyOutcome::Rejected);
@@ -583,5 +593,91 @@ async fn bad_input_is_rejected_with_the_field_named_and_nothing_stored() {
     let collectors_after = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner();
     assert_eq!(collectors_after.collectors.len(), collectors_before.collectors.len());
     assert_eq!(collectors_after.collectors[0].reported_generation, 0, "no report was stored");
+    server.stop().await;
+}
+
+/// Issue 11: time the server could not serve is charged to no lease and no grace period. The manual clock stands
+/// for a process stopped for a minute (both clocks jump), a wall clock stepped an hour ahead (the wall clock
+/// alone), and one stepped an hour back.
+#[tokio::test]
+async fn absence_and_clock_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, clock) = config(dir.path());
+    config.absence_threshold = Duration::from_secs(2);
+    let server = TestServer::start(config).await;
+    let mut registry = server.registry().await;
+    let mut feed = server.feed().await;
+    let collector = Uuid::new_v4();
+    let stream = watch(&mut feed, collector, None).await;
+    let id = Uuid::new_v4();
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(40_000), ..producer(id, 1) })
+        .await
+        .unwrap();
+    let get = |mut registry: pb::registry_client::RegistryClient<_>| async move {
+        registry.get_producer(pb::GetProducerRequest { producer_id: id.to_string() }).await
+    };
+    // Its stream closes: the collector is in grace (60 s) and keeps the producer.
+    drop(stream);
+    wait_for("the collector in grace", || {
+        let mut registry = registry.clone();
+        async move {
+            let listed = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner();
+            (listed.collectors[0].state() == pb::CollectorState::Grace).then_some(())
+        }
+    })
+    .await;
+
+    // Stopped for 100 s, beyond the 40 s lease and the 60 s grace: on waking, nothing lapses or departs.
+    clock.advance(Duration::from_secs(100));
+    let now = clock.now_ms();
+    let extended = wait_for("the lease extended", || {
+        let registry = registry.clone();
+        async move {
+            let p = get(registry).await.expect("still registered").into_inner();
+            (p.lease_expires_at_unix_ms >= now + 10_000).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(extended.assigned_collector_id, collector.to_string(), "the collector in grace keeps it");
+    let listed = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner();
+    assert!(listed.collectors[0].grace_ends_at_unix_ms >= now + 60_000, "{listed:?}");
+
+    // Served time still counts: unrenewed, in steps a serving server sees, the lease lapses a renewal interval on.
+    for _ in 0..11 {
+        clock.advance(Duration::from_secs(1));
+        let _ = get(registry.clone()).await;
+    }
+    wait_for("the unrenewed lease lapsed", || {
+        let registry = registry.clone();
+        async move { get(registry).await.is_err_and(|s| s.code() == Code::NotFound).then_some(()) }
+    })
+    .await;
+
+    // The wall clock steps an hour ahead, monotonic time does not: no lease is charged for that hour.
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(40_000), ..producer(id, 1) })
+        .await
+        .unwrap();
+    clock.step_wall_forward(Duration::from_secs(3600));
+    let now = clock.now_ms();
+    wait_for("the lease moved past the step", || {
+        let registry = registry.clone();
+        async move {
+            get(registry).await.ok().map(|p| p.into_inner()).filter(|p| p.lease_expires_at_unix_ms >= now + 10_000)
+        }
+    })
+    .await;
+
+    // It steps back a day: no lease may then last longer than its length from now.
+    clock.step_wall_back(Duration::from_secs(86_400));
+    let now = clock.now_ms();
+    wait_for("the lease capped at its length", || {
+        let registry = registry.clone();
+        async move {
+            get(registry).await.ok().map(|p| p.into_inner()).filter(|p| p.lease_expires_at_unix_ms <= now + 40_000)
+        }
+    })
+    .await;
     server.stop().await;
 }

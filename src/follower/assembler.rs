@@ -8,11 +8,13 @@
 //!
 //! **The new-epoch rule.** A new epoch means the server's store was created anew (for instance wiped), so its
 //! snapshots say nothing about the old ones and its registry may be nearly empty until producers re-register.
-//! While the server says its store is settling (younger than one lease renewal interval), a snapshot of a new
-//! epoch is applied only if it keeps every producer of the applied set (it may add some); otherwise it is held
-//! back, reported as rejected, and the last known set stays in force. The server sends a new generation when
-//! its store settles, and that one applies as usual: by then every live producer has renewed its registration.
-//! A collector with no applied set applies any complete snapshot.
+//! While the server says its store is settling (it has not yet served one settle period, which covers the
+//! longest renewal interval), a snapshot of a new epoch applies at once, **together with** every producer of the
+//! applied set that it lacks: those are *carried* (kept, collected, persisted with the snapshot) while the store
+//! settles. So a producer registered with the new store is collected at once, and none of the old set is dropped
+//! on the word of a store that has lost its memory. Later settling snapshots of the same epoch carry the carried
+//! producers they still lack; the first settled snapshot applies as sent, and then a producer that never came
+//! back is dropped. A collector with no applied set applies any complete snapshot.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -35,12 +37,32 @@ pub struct Snapshot {
     pub targets: Vec<Target>,
     /// Whether the server's store was settling when it was sent.
     pub settling: bool,
+    /// Producers of an earlier epoch's set that the server's snapshot lacks, kept in `targets` while its store
+    /// settles (the new-epoch rule above); ordered by id.
+    pub carried: Vec<ProducerId>,
 }
 
 impl Snapshot {
     /// The ids of its producers.
     pub fn ids(&self) -> HashSet<ProducerId> {
         self.targets.iter().map(|t| t.id).collect()
+    }
+
+    /// The new-epoch rule: a settling snapshot applied over `applied` keeps every producer of an earlier epoch that
+    /// it lacks: all of `applied`'s when it is of another epoch, else those `applied` already carried.
+    fn carry_from(mut self, applied: &Snapshot) -> Self {
+        let carried_before: HashSet<ProducerId> = applied.carried.iter().copied().collect();
+        let ids = self.ids();
+        let carry: Vec<Target> = applied
+            .targets
+            .iter()
+            .filter(|t| (applied.epoch != self.epoch || carried_before.contains(&t.id)) && !ids.contains(&t.id))
+            .cloned()
+            .collect();
+        self.carried = carry.iter().map(|t| t.id).collect();
+        self.targets.extend(carry);
+        self.targets.sort_by_key(|t| t.id);
+        self
     }
 }
 
@@ -69,8 +91,6 @@ pub enum DiscardReason {
     TooLarge,
     /// An older generation of the applied epoch (C3: ignored).
     StaleGeneration,
-    /// A new epoch's snapshot that would drop producers while its store is settling (held back).
-    EpochSettling,
 }
 
 impl DiscardReason {
@@ -88,7 +108,6 @@ impl DiscardReason {
             Self::Interleaved => "interleaved",
             Self::TooLarge => "too_large",
             Self::StaleGeneration => "stale_generation",
-            Self::EpochSettling => "epoch_settling",
         }
     }
 }
@@ -320,7 +339,8 @@ impl Assembler {
                 format!("generation {}: digest does not match", p.generation),
             );
         }
-        let snapshot = Snapshot { epoch, generation: p.generation, targets, settling: last.store_settling };
+        let mut snapshot =
+            Snapshot { epoch, generation: p.generation, targets, settling: last.store_settling, carried: Vec::new() };
         match &self.applied {
             Some(applied) if applied.epoch == epoch => {
                 if snapshot.generation == applied.generation {
@@ -337,21 +357,12 @@ impl Assembler {
                     };
                 }
             }
-            Some(applied) if snapshot.settling => {
-                let new_ids = snapshot.ids();
-                let dropped = applied.targets.iter().filter(|t| !new_ids.contains(&t.id)).count();
-                if dropped > 0 {
-                    return refuse(
-                        DiscardReason::EpochSettling,
-                        format!(
-                            "new epoch {epoch} (generation {}) would drop {dropped} of {} producers while the server's store is settling; keeping the last known set until it settles",
-                            snapshot.generation,
-                            applied.targets.len()
-                        ),
-                    );
-                }
-            }
             _ => {}
+        }
+        if snapshot.settling
+            && let Some(applied) = &self.applied
+        {
+            snapshot = snapshot.carry_from(applied);
         }
         let snapshot = Arc::new(snapshot);
         self.applied = Some(snapshot.clone());
@@ -491,24 +502,27 @@ mod tests {
     }
 
     #[test]
-    fn a_settling_new_epoch_cannot_shrink_the_set_but_may_grow_it() {
+    fn a_settling_new_epoch_cannot_shrink_the_set_but_grows_it_at_once() {
         let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
         let mut a = Assembler::new(None);
         feed(&mut a, chunks(old, 40, false, &[1, 2, 3], 10));
-        // An empty (or smaller) answer from a store that just lost its memory is held back.
-        let events = feed(&mut a, chunks(new, 1, true, &[], 10));
-        assert_eq!(reasons(&events), vec![DiscardReason::EpochSettling]);
-        assert!(
-            matches!(&events[0], Event::Discarded { refused: Some((e, 1)), .. } if *e == new),
-            "reported as rejected"
-        );
-        assert_eq!(a.applied().unwrap().epoch, old);
-        // One that keeps everything applies at once.
-        assert!(matches!(feed(&mut a, chunks(new, 2, true, &[1, 2, 3, 4], 10)).last(), Some(Event::Applied(_))));
-        assert_eq!(applied_ids(&a).len(), 4);
+        let carried = |a: &Assembler| a.applied().unwrap().carried.len();
+        // An empty answer from a store that just lost its memory applies, carrying the whole old set.
+        assert!(matches!(feed(&mut a, chunks(new, 1, true, &[], 10)).last(), Some(Event::Applied(_))));
+        assert_eq!((a.applied().unwrap().epoch, applied_ids(&a).len(), carried(&a)), (new, 3, 3));
+        // A producer that registered with the new store is collected at once; one that came back is no longer
+        // carried.
+        feed(&mut a, chunks(new, 2, true, &[1, 4], 10));
+        assert_eq!((applied_ids(&a).len(), carried(&a)), (4, 2));
+        // Within the settling epoch only what was carried is carried: 4, gone from this one, goes.
+        feed(&mut a, chunks(new, 3, true, &[1], 10));
+        assert_eq!((applied_ids(&a).len(), carried(&a)), (3, 2));
         // Once settled, the new epoch's word is final, even if smaller.
-        feed(&mut a, chunks(new, 3, false, &[4], 10));
-        assert_eq!(applied_ids(&a).len(), 1);
+        feed(&mut a, chunks(new, 4, false, &[5], 10));
+        assert_eq!((applied_ids(&a).len(), carried(&a)), (1, 0));
+        // A settling snapshot of yet another epoch carries from the settled set, and only from it.
+        feed(&mut a, chunks(Uuid::new_v4(), 1, true, &[6], 10));
+        assert_eq!((applied_ids(&a).len(), carried(&a)), (2, 1));
     }
 
     /// A stream event in the property test.

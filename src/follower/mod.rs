@@ -104,7 +104,8 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     /// Discarded or refused snapshots, by reason.
     pub discards: BTreeMap<&'static str, u64>,
-    /// Why a snapshot is held back, if one is.
+    /// What the applied set holds beyond the server's snapshot, if anything (producers carried from an earlier
+    /// epoch while the server's new store settles).
     pub held_reason: Option<String>,
     /// Delays waited before reconnecting, most recent last (the last 64).
     pub recent_delays: Vec<Duration>,
@@ -360,7 +361,12 @@ impl Follower {
                 {
                     let mut stats = self.stats.lock();
                     stats.applied_at_ms = at;
-                    stats.held_reason = None;
+                    stats.held_reason = (!snapshot.carried.is_empty()).then(|| {
+                        format!(
+                            "keeping {} producers of an earlier store epoch that the server's new store lacks, until it settles",
+                            snapshot.carried.len()
+                        )
+                    });
                 }
                 self.applied.send_replace(Some(snapshot.clone()));
                 let _ = self.events.send(FollowerEvent::Applied(snapshot.clone()));
@@ -368,6 +374,8 @@ impl Follower {
                     epoch = %snapshot.epoch,
                     generation = snapshot.generation,
                     producers = snapshot.targets.len(),
+                    carried = snapshot.carried.len(),
+                    settling = snapshot.settling,
                     "snapshot applied"
                 );
                 let persisted = match &self.config.state_file {
@@ -393,13 +401,7 @@ impl Follower {
             }
             Event::Discarded { reason, detail, refused } => {
                 warn!(reason = reason.as_str(), detail, "snapshot discarded; the last known set stays in force");
-                {
-                    let mut stats = self.stats.lock();
-                    *stats.discards.entry(reason.as_str()).or_default() += 1;
-                    if reason == assembler::DiscardReason::EpochSettling {
-                        stats.held_reason = Some(detail.clone());
-                    }
-                }
+                *self.stats.lock().discards.entry(reason.as_str()).or_default() += 1;
                 let _ = self.events.send(FollowerEvent::Discarded { reason: reason.as_str(), detail: detail.clone() });
                 if let (Some((epoch, generation)), Some(channel)) = (refused, channel) {
                     self.report(channel, epoch, generation, Some(detail));

@@ -18,7 +18,10 @@ use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::assembler::Snapshot;
-use crate::{domain::Target, pb};
+use crate::{
+    domain::{ProducerId, Target},
+    pb,
+};
 
 const MAGIC: &[u8; 16] = b"ROSTER-SNAPSHOT1";
 
@@ -83,7 +86,17 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StateFileError> {
         .map(|p| Target::try_from(p).map_err(|e| corrupt(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Persisted {
-        snapshot: Snapshot { epoch, generation: message.generation, targets, settling: message.store_settling },
+        snapshot: Snapshot {
+            epoch,
+            generation: message.generation,
+            targets,
+            settling: message.store_settling,
+            carried: message
+                .carried_ids
+                .iter()
+                .map(|id| Uuid::parse_str(id).map(ProducerId).map_err(|e| corrupt(format!("carried id {id:?}: {e}"))))
+                .collect::<Result<_, _>>()?,
+        },
         applied_at_ms: message.applied_at_unix_ms,
     }))
 }
@@ -100,6 +113,7 @@ pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), 
         producers: snapshot.targets.iter().map(pb::AssignedProducer::from).collect(),
         applied_at_unix_ms: applied_at_ms,
         store_settling: snapshot.settling,
+        carried_ids: snapshot.carried.iter().map(ToString::to_string).collect(),
     };
     let payload = message.encode_to_vec();
     let mut tmp_name = path.as_os_str().to_owned();
@@ -134,6 +148,7 @@ mod tests {
                 labels: Labels::default(),
             }],
             settling: false,
+            carried: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! So a slow reader only ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader, and
 //! a burst of changes costs one snapshot build per generation actually sent, not one per change.
 
+pub mod absence;
 pub mod state;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -151,6 +152,8 @@ pub struct RegistryConfig {
     pub rules: Rules,
     /// How often leases and grace periods are checked.
     pub sweep_interval: Duration,
+    /// Lateness of the periodic work that counts as the server's own absence (see [`absence`]).
+    pub absence_threshold: Duration,
     /// Chunk bounds of snapshots.
     pub chunk_limits: ChunkLimits,
 }
@@ -164,6 +167,8 @@ pub struct Registry {
     feeds: HashMap<CollectorId, Feed>,
     /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
     needs_recompute: bool,
+    /// The clocks when the actor last woke, to measure the server's own absence.
+    last_wake: absence::Reading,
     /// Taken (and kept only as a weak sender) when the actor runs.
     tx: Option<mpsc::UnboundedSender<Command>>,
     rx: mpsc::UnboundedReceiver<Command>,
@@ -197,7 +202,17 @@ impl Registry {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = RegistryHandle { tx: tx.clone() };
         Ok((
-            Self { state, store, clock, config, feeds: HashMap::new(), needs_recompute: false, tx: Some(tx), rx },
+            Self {
+                state,
+                last_wake: absence::Reading { monotonic_ms: clock.monotonic_ms(), wall_ms: clock.now_ms() },
+                store,
+                clock,
+                config,
+                feeds: HashMap::new(),
+                needs_recompute: false,
+                tx: Some(tx),
+                rx,
+            },
             handle,
         ))
     }
@@ -230,15 +245,43 @@ impl Registry {
                     Err(_) => break,
                 }
             }
-            self.process(commands, &own_tx).await;
+            self.process(commands, &own_tx, !shutdown.is_cancelled()).await;
         }
         self.store.close().await;
         info!("registry stopped");
     }
 
-    async fn process(&mut self, commands: Vec<Command>, own_tx: &mpsc::WeakUnboundedSender<Command>) {
+    /// Applies one batch of commands. `sweeping` is false while the server drains: the actor then no longer
+    /// wakes on its own, so a long gap between wakes is not an absence.
+    async fn process(&mut self, commands: Vec<Command>, own_tx: &mpsc::WeakUnboundedSender<Command>, sweeping: bool) {
         let now = self.clock.now_ms();
         let mut changes = Changes::default();
+        let wake = absence::Reading { monotonic_ms: self.clock.monotonic_ms(), wall_ms: now };
+        let last_wake = std::mem::replace(&mut self.last_wake, wake);
+        // Before any command (a sweep in particular): time the server could not serve is charged to no one.
+        match absence::judge(last_wake, wake, self.config.sweep_interval, self.config.absence_threshold) {
+            _ if !sweeping => {}
+            absence::Verdict::Present => {}
+            absence::Verdict::Absent { ms, wall_step } => {
+                let extended = self.state.forgive_absence(ms, now, &mut changes);
+                warn!(
+                    absent_ms = ms,
+                    wall_clock_stepped = wall_step,
+                    leases_extended = extended,
+                    settles_at_ms = self.state.settles_at_ms(),
+                    "the server could not serve for a while (stalled, paused or its wall clock stepped ahead); \
+                     that time is not charged to any lease or grace period (L3)"
+                );
+            }
+            absence::Verdict::WallSteppedBack { ms } => {
+                let clamped = self.state.clamp_deadlines(now, &mut changes);
+                warn!(
+                    stepped_back_ms = ms,
+                    leases_clamped = clamped,
+                    "the wall clock stepped back; deadlines are capped at their length from now"
+                );
+            }
+        }
         if std::mem::take(&mut self.needs_recompute) {
             self.state.force_recompute(&mut changes);
         }

@@ -100,6 +100,8 @@ pub struct Changes {
     collectors: BTreeSet<CollectorId>,
     /// Collectors whose assignment changed: their generation is bumped in [`State::finish`].
     dirty: BTreeSet<CollectorId>,
+    /// Set when the store settled in this batch.
+    settled_at_ms: Option<u64>,
 }
 
 /// Registry settings that the rules depend on.
@@ -109,6 +111,9 @@ pub struct Rules {
     pub default_lease: Duration,
     /// How long a collector stays eligible after its last stream closed (L2).
     pub grace: Duration,
+    /// How long a new store settles (C3): serving time in which every live producer renews, so it must cover the
+    /// longest renewal interval in use (a quarter of the longest lease).
+    pub settle: Duration,
 }
 
 /// Result of a registration.
@@ -165,16 +170,18 @@ impl State {
     ///
     /// The returned [`Changes`] hold the extended leases, to be committed before serving.
     pub fn from_loaded(loaded: Loaded, rules: Rules, now_ms: u64) -> (Self, Changes) {
-        let mut state = Self {
+        // A store that has not settled yet settles one whole settle period from now: like a lease (L3), the
+        // time it was down does not count, since no producer could register meanwhile.
+        let state = Self {
             epoch: loaded.epoch,
-            settle_at_ms: loaded.epoch_created_ms.saturating_add(ms(rules.default_lease / 4)),
-            settled: false,
+            settle_at_ms: now_ms.saturating_add(ms(rules.settle)),
+            settled: loaded.settled_at_ms.is_some(),
             rules,
             producers: BTreeMap::new(),
             collectors: loaded.collectors.into_iter().collect(),
             by_collector: BTreeMap::new(),
         };
-        state.settled = now_ms >= state.settle_at_ms;
+        let mut state = state;
         let mut changes = Changes::default();
         let grace_until = now_ms.saturating_add(ms(rules.grace));
         for mut record in loaded.producers {
@@ -213,9 +220,63 @@ impl State {
         self.epoch
     }
 
-    /// Whether the store is younger than one renewal interval of the default lease (see `store_settling`).
+    /// Whether the store has not yet served one settle period since it was created (see `store_settling`).
     pub fn settling(&self) -> bool {
         !self.settled
+    }
+
+    /// When the store settles, while it is settling.
+    pub fn settles_at_ms(&self) -> Option<u64> {
+        (!self.settled).then_some(self.settle_at_ms)
+    }
+
+    /// Forgives `absent_ms` of time the server could not serve (a stalled process, a paused VM, a wall clock that
+    /// stepped ahead), as L3 forgives a restart: every lease gets at least one renewal interval (a quarter of it)
+    /// from now, every collector in grace gets its whole grace period from now (L2), and a settling store's
+    /// deadline moves by the absence. Returns how many leases were extended.
+    pub fn forgive_absence(&mut self, absent_ms: u64, now_ms: u64, changes: &mut Changes) -> usize {
+        let mut extended = 0;
+        for record in self.producers.values_mut() {
+            let floor = now_ms.saturating_add(ms(record.lease / 4));
+            if record.expires_at_ms < floor {
+                record.expires_at_ms = floor;
+                changes.producers.insert(record.spec.id);
+                extended += 1;
+            }
+        }
+        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
+        for record in self.collectors.values_mut() {
+            if let Liveness::Grace { until_ms } = &mut record.liveness {
+                *until_ms = (*until_ms).max(grace_until);
+            }
+        }
+        if !self.settled {
+            self.settle_at_ms = self.settle_at_ms.saturating_add(absent_ms);
+        }
+        extended
+    }
+
+    /// After the wall clock stepped back, caps every deadline at what it could be if set now: a lease at its
+    /// length, a grace period at its length, settling at one settle period. Without this a step back of a day
+    /// would keep a dead producer's lease for a day more. Returns how many leases were cut.
+    pub fn clamp_deadlines(&mut self, now_ms: u64, changes: &mut Changes) -> usize {
+        let mut clamped = 0;
+        for record in self.producers.values_mut() {
+            let ceiling = now_ms.saturating_add(ms(record.lease));
+            if record.expires_at_ms > ceiling {
+                record.expires_at_ms = ceiling;
+                changes.producers.insert(record.spec.id);
+                clamped += 1;
+            }
+        }
+        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
+        for record in self.collectors.values_mut() {
+            if let Liveness::Grace { until_ms } = &mut record.liveness {
+                *until_ms = (*until_ms).min(grace_until);
+            }
+        }
+        self.settle_at_ms = self.settle_at_ms.min(now_ms.saturating_add(ms(self.rules.settle)));
+        clamped
     }
 
     /// The collector's record, if known.
@@ -422,8 +483,10 @@ impl State {
             self.recompute(changes);
         }
         if !self.settled && now_ms >= self.settle_at_ms {
-            // Snapshots sent so far said "settling"; send every eligible collector a settled one.
+            // Snapshots sent so far said "settling"; send every eligible collector a settled one, and remember
+            // (durably) that the store settled, so a restart does not settle it again.
             self.settled = true;
+            changes.settled_at_ms = Some(now_ms);
             let eligible = self.eligible();
             changes.dirty.extend(eligible);
         }
@@ -433,13 +496,14 @@ impl State {
     /// Bumps the generation of every collector whose assignment changed, and gathers what must be written.
     /// Returns the batch and the collectors whose snapshot must be published once it is committed.
     pub fn finish(&mut self, changes: Changes) -> (Batch, BTreeSet<CollectorId>) {
-        let Changes { producers, mut collectors, dirty } = changes;
+        let Changes { producers, mut collectors, dirty, settled_at_ms } = changes;
         for id in &dirty {
             let record = self.collectors.entry(*id).or_insert_with(CollectorRecord::new);
-            record.generation += 1;
+            // Claims are bounded at the edge (`MAX_GENERATION`), so this never saturates in practice.
+            record.generation = record.generation.saturating_add(1);
             collectors.insert(*id);
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch { settled_at_ms, ..Batch::default() };
         for id in producers {
             match self.producers.get(&id) {
                 Some(record) => batch.upsert_producers.push(record.clone()),
@@ -531,10 +595,20 @@ mod tests {
 
     use super::*;
 
-    const RULES: Rules = Rules { default_lease: Duration::from_secs(60), grace: Duration::from_secs(10) };
+    const RULES: Rules = Rules {
+        default_lease: Duration::from_secs(60),
+        grace: Duration::from_secs(10),
+        settle: Duration::from_secs(15),
+    };
 
     fn empty(now_ms: u64) -> State {
-        let loaded = Loaded { epoch: Uuid::from_u128(7), epoch_created_ms: 0, producers: vec![], collectors: vec![] };
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            epoch_created_ms: 0,
+            settled_at_ms: None,
+            producers: vec![],
+            collectors: vec![],
+        };
         State::from_loaded(loaded, RULES, now_ms).0
     }
 
@@ -644,8 +718,13 @@ mod tests {
         // A record whose lease ran out during a downtime gets a quarter of its lease from the restart.
         let mut record = state.register(registration(2, 1, None), 0, &mut changes).record;
         record.expires_at_ms = 1_000;
-        let loaded =
-            Loaded { epoch: Uuid::from_u128(7), epoch_created_ms: 0, producers: vec![record], collectors: vec![] };
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            epoch_created_ms: 0,
+            settled_at_ms: None,
+            producers: vec![record],
+            collectors: vec![],
+        };
         let restart = 10 * 3_600_000;
         let (mut state, changes) = State::from_loaded(loaded, RULES, restart);
         assert_eq!(changes.producers.len(), 1, "the extension is persisted");
