@@ -1,6 +1,12 @@
 //! The edges of the core promise (issue 10's red-team findings), each against the real binaries: what a hostile
 //! or unlucky client sends must never leave a live producer uncollected.
 //!
+//! - A store wiped while a collector holds producers with long leases (10 minutes: renewed every 150 s): before
+//!   the fix the new store "settled" one renewal interval of the server's *default* lease after it was created, and
+//!   the collector dropped every producer that had not renewed by then. Now a new store settles after
+//!   `--settle-period` of serving time (6 h by default, covering the longest lease allowed), the collector keeps
+//!   the old set meanwhile and collects producers registered with the new store at once, and when the store
+//!   settles the producers that never came back are dropped.
 //! - A `Watch` claiming `known_generation = 2^64 - 1` for a live collector is refused; before the fix it made the
 //!   server jump the collector's generation to the top and wrap to 0 on the next change, and the real collector
 //!   silently ignored every later generation.
@@ -15,7 +21,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::{register_many, registry, start_collector, start_server, wait_reported, wait_status};
+use common::{
+    Proc, SetWatcher, never_due, register_many, registry, start_collector, start_server, wait_reported, wait_status,
+};
 use roster::pb::{
     ApplyOutcome, ReportAppliedRequest, WatchRequest, assignment_feed_client::AssignmentFeedClient,
     watch_response::Frame,
@@ -105,4 +113,76 @@ async fn a_collector_with_no_snapshot_gets_the_current_one_even_if_its_id_reject
     let status = wait_status(&status_addr, "the current snapshot applied", |s| s.applied_producer_count == 3).await;
     eprintln!("figure: snapshot applied {:?} after the restart with no snapshot", restarted.elapsed());
     assert_eq!(status.applied_generation, applied.applied_generation, "the current generation, not a newer one");
+}
+
+fn server_on(dir: &std::path::Path, listen: &str, extra: &[&str]) -> Proc {
+    let dir = dir.display().to_string();
+    let mut args = vec!["--listen", listen, "--data-dir", &dir, "--lease", "40s"];
+    args.extend_from_slice(extra);
+    let server = Proc::start("roster-server", &args);
+    server.logged("roster-server serving", "listen=");
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_store_drops_no_producer_with_a_long_lease_until_it_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    let (mut server, addr) = start_server(&server_dir, None);
+    let url = format!("http://{addr}");
+    let (_collector, status_addr, _) = start_collector(&url, &dir.path().join("c"));
+    // Two producers on 10-minute leases: they renew every 150 s, long after the old settling time.
+    let long_lease = || roster::pb::RegisterProducerRequest { lease_ms: Some(600_000), ..never_due() };
+    for request in [long_lease(), long_lease()] {
+        registry(&url).await.register_producer(request).await.unwrap();
+    }
+    let before = wait_status(&status_addr, "2 producers applied", |s| s.applied_producer_count == 2).await;
+
+    // The store is wiped; the server comes back on the same address, on its default 6 h settle period, with a
+    // default lease of 40 s (the old rule settled it 10 s after it was created).
+    server.kill9();
+    std::fs::remove_dir_all(&server_dir).unwrap();
+    let server = server_on(&server_dir, &addr, &[]);
+    let restarted = Instant::now();
+    registry(&url).await.register_producer(long_lease()).await.unwrap();
+    let grown = wait_status(&status_addr, "the new store's producer collected with the old two", |s| {
+        s.applied_epoch != before.applied_epoch && s.applied_producer_count == 3
+    })
+    .await;
+    eprintln!("figure: new producer applied {:?} after the wipe; held: {}", restarted.elapsed(), grown.held_reason);
+    assert!(grown.held_reason.contains("keeping 2 producers"), "{grown:?}");
+
+    // Watch the set past the old settling time (10 s after the new store was created), and then some.
+    let watcher = SetWatcher::start(&status_addr);
+    while restarted.elapsed() < std::time::Duration::from_secs(14) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (smallest, polls) = watcher.finish().await;
+    assert_eq!(smallest, 3, "a producer with a long lease was dropped before the store settled ({polls} polls)");
+    assert!(!server.stderr().contains("store settled"), "{}", server.stderr());
+    drop(server);
+
+    // The bound: restarted with a 10 s settle period (the store has not settled, so it settles 10 s after this
+    // start), the producers that never registered with the new store are dropped once it settles.
+    let server = server_on(&server_dir, &addr, &["--settle-period", "10s"]);
+    let settled = wait_status(&status_addr, "the settled store's set applied", |s| {
+        s.held_reason.is_empty() && s.applied_producer_count == 1
+    })
+    .await;
+    server.logged("store settled", "epoch=");
+    assert_eq!(settled.applied_epoch, grown.applied_epoch);
+    assert!(settled.discards.is_empty(), "{:?}", settled.discards);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_period_shorter_than_a_renewal_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().display().to_string();
+    let mut server = Proc::start(
+        "roster-server",
+        &["--listen", "127.0.0.1:0", "--data-dir", &dir, "--lease", "5m", "--settle-period", "1m"],
+    );
+    assert!(!server.wait_exit().success());
+    let said = server.stderr();
+    assert!(said.contains("--settle-period 1m is shorter than one renewal interval of --lease 5m (1m 15s)"), "{said}");
 }

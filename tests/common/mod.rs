@@ -10,6 +10,7 @@ use std::{
     io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -342,4 +343,38 @@ pub async fn collected_more(
         before.iter().all(|(id, n)| now.get(id).is_some_and(|m| *m >= n + more))
     })
     .await;
+}
+
+/// Reads a collector's applied set over its status API every 20 ms until [`SetWatcher::finish`]; remembers the
+/// smallest count seen, so a test can say no producer ever left the set.
+pub struct SetWatcher {
+    smallest: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<u64>>,
+}
+
+impl SetWatcher {
+    pub fn start(status_addr: &str) -> Self {
+        let smallest = Arc::new(AtomicU64::new(u64::MAX));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, seen, done) = (status_addr.to_owned(), smallest.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut polls = 0;
+            // Bounded: at most 10 minutes of polls, far beyond any test here.
+            while !done.load(Ordering::SeqCst) && polls < 30_000 {
+                seen.fetch_min(status(&addr).await.applied_producer_count, Ordering::SeqCst);
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            polls
+        });
+        Self { smallest, stop, task: Some(task) }
+    }
+
+    /// Stops watching; returns the smallest set seen and the number of polls.
+    pub async fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        let polls = self.task.take().unwrap().await.unwrap();
+        (self.smallest.load(Ordering::SeqCst), polls)
+    }
 }

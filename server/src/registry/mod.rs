@@ -333,7 +333,7 @@ impl Registry {
                         info!(collector.id = %id, "collector's grace period ended; its producers move");
                     }
                     if was_settling && !self.state.settling() {
-                        info!(epoch = %self.state.epoch(), "store settled: one renewal interval has passed since it was created");
+                        info!(epoch = %self.state.epoch(), "store settled: it has served one settle period since it was created; producers that did not register again are dropped");
                     }
                 }
             }
