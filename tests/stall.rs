@@ -2,9 +2,12 @@
 //! than its producers' leases while they back off, or freezes a collector past its own keepalive; after `SIGCONT`
 //! no live producer may leave any collector's set.
 //!
+//! The same holds when the server's wall clock steps an hour ahead (as after a resume, when NTP corrects it) or a
+//! day back: the server runs under Debian's libfaketime, whose offset file the test rewrites, with its monotonic
+//! clock left alone. The clock seam's own test is `absence_and_clock_steps` in `server/tests/server.rs`.
+//!
 //! A watcher reads the collector's status API every 20 ms for the whole test and keeps the smallest applied set it
-//! saw. The wall clock stepping ahead (the same absence seen through the wall clock alone) is tested through the
-//! server's clock seam in `server/tests/server.rs` (`absence_and_clock_steps`).
+//! saw; the collector's generation and task incarnations show any change too short for it to see.
 
 // Test helpers: a panic here is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -14,8 +17,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Proc, SetWatcher, all_producers, collected_more, collectors, sink_counts, start_collector_with, start_server,
-    status,
+    Proc, SetWatcher, all_producers, collected_more, collectors, libfaketime, sink_counts, start_collector_with,
+    start_server, status,
 };
 
 fn demo_producers(server_url: &str, count: usize, lease: &str) -> Vec<Proc> {
@@ -114,4 +117,50 @@ async fn a_collector_stopped_past_its_keepalive_keeps_its_set() {
     assert!(after.discards.is_empty(), "{:?}", after.discards);
     let stored = all_producers(&url).await;
     assert!(stored.values().all(|c| *c == collector_id), "nothing moved away from it: {stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_wall_clock_steps_keeps_every_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("faketime-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let (library, data_dir) = (libfaketime(), dir.path().join("server"));
+    let server = Proc::start_with_env(
+        "roster-server",
+        &["--listen", "127.0.0.1:0", "--data-dir", &data_dir.display().to_string()],
+        &[
+            ("LD_PRELOAD", &library),
+            ("FAKETIME_TIMESTAMP_FILE", &offset),
+            ("FAKETIME_NO_CACHE", std::path::Path::new("1")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", std::path::Path::new("1")),
+        ],
+    );
+    let addr = server.logged("roster-server serving", "listen=");
+    let url = format!("http://{addr}");
+    let (_collector, status_addr, collector_id) = start_collector_with(&url, &dir.path().join("c"), &[]);
+    let _producers = demo_producers(&url, 3, "10s");
+    let sink = dir.path().join("c/samples.jsonl");
+    common::wait_for("3 producers collected", || sink_counts(&sink).len() == 3).await;
+    let applied_before = status(&status_addr).await;
+    let watcher = SetWatcher::start(&status_addr);
+
+    // An hour ahead: every 10 s lease is an hour past its expiry on the server's clock.
+    std::fs::write(&offset, "+1h\n").unwrap();
+    let absent_ms = server.logged("the server could not serve for a while", "absent_ms=");
+    assert_eq!(server.logged("the server could not serve for a while", "wall_clock_stepped="), "true");
+    // Then a day back: leases are capped at their length from the new now, and renewals go on.
+    std::fs::write(&offset, "-1d\n").unwrap();
+    let stepped_back_ms = server.logged("the wall clock stepped back", "stepped_back_ms=");
+    eprintln!("figure: wall clock +1h seen as {absent_ms} ms absent; -1d seen as a {stepped_back_ms} ms step back");
+
+    let before = sink_counts(&sink);
+    collected_more("every producer collected after both steps", std::slice::from_ref(&sink), &before, 3).await;
+    let stored = all_producers(&url).await;
+    assert_eq!(stored.len(), 3, "no lease lapsed: {stored:?}");
+    assert!(stored.values().all(|c| *c == collector_id), "nothing moved: {stored:?}");
+    let (smallest, polls) = watcher.finish().await;
+    assert_eq!(smallest, 3, "a live producer left the collector's set ({polls} polls)");
+    let after = status(&status_addr).await;
+    assert_eq!(after.applied_generation, applied_before.applied_generation, "the assignment never changed");
+    assert!(!server.stderr().contains("lease lapsed"), "no lease lapsed:\n{}", server.stderr());
 }

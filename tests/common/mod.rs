@@ -40,7 +40,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn start(name: &str, args: &[&str]) -> Self {
+        Self::start_with_env(name, args, &[])
+    }
+
+    /// Like [`Proc::start`], with more environment variables.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut command = Command::new(binary(name));
+        command.envs(env.iter().copied());
         if name == "roster" {
             command.env_remove("RUST_LOG");
         } else {
@@ -149,12 +155,13 @@ pub fn roster(args: &[&str]) -> Proc {
     cli
 }
 
-/// An external test tool: `$env_var` if set, else `.tools/venv/bin/<name>` as installed by `./scripts/test`.
+/// An external test tool: `$env_var` if set, else `.tools/<path>` as installed by `./scripts/test`.
 /// Fails (never skips) when it is missing.
-pub fn tool(env_var: &str, name: &str) -> PathBuf {
+pub fn tool(env_var: &str, path: &str) -> PathBuf {
+    let name = Path::new(path).file_name().unwrap().to_string_lossy().into_owned();
     let path = std::env::var_os(env_var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin").join(name));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools").join(path));
     assert!(
         path.is_file(),
         "{name} is required by this test but was not found at {} — run ./scripts/test, which installs it into \
@@ -166,12 +173,18 @@ pub fn tool(env_var: &str, name: &str) -> PathBuf {
 
 /// grpcurl 1.8.6.
 pub fn grpcurl() -> PathBuf {
-    tool("ROSTER_GRPCURL", "grpcurl")
+    tool("ROSTER_GRPCURL", "venv/bin/grpcurl")
+}
+
+/// Debian's libfaketime (the multi-threaded variant), which moves a process's wall clock by the offset written
+/// in a file while leaving its monotonic clock alone.
+pub fn libfaketime() -> PathBuf {
+    tool("ROSTER_LIBFAKETIME", "debian/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 }
 
 /// Python with grpcio and grpcio-tools.
 pub fn python() -> PathBuf {
-    tool("ROSTER_PYTHON", "python")
+    tool("ROSTER_PYTHON", "venv/bin/python")
 }
 
 /// A roster-collector process following `server_url`, with its status on an OS-chosen port; returns it, its
