@@ -1,14 +1,23 @@
 //! Producers that misbehave, collected by a real roster-collector process: one hangs (accepts, never answers),
 //! one answers after its deadline, one answers garbage bytes, one answers a payload above the 4 MiB limit. Each
 //! one's failures are counted in the collector's status with a clear error, and a healthy producer beside them is
-//! still collected on time.
+//! still collected on time. And the reverse: a collection cut short because the *collector* was stopped is not
+//! counted against the producer.
 
 // Test helpers: a panic here is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 
-use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use common::{Proc, registration, registry, start_collector, start_server, wait_status};
 use roster::pb;
@@ -18,11 +27,13 @@ use tokio::{
 };
 use tonic::transport::{Server, server::TcpIncoming};
 
-/// A Producer that answers after `delay` with `samples` samples whose names are `name_bytes` long.
+/// A Producer that answers after `delay` with `samples` samples whose names are `name_bytes` long, counting calls.
+#[derive(Default)]
 struct Misbehaving {
     delay: Duration,
     samples: usize,
     name_bytes: usize,
+    calls: Arc<AtomicU64>,
 }
 
 #[tonic::async_trait]
@@ -31,6 +42,7 @@ impl pb::producer_server::Producer for Misbehaving {
         &self,
         _request: tonic::Request<pb::CollectRequest>,
     ) -> Result<tonic::Response<pb::CollectResponse>, tonic::Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         let sample = pb::Sample { name: "x".repeat(self.name_bytes), value: 1.0, ..Default::default() };
         Ok(tonic::Response::new(pb::CollectResponse { samples: vec![sample; self.samples] }))
@@ -84,8 +96,11 @@ async fn a_hanging_slow_garbage_or_huge_producer_fails_alone_and_the_healthy_one
     let bad: BTreeMap<&str, SocketAddr> = BTreeMap::from([
         ("hanging", raw(None).await),
         ("garbage", raw(Some(b"HTTP/1.1 200 OK\r\n\r\nnot grpc at all \xff\xfe")).await),
-        ("slow", serve(Misbehaving { delay: Duration::from_secs(3), samples: 1, name_bytes: 4 }).await),
-        ("huge", serve(Misbehaving { delay: Duration::ZERO, samples: 80, name_bytes: 100_000 }).await),
+        (
+            "slow",
+            serve(Misbehaving { delay: Duration::from_secs(3), samples: 1, name_bytes: 4, ..Default::default() }).await,
+        ),
+        ("huge", serve(Misbehaving { samples: 80, name_bytes: 100_000, ..Default::default() }).await),
     ]);
     let mut client = registry(&url).await;
     let mut ids = BTreeMap::new();
@@ -129,4 +144,40 @@ async fn a_hanging_slow_garbage_or_huge_producer_fails_alone_and_the_healthy_one
     eprintln!("figure: healthy producer: {} collections, widest gap {widest} ms (interval 200 ms)", times.len());
     assert!(times.len() >= 10, "{}", times.len());
     assert!(widest < 1_000, "the healthy producer was held up: a {widest} ms gap at a 200 ms interval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_cut_short_by_the_collectors_own_stop_is_not_the_producers_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let (collector, status_addr, _) = start_collector(&url, &dir.path().join("c"));
+    // Collected every 4 s with a 3.2 s deadline; it answers after 1 s, well within it.
+    let calls = Arc::new(AtomicU64::new(0));
+    let producer =
+        serve(Misbehaving { delay: Duration::from_secs(1), samples: 1, name_bytes: 4, calls: calls.clone() });
+    registry(&url).await.register_producer(registration(&producer.await.to_string(), 4000)).await.unwrap();
+
+    // The collector is stopped while a collection is in flight, for longer than the deadline and the interval.
+    common::wait_for("a collection in flight", || calls.load(Ordering::SeqCst) == 1).await;
+    collector.signal("-STOP");
+    let stopped = Instant::now();
+    while stopped.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    collector.signal("-CONT");
+    let status = wait_status(&status_addr, "the cut collection counted as the collector's own stall", |s| {
+        s.producers.first().is_some_and(|p| p.own_stalls == 1)
+    })
+    .await;
+    let p = &status.producers[0];
+    eprintln!("figure: after a 6 s stop: {p:?}");
+    assert_eq!((p.failures, p.skipped_ticks), (0, 0), "the producer is not blamed: {p:?}");
+    assert!(collector.stderr().contains("this collector was not running"), "{}", collector.stderr());
+    // It goes on being collected as usual.
+    let next = wait_status(&status_addr, "a collection after the stop", |s| {
+        s.producers.first().is_some_and(|q| q.collections > p.collections)
+    })
+    .await;
+    assert_eq!(next.producers[0].failures, 0);
 }

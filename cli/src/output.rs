@@ -138,6 +138,7 @@ pub(crate) fn status_json(s: &pb::GetStatusResponse) -> Value {
             "last_failure_unix_ms": p.last_failure_unix_ms,
             "last_error": p.last_error,
             "skipped_ticks": p.skipped_ticks,
+            "own_stalls": p.own_stalls,
         })).collect::<Vec<_>>(),
     })
 }

@@ -4,6 +4,11 @@
 //! samples to the sink, and keeps per-producer counters. Missed ticks are skipped, not bunched: a slow producer
 //! is collected at most once per interval. Each task has its own channel and timer, so no producer can delay
 //! another. The handle stops the actor through a oneshot; a collection in flight finishes first (C6).
+//!
+//! A collection's deadline bounds how long a producer can take. One that ends far past it ([`OWN_STALL`] beyond)
+//! means this collector was not running (stopped, paused, starved): the time is its own, so a timeout then is
+//! not the producer's failure and no tick of the producer's counts as skipped. Such collections are counted apart
+//! (`own_stalls`), and the next tick collects as usual.
 
 use std::{
     sync::{Arc, Mutex, atomic::AtomicU64},
@@ -17,7 +22,7 @@ use roster::{
 };
 use tokio::{sync::oneshot, task::JoinHandle, time::MissedTickBehavior};
 use tonic::transport::Endpoint;
-use tracing::{Instrument as _, debug, info_span};
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::sink::{SampleLine, Sink};
 
@@ -36,7 +41,13 @@ pub struct ProducerStats {
     pub last_error: String,
     /// Ticks skipped because a collection overran its interval.
     pub skipped_ticks: u64,
+    /// Collections that ended far past their deadline because this collector was not running.
+    pub own_stalls: u64,
 }
+
+/// How far past its deadline a collection may end before the time is taken for this collector's own stall: a
+/// running tokio timer fires within milliseconds of its deadline.
+pub const OWN_STALL: Duration = Duration::from_secs(1);
 
 /// Numbers the task incarnations of one collector process.
 pub static INCARNATIONS: AtomicU64 = AtomicU64::new(1);
@@ -134,10 +145,21 @@ async fn collect_loop(
                 }
             }
             Ok(Err(status)) => record_failure(&stats, status_text(&status)),
+            Err(_) if own_stall(started.elapsed(), timeout) => {}
             Err(_) => record_failure(&stats, format!("no answer within {timeout:?}")),
         }
         let took = started.elapsed();
-        if took > target.interval {
+        if own_stall(took, timeout) {
+            warn!(
+                took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                deadline_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                "a collection ended far past its deadline: this collector was not running (stopped, paused or \
+                 starved); not counted against the producer"
+            );
+            if let Ok(mut stats) = stats.lock() {
+                stats.own_stalls += 1;
+            }
+        } else if took > target.interval {
             let skipped = (took.as_nanos() / target.interval.as_nanos().max(1)) as u64;
             if let Ok(mut stats) = stats.lock() {
                 stats.skipped_ticks += skipped;
@@ -145,6 +167,11 @@ async fn collect_loop(
         }
     }
     debug!("collection task stopped");
+}
+
+/// Whether a collection that took `took` against a deadline of `timeout` was cut by this collector's own stall.
+fn own_stall(took: Duration, timeout: Duration) -> bool {
+    took > timeout + OWN_STALL
 }
 
 fn record_failure(stats: &Mutex<ProducerStats>, error: String) {

@@ -52,6 +52,7 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
                     last_error: s.last_error,
                     skipped_ticks: s.skipped_ticks,
                     task_incarnation: view.incarnation,
+                    own_stalls: s.own_stalls,
                 }
             })
             .collect();
