@@ -223,8 +223,11 @@ impl fmt::Display for ProducerAddress {
 }
 
 /// Validated producer labels, ordered by name.
+///
+/// Shared, not copied, when cloned: a producer's labels (up to 32 × 320 bytes) are held by the applied snapshot,
+/// its collection task and the status view at once, and a snapshot of 20 000 such producers is 200 MB encoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Labels(BTreeMap<String, String>);
+pub struct Labels(std::sync::Arc<BTreeMap<String, String>>);
 
 impl Labels {
     /// Validates a labels field.
@@ -259,7 +262,12 @@ impl Labels {
                 ));
             }
         }
-        Ok(Self(labels))
+        Ok(Self(std::sync::Arc::new(labels)))
+    }
+
+    /// Whether both are the very same allocation (not only equal).
+    pub fn shares(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The labels, ordered by name.
@@ -269,7 +277,7 @@ impl Labels {
 
     /// Takes the labels out.
     pub fn into_map(self) -> BTreeMap<String, String> {
-        self.0
+        std::sync::Arc::unwrap_or_clone(self.0)
     }
 }
 

@@ -339,6 +339,9 @@ impl Assembler {
                 format!("generation {}: digest does not match", p.generation),
             );
         }
+        if let Some(applied) = &self.applied {
+            share_unchanged(&mut targets, &applied.targets);
+        }
         let mut snapshot =
             Snapshot { epoch, generation: p.generation, targets, settling: last.store_settling, carried: Vec::new() };
         match &self.applied {
@@ -367,6 +370,20 @@ impl Assembler {
         let snapshot = Arc::new(snapshot);
         self.applied = Some(snapshot.clone());
         Event::Applied(snapshot)
+    }
+}
+
+/// Makes every entry of `targets` that equals the applied one of the same id *be* the applied one (its labels
+/// shared, not copied), so a new generation holds one copy of what did not change. Both are sorted by id.
+fn share_unchanged(targets: &mut [Target], applied: &[Target]) {
+    let mut old = applied.iter().peekable();
+    for target in targets {
+        while old.next_if(|o| o.id < target.id).is_some() {}
+        if let Some(o) = old.next_if(|o| o.id == target.id)
+            && o == target
+        {
+            *target = o.clone();
+        }
     }
 }
 
@@ -499,6 +516,28 @@ mod tests {
         assert_eq!(feed(&mut a, chunks(epoch, 5, false, &[1], 10)), vec![Event::AlreadyApplied]);
         assert_eq!(reasons(&feed(&mut a, chunks(epoch, 4, false, &[2], 10))), vec![DiscardReason::StaleGeneration]);
         assert!(matches!(feed(&mut a, chunks(epoch, 6, false, &[2], 10)).last(), Some(Event::Applied(_))));
+    }
+
+    #[test]
+    fn a_new_generation_shares_the_entries_that_did_not_change() {
+        let epoch = Uuid::new_v4();
+        let mut a = Assembler::new(None);
+        let with_labels = |generation, zone: &str| {
+            let mut c = chunks(epoch, generation, false, &[1, 2, 3], 10);
+            for (i, p) in c[0].producers.iter_mut().enumerate() {
+                p.labels.insert("zone".into(), if i == 1 { zone.into() } else { "a".into() });
+            }
+            c[0].digest = digest(&c[0].producers);
+            c
+        };
+        feed(&mut a, with_labels(1, "a"));
+        let first = a.applied().unwrap().clone();
+        feed(&mut a, with_labels(2, "b"));
+        let second = a.applied().unwrap();
+        assert_eq!(second.generation, 2);
+        let shared: Vec<bool> =
+            first.targets.iter().zip(&second.targets).map(|(x, y)| x.labels.shares(&y.labels)).collect();
+        assert_eq!(shared, vec![true, false, true], "only the changed entry is a new allocation");
     }
 
     #[test]
