@@ -305,8 +305,49 @@ async fn the_nil_uuid_is_refused_as_an_id_everywhere() {
     let status = feed.watch(watch).await.unwrap_err();
     assert!(status.message().starts_with("collector_id: ") && status.message().contains("nil UUID"), "{status:?}");
 
+    // An id file holding the nil UUID stops the collector, naming the file, rather than following a nil feed.
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let id_file = collector_dir.join("collector-id");
+    std::fs::write(&id_file, format!("{NIL}\n")).unwrap();
+    let stderr =
+        binary_refuses("roster-collector", &["--server", &url, "--data-dir", &data_dir, "--listen", "127.0.0.1:0"], 1);
+    assert!(stderr.contains(&id_file.display().to_string()) && stderr.contains("nil UUID"), "{stderr}");
+
     assert!(all_producers(&url).await.is_empty(), "nothing was stored");
     assert!(common::collectors(&url).await.is_empty(), "no collector appeared");
+}
+
+/// The stricter address rules apply to new registrations only: a collector whose state file holds an address an
+/// older server accepted (`my_service:9100`, before RFC 1123 was enforced) still starts and collects its set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
+    use roster::{
+        domain::{CollectorId, Labels, ProducerAddress, ProducerId, Target},
+        follower::{assembler::Snapshot, state_file},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let collector_dir = dir.path().join("c");
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let id = CollectorId::new_random();
+    let target = |address: &str| Target {
+        id: ProducerId::new_random(),
+        address: ProducerAddress::parse_accepted("address", address.to_owned()).unwrap(),
+        interval: Duration::from_secs(3600),
+        labels: Labels::default(),
+    };
+    assert!(ProducerAddress::parse_field("address", "my_service:9100").is_err(), "refused for a registration");
+    let mut targets = vec![target("my_service:9100"), target("127.0.0.1:9")];
+    targets.sort_by_key(|t| t.id);
+    let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 7, targets, settling: false };
+    state_file::save(&collector_dir.join(format!("snapshot-{id}.bin")), &snapshot, 1).unwrap();
+
+    // No server: the collector resumes its persisted set on its own (C5).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(collector_dir.join("collector-id"), format!("{id}\n")).unwrap();
+    let (_collector, status_addr, _) = start_collector(&format!("http://127.0.0.1:{port}"), &collector_dir);
+    let status = wait_status(&status_addr, "the persisted set resumed", |s| s.applied_producer_count == 2).await;
+    assert_eq!(status.applied_generation, 7);
+    assert!(status.producers.iter().any(|p| p.address == "my_service:9100"), "{:?}", status.producers);
 }
 
 /// Issue 10, defect 10: flags out of their bounds stop the program at start naming the flag and the bounds.
