@@ -283,9 +283,7 @@ fn ms(d: Duration, flag: &str) -> anyhow::Result<u32> {
 #[allow(clippy::print_stdout, reason = "printing the answer is what the CLI is for")]
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.output;
-    let client = || -> anyhow::Result<RosterClient> {
-        Ok(RosterClient::connect(&cli.server, cli.timeout).with_max_attempts(cli.max_attempts))
-    };
+    let client = || RosterClient::connect(&cli.server, cli.timeout).with_max_attempts(cli.max_attempts);
     match cli.command {
         Command::Producers(ProducersCommand::Register { id, address, interval, label, pin, lease }) => {
             let request = pb::RegisterProducerRequest {
@@ -296,7 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 pinned_collector_id: pin.map(|c| c.to_string()).unwrap_or_default(),
                 lease_ms: lease.map(|l| ms(l, "--lease")).transpose()?,
             };
-            let reply = client()?.register_producer(request).await?;
+            let reply = client().register_producer(request).await?;
             let producer = reply.producer.unwrap_or_default();
             let value = json!({"created": reply.created, "renew_interval_ms": reply.renew_interval_ms, "producer": output::producer_json(&producer)});
             output::print(format, &value, || {
@@ -310,7 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
         }
         Command::Producers(ProducersCommand::Deregister { id }) => {
-            let reply = client()?.deregister_producer(id.to_string()).await?;
+            let reply = client().deregister_producer(id.to_string()).await?;
             let value = json!({"id": id.to_string(), "existed": reply.existed});
             output::print(format, &value, || {
                 if reply.existed {
@@ -321,7 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
         }
         Command::Producers(ProducersCommand::List { collector }) => {
-            let client = client()?;
+            let client = client();
             if let Some(collector) = collector {
                 known_collector(&client, collector).await?;
             }
@@ -332,18 +330,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
         }
         Command::Producers(ProducersCommand::Show { id }) => {
-            let producer = client()?.get_producer(id.to_string()).await?;
+            let producer = client().get_producer(id.to_string()).await?;
             output::print(format, &output::producer_json(&producer), || {
                 output::producers_table(std::slice::from_ref(&producer)).to_string()
             });
         }
         Command::Collectors(CollectorsCommand::List) => {
-            let collectors = client()?.list_collectors().await?.collectors;
+            let collectors = client().list_collectors().await?.collectors;
             let value = json!({"collectors": collectors.iter().map(output::collector_json).collect::<Vec<_>>()});
             output::print(format, &value, || output::collectors_table(&collectors).to_string());
         }
         Command::Assignment(AssignmentCommand::Show { collector }) => {
-            let client = client()?;
+            let client = client();
             let info = known_collector(&client, collector).await?;
             let producers = client.list_all_producers(collector.to_string()).await?;
             let value = json!({
