@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{
     backoff::BackoffPolicy,
+    domain::FieldError,
+    endpoint::ServerUrl,
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
     retry::{self, CallError},
 };
@@ -21,29 +23,26 @@ pub struct RosterClient {
     timeout: Duration,
 }
 
-/// Why a client cannot be made.
-#[derive(Debug, thiserror::Error)]
-#[error("server {0:?} is not a URL like http://127.0.0.1:50051")]
-pub struct BadUrl(pub String);
-
 impl RosterClient {
-    /// A client of `server` (connecting lazily, so a server that is down is retried per call), with the R3
-    /// defaults: 5 attempts, each limited to `timeout`.
+    /// A client of `server`, given as text: parsed by [`ServerUrl`] (the one parser of server URLs), then as
+    /// [`RosterClient::connect`].
     ///
     /// # Errors
-    /// When `server` is not a URL.
-    pub fn new(server: &str, timeout: Duration) -> Result<Self, BadUrl> {
-        let channel = Endpoint::from_shared(server.to_owned())
-            .map_err(|_| BadUrl(server.to_owned()))?
-            .connect_timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self {
+    /// A [`FieldError`] on the field `server` when it is not `http://host:port`; nothing is dialled then.
+    pub fn new(server: &str, timeout: Duration) -> Result<Self, FieldError> {
+        Ok(Self::connect(&ServerUrl::parse_field("server", server)?, timeout))
+    }
+
+    /// A client of `server` (connecting lazily, so a server that is down is retried per call), with the R3
+    /// defaults: 5 attempts, each limited to `timeout`.
+    pub fn connect(server: &ServerUrl, timeout: Duration) -> Self {
+        let channel = server.endpoint().connect_timeout(timeout).tcp_nodelay(true).connect_lazy();
+        Self {
             registry: RegistryClient::new(channel.clone()),
             feed: AssignmentFeedClient::new(channel),
             policy: BackoffPolicy::UNARY,
             timeout,
-        })
+        }
     }
 
     /// Sets the most attempts per call (at least 1).

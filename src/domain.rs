@@ -92,6 +92,19 @@ macro_rules! uuid_id {
             pub fn parse_optional_field(field: &str, value: &str) -> Result<Option<Self>, FieldError> {
                 if value.is_empty() { Ok(None) } else { Self::parse_field(field, value).map(Some) }
             }
+
+            /// Reads an id from data a server accepted earlier (a store row, a snapshot entry, a state file),
+            /// perhaps a version with looser rules: any UUID, the nil one included, so that a rule made stricter
+            /// never makes stored data unreadable or a snapshot unusable. New input goes through
+            /// [`Self::parse_field`].
+            ///
+            /// # Errors
+            /// A [`FieldError`] naming `field` when the value is not a UUID at all.
+            pub fn parse_accepted(field: &str, value: &str) -> Result<Self, FieldError> {
+                Uuid::parse_str(value)
+                    .map(Self)
+                    .map_err(|e| FieldError::new(field, format!("{:?} is not a UUID ({e})", clip(value))))
+            }
         }
 
         impl fmt::Display for $name {
@@ -100,10 +113,12 @@ macro_rules! uuid_id {
             }
         }
 
+        /// Parses a command-line or file value with the same rules as [`Self::parse_field`] (the nil UUID
+        /// is refused); the error says what is wrong, the caller names the flag.
         impl FromStr for $name {
-            type Err = uuid::Error;
+            type Err = InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s).map(Self)
+                check_uuid(s).map(Self).map_err(InvalidValue)
             }
         }
     };
@@ -118,52 +133,186 @@ uuid_id!(
     CollectorId
 );
 
-/// Parses a required UUID field.
+/// A value given outside a request (a flag, an environment variable, a file) that is not acceptable: what is wrong
+/// and what is expected. The caller names where it came from (clap prefixes the flag's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+/// Parses a required UUID field. The nil UUID (all zeros) is refused: it is what an unset id looks like in many
+/// languages, never a real id.
 ///
 /// # Errors
-/// A [`FieldError`] naming `field` when the value is empty or not a UUID.
+/// A [`FieldError`] naming `field` when the value is empty, not a UUID, or the nil UUID.
 pub fn parse_uuid(field: &str, value: &str) -> Result<Uuid, FieldError> {
-    if value.is_empty() {
-        return Err(FieldError::new(
-            field,
-            "required, but empty (expected a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8)",
-        ));
-    }
-    Uuid::parse_str(value).map_err(|e| {
-        FieldError::new(
-            field,
-            format!("{:?} is not a UUID ({e}); expected e.g. 67e55044-10b1-426f-9247-bb680e5fe0c8", clip(value)),
-        )
-    })
+    check_uuid(value).map_err(|problem| FieldError::new(field, problem))
 }
 
-/// A producer's address, normalised to `host:port` (no scheme, no path).
+/// The one check behind [`parse_uuid`] and the ids' `FromStr`: a UUID, and not the nil one.
+fn check_uuid(value: &str) -> Result<Uuid, String> {
+    const EXAMPLE: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    if value.is_empty() {
+        return Err(format!("required, but empty (expected a UUID such as {EXAMPLE})"));
+    }
+    let uuid = Uuid::parse_str(value)
+        .map_err(|e| format!("{:?} is not a UUID ({e}); expected e.g. {EXAMPLE}", clip(value)))?;
+    if uuid.is_nil() {
+        return Err(format!(
+            "{:?} is the nil UUID (all zeros), which is never a valid id; use a random UUID such as {EXAMPLE}",
+            clip(value)
+        ));
+    }
+    Ok(uuid)
+}
+
+/// A producer's address, normalised to `host:port` (no scheme, no path): see [`parse_host_port`] for the rules.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProducerAddress(String);
 
-/// Whether `value` is `host:port` with a lowercase DNS name or IPv4 host and a non-zero port: a form that
-/// [`ProducerAddress::parse_field`] accepts and leaves as it is.
+/// What a `host:port` looks like, for error messages.
+pub const HOST_PORT_EXAMPLES: &str = "host:port, e.g. 127.0.0.1:9100, metrics.example:9100 or [::1]:9100";
+
+/// Longest DNS name, in bytes (RFC 1035; without the trailing dot).
+const MAX_HOST_NAME_BYTES: usize = 253;
+/// Longest DNS label, in bytes (RFC 1035).
+const MAX_LABEL_BYTES: usize = 63;
+
+/// Whether `value` is `host:port` with a lowercase DNS name or IPv4 host and a port without leading zeros: a form
+/// that [`ProducerAddress::parse_field`] accepts and leaves as it is. A quick screen only: the host is still
+/// checked by [`parse_host`].
 fn is_normal_host_port(value: &str) -> bool {
     let Some((host, port)) = value.rsplit_once(':') else { return false };
-    !host.is_empty()
-        && value.len() <= MAX_ADDRESS_BYTES
+    value.len() <= MAX_ADDRESS_BYTES
         && host.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && !port.is_empty()
+        && !port.starts_with('0')
         && port.len() <= 5
         && port.bytes().all(|b| b.is_ascii_digit())
         && port.parse::<u16>().is_ok_and(|p| p != 0)
+        && check_host(host).is_ok()
+}
+
+/// The one parser of `host:port`, shared by producer addresses and server URLs ([`crate::endpoint::ServerUrl`]).
+/// Returns the normalised form, or what is wrong with `value` (without the field's name).
+///
+/// The rules:
+/// - the host is a DNS name of RFC 1123 labels (each 1–63 letters, digits or hyphens, not starting or ending
+///   with a hyphen; at most 253 bytes; no empty label, so no `a..b` and no trailing dot), an IPv4 address in
+///   dotted-decimal form (a name whose last label is all digits must be one), or an IPv6 address in brackets
+///   without a zone (`[fe80::1%eth0]` names an interface of one machine and cannot be dialled from another);
+/// - the port is decimal, 1 to 65535; leading zeros are dropped (`host:080` is `host:80`);
+/// - names are lowercased, IPv6 addresses written in their canonical short form.
+///
+/// # Errors
+/// A sentence saying what is wrong (the caller adds the field and [`HOST_PORT_EXAMPLES`]).
+pub fn parse_host_port(value: &str) -> Result<String, String> {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or("has a '[' without its ']'")?;
+        let port = after.strip_prefix(':').ok_or(if after.is_empty() {
+            "has no port"
+        } else {
+            "has something other than :port after ']'"
+        })?;
+        (parse_ipv6(inside)?, port)
+    } else {
+        let (host, port) = value.rsplit_once(':').ok_or("has no port")?;
+        if host.contains(':') {
+            return Err("has an IPv6 address without brackets; write it as [addr]:port, e.g. [::1]:9100".into());
+        }
+        (parse_host(host)?, port)
+    };
+    let port = parse_port(port)?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// A port: decimal digits, 1 to 65535, leading zeros dropped.
+fn parse_port(port: &str) -> Result<u16, String> {
+    if port.is_empty() {
+        return Err("has no port after ':'".into());
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("has port {:?}, which is not a number; use 1-65535", clip(port)));
+    }
+    let significant = port.trim_start_matches('0');
+    match significant.parse::<u32>() {
+        _ if significant.is_empty() => Err("has port 0, which cannot be dialled; use 1-65535".into()),
+        Ok(n @ 1..=65_535) => Ok(u16::try_from(n).unwrap_or(u16::MAX)),
+        _ => Err(format!("has port {}, which is out of range; use 1-65535", clip(significant))),
+    }
+}
+
+/// The inside of `[...]`: an IPv6 address without a zone, in canonical form, with its brackets.
+fn parse_ipv6(inside: &str) -> Result<String, String> {
+    if inside.contains('%') {
+        return Err(
+            "has a zone-scoped IPv6 address (%zone names a network interface of one machine, so a collector elsewhere \
+             cannot reach it); use a global or unique-local address without %zone"
+                .into(),
+        );
+    }
+    let addr: std::net::Ipv6Addr =
+        inside.parse().map_err(|_| format!("has [{}], which is not an IPv6 address", clip(inside)))?;
+    Ok(format!("[{addr}]"))
+}
+
+/// A host that is not in brackets: an IPv4 address or an RFC 1123 DNS name, lowercased.
+fn parse_host(host: &str) -> Result<String, String> {
+    check_host(host)?;
+    Ok(host.to_ascii_lowercase())
+}
+
+/// Whether a host that is not in brackets is an IPv4 address or an RFC 1123 DNS name (any case). Allocates only
+/// for the error.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("has no host before ':'".into());
+    }
+    let last_label = host.rsplit('.').next().unwrap_or(host);
+    if !last_label.is_empty() && last_label.bytes().all(|b| b.is_ascii_digit()) {
+        // RFC 1123 §2.1 / RFC 3696 §2: a name never ends in an all-numeric label, so this is meant as an address.
+        // The standard parser takes only the canonical dotted-decimal form (no leading zeros, no short forms).
+        return host.parse::<std::net::Ipv4Addr>().map(|_| ()).map_err(|_| {
+            format!(
+                "has host {:?}, which is not an IPv4 address (write four numbers 0-255 without leading zeros)",
+                clip(host)
+            )
+        });
+    }
+    if host.len() > MAX_HOST_NAME_BYTES {
+        return Err(format!("has a host name of {} bytes; at most {MAX_HOST_NAME_BYTES} are allowed", host.len()));
+    }
+    for label in host.split('.') {
+        let problem = if label.is_empty() {
+            "has an empty label (`..`, or a leading or trailing dot)".to_owned()
+        } else if label.len() > MAX_LABEL_BYTES {
+            format!("has a label of {} bytes; at most {MAX_LABEL_BYTES} are allowed", label.len())
+        } else if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            format!(
+                "has label {:?}, which holds a character other than a letter, digit or hyphen (for an \
+                 internationalised name, use its xn-- form)",
+                clip(label)
+            )
+        } else if label.starts_with('-') || label.ends_with('-') {
+            format!("has label {:?}, which starts or ends with a hyphen", clip(label))
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "{problem}; a host name is letters, digits and hyphens in dot-separated labels (RFC 1123)"
+        ));
+    }
+    Ok(())
 }
 
 impl ProducerAddress {
-    /// Parses and normalises an address field: `host:port`, optionally with an `http://` prefix.
+    /// Parses and normalises an address field: `host:port` (rules in [`parse_host_port`]), optionally with an
+    /// `http://` prefix and a trailing `/`.
     ///
     /// # Errors
-    /// A [`FieldError`] naming `field` when the value is empty, too long, has a path or another scheme, or lacks
-    /// a host or a non-zero port.
+    /// A [`FieldError`] naming `field` when the value is empty, too long, has a path or another scheme, or breaks
+    /// a rule of [`parse_host_port`].
     pub fn parse_field(field: &str, value: &str) -> Result<Self, FieldError> {
-        const EXPECTED: &str = "expected host:port, e.g. 127.0.0.1:9100, metrics.example:9100 or [::1]:9100";
         if value.is_empty() {
-            return Err(FieldError::new(field, format!("required, but empty ({EXPECTED})")));
+            return Err(FieldError::new(field, format!("required, but empty (expected {HOST_PORT_EXAMPLES})")));
         }
         if value.len() > MAX_ADDRESS_BYTES {
             return Err(FieldError::new(
@@ -171,38 +320,48 @@ impl ProducerAddress {
                 format!("{} bytes long, at most {MAX_ADDRESS_BYTES} allowed", value.len()),
             ));
         }
+        let bad =
+            |why: &str| FieldError::new(field, format!("{:?} {why} (expected {HOST_PORT_EXAMPLES})", clip(value)));
         let bare = value.strip_prefix("http://").unwrap_or(value);
         let bare = bare.strip_suffix('/').unwrap_or(bare);
-        let bad = |why: &str| FieldError::new(field, format!("{:?} {why} ({EXPECTED})", clip(value)));
+        if value.starts_with("https://") {
+            return Err(bad("asks for TLS, which collection does not support yet; give host:port (plaintext)"));
+        }
         if bare.contains("://") {
             return Err(bad("has a scheme other than http://"));
         }
         if bare.contains(['/', '?', '#', '@']) {
             return Err(bad("is not a bare host:port"));
         }
-        let authority: http::uri::Authority = bare.parse().map_err(|_| bad("is not a valid host:port"))?;
-        match authority.port_u16() {
-            None => return Err(bad("has no port")),
-            Some(0) => return Err(bad("has port 0")),
-            Some(_) => {}
-        }
-        let host = authority.host();
-        if host.is_empty() {
-            return Err(bad("has no host"));
-        }
-        Ok(Self(authority.as_str().to_ascii_lowercase()))
+        parse_host_port(bare).map(Self).map_err(|why| bad(&why))
     }
 
-    /// As [`ProducerAddress::parse_field`], keeping `value` itself when it is already in normal form (a
-    /// lowercase DNS name or IPv4 address and a port, as the server sends them): no parse, no copy.
+    /// Reads an address from data a server accepted earlier (a snapshot entry, a state file, a store row),
+    /// keeping `value` itself when it is already in normal form (a lowercase DNS name or IPv4 address and a port,
+    /// as the server sends them): no parse, no copy.
+    ///
+    /// An address that [`ProducerAddress::parse_field`] refuses is still kept when it is a lowercase `host:port`
+    /// a channel can dial (a URI authority with a host and a non-zero port): a server from before the stricter
+    /// rules (issue 10) accepted such addresses (`my_service:9100`), and a rule made stricter must neither stop a
+    /// server from loading its store, nor a collector from reading its state file, nor discard a whole snapshot.
+    /// Only new registrations are held to the strict rules.
     ///
     /// # Errors
-    /// As [`ProducerAddress::parse_field`].
-    pub fn parse_owned(field: &str, value: String) -> Result<Self, FieldError> {
+    /// A [`FieldError`] naming `field` when the value is not a dialable `host:port` at all.
+    pub fn parse_accepted(field: &str, value: String) -> Result<Self, FieldError> {
         if is_normal_host_port(&value) {
             return Ok(Self(value));
         }
-        Self::parse_field(field, &value)
+        match Self::parse_field(field, &value) {
+            Ok(address) => Ok(address),
+            Err(strict) => {
+                let dialable = value.bytes().all(|b| !b.is_ascii_uppercase())
+                    && value
+                        .parse::<http::uri::Authority>()
+                        .is_ok_and(|a| !a.host().is_empty() && a.port_u16().is_some_and(|p| p != 0));
+                if dialable { Ok(Self(value)) } else { Err(strict) }
+            }
+        }
     }
 
     /// The normalised `host:port`.
@@ -281,6 +440,36 @@ impl Labels {
     }
 }
 
+/// Parses one occurrence of a `--label name=value` flag: the name is what comes before the first `=`, the value
+/// everything after it, verbatim (commas and further `=` included), so any value can be written. More labels are
+/// more occurrences of the flag; [`labels_from_flags`] gathers them.
+///
+/// # Errors
+/// An [`InvalidValue`] when there is no `=`.
+pub fn parse_label_flag(text: &str) -> Result<(String, String), InvalidValue> {
+    text.split_once('=').map(|(name, value)| (name.to_owned(), value.to_owned())).ok_or_else(|| {
+        InvalidValue(format!(
+            "{:?} has no '='; write name=value (one label per flag: --label job=node --label team=a,b)",
+            clip(text)
+        ))
+    })
+}
+
+/// Gathers label flags (see [`parse_label_flag`]) into labels that follow [`Labels::parse_field`]'s rules.
+///
+/// # Errors
+/// A [`FieldError`] naming `flag` when a name is given twice or a label breaks a rule.
+pub fn labels_from_flags(flag: &str, pairs: Vec<(String, String)>) -> Result<Labels, FieldError> {
+    let mut labels = BTreeMap::new();
+    for (name, value) in pairs {
+        if labels.contains_key(&name) {
+            return Err(FieldError::new(flag, format!("label {:?} is given twice; give each name once", clip(&name))));
+        }
+        labels.insert(name, value);
+    }
+    Labels::parse_field(flag, labels)
+}
+
 /// What a registrant says about a producer: everything but its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerSpec {
@@ -325,11 +514,13 @@ impl TryFrom<pb::AssignedProducer> for Target {
     type Error = FieldError;
 
     /// Validates an entry, naming the field that is wrong. Taken by value: a valid entry's address string and
-    /// labels become the target's, not copies.
+    /// labels become the target's, not copies. The id and address are read as data a server accepted
+    /// ([`ProducerId::parse_accepted`], [`ProducerAddress::parse_accepted`]), so a collector keeps working with a
+    /// server, store or state file from before a rule was made stricter.
     fn try_from(p: pb::AssignedProducer) -> Result<Self, FieldError> {
         Ok(Self {
-            id: ProducerId::parse_field("producers.id", &p.id)?,
-            address: ProducerAddress::parse_owned("producers.address", p.address)?,
+            id: ProducerId::parse_accepted("producers.id", &p.id)?,
+            address: ProducerAddress::parse_accepted("producers.address", p.address)?,
             interval: ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?,
             labels: Labels::parse_field("producers.labels", p.labels)?,
         })
@@ -537,7 +728,7 @@ pub fn duration_ms_u32(d: Duration) -> u32 {
 }
 
 /// Shortens a client-supplied value for an error message, so a huge bad value does not make a huge error.
-fn clip(value: &str) -> String {
+pub(crate) fn clip(value: &str) -> String {
     const MAX: usize = 64;
     if value.len() <= MAX {
         return value.to_owned();
@@ -627,6 +818,88 @@ mod tests {
     }
 
     #[test]
+    fn addresses_say_what_is_wrong_with_them() {
+        for (value, needle) in [
+            ("host:65536", "port 65536, which is out of range; use 1-65535"),
+            ("host:99999", "out of range"),
+            ("host:0", "port 0"),
+            ("host:000", "port 0"),
+            ("host:", "no port after ':'"),
+            ("host", "has no port"),
+            ("host:8o", "not a number"),
+            ("a..b:80", "empty label"),
+            (".a:80", "empty label"),
+            ("a.:80", "empty label"),
+            ("-bad-:80", "starts or ends with a hyphen"),
+            ("a.-b.c:80", "starts or ends with a hyphen"),
+            ("a_b:80", "other than a letter, digit or hyphen"),
+            ("bücher.example:80", "xn--"),
+            (&format!("{}.example:80", "a".repeat(64)), "at most 63"),
+            ("[fe80::1%eth0]:80", "zone-scoped IPv6 address"),
+            ("[fe80::1%25eth0]:80", "zone-scoped IPv6 address"),
+            ("[::1]", "has no port"),
+            ("[::1:80", "without its ']'"),
+            ("[nope]:80", "not an IPv6 address"),
+            ("::1:80", "IPv6 address without brackets"),
+            ("1.2.3:80", "not an IPv4 address"),
+            ("010.0.0.1:80", "not an IPv4 address"),
+            ("256.0.0.1:80", "not an IPv4 address"),
+            (":80", "no host"),
+            ("https://h:1", "TLS"),
+        ] {
+            let err = ProducerAddress::parse_field("address", value).expect_err(value);
+            assert_eq!(err.field, "address");
+            assert!(err.problem.contains(needle), "{value}: {err}");
+            assert!(err.problem.contains("expected host:port"), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_normalised() {
+        for (given, kept) in [
+            ("host:080", "host:80"),
+            ("Host.Example:00443", "host.example:443"),
+            ("http://HOST:1/", "host:1"),
+            ("[0:0:0:0:0:0:0:1]:9100", "[::1]:9100"),
+            ("[FE80::1]:9100", "[fe80::1]:9100"),
+            ("xn--bcher-kva.example:1", "xn--bcher-kva.example:1"),
+            ("1a.example:1", "1a.example:1"),
+            ("0x10:1", "0x10:1"),
+        ] {
+            assert_eq!(ProducerAddress::parse_field("address", given).expect(given).as_str(), kept);
+        }
+    }
+
+    #[test]
+    fn the_nil_uuid_is_never_an_id() {
+        let nil = "00000000-0000-0000-0000-000000000000";
+        let err = ProducerId::parse_field("producer_id", nil).expect_err("nil");
+        assert!(err.problem.contains("nil UUID"), "{err}");
+        assert!(CollectorId::parse_field("collector_id", nil).is_err());
+        assert!(nil.parse::<CollectorId>().unwrap_err().0.contains("nil UUID"));
+        assert!(nil.parse::<ProducerId>().is_err());
+        let mut req = request();
+        req.pinned_collector_id = nil.into();
+        assert_eq!(field_of(req), "pinned_collector_id");
+        let list = pb::ListProducersRequest { collector_id: nil.into(), ..Default::default() };
+        assert_eq!(ProducerQuery::try_from(list).unwrap_err().field, "collector_id");
+    }
+
+    #[test]
+    fn label_flags_take_the_value_verbatim_and_refuse_a_name_twice() {
+        assert_eq!(parse_label_flag("hosts=a,b=c").unwrap(), ("hosts".into(), "a,b=c".into()));
+        assert_eq!(parse_label_flag("empty=").unwrap(), ("empty".into(), String::new()));
+        assert!(parse_label_flag("novalue").unwrap_err().0.contains("name=value"));
+        let pairs = vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x,y".to_owned())];
+        assert_eq!(labels_from_flags("--label", pairs).unwrap().as_map()["b"], "x,y");
+        let twice = vec![("a".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())];
+        let err = labels_from_flags("--label", twice).unwrap_err();
+        assert!(err.field == "--label" && err.problem.contains("given twice"), "{err}");
+        let bad = labels_from_flags("--label", vec![("1x".to_owned(), String::new())]).unwrap_err();
+        assert!(bad.to_string().starts_with("--label[\"1x\"]"), "{bad}");
+    }
+
+    #[test]
     fn page_tokens_round_trip_and_bogus_ones_are_named() {
         let id = ProducerId::new_random();
         let q = ProducerQuery::try_from(pb::ListProducersRequest {
@@ -661,15 +934,69 @@ mod address_fast_path {
     use super::*;
 
     proptest! {
-        /// The no-copy path accepts only what the full parse accepts, and keeps it exactly as the full parse would.
+        /// The no-copy path takes only what the strict parse takes, and keeps it exactly as the strict parse
+        /// would; whatever the strict parse takes, reading accepted data takes the same way.
         #[test]
-        fn the_fast_path_agrees_with_the_full_parse(value in "[a-zA-Z0-9.:\\[\\]-]{0,12}:[0-9]{0,6}") {
-            let fast = ProducerAddress::parse_owned("f", value.clone());
+        fn the_fast_path_agrees_with_the_full_parse(value in "[a-zA-Z0-9.:%_\\[\\]-]{0,12}:[0-9]{0,6}") {
             let full = ProducerAddress::parse_field("f", &value);
-            prop_assert_eq!(fast.is_ok(), full.is_ok(), "{}", value);
-            if let (Ok(fast), Ok(full)) = (fast, full) {
-                prop_assert_eq!(fast.as_str(), full.as_str());
+            if is_normal_host_port(&value) {
+                prop_assert_eq!(full.as_ref().map(ProducerAddress::as_str), Ok(value.as_str()));
             }
+            if let Ok(full) = full {
+                let accepted = ProducerAddress::parse_accepted("f", value.clone());
+                prop_assert_eq!(accepted.as_ref().map(ProducerAddress::as_str), Ok(full.as_str()));
+            }
+        }
+    }
+
+    /// A DNS name of RFC 1123 labels whose last label is not all digits.
+    fn host_name() -> impl Strategy<Value = String> {
+        let label = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?";
+        (proptest::collection::vec(label, 0..4), "[a-zA-Z]([a-zA-Z0-9-]{0,6}[a-zA-Z0-9])?").prop_map(
+            |(mut labels, last)| {
+                labels.push(last);
+                labels.join(".")
+            },
+        )
+    }
+
+    proptest! {
+        /// Every RFC 1123 name with a port in range is accepted, lowercased, leading zeros of the port dropped, and
+        /// the result is a fixed point of the parse.
+        #[test]
+        fn names_with_ports_in_range_are_accepted_and_normalised(
+            host in host_name(),
+            port in 1u16..=65_535,
+            zeros in 0usize..3,
+        ) {
+            let given = format!("{host}:{}{port}", "0".repeat(zeros));
+            let parsed = ProducerAddress::parse_field("a", &given);
+            prop_assert!(parsed.is_ok(), "{}: {:?}", given, parsed);
+            let parsed = parsed.unwrap();
+            prop_assert_eq!(parsed.as_str(), format!("{}:{port}", host.to_ascii_lowercase()));
+            prop_assert_eq!(ProducerAddress::parse_field("a", parsed.as_str()).unwrap(), parsed.clone());
+            prop_assert!(is_normal_host_port(parsed.as_str()), "the normal form takes the fast path");
+        }
+
+        /// A port above 65535 is refused as out of range, whatever the host.
+        #[test]
+        fn ports_above_65535_are_out_of_range(host in host_name(), port in 65_536u32..100_000_000) {
+            let err = ProducerAddress::parse_field("a", &format!("{host}:{port}")).unwrap_err();
+            prop_assert!(err.problem.contains("out of range; use 1-65535"), "{}", err);
+        }
+
+        /// A label that starts or ends with a hyphen, or an empty label, is refused wherever it is.
+        #[test]
+        fn bad_labels_are_refused_anywhere(
+            before in proptest::collection::vec(host_name(), 0..2),
+            bad in prop_oneof![Just(String::new()), "-[a-z0-9]{0,4}", "[a-z0-9]{0,4}-"],
+            after in host_name(),
+        ) {
+            let mut labels = before;
+            labels.push(bad);
+            labels.push(after);
+            let value = format!("{}:80", labels.join("."));
+            prop_assert!(ProducerAddress::parse_field("a", &value).is_err(), "{}", value);
         }
     }
 
@@ -677,9 +1004,36 @@ mod address_fast_path {
     fn normal_addresses_are_kept_and_others_normalised() {
         assert!(is_normal_host_port("127.0.0.1:9100"));
         assert!(is_normal_host_port("metrics.example:9100"));
-        for other in ["Metrics.example:9100", "[::1]:9100", "http://a:1", "a:0", "a:", ":1", "a:99999", "a"] {
+        for other in [
+            "Metrics.example:9100",
+            "[::1]:9100",
+            "http://a:1",
+            "a:0",
+            "a:",
+            ":1",
+            "a:99999",
+            "a",
+            "a:080",
+            "a..b:1",
+            "-a:1",
+            "1.2.3:1",
+        ] {
             assert!(!is_normal_host_port(other), "{other}");
         }
-        assert_eq!(ProducerAddress::parse_owned("f", "HOST:1".into()).unwrap().as_str(), "host:1");
+        assert_eq!(ProducerAddress::parse_accepted("f", "HOST:1".into()).unwrap().as_str(), "host:1");
+    }
+
+    #[test]
+    fn addresses_accepted_by_older_rules_are_still_read_but_not_registered() {
+        for older in ["my_service:9100", "a..b:80", "-bad-:80"] {
+            assert!(ProducerAddress::parse_field("address", older).is_err(), "{older}");
+            assert_eq!(ProducerAddress::parse_accepted("producers.address", older.into()).unwrap().as_str(), older);
+        }
+        for never in ["no-port", "host:0", "host:99999", "", "a b:1"] {
+            assert!(ProducerAddress::parse_accepted("producers.address", never.into()).is_err(), "{never}");
+        }
+        let nil = "00000000-0000-0000-0000-000000000000";
+        assert!(ProducerId::parse_accepted("producers.id", nil).is_ok());
+        assert!(ProducerId::parse_field("producer_id", nil).is_err());
     }
 }

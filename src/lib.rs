@@ -1,7 +1,8 @@
 //! # roster
 //!
 //! The shared core of the roster control plane: the gRPC contract (generated in [`pb`]), the domain types that
-//! client-supplied fields are converted into once, at the edge ([`domain`]), the snapshot digest both ends of the
+//! client-supplied fields are converted into once, at the edge ([`domain`]), the one parser of the service URLs it
+//! dials ([`endpoint`]), the snapshot digest both ends of the
 //! assignment feed compute ([`snapshot`]), server reflection set up once ([`reflection`]), and the tower layer that gives every RPC a request id and a tracing
 //! span ([`rpc_trace`]).
 //!
@@ -10,6 +11,7 @@
 pub mod backoff;
 pub mod client;
 pub mod domain;
+pub mod endpoint;
 pub mod follower;
 pub mod message_limit;
 pub mod process;

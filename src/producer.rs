@@ -108,7 +108,7 @@ impl Registration {
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     /// roster-server URL to register with.
-    pub server: String,
+    pub server: crate::endpoint::ServerUrl,
     /// The producer's id.
     pub id: crate::domain::ProducerId,
     /// Collection interval asked for.
@@ -154,11 +154,7 @@ pub async fn run_demo(
         pinned_collector_id: String::new(),
         lease_ms: Some(ms(options.lease, "lease")?),
     };
-    let channel = tonic::transport::Endpoint::from_shared(options.server.clone())
-        .map_err(|_| {
-            DemoError::Config(format!("server {:?} is not a URL like http://127.0.0.1:50051", options.server))
-        })?
-        .connect_lazy();
+    let channel = options.server.endpoint().connect_lazy();
     let stop = CancellationToken::new();
     let registration =
         Registration { request, registry: RegistryClient::new(channel), timeout: Duration::from_secs(5) };

@@ -4,7 +4,12 @@
 //! state file. Each gets a clear answer, the store is unchanged, and the server stays up for everyone else.
 //!
 //! Field-by-field validation of every RPC (malformed UUIDs, empty and oversized strings, bad addresses, label
-//! limits, page sizes and tokens) is in `server/tests/server.rs`; this file covers what a typed client cannot send.
+//! limits, page sizes and tokens) is in `server/tests/server.rs`; this file covers what a typed client cannot send,
+//! and bad values given to the programs themselves (issue 10, defects 9 and 10): server URLs that are not
+//! `http://host:port`, the wrong service at an address, addresses that break the host:port rules, the nil UUID as
+//! an id, flags out of their bounds, label values with commas and an unknown collector. Each is refused with a
+//! message naming the flag or field and what is expected, with the exit code of a usage error (2) when the
+//! program refuses it at start, or 1 when the server refuses it; nothing is stored.
 
 // Test helpers: a panic here is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -19,7 +24,9 @@ use std::{
     time::Duration,
 };
 
-use common::{Proc, all_producers, python, register_many, start_collector, start_server, wait_reported, wait_status};
+use common::{
+    Proc, all_producers, python, register_many, roster, start_collector, start_server, wait_reported, wait_status,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_encoded_garbage_and_http1_get_clear_answers_and_change_nothing() {
@@ -109,4 +116,301 @@ async fn a_damaged_collector_state_file_stops_the_collector_naming_the_file_and_
         assert_eq!(std::fs::read(&file).unwrap(), bytes, "{damage}: the file is kept as it was, for inspection");
         eprintln!("figure: {damage} state file: {}", log.lines().find(|l| l.contains("snapshot-")).unwrap_or(""));
     }
+}
+
+/// Runs the CLI with `args`, checks it exits with `code`, and returns its stderr.
+fn cli_refuses(args: &[&str], code: i32) -> String {
+    let mut cli = roster(args);
+    let status = cli.wait_exit();
+    let stderr = cli.stderr();
+    assert_eq!(status.code(), Some(code), "roster {args:?}: stdout:\n{}\nstderr:\n{stderr}", cli.stdout());
+    eprintln!("figure: roster {args:?} -> exit {code}: {}", stderr.lines().next().unwrap_or(""));
+    stderr
+}
+
+/// Starts a binary that must refuse its flags: it exits with `code` (clap's usage error is 2) naming what is wrong.
+fn binary_refuses(name: &str, args: &[&str], code: i32) -> String {
+    let mut process = Proc::start(name, args);
+    let status = process.wait_exit();
+    let stderr = process.stderr();
+    assert_eq!(status.code(), Some(code), "{name} {args:?} did not stop at start; stderr:\n{stderr}");
+    eprintln!("figure: {name} {args:?} -> exit {code}: {}", stderr.lines().next().unwrap_or(""));
+    stderr
+}
+
+const PRODUCER: &str = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+const NIL: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Issue 10, defect 9: a server URL that is not `http://host:port` is a usage error naming the flag and the
+/// expected form, refused before anything is dialled or stored; never a silent plaintext downgrade, never retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_urls_that_are_not_http_host_port_are_refused_at_start_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let register = |server: &str| {
+        vec![
+            "--server".to_owned(),
+            server.to_owned(),
+            "-v".to_owned(),
+            "producers".to_owned(),
+            "register".to_owned(),
+            "--id".to_owned(),
+            PRODUCER.to_owned(),
+            "--address".to_owned(),
+            "127.0.0.1:9100".to_owned(),
+        ]
+    };
+    let (tls, bare, out_of_range) =
+        (format!("https://{addr}"), addr.clone(), format!("http://{}:99999", addr.rsplit_once(':').unwrap().0));
+    for (server, needle) in [
+        (tls.as_str(), "TLS (https://), which this build of roster does not support yet"),
+        (bare.as_str(), "has no scheme"),
+        (out_of_range.as_str(), "port 99999, which is out of range; use 1-65535"),
+    ] {
+        let args = register(server);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = cli_refuses(&args, 2);
+        assert!(stderr.contains("--server") && stderr.contains(needle), "{server}: {stderr}");
+        assert!(stderr.contains("http://host:port"), "{server}: the expected form is named: {stderr}");
+        assert!(!stderr.contains("attempt"), "{server}: nothing was dialled: {stderr}");
+    }
+    assert!(all_producers(&url).await.is_empty(), "nothing was stored");
+
+    // The collector and the demo producer refuse such a --server at start, before making their data directory.
+    let collector_dir = dir.path().join("collector");
+    let data_dir = collector_dir.display().to_string();
+    for server in [bare.as_str(), tls.as_str(), out_of_range.as_str()] {
+        let stderr = binary_refuses(
+            "roster-collector",
+            &["--server", &format!("{url},{server}"), "--data-dir", &data_dir, "--listen", "127.0.0.1:0"],
+            2,
+        );
+        assert!(stderr.contains("--server") && stderr.contains("http://host:port"), "{stderr}");
+        assert!(!collector_dir.exists(), "the collector made nothing: {stderr}");
+        let stderr = binary_refuses(
+            "roster-demo-producer",
+            &["--server", server, "--listen", "127.0.0.1:0", "--id", PRODUCER],
+            2,
+        );
+        assert!(stderr.contains("--server") && stderr.contains("http://host:port"), "{stderr}");
+    }
+    assert!(all_producers(&url).await.is_empty(), "nothing was stored");
+    assert!(common::collectors(&url).await.is_empty(), "no collector appeared");
+}
+
+/// Issue 10, defect 9: `roster status` pointed at a roster-server (or `--server` pointed at a collector) says that
+/// the address answered but is the wrong service, and what to point the flag at; not an empty `Unimplemented:`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pointed_at_the_wrong_service_says_which_it_is_and_where_to_point_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let (_collector, status_addr, _) = start_collector(&url, &dir.path().join("c"));
+
+    let stderr = cli_refuses(&["status", "--collector", &addr], 1);
+    let line = stderr.lines().find(|l| l.starts_with("roster: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("answered, but it is not a roster-collector's status API"), "{line}");
+    assert!(line.contains("it is a roster-server"), "{line}");
+    assert!(line.contains("Point --collector at the collector's --listen address"), "{line}");
+    assert!(line.contains("Unimplemented"), "the cause is still given: {line}");
+
+    let stderr = cli_refuses(&["--server", &format!("http://{status_addr}"), "producers", "list"], 1);
+    let line = stderr.lines().find(|l| l.starts_with("roster: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("it is not a roster-server") && line.contains("point --server at"), "{line}");
+    assert!(line.contains("ListProducers: Unimplemented"), "{line}");
+}
+
+/// Issue 10, defect 10: every bad address is refused by the server naming the field and the rule (not retried,
+/// nothing stored), and `host:080` is stored normalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_producer_addresses_are_refused_with_the_rule_and_leading_zeros_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    for (address, needle) in [
+        ("host:65536", "port 65536, which is out of range; use 1-65535"),
+        ("a..b:80", "empty label"),
+        ("-bad-:80", "starts or ends with a hyphen"),
+        ("[fe80::1%eth0]:80", "zone-scoped IPv6 address"),
+    ] {
+        // `--address=…`: a value starting with '-' would be read as a flag otherwise.
+        let flag = format!("--address={address}");
+        let stderr = cli_refuses(&["--server", &url, "-v", "producers", "register", "--id", PRODUCER, &flag], 1);
+        let line = stderr.lines().find(|l| l.starts_with("roster: ")).unwrap_or_else(|| panic!("{stderr}"));
+        assert!(line.contains("InvalidArgument: address: ") && line.contains(needle), "{address}: {line}");
+        assert!(!stderr.contains("retrying"), "{address}: not retried: {stderr}");
+    }
+    assert!(all_producers(&url).await.is_empty(), "nothing was stored");
+
+    let mut register = roster(&[
+        "--server",
+        &url,
+        "--output",
+        "json",
+        "producers",
+        "register",
+        "--id",
+        PRODUCER,
+        "--address",
+        "Host:080",
+    ]);
+    assert!(register.wait_exit().success(), "{}", register.stderr());
+    let stored = common::client(&url).get_producer(PRODUCER.into()).await.unwrap();
+    assert_eq!(stored.address, "host:80", "stored normalised");
+    eprintln!("figure: Host:080 stored as {}", stored.address);
+}
+
+/// Issue 10, defect 10: the nil UUID is refused as a producer or collector id by the CLI, the collector and the
+/// server, naming the field; nothing is stored and no collector appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nil_uuid_is_refused_as_an_id_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+
+    for args in [
+        vec!["--server", &url, "producers", "register", "--id", NIL, "--address", "127.0.0.1:9100"],
+        vec!["--server", &url, "producers", "register", "--id", PRODUCER, "--address", "127.0.0.1:9100", "--pin", NIL],
+        vec!["--server", &url, "watch", "--collector", NIL, "--count", "1"],
+        vec!["--server", &url, "producers", "list", "--collector", NIL],
+    ] {
+        let stderr = cli_refuses(&args, 2);
+        assert!(stderr.contains("nil UUID"), "{args:?}: {stderr}");
+    }
+    let collector_dir = dir.path().join("c");
+    let data_dir = collector_dir.display().to_string();
+    let stderr = binary_refuses(
+        "roster-collector",
+        &["--server", &url, "--data-dir", &data_dir, "--listen", "127.0.0.1:0", "--id", NIL],
+        2,
+    );
+    assert!(stderr.contains("--id") && stderr.contains("nil UUID"), "{stderr}");
+
+    // A peer that is not the CLI gets INVALID_ARGUMENT naming the field.
+    let mut registry = common::registry(&url).await;
+    let mut request = common::registration("127.0.0.1:9100", 1000);
+    request.producer_id = NIL.into();
+    let status = registry.register_producer(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().starts_with("producer_id: ") && status.message().contains("nil UUID"), "{status:?}");
+    request.producer_id = PRODUCER.into();
+    request.pinned_collector_id = NIL.into();
+    let status = registry.register_producer(request).await.unwrap_err();
+    assert!(status.message().starts_with("pinned_collector_id: "), "{status:?}");
+    let mut feed = roster::pb::assignment_feed_client::AssignmentFeedClient::new(
+        tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await.unwrap(),
+    );
+    let watch = roster::pb::WatchRequest { collector_id: NIL.into(), ..Default::default() };
+    let status = feed.watch(watch).await.unwrap_err();
+    assert!(status.message().starts_with("collector_id: ") && status.message().contains("nil UUID"), "{status:?}");
+
+    // An id file holding the nil UUID stops the collector, naming the file, rather than following a nil feed.
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let id_file = collector_dir.join("collector-id");
+    std::fs::write(&id_file, format!("{NIL}\n")).unwrap();
+    let stderr =
+        binary_refuses("roster-collector", &["--server", &url, "--data-dir", &data_dir, "--listen", "127.0.0.1:0"], 1);
+    assert!(stderr.contains(&id_file.display().to_string()) && stderr.contains("nil UUID"), "{stderr}");
+
+    assert!(all_producers(&url).await.is_empty(), "nothing was stored");
+    assert!(common::collectors(&url).await.is_empty(), "no collector appeared");
+}
+
+/// The stricter address rules apply to new registrations only: a collector whose state file holds an address an
+/// older server accepted (`my_service:9100`, before RFC 1123 was enforced) still starts and collects its set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
+    use roster::{
+        domain::{CollectorId, Labels, ProducerAddress, ProducerId, Target},
+        follower::{assembler::Snapshot, state_file},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let collector_dir = dir.path().join("c");
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let id = CollectorId::new_random();
+    let target = |address: &str| Target {
+        id: ProducerId::new_random(),
+        address: ProducerAddress::parse_accepted("address", address.to_owned()).unwrap(),
+        interval: Duration::from_secs(3600),
+        labels: Labels::default(),
+    };
+    assert!(ProducerAddress::parse_field("address", "my_service:9100").is_err(), "refused for a registration");
+    let mut targets = vec![target("my_service:9100"), target("127.0.0.1:9")];
+    targets.sort_by_key(|t| t.id);
+    let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 7, targets, settling: false };
+    state_file::save(&collector_dir.join(format!("snapshot-{id}.bin")), &snapshot, 1).unwrap();
+
+    // No server: the collector resumes its persisted set on its own (C5).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(collector_dir.join("collector-id"), format!("{id}\n")).unwrap();
+    let (_collector, status_addr, _) = start_collector(&format!("http://127.0.0.1:{port}"), &collector_dir);
+    let status = wait_status(&status_addr, "the persisted set resumed", |s| s.applied_producer_count == 2).await;
+    assert_eq!(status.applied_generation, 7);
+    assert!(status.producers.iter().any(|p| p.address == "my_service:9100"), "{:?}", status.producers);
+}
+
+/// Issue 10, defect 10: flags out of their bounds stop the program at start naming the flag and the bounds.
+#[test]
+fn server_lease_and_cli_timeout_out_of_bounds_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("server");
+    let data = data_dir.display().to_string();
+    for lease in ["1s", "9s", "2days"] {
+        let stderr =
+            binary_refuses("roster-server", &["--listen", "127.0.0.1:0", "--data-dir", &data, "--lease", lease], 2);
+        assert!(stderr.contains("--lease") && stderr.contains("out of range: use 10s to 1day"), "{stderr}");
+        assert!(!data_dir.exists(), "no store was made");
+    }
+    let stderr = cli_refuses(&["--timeout", "0s", "producers", "list"], 2);
+    assert!(stderr.contains("--timeout") && stderr.contains("more than zero"), "{stderr}");
+}
+
+/// Issue 10, defect 10: a label value may hold commas (one `--label` per label), a name given twice is refused,
+/// and listing the producers of an unknown collector is an error, not an empty list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_hold_commas_and_an_unknown_collector_is_an_error_not_an_empty_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let register = |labels: &[&str]| {
+        let mut args = vec!["--server", url.as_str(), "--output", "json", "producers", "register", "--id", PRODUCER];
+        args.extend_from_slice(&["--address", "127.0.0.1:9100"]);
+        for label in labels {
+            args.extend_from_slice(&["--label", label]);
+        }
+        roster(&args)
+    };
+    let stderr = cli_refuses(
+        &[
+            "--server",
+            &url,
+            "producers",
+            "register",
+            "--id",
+            PRODUCER,
+            "--address",
+            "127.0.0.1:9100",
+            "--label",
+            "a=1",
+            "--label",
+            "a=2",
+        ],
+        1,
+    );
+    assert!(stderr.contains("--label: label \"a\" is given twice"), "{stderr}");
+    assert!(all_producers(&url).await.is_empty(), "nothing was stored");
+
+    let mut cli = register(&["hosts=a,b", "expr=x=y", "job=node"]);
+    assert!(cli.wait_exit().success(), "{}", cli.stderr());
+    let stored = common::client(&url).get_producer(PRODUCER.into()).await.unwrap();
+    let expected: std::collections::BTreeMap<String, String> =
+        [("hosts", "a,b"), ("expr", "x=y"), ("job", "node")].map(|(k, v)| (k.to_owned(), v.to_owned())).into();
+    assert_eq!(stored.labels, expected);
+
+    let unknown = "33333333-3333-4333-8333-333333333333";
+    let stderr = cli_refuses(&["--server", &url, "producers", "list", "--collector", unknown], 1);
+    assert!(stderr.contains(&format!("--collector {unknown}: this collector is not known to the server")), "{stderr}");
+    let stderr = cli_refuses(&["--server", &url, "assignment", "show", "--collector", unknown], 1);
+    assert!(stderr.contains("is not known to the server"), "the same check: {stderr}");
 }

@@ -33,7 +33,7 @@ async fn a_restart_under_200_followers_is_met_by_spread_out_reconnects_and_all_c
     let shutdown = CancellationToken::new();
     let mut handles = Vec::new();
     for _ in 0..FOLLOWERS {
-        let config = FollowerConfig::new(vec![proxy.url()], CollectorId::new_random());
+        let config = FollowerConfig::new(vec![proxy.url().parse().unwrap()], CollectorId::new_random());
         let (follower, handle) = Follower::new(config).unwrap();
         tokio::spawn(follower.run(shutdown.clone()));
         handles.push(handle);

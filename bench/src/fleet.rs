@@ -31,7 +31,7 @@ impl Fleet {
         let shutdown = CancellationToken::new();
         let mut handles = Vec::with_capacity(ids.len());
         for id in &ids {
-            let mut config = FollowerConfig::new(vec![endpoint.to_owned()], *id);
+            let mut config = FollowerConfig::new(vec![endpoint.parse()?], *id);
             config.state_file = state_dir.map(|dir| dir.join(format!("snapshot-{id}.bin")));
             let (follower, handle) = Follower::new(config)?;
             tokio::spawn(follower.run(shutdown.clone()));

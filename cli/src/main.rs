@@ -7,29 +7,38 @@
 mod output;
 mod up;
 
-use std::{collections::BTreeMap, process::ExitCode, str::FromStr, time::Duration};
+use std::{process::ExitCode, str::FromStr, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use output::Format;
 use roster::{
     client::RosterClient,
-    domain::{CollectorId, ProducerId},
+    domain::{CollectorId, ProducerId, labels_from_flags, parse_label_flag},
+    endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerEvent},
     pb,
+    retry::CallError,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 /// Operate a roster control plane: producers, collectors, assignments, feeds, and `roster up`.
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
-    /// roster-server URL.
-    #[arg(long, global = true, env = "ROSTER_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
-    /// Time limit of each attempt of a call.
-    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// roster-server URL, as http://host:port (no TLS in this build: https:// is refused).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        value_parser = ServerUrl::from_str
+    )]
+    server: ServerUrl,
+    /// Time limit of each attempt of a call (more than zero).
+    #[arg(long, global = true, default_value = "5s", value_parser = positive_duration)]
     timeout: Duration,
     /// Most attempts per call (transient failures only are retried).
     #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10))]
@@ -76,12 +85,12 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
-    /// Show a collector's status (its roster.v1.CollectorStatus API).
+    /// Show a collector's status (its roster.v1.CollectorStatus API, served on the collector's --listen).
     #[command(after_help = "Example:\n  roster status --collector 127.0.0.1:50061")]
     Status {
-        /// The collector's status address, host:port or URL.
-        #[arg(long)]
-        collector: String,
+        /// The collector's status address (its --listen), as host:port or http://host:port.
+        #[arg(long, value_parser = ServerUrl::parse_address_or_url)]
+        collector: ServerUrl,
     },
     /// Run a demo producer: serves synthetic metrics and keeps itself registered with --server.
     #[command(
@@ -101,9 +110,10 @@ enum Command {
         /// Lease (renewed at a quarter of it).
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         lease: Duration,
-        /// Labels as name=value, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        label: Vec<String>,
+        /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is
+        /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
+        #[arg(long, value_parser = parse_label_flag)]
+        label: Vec<(String, String)>,
     },
     /// Run the whole job on this machine: a server, a collector and demo producers, until Ctrl-C.
     #[command(after_help = "Example:\n  roster up --data-dir ./roster-data --producers 3")]
@@ -117,21 +127,23 @@ enum ProducersCommand {
         after_help = "Example:\n  roster producers register --id 67e55044-10b1-426f-9247-bb680e5fe0c8 --address 127.0.0.1:9100 --interval 15s --label job=node"
     )]
     Register {
-        /// The producer's id (a UUID you choose and keep).
-        #[arg(long)]
-        id: String,
-        /// Where collectors reach it: host:port.
+        /// The producer's id (a UUID you choose and keep; not the nil UUID).
+        #[arg(long, value_parser = ProducerId::from_str)]
+        id: ProducerId,
+        /// Where collectors reach it: host:port, the host a DNS name, an IPv4 address or [IPv6] (no %zone), the
+        /// port 1-65535. The server checks it and stores it normalised (lowercase, host:080 as host:80).
         #[arg(long)]
         address: String,
         /// Collection interval.
         #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
         interval: Duration,
-        /// Labels as name=value, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        label: Vec<String>,
+        /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is
+        /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
+        #[arg(long, value_parser = parse_label_flag)]
+        label: Vec<(String, String)>,
         /// Pin it to this collector while that collector is eligible.
-        #[arg(long)]
-        pin: Option<String>,
+        #[arg(long, value_parser = CollectorId::from_str)]
+        pin: Option<CollectorId>,
         /// Lease (default: the server's, 5 minutes).
         #[arg(long, value_parser = humantime::parse_duration)]
         lease: Option<Duration>,
@@ -140,20 +152,23 @@ enum ProducersCommand {
     #[command(after_help = "Example:\n  roster producers deregister 67e55044-10b1-426f-9247-bb680e5fe0c8")]
     Deregister {
         /// The producer's id.
-        id: String,
+        #[arg(value_parser = ProducerId::from_str)]
+        id: ProducerId,
     },
     /// List every producer (all pages), optionally only those of one collector.
     #[command(after_help = "Example:\n  roster producers list --collector 11111111-1111-1111-1111-111111111111")]
     List {
-        /// Only producers assigned to this collector.
-        #[arg(long)]
-        collector: Option<String>,
+        /// Only producers assigned to this collector (which must be known to the server: an unknown id is an
+        /// error, not an empty list).
+        #[arg(long, value_parser = CollectorId::from_str)]
+        collector: Option<CollectorId>,
     },
     /// Show one producer.
     #[command(after_help = "Example:\n  roster producers show 67e55044-10b1-426f-9247-bb680e5fe0c8")]
     Show {
         /// The producer's id.
-        id: String,
+        #[arg(value_parser = ProducerId::from_str)]
+        id: ProducerId,
     },
 }
 
@@ -169,9 +184,9 @@ enum AssignmentCommand {
     /// Show a collector's current generation and producers.
     #[command(after_help = "Example:\n  roster assignment show --collector 11111111-1111-1111-1111-111111111111")]
     Show {
-        /// The collector.
-        #[arg(long)]
-        collector: String,
+        /// The collector (which must be known to the server).
+        #[arg(long, value_parser = CollectorId::from_str)]
+        collector: CollectorId,
     },
 }
 
@@ -190,7 +205,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let server = cli.server.clone();
+    match runtime.block_on(run(cli)).map_err(|e| not_a_server(e, &server)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report_error(&e);
@@ -204,15 +220,60 @@ fn report_error(e: &anyhow::Error) {
     eprintln!("roster: {e:#}");
 }
 
-fn labels(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    pairs
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .with_context(|| format!("--label {p:?}: write name=value"))
-        })
-        .collect()
+/// Adds to a call's failure what an `UNIMPLEMENTED` answer means here: something answered at `--server`, but not
+/// a roster-server (whose every RPC the CLI calls exists).
+fn not_a_server(e: anyhow::Error, server: &ServerUrl) -> anyhow::Error {
+    match e.downcast_ref::<CallError>() {
+        Some(call) if call.status().code() == tonic::Code::Unimplemented => e.context(format!(
+            "--server {server} answered, but it is not a roster-server (it does not serve roster.v1.Registry; a \
+             roster-collector's status address answers so); point --server at roster-server's --listen address, \
+             e.g. http://127.0.0.1:50051"
+        )),
+        _ => e,
+    }
+}
+
+/// The CLI's message for a failed `GetStatus`. `UNIMPLEMENTED` means an address that answers gRPC but is not a
+/// roster-collector's status API: the health service of what answered says whether it is a roster-server.
+async fn status_failure(e: CallError, collector: &ServerUrl, channel: Channel, timeout: Duration) -> anyhow::Error {
+    if e.status().code() != tonic::Code::Unimplemented {
+        return e.into();
+    }
+    let check = tonic_health::pb::HealthCheckRequest { service: "roster.v1.Registry".into() };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let is_server = matches!(tokio::time::timeout(timeout, health.check(check)).await, Ok(Ok(_)));
+    let what = if is_server {
+        "it is a roster-server (it serves roster.v1.Registry)".to_owned()
+    } else {
+        "it does not serve roster.v1.CollectorStatus".to_owned()
+    };
+    // Flattened to text: this is the whole story, and `not_a_server` must not read it as a --server problem.
+    anyhow::anyhow!(
+        "--collector {collector} answered, but it is not a roster-collector's status API: {what}. Point --collector \
+         at the collector's --listen address (127.0.0.1:50061 by default; `roster up` prints it): {e}"
+    )
+}
+
+/// A duration such as `500ms` or `5s`, more than zero (a zero time limit would fail every call at once).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 5s, 1m)"))?;
+    if duration.is_zero() {
+        return Err("must be more than zero (write e.g. 500ms, 5s)".into());
+    }
+    Ok(duration)
+}
+
+/// The server's record of `collector`, or an error saying it is not known: the one check that an id names a
+/// collector before anything is listed for it, so an unknown id is never shown as an empty assignment.
+async fn known_collector(client: &RosterClient, collector: CollectorId) -> anyhow::Result<pb::CollectorInfo> {
+    let id = collector.to_string();
+    let collectors = client.list_collectors().await?.collectors;
+    collectors.into_iter().find(|c| c.id == id).with_context(|| {
+        format!(
+            "--collector {id}: this collector is not known to the server (it has never opened its feed); \
+             `roster collectors list` shows the known ones"
+        )
+    })
 }
 
 fn ms(d: Duration, flag: &str) -> anyhow::Result<u32> {
@@ -222,20 +283,18 @@ fn ms(d: Duration, flag: &str) -> anyhow::Result<u32> {
 #[allow(clippy::print_stdout, reason = "printing the answer is what the CLI is for")]
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.output;
-    let client = || -> anyhow::Result<RosterClient> {
-        Ok(RosterClient::new(&cli.server, cli.timeout)?.with_max_attempts(cli.max_attempts))
-    };
+    let client = || RosterClient::connect(&cli.server, cli.timeout).with_max_attempts(cli.max_attempts);
     match cli.command {
         Command::Producers(ProducersCommand::Register { id, address, interval, label, pin, lease }) => {
             let request = pb::RegisterProducerRequest {
-                producer_id: id,
+                producer_id: id.to_string(),
                 address,
                 interval_ms: ms(interval, "--interval")?,
-                labels: labels(&label)?,
-                pinned_collector_id: pin.unwrap_or_default(),
+                labels: labels_from_flags("--label", label)?.into_map(),
+                pinned_collector_id: pin.map(|c| c.to_string()).unwrap_or_default(),
                 lease_ms: lease.map(|l| ms(l, "--lease")).transpose()?,
             };
-            let reply = client()?.register_producer(request).await?;
+            let reply = client().register_producer(request).await?;
             let producer = reply.producer.unwrap_or_default();
             let value = json!({"created": reply.created, "renew_interval_ms": reply.renew_interval_ms, "producer": output::producer_json(&producer)});
             output::print(format, &value, || {
@@ -249,8 +308,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
         }
         Command::Producers(ProducersCommand::Deregister { id }) => {
-            let reply = client()?.deregister_producer(id.clone()).await?;
-            let value = json!({"id": id, "existed": reply.existed});
+            let reply = client().deregister_producer(id.to_string()).await?;
+            let value = json!({"id": id.to_string(), "existed": reply.existed});
             output::print(format, &value, || {
                 if reply.existed {
                     format!("deregistered {id}")
@@ -260,49 +319,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
         }
         Command::Producers(ProducersCommand::List { collector }) => {
-            let producers = client()?.list_all_producers(collector.unwrap_or_default()).await?;
+            let client = client();
+            if let Some(collector) = collector {
+                known_collector(&client, collector).await?;
+            }
+            let producers = client.list_all_producers(collector.map(|c| c.to_string()).unwrap_or_default()).await?;
             let value = json!({"producers": producers.iter().map(output::producer_json).collect::<Vec<_>>(), "count": producers.len()});
             output::print(format, &value, || {
                 format!("{}\n{} producers", output::producers_table(&producers), producers.len())
             });
         }
         Command::Producers(ProducersCommand::Show { id }) => {
-            let producer = client()?.get_producer(id).await?;
+            let producer = client().get_producer(id.to_string()).await?;
             output::print(format, &output::producer_json(&producer), || {
                 output::producers_table(std::slice::from_ref(&producer)).to_string()
             });
         }
         Command::Collectors(CollectorsCommand::List) => {
-            let collectors = client()?.list_collectors().await?.collectors;
+            let collectors = client().list_collectors().await?.collectors;
             let value = json!({"collectors": collectors.iter().map(output::collector_json).collect::<Vec<_>>()});
             output::print(format, &value, || output::collectors_table(&collectors).to_string());
         }
         Command::Assignment(AssignmentCommand::Show { collector }) => {
-            let client = client()?;
-            let collectors = client.list_collectors().await?.collectors;
-            let Some(info) = collectors.iter().find(|c| c.id == collector) else {
-                bail!("collector {collector} is not known to the server (it has never opened its feed)");
-            };
-            let producers = client.list_all_producers(collector.clone()).await?;
+            let client = client();
+            let info = known_collector(&client, collector).await?;
+            let producers = client.list_all_producers(collector.to_string()).await?;
             let value = json!({
-                "collector": output::collector_json(info),
+                "collector": output::collector_json(&info),
                 "producers": producers.iter().map(output::producer_json).collect::<Vec<_>>(),
             });
             output::print(format, &value, || {
                 format!(
                     "{}\n\n{}",
-                    output::collectors_table(std::slice::from_ref(info)),
+                    output::collectors_table(std::slice::from_ref(&info)),
                     output::producers_table(&producers)
                 )
             });
         }
         Command::Watch { collector, count } => watch(&cli.server, collector, count, format).await?,
         Command::Status { collector } => {
-            let url = if collector.contains("://") { collector } else { format!("http://{collector}") };
-            let channel = tonic::transport::Endpoint::from_shared(url.clone())
-                .with_context(|| format!("--collector {url:?} is not an address"))?
-                .connect_timeout(cli.timeout)
-                .connect_lazy();
+            let channel = collector.endpoint().connect_timeout(cli.timeout).connect_lazy();
             let request = pb::GetStatusRequest {};
             let status = roster::retry::call(
                 "GetStatus",
@@ -317,7 +373,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     async move { c.get_status(r).await }
                 },
             )
-            .await?;
+            .await;
+            let status = match status {
+                Ok(status) => status,
+                Err(e) => return Err(status_failure(e, &collector, channel, cli.timeout).await),
+            };
             output::print(format, &output::status_json(&status), || output::status_text(&status));
         }
         Command::DemoProducer { listen, id, interval, lease, label } => {
@@ -328,7 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 id: id.unwrap_or_else(ProducerId::new_random),
                 interval,
                 lease,
-                labels: labels(&label)?,
+                labels: labels_from_flags("--label", label)?.into_map(),
             };
             println!("demo producer {} serving on {}", options.id, listener.local_addr()?);
             roster::producer::run_demo(listener, options, roster::process::shutdown_signal()).await?;
@@ -339,8 +399,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 #[allow(clippy::print_stdout, reason = "printing the feed is what this command is for")]
-async fn watch(server: &str, collector: CollectorId, count: Option<u64>, format: Format) -> anyhow::Result<()> {
-    let mut config = FollowerConfig::new(vec![server.to_owned()], collector);
+async fn watch(server: &ServerUrl, collector: CollectorId, count: Option<u64>, format: Format) -> anyhow::Result<()> {
+    let mut config = FollowerConfig::new(vec![server.clone()], collector);
     config.report = false;
     let (follower, handle) = Follower::new(config)?;
     let mut events = handle.events.subscribe();

@@ -38,7 +38,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (use --listen)", args.listen))?;
     let server_addr = server_listener.local_addr()?;
-    let server_url = format!("http://{server_addr}");
+    let server_url: roster::endpoint::ServerUrl = format!("http://{server_addr}").parse()?;
     let collector_listener = TcpListener::bind(args.collector_listen)
         .await
         .with_context(|| format!("cannot listen on {} (use --collector-listen)", args.collector_listen))?;

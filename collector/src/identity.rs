@@ -19,22 +19,22 @@ pub enum IdentityError {
         /// Why.
         source: io::Error,
     },
-    /// The file does not hold a UUID.
+    /// The file does not hold a usable collector id (a UUID other than the nil one).
     #[error(
-        "{path} does not hold a collector id (a UUID): {content:?}. Fix it, pass --id, or delete it to make a new id (the server then sees a new collector)"
+        "{path} does not hold a collector id: {problem}. Fix it, pass --id, or delete it to make a new id (the server then sees a new collector)"
     )]
     Corrupt {
         /// The file.
         path: String,
-        /// What it holds.
-        content: String,
+        /// What is wrong with what it holds.
+        problem: String,
     },
 }
 
 /// The id: `overridden` if given, else the one in `data_dir`, else a new one (written there).
 ///
 /// # Errors
-/// When the file cannot be read or written, or holds something other than a UUID.
+/// When the file cannot be read or written, or holds something other than a UUID (or the nil UUID).
 pub fn load_or_create(data_dir: &Path, overridden: Option<CollectorId>) -> Result<CollectorId, IdentityError> {
     if let Some(id) = overridden {
         return Ok(id);
@@ -42,10 +42,8 @@ pub fn load_or_create(data_dir: &Path, overridden: Option<CollectorId>) -> Resul
     let path = data_dir.join(ID_FILE);
     let io_error = |source| IdentityError::Io { path: path.display().to_string(), source };
     match fs::read_to_string(&path) {
-        Ok(content) => CollectorId::from_str(content.trim()).map_err(|_| IdentityError::Corrupt {
-            path: path.display().to_string(),
-            content: content.chars().take(80).collect(),
-        }),
+        Ok(content) => CollectorId::from_str(content.trim())
+            .map_err(|e| IdentityError::Corrupt { path: path.display().to_string(), problem: e.0 }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let id = CollectorId::new_random();
             let tmp = path.with_extension("tmp");

@@ -24,6 +24,7 @@ use std::{future::Future, path::PathBuf, time::Duration};
 
 use roster::{
     domain::CollectorId,
+    endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerError},
     pb::collector_status_server::CollectorStatusServer,
     rpc_trace::RequestTraceLayer,
@@ -40,7 +41,7 @@ use crate::{reconciler::Reconciler, sink::Sink, status::StatusService};
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Server URLs, tried in turn.
-    pub servers: Vec<String>,
+    pub servers: Vec<ServerUrl>,
     /// Data directory: id, applied snapshot, and the default sink.
     pub data_dir: PathBuf,
     /// Sink file; `None` means `<data_dir>/samples.jsonl`.
@@ -57,7 +58,7 @@ pub struct Config {
 
 impl Config {
     /// Defaults, with `servers` and `data_dir`.
-    pub fn new(servers: Vec<String>, data_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(servers: Vec<ServerUrl>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             servers,
             data_dir: data_dir.into(),
@@ -84,7 +85,7 @@ pub enum CollectorError {
     /// The identity cannot be had.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
-    /// The follower cannot start (bad endpoint, damaged state file).
+    /// The follower cannot start (no server URL, damaged state file).
     #[error(transparent)]
     Follower(#[from] FollowerError),
     /// The status server failed.
@@ -153,7 +154,7 @@ pub async fn run(
     info!(
         collector.id = %id,
         status = ?local,
-        servers = ?config.servers,
+        servers = %config.servers.iter().map(ServerUrl::as_str).collect::<Vec<_>>().join(","),
         data_dir = %config.data_dir.display(),
         sink = %sink_path.display(),
         resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),

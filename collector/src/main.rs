@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use roster::domain::CollectorId;
+use roster::{domain::CollectorId, endpoint::ServerUrl};
 
 /// A roster metrics collector.
 ///
@@ -19,9 +19,16 @@ use roster::domain::CollectorId;
 #[derive(Debug, Parser)]
 #[command(name = "roster-collector", version, about, long_about, after_help = EXAMPLES)]
 struct Args {
-    /// roster-server URL(s), comma-separated; on failure the next one is tried.
-    #[arg(long, env = "ROSTER_COLLECTOR_SERVER", default_value = "http://127.0.0.1:50051", value_delimiter = ',')]
-    server: Vec<String>,
+    /// roster-server URL(s) as http://host:port, comma-separated; on failure the next one is tried. A value that is
+    /// not http://host:port (no scheme, https://, a port outside 1-65535, a bad host) stops the collector at start.
+    #[arg(
+        long,
+        env = "ROSTER_COLLECTOR_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        value_delimiter = ',',
+        value_parser = ServerUrl::from_str
+    )]
+    server: Vec<ServerUrl>,
 
     /// Data directory: the collector's id, its applied snapshot and (by default) its sink.
     #[arg(long, env = "ROSTER_COLLECTOR_DATA_DIR", default_value = "./roster-data/collector")]

@@ -131,7 +131,10 @@ async fn a_silent_connection_is_detected_by_keepalive_and_the_next_endpoint_is_u
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(server_config(&dir.path().join("server"))).await;
     let proxy = FaultProxy::start(server.addr).await;
-    let mut config = FollowerConfig::new(vec![proxy.url(), server.url()], CollectorId::new_random());
+    let mut config = FollowerConfig::new(
+        vec![proxy.url().parse().unwrap(), server.url().parse().unwrap()],
+        CollectorId::new_random(),
+    );
     config.keepalive_interval = Duration::from_millis(500);
     config.keepalive_timeout = Duration::from_millis(500);
     config.backoff = BackoffPolicy {
@@ -243,7 +246,7 @@ async fn during_a_long_outage_the_set_stays_and_delays_respect_the_cap() {
     state_file::save(&state, &snapshot, 1).unwrap();
     // Nothing listens here.
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let mut config = FollowerConfig::new(vec![format!("http://{dead}")], CollectorId::new_random());
+    let mut config = FollowerConfig::new(vec![format!("http://{dead}").parse().unwrap()], CollectorId::new_random());
     config.state_file = Some(state);
     let (follower, handle) = Follower::new(config).unwrap();
     let stop = CancellationToken::new();

@@ -51,7 +51,9 @@ use crate::{
 pub struct Config {
     /// Directory of the store (created if missing).
     pub data_dir: PathBuf,
-    /// Lease given to registrations that ask for none (L1).
+    /// Lease given to registrations that ask for none (L1). Keep it within [`roster::domain::MIN_LEASE`] and
+    /// [`roster::domain::MAX_LEASE`], the bounds of a lease a registrant may ask for; `roster-server --lease`
+    /// refuses anything else.
     pub lease: Duration,
     /// How long a collector stays eligible after its last stream closed (L2).
     pub grace: Duration,

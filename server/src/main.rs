@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
+use roster::domain::{MAX_LEASE, MIN_LEASE};
 use roster_server::{Config, feed::ChunkLimits};
 
 /// The roster control plane.
@@ -27,9 +28,9 @@ struct Args {
     #[arg(long, env = "ROSTER_SERVER_DATA_DIR", default_value = "./roster-data/server")]
     data_dir: PathBuf,
 
-    /// Lease given to producers that ask for none. Registrants renew at a quarter of it; a lapsed lease removes
-    /// the producer.
-    #[arg(long, env = "ROSTER_SERVER_LEASE", default_value = "5m", value_parser = parse_duration)]
+    /// Lease given to producers that ask for none: 10s to 24h, the bounds of a lease a registrant may ask for.
+    /// Registrants renew at a quarter of it; a lapsed lease removes the producer.
+    #[arg(long, env = "ROSTER_SERVER_LEASE", default_value = "5m", value_parser = parse_lease)]
     lease: Duration,
 
     /// How long a new store (a first start, or a wiped data directory) settles: serving time in which every live
@@ -79,6 +80,20 @@ const EXAMPLES: &str = "Examples:
   roster-server
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
+
+/// A default lease within the bounds a registrant's own lease must keep ([`MIN_LEASE`], [`MAX_LEASE`]): the server
+/// never gives a producer a lease it could not have asked for.
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(MIN_LEASE..=MAX_LEASE).contains(&d) {
+        return Err(format!(
+            "{s} is out of range: use {} to {}, the bounds of a lease a registrant may ask for (lease_ms)",
+            humantime::format_duration(MIN_LEASE),
+            humantime::format_duration(MAX_LEASE)
+        ));
+    }
+    Ok(d)
+}
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 10s, 5m)"))?;

@@ -15,7 +15,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    str::FromStr,
     time::Duration,
 };
 
@@ -257,15 +256,16 @@ impl Store {
         let id: String = row.get("id");
         let parse_collector = |column: &str| -> Result<Option<CollectorId>, StoreError> {
             row.get::<Option<String>, _>(column)
-                .map(|s| CollectorId::from_str(&s).map_err(|e| bad(format!("{id}: {column}: {e}"))))
+                .map(|s| CollectorId::parse_accepted(column, &s).map_err(|e| bad(format!("{id}: {e}"))))
                 .transpose()
         };
         let labels: BTreeMap<String, String> =
             serde_json::from_str(row.get::<&str, _>("labels")).map_err(|e| bad(format!("{id}: labels: {e}")))?;
         Ok(ProducerRecord {
             spec: ProducerSpec {
-                id: ProducerId::from_str(&id).map_err(|e| bad(format!("{id}: id: {e}")))?,
-                address: ProducerAddress::parse_field("address", row.get("address"))
+                // Rows were accepted when written, perhaps under looser rules than today's: read them as such.
+                id: ProducerId::parse_accepted("id", &id).map_err(|e| bad(format!("{id}: {e}")))?,
+                address: ProducerAddress::parse_accepted("address", row.get::<String, _>("address"))
                     .map_err(|e| bad(format!("{id}: {e}")))?,
                 interval: Duration::from_millis(to_u64(row.get("interval_ms"))),
                 labels: Labels::parse_field("labels", labels).map_err(|e| bad(format!("{id}: {e}")))?,
@@ -281,7 +281,7 @@ impl Store {
     fn collector_from_row(&self, row: &SqliteRow) -> Result<(CollectorId, CollectorRecord), StoreError> {
         let id: String = row.get("id");
         let bad = |problem: String| self.corrupt("collectors", format!("{id}: {problem}"));
-        let collector = CollectorId::from_str(&id).map_err(|e| bad(e.to_string()))?;
+        let collector = CollectorId::parse_accepted("id", &id).map_err(|e| bad(e.to_string()))?;
         let report = match row.get::<Option<String>, _>("reported_epoch") {
             None => None,
             Some(epoch) => Some(StoredReport {

@@ -25,24 +25,22 @@ use std::{
 use backon::Retryable as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Code,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Code, transport::Channel};
 use tracing::{debug, error, info, warn};
 
 use self::assembler::{Assembler, Event, Snapshot};
 use crate::{
     backoff::BackoffPolicy,
     domain::CollectorId,
+    endpoint::ServerUrl,
     pb::{self, assignment_feed_client::AssignmentFeedClient},
 };
 
 /// Settings of a follower.
 #[derive(Debug, Clone)]
 pub struct FollowerConfig {
-    /// Server URLs (`http://host:port`), tried in turn.
-    pub endpoints: Vec<String>,
+    /// Server URLs, tried in turn (parsed where they came in, by [`ServerUrl`]).
+    pub endpoints: Vec<ServerUrl>,
     /// The collector whose feed to follow.
     pub collector: CollectorId,
     /// Reconnect backoff (R4).
@@ -62,7 +60,7 @@ pub struct FollowerConfig {
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
     /// 5 s connect timeout, reports on, no state file.
-    pub fn new(endpoints: Vec<String>, collector: CollectorId) -> Self {
+    pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
             collector,
@@ -79,9 +77,9 @@ impl FollowerConfig {
 /// Why a follower cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowerError {
-    /// No endpoint was given, or one is not a URL.
-    #[error("server endpoint {0:?} is not a URL like http://127.0.0.1:50051")]
-    BadEndpoint(String),
+    /// No endpoint was given (each one given is a [`ServerUrl`], checked where it came in).
+    #[error("no server URL to follow the feed from: give at least one, e.g. http://127.0.0.1:50051")]
+    NoEndpoint,
     /// The state file cannot be read.
     #[error(transparent)]
     StateFile(#[from] state_file::StateFileError),
@@ -197,13 +195,10 @@ impl Follower {
     /// Makes a follower, loading the state file if there is one.
     ///
     /// # Errors
-    /// When an endpoint is not a URL or the state file is damaged (see [`state_file::StateFileError`]).
+    /// When there is no endpoint or the state file is damaged (see [`state_file::StateFileError`]).
     pub fn new(config: FollowerConfig) -> Result<(Self, FollowerHandle), FollowerError> {
         if config.endpoints.is_empty() {
-            return Err(FollowerError::BadEndpoint(String::new()));
-        }
-        for endpoint in &config.endpoints {
-            Endpoint::from_shared(endpoint.clone()).map_err(|_| FollowerError::BadEndpoint(endpoint.clone()))?;
+            return Err(FollowerError::NoEndpoint);
         }
         let persisted = match &config.state_file {
             Some(path) => state_file::load(path)?,
@@ -231,12 +226,13 @@ impl Follower {
         let mut delays = self.config.backoff.delays();
         let mut endpoint_index = 0;
         loop {
-            let endpoint = self.config.endpoints[endpoint_index % self.config.endpoints.len()].clone();
-            self.stats.lock().endpoint = endpoint.clone();
+            let url = self.config.endpoints[endpoint_index % self.config.endpoints.len()].clone();
+            let endpoint = url.as_str();
+            self.stats.lock().endpoint = endpoint.to_owned();
             let mut delivered = false;
             // Shutdown is watched inside, between frames, so an apply in progress (persist, then report) is
             // always finished, never cut in half.
-            let Some(cause) = self.follow_once(&endpoint, &mut delivered, &shutdown).await else { break };
+            let Some(cause) = self.follow_once(&url, &mut delivered, &shutdown).await else { break };
             self.set_connected(false);
             if let Some(event) = self.assembler.stream_ended() {
                 self.handle(event, None).await;
@@ -286,19 +282,18 @@ impl Follower {
     /// One connection and stream; returns why it ended, or `None` on shutdown.
     async fn follow_once(
         &mut self,
-        endpoint: &str,
+        url: &ServerUrl,
         delivered: &mut bool,
         shutdown: &CancellationToken,
     ) -> Option<String> {
-        let channel = match Endpoint::from_shared(endpoint.to_owned()) {
-            Ok(e) => e
-                .connect_timeout(self.config.connect_timeout)
-                .http2_keep_alive_interval(self.config.keepalive_interval)
-                .keep_alive_timeout(self.config.keepalive_timeout)
-                .keep_alive_while_idle(true)
-                .tcp_nodelay(true),
-            Err(e) => return Some(format!("bad endpoint: {e}")),
-        };
+        let endpoint = url.as_str();
+        let channel = url
+            .endpoint()
+            .connect_timeout(self.config.connect_timeout)
+            .http2_keep_alive_interval(self.config.keepalive_interval)
+            .keep_alive_timeout(self.config.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
         let connected = tokio::select! {
             () = shutdown.cancelled() => return None,
             connected = channel.connect() => connected,

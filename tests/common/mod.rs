@@ -290,7 +290,7 @@ pub async fn register_many(server_url: &str, count: usize) -> Vec<String> {
 
 /// The library's own retrying client of `server_url` (10 s per attempt).
 pub fn client(server_url: &str) -> roster::client::RosterClient {
-    roster::client::RosterClient::new(server_url, Duration::from_secs(10)).expect("a server URL")
+    roster::client::RosterClient::new(server_url, Duration::from_secs(10)).expect("an http://host:port server URL")
 }
 
 /// Every registered producer, id to assigned collector, read page by page.

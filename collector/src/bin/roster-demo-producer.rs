@@ -7,7 +7,8 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{
-    domain::ProducerId,
+    domain::{ProducerId, labels_from_flags, parse_label_flag},
+    endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
 };
 
@@ -21,9 +22,9 @@ struct Args {
     /// Address to serve roster.v1.Producer on (port 0 picks a free port).
     #[arg(long, env = "ROSTER_PRODUCER_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// roster-server URL to register with.
-    #[arg(long, env = "ROSTER_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    /// roster-server URL to register with, as http://host:port.
+    #[arg(long, env = "ROSTER_SERVER", default_value = "http://127.0.0.1:50051", value_parser = ServerUrl::from_str)]
+    server: ServerUrl,
     /// The producer id (default: a new random one).
     #[arg(long, env = "ROSTER_PRODUCER_ID", value_parser = ProducerId::from_str)]
     id: Option<ProducerId>,
@@ -33,20 +34,17 @@ struct Args {
     /// Lease asked for (renewed at a quarter of it).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     lease: Duration,
-    /// Labels, as name=value, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    label: Vec<String>,
+    /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is everything
+    /// after the first '=', verbatim: commas and '=' included.
+    #[arg(long, value_parser = parse_label_flag)]
+    label: Vec<(String, String)>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
-    let mut labels = std::collections::BTreeMap::new();
-    for label in &args.label {
-        let (k, v) = label.split_once('=').with_context(|| format!("--label {label:?}: write name=value"))?;
-        labels.insert(k.to_owned(), v.to_owned());
-    }
+    let labels = labels_from_flags("--label", args.label)?.into_map();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

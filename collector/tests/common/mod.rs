@@ -142,6 +142,7 @@ impl TestCollector {
 
 /// A collector config with fast reconnects (initial 50 ms, cap 500 ms) and fast keepalive.
 pub fn collector_config(servers: Vec<String>, data_dir: &Path) -> roster_collector::Config {
+    let servers = servers.iter().map(|s| s.parse().expect("an http://host:port server URL")).collect();
     let mut config = roster_collector::Config::new(servers, data_dir);
     config.backoff = roster::backoff::BackoffPolicy {
         initial: Duration::from_millis(50),

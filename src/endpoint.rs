@@ -1,0 +1,181 @@
+//! The address of a gRPC service roster dials (a roster-server, or a roster-collector's status API), checked once
+//! where it enters: a flag, an environment variable or a library caller.
+//!
+//! [`ServerUrl`] is the only way the CLI, the library's client ([`crate::client::RosterClient`]), the feed
+//! follower ([`crate::follower`]), the demo producer and roster-collector get from text to a channel, so each
+//! refuses the same things with the same words, before any connection is tried: a URL without a scheme, a
+//! scheme other than `http://` (this build has no TLS, and a silent fall-back to plaintext would mislead), a
+//! path, a port outside 1–65535, and a host that [`crate::domain::parse_host_port`] refuses. A refused value
+//! is a usage error, never a connection failure to retry (R2).
+
+use std::{fmt, str::FromStr};
+
+use tonic::transport::Endpoint;
+
+use crate::domain::{FieldError, InvalidValue, clip, parse_host_port};
+
+/// The form a server URL takes, for error messages.
+pub const EXPECTED_URL: &str = "expected http://host:port, e.g. http://127.0.0.1:50051";
+
+/// A validated `http://host:port` URL of a gRPC service; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerUrl {
+    /// `http://host:port`, host and port normalised as [`parse_host_port`] does.
+    text: String,
+    uri: http::Uri,
+}
+
+impl ServerUrl {
+    /// Parses `http://host:port` (a trailing `/` is allowed).
+    ///
+    /// # Errors
+    /// What is wrong and what is expected, without naming where the value came from.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let bad = |why: String| InvalidValue(format!("{:?} {why} ({EXPECTED_URL})", clip(value)));
+        let Some((scheme, rest)) = value.split_once("://") else {
+            return Err(bad("has no scheme".into()));
+        };
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(InvalidValue(format!(
+                "{:?} asks for TLS (https://), which this build of roster does not support yet; use \
+                 http://host:port for a plaintext connection",
+                clip(value)
+            )));
+        }
+        if !scheme.eq_ignore_ascii_case("http") {
+            return Err(bad(format!("has scheme {scheme:?}; only http:// is supported")));
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#']) {
+            return Err(bad("has a path; give only the scheme, host and port".into()));
+        }
+        if authority.contains('@') {
+            return Err(bad("has user information; give only the scheme, host and port".into()));
+        }
+        let host_port = parse_host_port(authority).map_err(bad)?;
+        Self::from_host_port(&host_port).map_err(bad)
+    }
+
+    /// Parses a service address given either as `host:port` or as `http://host:port` (for flags documented so,
+    /// such as `roster status --collector`).
+    ///
+    /// # Errors
+    /// As [`ServerUrl::parse`].
+    pub fn parse_address_or_url(value: &str) -> Result<Self, InvalidValue> {
+        if value.contains("://") {
+            return Self::parse(value);
+        }
+        let host_port = parse_host_port(value).map_err(|why| {
+            InvalidValue(format!(
+                "{:?} {why} (expected host:port or http://host:port, e.g. 127.0.0.1:50061)",
+                clip(value)
+            ))
+        })?;
+        Self::from_host_port(&host_port).map_err(InvalidValue)
+    }
+
+    /// As [`ServerUrl::parse`], naming `field` in the error.
+    ///
+    /// # Errors
+    /// A [`FieldError`] naming `field`.
+    pub fn parse_field(field: &str, value: &str) -> Result<Self, FieldError> {
+        Self::parse(value).map_err(|e| FieldError::new(field, e.0))
+    }
+
+    fn from_host_port(host_port: &str) -> Result<Self, String> {
+        let text = format!("http://{host_port}");
+        // Every normalised host:port makes a valid URI; this only turns the text into tonic's type.
+        let uri = text.parse::<http::Uri>().map_err(|e| format!("is not a valid URI ({e})"))?;
+        Ok(Self { text, uri })
+    }
+
+    /// `http://host:port`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// A tonic endpoint for this URL, with tonic's defaults (callers add timeouts and keepalive).
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::from(self.uri.clone())
+    }
+}
+
+impl FromStr for ServerUrl {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::ProducerAddress;
+
+    fn refused(value: &str) -> String {
+        ServerUrl::parse(value).expect_err(value).0
+    }
+
+    #[test]
+    fn plain_http_urls_are_accepted_and_normalised() {
+        for (given, kept) in [
+            ("http://127.0.0.1:50051", "http://127.0.0.1:50051"),
+            ("http://127.0.0.1:50051/", "http://127.0.0.1:50051"),
+            ("HTTP://Roster.Example:080", "http://roster.example:80"),
+            ("http://[0:0:0:0:0:0:0:1]:1", "http://[::1]:1"),
+        ] {
+            assert_eq!(ServerUrl::parse(given).expect(given).as_str(), kept);
+        }
+        assert_eq!(ServerUrl::parse_address_or_url("127.0.0.1:50061").unwrap().as_str(), "http://127.0.0.1:50061");
+    }
+
+    #[test]
+    fn each_refusal_says_what_is_wrong_and_what_is_expected() {
+        for (value, needle) in [
+            ("https://127.0.0.1:50051", "TLS (https://), which this build of roster does not support yet"),
+            ("127.0.0.1:50051", "has no scheme"),
+            ("grpc://h:1", "only http:// is supported"),
+            ("http://h:1/roster", "has a path"),
+            ("http://u@h:1", "user information"),
+            ("http://h:99999", "port 99999, which is out of range; use 1-65535"),
+            ("http://h:65536", "out of range"),
+            ("http://h:0", "port 0"),
+            ("http://h", "has no port"),
+            ("http://a..b:1", "empty label"),
+            ("http://-bad-:1", "starts or ends with a hyphen"),
+            ("http://[fe80::1%eth0]:1", "zone-scoped"),
+        ] {
+            let message = refused(value);
+            assert!(message.contains(needle), "{value}: {message}");
+            if !value.starts_with("https") {
+                assert!(message.contains("http://host:port"), "{value}: {message}");
+            }
+        }
+        let message = ServerUrl::parse_address_or_url("h:70000").unwrap_err().0;
+        assert!(message.contains("out of range") && message.contains("host:port or http://host:port"), "{message}");
+    }
+
+    proptest! {
+        /// A server URL is accepted exactly when its host:port would be accepted as a producer address, and
+        /// holds the same normal form: one parser for both.
+        #[test]
+        fn urls_and_addresses_follow_the_same_host_port_rules(hp in "[a-zA-Z0-9.:%\\[\\]-]{0,16}:[0-9]{0,7}") {
+            let url = ServerUrl::parse(&format!("http://{hp}"));
+            let address = ProducerAddress::parse_field("address", &hp);
+            prop_assert_eq!(url.is_ok(), address.is_ok(), "{}", hp);
+            if let (Ok(url), Ok(address)) = (url, address) {
+                prop_assert_eq!(url.as_str(), format!("http://{address}"));
+                prop_assert!(url.as_str().parse::<ServerUrl>().is_ok(), "the normal form parses again");
+            }
+        }
+    }
+}
