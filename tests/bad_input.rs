@@ -338,7 +338,7 @@ async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
     assert!(ProducerAddress::parse_field("address", "my_service:9100").is_err(), "refused for a registration");
     let mut targets = vec![target("my_service:9100"), target("127.0.0.1:9")];
     targets.sort_by_key(|t| t.id);
-    let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 7, targets, settling: false };
+    let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 7, targets, settling: false, carried: vec![] };
     state_file::save(&collector_dir.join(format!("snapshot-{id}.bin")), &snapshot, 1).unwrap();
 
     // No server: the collector resumes its persisted set on its own (C5).
