@@ -100,6 +100,25 @@ impl RosterClient {
         .await
     }
 
+    /// `SetProducerPin`: pins `producer_id` to `collector_id`, or clears its operator pin when `collector_id` is
+    /// empty.
+    ///
+    /// # Errors
+    /// See [`CallError`]; an unregistered producer is [`CallError::Rejected`] with `NOT_FOUND`.
+    pub async fn set_producer_pin(
+        &self,
+        producer_id: String,
+        collector_id: String,
+    ) -> Result<pb::SetProducerPinResponse, CallError> {
+        let client = self.registry.clone();
+        let request = pb::SetProducerPinRequest { producer_id, collector_id };
+        retry::call("SetProducerPin", self.policy, self.timeout, request, |r| {
+            let mut c = client.clone();
+            async move { c.set_producer_pin(r).await }
+        })
+        .await
+    }
+
     /// One page of `ListProducers`.
     ///
     /// # Errors

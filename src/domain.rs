@@ -277,7 +277,8 @@ pub struct ProducerSpec {
     pub interval: Duration,
     /// Labels added to its samples.
     pub labels: Labels,
-    /// The collector an operator pinned it to, if any.
+    /// The collector its registrant pinned it to, if any (an operator pin, kept apart from the registration,
+    /// wins over it).
     pub pinned: Option<CollectorId>,
 }
 
@@ -352,6 +353,26 @@ impl TryFrom<pb::RegisterProducerRequest> for Registration {
         let pinned = CollectorId::parse_optional_field("pinned_collector_id", &req.pinned_collector_id)?;
         let lease = req.lease_ms.map(|ms| ms_in_range("lease_ms", ms, MIN_LEASE, MAX_LEASE)).transpose()?;
         Ok(Self { spec: ProducerSpec { id, address, interval, labels, pinned }, lease })
+    }
+}
+
+/// A validated `SetProducerPin` request: an operator pin to set, or to clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinChange {
+    /// The producer to pin.
+    pub producer: ProducerId,
+    /// The collector to pin it to; `None` clears the operator pin.
+    pub collector: Option<CollectorId>,
+}
+
+impl TryFrom<pb::SetProducerPinRequest> for PinChange {
+    type Error = FieldError;
+
+    fn try_from(req: pb::SetProducerPinRequest) -> Result<Self, FieldError> {
+        Ok(Self {
+            producer: ProducerId::parse_field("producer_id", &req.producer_id)?,
+            collector: CollectorId::parse_optional_field("collector_id", &req.collector_id)?,
+        })
     }
 }
 

@@ -129,12 +129,31 @@ enum ProducersCommand {
         /// Labels as name=value, comma-separated.
         #[arg(long, value_delimiter = ',')]
         label: Vec<String>,
-        /// Pin it to this collector while that collector is eligible.
-        #[arg(long)]
+        /// No longer here: a registration carries the registrant's own pin only; operators pin with
+        /// `roster producers pin`, which touches nothing else.
+        #[arg(long, hide = true)]
         pin: Option<String>,
         /// Lease (default: the server's, 5 minutes).
         #[arg(long, value_parser = humantime::parse_duration)]
         lease: Option<Duration>,
+    },
+    /// Pin a producer to a collector (an operator pin): it goes to that collector while the collector is eligible,
+    /// and is assigned as usual otherwise. The pin is kept until `roster producers unpin`, whatever the producer's
+    /// own renewals say, and changes nothing else (address, interval, labels, lease stay as registered).
+    #[command(
+        after_help = "Example:\n  roster producers pin 67e55044-10b1-426f-9247-bb680e5fe0c8 11111111-1111-1111-1111-111111111111"
+    )]
+    Pin {
+        /// The producer's id (it must be registered).
+        producer: String,
+        /// The collector's id.
+        collector: String,
+    },
+    /// Clear a producer's operator pin: it is assigned as usual again (or by its registrant's own pin, if any).
+    #[command(after_help = "Example:\n  roster producers unpin 67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    Unpin {
+        /// The producer's id (it must be registered).
+        producer: String,
     },
     /// Deregister a producer (succeeds if it is already gone).
     #[command(after_help = "Example:\n  roster producers deregister 67e55044-10b1-426f-9247-bb680e5fe0c8")]
@@ -227,12 +246,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Producers(ProducersCommand::Register { id, address, interval, label, pin, lease }) => {
+            if let Some(pin) = pin {
+                bail!(
+                    "--pin is no longer a registration flag (a registration replaced the whole record, so the pin was \
+                     lost at the producer's next renewal): pin with `roster producers pin {id} {pin}`, which keeps the \
+                     pin until `roster producers unpin {id}` and changes nothing else"
+                );
+            }
             let request = pb::RegisterProducerRequest {
                 producer_id: id,
                 address,
                 interval_ms: ms(interval, "--interval")?,
                 labels: labels(&label)?,
-                pinned_collector_id: pin.unwrap_or_default(),
+                pinned_collector_id: String::new(),
                 lease_ms: lease.map(|l| ms(l, "--lease")).transpose()?,
             };
             let reply = client()?.register_producer(request).await?;
@@ -247,6 +273,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     output::producers_table(std::slice::from_ref(&producer))
                 )
             });
+        }
+        Command::Producers(ProducersCommand::Pin { producer, collector }) => {
+            pin(&client()?, format, producer, collector).await?;
+        }
+        Command::Producers(ProducersCommand::Unpin { producer }) => {
+            pin(&client()?, format, producer, String::new()).await?;
         }
         Command::Producers(ProducersCommand::Deregister { id }) => {
             let reply = client()?.deregister_producer(id.clone()).await?;
@@ -335,6 +367,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Up(args) => up::run(args).await?,
     }
+    Ok(())
+}
+
+/// `roster producers pin` and `unpin` (an empty `collector`): one `SetProducerPin`, nothing else.
+async fn pin(client: &RosterClient, format: Format, producer: String, collector: String) -> anyhow::Result<()> {
+    let reply = client.set_producer_pin(producer, collector.clone()).await?;
+    let info = reply.producer.unwrap_or_default();
+    let value = json!({"changed": reply.changed, "producer": output::producer_json(&info)});
+    output::print(format, &value, || {
+        let what = match (collector.is_empty(), reply.changed) {
+            (false, true) => format!("pinned {} to {collector}", info.id),
+            (false, false) => format!("{} was already pinned to {collector} (nothing to do)", info.id),
+            (true, true) => format!("unpinned {}", info.id),
+            (true, false) => format!("{} had no operator pin (nothing to do)", info.id),
+        };
+        format!("{what}\n\n{}", output::producers_table(std::slice::from_ref(&info)))
+    });
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use roster::domain::{CollectorId, FieldError};
+use roster::domain::{CollectorId, FieldError, ProducerId};
 use tonic::Status;
 
 use crate::store::StoreError;
@@ -22,6 +22,9 @@ pub enum Error {
     /// A report came from a collector this server has never seen.
     #[error("collector_id: {0} is not known to this server (open its Watch stream first)")]
     UnknownCollector(CollectorId),
+    /// A call about a producer that is not registered.
+    #[error("producer_id: {0} is not registered (register it first; a lapsed lease or a deregistration removes it)")]
+    UnknownProducer(ProducerId),
     /// The server is shutting down.
     #[error("roster-server is shutting down; retry against this or another server")]
     ShuttingDown,
@@ -32,7 +35,7 @@ impl From<Error> for Status {
         let message = e.to_string();
         match e {
             Error::Field(_) => Status::invalid_argument(message),
-            Error::UnknownCollector(_) => Status::not_found(message),
+            Error::UnknownCollector(_) | Error::UnknownProducer(_) => Status::not_found(message),
             Error::Store(_) | Error::ShuttingDown => Status::unavailable(message),
         }
     }

@@ -6,7 +6,9 @@
 use std::pin::Pin;
 
 use roster::{
-    domain::{ApplyOutcome, ApplyReport, ProducerId, ProducerQuery, Registration, WatchParams, duration_ms_u32},
+    domain::{
+        ApplyOutcome, ApplyReport, PinChange, ProducerId, ProducerQuery, Registration, WatchParams, duration_ms_u32,
+    },
     pb,
 };
 use tokio::sync::mpsc;
@@ -29,11 +31,13 @@ fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
         address: r.spec.address.to_string(),
         interval_ms: duration_ms_u32(r.spec.interval),
         labels: r.spec.labels.as_map().clone(),
-        pinned_collector_id: r.spec.pinned.map(|c| c.to_string()).unwrap_or_default(),
+        pinned_collector_id: r.pin().map(|c| c.to_string()).unwrap_or_default(),
         assigned_collector_id: r.assigned.map(|c| c.to_string()).unwrap_or_default(),
         lease_ms: duration_ms_u32(r.lease),
         lease_expires_at_unix_ms: r.expires_at_ms,
         registered_at_unix_ms: r.registered_at_ms,
+        operator_pinned_collector_id: r.operator_pin.map(|c| c.to_string()).unwrap_or_default(),
+        registrant_pinned_collector_id: r.spec.pinned.map(|c| c.to_string()).unwrap_or_default(),
     }
 }
 
@@ -115,6 +119,25 @@ impl pb::registry_server::Registry for RegistryService {
             Some(record) => Ok(Response::new(producer_info(&record))),
             None => Err(Status::not_found(format!("producer_id: {id} is not registered"))),
         }
+    }
+
+    async fn set_producer_pin(
+        &self,
+        request: Request<pb::SetProducerPinRequest>,
+    ) -> Result<Response<pb::SetProducerPinResponse>, Status> {
+        let change = PinChange::try_from(request.into_inner())?;
+        let (record, changed) = self.registry.set_pin(change).await?;
+        if changed {
+            match change.collector {
+                Some(c) => {
+                    info!(producer.id = %change.producer, pin = %c, assigned = ?record.assigned.map(|a| a.to_string()), "operator pin set")
+                }
+                None => {
+                    info!(producer.id = %change.producer, assigned = ?record.assigned.map(|a| a.to_string()), "operator pin cleared")
+                }
+            }
+        }
+        Ok(Response::new(pb::SetProducerPinResponse { producer: Some(producer_info(&record)), changed }))
     }
 
     async fn list_producers(

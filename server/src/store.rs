@@ -219,7 +219,7 @@ impl Store {
 
         let rows = sqlx::query(
             "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
-             assigned_collector FROM producers ORDER BY id",
+             assigned_collector, operator_pin FROM producers ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -260,6 +260,7 @@ impl Store {
             expires_at_ms: to_u64(row.get("expires_at_ms")),
             registered_at_ms: to_u64(row.get("registered_at_ms")),
             assigned: parse_collector("assigned_collector")?,
+            operator_pin: parse_collector("operator_pin")?,
         })
     }
 
@@ -299,11 +300,11 @@ impl Store {
             let labels = serde_json::to_string(p.spec.labels.as_map()).expect("a map of strings always serialises");
             sqlx::query(
                 "INSERT INTO producers (id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, \
-                 registered_at_ms, assigned_collector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 registered_at_ms, assigned_collector, operator_pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET address = excluded.address, interval_ms = excluded.interval_ms, \
                  labels = excluded.labels, pinned_collector = excluded.pinned_collector, lease_ms = excluded.lease_ms, \
                  expires_at_ms = excluded.expires_at_ms, registered_at_ms = excluded.registered_at_ms, \
-                 assigned_collector = excluded.assigned_collector",
+                 assigned_collector = excluded.assigned_collector, operator_pin = excluded.operator_pin",
             )
             .bind(p.spec.id.to_string())
             .bind(p.spec.address.as_str())
@@ -314,6 +315,7 @@ impl Store {
             .bind(to_i64(p.expires_at_ms))
             .bind(to_i64(p.registered_at_ms))
             .bind(p.assigned.map(|c| c.to_string()))
+            .bind(p.operator_pin.map(|c| c.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a producer"))?;

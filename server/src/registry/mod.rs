@@ -15,7 +15,7 @@ pub mod state;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use roster::domain::{ApplyReport, CollectorId, ProducerId, ProducerQuery, Registration, WatchParams};
+use roster::domain::{ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -62,6 +62,7 @@ impl Drop for AttachGuard {
 enum Command {
     Register(Registration, Reply<Registered>),
     Deregister(ProducerId, Reply<bool>),
+    SetPin(PinChange, Reply<(state::ProducerRecord, bool)>),
     ListProducers(ProducerQuery, Reply<ProducerPage>),
     GetProducer(ProducerId, Reply<Option<state::ProducerRecord>>),
     ListCollectors(Reply<Vec<CollectorView>>),
@@ -76,6 +77,7 @@ enum Command {
 enum Pending {
     Register(Reply<Registered>, Registered),
     Deregister(Reply<bool>, bool),
+    SetPin(Reply<(state::ProducerRecord, bool)>, Result<(state::ProducerRecord, bool), Error>),
     ListProducers(Reply<ProducerPage>, ProducerPage),
     GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
@@ -111,6 +113,12 @@ impl RegistryHandle {
     /// Deregisters a producer; returns whether it existed.
     pub async fn deregister(&self, id: ProducerId) -> Result<bool, Error> {
         self.call(|r| Command::Deregister(id, r)).await
+    }
+
+    /// Sets or clears a producer's operator pin; returns the record and whether the pin changed, once it is on
+    /// disk. [`Error::UnknownProducer`] when the producer is not registered.
+    pub async fn set_pin(&self, change: PinChange) -> Result<(state::ProducerRecord, bool), Error> {
+        self.call(|r| Command::SetPin(change, r)).await
     }
 
     /// One page of producers.
@@ -253,6 +261,13 @@ impl Registry {
                     let existed = self.state.deregister(id, &mut changes);
                     pending.push(Pending::Deregister(reply, existed));
                 }
+                Command::SetPin(change, reply) => {
+                    let result = self
+                        .state
+                        .set_operator_pin(change, &mut changes)
+                        .ok_or(Error::UnknownProducer(change.producer));
+                    pending.push(Pending::SetPin(reply, result));
+                }
                 Command::ListProducers(query, reply) => {
                     pending.push(Pending::ListProducers(reply, self.state.list_producers(&query)));
                 }
@@ -327,6 +342,7 @@ impl Registry {
             match p {
                 Pending::Register(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Deregister(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::SetPin(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::ListProducers(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::GetProducer(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::ListCollectors(reply, value) => send(reply, answer(value, &store_error)),

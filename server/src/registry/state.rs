@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use roster::domain::{ApplyOutcome, ApplyReport, CollectorId, ProducerId, ProducerQuery, ProducerSpec, Registration};
+use roster::domain::{
+    ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, ProducerSpec, Registration,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -33,6 +35,15 @@ pub struct ProducerRecord {
     pub registered_at_ms: u64,
     /// The collector that collects it, if any is eligible.
     pub assigned: Option<CollectorId>,
+    /// The operator pin (`SetProducerPin`): kept across registrations, changed only by an operator.
+    pub operator_pin: Option<CollectorId>,
+}
+
+impl ProducerRecord {
+    /// The pin in force (L4): the operator's if set, else the registrant's.
+    pub fn pin(&self) -> Option<CollectorId> {
+        self.operator_pin.or(self.spec.pinned)
+    }
 }
 
 /// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
@@ -277,7 +288,8 @@ impl State {
         changes.producers.insert(producer);
     }
 
-    /// Registers or renews a producer (R1: an upsert).
+    /// Registers or renews a producer (R1: an upsert). The registration replaces everything its registrant says
+    /// (spec and lease), never the operator pin.
     pub fn register(&mut self, registration: Registration, now_ms: u64, changes: &mut Changes) -> Registered {
         let Registration { spec, lease } = registration;
         let lease = lease.unwrap_or(self.rules.default_lease);
@@ -298,15 +310,37 @@ impl State {
             None => {
                 self.producers.insert(
                     id,
-                    ProducerRecord { spec, lease, expires_at_ms, registered_at_ms: now_ms, assigned: None },
+                    ProducerRecord {
+                        spec,
+                        lease,
+                        expires_at_ms,
+                        registered_at_ms: now_ms,
+                        assigned: None,
+                        operator_pin: None,
+                    },
                 );
                 true
             }
         };
-        let pinned = self.producers[&id].spec.pinned;
+        let pinned = self.producers[&id].pin();
         let to = assign::assign(id, pinned, &self.eligible());
         self.set_assignment(id, to, changes);
         Registered { record: self.producers[&id].clone(), created }
+    }
+
+    /// Sets or clears a producer's operator pin, and nothing else, moving the producer if the pin in force now
+    /// says so. Returns the record and whether the pin changed, or `None` when the producer is not registered.
+    pub fn set_operator_pin(&mut self, change: PinChange, changes: &mut Changes) -> Option<(ProducerRecord, bool)> {
+        let record = self.producers.get_mut(&change.producer)?;
+        let changed = record.operator_pin != change.collector;
+        if changed {
+            record.operator_pin = change.collector;
+            let pin = record.pin();
+            changes.producers.insert(change.producer);
+            let to = assign::assign(change.producer, pin, &self.eligible());
+            self.set_assignment(change.producer, to, changes);
+        }
+        Some((self.producers[&change.producer].clone(), changed))
     }
 
     /// Removes a producer; returns whether it existed (R1: absent is not an error).
@@ -329,7 +363,7 @@ impl State {
             .producers
             .values()
             .filter_map(|r| {
-                let to = assign::assign(r.spec.id, r.spec.pinned, &eligible);
+                let to = assign::assign(r.spec.id, r.pin(), &eligible);
                 (to != r.assigned).then_some((r.spec.id, to))
             })
             .collect();
@@ -512,7 +546,7 @@ impl State {
                 }
                 None => assert!(eligible.is_empty(), "{id} unassigned while collectors are eligible"),
             }
-            assert_eq!(r.assigned, assign::assign(*id, r.spec.pinned, &eligible), "{id} not where the rules say");
+            assert_eq!(r.assigned, assign::assign(*id, r.pin(), &eligible), "{id} not where the rules say");
         }
         for (c, set) in &self.by_collector {
             for p in set {
@@ -559,6 +593,7 @@ mod tests {
     enum Op {
         Register { producer: u8, port: u16, pin: Option<u8> },
         Deregister(u8),
+        Pin { producer: u8, pin: Option<u8> },
         Attach(u8),
         Detach(u8),
         Advance(u64),
@@ -572,6 +607,7 @@ mod tests {
                 pin
             }),
             (0u8..20).prop_map(Op::Deregister),
+            (0u8..20, prop::option::of(0u8..5)).prop_map(|(producer, pin)| Op::Pin { producer, pin }),
             (0u8..5).prop_map(Op::Attach),
             (0u8..5).prop_map(Op::Detach),
             (0u64..40_000).prop_map(Op::Advance),
@@ -602,6 +638,10 @@ mod tests {
                     match op {
                         Op::Register { producer, port, pin } => { state.register(registration(producer, port, pin), now, &mut changes); }
                         Op::Deregister(p) => { state.deregister(registration(p, 1, None).spec.id, &mut changes); }
+                        Op::Pin { producer, pin } => {
+                            let change = PinChange { producer: registration(producer, 1, None).spec.id, collector: pin.map(collector) };
+                            state.set_operator_pin(change, &mut changes);
+                        }
                         Op::Attach(c) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, &mut changes); }
                         Op::Detach(c) => {
                             if let Some(n) = streams.get_mut(&c).filter(|n| **n > 0) {
@@ -667,5 +707,41 @@ mod tests {
         let (_, departed) = state.sweep(11_000, &mut changes);
         assert_eq!(departed, vec![collector(1)]);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), None);
+    }
+
+    #[test]
+    fn an_operator_pin_outlives_registrations_and_changes_nothing_else() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        for c in 1..=3 {
+            state.attach(collector(c), None, &mut changes);
+        }
+        let id = registration(1, 1, None).spec.id;
+        let unpinned = state.register(registration(1, 1, None), 0, &mut changes).record;
+        let rendezvous = unpinned.assigned.expect("assigned");
+        let target = (1..=3).map(collector).find(|c| *c != rendezvous).expect("another collector");
+
+        let pin = PinChange { producer: id, collector: Some(target) };
+        let (pinned, changed) = state.set_operator_pin(pin, &mut changes).expect("registered");
+        assert!(changed);
+        assert_eq!(pinned.assigned, Some(target));
+        assert_eq!(pinned, ProducerRecord { operator_pin: Some(target), assigned: Some(target), ..unpinned.clone() });
+        assert!(!state.set_operator_pin(pin, &mut changes).expect("registered").1, "setting it again is a no-op");
+
+        // Renewals, with no registrant's pin or another one, keep the operator pin and the assignment.
+        let elsewhere = (1..=3).map(collector).find(|c| *c != target).expect("a third collector");
+        for (at, registrant_pin) in [(1_000, None), (2_000, Some(elsewhere)), (3_000, None)] {
+            let mut renewal = registration(1, 1, None);
+            renewal.spec.pinned = registrant_pin;
+            let record = state.register(renewal, at, &mut changes).record;
+            assert_eq!((record.operator_pin, record.assigned), (Some(target), Some(target)), "renewal at {at}");
+        }
+        state.check_invariants();
+
+        // Clearing it puts the registrant's pin (none here) back in force: rendezvous again.
+        let (cleared, _) = state.set_operator_pin(PinChange { producer: id, collector: None }, &mut changes).unwrap();
+        assert_eq!((cleared.operator_pin, cleared.assigned), (None, Some(rendezvous)));
+        let unknown = PinChange { producer: registration(9, 1, None).spec.id, collector: Some(target) };
+        assert!(state.set_operator_pin(unknown, &mut changes).is_none());
     }
 }
