@@ -172,6 +172,21 @@ impl RosterClient {
         .await
     }
 
+    /// `ForgetCollector`: forgets a departed collector.
+    ///
+    /// # Errors
+    /// See [`CallError`]; a collector that is live or in grace is [`CallError::Rejected`] with
+    /// `FAILED_PRECONDITION`.
+    pub async fn forget_collector(&self, collector_id: String) -> Result<pb::ForgetCollectorResponse, CallError> {
+        let client = self.registry.clone();
+        let request = pb::ForgetCollectorRequest { collector_id };
+        retry::call("ForgetCollector", self.policy, self.timeout, request, |r| {
+            let mut c = client.clone();
+            async move { c.forget_collector(r).await }
+        })
+        .await
+    }
+
     /// `ReportApplied`.
     ///
     /// # Errors

@@ -440,6 +440,8 @@ pub struct WatchParams {
     pub collector: CollectorId,
     /// The (epoch, generation) it applied last, if any.
     pub known: Option<(uuid::Uuid, u64)>,
+    /// Observe only (`observe_only`): follow the feed without marking the collector live or changing anything.
+    pub observe: bool,
 }
 
 impl TryFrom<pb::WatchRequest> for WatchParams {
@@ -455,7 +457,7 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
         } else {
             Some((parse_uuid("known_epoch", &req.known_epoch)?, req.known_generation))
         };
-        Ok(Self { collector, known })
+        Ok(Self { collector, known, observe: req.observe_only })
     }
 }
 

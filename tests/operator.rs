@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Proc, WAIT, client, collectors, roster, start_collector, start_server, wait_status};
+use common::{
+    Proc, WAIT, all_producers, client, collectors, register_many, roster, start_collector, start_server,
+    start_server_with, wait_status,
+};
 use serde_json::Value;
 
 fn json(cli: &Proc) -> Value {
@@ -25,14 +28,13 @@ fn assert_ok(cli: &mut Proc) {
     assert!(status.success(), "exit {status}; stdout:\n{}\nstderr:\n{}", cli.stdout(), cli.stderr());
 }
 
-/// Waits until the server knows exactly `ids`, each with one open stream and converged; returns their
-/// generations.
+/// Waits until each of `ids` has one open stream and has converged; returns their generations.
 async fn converged(url: &str, ids: &[&str]) -> Vec<u64> {
     let deadline = Instant::now() + WAIT;
     loop {
         let known = collectors(url).await;
         let all = ids.iter().all(|id| known.get(*id).is_some_and(|c| c.open_streams == 1 && c.converged));
-        if all && known.len() == ids.len() {
+        if all {
             return ids.iter().map(|id| known[*id].generation).collect();
         }
         assert!(Instant::now() < deadline, "collectors {ids:?} not converged in time: {known:#?}");
@@ -144,4 +146,136 @@ async fn an_operator_pin_holds_through_the_producers_renewals_touches_nothing_el
     assert!(!old_way.wait_exit().success());
     assert!(old_way.stderr().contains(&format!("roster producers pin {id} {target}")), "{}", old_way.stderr());
     assert_eq!(api.get_producer(id.clone()).await.unwrap().interval_ms, 200, "the registration was not sent");
+}
+
+/// Waits until the server lists `collector` as departed; returns its info.
+async fn departed(url: &str, collector: &str) -> roster::pb::CollectorInfo {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let known = collectors(url).await;
+        if let Some(c) = known.get(collector).filter(|c| c.state() == roster::pb::CollectorState::Departed) {
+            return c.clone();
+        }
+        assert!(Instant::now() < deadline, "{collector} did not depart: {known:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_feed_changes_no_assignment_and_an_unknown_collector_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &["--grace", "1s"]);
+    let url = format!("http://{addr}");
+    let (_live, _, live) = start_collector(&url, &dir.path().join("live"));
+    let (mut gone, _, gone_id) = start_collector(&url, &dir.path().join("gone"));
+    converged(&url, &[&live, &gone_id]).await;
+    gone.kill9();
+    departed(&url, &gone_id).await;
+    let producers = register_many(&url, 20).await;
+    let generations = converged(&url, &[&live]).await;
+    let everything_on_live = |all: &std::collections::BTreeMap<String, String>| {
+        all.len() == producers.len() && all.values().all(|c| *c == live)
+    };
+    assert!(everything_on_live(&all_producers(&url).await));
+
+    // A new id: refused, named, and nothing is created.
+    let phantom = "22222222-2222-2222-2222-222222222222";
+    let started = Instant::now();
+    let mut watch = roster(&["--server", &url, "watch", "--collector", phantom, "--count", "1"]);
+    assert!(!watch.wait_exit().success(), "stdout:\n{}", watch.stdout());
+    assert!(watch.stderr().contains("NotFound") && watch.stderr().contains(phantom), "{}", watch.stderr());
+    eprintln!("figure: watch of an unknown collector refused in {:?}", started.elapsed());
+
+    // A departed collector and a live one: their feeds are shown, and neither watch moves anything.
+    for (who, count) in [(&gone_id, 0), (&live, producers.len())] {
+        let mut watch = roster(&["--server", &url, "--output", "json", "watch", "--collector", who, "--count", "1"]);
+        assert_ok(&mut watch);
+        let applied: Value = watch
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| e["event"] == "applied")
+            .unwrap_or_else(|| panic!("no snapshot shown:\n{}", watch.stdout()));
+        assert_eq!(applied["producers"].as_array().map(Vec::len), Some(count), "{who}: {applied}");
+    }
+
+    let known = collectors(&url).await;
+    assert_eq!(known.keys().collect::<Vec<_>>(), {
+        let mut ids = vec![&live, &gone_id];
+        ids.sort();
+        ids
+    });
+    assert_eq!(known[&gone_id].state(), roster::pb::CollectorState::Departed, "{known:#?}");
+    assert_eq!((known[&gone_id].assigned_count, known[&live].open_streams), (0, 1), "{known:#?}");
+    assert!(everything_on_live(&all_producers(&url).await), "a watch moved producers");
+    assert_eq!(converged(&url, &[&live]).await, generations, "a watch made a new generation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_collector_is_forgotten_after_forget_after_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--grace", "1s", "--forget-after", "4s"];
+    let (mut server, addr) = start_server_with(&dir.path().join("server"), None, &flags);
+    let url = format!("http://{addr}");
+    let (mut collector, _, id) = start_collector(&url, &dir.path().join("c"));
+    converged(&url, &[&id]).await;
+    collector.kill9();
+    let gone = departed(&url, &id).await;
+    assert_eq!(gone.forget_at_unix_ms, gone.departed_at_unix_ms + 4_000, "{gone:?}");
+
+    // The departure time is in the store: a restart does not start the count again.
+    server.signal("-TERM");
+    assert!(server.wait_exit().success(), "{}", server.stderr());
+    let (server, _) = start_server_with(&dir.path().join("server"), Some(&addr), &flags);
+    let restored = collectors(&url).await;
+    assert_eq!(restored.get(&id).map(|c| c.departed_at_unix_ms), Some(gone.departed_at_unix_ms), "{restored:#?}");
+
+    let deadline = Instant::now() + WAIT;
+    while collectors(&url).await.contains_key(&id) {
+        assert!(Instant::now() < deadline, "{id} was never forgotten:\n{}", server.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let forgotten_at = roster::follower::now_ms();
+    eprintln!("figure: forgotten {} ms after departing (--forget-after 4s)", forgotten_at - gone.departed_at_unix_ms);
+    assert!(
+        forgotten_at >= gone.forget_at_unix_ms,
+        "forgotten early: at {forgotten_at}, due {}",
+        gone.forget_at_unix_ms
+    );
+    assert!(server.stderr().contains("forgotten"), "{}", server.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_collectors_forget_refuses_a_live_or_grace_collector_and_forgets_a_departed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &["--grace", "3s"]);
+    let url = format!("http://{addr}");
+    let (mut collector, _, id) = start_collector(&url, &dir.path().join("c"));
+    converged(&url, &[&id]).await;
+    let forget = |output: &str| roster(&["--server", &url, "--output", output, "collectors", "forget", &id]);
+
+    let mut live = forget("table");
+    assert!(!live.wait_exit().success());
+    let line = live.stderr();
+    assert!(line.contains("FailedPrecondition") && line.contains(&id) && line.contains("is live"), "{line}");
+
+    collector.kill9();
+    let deadline = Instant::now() + WAIT;
+    while collectors(&url).await[&id].state() != roster::pb::CollectorState::Grace {
+        assert!(Instant::now() < deadline, "{id} never entered grace");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut grace = forget("table");
+    assert!(!grace.wait_exit().success());
+    assert!(grace.stderr().contains("FailedPrecondition") && grace.stderr().contains("in grace"), "{}", grace.stderr());
+    assert!(collectors(&url).await.contains_key(&id), "a refused forget removed it");
+
+    departed(&url, &id).await;
+    let mut forgotten = forget("json");
+    assert_ok(&mut forgotten);
+    assert_eq!(json(&forgotten)["existed"], true);
+    assert!(!collectors(&url).await.contains_key(&id));
+    let mut again = forget("table");
+    assert_ok(&mut again);
+    assert!(again.stdout().contains("was not known"), "{}", again.stdout());
 }

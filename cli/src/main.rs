@@ -65,11 +65,12 @@ enum Command {
     Assignment(AssignmentCommand),
     /// Follow a collector's assignment feed and print each applied snapshot and each discard.
     ///
-    /// Note: a Watch stream marks that collector live on the server (S1), and this command does not report
-    /// applied generations. Use it to observe a real collector's feed, or with an id of its own for testing.
+    /// Observe only: the watch does not mark the collector live, changes no assignment and reports nothing, so it
+    /// is safe against a production fleet. The collector must be known to the server (`roster collectors list`);
+    /// an unknown id is refused (NOT_FOUND) rather than followed.
     #[command(after_help = "Example:\n  roster watch --collector 11111111-1111-1111-1111-111111111111 --count 1")]
     Watch {
-        /// The collector whose feed to follow.
+        /// The collector whose feed to follow (one the server knows).
         #[arg(long, value_parser = CollectorId::from_str)]
         collector: CollectorId,
         /// Exit after this many applied snapshots (default: follow until Ctrl-C).
@@ -181,6 +182,13 @@ enum CollectorsCommand {
     /// List every collector: state, producers, current and applied generation, converged or not.
     #[command(after_help = "Example:\n  roster collectors list --output json")]
     List,
+    /// Forget a departed collector at once (the server forgets them on its own after its --forget-after, 24 h by
+    /// default). Refused for a collector that is live or in grace; succeeds if it is already forgotten.
+    #[command(after_help = "Example:\n  roster collectors forget 11111111-1111-1111-1111-111111111111")]
+    Forget {
+        /// The collector's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +317,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let value = json!({"collectors": collectors.iter().map(output::collector_json).collect::<Vec<_>>()});
             output::print(format, &value, || output::collectors_table(&collectors).to_string());
         }
+        Command::Collectors(CollectorsCommand::Forget { id }) => {
+            let reply = client()?.forget_collector(id.clone()).await?;
+            let value = json!({"id": id, "existed": reply.existed});
+            output::print(format, &value, || {
+                if reply.existed { format!("forgot {id}") } else { format!("{id} was not known (nothing to do)") }
+            });
+        }
         Command::Assignment(AssignmentCommand::Show { collector }) => {
             let client = client()?;
             let collectors = client.list_collectors().await?.collectors;
@@ -391,6 +406,7 @@ async fn pin(client: &RosterClient, format: Format, producer: String, collector:
 async fn watch(server: &str, collector: CollectorId, count: Option<u64>, format: Format) -> anyhow::Result<()> {
     let mut config = FollowerConfig::new(vec![server.to_owned()], collector);
     config.report = false;
+    config.observe_only = true;
     let (follower, handle) = Follower::new(config)?;
     let mut events = handle.events.subscribe();
     let stop = CancellationToken::new();
@@ -411,6 +427,23 @@ async fn watch(server: &str, collector: CollectorId, count: Option<u64>, format:
             },
         };
         let (value, text) = match &event {
+            FollowerEvent::WatchRefused { code, message } => {
+                // Retrying cannot change these answers: say so and stop, rather than follow nothing forever.
+                if matches!(
+                    code,
+                    tonic::Code::NotFound
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::Unimplemented
+                ) {
+                    stop.cancel();
+                    let _ = task.await;
+                    bail!("Watch: {code:?}: {message}");
+                }
+                continue;
+            }
             FollowerEvent::Connected { endpoint } => {
                 (json!({"event": "connected", "endpoint": endpoint}), format!("connected to {endpoint}"))
             }

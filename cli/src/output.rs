@@ -106,6 +106,8 @@ pub(crate) fn collector_json(c: &pb::CollectorInfo) -> Value {
         "reported_reason": c.reported_reason,
         "reported_at_unix_ms": c.reported_at_unix_ms,
         "converged": c.converged,
+        "departed_at_unix_ms": c.departed_at_unix_ms,
+        "forget_at_unix_ms": c.forget_at_unix_ms,
     })
 }
 

@@ -7,7 +7,8 @@ use std::pin::Pin;
 
 use roster::{
     domain::{
-        ApplyOutcome, ApplyReport, PinChange, ProducerId, ProducerQuery, Registration, WatchParams, duration_ms_u32,
+        ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams,
+        duration_ms_u32,
     },
     pb,
 };
@@ -45,7 +46,7 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
     let (state, open_streams, grace_ends) = match v.record.liveness {
         Liveness::Live { streams } => (pb::CollectorState::Live, streams, 0),
         Liveness::Grace { until_ms } => (pb::CollectorState::Grace, 0, until_ms),
-        Liveness::Departed => (pb::CollectorState::Departed, 0, 0),
+        Liveness::Departed { .. } => (pb::CollectorState::Departed, 0, 0),
     };
     let report = v.record.report.as_ref();
     pb::CollectorInfo {
@@ -70,6 +71,8 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
             .unwrap_or_default(),
         reported_at_unix_ms: report.map_or(0, |r| r.at_ms),
         converged: v.converged,
+        departed_at_unix_ms: v.record.departed_at_ms().unwrap_or(0),
+        forget_at_unix_ms: v.forget_at_ms.unwrap_or(0),
     }
 }
 
@@ -160,6 +163,18 @@ impl pb::registry_server::Registry for RegistryService {
         let collectors = self.registry.list_collectors().await?;
         Ok(Response::new(pb::ListCollectorsResponse { collectors: collectors.iter().map(collector_info).collect() }))
     }
+
+    async fn forget_collector(
+        &self,
+        request: Request<pb::ForgetCollectorRequest>,
+    ) -> Result<Response<pb::ForgetCollectorResponse>, Status> {
+        let id = CollectorId::parse_field("collector_id", &request.into_inner().collector_id)?;
+        let existed = self.registry.forget(id).await?;
+        if existed {
+            info!(collector.id = %id, "departed collector forgotten on an operator's request");
+        }
+        Ok(Response::new(pb::ForgetCollectorResponse { existed }))
+    }
 }
 
 /// `roster.v1.AssignmentFeed`.
@@ -188,6 +203,7 @@ impl AssignmentFeed for FeedService {
             info!(
                 known_epoch = ?params.known.map(|k| k.0),
                 known_generation = params.known.map_or(0, |k| k.1),
+                observe_only = params.observe,
                 "feed stream opened"
             );
         });

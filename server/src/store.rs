@@ -106,12 +106,17 @@ pub struct Batch {
     pub delete_producers: Vec<ProducerId>,
     /// Collectors to insert or replace.
     pub upsert_collectors: Vec<(CollectorId, CollectorRecord)>,
+    /// Collectors to delete (forgotten).
+    pub delete_collectors: Vec<CollectorId>,
 }
 
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.upsert_producers.is_empty() && self.delete_producers.is_empty() && self.upsert_collectors.is_empty()
+        self.upsert_producers.is_empty()
+            && self.delete_producers.is_empty()
+            && self.upsert_collectors.is_empty()
+            && self.delete_collectors.is_empty()
     }
 }
 
@@ -228,7 +233,7 @@ impl Store {
 
         let rows = sqlx::query(
             "SELECT id, generation, reported_epoch, reported_generation, reported_outcome, reported_reason, \
-             reported_at_ms FROM collectors ORDER BY id",
+             reported_at_ms, departed_at_ms FROM collectors ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -284,7 +289,8 @@ impl Store {
             }),
         };
         let generation = to_u64(row.get("generation"));
-        Ok((collector, CollectorRecord::restored(generation, report)))
+        let departed_at_ms = row.get::<Option<i64>, _>("departed_at_ms").map(to_u64);
+        Ok((collector, CollectorRecord::restored(generation, report, departed_at_ms)))
     }
 
     /// Writes one batch in one transaction: all of it, or (on error) none of it.
@@ -331,11 +337,11 @@ impl Store {
             let report = c.report.as_ref();
             sqlx::query(
                 "INSERT INTO collectors (id, generation, reported_epoch, reported_generation, reported_outcome, \
-                 reported_reason, reported_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 reported_reason, reported_at_ms, departed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
                  reported_epoch = excluded.reported_epoch, reported_generation = excluded.reported_generation, \
                  reported_outcome = excluded.reported_outcome, reported_reason = excluded.reported_reason, \
-                 reported_at_ms = excluded.reported_at_ms",
+                 reported_at_ms = excluded.reported_at_ms, departed_at_ms = excluded.departed_at_ms",
             )
             .bind(id.to_string())
             .bind(to_i64(c.generation))
@@ -350,9 +356,17 @@ impl Store {
                 ApplyOutcome::Rejected(reason) => Some(reason.clone()),
             }))
             .bind(report.map(|r| to_i64(r.at_ms)))
+            .bind(c.departed_at_ms().map(to_i64))
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a collector"))?;
+        }
+        for id in &batch.delete_collectors {
+            sqlx::query("DELETE FROM collectors WHERE id = ?")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("cannot delete a collector"))?;
         }
         tx.commit().await.map_err(self.db("cannot commit"))?;
         Ok(())

@@ -59,13 +59,17 @@ pub enum Liveness {
         /// End of the grace period.
         until_ms: u64,
     },
-    /// Not eligible.
-    Departed,
+    /// Not eligible; forgotten once departed for [`Rules::forget_after`].
+    Departed {
+        /// When it departed: the end of its grace period, or the load of the store for a collector that was not
+        /// departed when last written. 0 only transiently (see [`CollectorRecord::restored`]).
+        since_ms: u64,
+    },
 }
 
 impl Liveness {
     fn eligible(self) -> bool {
-        !matches!(self, Self::Departed)
+        !matches!(self, Self::Departed { .. })
     }
 }
 
@@ -94,13 +98,23 @@ pub struct CollectorRecord {
 }
 
 impl CollectorRecord {
-    /// A record read back from the store; liveness is decided by [`State::from_loaded`].
-    pub fn restored(generation: u64, report: Option<StoredReport>) -> Self {
-        Self { generation, liveness: Liveness::Departed, report }
+    /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
+    /// grace when last written); liveness is decided by [`State::from_loaded`].
+    pub fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
+        Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
     }
 
+    /// A new record; every caller makes it live or in grace at once.
     fn new() -> Self {
-        Self { generation: 1, liveness: Liveness::Departed, report: None }
+        Self { generation: 1, liveness: Liveness::Departed { since_ms: 0 }, report: None }
+    }
+
+    /// When it departed, if it has.
+    pub fn departed_at_ms(&self) -> Option<u64> {
+        match self.liveness {
+            Liveness::Departed { since_ms } => Some(since_ms),
+            Liveness::Live { .. } | Liveness::Grace { .. } => None,
+        }
     }
 }
 
@@ -120,6 +134,8 @@ pub struct Rules {
     pub default_lease: Duration,
     /// How long a collector stays eligible after its last stream closed (L2).
     pub grace: Duration,
+    /// How long a departed collector is kept before it is forgotten.
+    pub forget_after: Duration,
 }
 
 /// Result of a registration.
@@ -153,6 +169,8 @@ pub struct CollectorView {
     pub assigned: usize,
     /// Whether its last report is an APPLIED of its current generation in this epoch.
     pub converged: bool,
+    /// For a departed collector: when it will be forgotten.
+    pub forget_at_ms: Option<u64>,
 }
 
 /// The registry's working state.
@@ -203,6 +221,13 @@ impl State {
                 collector.liveness = Liveness::Grace { until_ms: grace_until };
             }
             state.producers.insert(record.spec.id, record);
+        }
+        // A collector that was live or in grace when last written, and has no producers to keep, departs now.
+        for (id, collector) in &mut state.collectors {
+            if collector.liveness == (Liveness::Departed { since_ms: 0 }) {
+                collector.liveness = Liveness::Departed { since_ms: now_ms };
+                changes.collectors.insert(*id);
+            }
         }
         (state, changes)
     }
@@ -385,13 +410,14 @@ impl State {
             created = true;
             CollectorRecord::new()
         });
-        if created {
+        let was_eligible = record.liveness.eligible();
+        if created || !was_eligible {
+            // A new record, or one whose stored departure time must be cleared.
             changes.collectors.insert(id);
         }
-        let was_eligible = record.liveness.eligible();
         record.liveness = match record.liveness {
             Liveness::Live { streams } => Liveness::Live { streams: streams.saturating_add(1) },
-            Liveness::Grace { .. } | Liveness::Departed => Liveness::Live { streams: 1 },
+            Liveness::Grace { .. } | Liveness::Departed { .. } => Liveness::Live { streams: 1 },
         };
         // A collector that claims a generation this epoch never reached (a copied data directory, say) would
         // ignore every snapshot up to it (C3); jump past it instead.
@@ -448,7 +474,8 @@ impl State {
             if let Liveness::Grace { until_ms } = record.liveness
                 && until_ms <= now_ms
             {
-                record.liveness = Liveness::Departed;
+                record.liveness = Liveness::Departed { since_ms: until_ms };
+                changes.collectors.insert(*id);
                 departed.push(*id);
             }
         }
@@ -462,6 +489,44 @@ impl State {
             changes.dirty.extend(eligible);
         }
         (lapsed, departed)
+    }
+
+    /// Forgets every collector departed for [`Rules::forget_after`] or longer; returns them.
+    pub fn forget_departed(&mut self, now_ms: u64, changes: &mut Changes) -> Vec<CollectorId> {
+        let forget_after = ms(self.rules.forget_after);
+        let due: Vec<_> = self
+            .collectors
+            .iter()
+            .filter(|(_, c)| c.departed_at_ms().is_some_and(|since| since.saturating_add(forget_after) <= now_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            self.remove_collector(*id, changes);
+        }
+        due
+    }
+
+    /// Forgets a departed collector (an operator's `ForgetCollector`). Returns whether it was known, or, for a
+    /// collector that is live or in grace, its liveness (it is kept).
+    pub fn forget(&mut self, id: CollectorId, changes: &mut Changes) -> Result<bool, Liveness> {
+        match self.collectors.get(&id).map(|c| c.liveness) {
+            None => Ok(false),
+            Some(Liveness::Departed { .. }) => {
+                self.remove_collector(id, changes);
+                Ok(true)
+            }
+            Some(kept) => Err(kept),
+        }
+    }
+
+    /// Removes a departed collector's record. A departed collector has no producers (none is assigned to an
+    /// ineligible collector), so no assignment changes.
+    fn remove_collector(&mut self, id: CollectorId, changes: &mut Changes) {
+        self.collectors.remove(&id);
+        self.by_collector.remove(&id);
+        // It may have lost its producers earlier in this batch: no generation to bump for a forgotten record.
+        changes.dirty.remove(&id);
+        changes.collectors.insert(id);
     }
 
     /// Bumps the generation of every collector whose assignment changed, and gathers what must be written.
@@ -481,8 +546,9 @@ impl State {
             }
         }
         for id in collectors {
-            if let Some(record) = self.collectors.get(&id) {
-                batch.upsert_collectors.push((id, record.clone()));
+            match self.collectors.get(&id) {
+                Some(record) => batch.upsert_collectors.push((id, record.clone())),
+                None => batch.delete_collectors.push(id),
             }
         }
         (batch, dirty)
@@ -530,6 +596,7 @@ impl State {
                         && r.generation == record.generation
                         && matches!(r.outcome, ApplyOutcome::Applied)
                 }),
+                forget_at_ms: record.departed_at_ms().map(|since| since.saturating_add(ms(self.rules.forget_after))),
             })
             .collect()
     }
@@ -565,7 +632,11 @@ mod tests {
 
     use super::*;
 
-    const RULES: Rules = Rules { default_lease: Duration::from_secs(60), grace: Duration::from_secs(10) };
+    const RULES: Rules = Rules {
+        default_lease: Duration::from_secs(60),
+        grace: Duration::from_secs(10),
+        forget_after: Duration::from_secs(100),
+    };
 
     fn empty(now_ms: u64) -> State {
         let loaded = Loaded { epoch: Uuid::from_u128(7), epoch_created_ms: 0, producers: vec![], collectors: vec![] };
@@ -596,6 +667,7 @@ mod tests {
         Pin { producer: u8, pin: Option<u8> },
         Attach(u8),
         Detach(u8),
+        Forget(u8),
         Advance(u64),
     }
 
@@ -610,6 +682,7 @@ mod tests {
             (0u8..20, prop::option::of(0u8..5)).prop_map(|(producer, pin)| Op::Pin { producer, pin }),
             (0u8..5).prop_map(Op::Attach),
             (0u8..5).prop_map(Op::Detach),
+            (0u8..5).prop_map(Op::Forget),
             (0u64..40_000).prop_map(Op::Advance),
         ]
     }
@@ -634,6 +707,7 @@ mod tests {
                 let before = assignments(&state);
                 let generations: BTreeMap<_, _> = state.collectors.iter().map(|(c, r)| (*c, r.generation)).collect();
                 let mut changes = Changes::default();
+                let mut forgotten = BTreeSet::new();
                 for op in batch {
                     match op {
                         Op::Register { producer, port, pin } => { state.register(registration(producer, port, pin), now, &mut changes); }
@@ -649,13 +723,24 @@ mod tests {
                                 state.detach(collector(c), now);
                             }
                         }
-                        Op::Advance(by) => { now += by; state.sweep(now, &mut changes); }
+                        Op::Forget(c) => {
+                            if state.forget(collector(c), &mut changes) == Ok(true) {
+                                prop_assert_eq!(streams.get(&c).copied().unwrap_or(0), 0, "a collector with a stream was forgotten");
+                                forgotten.insert(collector(c));
+                            }
+                        }
+                        Op::Advance(by) => {
+                            now += by;
+                            state.sweep(now, &mut changes);
+                            forgotten.extend(state.forget_departed(now, &mut changes));
+                        }
                     }
                 }
                 let (_batch, dirty) = state.finish(changes);
                 state.check_invariants();
                 let after = assignments(&state);
-                for (c, record) in &state.collectors {
+                // A collector forgotten in this batch may be back as a new record, its generations starting over.
+                for (c, record) in state.collectors.iter().filter(|(c, _)| !forgotten.contains(*c)) {
                     let old = generations.get(c).copied().unwrap_or(0);
                     prop_assert!(record.generation >= old);
                     let changed = before.get(c).map_or(!after[c].is_empty(), |b| b != &after[c]);
@@ -743,5 +828,48 @@ mod tests {
         assert_eq!((cleared.operator_pin, cleared.assigned), (None, Some(rendezvous)));
         let unknown = PinChange { producer: registration(9, 1, None).spec.id, collector: Some(target) };
         assert!(state.set_operator_pin(unknown, &mut changes).is_none());
+    }
+
+    #[test]
+    fn departed_collectors_are_forgotten_after_the_stated_time_or_on_request_never_before() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        state.attach(collector(1), None, &mut changes);
+        state.attach(collector(2), None, &mut changes);
+        state.register(registration(1, 1, Some(1)), 0, &mut changes);
+        assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Live { streams: 1 }));
+        state.detach(collector(1), 1_000);
+        assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Grace { until_ms: 11_000 }));
+        state.sweep(11_000, &mut changes);
+        assert_eq!(state.collector(collector(1)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 11_000 }));
+        let (batch, _) = state.finish(std::mem::take(&mut changes));
+        assert!(batch.upsert_collectors.iter().any(|(id, _)| *id == collector(1)), "the departure is persisted");
+
+        assert!(state.forget_departed(110_999, &mut changes).is_empty(), "kept until 100 s after departing");
+        assert_eq!(state.forget_departed(111_000, &mut changes), vec![collector(1)]);
+        assert!(state.collector(collector(1)).is_none());
+        let (batch, dirty) = state.finish(std::mem::take(&mut changes));
+        assert_eq!(batch.delete_collectors, vec![collector(1)]);
+        assert!(dirty.is_empty());
+        state.check_invariants();
+
+        // By request: at once once departed; a collector it does not know is no error (R1).
+        state.detach(collector(2), 200_000);
+        state.sweep(210_000, &mut changes);
+        assert_eq!(state.forget(collector(2), &mut changes), Ok(true));
+        assert_eq!(state.forget(collector(2), &mut changes), Ok(false));
+        assert!(state.list_collectors().is_empty());
+
+        // A collector live when the store was last written, without producers, departs at the load.
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            epoch_created_ms: 0,
+            producers: vec![],
+            collectors: vec![(collector(3), CollectorRecord::restored(4, None, None))],
+        };
+        let (mut state, _) = State::from_loaded(loaded, RULES, 500_000);
+        assert_eq!(state.collector(collector(3)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 500_000 }));
+        assert!(state.forget_departed(599_999, &mut changes).is_empty());
+        assert_eq!(state.forget_departed(600_000, &mut changes), vec![collector(3)]);
     }
 }
