@@ -99,6 +99,25 @@ impl RosterClient {
         .await
     }
 
+    /// `SetProducerPin`: pins `producer_id` to `collector_id`, or clears its operator pin when `collector_id` is
+    /// empty.
+    ///
+    /// # Errors
+    /// See [`CallError`]; an unregistered producer is [`CallError::Rejected`] with `NOT_FOUND`.
+    pub async fn set_producer_pin(
+        &self,
+        producer_id: String,
+        collector_id: String,
+    ) -> Result<pb::SetProducerPinResponse, CallError> {
+        let client = self.registry.clone();
+        let request = pb::SetProducerPinRequest { producer_id, collector_id };
+        retry::call("SetProducerPin", self.policy, self.timeout, request, |r| {
+            let mut c = client.clone();
+            async move { c.set_producer_pin(r).await }
+        })
+        .await
+    }
+
     /// One page of `ListProducers`.
     ///
     /// # Errors
@@ -148,6 +167,21 @@ impl RosterClient {
         retry::call("ListCollectors", self.policy, self.timeout, pb::ListCollectorsRequest {}, |r| {
             let mut c = client.clone();
             async move { c.list_collectors(r).await }
+        })
+        .await
+    }
+
+    /// `ForgetCollector`: forgets a departed collector.
+    ///
+    /// # Errors
+    /// See [`CallError`]; a collector that is live or in grace is [`CallError::Rejected`] with
+    /// `FAILED_PRECONDITION`.
+    pub async fn forget_collector(&self, collector_id: String) -> Result<pb::ForgetCollectorResponse, CallError> {
+        let client = self.registry.clone();
+        let request = pb::ForgetCollectorRequest { collector_id };
+        retry::call("ForgetCollector", self.policy, self.timeout, request, |r| {
+            let mut c = client.clone();
+            async move { c.forget_collector(r).await }
         })
         .await
     }

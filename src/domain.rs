@@ -481,7 +481,8 @@ pub struct ProducerSpec {
     pub interval: Duration,
     /// Labels added to its samples.
     pub labels: Labels,
-    /// The collector an operator pinned it to, if any.
+    /// The collector its registrant pinned it to, if any (an operator pin, kept apart from the registration,
+    /// wins over it).
     pub pinned: Option<CollectorId>,
 }
 
@@ -561,6 +562,26 @@ impl TryFrom<pb::RegisterProducerRequest> for Registration {
     }
 }
 
+/// A validated `SetProducerPin` request: an operator pin to set, or to clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinChange {
+    /// The producer to pin.
+    pub producer: ProducerId,
+    /// The collector to pin it to; `None` clears the operator pin.
+    pub collector: Option<CollectorId>,
+}
+
+impl TryFrom<pb::SetProducerPinRequest> for PinChange {
+    type Error = FieldError;
+
+    fn try_from(req: pb::SetProducerPinRequest) -> Result<Self, FieldError> {
+        Ok(Self {
+            producer: ProducerId::parse_field("producer_id", &req.producer_id)?,
+            collector: CollectorId::parse_optional_field("collector_id", &req.collector_id)?,
+        })
+    }
+}
+
 /// A collector's report about one generation (C4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyReport {
@@ -625,6 +646,8 @@ pub struct WatchParams {
     pub collector: CollectorId,
     /// The (epoch, generation) it applied last, if any.
     pub known: Option<(uuid::Uuid, u64)>,
+    /// Observe only (`observe_only`): follow the feed without marking the collector live or changing anything.
+    pub observe: bool,
 }
 
 impl TryFrom<pb::WatchRequest> for WatchParams {
@@ -648,7 +671,7 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
         } else {
             Some((parse_uuid("known_epoch", &req.known_epoch)?, req.known_generation))
         };
-        Ok(Self { collector, known })
+        Ok(Self { collector, known, observe: req.observe_only })
     }
 }
 

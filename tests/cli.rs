@@ -190,11 +190,13 @@ fn every_command_answers_in_both_formats() {
     assert_eq!(status["collector_id"], collector_id.as_str());
     assert!(run("table", &["status", "--collector", &status_addr]).stdout().contains("CONNECTED"));
 
-    let watcher = "22222222-2222-2222-2222-222222222222";
-    let watched = run("json", &["watch", "--collector", watcher, "--count", "1"]);
+    // Observe-only: the collector's own feed, without disturbing it.
+    let watched = run("json", &["watch", "--collector", &collector_id, "--count", "1"]);
     let applied: Vec<Value> = watched.stdout().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(applied.iter().any(|e| e["event"] == "applied"), "{}", watched.stdout());
-    assert!(run("table", &["watch", "--collector", watcher, "--count", "1"]).stdout().contains("applied generation"));
+    assert!(applied.iter().any(|e| e["event"] == "applied" && e["producers"][0]["id"] == id), "{}", watched.stdout());
+    assert!(
+        run("table", &["watch", "--collector", &collector_id, "--count", "1"]).stdout().contains("applied generation")
+    );
 
     assert_eq!(json(&run("json", &["producers", "deregister", id]))["existed"], true);
     assert!(run("table", &["producers", "deregister", id]).stdout().contains("was not registered"));

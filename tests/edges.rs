@@ -46,6 +46,7 @@ async fn a_watch_claiming_the_largest_generation_is_refused_and_the_collector_ke
                 collector_id: collector_id.clone(),
                 known_epoch: before.applied_epoch.clone(),
                 known_generation: claim,
+                observe_only: false,
             })
             .await
             .expect_err("a claim beyond any generation a server makes is refused");
@@ -60,6 +61,7 @@ async fn a_watch_claiming_the_largest_generation_is_refused_and_the_collector_ke
             collector_id: collector_id.clone(),
             known_epoch: before.applied_epoch.clone(),
             known_generation: roster::domain::MAX_GENERATION,
+            observe_only: false,
         })
         .await
         .unwrap()

@@ -74,11 +74,12 @@ enum Command {
     Assignment(AssignmentCommand),
     /// Follow a collector's assignment feed and print each applied snapshot and each discard.
     ///
-    /// Note: a Watch stream marks that collector live on the server (S1), and this command does not report
-    /// applied generations. Use it to observe a real collector's feed, or with an id of its own for testing.
+    /// Observe only: the watch does not mark the collector live, changes no assignment and reports nothing, so it
+    /// is safe against a production fleet. The collector must be known to the server (`roster collectors list`);
+    /// an unknown id is refused (NOT_FOUND) rather than followed.
     #[command(after_help = "Example:\n  roster watch --collector 11111111-1111-1111-1111-111111111111 --count 1")]
     Watch {
-        /// The collector whose feed to follow.
+        /// The collector whose feed to follow (one the server knows).
         #[arg(long, value_parser = CollectorId::from_str)]
         collector: CollectorId,
         /// Exit after this many applied snapshots (default: follow until Ctrl-C).
@@ -141,12 +142,34 @@ enum ProducersCommand {
         /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
         #[arg(long, value_parser = parse_label_flag)]
         label: Vec<(String, String)>,
-        /// Pin it to this collector while that collector is eligible.
-        #[arg(long, value_parser = CollectorId::from_str)]
+        /// No longer here: a registration carries the registrant's own pin only; operators pin with
+        /// `roster producers pin`, which touches nothing else.
+        #[arg(long, hide = true, value_parser = CollectorId::from_str)]
         pin: Option<CollectorId>,
         /// Lease (default: the server's, 5 minutes).
         #[arg(long, value_parser = humantime::parse_duration)]
         lease: Option<Duration>,
+    },
+    /// Pin a producer to a collector (an operator pin): it goes to that collector while the collector is eligible,
+    /// and is assigned as usual otherwise. The pin is kept until `roster producers unpin`, whatever the producer's
+    /// own renewals say, and changes nothing else (address, interval, labels, lease stay as registered).
+    #[command(
+        after_help = "Example:\n  roster producers pin 67e55044-10b1-426f-9247-bb680e5fe0c8 11111111-1111-1111-1111-111111111111"
+    )]
+    Pin {
+        /// The producer's id (it must be registered).
+        #[arg(value_parser = ProducerId::from_str)]
+        producer: ProducerId,
+        /// The collector's id.
+        #[arg(value_parser = CollectorId::from_str)]
+        collector: CollectorId,
+    },
+    /// Clear a producer's operator pin: it is assigned as usual again (or by its registrant's own pin, if any).
+    #[command(after_help = "Example:\n  roster producers unpin 67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    Unpin {
+        /// The producer's id (it must be registered).
+        #[arg(value_parser = ProducerId::from_str)]
+        producer: ProducerId,
     },
     /// Deregister a producer (succeeds if it is already gone).
     #[command(after_help = "Example:\n  roster producers deregister 67e55044-10b1-426f-9247-bb680e5fe0c8")]
@@ -177,6 +200,14 @@ enum CollectorsCommand {
     /// List every collector: state, producers, current and applied generation, converged or not.
     #[command(after_help = "Example:\n  roster collectors list --output json")]
     List,
+    /// Forget a departed collector at once (the server forgets them on its own after its --forget-after, 24 h by
+    /// default). Refused for a collector that is live or in grace; succeeds if it is already forgotten.
+    #[command(after_help = "Example:\n  roster collectors forget 11111111-1111-1111-1111-111111111111")]
+    Forget {
+        /// The collector's id.
+        #[arg(value_parser = CollectorId::from_str)]
+        id: CollectorId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,12 +317,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || RosterClient::connect(&cli.server, cli.timeout).with_max_attempts(cli.max_attempts);
     match cli.command {
         Command::Producers(ProducersCommand::Register { id, address, interval, label, pin, lease }) => {
+            if let Some(pin) = pin {
+                anyhow::bail!(
+                    "--pin is no longer a registration flag (a registration replaced the whole record, so the pin was \
+                     lost at the producer's next renewal): pin with `roster producers pin {id} {pin}`, which keeps the \
+                     pin until `roster producers unpin {id}` and changes nothing else"
+                );
+            }
             let request = pb::RegisterProducerRequest {
                 producer_id: id.to_string(),
                 address,
                 interval_ms: ms(interval, "--interval")?,
                 labels: labels_from_flags("--label", label)?.into_map(),
-                pinned_collector_id: pin.map(|c| c.to_string()).unwrap_or_default(),
+                pinned_collector_id: String::new(),
                 lease_ms: lease.map(|l| ms(l, "--lease")).transpose()?,
             };
             let reply = client().register_producer(request).await?;
@@ -306,6 +344,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     output::producers_table(std::slice::from_ref(&producer))
                 )
             });
+        }
+        Command::Producers(ProducersCommand::Pin { producer, collector }) => {
+            pin(&client(), format, producer, Some(collector)).await?;
+        }
+        Command::Producers(ProducersCommand::Unpin { producer }) => {
+            pin(&client(), format, producer, None).await?;
         }
         Command::Producers(ProducersCommand::Deregister { id }) => {
             let reply = client().deregister_producer(id.to_string()).await?;
@@ -339,6 +383,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let collectors = client().list_collectors().await?.collectors;
             let value = json!({"collectors": collectors.iter().map(output::collector_json).collect::<Vec<_>>()});
             output::print(format, &value, || output::collectors_table(&collectors).to_string());
+        }
+        Command::Collectors(CollectorsCommand::Forget { id }) => {
+            let reply = client().forget_collector(id.to_string()).await?;
+            let value = json!({"id": id.to_string(), "existed": reply.existed});
+            output::print(format, &value, || {
+                if reply.existed { format!("forgot {id}") } else { format!("{id} was not known (nothing to do)") }
+            });
         }
         Command::Assignment(AssignmentCommand::Show { collector }) => {
             let client = client();
@@ -398,10 +449,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `roster producers pin` and `unpin` (an empty `collector`): one `SetProducerPin`, nothing else.
+async fn pin(
+    client: &RosterClient,
+    format: Format,
+    producer: ProducerId,
+    collector: Option<CollectorId>,
+) -> anyhow::Result<()> {
+    let reply =
+        client.set_producer_pin(producer.to_string(), collector.map(|c| c.to_string()).unwrap_or_default()).await?;
+    let info = reply.producer.unwrap_or_default();
+    let value = json!({"changed": reply.changed, "producer": output::producer_json(&info)});
+    output::print(format, &value, || {
+        let what = match (collector, reply.changed) {
+            (Some(c), true) => format!("pinned {} to {c}", info.id),
+            (Some(c), false) => format!("{} was already pinned to {c} (nothing to do)", info.id),
+            (None, true) => format!("unpinned {}", info.id),
+            (None, false) => format!("{} had no operator pin (nothing to do)", info.id),
+        };
+        format!("{what}\n\n{}", output::producers_table(std::slice::from_ref(&info)))
+    });
+    Ok(())
+}
+
 #[allow(clippy::print_stdout, reason = "printing the feed is what this command is for")]
 async fn watch(server: &ServerUrl, collector: CollectorId, count: Option<u64>, format: Format) -> anyhow::Result<()> {
     let mut config = FollowerConfig::new(vec![server.clone()], collector);
     config.report = false;
+    config.observe_only = true;
     let (follower, handle) = Follower::new(config)?;
     let mut events = handle.events.subscribe();
     let stop = CancellationToken::new();
@@ -422,6 +497,23 @@ async fn watch(server: &ServerUrl, collector: CollectorId, count: Option<u64>, f
             },
         };
         let (value, text) = match &event {
+            FollowerEvent::WatchRefused { code, message } => {
+                // Retrying cannot change these answers: say so and stop, rather than follow nothing forever.
+                if matches!(
+                    code,
+                    tonic::Code::NotFound
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::Unimplemented
+                ) {
+                    stop.cancel();
+                    let _ = task.await;
+                    anyhow::bail!("Watch: {code:?}: {message}");
+                }
+                continue;
+            }
             FollowerEvent::Connected { endpoint } => {
                 (json!({"event": "connected", "endpoint": endpoint}), format!("connected to {endpoint}"))
             }

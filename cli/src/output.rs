@@ -45,6 +45,8 @@ pub(crate) fn producer_json(p: &pb::ProducerInfo) -> Value {
         "interval_ms": p.interval_ms,
         "labels": p.labels,
         "pinned_collector_id": p.pinned_collector_id,
+        "operator_pinned_collector_id": p.operator_pinned_collector_id,
+        "registrant_pinned_collector_id": p.registrant_pinned_collector_id,
         "assigned_collector_id": p.assigned_collector_id,
         "lease_ms": p.lease_ms,
         "lease_expires_at_unix_ms": p.lease_expires_at_unix_ms,
@@ -61,10 +63,21 @@ pub(crate) fn producers_table(producers: &[pb::ProducerInfo]) -> Table {
             format!("{}ms", p.interval_ms),
             or_dash(&labels_text(&p.labels)).to_owned(),
             or_dash(&p.assigned_collector_id).to_owned(),
-            or_dash(&p.pinned_collector_id).to_owned(),
+            pin_text(p),
         ]);
     }
     t
+}
+
+/// The pin in force, and whose it is: an operator's (`roster producers pin`) or the registrant's.
+fn pin_text(p: &pb::ProducerInfo) -> String {
+    if !p.operator_pinned_collector_id.is_empty() {
+        format!("{} (operator)", p.operator_pinned_collector_id)
+    } else if !p.registrant_pinned_collector_id.is_empty() {
+        format!("{} (registrant)", p.registrant_pinned_collector_id)
+    } else {
+        or_dash(&p.pinned_collector_id).to_owned()
+    }
 }
 
 pub(crate) fn collector_state(c: &pb::CollectorInfo) -> &'static str {
@@ -93,6 +106,8 @@ pub(crate) fn collector_json(c: &pb::CollectorInfo) -> Value {
         "reported_reason": c.reported_reason,
         "reported_at_unix_ms": c.reported_at_unix_ms,
         "converged": c.converged,
+        "departed_at_unix_ms": c.departed_at_unix_ms,
+        "forget_at_unix_ms": c.forget_at_unix_ms,
     })
 }
 

@@ -1,14 +1,15 @@
 //! The server's errors, and the one mapping from them to gRPC statuses.
 //!
 //! Retry semantics follow from the codes (R2): bad input is `INVALID_ARGUMENT` (never retried); a store fault and
-//! shutdown are `UNAVAILABLE` (retried: nothing was changed).
+//! shutdown are `UNAVAILABLE` (retried: nothing was changed); asking to forget a collector that is not gone is
+//! `FAILED_PRECONDITION` (not retried: the state must change first).
 
 use std::sync::Arc;
 
-use roster::domain::{CollectorId, FieldError};
+use roster::domain::{CollectorId, FieldError, ProducerId};
 use tonic::Status;
 
-use crate::store::StoreError;
+use crate::{registry::state::Liveness, store::StoreError};
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -22,9 +23,43 @@ pub enum Error {
     /// A report came from a collector this server has never seen.
     #[error("collector_id: {0} is not known to this server (open its Watch stream first)")]
     UnknownCollector(CollectorId),
+    /// An observe-only `Watch` of a collector this server does not know.
+    #[error(
+        "collector_id: {0} is not known to this server (never seen, or forgotten); observing a feed does not create a collector: pass the id of one that `roster collectors list` shows"
+    )]
+    ObserveUnknown(CollectorId),
+    /// `ForgetCollector` of a collector that is live or in grace.
+    #[error("collector_id: {id} is {why}; only a departed collector can be forgotten")]
+    NotDeparted {
+        /// The collector.
+        id: CollectorId,
+        /// Its state, and what to do.
+        why: String,
+    },
+    /// A call about a producer that is not registered.
+    #[error("producer_id: {0} is not registered (register it first; a lapsed lease or a deregistration removes it)")]
+    UnknownProducer(ProducerId),
     /// The server is shutting down.
     #[error("roster-server is shutting down; retry against this or another server")]
     ShuttingDown,
+}
+
+impl Error {
+    /// The refusal to forget collector `id`, which is `liveness` at `now_ms`: why, and what to do.
+    pub fn not_departed(id: CollectorId, liveness: Liveness, now_ms: u64) -> Self {
+        let why = match liveness {
+            Liveness::Live { streams } => {
+                format!("live ({streams} feed stream(s) open): stop it, and forget it once its grace period has ended")
+            }
+            Liveness::Grace { until_ms } => format!(
+                "in grace for another {:.1} s (its feed stream closed; it keeps its producers in case it comes back): \
+                 forget it once the grace period has ended",
+                until_ms.saturating_sub(now_ms) as f64 / 1000.0
+            ),
+            Liveness::Departed { .. } => "departed".to_owned(),
+        };
+        Self::NotDeparted { id, why }
+    }
 }
 
 impl From<Error> for Status {
@@ -32,7 +67,10 @@ impl From<Error> for Status {
         let message = e.to_string();
         match e {
             Error::Field(_) => Status::invalid_argument(message),
-            Error::UnknownCollector(_) => Status::not_found(message),
+            Error::UnknownCollector(_) | Error::UnknownProducer(_) | Error::ObserveUnknown(_) => {
+                Status::not_found(message)
+            }
+            Error::NotDeparted { .. } => Status::failed_precondition(message),
             Error::Store(_) | Error::ShuttingDown => Status::unavailable(message),
         }
     }

@@ -57,6 +57,8 @@ pub struct Config {
     pub lease: Duration,
     /// How long a collector stays eligible after its last stream closed (L2).
     pub grace: Duration,
+    /// How long a departed collector is kept (listed, with its generation) before it is forgotten.
+    pub forget_after: Duration,
     /// Idle time after which a feed stream gets a heartbeat (S5).
     pub heartbeat: Duration,
     /// Bounds of a snapshot chunk (S2).
@@ -89,6 +91,7 @@ impl Config {
             data_dir: data_dir.into(),
             lease: Duration::from_secs(300),
             grace: Duration::from_secs(60),
+            forget_after: DEFAULT_FORGET_AFTER,
             heartbeat: Duration::from_secs(10),
             chunk_limits: ChunkLimits::default(),
             drain: Duration::from_secs(10),
@@ -102,6 +105,10 @@ impl Config {
         }
     }
 }
+
+/// How long a departed collector is kept before it is forgotten, unless configured otherwise: a day, so that
+/// `roster collectors list` still shows a collector that went away overnight.
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +142,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
 
     let store = Store::open(&config.data_dir, config.clock.now_ms()).await?;
     let registry_config = RegistryConfig {
-        rules: Rules { default_lease: config.lease, grace: config.grace, settle: config.settle },
+        rules: Rules {
+            default_lease: config.lease,
+            grace: config.grace,
+            settle: config.settle,
+            forget_after: config.forget_after,
+        },
         sweep_interval: config.sweep_interval,
         absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,

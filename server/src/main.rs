@@ -46,6 +46,16 @@ struct Args {
     #[arg(long, env = "ROSTER_SERVER_GRACE", default_value = "60s", value_parser = parse_duration)]
     grace: Duration,
 
+    /// How long a departed collector (gone for longer than --grace) is kept, listed with its generation and last
+    /// report, before the server forgets it. `roster collectors forget` forgets one at once.
+    #[arg(
+        long,
+        env = "ROSTER_SERVER_FORGET_AFTER",
+        default_value_t = humantime::Duration::from(roster_server::DEFAULT_FORGET_AFTER),
+        value_parser = parse_humantime
+    )]
+    forget_after: humantime::Duration,
+
     /// Heartbeat interval of idle feed streams.
     #[arg(long, env = "ROSTER_SERVER_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
     heartbeat: Duration,
@@ -103,6 +113,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_humantime(s: &str) -> Result<humantime::Duration, String> {
+    parse_duration(s).map(humantime::Duration::from)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -119,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         humantime::format_duration(args.lease / 4),
     );
     config.settle = args.settle_period;
+    config.forget_after = args.forget_after.into();
     config.heartbeat = args.heartbeat;
     config.chunk_limits = ChunkLimits { max_producers: args.chunk_size as usize, max_bytes: args.chunk_bytes as usize };
     config.drain = args.drain;

@@ -6,7 +6,10 @@
 use std::pin::Pin;
 
 use roster::{
-    domain::{ApplyOutcome, ApplyReport, ProducerId, ProducerQuery, Registration, WatchParams, duration_ms_u32},
+    domain::{
+        ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams,
+        duration_ms_u32,
+    },
     pb,
 };
 use tokio::sync::mpsc;
@@ -29,11 +32,13 @@ fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
         address: r.spec.address.to_string(),
         interval_ms: duration_ms_u32(r.spec.interval),
         labels: r.spec.labels.as_map().clone(),
-        pinned_collector_id: r.spec.pinned.map(|c| c.to_string()).unwrap_or_default(),
+        pinned_collector_id: r.pin().map(|c| c.to_string()).unwrap_or_default(),
         assigned_collector_id: r.assigned.map(|c| c.to_string()).unwrap_or_default(),
         lease_ms: duration_ms_u32(r.lease),
         lease_expires_at_unix_ms: r.expires_at_ms,
         registered_at_unix_ms: r.registered_at_ms,
+        operator_pinned_collector_id: r.operator_pin.map(|c| c.to_string()).unwrap_or_default(),
+        registrant_pinned_collector_id: r.spec.pinned.map(|c| c.to_string()).unwrap_or_default(),
     }
 }
 
@@ -41,7 +46,7 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
     let (state, open_streams, grace_ends) = match v.record.liveness {
         Liveness::Live { streams } => (pb::CollectorState::Live, streams, 0),
         Liveness::Grace { until_ms } => (pb::CollectorState::Grace, 0, until_ms),
-        Liveness::Departed => (pb::CollectorState::Departed, 0, 0),
+        Liveness::Departed { .. } => (pb::CollectorState::Departed, 0, 0),
     };
     let report = v.record.report.as_ref();
     pb::CollectorInfo {
@@ -66,6 +71,8 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
             .unwrap_or_default(),
         reported_at_unix_ms: report.map_or(0, |r| r.at_ms),
         converged: v.converged,
+        departed_at_unix_ms: v.record.departed_at_ms().unwrap_or(0),
+        forget_at_unix_ms: v.forget_at_ms.unwrap_or(0),
     }
 }
 
@@ -117,6 +124,25 @@ impl pb::registry_server::Registry for RegistryService {
         }
     }
 
+    async fn set_producer_pin(
+        &self,
+        request: Request<pb::SetProducerPinRequest>,
+    ) -> Result<Response<pb::SetProducerPinResponse>, Status> {
+        let change = PinChange::try_from(request.into_inner())?;
+        let (record, changed) = self.registry.set_pin(change).await?;
+        if changed {
+            match change.collector {
+                Some(c) => {
+                    info!(producer.id = %change.producer, pin = %c, assigned = ?record.assigned.map(|a| a.to_string()), "operator pin set")
+                }
+                None => {
+                    info!(producer.id = %change.producer, assigned = ?record.assigned.map(|a| a.to_string()), "operator pin cleared")
+                }
+            }
+        }
+        Ok(Response::new(pb::SetProducerPinResponse { producer: Some(producer_info(&record)), changed }))
+    }
+
     async fn list_producers(
         &self,
         request: Request<pb::ListProducersRequest>,
@@ -136,6 +162,18 @@ impl pb::registry_server::Registry for RegistryService {
     ) -> Result<Response<pb::ListCollectorsResponse>, Status> {
         let collectors = self.registry.list_collectors().await?;
         Ok(Response::new(pb::ListCollectorsResponse { collectors: collectors.iter().map(collector_info).collect() }))
+    }
+
+    async fn forget_collector(
+        &self,
+        request: Request<pb::ForgetCollectorRequest>,
+    ) -> Result<Response<pb::ForgetCollectorResponse>, Status> {
+        let id = CollectorId::parse_field("collector_id", &request.into_inner().collector_id)?;
+        let existed = self.registry.forget(id).await?;
+        if existed {
+            info!(collector.id = %id, "departed collector forgotten on an operator's request");
+        }
+        Ok(Response::new(pb::ForgetCollectorResponse { existed }))
     }
 }
 
@@ -165,6 +203,7 @@ impl AssignmentFeed for FeedService {
             info!(
                 known_epoch = ?params.known.map(|k| k.0),
                 known_generation = params.known.map_or(0, |k| k.1),
+                observe_only = params.observe,
                 "feed stream opened"
             );
         });

@@ -109,6 +109,8 @@ pub struct Batch {
     pub upsert_collectors: Vec<(CollectorId, CollectorRecord)>,
     /// Set when the store settled: recorded once, so a restart does not settle it again.
     pub settled_at_ms: Option<u64>,
+    /// Collectors to delete (forgotten).
+    pub delete_collectors: Vec<CollectorId>,
 }
 
 impl Batch {
@@ -118,6 +120,7 @@ impl Batch {
             && self.delete_producers.is_empty()
             && self.upsert_collectors.is_empty()
             && self.settled_at_ms.is_none()
+            && self.delete_collectors.is_empty()
     }
 }
 
@@ -233,7 +236,7 @@ impl Store {
 
         let rows = sqlx::query(
             "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
-             assigned_collector FROM producers ORDER BY id",
+             assigned_collector, operator_pin FROM producers ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -242,7 +245,7 @@ impl Store {
 
         let rows = sqlx::query(
             "SELECT id, generation, reported_epoch, reported_generation, reported_outcome, reported_reason, \
-             reported_at_ms FROM collectors ORDER BY id",
+             reported_at_ms, departed_at_ms FROM collectors ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -275,6 +278,7 @@ impl Store {
             expires_at_ms: to_u64(row.get("expires_at_ms")),
             registered_at_ms: to_u64(row.get("registered_at_ms")),
             assigned: parse_collector("assigned_collector")?,
+            operator_pin: parse_collector("operator_pin")?,
         })
     }
 
@@ -298,7 +302,8 @@ impl Store {
             }),
         };
         let generation = to_u64(row.get("generation"));
-        Ok((collector, CollectorRecord::restored(generation, report)))
+        let departed_at_ms = row.get::<Option<i64>, _>("departed_at_ms").map(to_u64);
+        Ok((collector, CollectorRecord::restored(generation, report, departed_at_ms)))
     }
 
     /// Writes one batch in one transaction: all of it, or (on error) none of it.
@@ -314,11 +319,11 @@ impl Store {
             let labels = serde_json::to_string(p.spec.labels.as_map()).expect("a map of strings always serialises");
             sqlx::query(
                 "INSERT INTO producers (id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, \
-                 registered_at_ms, assigned_collector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 registered_at_ms, assigned_collector, operator_pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET address = excluded.address, interval_ms = excluded.interval_ms, \
                  labels = excluded.labels, pinned_collector = excluded.pinned_collector, lease_ms = excluded.lease_ms, \
                  expires_at_ms = excluded.expires_at_ms, registered_at_ms = excluded.registered_at_ms, \
-                 assigned_collector = excluded.assigned_collector",
+                 assigned_collector = excluded.assigned_collector, operator_pin = excluded.operator_pin",
             )
             .bind(p.spec.id.to_string())
             .bind(p.spec.address.as_str())
@@ -329,6 +334,7 @@ impl Store {
             .bind(to_i64(p.expires_at_ms))
             .bind(to_i64(p.registered_at_ms))
             .bind(p.assigned.map(|c| c.to_string()))
+            .bind(p.operator_pin.map(|c| c.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a producer"))?;
@@ -344,11 +350,11 @@ impl Store {
             let report = c.report.as_ref();
             sqlx::query(
                 "INSERT INTO collectors (id, generation, reported_epoch, reported_generation, reported_outcome, \
-                 reported_reason, reported_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 reported_reason, reported_at_ms, departed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
                  reported_epoch = excluded.reported_epoch, reported_generation = excluded.reported_generation, \
                  reported_outcome = excluded.reported_outcome, reported_reason = excluded.reported_reason, \
-                 reported_at_ms = excluded.reported_at_ms",
+                 reported_at_ms = excluded.reported_at_ms, departed_at_ms = excluded.departed_at_ms",
             )
             .bind(id.to_string())
             .bind(to_i64(c.generation))
@@ -363,6 +369,7 @@ impl Store {
                 ApplyOutcome::Rejected(reason) => Some(reason.clone()),
             }))
             .bind(report.map(|r| to_i64(r.at_ms)))
+            .bind(c.departed_at_ms().map(to_i64))
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a collector"))?;
@@ -373,6 +380,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(self.db("cannot record that the store settled"))?;
+        }
+        for id in &batch.delete_collectors {
+            sqlx::query("DELETE FROM collectors WHERE id = ?")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("cannot delete a collector"))?;
         }
         tx.commit().await.map_err(self.db("cannot commit"))?;
         Ok(())

@@ -546,11 +546,21 @@ async fn bad_input_is_rejected_with_the_field_named_and_nothing_stored() {
         ("collector_id", pb::WatchRequest { collector_id: "x".into(), ..Default::default() }),
         (
             "known_epoch",
-            pb::WatchRequest { collector_id: collector.to_string(), known_epoch: "x".into(), known_generation: 1 },
+            pb::WatchRequest {
+                collector_id: collector.to_string(),
+                known_epoch: "x".into(),
+                known_generation: 1,
+                ..Default::default()
+            },
         ),
         (
             "known_generation",
-            pb::WatchRequest { collector_id: collector.to_string(), known_epoch: String::new(), known_generation: 4 },
+            pb::WatchRequest {
+                collector_id: collector.to_string(),
+                known_epoch: String::new(),
+                known_generation: 4,
+                ..Default::default()
+            },
         ),
     ];
     for (field, request) in watches {
@@ -679,5 +689,35 @@ async fn absence_and_clock_steps() {
         }
     })
     .await;
+    server.stop().await;
+}
+
+/// `SetProducerPin` checks its fields at the edge like every other call (the CLI refuses bad ids before calling).
+#[tokio::test]
+async fn set_producer_pin_names_a_bad_field_and_an_unknown_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    let id = Uuid::new_v4();
+    registry.register_producer(producer(id, 1)).await.unwrap();
+    let pin = |producer_id: String, collector_id: &str| pb::SetProducerPinRequest {
+        producer_id,
+        collector_id: collector_id.to_owned(),
+    };
+    for (field, request) in [
+        ("collector_id", pin(id.to_string(), "nope")),
+        ("collector_id", pin(id.to_string(), "00000000-0000-0000-0000-000000000000")),
+        ("producer_id", pin("nope".into(), &Uuid::new_v4().to_string())),
+    ] {
+        let status = registry.set_producer_pin(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(&format!("{field}: ")), "{status:?}");
+    }
+    let unknown = Uuid::new_v4();
+    let status = registry.set_producer_pin(pin(unknown.to_string(), &Uuid::new_v4().to_string())).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains(&unknown.to_string()), "{status:?}");
+    let stored = registry.get_producer(pb::GetProducerRequest { producer_id: id.to_string() }).await.unwrap();
+    assert_eq!(stored.into_inner().operator_pinned_collector_id, "", "nothing was pinned");
     server.stop().await;
 }

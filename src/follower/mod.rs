@@ -55,11 +55,14 @@ pub struct FollowerConfig {
     pub state_file: Option<PathBuf>,
     /// Whether to report applied and rejected generations (C4).
     pub report: bool,
+    /// Observe only (`WatchRequest.observe_only`): follow the feed of a known collector without marking it live
+    /// or changing any assignment. For tools that watch a feed (`roster watch`); a collector leaves it false.
+    pub observe_only: bool,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on, no state file.
+    /// 5 s connect timeout, reports on, no state file, not observe-only.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -70,6 +73,7 @@ impl FollowerConfig {
             connect_timeout: Duration::from_secs(5),
             state_file: None,
             report: true,
+            observe_only: false,
         }
     }
 }
@@ -132,6 +136,14 @@ pub enum FollowerEvent {
     Connected {
         /// The endpoint.
         endpoint: String,
+    },
+    /// The server answered the `Watch` call itself with an error status (a `Lost` event follows: the follower
+    /// keeps trying). A tool may stop on a status that retrying cannot change, such as `NOT_FOUND`.
+    WatchRefused {
+        /// The status code.
+        code: Code,
+        /// The status message.
+        message: String,
     },
     /// The stream was lost; the next attempt comes after `delay`.
     Lost {
@@ -307,6 +319,7 @@ impl Follower {
             collector_id: self.config.collector.to_string(),
             known_epoch: known.map(|k| k.0.to_string()).unwrap_or_default(),
             known_generation: known.map_or(0, |k| k.1),
+            observe_only: self.config.observe_only,
         };
         let mut client = AssignmentFeedClient::new(channel.clone());
         let watched = tokio::select! {
@@ -315,7 +328,12 @@ impl Follower {
         };
         let mut stream = match watched {
             Ok(response) => response.into_inner(),
-            Err(status) => return Some(format!("watch: {}", status_text(&status))),
+            Err(status) => {
+                let _ = self
+                    .events
+                    .send(FollowerEvent::WatchRefused { code: status.code(), message: status.message().to_owned() });
+                return Some(format!("watch: {}", status_text(&status)));
+            }
         };
         self.set_connected(true);
         let _ = self.events.send(FollowerEvent::Connected { endpoint: endpoint.to_owned() });

@@ -142,8 +142,15 @@ impl Drop for Proc {
 
 /// A roster-server process on 127.0.0.1 (port chosen by the OS unless `listen` is given), and its URL.
 pub fn start_server(data_dir: &Path, listen: Option<&str>) -> (Proc, String) {
+    start_server_with(data_dir, listen, &[])
+}
+
+/// Like [`start_server`], with more flags (e.g. `--grace 1s`).
+pub fn start_server_with(data_dir: &Path, listen: Option<&str>, extra: &[&str]) -> (Proc, String) {
     let dir = data_dir.display().to_string();
-    let server = Proc::start("roster-server", &["--listen", listen.unwrap_or("127.0.0.1:0"), "--data-dir", &dir]);
+    let mut args = vec!["--listen", listen.unwrap_or("127.0.0.1:0"), "--data-dir", &dir];
+    args.extend_from_slice(extra);
+    let server = Proc::start("roster-server", &args);
     let addr = server.logged("roster-server serving", "listen=");
     (server, addr)
 }

@@ -16,7 +16,7 @@ pub mod state;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use roster::domain::{ApplyReport, CollectorId, ProducerId, ProducerQuery, Registration, WatchParams};
+use roster::domain::{ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -39,10 +39,10 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub struct Attached {
     /// The collector's current generation; changes whenever a new one is committed.
     pub generations: watch::Receiver<u64>,
-    /// C4: the current generation, if the collector rejected it (it is not resent).
+    /// C4: the current generation, if the collector rejected it (it is not resent). `None` for an observer.
     pub rejected: Option<u64>,
-    /// Marks the stream closed when dropped.
-    pub guard: AttachGuard,
+    /// Marks the stream closed when dropped; `None` for an observe-only stream, which never marked it open.
+    pub guard: Option<AttachGuard>,
 }
 
 /// Marks a collector's stream closed when dropped, so liveness is right however the stream ends.
@@ -63,6 +63,8 @@ impl Drop for AttachGuard {
 enum Command {
     Register(Registration, Reply<Registered>),
     Deregister(ProducerId, Reply<bool>),
+    SetPin(PinChange, Reply<(state::ProducerRecord, bool)>),
+    Forget(CollectorId, Reply<bool>),
     ListProducers(ProducerQuery, Reply<ProducerPage>),
     GetProducer(ProducerId, Reply<Option<state::ProducerRecord>>),
     ListCollectors(Reply<Vec<CollectorView>>),
@@ -77,10 +79,14 @@ enum Command {
 enum Pending {
     Register(Reply<Registered>, Registered),
     Deregister(Reply<bool>, bool),
+    SetPin(Reply<(state::ProducerRecord, bool)>, Result<(state::ProducerRecord, bool), Error>),
     ListProducers(Reply<ProducerPage>, ProducerPage),
     GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
-    Attach(Reply<Attached>, CollectorId),
+    Forget(Reply<bool>, Result<bool, Error>),
+    /// A stream of the collector, or (with `observe`) an observer of a known one.
+    Attach(Reply<Attached>, CollectorId, bool),
+    Refuse(Reply<Attached>, Error),
     Report(Reply<bool>, Result<bool, Error>),
     Snapshot(Reply<Arc<Snapshot>>, CollectorId),
 }
@@ -114,6 +120,12 @@ impl RegistryHandle {
         self.call(|r| Command::Deregister(id, r)).await
     }
 
+    /// Sets or clears a producer's operator pin; returns the record and whether the pin changed, once it is on
+    /// disk. [`Error::UnknownProducer`] when the producer is not registered.
+    pub async fn set_pin(&self, change: PinChange) -> Result<(state::ProducerRecord, bool), Error> {
+        self.call(|r| Command::SetPin(change, r)).await
+    }
+
     /// One page of producers.
     pub async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
         self.call(|r| Command::ListProducers(query, r)).await
@@ -129,7 +141,14 @@ impl RegistryHandle {
         self.call(Command::ListCollectors).await
     }
 
-    /// Opens a feed stream for a collector (marks it live).
+    /// Forgets a departed collector; returns whether it was known. [`Error::NotDeparted`] when it is live or in
+    /// grace.
+    pub async fn forget(&self, id: CollectorId) -> Result<bool, Error> {
+        self.call(|r| Command::Forget(id, r)).await
+    }
+
+    /// Opens a feed stream for a collector (marks it live), or, with `params.observe`, an observer's stream of a
+    /// known collector (changes nothing; [`Error::ObserveUnknown`] for an unknown one).
     pub async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
         self.call(|r| Command::Attach(params, r)).await
     }
@@ -286,6 +305,7 @@ impl Registry {
             self.state.force_recompute(&mut changes);
         }
         let mut pending = Vec::with_capacity(commands.len());
+        let mut forgotten = Vec::new();
         for command in commands {
             match command {
                 Command::Register(registration, reply) => {
@@ -296,6 +316,13 @@ impl Registry {
                     let existed = self.state.deregister(id, &mut changes);
                     pending.push(Pending::Deregister(reply, existed));
                 }
+                Command::SetPin(change, reply) => {
+                    let result = self
+                        .state
+                        .set_operator_pin(change, &mut changes)
+                        .ok_or(Error::UnknownProducer(change.producer));
+                    pending.push(Pending::SetPin(reply, result));
+                }
                 Command::ListProducers(query, reply) => {
                     pending.push(Pending::ListProducers(reply, self.state.list_producers(&query)));
                 }
@@ -305,11 +332,31 @@ impl Registry {
                 Command::ListCollectors(reply) => {
                     pending.push(Pending::ListCollectors(reply, self.state.list_collectors()));
                 }
+                Command::Attach(params, reply) if params.observe => {
+                    // Observing changes nothing: no liveness, no record, no assignment.
+                    if self.state.collector(params.collector).is_some() {
+                        pending.push(Pending::Attach(reply, params.collector, true));
+                    } else {
+                        pending.push(Pending::Refuse(reply, Error::ObserveUnknown(params.collector)));
+                    }
+                }
                 Command::Attach(params, reply) => {
                     if self.state.attach(params.collector, params.known, &mut changes) {
                         info!(collector.id = %params.collector, "collector joined");
                     }
-                    pending.push(Pending::Attach(reply, params.collector));
+                    pending.push(Pending::Attach(reply, params.collector, false));
+                }
+                Command::Forget(id, reply) => {
+                    let result = match self.state.forget(id, &mut changes) {
+                        Ok(existed) => {
+                            if existed {
+                                forgotten.push(id);
+                            }
+                            Ok(existed)
+                        }
+                        Err(liveness) => Err(Error::not_departed(id, liveness, now)),
+                    };
+                    pending.push(Pending::Forget(reply, result));
                 }
                 Command::Detach(id) => {
                     self.state.detach(id, now);
@@ -332,6 +379,14 @@ impl Registry {
                     for id in departed {
                         info!(collector.id = %id, "collector's grace period ended; its producers move");
                     }
+                    for id in self.state.forget_departed(now, &mut changes) {
+                        info!(
+                            collector.id = %id,
+                            forget_after_s = self.config.rules.forget_after.as_secs(),
+                            "collector departed longer than --forget-after; forgotten"
+                        );
+                        forgotten.push(id);
+                    }
                     if was_settling && !self.state.settling() {
                         info!(epoch = %self.state.epoch(), "store settled: it has served one settle period since it was created; producers that did not register again are dropped");
                     }
@@ -342,6 +397,12 @@ impl Registry {
         let committed = self.store.commit(&batch).await;
         match &committed {
             Ok(()) => {
+                for id in forgotten {
+                    // Observers of it may still hold its channel; it is dropped with the last of them.
+                    if self.feeds.get(&id).is_some_and(|f| f.generation.receiver_count() == 0) {
+                        self.feeds.remove(&id);
+                    }
+                }
                 for id in &dirty {
                     let generation = self.state.collector(*id).map_or(0, |c| c.generation);
                     let producers = self.state.assigned_count(*id);
@@ -370,18 +431,26 @@ impl Registry {
             match p {
                 Pending::Register(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Deregister(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::SetPin(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::ListProducers(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::GetProducer(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::ListCollectors(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::Forget(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
+                Pending::Refuse(reply, error) => send(reply, Err(error)),
                 Pending::Snapshot(reply, collector) => {
                     // Served even after a failed commit: the state was reloaded, so this is the committed one.
                     let snapshot = self.snapshot(collector);
                     send(reply, Ok(snapshot));
                 }
                 Pending::Report(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
-                Pending::Attach(reply, collector) => {
+                Pending::Attach(reply, collector, observe) => {
                     // The caller holds a handle while it waits, so the channel is open and this upgrades.
                     let Some(tx) = own_tx.upgrade() else { continue };
+                    if observe && self.state.collector(collector).is_none() {
+                        // Forgotten later in the same batch: nothing to observe.
+                        send(reply, Err(Error::ObserveUnknown(collector)));
+                        continue;
+                    }
                     // Liveness is kept even when the batch failed; the snapshot is the last committed one.
                     let generation = self.state.collector(collector).map_or(1, |c| c.generation);
                     let generations = self
@@ -390,10 +459,14 @@ impl Registry {
                         .or_insert_with(|| Feed { generation: watch::channel(generation).0, cached: None })
                         .generation
                         .subscribe();
-                    let attached = Attached {
-                        generations,
-                        rejected: self.state.rejected_current(collector),
-                        guard: AttachGuard { collector, tx },
+                    let attached = if observe {
+                        Attached { generations, rejected: None, guard: None }
+                    } else {
+                        Attached {
+                            generations,
+                            rejected: self.state.rejected_current(collector),
+                            guard: Some(AttachGuard { collector, tx }),
+                        }
                     };
                     // If the caller went away, the unsent guard is dropped here and closes the stream again.
                     let _ = reply.send(Ok(attached));

@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use roster::domain::{ApplyOutcome, ApplyReport, CollectorId, ProducerId, ProducerQuery, ProducerSpec, Registration};
+use roster::domain::{
+    ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, ProducerSpec, Registration,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -33,6 +35,15 @@ pub struct ProducerRecord {
     pub registered_at_ms: u64,
     /// The collector that collects it, if any is eligible.
     pub assigned: Option<CollectorId>,
+    /// The operator pin (`SetProducerPin`): kept across registrations, changed only by an operator.
+    pub operator_pin: Option<CollectorId>,
+}
+
+impl ProducerRecord {
+    /// The pin in force (L4): the operator's if set, else the registrant's.
+    pub fn pin(&self) -> Option<CollectorId> {
+        self.operator_pin.or(self.spec.pinned)
+    }
 }
 
 /// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
@@ -48,13 +59,17 @@ pub enum Liveness {
         /// End of the grace period.
         until_ms: u64,
     },
-    /// Not eligible.
-    Departed,
+    /// Not eligible; forgotten once departed for [`Rules::forget_after`].
+    Departed {
+        /// When it departed: the end of its grace period, or the load of the store for a collector that was not
+        /// departed when last written. 0 only transiently (see [`CollectorRecord::restored`]).
+        since_ms: u64,
+    },
 }
 
 impl Liveness {
     fn eligible(self) -> bool {
-        !matches!(self, Self::Departed)
+        !matches!(self, Self::Departed { .. })
     }
 }
 
@@ -83,13 +98,23 @@ pub struct CollectorRecord {
 }
 
 impl CollectorRecord {
-    /// A record read back from the store; liveness is decided by [`State::from_loaded`].
-    pub fn restored(generation: u64, report: Option<StoredReport>) -> Self {
-        Self { generation, liveness: Liveness::Departed, report }
+    /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
+    /// grace when last written); liveness is decided by [`State::from_loaded`].
+    pub fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
+        Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
     }
 
+    /// A new record; every caller makes it live or in grace at once.
     fn new() -> Self {
-        Self { generation: 1, liveness: Liveness::Departed, report: None }
+        Self { generation: 1, liveness: Liveness::Departed { since_ms: 0 }, report: None }
+    }
+
+    /// When it departed, if it has.
+    pub fn departed_at_ms(&self) -> Option<u64> {
+        match self.liveness {
+            Liveness::Departed { since_ms } => Some(since_ms),
+            Liveness::Live { .. } | Liveness::Grace { .. } => None,
+        }
     }
 }
 
@@ -114,6 +139,8 @@ pub struct Rules {
     /// How long a new store settles (C3): serving time in which every live producer renews, so it must cover the
     /// longest renewal interval in use (a quarter of the longest lease).
     pub settle: Duration,
+    /// How long a departed collector is kept before it is forgotten.
+    pub forget_after: Duration,
 }
 
 /// Result of a registration.
@@ -147,6 +174,8 @@ pub struct CollectorView {
     pub assigned: usize,
     /// Whether its last report is an APPLIED of its current generation in this epoch.
     pub converged: bool,
+    /// For a departed collector: when it will be forgotten.
+    pub forget_at_ms: Option<u64>,
 }
 
 /// The registry's working state.
@@ -172,7 +201,7 @@ impl State {
     pub fn from_loaded(loaded: Loaded, rules: Rules, now_ms: u64) -> (Self, Changes) {
         // A store that has not settled yet settles one whole settle period from now: like a lease (L3), the
         // time it was down does not count, since no producer could register meanwhile.
-        let state = Self {
+        let mut state = Self {
             epoch: loaded.epoch,
             settle_at_ms: now_ms.saturating_add(ms(rules.settle)),
             settled: loaded.settled_at_ms.is_some(),
@@ -181,7 +210,6 @@ impl State {
             collectors: loaded.collectors.into_iter().collect(),
             by_collector: BTreeMap::new(),
         };
-        let mut state = state;
         let mut changes = Changes::default();
         let grace_until = now_ms.saturating_add(ms(rules.grace));
         for mut record in loaded.producers {
@@ -200,6 +228,13 @@ impl State {
             }
             state.producers.insert(record.spec.id, record);
         }
+        // A collector that was live or in grace when last written, and has no producers to keep, departs now.
+        for (id, collector) in &mut state.collectors {
+            if collector.liveness == (Liveness::Departed { since_ms: 0 }) {
+                collector.liveness = Liveness::Departed { since_ms: now_ms };
+                changes.collectors.insert(*id);
+            }
+        }
         (state, changes)
     }
 
@@ -212,6 +247,8 @@ impl State {
         for (id, record) in old {
             fresh.collectors.entry(id).or_insert_with(|| record.clone()).liveness = record.liveness;
         }
+        // The server kept serving: a settling store keeps its deadline.
+        fresh.settle_at_ms = self.settle_at_ms;
         *self = fresh;
     }
 
@@ -338,7 +375,8 @@ impl State {
         changes.producers.insert(producer);
     }
 
-    /// Registers or renews a producer (R1: an upsert).
+    /// Registers or renews a producer (R1: an upsert). The registration replaces everything its registrant says
+    /// (spec and lease), never the operator pin.
     pub fn register(&mut self, registration: Registration, now_ms: u64, changes: &mut Changes) -> Registered {
         let Registration { spec, lease } = registration;
         let lease = lease.unwrap_or(self.rules.default_lease);
@@ -359,15 +397,37 @@ impl State {
             None => {
                 self.producers.insert(
                     id,
-                    ProducerRecord { spec, lease, expires_at_ms, registered_at_ms: now_ms, assigned: None },
+                    ProducerRecord {
+                        spec,
+                        lease,
+                        expires_at_ms,
+                        registered_at_ms: now_ms,
+                        assigned: None,
+                        operator_pin: None,
+                    },
                 );
                 true
             }
         };
-        let pinned = self.producers[&id].spec.pinned;
+        let pinned = self.producers[&id].pin();
         let to = assign::assign(id, pinned, &self.eligible());
         self.set_assignment(id, to, changes);
         Registered { record: self.producers[&id].clone(), created }
+    }
+
+    /// Sets or clears a producer's operator pin, and nothing else, moving the producer if the pin in force now
+    /// says so. Returns the record and whether the pin changed, or `None` when the producer is not registered.
+    pub fn set_operator_pin(&mut self, change: PinChange, changes: &mut Changes) -> Option<(ProducerRecord, bool)> {
+        let record = self.producers.get_mut(&change.producer)?;
+        let changed = record.operator_pin != change.collector;
+        if changed {
+            record.operator_pin = change.collector;
+            let pin = record.pin();
+            changes.producers.insert(change.producer);
+            let to = assign::assign(change.producer, pin, &self.eligible());
+            self.set_assignment(change.producer, to, changes);
+        }
+        Some((self.producers[&change.producer].clone(), changed))
     }
 
     /// Removes a producer; returns whether it existed (R1: absent is not an error).
@@ -390,7 +450,7 @@ impl State {
             .producers
             .values()
             .filter_map(|r| {
-                let to = assign::assign(r.spec.id, r.spec.pinned, &eligible);
+                let to = assign::assign(r.spec.id, r.pin(), &eligible);
                 (to != r.assigned).then_some((r.spec.id, to))
             })
             .collect();
@@ -412,13 +472,14 @@ impl State {
             created = true;
             CollectorRecord::new()
         });
-        if created {
+        let was_eligible = record.liveness.eligible();
+        if created || !was_eligible {
+            // A new record, or one whose stored departure time must be cleared.
             changes.collectors.insert(id);
         }
-        let was_eligible = record.liveness.eligible();
         record.liveness = match record.liveness {
             Liveness::Live { streams } => Liveness::Live { streams: streams.saturating_add(1) },
-            Liveness::Grace { .. } | Liveness::Departed => Liveness::Live { streams: 1 },
+            Liveness::Grace { .. } | Liveness::Departed { .. } => Liveness::Live { streams: 1 },
         };
         // A collector that claims a generation this epoch never reached (a copied data directory, say) would
         // ignore every snapshot up to it (C3); jump past it instead.
@@ -475,7 +536,8 @@ impl State {
             if let Liveness::Grace { until_ms } = record.liveness
                 && until_ms <= now_ms
             {
-                record.liveness = Liveness::Departed;
+                record.liveness = Liveness::Departed { since_ms: until_ms };
+                changes.collectors.insert(*id);
                 departed.push(*id);
             }
         }
@@ -491,6 +553,44 @@ impl State {
             changes.dirty.extend(eligible);
         }
         (lapsed, departed)
+    }
+
+    /// Forgets every collector departed for [`Rules::forget_after`] or longer; returns them.
+    pub fn forget_departed(&mut self, now_ms: u64, changes: &mut Changes) -> Vec<CollectorId> {
+        let forget_after = ms(self.rules.forget_after);
+        let due: Vec<_> = self
+            .collectors
+            .iter()
+            .filter(|(_, c)| c.departed_at_ms().is_some_and(|since| since.saturating_add(forget_after) <= now_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            self.remove_collector(*id, changes);
+        }
+        due
+    }
+
+    /// Forgets a departed collector (an operator's `ForgetCollector`). Returns whether it was known, or, for a
+    /// collector that is live or in grace, its liveness (it is kept).
+    pub fn forget(&mut self, id: CollectorId, changes: &mut Changes) -> Result<bool, Liveness> {
+        match self.collectors.get(&id).map(|c| c.liveness) {
+            None => Ok(false),
+            Some(Liveness::Departed { .. }) => {
+                self.remove_collector(id, changes);
+                Ok(true)
+            }
+            Some(kept) => Err(kept),
+        }
+    }
+
+    /// Removes a departed collector's record. A departed collector has no producers (none is assigned to an
+    /// ineligible collector), so no assignment changes.
+    fn remove_collector(&mut self, id: CollectorId, changes: &mut Changes) {
+        self.collectors.remove(&id);
+        self.by_collector.remove(&id);
+        // It may have lost its producers earlier in this batch: no generation to bump for a forgotten record.
+        changes.dirty.remove(&id);
+        changes.collectors.insert(id);
     }
 
     /// Bumps the generation of every collector whose assignment changed, and gathers what must be written.
@@ -511,8 +611,9 @@ impl State {
             }
         }
         for id in collectors {
-            if let Some(record) = self.collectors.get(&id) {
-                batch.upsert_collectors.push((id, record.clone()));
+            match self.collectors.get(&id) {
+                Some(record) => batch.upsert_collectors.push((id, record.clone())),
+                None => batch.delete_collectors.push(id),
             }
         }
         (batch, dirty)
@@ -560,6 +661,7 @@ impl State {
                         && r.generation == record.generation
                         && matches!(r.outcome, ApplyOutcome::Applied)
                 }),
+                forget_at_ms: record.departed_at_ms().map(|since| since.saturating_add(ms(self.rules.forget_after))),
             })
             .collect()
     }
@@ -576,7 +678,7 @@ impl State {
                 }
                 None => assert!(eligible.is_empty(), "{id} unassigned while collectors are eligible"),
             }
-            assert_eq!(r.assigned, assign::assign(*id, r.spec.pinned, &eligible), "{id} not where the rules say");
+            assert_eq!(r.assigned, assign::assign(*id, r.pin(), &eligible), "{id} not where the rules say");
         }
         for (c, set) in &self.by_collector {
             for p in set {
@@ -599,6 +701,7 @@ mod tests {
         default_lease: Duration::from_secs(60),
         grace: Duration::from_secs(10),
         settle: Duration::from_secs(15),
+        forget_after: Duration::from_secs(100),
     };
 
     fn empty(now_ms: u64) -> State {
@@ -633,8 +736,10 @@ mod tests {
     enum Op {
         Register { producer: u8, port: u16, pin: Option<u8> },
         Deregister(u8),
+        Pin { producer: u8, pin: Option<u8> },
         Attach(u8),
         Detach(u8),
+        Forget(u8),
         Advance(u64),
     }
 
@@ -646,8 +751,10 @@ mod tests {
                 pin
             }),
             (0u8..20).prop_map(Op::Deregister),
+            (0u8..20, prop::option::of(0u8..5)).prop_map(|(producer, pin)| Op::Pin { producer, pin }),
             (0u8..5).prop_map(Op::Attach),
             (0u8..5).prop_map(Op::Detach),
+            (0u8..5).prop_map(Op::Forget),
             (0u64..40_000).prop_map(Op::Advance),
         ]
     }
@@ -672,10 +779,15 @@ mod tests {
                 let before = assignments(&state);
                 let generations: BTreeMap<_, _> = state.collectors.iter().map(|(c, r)| (*c, r.generation)).collect();
                 let mut changes = Changes::default();
+                let mut forgotten = BTreeSet::new();
                 for op in batch {
                     match op {
                         Op::Register { producer, port, pin } => { state.register(registration(producer, port, pin), now, &mut changes); }
                         Op::Deregister(p) => { state.deregister(registration(p, 1, None).spec.id, &mut changes); }
+                        Op::Pin { producer, pin } => {
+                            let change = PinChange { producer: registration(producer, 1, None).spec.id, collector: pin.map(collector) };
+                            state.set_operator_pin(change, &mut changes);
+                        }
                         Op::Attach(c) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, &mut changes); }
                         Op::Detach(c) => {
                             if let Some(n) = streams.get_mut(&c).filter(|n| **n > 0) {
@@ -683,13 +795,24 @@ mod tests {
                                 state.detach(collector(c), now);
                             }
                         }
-                        Op::Advance(by) => { now += by; state.sweep(now, &mut changes); }
+                        Op::Forget(c) => {
+                            if state.forget(collector(c), &mut changes) == Ok(true) {
+                                prop_assert_eq!(streams.get(&c).copied().unwrap_or(0), 0, "a collector with a stream was forgotten");
+                                forgotten.insert(collector(c));
+                            }
+                        }
+                        Op::Advance(by) => {
+                            now += by;
+                            state.sweep(now, &mut changes);
+                            forgotten.extend(state.forget_departed(now, &mut changes));
+                        }
                     }
                 }
                 let (_batch, dirty) = state.finish(changes);
                 state.check_invariants();
                 let after = assignments(&state);
-                for (c, record) in &state.collectors {
+                // A collector forgotten in this batch may be back as a new record, its generations starting over.
+                for (c, record) in state.collectors.iter().filter(|(c, _)| !forgotten.contains(*c)) {
                     let old = generations.get(c).copied().unwrap_or(0);
                     prop_assert!(record.generation >= old);
                     let changed = before.get(c).map_or(!after[c].is_empty(), |b| b != &after[c]);
@@ -746,5 +869,85 @@ mod tests {
         let (_, departed) = state.sweep(11_000, &mut changes);
         assert_eq!(departed, vec![collector(1)]);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), None);
+    }
+
+    #[test]
+    fn an_operator_pin_outlives_registrations_and_changes_nothing_else() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        for c in 1..=3 {
+            state.attach(collector(c), None, &mut changes);
+        }
+        let id = registration(1, 1, None).spec.id;
+        let unpinned = state.register(registration(1, 1, None), 0, &mut changes).record;
+        let rendezvous = unpinned.assigned.expect("assigned");
+        let target = (1..=3).map(collector).find(|c| *c != rendezvous).expect("another collector");
+
+        let pin = PinChange { producer: id, collector: Some(target) };
+        let (pinned, changed) = state.set_operator_pin(pin, &mut changes).expect("registered");
+        assert!(changed);
+        assert_eq!(pinned.assigned, Some(target));
+        assert_eq!(pinned, ProducerRecord { operator_pin: Some(target), assigned: Some(target), ..unpinned.clone() });
+        assert!(!state.set_operator_pin(pin, &mut changes).expect("registered").1, "setting it again is a no-op");
+
+        // Renewals, with no registrant's pin or another one, keep the operator pin and the assignment.
+        let elsewhere = (1..=3).map(collector).find(|c| *c != target).expect("a third collector");
+        for (at, registrant_pin) in [(1_000, None), (2_000, Some(elsewhere)), (3_000, None)] {
+            let mut renewal = registration(1, 1, None);
+            renewal.spec.pinned = registrant_pin;
+            let record = state.register(renewal, at, &mut changes).record;
+            assert_eq!((record.operator_pin, record.assigned), (Some(target), Some(target)), "renewal at {at}");
+        }
+        state.check_invariants();
+
+        // Clearing it puts the registrant's pin (none here) back in force: rendezvous again.
+        let (cleared, _) = state.set_operator_pin(PinChange { producer: id, collector: None }, &mut changes).unwrap();
+        assert_eq!((cleared.operator_pin, cleared.assigned), (None, Some(rendezvous)));
+        let unknown = PinChange { producer: registration(9, 1, None).spec.id, collector: Some(target) };
+        assert!(state.set_operator_pin(unknown, &mut changes).is_none());
+    }
+
+    #[test]
+    fn departed_collectors_are_forgotten_after_the_stated_time_or_on_request_never_before() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        state.attach(collector(1), None, &mut changes);
+        state.attach(collector(2), None, &mut changes);
+        state.register(registration(1, 1, Some(1)), 0, &mut changes);
+        assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Live { streams: 1 }));
+        state.detach(collector(1), 1_000);
+        assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Grace { until_ms: 11_000 }));
+        state.sweep(11_000, &mut changes);
+        assert_eq!(state.collector(collector(1)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 11_000 }));
+        let (batch, _) = state.finish(std::mem::take(&mut changes));
+        assert!(batch.upsert_collectors.iter().any(|(id, _)| *id == collector(1)), "the departure is persisted");
+
+        assert!(state.forget_departed(110_999, &mut changes).is_empty(), "kept until 100 s after departing");
+        assert_eq!(state.forget_departed(111_000, &mut changes), vec![collector(1)]);
+        assert!(state.collector(collector(1)).is_none());
+        let (batch, dirty) = state.finish(std::mem::take(&mut changes));
+        assert_eq!(batch.delete_collectors, vec![collector(1)]);
+        assert!(dirty.is_empty());
+        state.check_invariants();
+
+        // By request: at once once departed; a collector it does not know is no error (R1).
+        state.detach(collector(2), 200_000);
+        state.sweep(210_000, &mut changes);
+        assert_eq!(state.forget(collector(2), &mut changes), Ok(true));
+        assert_eq!(state.forget(collector(2), &mut changes), Ok(false));
+        assert!(state.list_collectors().is_empty());
+
+        // A collector live when the store was last written, without producers, departs at the load.
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            epoch_created_ms: 0,
+            settled_at_ms: None,
+            producers: vec![],
+            collectors: vec![(collector(3), CollectorRecord::restored(4, None, None))],
+        };
+        let (mut state, _) = State::from_loaded(loaded, RULES, 500_000);
+        assert_eq!(state.collector(collector(3)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 500_000 }));
+        assert!(state.forget_departed(599_999, &mut changes).is_empty());
+        assert_eq!(state.forget_departed(600_000, &mut changes), vec![collector(3)]);
     }
 }
