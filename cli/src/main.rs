@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use output::Format;
 use roster::{
-    client::RosterClient,
+    client::{RosterClient, StatusClient},
     domain::{CollectorId, ProducerId},
     follower::{Follower, FollowerConfig, FollowerEvent},
     pb,
@@ -298,26 +298,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Watch { collector, count } => watch(&cli.server, collector, count, format).await?,
         Command::Status { collector } => {
-            let url = if collector.contains("://") { collector } else { format!("http://{collector}") };
-            let channel = tonic::transport::Endpoint::from_shared(url.clone())
-                .with_context(|| format!("--collector {url:?} is not an address"))?
-                .connect_timeout(cli.timeout)
-                .connect_lazy();
-            let request = pb::GetStatusRequest {};
-            let status = roster::retry::call(
-                "GetStatus",
-                roster::backoff::BackoffPolicy {
-                    max_attempts: Some(cli.max_attempts),
-                    ..roster::backoff::BackoffPolicy::UNARY
-                },
-                cli.timeout,
-                request,
-                |r| {
-                    let mut c = pb::collector_status_client::CollectorStatusClient::new(channel.clone());
-                    async move { c.get_status(r).await }
-                },
-            )
-            .await?;
+            let client = StatusClient::new(&collector, cli.timeout)
+                .with_context(|| format!("--collector {collector:?} is not an address"))?
+                .with_max_attempts(cli.max_attempts);
+            let status = client.get_full_status().await?;
             output::print(format, &output::status_json(&status), || output::status_text(&status));
         }
         Command::DemoProducer { listen, id, interval, lease, label } => {

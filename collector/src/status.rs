@@ -1,16 +1,27 @@
 //! `roster.v1.CollectorStatus`: what this collector is doing, for operators (grpcurl, `roster status`) and tests.
+//!
+//! The producers come in pages (by id, bounded by count and by [`PAGE_BYTES`]), since a collector may run tens
+//! of thousands of them; every page carries the whole summary.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    ops::Bound::{Excluded, Unbounded},
+    sync::{Arc, atomic::Ordering},
+};
 
+use prost::Message as _;
 use roster::{
-    domain::CollectorId,
+    domain::{CollectorId, ProducerId, StatusQuery},
     follower::{FollowerHandle, assembler::Snapshot},
+    message_limit::{self, PAGE_BYTES},
     pb,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::{reconciler::TaskViews, sink::SinkStats};
+use crate::{
+    reconciler::{TaskView, TaskViews},
+    sink::SinkStats,
+};
 
 /// The status service.
 #[derive(Debug, Clone)]
@@ -29,32 +40,13 @@ pub struct StatusService {
 impl pb::collector_status_server::CollectorStatus for StatusService {
     async fn get_status(
         &self,
-        _request: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let query = StatusQuery::try_from(request.into_inner())?;
         let stats = self.follower.stats.snapshot();
         let applied: watch::Ref<'_, Option<Arc<Snapshot>>> = self.follower.applied.borrow();
         let applied = applied.clone();
-        let producers = self
-            .tasks
-            .lock()
-            .map_err(|_| Status::internal("status is unavailable (a task panicked)"))?
-            .values()
-            .map(|view| {
-                let s = view.stats.lock().map(|s| s.clone()).unwrap_or_default();
-                pb::ProducerStatus {
-                    id: view.target.id.to_string(),
-                    address: view.target.address.to_string(),
-                    interval_ms: roster::domain::duration_ms_u32(view.target.interval),
-                    collections: s.collections,
-                    failures: s.failures,
-                    last_success_unix_ms: s.last_success_ms,
-                    last_failure_unix_ms: s.last_failure_ms,
-                    last_error: s.last_error,
-                    skipped_ticks: s.skipped_ticks,
-                    task_incarnation: view.incarnation,
-                }
-            })
-            .collect();
+        let (producers, next_after) = self.page(&query)?;
         Ok(Response::new(pb::GetStatusResponse {
             collector_id: self.collector.to_string(),
             endpoint: stats.endpoint,
@@ -72,6 +64,49 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
             samples_dropped: self.sink.dropped.load(Ordering::Relaxed),
             sink_error: self.sink.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default(),
             producers,
+            next_page_token: next_after.map(StatusQuery::page_token_after).unwrap_or_default(),
         }))
+    }
+}
+
+impl StatusService {
+    /// One page of the producers: at most `page_size` of them after the token's, and at most
+    /// [`PAGE_BYTES`] encoded; with the id the next page starts after, if more follow.
+    fn page(&self, query: &StatusQuery) -> Result<(Vec<pb::ProducerStatus>, Option<ProducerId>), Status> {
+        let lower = query.after.map_or(Unbounded, Excluded);
+        let size = query.page_size as usize;
+        let mut page: Vec<(ProducerId, pb::ProducerStatus)> = self
+            .tasks
+            .lock()
+            .map_err(|_| Status::internal("status is unavailable (a task panicked)"))?
+            .range((lower, Unbounded))
+            .take(size + 1)
+            .map(|(id, view)| (*id, producer_status(view)))
+            .collect();
+        let more = page.len() > size;
+        page.truncate(size);
+        let fit =
+            message_limit::fitting(page.iter().map(|(_, p)| message_limit::entry_len(p.encoded_len())), PAGE_BYTES);
+        // Either bound cuts the page short of what remains: the next page starts after its last producer (`fitting`
+        // keeps at least one of a non-empty page, and `more` means the page is not empty, so `fit` is at least 1).
+        let next_after = (fit < page.len() || more).then(|| page[fit - 1].0);
+        page.truncate(fit);
+        Ok((page.into_iter().map(|(_, p)| p).collect(), next_after))
+    }
+}
+
+fn producer_status(view: &TaskView) -> pb::ProducerStatus {
+    let s = view.stats.lock().map(|s| s.clone()).unwrap_or_default();
+    pb::ProducerStatus {
+        id: view.target.id.to_string(),
+        address: view.target.address.to_string(),
+        interval_ms: roster::domain::duration_ms_u32(view.target.interval),
+        collections: s.collections,
+        failures: s.failures,
+        last_success_unix_ms: s.last_success_ms,
+        last_failure_unix_ms: s.last_failure_ms,
+        last_error: s.last_error,
+        skipped_ticks: s.skipped_ticks,
+        task_incarnation: view.incarnation,
     }
 }
