@@ -128,6 +128,9 @@ pub(crate) fn status_json(s: &pb::GetStatusResponse) -> Value {
         "samples_written": s.samples_written,
         "samples_dropped": s.samples_dropped,
         "sink_error": s.sink_error,
+        "persist_error": s.persist_error,
+        "persist_failures": s.persist_failures,
+        "persisted_generation": s.persisted_generation,
         "producers": s.producers.iter().map(|p| json!({
             "id": p.id,
             "address": p.address,
@@ -166,5 +169,11 @@ pub(crate) fn status_text(s: &pb::GetStatusResponse) -> String {
         or_dash(&discards).to_owned(),
         format!("{} written, {} dropped", s.samples_written, s.samples_dropped),
     ]);
-    format!("{summary}\n\n{t}")
+    let mut problems = String::new();
+    for (what, error) in [("persist error", &s.persist_error), ("sink error", &s.sink_error)] {
+        if !error.is_empty() {
+            problems.push_str(&format!("\n{what}: {error}"));
+        }
+    }
+    format!("{summary}{problems}\n\n{t}")
 }

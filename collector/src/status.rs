@@ -65,6 +65,9 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
             sink_error: self.sink.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default(),
             producers,
             next_page_token: next_after.map(StatusQuery::page_token_after).unwrap_or_default(),
+            persist_error: stats.persist_error.unwrap_or_default(),
+            persist_failures: stats.persist_failures,
+            persisted_generation: stats.persisted.map_or(0, |(_, generation)| generation),
         }))
     }
 }

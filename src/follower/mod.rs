@@ -6,7 +6,8 @@
 //! counters from its [`Stats`].
 //!
 //! Rules it follows: C1–C3 through the pure [`assembler`]; C4 and C5 (an applied snapshot is persisted before
-//! it is reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
+//! it is reported: a failed save, on a full or read-only disk, is retried with capped backoff until it succeeds,
+//! the latest applied snapshot superseding an older one waiting for its retry, and only then reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
 //! the next endpoint after each failure); and HTTP/2 keepalive, so a half-open connection is dropped within
 //! interval + timeout (20 s by default). When a server ends the stream saying when to come back
 //! (`grpc-retry-pushback-ms`, which roster-server sends on shutdown to spread its fleet's reconnects), that delay
@@ -57,11 +58,13 @@ pub struct FollowerConfig {
     pub state_file: Option<PathBuf>,
     /// Whether to report applied and rejected generations (C4).
     pub report: bool,
+    /// Retries of a failed save of the applied snapshot (C5).
+    pub persist_backoff: BackoffPolicy,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on, no state file.
+    /// 5 s connect timeout, reports on, no state file, failed saves retried up to every 10 s.
     pub fn new(endpoints: Vec<String>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -72,6 +75,7 @@ impl FollowerConfig {
             connect_timeout: Duration::from_secs(5),
             state_file: None,
             report: true,
+            persist_backoff: BackoffPolicy::PERSIST,
         }
     }
 }
@@ -108,6 +112,12 @@ pub struct StatsSnapshot {
     pub held_reason: Option<String>,
     /// Delays waited before reconnecting, most recent last (the last 64).
     pub recent_delays: Vec<Duration>,
+    /// The (epoch, generation) of the snapshot last saved to the state file (or loaded from it).
+    pub persisted: Option<(uuid::Uuid, u64)>,
+    /// Why the applied snapshot cannot be saved, while it cannot (cleared once a save succeeds).
+    pub persist_error: Option<String>,
+    /// Failed saves since start.
+    pub persist_failures: u64,
 }
 
 /// Shared counters of a follower.
@@ -178,6 +188,14 @@ pub struct Follower {
     events: tokio::sync::broadcast::Sender<FollowerEvent>,
     /// The delay the server asked for when it last ended a stream (`grpc-retry-pushback-ms`).
     pushback: Option<Duration>,
+    /// The latest applied snapshot and when it was applied, for the persister to save.
+    to_persist: watch::Sender<Option<(Arc<Snapshot>, u64)>>,
+    /// What the persister saved last: reported once saved (C5).
+    persisted: watch::Receiver<Option<(uuid::Uuid, u64)>>,
+    /// Taken and spawned by [`Follower::run`].
+    persister: Option<Persister>,
+    /// The last (epoch, generation) reported APPLIED (or loaded at start: it was reported before it was saved).
+    reported: Option<(uuid::Uuid, u64)>,
 }
 
 /// The delay a status asks for before the next attempt: gRPC's `grpc-retry-pushback-ms` (gRFC A6), a
@@ -205,12 +223,23 @@ impl Follower {
             Endpoint::from_shared(endpoint.clone()).map_err(|_| FollowerError::BadEndpoint(endpoint.clone()))?;
         }
         let persisted = match &config.state_file {
-            Some(path) => state_file::load(path)?,
+            Some(path) => {
+                match state_file::remove_leftover(path) {
+                    Ok(true) => {
+                        warn!(file = %path.display(), "removed the temporary file of a save that did not finish")
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "cannot remove the temporary file of a save that did not finish"),
+                }
+                state_file::load(path)?
+            }
             None => None,
         };
         let stats = Arc::new(Stats::default());
         let loaded = persisted.map(|p| {
-            stats.lock().applied_at_ms = p.applied_at_ms;
+            let mut stats = stats.lock();
+            stats.applied_at_ms = p.applied_at_ms;
+            stats.persisted = Some((p.snapshot.epoch, p.snapshot.generation));
             info!(
                 epoch = %p.snapshot.epoch,
                 generation = p.snapshot.generation,
@@ -222,11 +251,36 @@ impl Follower {
         let (applied, rx) = watch::channel(loaded.clone());
         let (events, _) = tokio::sync::broadcast::channel(256);
         let handle = FollowerHandle { applied: rx, stats: stats.clone(), events: events.clone() };
-        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats, events, pushback: None }, handle))
+        let loaded_id = loaded.as_ref().map(|s| (s.epoch, s.generation));
+        let (to_persist, latest) = watch::channel(None);
+        let (saved, persisted) = watch::channel(loaded_id);
+        let persister = Persister {
+            path: config.state_file.clone(),
+            policy: config.persist_backoff,
+            latest,
+            saved,
+            stats: stats.clone(),
+        };
+        Ok((
+            Self {
+                config,
+                assembler: Assembler::new(loaded),
+                applied,
+                stats,
+                events,
+                pushback: None,
+                to_persist,
+                persisted,
+                persister: Some(persister),
+                reported: loaded_id,
+            },
+            handle,
+        ))
     }
 
     /// Follows the feed until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let persister = self.persister.take().map(|p| tokio::spawn(p.run(shutdown.clone())));
         let mut delays = self.config.backoff.delays();
         let mut endpoint_index = 0;
         loop {
@@ -270,6 +324,9 @@ impl Follower {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(delay) => {}
             }
+        }
+        if let Some(persister) = persister {
+            let _ = persister.await;
         }
         info!("follower stopped");
     }
@@ -324,9 +381,21 @@ impl Follower {
         self.set_connected(true);
         let _ = self.events.send(FollowerEvent::Connected { endpoint: endpoint.to_owned() });
         info!(endpoint, known_generation = known.map_or(0, |k| k.1), "feed stream open");
+        // A snapshot saved while no stream was open is reported now.
+        self.persisted.mark_changed();
+        let mut persister_running = true;
         loop {
             let message = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => return None,
+                saved = self.persisted.changed(), if persister_running => {
+                    match saved {
+                        Ok(()) => self.report_saved(&channel),
+                        // Only on shutdown (or if the persister panicked): nothing more will be saved.
+                        Err(_) => persister_running = false,
+                    }
+                    continue;
+                }
                 message = stream.message() => message,
             };
             match message {
@@ -349,13 +418,28 @@ impl Follower {
         }
     }
 
+    /// Reports the snapshot the persister saved last, if it is the one in force and not reported yet (C5: it is on
+    /// disk). An older one saved after a newer was applied is not reported: the newer one will be, once saved.
+    fn report_saved(&mut self, channel: &Channel) {
+        let saved = *self.persisted.borrow_and_update();
+        let current = self.assembler.applied().map(|s| (s.epoch, s.generation));
+        if let Some((epoch, generation)) = saved
+            && saved == current
+            && saved != self.reported
+        {
+            self.reported = saved;
+            self.report(channel, epoch, generation, None);
+        }
+    }
+
     async fn handle(&mut self, event: Event, channel: Option<&Channel>) {
         match event {
             Event::Progress => {}
             Event::Applied(snapshot) => {
-                // Collect from it at once; persist it next, off the async threads (an fsync takes milliseconds),
-                // and report it only once it is on disk (C5). A crash in between leaves the previous complete
-                // snapshot on disk, and the server, not having had the report, sends this one again.
+                // Collect from it at once; the persister saves it next, off the async threads (an fsync takes
+                // milliseconds), retrying until it is on disk, and it is reported only then (C5). A crash in
+                // between leaves the previous complete snapshot on disk, and the server, not having had the report,
+                // sends this one again.
                 let at = now_ms();
                 {
                     let mut stats = self.stats.lock();
@@ -370,26 +454,7 @@ impl Follower {
                     producers = snapshot.targets.len(),
                     "snapshot applied"
                 );
-                let persisted = match &self.config.state_file {
-                    None => true,
-                    Some(path) => {
-                        let (path, to_save) = (path.clone(), snapshot.clone());
-                        match tokio::task::spawn_blocking(move || state_file::save(&path, &to_save, at)).await {
-                            Ok(Ok(())) => true,
-                            Ok(Err(e)) => {
-                                error!(error = %e, "cannot persist the applied snapshot; collecting from it anyway, not reporting it");
-                                false
-                            }
-                            Err(e) => {
-                                error!(error = %e, "the task persisting the applied snapshot failed; not reporting it");
-                                false
-                            }
-                        }
-                    }
-                };
-                if persisted && let Some(channel) = channel {
-                    self.report(channel, snapshot.epoch, snapshot.generation, None);
-                }
+                self.to_persist.send_replace(Some((snapshot, at)));
             }
             Event::Discarded { reason, detail, refused } => {
                 warn!(reason = reason.as_str(), detail, "snapshot discarded; the last known set stays in force");
@@ -438,6 +503,106 @@ impl Follower {
                 Err(status) => warn!(generation, error = %status_text(&status), "could not report the generation"),
             }
         });
+    }
+}
+
+/// Saves the latest applied snapshot to the state file (C5), off the feed's loop. A failed save (a full or
+/// read-only disk) is retried with capped backoff until one succeeds; a snapshot applied meanwhile replaces the
+/// one waiting, since only the latest matters. The error is kept in [`StatsSnapshot::persist_error`] and logged
+/// at each attempt; what was saved is announced on `saved`, and only that is reported.
+#[derive(Debug)]
+struct Persister {
+    /// `None`: nothing is kept on disk, and every snapshot counts as saved at once.
+    path: Option<PathBuf>,
+    policy: BackoffPolicy,
+    latest: watch::Receiver<Option<(Arc<Snapshot>, u64)>>,
+    saved: watch::Sender<Option<(uuid::Uuid, u64)>>,
+    stats: Arc<Stats>,
+}
+
+impl Persister {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut delays = self.policy.delays();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                changed = self.latest.changed() => if changed.is_err() { break },
+            }
+            // Until the latest is on disk: each attempt takes whatever was applied last.
+            loop {
+                let latest = self.latest.borrow_and_update().clone();
+                let Some((snapshot, at)) = latest else { break };
+                if self.save(&snapshot, at).await {
+                    delays.reset();
+                    break;
+                }
+                let delay = delays.next().unwrap_or(self.policy.cap);
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
+                        // One last try, so that a disk that recovered meanwhile still gets the latest set.
+                        let latest = self.latest.borrow_and_update().clone();
+                        if let Some((snapshot, at)) = latest
+                            && !self.save(&snapshot, at).await
+                        {
+                            error!(
+                                generation = snapshot.generation,
+                                "stopping with the applied snapshot not saved: a restart resumes the last one saved"
+                            );
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    /// One attempt; whether it succeeded. Either way the outcome is in the stats and the log.
+    async fn save(&self, snapshot: &Arc<Snapshot>, at: u64) -> bool {
+        let id = (snapshot.epoch, snapshot.generation);
+        let result = match &self.path {
+            None => Ok(()),
+            Some(path) => {
+                let (path, snapshot) = (path.clone(), snapshot.clone());
+                match tokio::task::spawn_blocking(move || state_file::save(&path, &snapshot, at)).await {
+                    Ok(saved) => saved.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the task saving it failed: {e}")),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                let failed_before = {
+                    let mut stats = self.stats.lock();
+                    stats.persisted = Some(id);
+                    stats.persist_error.take().is_some()
+                };
+                if failed_before {
+                    info!(generation = id.1, "applied snapshot saved after failed attempts; reporting it");
+                }
+                self.saved.send_replace(Some(id));
+                true
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot save the applied snapshot (generation {}): {e}; collecting from it anyway, retrying the save \
+                     (at most {} s apart), not reporting it until it is saved",
+                    id.1,
+                    self.policy.cap.as_secs_f64()
+                );
+                error!(
+                    generation = id.1,
+                    error = %e,
+                    "cannot save the applied snapshot; collecting from it anyway, retrying the save, not reporting it until it is saved"
+                );
+                let mut stats = self.stats.lock();
+                stats.persist_error = Some(message);
+                stats.persist_failures += 1;
+                false
+            }
+        }
     }
 }
 
