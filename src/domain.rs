@@ -419,6 +419,8 @@ pub struct WatchParams {
     pub collector: CollectorId,
     /// The (epoch, generation) it applied last, if any.
     pub known: Option<(uuid::Uuid, u64)>,
+    /// The watching process's instance id, if it gave one (two at once mean a copied data directory).
+    pub instance: Option<uuid::Uuid>,
 }
 
 impl TryFrom<pb::WatchRequest> for WatchParams {
@@ -434,7 +436,9 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
         } else {
             Some((parse_uuid("known_epoch", &req.known_epoch)?, req.known_generation))
         };
-        Ok(Self { collector, known })
+        let instance =
+            if req.instance_id.is_empty() { None } else { Some(parse_uuid("instance_id", &req.instance_id)?) };
+        Ok(Self { collector, known, instance })
     }
 }
 

@@ -66,7 +66,8 @@ enum Command {
     /// Follow a collector's assignment feed and print each applied snapshot and each discard.
     ///
     /// Note: a Watch stream marks that collector live on the server (S1), and this command does not report
-    /// applied generations. Use it to observe a real collector's feed, or with an id of its own for testing.
+    /// applied generations. Use it to observe a real collector's feed, or with an id of its own for testing. It
+    /// sends no instance id, so it is never taken for a second collector process with that id.
     #[command(after_help = "Example:\n  roster watch --collector 11111111-1111-1111-1111-111111111111 --count 1")]
     Watch {
         /// The collector whose feed to follow.
@@ -275,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collectors(CollectorsCommand::List) => {
             let collectors = client()?.list_collectors().await?.collectors;
             let value = json!({"collectors": collectors.iter().map(output::collector_json).collect::<Vec<_>>()});
-            output::print(format, &value, || output::collectors_table(&collectors).to_string());
+            output::print(format, &value, || output::collectors_text(&collectors));
         }
         Command::Assignment(AssignmentCommand::Show { collector }) => {
             let client = client()?;
@@ -291,7 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output::print(format, &value, || {
                 format!(
                     "{}\n\n{}",
-                    output::collectors_table(std::slice::from_ref(info)),
+                    output::collectors_text(std::slice::from_ref(info)),
                     output::producers_table(&producers)
                 )
             });
@@ -326,6 +327,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn watch(server: &str, collector: CollectorId, count: Option<u64>, format: Format) -> anyhow::Result<()> {
     let mut config = FollowerConfig::new(vec![server.to_owned()], collector);
     config.report = false;
+    // An observer, not the collector: it gives no instance id, so following a running collector's feed is not
+    // taken for a second process with its id.
+    config.instance = None;
     let (follower, handle) = Follower::new(config)?;
     let mut events = handle.events.subscribe();
     let stop = CancellationToken::new();

@@ -28,6 +28,8 @@ use crate::{
 pub struct StatusService {
     /// This collector.
     pub collector: CollectorId,
+    /// This process's instance id (see `WatchRequest.instance_id`).
+    pub instance: Option<uuid::Uuid>,
     /// The follower's snapshot and counters.
     pub follower: FollowerHandle,
     /// The running tasks.
@@ -68,6 +70,8 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
             persist_error: stats.persist_error.unwrap_or_default(),
             persist_failures: stats.persist_failures,
             persisted_generation: stats.persisted.map_or(0, |(_, generation)| generation),
+            instance_id: self.instance.map(|i| i.to_string()).unwrap_or_default(),
+            feed_refused: stats.feed_refused.unwrap_or_default(),
         }))
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     feed::{self, STREAM_BUFFER, StreamConfig},
     registry::{
         RegistryHandle,
-        state::{CollectorView, Liveness, ProducerRecord},
+        state::{CollectorView, ConflictView, Liveness, ProducerRecord},
     },
     wire::{WatchFrame, feed_server::assignment_feed_server::AssignmentFeed},
 };
@@ -68,7 +68,24 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
             .unwrap_or_default(),
         reported_at_unix_ms: report.map_or(0, |r| r.at_ms),
         converged: v.converged,
+        instances: u32::try_from(v.instances).unwrap_or(u32::MAX),
+        conflict: v.conflict.as_ref().map(conflict_text).unwrap_or_default(),
+        conflict_at_unix_ms: v.conflict.as_ref().map_or(0, |c| c.last_refused_at_ms),
     }
+}
+
+/// What an operator reads about two processes sharing one collector id, and what to do.
+fn conflict_text(c: &ConflictView) -> String {
+    let refused = c.refused.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let holder = match c.running {
+        Some(running) => format!("instance {running} holds the feed"),
+        None => "no instance holds the feed now".to_owned(),
+    };
+    format!(
+        "more than one collector process uses this id (a copied data directory?): {holder}; refused: {refused}. Give \
+         the copy a new id: delete the collector-id file in its data directory (or start it with --id and a new \
+         UUID) and restart it"
+    )
 }
 
 /// `roster.v1.Registry`.
@@ -179,6 +196,7 @@ impl AssignmentFeed for FeedService {
             info!(
                 known_epoch = ?params.known.map(|k| k.0),
                 known_generation = params.known.map_or(0, |k| k.1),
+                instance = ?params.instance,
                 "feed stream opened"
             );
         });

@@ -536,11 +536,25 @@ async fn bad_input_is_rejected_with_the_field_named_and_nothing_stored() {
         ("collector_id", pb::WatchRequest { collector_id: "x".into(), ..Default::default() }),
         (
             "known_epoch",
-            pb::WatchRequest { collector_id: collector.to_string(), known_epoch: "x".into(), known_generation: 1 },
+            pb::WatchRequest {
+                collector_id: collector.to_string(),
+                known_epoch: "x".into(),
+                known_generation: 1,
+                ..Default::default()
+            },
         ),
         (
             "known_generation",
-            pb::WatchRequest { collector_id: collector.to_string(), known_epoch: String::new(), known_generation: 4 },
+            pb::WatchRequest {
+                collector_id: collector.to_string(),
+                known_epoch: String::new(),
+                known_generation: 4,
+                ..Default::default()
+            },
+        ),
+        (
+            "instance_id",
+            pb::WatchRequest { collector_id: collector.to_string(), instance_id: "x".into(), ..Default::default() },
         ),
     ];
     for (field, request) in watches {

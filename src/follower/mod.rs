@@ -60,11 +60,15 @@ pub struct FollowerConfig {
     pub report: bool,
     /// Retries of a failed save of the applied snapshot (C5).
     pub persist_backoff: BackoffPolicy,
+    /// This process's instance id, sent with every `Watch` so the server can tell two processes claiming the same
+    /// collector id apart (and refuse the newer one). `None` for an observer that is not the collector.
+    pub instance: Option<uuid::Uuid>,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on, no state file, failed saves retried up to every 10 s.
+    /// 5 s connect timeout, reports on, no state file, failed saves retried up to every 10 s, and a new random
+    /// instance id.
     pub fn new(endpoints: Vec<String>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -76,6 +80,7 @@ impl FollowerConfig {
             state_file: None,
             report: true,
             persist_backoff: BackoffPolicy::PERSIST,
+            instance: Some(uuid::Uuid::new_v4()),
         }
     }
 }
@@ -118,6 +123,9 @@ pub struct StatsSnapshot {
     pub persist_error: Option<String>,
     /// Failed saves since start.
     pub persist_failures: u64,
+    /// Why the server refused the last `Watch` (not a transient failure), until a stream opens: e.g. another
+    /// process uses this collector id.
+    pub feed_refused: Option<String>,
 }
 
 /// Shared counters of a follower.
@@ -368,6 +376,7 @@ impl Follower {
             collector_id: self.config.collector.to_string(),
             known_epoch: known.map(|k| k.0.to_string()).unwrap_or_default(),
             known_generation: known.map_or(0, |k| k.1),
+            instance_id: self.config.instance.map(|i| i.to_string()).unwrap_or_default(),
         };
         let mut client = AssignmentFeedClient::new(channel.clone());
         let watched = tokio::select! {
@@ -376,8 +385,29 @@ impl Follower {
         };
         let mut stream = match watched {
             Ok(response) => response.into_inner(),
-            Err(status) => return Some(format!("watch: {}", status_text(&status))),
+            Err(status) => {
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition
+                        | Code::AlreadyExists
+                        | Code::InvalidArgument
+                        | Code::PermissionDenied
+                        | Code::Unauthenticated
+                ) {
+                    // Refused, not failed: say so loudly. The last known set stays in force; the feed retries with its
+                    // capped backoff (the cause may go away: the other process may stop).
+                    error!(
+                        endpoint,
+                        code = ?status.code(),
+                        reason = status.message(),
+                        "the server refused this collector's feed; collecting the last known set meanwhile"
+                    );
+                    self.stats.lock().feed_refused = Some(status_text(&status));
+                }
+                return Some(format!("watch: {}", status_text(&status)));
+            }
         };
+        self.stats.lock().feed_refused = None;
         self.set_connected(true);
         let _ = self.events.send(FollowerEvent::Connected { endpoint: endpoint.to_owned() });
         info!(endpoint, known_generation = known.map_or(0, |k| k.1), "feed stream open");

@@ -48,13 +48,14 @@ pub struct Attached {
 #[derive(Debug)]
 pub struct AttachGuard {
     collector: CollectorId,
+    instance: Option<uuid::Uuid>,
     tx: mpsc::UnboundedSender<Command>,
 }
 
 impl Drop for AttachGuard {
     fn drop(&mut self) {
         // The actor outlives every stream (it stops only when all senders, these included, are gone).
-        let _ = self.tx.send(Command::Detach(self.collector));
+        let _ = self.tx.send(Command::Detach(self.collector, self.instance));
     }
 }
 
@@ -66,7 +67,7 @@ enum Command {
     GetProducer(ProducerId, Reply<Option<state::ProducerRecord>>),
     ListCollectors(Reply<Vec<CollectorView>>),
     Attach(WatchParams, Reply<Attached>),
-    Detach(CollectorId),
+    Detach(CollectorId, Option<uuid::Uuid>),
     Report(ApplyReport, Reply<bool>),
     Snapshot(CollectorId, Reply<Arc<Snapshot>>),
     Sweep,
@@ -79,7 +80,8 @@ enum Pending {
     ListProducers(Reply<ProducerPage>, ProducerPage),
     GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
-    Attach(Reply<Attached>, CollectorId),
+    Attach(Reply<Attached>, CollectorId, Option<uuid::Uuid>),
+    Refused(Reply<Attached>, Error),
     Report(Reply<bool>, Result<bool, Error>),
     Snapshot(Reply<Arc<Snapshot>>, CollectorId),
 }
@@ -129,6 +131,9 @@ impl RegistryHandle {
     }
 
     /// Opens a feed stream for a collector (marks it live).
+    ///
+    /// # Errors
+    /// [`Error::DuplicateInstance`] when another process's streams of that collector are open.
     pub async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
         self.call(|r| Command::Attach(params, r)).await
     }
@@ -260,16 +265,30 @@ impl Registry {
                     pending.push(Pending::GetProducer(reply, self.state.producer(id).cloned()));
                 }
                 Command::ListCollectors(reply) => {
-                    pending.push(Pending::ListCollectors(reply, self.state.list_collectors()));
+                    pending.push(Pending::ListCollectors(reply, self.state.list_collectors(now)));
                 }
                 Command::Attach(params, reply) => {
-                    if self.state.attach(params.collector, params.known, &mut changes) {
-                        info!(collector.id = %params.collector, "collector joined");
+                    match self.state.attach(params.collector, params.known, params.instance, now, &mut changes) {
+                        Ok(created) => {
+                            if created {
+                                info!(collector.id = %params.collector, "collector joined");
+                            }
+                            pending.push(Pending::Attach(reply, params.collector, params.instance));
+                        }
+                        Err(conflict) => {
+                            error!(
+                                collector.id = %conflict.collector,
+                                running = %conflict.running,
+                                refused = %conflict.refused,
+                                "two collector processes use one collector id (a copied data directory?): the newer \
+                                 one's feed stream is refused; give it a new id"
+                            );
+                            pending.push(Pending::Refused(reply, conflict.into()));
+                        }
                     }
-                    pending.push(Pending::Attach(reply, params.collector));
                 }
-                Command::Detach(id) => {
-                    self.state.detach(id, now);
+                Command::Detach(id, instance) => {
+                    self.state.detach(id, instance, now);
                     if self.state.collector(id).is_some_and(|c| matches!(c.liveness, state::Liveness::Grace { .. })) {
                         info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
                     }
@@ -336,7 +355,8 @@ impl Registry {
                     send(reply, Ok(snapshot));
                 }
                 Pending::Report(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
-                Pending::Attach(reply, collector) => {
+                Pending::Refused(reply, error) => send(reply, Err(error)),
+                Pending::Attach(reply, collector, instance) => {
                     // The caller holds a handle while it waits, so the channel is open and this upgrades.
                     let Some(tx) = own_tx.upgrade() else { continue };
                     // Liveness is kept even when the batch failed; the snapshot is the last committed one.
@@ -350,7 +370,7 @@ impl Registry {
                     let attached = Attached {
                         generations,
                         rejected: self.state.rejected_current(collector),
-                        guard: AttachGuard { collector, tx },
+                        guard: AttachGuard { collector, instance, tx },
                     };
                     // If the caller went away, the unsent guard is dropped here and closes the stream again.
                     let _ = reply.send(Ok(attached));

@@ -109,6 +109,7 @@ pub async fn watch(
         collector_id: collector.to_string(),
         known_epoch: known.map(|k| k.0.to_string()).unwrap_or_default(),
         known_generation: known.map_or(0, |k| k.1),
+        ..Default::default()
     };
     feed.watch(request).await.unwrap().into_inner()
 }
