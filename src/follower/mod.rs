@@ -675,4 +675,62 @@ mod tests {
         assert_eq!(retry_pushback(&with_pushback("soon")), None);
         assert_eq!(retry_pushback(&tonic::Status::unavailable("no header")), None);
     }
+
+    fn snapshot(generation: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot { epoch: uuid::Uuid::from_u128(7), generation, targets: Vec::new(), settling: false })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_save_is_retried_until_it_succeeds_and_the_latest_snapshot_is_the_one_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.bin");
+        // A non-empty directory where the file should be: every save fails until it is removed.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), b"x").unwrap();
+        let stats = Arc::new(Stats::default());
+        let (to_persist, latest) = watch::channel(None);
+        let (saved_tx, mut saved) = watch::channel(None);
+        let persister = Persister {
+            path: Some(path.clone()),
+            policy: BackoffPolicy::PERSIST,
+            latest,
+            saved: saved_tx,
+            stats: stats.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(persister.run(shutdown.clone()));
+
+        to_persist.send_replace(Some((snapshot(1), 1)));
+        for _ in 0..10_000 {
+            if stats.snapshot().persist_failures >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let failing = stats.snapshot();
+        assert!(failing.persist_failures >= 3, "retried: {failing:?}");
+        assert!(
+            failing.persist_error.as_deref().is_some_and(|e| e.contains(&path.display().to_string())),
+            "{failing:?}"
+        );
+        assert_eq!(*saved.borrow(), None, "nothing saved, so nothing to report");
+
+        // A newer snapshot is applied while the save is failing; then the disk recovers.
+        to_persist.send_replace(Some((snapshot(2), 2)));
+        std::fs::remove_dir_all(&path).unwrap();
+        let id = tokio::time::timeout(
+            Duration::from_secs(60),
+            saved.wait_for(|s| *s == Some((uuid::Uuid::from_u128(7), 2))),
+        )
+        .await
+        .expect("saved within the backoff cap")
+        .unwrap()
+        .to_owned();
+        assert_eq!(id, Some((uuid::Uuid::from_u128(7), 2)));
+        assert_eq!(state_file::load(&path).unwrap().unwrap().snapshot.generation, 2, "the latest is on disk");
+        let recovered = stats.snapshot();
+        assert_eq!((recovered.persist_error, recovered.persisted), (None, id), "the error is cleared");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }
