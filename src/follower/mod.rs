@@ -556,8 +556,14 @@ impl Persister {
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
-                changed = self.latest.changed() => if changed.is_err() { break },
+                () = shutdown.cancelled() => {
+                    // A snapshot applied just before the shutdown is still saved (C5: a restart resumes it).
+                    if self.latest.has_changed().unwrap_or(false) {
+                        self.last_try().await;
+                    }
+                    return;
+                }
+                changed = self.latest.changed() => if changed.is_err() { return },
             }
             // Until the latest is on disk: each attempt takes whatever was applied last.
             loop {
@@ -572,20 +578,25 @@ impl Persister {
                     biased;
                     () = shutdown.cancelled() => {
                         // One last try, so that a disk that recovered meanwhile still gets the latest set.
-                        let latest = self.latest.borrow_and_update().clone();
-                        if let Some((snapshot, at)) = latest
-                            && !self.save(&snapshot, at).await
-                        {
-                            error!(
-                                generation = snapshot.generation,
-                                "stopping with the applied snapshot not saved: a restart resumes the last one saved"
-                            );
-                        }
+                        self.last_try().await;
                         return;
                     }
                     () = tokio::time::sleep(delay) => {}
                 }
             }
+        }
+    }
+
+    /// On shutdown: one attempt at saving the latest snapshot, saying so if it fails.
+    async fn last_try(&mut self) {
+        let latest = self.latest.borrow_and_update().clone();
+        if let Some((snapshot, at)) = latest
+            && !self.save(&snapshot, at).await
+        {
+            error!(
+                generation = snapshot.generation,
+                "stopping with the applied snapshot not saved: a restart resumes the last one saved"
+            );
         }
     }
 
