@@ -117,3 +117,75 @@ fn producer_status(view: &TaskView) -> pb::ProducerStatus {
         task_incarnation: view.incarnation,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, time::Duration};
+
+    use roster::{
+        domain::{Labels, ProducerAddress, Target},
+        follower::{Follower, FollowerConfig},
+    };
+
+    use super::*;
+    use crate::producer_task::ProducerStats;
+
+    /// A status service over `count` producers whose last error is `error_bytes` long.
+    fn service(count: usize, error_bytes: usize) -> StatusService {
+        let (_follower, handle) =
+            Follower::new(FollowerConfig::new(vec!["http://127.0.0.1:9".into()], CollectorId::new_random())).unwrap();
+        let views = (0..count)
+            .map(|_| {
+                let id = ProducerId::new_random();
+                let target = Target {
+                    id,
+                    address: ProducerAddress::parse_field("address", "127.0.0.1:9").unwrap(),
+                    interval: Duration::from_secs(1),
+                    labels: Labels::default(),
+                };
+                let stats = ProducerStats { last_error: "e".repeat(error_bytes), ..Default::default() };
+                (id, TaskView { target, incarnation: 1, stats: Arc::new(std::sync::Mutex::new(stats)) })
+            })
+            .collect();
+        StatusService {
+            collector: CollectorId::new_random(),
+            instance: None,
+            follower: handle,
+            tasks: Arc::new(std::sync::Mutex::new(views)),
+            sink: Arc::default(),
+        }
+    }
+
+    /// Every page in turn, `page_size` at a time; checks each page's bounds.
+    fn all_pages(service: &StatusService, page_size: u32) -> Vec<Vec<pb::ProducerStatus>> {
+        let mut pages = Vec::new();
+        let mut after = None;
+        for _ in 0..10_000 {
+            let (page, next) = service.page(&StatusQuery { page_size, after }).unwrap();
+            let bytes: usize = page.iter().map(|p| message_limit::entry_len(p.encoded_len())).sum();
+            assert!(page.len() == 1 || bytes <= PAGE_BYTES, "{} producers, {bytes} bytes", page.len());
+            assert!(page.len() <= page_size as usize);
+            pages.push(page);
+            match next {
+                Some(id) => after = Some(id),
+                None => return pages,
+            }
+        }
+        panic!("the listing never ended");
+    }
+
+    #[test]
+    fn pages_are_bounded_by_count_and_by_bytes_and_list_every_producer_once() {
+        for (count, error_bytes, page_size, expected_pages) in
+            [(0, 0, 100, 1), (250, 0, 100, 3), (100, 0, 100, 1), (30, 100_000, 1000, 3), (3, 2 << 20, 1000, 3)]
+        {
+            let service = service(count, error_bytes);
+            let pages = all_pages(&service, page_size);
+            let listed: Vec<String> = pages.iter().flatten().map(|p| p.id.clone()).collect();
+            let unique: BTreeSet<&String> = listed.iter().collect();
+            assert_eq!((listed.len(), unique.len()), (count, count), "every producer once");
+            assert!(listed.windows(2).all(|w| w[0] < w[1]), "ordered by id");
+            assert_eq!(pages.len(), expected_pages, "{count} producers, errors of {error_bytes} bytes");
+        }
+    }
+}
