@@ -135,6 +135,9 @@ pub struct ProducerPage {
 /// its retries (the feed's backoff is capped at 30 s by default).
 pub const CONFLICT_SHOWN_FOR: Duration = Duration::from_secs(120);
 
+/// Most refused instances remembered per collector: what a client can make the server hold is bounded.
+const MAX_REFUSED_REMEMBERED: usize = 16;
+
 /// The processes (Watch instance ids) using one collector id. Not persisted: it describes open streams.
 #[derive(Debug, Clone, Default)]
 struct Instances {
@@ -403,6 +406,14 @@ impl State {
         if let Some(instance) = instance {
             let instances = self.instances.entry(id).or_default();
             if let Some(running) = instances.open.keys().copied().find(|open| *open != instance) {
+                let shown_since = now_ms.saturating_sub(ms(CONFLICT_SHOWN_FOR));
+                instances.refused.retain(|_, at| *at > shown_since);
+                if instances.refused.len() >= MAX_REFUSED_REMEMBERED && !instances.refused.contains_key(&instance) {
+                    let oldest = instances.refused.iter().min_by_key(|(_, at)| **at).map(|(i, _)| *i);
+                    if let Some(oldest) = oldest {
+                        instances.refused.remove(&oldest);
+                    }
+                }
                 instances.refused.insert(instance, now_ms);
                 return Err(Conflict { collector: id, running, refused: instance });
             }
@@ -448,6 +459,9 @@ impl State {
             *open -= 1;
             if *open == 0 {
                 instances.open.remove(&instance);
+            }
+            if instances.open.is_empty() && instances.refused.is_empty() {
+                self.instances.remove(&id);
             }
         }
         let grace_until = now_ms.saturating_add(ms(self.rules.grace));
@@ -795,6 +809,13 @@ mod tests {
         state.attach(collector(1), None, copy, 5_000, &mut changes).unwrap();
         let view = &state.list_collectors(5_000)[0];
         assert_eq!((view.instances, view.conflict.is_none()), (1, true));
+
+        // However many processes are refused, only the latest few are remembered.
+        for n in 0..100u128 {
+            state.attach(collector(1), None, Some(Uuid::from_u128(1000 + n)), 5_500, &mut changes).unwrap_err();
+        }
+        assert_eq!(state.instances[&collector(1)].refused.len(), MAX_REFUSED_REMEMBERED);
+        state.instances.get_mut(&collector(1)).unwrap().refused.clear();
 
         // A refusal is shown for CONFLICT_SHOWN_FOR, then forgotten.
         state.attach(collector(1), None, first, 6_000, &mut changes).unwrap_err();
