@@ -1,4 +1,5 @@
-//! The one backoff policy of roster, shared by the feed follower (R4) and the retrying unary client (R3).
+//! The one backoff policy of roster, shared by the feed follower (R4), the retrying unary client (R3) and the
+//! follower's retries of a failed snapshot save (C5).
 //!
 //! The delay before retry `n` (n ≥ 1) is `min(initial * 2^(n-1), cap)`, then shortened by a random part of at
 //! most `jitter` of itself: it lies in `[base * (1 - jitter), base]`. Jitter never lengthens a delay, so the cap
@@ -31,6 +32,12 @@ impl BackoffPolicy {
     /// surfaces; no one-second window holds more than 3 attempts, well under 5 requests per second.
     pub const UNARY: Self =
         Self { initial: Duration::from_millis(200), cap: Duration::from_secs(5), jitter: 0.2, max_attempts: Some(5) };
+
+    /// C5, saving the applied snapshot (a full or read-only disk): first retry after about 200 ms, doubling up to a
+    /// hard 10 s cap, forever. A disk that recovers is noticed within 10 s; a failing one is tried at most every
+    /// 10 s.
+    pub const PERSIST: Self =
+        Self { initial: Duration::from_millis(200), cap: Duration::from_secs(10), jitter: 0.5, max_attempts: None };
 
     /// The delay before retry `retry` (1 for the first retry) before jitter: `min(initial * 2^(retry-1), cap)`.
     pub fn base_delay(&self, retry: u32) -> Duration {

@@ -1,6 +1,8 @@
-//! The typed client of the control plane: every unary call of `roster.v1.Registry` and `roster.v1.AssignmentFeed`
-//! goes through [`retry::call`], so each one retries transient failures within R3's bounds,
-//! carries a request id, and fails with an error naming the call, the attempts, the time spent and the last cause.
+//! The typed clients: of the control plane (every unary call of `roster.v1.Registry` and `roster.v1.AssignmentFeed`)
+//! and of a collector's status API (`roster.v1.CollectorStatus`). Every call goes through [`retry::call`], so each
+//! one retries transient failures within R3's bounds, carries a request id, and fails with an error naming the
+//! call, the attempts, the time spent and the last cause. Listings that come in pages are followed to the end here,
+//! once, for every caller.
 
 use std::time::Duration;
 
@@ -10,7 +12,10 @@ use crate::{
     backoff::BackoffPolicy,
     domain::FieldError,
     endpoint::ServerUrl,
-    pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
+    pb::{
+        self, assignment_feed_client::AssignmentFeedClient, collector_status_client::CollectorStatusClient,
+        registry_client::RegistryClient,
+    },
     retry::{self, CallError},
 };
 
@@ -200,5 +205,59 @@ impl RosterClient {
             async move { c.report_applied(r).await }
         })
         .await
+    }
+}
+
+/// A client of one roster-collector's status API.
+#[derive(Debug, Clone)]
+pub struct StatusClient {
+    status: CollectorStatusClient<Channel>,
+    policy: BackoffPolicy,
+    timeout: Duration,
+}
+
+impl StatusClient {
+    /// A client of the status API at `url` (a collector's `--listen`, parsed with
+    /// [`ServerUrl::parse_address_or_url`]), connecting lazily, with the R3 defaults: 5 attempts, each limited to
+    /// `timeout`.
+    pub fn connect(url: &ServerUrl, timeout: Duration) -> Self {
+        let channel = url.endpoint().connect_timeout(timeout).tcp_nodelay(true).connect_lazy();
+        Self { status: CollectorStatusClient::new(channel), policy: BackoffPolicy::UNARY, timeout }
+    }
+
+    /// Sets the most attempts per call (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.policy.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// One page of `GetStatus`.
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn get_status(&self, request: pb::GetStatusRequest) -> Result<pb::GetStatusResponse, CallError> {
+        let client = self.status.clone();
+        retry::call("GetStatus", self.policy, self.timeout, request, |r| {
+            let mut c = client.clone();
+            async move { c.get_status(r).await }
+        })
+        .await
+    }
+
+    /// The whole status: the summary of the first page, with the producers of every page, following
+    /// `next_page_token` to the end (a short page is not the end; only an empty token is).
+    ///
+    /// # Errors
+    /// See [`CallError`].
+    pub async fn get_full_status(&self) -> Result<pb::GetStatusResponse, CallError> {
+        let request = |page_token| pb::GetStatusRequest { page_size: Some(crate::domain::MAX_PAGE_SIZE), page_token };
+        let mut status = self.get_status(request(String::new())).await?;
+        let mut page_token = std::mem::take(&mut status.next_page_token);
+        while !page_token.is_empty() {
+            let page = self.get_status(request(page_token)).await?;
+            status.producers.extend(page.producers);
+            page_token = page.next_page_token;
+        }
+        Ok(status)
     }
 }

@@ -648,6 +648,8 @@ pub struct WatchParams {
     pub known: Option<(uuid::Uuid, u64)>,
     /// Observe only (`observe_only`): follow the feed without marking the collector live or changing anything.
     pub observe: bool,
+    /// The watching process's instance id, if it gave one (two at once mean a copied data directory).
+    pub instance: Option<uuid::Uuid>,
 }
 
 impl TryFrom<pb::WatchRequest> for WatchParams {
@@ -671,7 +673,9 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
         } else {
             Some((parse_uuid("known_epoch", &req.known_epoch)?, req.known_generation))
         };
-        Ok(Self { collector, known, observe: req.observe_only })
+        let instance =
+            if req.instance_id.is_empty() { None } else { Some(parse_uuid("instance_id", &req.instance_id)?) };
+        Ok(Self { collector, known, observe: req.observe_only, instance })
     }
 }
 
@@ -687,6 +691,7 @@ pub struct ProducerQuery {
 }
 
 const PAGE_TOKEN_PREFIX: &str = "p1.";
+const STATUS_PAGE_TOKEN_PREFIX: &str = "s1.";
 
 impl ProducerQuery {
     /// The opaque page token that continues a listing after `last`.
@@ -695,38 +700,76 @@ impl ProducerQuery {
     }
 }
 
+/// A page size field: unset means [`DEFAULT_PAGE_SIZE`]; 1 to [`MAX_PAGE_SIZE`] is accepted.
+fn page_size(value: Option<u32>) -> Result<u32, FieldError> {
+    match value {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(n @ 1..=MAX_PAGE_SIZE) => Ok(n),
+        Some(n) => Err(FieldError::new(
+            "page_size",
+            format!("{n} is out of range: use 1 to {MAX_PAGE_SIZE}, or leave it unset for {DEFAULT_PAGE_SIZE}"),
+        )),
+    }
+}
+
+/// A page token of `call`, made by the server with `prefix`: the producer id the next page starts after. Empty
+/// means the first page.
+fn page_token(call: &str, prefix: &str, token: &str) -> Result<Option<ProducerId>, FieldError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .strip_prefix(prefix)
+        .filter(|rest| rest.len() == 32)
+        .and_then(|rest| Uuid::try_parse(rest).ok())
+        .map(|id| Some(ProducerId(id)))
+        .ok_or_else(|| {
+            FieldError::new(
+                "page_token",
+                format!(
+                    "{:?} is not a token from a previous {call} page; pass the next_page_token you were given, or \
+                     leave it empty for the first page",
+                    clip(token)
+                ),
+            )
+        })
+}
+
 impl TryFrom<pb::ListProducersRequest> for ProducerQuery {
     type Error = FieldError;
 
     fn try_from(req: pb::ListProducersRequest) -> Result<Self, FieldError> {
-        let page_size = match req.page_size {
-            None => DEFAULT_PAGE_SIZE,
-            Some(n @ 1..=MAX_PAGE_SIZE) => n,
-            Some(n) => {
-                return Err(FieldError::new(
-                    "page_size",
-                    format!("{n} is out of range: use 1 to {MAX_PAGE_SIZE}, or leave it unset for {DEFAULT_PAGE_SIZE}"),
-                ));
-            }
-        };
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let id = req
-                .page_token
-                .strip_prefix(PAGE_TOKEN_PREFIX)
-                .filter(|rest| rest.len() == 32)
-                .and_then(|rest| Uuid::try_parse(rest).ok())
-                .ok_or_else(|| {
-                    FieldError::new(
-                        "page_token",
-                        format!("{:?} is not a token from a previous ListProducers page; pass the next_page_token you were given, or leave it empty for the first page", clip(&req.page_token)),
-                    )
-                })?;
-            Some(ProducerId(id))
-        };
+        let page_size = page_size(req.page_size)?;
+        let after = page_token("ListProducers", PAGE_TOKEN_PREFIX, &req.page_token)?;
         let collector = CollectorId::parse_optional_field("collector_id", &req.collector_id)?;
         Ok(Self { page_size, after, collector })
+    }
+}
+
+/// A validated `GetStatus` request (a collector's status API): which page of its producers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusQuery {
+    /// Page size, within 1..=[`MAX_PAGE_SIZE`].
+    pub page_size: u32,
+    /// List producers whose id is greater than this one.
+    pub after: Option<ProducerId>,
+}
+
+impl StatusQuery {
+    /// The opaque page token that continues a status listing after `last`.
+    pub fn page_token_after(last: ProducerId) -> String {
+        format!("{STATUS_PAGE_TOKEN_PREFIX}{}", last.0.simple())
+    }
+}
+
+impl TryFrom<pb::GetStatusRequest> for StatusQuery {
+    type Error = FieldError;
+
+    fn try_from(req: pb::GetStatusRequest) -> Result<Self, FieldError> {
+        Ok(Self {
+            page_size: page_size(req.page_size)?,
+            after: page_token("GetStatus", STATUS_PAGE_TOKEN_PREFIX, &req.page_token)?,
+        })
     }
 }
 
@@ -941,6 +984,20 @@ mod tests {
             .expect_err("must be rejected");
             assert!(err.field == "page_size" || err.field == "page_token", "{err}");
         }
+
+        let q = StatusQuery::try_from(pb::GetStatusRequest {
+            page_size: Some(1000),
+            page_token: StatusQuery::page_token_after(id),
+        })
+        .expect("valid token");
+        assert_eq!((q.page_size, q.after), (1000, Some(id)));
+        let err = StatusQuery::try_from(pb::GetStatusRequest {
+            page_size: None,
+            page_token: ProducerQuery::page_token_after(id),
+        })
+        .expect_err("a ListProducers token is not a GetStatus one");
+        assert!(err.to_string().starts_with("page_token: ") && err.to_string().contains("GetStatus"), "{err}");
+        assert_eq!(StatusQuery::try_from(pb::GetStatusRequest::default()).unwrap().page_size, DEFAULT_PAGE_SIZE);
     }
 
     #[test]

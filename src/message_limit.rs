@@ -1,3 +1,9 @@
+//! Message sizes, written once: the budget of every answer that comes in parts, and the size limit of requests.
+//!
+//! Answers that can grow without bound (a feed snapshot, a `ListProducers` listing, a collector's `GetStatus`) are
+//! cut into parts of at most [`PAGE_BYTES`] of encoded entries, so no message nears gRPC's 4 MiB default
+//! limit, which every client (tonic, grpcio, grpcurl) applies to what it receives, whatever the entries hold.
+//!
 //! Requests above the message size limit are answered `RESOURCE_EXHAUSTED`, naming both sizes.
 //!
 //! gRPC's status code table gives `RESOURCE_EXHAUSTED` for a message larger than the receiver's limit, and that is
@@ -12,6 +18,33 @@ use tower::util::MapResponseLayer;
 /// The largest request either server decodes: gRPC's default. roster's largest real request (a registration
 /// with the most labels) is a few tens of KiB.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most encoded bytes of entries in one part of an answer sent in parts: a feed chunk's producers (S2), a
+/// `ListProducers` page, a `GetStatus` page. A quarter of gRPC's 4 MiB default message limit: the fields around
+/// the entries are small, so every part stays far below the limit every client applies by default.
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// The encoded size of one entry of a repeated message field numbered 1 to 15, whose message encodes to
+/// `message_len` bytes: a one-byte key, the length as a varint, the message (protobuf encoding spec, "Message
+/// Structure").
+pub fn entry_len(message_len: usize) -> usize {
+    1 + prost::length_delimiter_len(message_len) + message_len
+}
+
+/// How many of the leading entries, of encoded sizes `entry_lens` (see [`entry_len`]), fit in `max_bytes`. At
+/// least one when there is one, even a larger one, so that a listing always moves forward.
+pub fn fitting(entry_lens: impl IntoIterator<Item = usize>, max_bytes: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut count = 0;
+    for len in entry_lens {
+        bytes = bytes.saturating_add(len);
+        if count > 0 && bytes > max_bytes {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
 
 /// The layer; add it with `tonic::transport::Server::builder().layer(message_limit::layer())`.
 pub fn layer() -> MapResponseLayer<fn(Response<Body>) -> Response<Body>> {
@@ -38,6 +71,17 @@ pub fn resource_exhausted_for_oversize(mut response: Response<Body>) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fitting_takes_what_fits_and_always_one() {
+        assert_eq!(fitting([], 10), 0);
+        assert_eq!(fitting([50], 10), 1, "one entry larger than the budget still moves the listing on");
+        assert_eq!(fitting([4, 4, 4], 10), 2);
+        assert_eq!(fitting([5, 5, 5], 10), 2, "exactly the budget fits");
+        assert_eq!(fitting([1; 100], PAGE_BYTES), 100);
+        assert_eq!(entry_len(100), 102);
+        assert_eq!(entry_len(200), 203);
+    }
 
     #[test]
     fn only_the_size_error_is_rewritten() {

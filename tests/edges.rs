@@ -47,6 +47,7 @@ async fn a_watch_claiming_the_largest_generation_is_refused_and_the_collector_ke
                 known_epoch: before.applied_epoch.clone(),
                 known_generation: claim,
                 observe_only: false,
+                ..Default::default()
             })
             .await
             .expect_err("a claim beyond any generation a server makes is refused");
@@ -62,6 +63,7 @@ async fn a_watch_claiming_the_largest_generation_is_refused_and_the_collector_ke
             known_epoch: before.applied_epoch.clone(),
             known_generation: roster::domain::MAX_GENERATION,
             observe_only: false,
+            ..Default::default()
         })
         .await
         .unwrap()

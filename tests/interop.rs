@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::{WAIT, python, run_grpcurl, start_collector, start_server};
-use roster::pb::{self, collector_status_client::CollectorStatusClient, registry_client::RegistryClient};
+use roster::pb::{self, registry_client::RegistryClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_applied() {
@@ -23,7 +23,6 @@ async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_app
     let (_server, addr) = start_server(&dir.path().join("server"), None);
     let url = format!("http://{addr}");
     let (collector, status_addr, collector_id) = start_collector(&url, &dir.path().join("collector"));
-    let status_url = format!("http://{status_addr}");
 
     // Producers that are never due within the test (one-hour interval): the point is the set, not the samples.
     let registry = RegistryClient::connect(url.clone()).await.unwrap();
@@ -46,10 +45,9 @@ async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_app
         done.unwrap();
     }
 
-    let mut status_client = CollectorStatusClient::connect(status_url).await.unwrap();
     let deadline = Instant::now() + WAIT;
     let status = loop {
-        let status = status_client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+        let status = common::status(&status_addr).await;
         if status.applied_producer_count == N as u64 && status.producers.len() == N {
             break status;
         }

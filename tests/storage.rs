@@ -1,6 +1,7 @@
-//! Storage faults under a real roster-server process: its data directory on a small tmpfs that the test mounts,
-//! fills up, and makes read-only. Requests that need the disk fail with a clear error naming the store; nothing
-//! already acknowledged is lost; the server recovers when the fault clears.
+//! Storage faults under real roster-server and roster-collector processes: a data directory on a small tmpfs that
+//! the test mounts, fills up, and makes read-only. Requests that need the disk fail with a clear error naming the
+//! store; nothing already acknowledged is lost; the server recovers when the fault clears. A collector whose disk
+//! is full keeps collecting the set it applied, says why it cannot save it, and saves and reports it once it can.
 //!
 //! Mounting needs root (CAP_SYS_ADMIN), which `./scripts/test` and CI have; without it these tests fail and say so.
 //! They never skip.
@@ -21,7 +22,10 @@ use std::{
     process::Command,
 };
 
-use common::{Proc, all_producers, never_due, registry, start_server};
+use common::{
+    Proc, WAIT, all_producers, collectors, never_due, registry, roster, sink_counts, start_collector_with,
+    start_server, status, wait_for, wait_reported, wait_status,
+};
 use tonic::Code;
 
 /// A tmpfs mounted for one test; unmounted when dropped, even if the test fails.
@@ -154,4 +158,86 @@ async fn a_read_only_data_dir_stops_the_server_with_a_clear_error_and_nothing_is
     let (_server, _) = start_server(&data, Some(&listen));
     let stored = all_producers(&url).await;
     assert!(acknowledged.iter().all(|id| stored.contains_key(id)), "nothing stored was lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_on_a_full_disk_collects_the_new_set_then_saves_and_reports_it_once_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, listen) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{listen}");
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "1m");
+    let data = disk.0.join("collector");
+    // The samples go elsewhere: what is checked here is the snapshot the collector keeps in its data directory.
+    let sink = dir.path().join("samples.jsonl");
+    let flags = ["--sink", sink.to_str().unwrap()];
+    let (mut collector, status_addr, id) = start_collector_with(&url, &data, &flags);
+    let _first = Proc::start("roster-demo-producer", &["--server", &url, "--interval", "200ms"]);
+    // Reported means saved (C5).
+    let first = wait_status(&status_addr, "the first producer applied", |s| s.applied_producer_count == 1).await;
+    wait_reported(&url, &id, first.applied_generation).await;
+
+    fill(&disk.0.join("filler"));
+    let second = Proc::start("roster-demo-producer", &["--server", &url, "--interval", "200ms"]);
+    let second_id = second.logged("demo producer serving", "producer.id=");
+    let failing = wait_status(&status_addr, "the save of the new set fails, retried, with the reason shown", |s| {
+        s.applied_producer_count == 2 && s.persist_failures >= 2 && !s.persist_error.is_empty()
+    })
+    .await;
+    assert!(failing.persist_error.contains("No space left on device"), "{}", failing.persist_error);
+    assert!(failing.persisted_generation < failing.applied_generation, "{failing:?}");
+    assert!(collector.stderr().contains("cannot save the applied snapshot"), "the log says it too");
+    let from = sink_counts(&sink).get(&second_id).copied().unwrap_or(0);
+    wait_for("the new producer collected while its set cannot be saved", || {
+        sink_counts(&sink).get(&second_id).is_some_and(|n| *n >= from + 3)
+    })
+    .await;
+    let listed = collectors(&url).await;
+    assert!(!listed[&id].converged, "an unsaved set is not reported (C5): {:?}", listed[&id]);
+    eprintln!("figure: collector disk full: {} failed saves before space was freed", failing.persist_failures);
+
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    let freed = std::time::Instant::now();
+    let saved = wait_status(&status_addr, "the new set saved once space is freed", |s| {
+        s.persist_error.is_empty() && s.persisted_generation == s.applied_generation && s.applied_producer_count == 2
+    })
+    .await;
+    eprintln!("figure: collector disk freed: new set saved after {:?}", freed.elapsed());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut cli = roster(&["--server", &url, "--output", "json", "collectors", "list"]);
+        assert!(cli.wait_exit().success(), "{}", cli.stderr());
+        let listed: serde_json::Value = serde_json::from_str(&cli.stdout()).unwrap();
+        let me = listed["collectors"].as_array().unwrap().iter().find(|c| c["id"] == id.as_str()).unwrap().clone();
+        if me["converged"] == true {
+            assert_eq!(me["reported_generation"], saved.applied_generation);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never converged once saved: {me}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".tmp"))
+            .collect()
+    };
+    assert_eq!(leftovers(), Vec::<String>::new(), "no temporary file is left behind");
+
+    // Restarted while the server is down, it resumes the new set at once. A temporary file left by a save that
+    // did not finish (a crash mid-save) is removed at start.
+    server.kill9();
+    collector.signal("-TERM");
+    assert_eq!(collector.wait_exit().code(), Some(0), "{}", collector.stderr());
+    std::fs::write(data.join(format!("snapshot-{id}.bin.tmp")), b"").unwrap();
+    let (_collector, status_addr, _) = start_collector_with(&url, &data, &flags);
+    let resumed = status(&status_addr).await;
+    assert!(!resumed.connected);
+    assert_eq!(
+        (resumed.applied_generation, resumed.applied_producer_count),
+        (saved.applied_generation, 2),
+        "the new set is resumed"
+    );
+    assert!(resumed.producers.iter().any(|p| p.id == second_id));
+    assert_eq!(leftovers(), Vec::<String>::new(), "the leftover temporary file is removed at start");
 }

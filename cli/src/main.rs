@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use output::Format;
 use roster::{
-    client::RosterClient,
+    client::{RosterClient, StatusClient},
     domain::{CollectorId, ProducerId, labels_from_flags, parse_label_flag},
     endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerEvent},
@@ -76,7 +76,8 @@ enum Command {
     ///
     /// Observe only: the watch does not mark the collector live, changes no assignment and reports nothing, so it
     /// is safe against a production fleet. The collector must be known to the server (`roster collectors list`);
-    /// an unknown id is refused (NOT_FOUND) rather than followed.
+    /// an unknown id is refused (NOT_FOUND) rather than followed. It sends no instance id, so it is never taken
+    /// for a second collector process with that id.
     #[command(after_help = "Example:\n  roster watch --collector 11111111-1111-1111-1111-111111111111 --count 1")]
     Watch {
         /// The collector whose feed to follow (one the server knows).
@@ -382,7 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collectors(CollectorsCommand::List) => {
             let collectors = client().list_collectors().await?.collectors;
             let value = json!({"collectors": collectors.iter().map(output::collector_json).collect::<Vec<_>>()});
-            output::print(format, &value, || output::collectors_table(&collectors).to_string());
+            output::print(format, &value, || output::collectors_text(&collectors));
         }
         Command::Collectors(CollectorsCommand::Forget { id }) => {
             let reply = client().forget_collector(id.to_string()).await?;
@@ -402,32 +403,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output::print(format, &value, || {
                 format!(
                     "{}\n\n{}",
-                    output::collectors_table(std::slice::from_ref(&info)),
+                    output::collectors_text(std::slice::from_ref(&info)),
                     output::producers_table(&producers)
                 )
             });
         }
         Command::Watch { collector, count } => watch(&cli.server, collector, count, format).await?,
         Command::Status { collector } => {
-            let channel = collector.endpoint().connect_timeout(cli.timeout).connect_lazy();
-            let request = pb::GetStatusRequest {};
-            let status = roster::retry::call(
-                "GetStatus",
-                roster::backoff::BackoffPolicy {
-                    max_attempts: Some(cli.max_attempts),
-                    ..roster::backoff::BackoffPolicy::UNARY
-                },
-                cli.timeout,
-                request,
-                |r| {
-                    let mut c = pb::collector_status_client::CollectorStatusClient::new(channel.clone());
-                    async move { c.get_status(r).await }
-                },
-            )
-            .await;
-            let status = match status {
+            let status = match StatusClient::connect(&collector, cli.timeout)
+                .with_max_attempts(cli.max_attempts)
+                .get_full_status()
+                .await
+            {
                 Ok(status) => status,
-                Err(e) => return Err(status_failure(e, &collector, channel, cli.timeout).await),
+                Err(e) => {
+                    let channel = collector.endpoint().connect_timeout(cli.timeout).connect_lazy();
+                    return Err(status_failure(e, &collector, channel, cli.timeout).await);
+                }
             };
             output::print(format, &output::status_json(&status), || output::status_text(&status));
         }
@@ -477,6 +469,9 @@ async fn watch(server: &ServerUrl, collector: CollectorId, count: Option<u64>, f
     let mut config = FollowerConfig::new(vec![server.clone()], collector);
     config.report = false;
     config.observe_only = true;
+    // An observer, not the collector: it gives no instance id, so following a running collector's feed is not
+    // taken for a second process with its id.
+    config.instance = None;
     let (follower, handle) = Follower::new(config)?;
     let mut events = handle.events.subscribe();
     let stop = CancellationToken::new();

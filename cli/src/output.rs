@@ -108,11 +108,23 @@ pub(crate) fn collector_json(c: &pb::CollectorInfo) -> Value {
         "converged": c.converged,
         "departed_at_unix_ms": c.departed_at_unix_ms,
         "forget_at_unix_ms": c.forget_at_unix_ms,
+        "instances": c.instances,
+        "conflict": c.conflict,
+        "conflict_at_unix_ms": c.conflict_at_unix_ms,
     })
 }
 
+/// The collectors, and below them a line for each one that more than one process uses (a copied data directory).
+pub(crate) fn collectors_text(collectors: &[pb::CollectorInfo]) -> String {
+    let mut text = collectors_table(collectors).to_string();
+    for c in collectors.iter().filter(|c| !c.conflict.is_empty()) {
+        text.push_str(&format!("\n\nCONFLICT {} ({} processes): {}", c.id, c.instances, c.conflict));
+    }
+    text
+}
+
 pub(crate) fn collectors_table(collectors: &[pb::CollectorInfo]) -> Table {
-    let mut t = table(&["ID", "STATE", "PRODUCERS", "GENERATION", "APPLIED", "CONVERGED"]);
+    let mut t = table(&["ID", "STATE", "PRODUCERS", "GENERATION", "APPLIED", "CONVERGED", "PROCESSES"]);
     for c in collectors {
         t.add_row(vec![
             c.id.clone(),
@@ -121,6 +133,11 @@ pub(crate) fn collectors_table(collectors: &[pb::CollectorInfo]) -> Table {
             c.generation.to_string(),
             if c.reported_generation == 0 { "-".to_owned() } else { c.reported_generation.to_string() },
             if c.converged { "yes" } else { "no" }.to_owned(),
+            match c.instances {
+                0 => "-".to_owned(),
+                1 => "1".to_owned(),
+                n => format!("{n} CONFLICT"),
+            },
         ]);
     }
     t
@@ -143,6 +160,11 @@ pub(crate) fn status_json(s: &pb::GetStatusResponse) -> Value {
         "samples_written": s.samples_written,
         "samples_dropped": s.samples_dropped,
         "sink_error": s.sink_error,
+        "persist_error": s.persist_error,
+        "persist_failures": s.persist_failures,
+        "persisted_generation": s.persisted_generation,
+        "instance_id": s.instance_id,
+        "feed_refused": s.feed_refused,
         "producers": s.producers.iter().map(|p| json!({
             "id": p.id,
             "address": p.address,
@@ -182,5 +204,13 @@ pub(crate) fn status_text(s: &pb::GetStatusResponse) -> String {
         or_dash(&discards).to_owned(),
         format!("{} written, {} dropped", s.samples_written, s.samples_dropped),
     ]);
-    format!("{summary}\n\n{t}")
+    let mut problems = String::new();
+    for (what, error) in
+        [("feed refused", &s.feed_refused), ("persist error", &s.persist_error), ("sink error", &s.sink_error)]
+    {
+        if !error.is_empty() {
+            problems.push_str(&format!("\n{what}: {error}"));
+        }
+    }
+    format!("{summary}{problems}\n\n{t}")
 }

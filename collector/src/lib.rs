@@ -110,6 +110,7 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
+    let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
     let sink_path = config.sink.clone().unwrap_or_else(|| config.data_dir.join("samples.jsonl"));
@@ -149,10 +150,11 @@ pub async fn run(
     health.set_service_status("roster.v1.CollectorStatus", ServingStatus::Serving).await;
     let (reflection_v1, reflection_v1alpha) =
         roster::reflection::services(&["grpc.health.v1.Health", "roster.v1.CollectorStatus"]);
-    let status = StatusService { collector: id, follower: handle, tasks: views, sink: sink_stats };
+    let status = StatusService { collector: id, instance, follower: handle, tasks: views, sink: sink_stats };
     let local = listener.local_addr().ok();
     info!(
         collector.id = %id,
+        instance = ?instance,
         status = ?local,
         servers = %config.servers.iter().map(ServerUrl::as_str).collect::<Vec<_>>().join(","),
         data_dir = %config.data_dir.display(),

@@ -1,22 +1,35 @@
 //! `roster.v1.CollectorStatus`: what this collector is doing, for operators (grpcurl, `roster status`) and tests.
+//!
+//! The producers come in pages (by id, bounded by count and by [`PAGE_BYTES`]), since a collector may run tens
+//! of thousands of them; every page carries the whole summary.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    ops::Bound::{Excluded, Unbounded},
+    sync::{Arc, atomic::Ordering},
+};
 
+use prost::Message as _;
 use roster::{
-    domain::CollectorId,
+    domain::{CollectorId, ProducerId, StatusQuery},
     follower::{FollowerHandle, assembler::Snapshot},
+    message_limit::{self, PAGE_BYTES},
     pb,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::{reconciler::TaskViews, sink::SinkStats};
+use crate::{
+    reconciler::{TaskView, TaskViews},
+    sink::SinkStats,
+};
 
 /// The status service.
 #[derive(Debug, Clone)]
 pub struct StatusService {
     /// This collector.
     pub collector: CollectorId,
+    /// This process's instance id (see `WatchRequest.instance_id`).
+    pub instance: Option<uuid::Uuid>,
     /// The follower's snapshot and counters.
     pub follower: FollowerHandle,
     /// The running tasks.
@@ -29,33 +42,13 @@ pub struct StatusService {
 impl pb::collector_status_server::CollectorStatus for StatusService {
     async fn get_status(
         &self,
-        _request: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let query = StatusQuery::try_from(request.into_inner())?;
         let stats = self.follower.stats.snapshot();
         let applied: watch::Ref<'_, Option<Arc<Snapshot>>> = self.follower.applied.borrow();
         let applied = applied.clone();
-        let producers = self
-            .tasks
-            .lock()
-            .map_err(|_| Status::internal("status is unavailable (a task panicked)"))?
-            .values()
-            .map(|view| {
-                let s = view.stats.lock().map(|s| s.clone()).unwrap_or_default();
-                pb::ProducerStatus {
-                    id: view.target.id.to_string(),
-                    address: view.target.address.to_string(),
-                    interval_ms: roster::domain::duration_ms_u32(view.target.interval),
-                    collections: s.collections,
-                    failures: s.failures,
-                    last_success_unix_ms: s.last_success_ms,
-                    last_failure_unix_ms: s.last_failure_ms,
-                    last_error: s.last_error,
-                    skipped_ticks: s.skipped_ticks,
-                    task_incarnation: view.incarnation,
-                    own_stalls: s.own_stalls,
-                }
-            })
-            .collect();
+        let (producers, next_after) = self.page(&query)?;
         Ok(Response::new(pb::GetStatusResponse {
             collector_id: self.collector.to_string(),
             endpoint: stats.endpoint,
@@ -73,6 +66,128 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
             samples_dropped: self.sink.dropped.load(Ordering::Relaxed),
             sink_error: self.sink.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default(),
             producers,
+            next_page_token: next_after.map(StatusQuery::page_token_after).unwrap_or_default(),
+            persist_error: stats.persist_error.unwrap_or_default(),
+            persist_failures: stats.persist_failures,
+            persisted_generation: stats.persisted.map_or(0, |(_, generation)| generation),
+            instance_id: self.instance.map(|i| i.to_string()).unwrap_or_default(),
+            feed_refused: stats.feed_refused.unwrap_or_default(),
         }))
+    }
+}
+
+impl StatusService {
+    /// One page of the producers: at most `page_size` of them after the token's, and at most
+    /// [`PAGE_BYTES`] encoded; with the id the next page starts after, if more follow.
+    fn page(&self, query: &StatusQuery) -> Result<(Vec<pb::ProducerStatus>, Option<ProducerId>), Status> {
+        let lower = query.after.map_or(Unbounded, Excluded);
+        let size = query.page_size as usize;
+        let mut page: Vec<(ProducerId, pb::ProducerStatus)> = self
+            .tasks
+            .lock()
+            .map_err(|_| Status::internal("status is unavailable (a task panicked)"))?
+            .range((lower, Unbounded))
+            .take(size + 1)
+            .map(|(id, view)| (*id, producer_status(view)))
+            .collect();
+        let more = page.len() > size;
+        page.truncate(size);
+        let fit =
+            message_limit::fitting(page.iter().map(|(_, p)| message_limit::entry_len(p.encoded_len())), PAGE_BYTES);
+        // Either bound cuts the page short of what remains: the next page starts after its last producer (`fitting`
+        // keeps at least one of a non-empty page, and `more` means the page is not empty, so `fit` is at least 1).
+        let next_after = (fit < page.len() || more).then(|| page[fit - 1].0);
+        page.truncate(fit);
+        Ok((page.into_iter().map(|(_, p)| p).collect(), next_after))
+    }
+}
+
+fn producer_status(view: &TaskView) -> pb::ProducerStatus {
+    let s = view.stats.lock().map(|s| s.clone()).unwrap_or_default();
+    pb::ProducerStatus {
+        id: view.target.id.to_string(),
+        address: view.target.address.to_string(),
+        interval_ms: roster::domain::duration_ms_u32(view.target.interval),
+        collections: s.collections,
+        failures: s.failures,
+        last_success_unix_ms: s.last_success_ms,
+        last_failure_unix_ms: s.last_failure_ms,
+        last_error: s.last_error,
+        skipped_ticks: s.skipped_ticks,
+        task_incarnation: view.incarnation,
+        own_stalls: s.own_stalls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, time::Duration};
+
+    use roster::{
+        domain::{Labels, ProducerAddress, Target},
+        follower::{Follower, FollowerConfig},
+    };
+
+    use super::*;
+    use crate::producer_task::ProducerStats;
+
+    /// A status service over `count` producers whose last error is `error_bytes` long.
+    fn service(count: usize, error_bytes: usize) -> StatusService {
+        let (_follower, handle) =
+            Follower::new(FollowerConfig::new(vec!["http://127.0.0.1:9".parse().unwrap()], CollectorId::new_random()))
+                .unwrap();
+        let views = (0..count)
+            .map(|_| {
+                let id = ProducerId::new_random();
+                let target = Target {
+                    id,
+                    address: ProducerAddress::parse_field("address", "127.0.0.1:9").unwrap(),
+                    interval: Duration::from_secs(1),
+                    labels: Labels::default(),
+                };
+                let stats = ProducerStats { last_error: "e".repeat(error_bytes), ..Default::default() };
+                (id, TaskView { target, incarnation: 1, stats: Arc::new(std::sync::Mutex::new(stats)) })
+            })
+            .collect();
+        StatusService {
+            collector: CollectorId::new_random(),
+            instance: None,
+            follower: handle,
+            tasks: Arc::new(std::sync::Mutex::new(views)),
+            sink: Arc::default(),
+        }
+    }
+
+    /// Every page in turn, `page_size` at a time; checks each page's bounds.
+    fn all_pages(service: &StatusService, page_size: u32) -> Vec<Vec<pb::ProducerStatus>> {
+        let mut pages = Vec::new();
+        let mut after = None;
+        for _ in 0..10_000 {
+            let (page, next) = service.page(&StatusQuery { page_size, after }).unwrap();
+            let bytes: usize = page.iter().map(|p| message_limit::entry_len(p.encoded_len())).sum();
+            assert!(page.len() == 1 || bytes <= PAGE_BYTES, "{} producers, {bytes} bytes", page.len());
+            assert!(page.len() <= page_size as usize);
+            pages.push(page);
+            match next {
+                Some(id) => after = Some(id),
+                None => return pages,
+            }
+        }
+        panic!("the listing never ended");
+    }
+
+    #[test]
+    fn pages_are_bounded_by_count_and_by_bytes_and_list_every_producer_once() {
+        for (count, error_bytes, page_size, expected_pages) in
+            [(0, 0, 100, 1), (250, 0, 100, 3), (100, 0, 100, 1), (30, 100_000, 1000, 3), (3, 2 << 20, 1000, 3)]
+        {
+            let service = service(count, error_bytes);
+            let pages = all_pages(&service, page_size);
+            let listed: Vec<String> = pages.iter().flatten().map(|p| p.id.clone()).collect();
+            let unique: BTreeSet<&String> = listed.iter().collect();
+            assert_eq!((listed.len(), unique.len()), (count, count), "every producer once");
+            assert!(listed.windows(2).all(|w| w[0] < w[1]), "ordered by id");
+            assert_eq!(pages.len(), expected_pages, "{count} producers, errors of {error_bytes} bytes");
+        }
     }
 }

@@ -2,14 +2,18 @@
 //!
 //! Retry semantics follow from the codes (R2): bad input is `INVALID_ARGUMENT` (never retried); a store fault and
 //! shutdown are `UNAVAILABLE` (retried: nothing was changed); asking to forget a collector that is not gone is
-//! `FAILED_PRECONDITION` (not retried: the state must change first).
+//! `FAILED_PRECONDITION` (not retried: the state must change first), and so is a second process with a
+//! collector's id (not retried at once: a feed follower retries it with its capped backoff).
 
 use std::sync::Arc;
 
 use roster::domain::{CollectorId, FieldError, ProducerId};
 use tonic::Status;
 
-use crate::{registry::state::Liveness, store::StoreError};
+use crate::{
+    registry::state::{Conflict, Liveness},
+    store::StoreError,
+};
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,6 +46,28 @@ pub enum Error {
     /// The server is shutting down.
     #[error("roster-server is shutting down; retry against this or another server")]
     ShuttingDown,
+    /// Another running process already follows this collector's feed (a copied data directory).
+    #[error(
+        "collector_id: {collector} is in use by another running collector process (instance {running}), so this \
+         one (instance {refused}) is refused: both would collect every producer and write every sample twice. If \
+         this process's data directory was copied from another collector's, stop it, delete the collector-id file in \
+         its data directory (or start it with --id and a new UUID) and start it again; until then it keeps \
+         collecting its last known set and retries"
+    )]
+    DuplicateInstance {
+        /// The collector id both use.
+        collector: CollectorId,
+        /// The instance holding the feed.
+        running: uuid::Uuid,
+        /// The instance refused.
+        refused: uuid::Uuid,
+    },
+}
+
+impl From<Conflict> for Error {
+    fn from(c: Conflict) -> Self {
+        Self::DuplicateInstance { collector: c.collector, running: c.running, refused: c.refused }
+    }
 }
 
 impl Error {
@@ -70,7 +96,7 @@ impl From<Error> for Status {
             Error::UnknownCollector(_) | Error::UnknownProducer(_) | Error::ObserveUnknown(_) => {
                 Status::not_found(message)
             }
-            Error::NotDeparted { .. } => Status::failed_precondition(message),
+            Error::NotDeparted { .. } | Error::DuplicateInstance { .. } => Status::failed_precondition(message),
             Error::Store(_) | Error::ShuttingDown => Status::unavailable(message),
         }
     }

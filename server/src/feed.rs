@@ -20,6 +20,7 @@ use bytes::{BufMut as _, Bytes, BytesMut};
 use prost::Message as _;
 use roster::{
     domain::WatchParams,
+    message_limit::{self, PAGE_BYTES},
     pb::{self, watch_response::Frame},
 };
 use tokio::sync::mpsc;
@@ -43,8 +44,9 @@ pub struct ChunkLimits {
 }
 
 impl Default for ChunkLimits {
+    /// 1000 producers, and the byte budget of every answer sent in parts ([`PAGE_BYTES`]).
     fn default() -> Self {
-        Self { max_producers: 1000, max_bytes: 1 << 20 }
+        Self { max_producers: 1000, max_bytes: PAGE_BYTES }
     }
 }
 
@@ -82,8 +84,7 @@ const SNAPSHOT_CHUNK_PRODUCERS_KEY: u8 = message_key(4);
 
 /// The encoded size of one `producers` entry: key, length, message.
 fn entry_len(producer: &pb::AssignedProducer) -> usize {
-    let len = producer.encoded_len();
-    1 + prost::length_delimiter_len(len) + len
+    message_limit::entry_len(producer.encoded_len())
 }
 
 impl Snapshot {

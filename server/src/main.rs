@@ -65,7 +65,7 @@ struct Args {
     chunk_size: u32,
 
     /// Most encoded bytes of producers in one snapshot chunk (must stay well below gRPC's 4 MiB message limit).
-    #[arg(long, env = "ROSTER_SERVER_CHUNK_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(4096..=3 * 1024 * 1024))]
+    #[arg(long, env = "ROSTER_SERVER_CHUNK_BYTES", default_value_t = roster::message_limit::PAGE_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=3 * 1024 * 1024))]
     chunk_bytes: u32,
 
     /// Longest wait for open calls to finish on shutdown.

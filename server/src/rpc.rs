@@ -5,11 +5,13 @@
 
 use std::pin::Pin;
 
+use prost::Message as _;
 use roster::{
     domain::{
         ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams,
         duration_ms_u32,
     },
+    message_limit::{self, PAGE_BYTES},
     pb,
 };
 use tokio::sync::mpsc;
@@ -21,7 +23,7 @@ use crate::{
     feed::{self, STREAM_BUFFER, StreamConfig},
     registry::{
         RegistryHandle,
-        state::{CollectorView, Liveness, ProducerRecord},
+        state::{CollectorView, ConflictView, Liveness, ProducerRecord},
     },
     wire::{WatchFrame, feed_server::assignment_feed_server::AssignmentFeed},
 };
@@ -73,7 +75,24 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
         converged: v.converged,
         departed_at_unix_ms: v.record.departed_at_ms().unwrap_or(0),
         forget_at_unix_ms: v.forget_at_ms.unwrap_or(0),
+        instances: u32::try_from(v.instances).unwrap_or(u32::MAX),
+        conflict: v.conflict.as_ref().map(conflict_text).unwrap_or_default(),
+        conflict_at_unix_ms: v.conflict.as_ref().map_or(0, |c| c.last_refused_at_ms),
     }
+}
+
+/// What an operator reads about two processes sharing one collector id, and what to do.
+fn conflict_text(c: &ConflictView) -> String {
+    let refused = c.refused.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let holder = match c.running {
+        Some(running) => format!("instance {running} holds the feed"),
+        None => "no instance holds the feed now".to_owned(),
+    };
+    format!(
+        "more than one collector process uses this id (a copied data directory?): {holder}; refused: {refused}. Give \
+         the copy a new id: delete the collector-id file in its data directory (or start it with --id and a new \
+         UUID) and restart it"
+    )
 }
 
 /// `roster.v1.Registry`.
@@ -149,9 +168,21 @@ impl pb::registry_server::Registry for RegistryService {
     ) -> Result<Response<pb::ListProducersResponse>, Status> {
         let query = ProducerQuery::try_from(request.into_inner())?;
         let page = self.registry.list_producers(query).await?;
+        let mut producers: Vec<_> = page.producers.iter().map(producer_info).collect();
+        // A page ends at `page_size` producers or at the byte budget, whichever comes first, so no page nears
+        // the 4 MiB message limit whatever the labels hold; a page cut short by bytes continues after its last.
+        let fit =
+            message_limit::fitting(producers.iter().map(|p| message_limit::entry_len(p.encoded_len())), PAGE_BYTES);
+        let next_after = if fit < producers.len() {
+            producers.truncate(fit);
+            // `fitting` keeps at least one of a non-empty page, so `fit` is at least 1 here.
+            Some(page.producers[fit - 1].spec.id)
+        } else {
+            page.next_after
+        };
         Ok(Response::new(pb::ListProducersResponse {
-            producers: page.producers.iter().map(producer_info).collect(),
-            next_page_token: page.next_after.map(ProducerQuery::page_token_after).unwrap_or_default(),
+            producers,
+            next_page_token: next_after.map(ProducerQuery::page_token_after).unwrap_or_default(),
             total_count: page.total,
         }))
     }
@@ -204,6 +235,7 @@ impl AssignmentFeed for FeedService {
                 known_epoch = ?params.known.map(|k| k.0),
                 known_generation = params.known.map_or(0, |k| k.1),
                 observe_only = params.observe,
+                instance = ?params.instance,
                 "feed stream opened"
             );
         });

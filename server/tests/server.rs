@@ -562,6 +562,10 @@ async fn bad_input_is_rejected_with_the_field_named_and_nothing_stored() {
                 ..Default::default()
             },
         ),
+        (
+            "instance_id",
+            pb::WatchRequest { collector_id: collector.to_string(), instance_id: "x".into(), ..Default::default() },
+        ),
     ];
     for (field, request) in watches {
         let status = feed.watch(request).await.expect_err(field);

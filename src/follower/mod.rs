@@ -6,7 +6,8 @@
 //! counters from its [`Stats`].
 //!
 //! Rules it follows: C1–C3 through the pure [`assembler`]; C4 and C5 (an applied snapshot is persisted before
-//! it is reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
+//! it is reported: a failed save, on a full or read-only disk, is retried with capped backoff until it succeeds,
+//! the latest applied snapshot superseding an older one waiting for its retry, and only then reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
 //! the next endpoint after each failure); and HTTP/2 keepalive, so a half-open connection is dropped within
 //! interval + timeout (20 s by default). When a server ends the stream saying when to come back
 //! (`grpc-retry-pushback-ms`, which roster-server sends on shutdown to spread its fleet's reconnects), that delay
@@ -58,11 +59,17 @@ pub struct FollowerConfig {
     /// Observe only (`WatchRequest.observe_only`): follow the feed of a known collector without marking it live
     /// or changing any assignment. For tools that watch a feed (`roster watch`); a collector leaves it false.
     pub observe_only: bool,
+    /// Retries of a failed save of the applied snapshot (C5).
+    pub persist_backoff: BackoffPolicy,
+    /// This process's instance id, sent with every `Watch` so the server can tell two processes claiming the same
+    /// collector id apart (and refuse the newer one). `None` for an observer that is not the collector.
+    pub instance: Option<uuid::Uuid>,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on, no state file, not observe-only.
+    /// 5 s connect timeout, reports on, no state file, not observe-only, failed saves retried up to every 10 s, and
+    /// a new random instance id.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -74,6 +81,8 @@ impl FollowerConfig {
             state_file: None,
             report: true,
             observe_only: false,
+            persist_backoff: BackoffPolicy::PERSIST,
+            instance: Some(uuid::Uuid::new_v4()),
         }
     }
 }
@@ -111,6 +120,15 @@ pub struct StatsSnapshot {
     pub held_reason: Option<String>,
     /// Delays waited before reconnecting, most recent last (the last 64).
     pub recent_delays: Vec<Duration>,
+    /// The (epoch, generation) of the snapshot last saved to the state file (or loaded from it).
+    pub persisted: Option<(uuid::Uuid, u64)>,
+    /// Why the applied snapshot cannot be saved, while it cannot (cleared once a save succeeds).
+    pub persist_error: Option<String>,
+    /// Failed saves since start.
+    pub persist_failures: u64,
+    /// Why the server refused the last `Watch` (not a transient failure), until a stream opens: e.g. another
+    /// process uses this collector id.
+    pub feed_refused: Option<String>,
 }
 
 /// Shared counters of a follower.
@@ -189,6 +207,14 @@ pub struct Follower {
     events: tokio::sync::broadcast::Sender<FollowerEvent>,
     /// The delay the server asked for when it last ended a stream (`grpc-retry-pushback-ms`).
     pushback: Option<Duration>,
+    /// The latest applied snapshot and when it was applied, for the persister to save.
+    to_persist: watch::Sender<Option<(Arc<Snapshot>, u64)>>,
+    /// What the persister saved last: reported once saved (C5).
+    persisted: watch::Receiver<Option<(uuid::Uuid, u64)>>,
+    /// Taken and spawned by [`Follower::run`].
+    persister: Option<Persister>,
+    /// The last (epoch, generation) reported APPLIED (or loaded at start: it was reported before it was saved).
+    reported: Option<(uuid::Uuid, u64)>,
 }
 
 /// The delay a status asks for before the next attempt: gRPC's `grpc-retry-pushback-ms` (gRFC A6), a
@@ -213,12 +239,23 @@ impl Follower {
             return Err(FollowerError::NoEndpoint);
         }
         let persisted = match &config.state_file {
-            Some(path) => state_file::load(path)?,
+            Some(path) => {
+                match state_file::remove_leftover(path) {
+                    Ok(true) => {
+                        warn!(file = %path.display(), "removed the temporary file of a save that did not finish")
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, "cannot remove the temporary file of a save that did not finish"),
+                }
+                state_file::load(path)?
+            }
             None => None,
         };
         let stats = Arc::new(Stats::default());
         let loaded = persisted.map(|p| {
-            stats.lock().applied_at_ms = p.applied_at_ms;
+            let mut stats = stats.lock();
+            stats.applied_at_ms = p.applied_at_ms;
+            stats.persisted = Some((p.snapshot.epoch, p.snapshot.generation));
             info!(
                 epoch = %p.snapshot.epoch,
                 generation = p.snapshot.generation,
@@ -230,11 +267,36 @@ impl Follower {
         let (applied, rx) = watch::channel(loaded.clone());
         let (events, _) = tokio::sync::broadcast::channel(256);
         let handle = FollowerHandle { applied: rx, stats: stats.clone(), events: events.clone() };
-        Ok((Self { config, assembler: Assembler::new(loaded), applied, stats, events, pushback: None }, handle))
+        let loaded_id = loaded.as_ref().map(|s| (s.epoch, s.generation));
+        let (to_persist, latest) = watch::channel(None);
+        let (saved, persisted) = watch::channel(loaded_id);
+        let persister = Persister {
+            path: config.state_file.clone(),
+            policy: config.persist_backoff,
+            latest,
+            saved,
+            stats: stats.clone(),
+        };
+        Ok((
+            Self {
+                config,
+                assembler: Assembler::new(loaded),
+                applied,
+                stats,
+                events,
+                pushback: None,
+                to_persist,
+                persisted,
+                persister: Some(persister),
+                reported: loaded_id,
+            },
+            handle,
+        ))
     }
 
     /// Follows the feed until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let persister = self.persister.take().map(|p| tokio::spawn(p.run(shutdown.clone())));
         let mut delays = self.config.backoff.delays();
         let mut endpoint_index = 0;
         loop {
@@ -280,6 +342,9 @@ impl Follower {
                 () = tokio::time::sleep(delay) => {}
             }
         }
+        if let Some(persister) = persister {
+            let _ = persister.await;
+        }
         info!("follower stopped");
     }
 
@@ -320,6 +385,7 @@ impl Follower {
             known_epoch: known.map(|k| k.0.to_string()).unwrap_or_default(),
             known_generation: known.map_or(0, |k| k.1),
             observe_only: self.config.observe_only,
+            instance_id: self.config.instance.map(|i| i.to_string()).unwrap_or_default(),
         };
         let mut client = AssignmentFeedClient::new(channel.clone());
         let watched = tokio::select! {
@@ -332,15 +398,46 @@ impl Follower {
                 let _ = self
                     .events
                     .send(FollowerEvent::WatchRefused { code: status.code(), message: status.message().to_owned() });
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition
+                        | Code::AlreadyExists
+                        | Code::InvalidArgument
+                        | Code::PermissionDenied
+                        | Code::Unauthenticated
+                ) {
+                    // Refused, not failed: say so loudly. The last known set stays in force; the feed retries with its
+                    // capped backoff (the cause may go away: the other process may stop).
+                    error!(
+                        endpoint,
+                        code = ?status.code(),
+                        reason = status.message(),
+                        "the server refused this collector's feed; collecting the last known set meanwhile"
+                    );
+                    self.stats.lock().feed_refused = Some(status_text(&status));
+                }
                 return Some(format!("watch: {}", status_text(&status)));
             }
         };
+        self.stats.lock().feed_refused = None;
         self.set_connected(true);
         let _ = self.events.send(FollowerEvent::Connected { endpoint: endpoint.to_owned() });
         info!(endpoint, known_generation = known.map_or(0, |k| k.1), "feed stream open");
+        // A snapshot saved while no stream was open is reported now.
+        self.persisted.mark_changed();
+        let mut persister_running = true;
         loop {
             let message = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => return None,
+                saved = self.persisted.changed(), if persister_running => {
+                    match saved {
+                        Ok(()) => self.report_saved(&channel),
+                        // Only on shutdown (or if the persister panicked): nothing more will be saved.
+                        Err(_) => persister_running = false,
+                    }
+                    continue;
+                }
                 message = stream.message() => message,
             };
             match message {
@@ -363,13 +460,28 @@ impl Follower {
         }
     }
 
+    /// Reports the snapshot the persister saved last, if it is the one in force and not reported yet (C5: it is on
+    /// disk). An older one saved after a newer was applied is not reported: the newer one will be, once saved.
+    fn report_saved(&mut self, channel: &Channel) {
+        let saved = *self.persisted.borrow_and_update();
+        let current = self.assembler.applied().map(|s| (s.epoch, s.generation));
+        if let Some((epoch, generation)) = saved
+            && saved == current
+            && saved != self.reported
+        {
+            self.reported = saved;
+            self.report(channel, epoch, generation, None);
+        }
+    }
+
     async fn handle(&mut self, event: Event, channel: Option<&Channel>) {
         match event {
             Event::Progress => {}
             Event::Applied(snapshot) => {
-                // Collect from it at once; persist it next, off the async threads (an fsync takes milliseconds),
-                // and report it only once it is on disk (C5). A crash in between leaves the previous complete
-                // snapshot on disk, and the server, not having had the report, sends this one again.
+                // Collect from it at once; the persister saves it next, off the async threads (an fsync takes
+                // milliseconds), retrying until it is on disk, and it is reported only then (C5). A crash in
+                // between leaves the previous complete snapshot on disk, and the server, not having had the report,
+                // sends this one again.
                 let at = now_ms();
                 {
                     let mut stats = self.stats.lock();
@@ -391,26 +503,7 @@ impl Follower {
                     settling = snapshot.settling,
                     "snapshot applied"
                 );
-                let persisted = match &self.config.state_file {
-                    None => true,
-                    Some(path) => {
-                        let (path, to_save) = (path.clone(), snapshot.clone());
-                        match tokio::task::spawn_blocking(move || state_file::save(&path, &to_save, at)).await {
-                            Ok(Ok(())) => true,
-                            Ok(Err(e)) => {
-                                error!(error = %e, "cannot persist the applied snapshot; collecting from it anyway, not reporting it");
-                                false
-                            }
-                            Err(e) => {
-                                error!(error = %e, "the task persisting the applied snapshot failed; not reporting it");
-                                false
-                            }
-                        }
-                    }
-                };
-                if persisted && let Some(channel) = channel {
-                    self.report(channel, snapshot.epoch, snapshot.generation, None);
-                }
+                self.to_persist.send_replace(Some((snapshot, at)));
             }
             Event::Discarded { reason, detail, refused } => {
                 warn!(reason = reason.as_str(), detail, "snapshot discarded; the last known set stays in force");
@@ -456,6 +549,117 @@ impl Follower {
     }
 }
 
+/// Saves the latest applied snapshot to the state file (C5), off the feed's loop. A failed save (a full or
+/// read-only disk) is retried with capped backoff until one succeeds; a snapshot applied meanwhile replaces the
+/// one waiting, since only the latest matters. The error is kept in [`StatsSnapshot::persist_error`] and logged
+/// at each attempt; what was saved is announced on `saved`, and only that is reported.
+#[derive(Debug)]
+struct Persister {
+    /// `None`: nothing is kept on disk, and every snapshot counts as saved at once.
+    path: Option<PathBuf>,
+    policy: BackoffPolicy,
+    latest: watch::Receiver<Option<(Arc<Snapshot>, u64)>>,
+    saved: watch::Sender<Option<(uuid::Uuid, u64)>>,
+    stats: Arc<Stats>,
+}
+
+impl Persister {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut delays = self.policy.delays();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    // A snapshot applied just before the shutdown is still saved (C5: a restart resumes it).
+                    if self.latest.has_changed().unwrap_or(false) {
+                        self.last_try().await;
+                    }
+                    return;
+                }
+                changed = self.latest.changed() => if changed.is_err() { return },
+            }
+            // Until the latest is on disk: each attempt takes whatever was applied last.
+            loop {
+                let latest = self.latest.borrow_and_update().clone();
+                let Some((snapshot, at)) = latest else { break };
+                if self.save(&snapshot, at).await {
+                    delays.reset();
+                    break;
+                }
+                let delay = delays.next().unwrap_or(self.policy.cap);
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {
+                        // One last try, so that a disk that recovered meanwhile still gets the latest set.
+                        self.last_try().await;
+                        return;
+                    }
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    /// On shutdown: one attempt at saving the latest snapshot, saying so if it fails.
+    async fn last_try(&mut self) {
+        let latest = self.latest.borrow_and_update().clone();
+        if let Some((snapshot, at)) = latest
+            && !self.save(&snapshot, at).await
+        {
+            error!(
+                generation = snapshot.generation,
+                "stopping with the applied snapshot not saved: a restart resumes the last one saved"
+            );
+        }
+    }
+
+    /// One attempt; whether it succeeded. Either way the outcome is in the stats and the log.
+    async fn save(&self, snapshot: &Arc<Snapshot>, at: u64) -> bool {
+        let id = (snapshot.epoch, snapshot.generation);
+        let result = match &self.path {
+            None => Ok(()),
+            Some(path) => {
+                let (path, snapshot) = (path.clone(), snapshot.clone());
+                match tokio::task::spawn_blocking(move || state_file::save(&path, &snapshot, at)).await {
+                    Ok(saved) => saved.map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the task saving it failed: {e}")),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                let failed_before = {
+                    let mut stats = self.stats.lock();
+                    stats.persisted = Some(id);
+                    stats.persist_error.take().is_some()
+                };
+                if failed_before {
+                    info!(generation = id.1, "applied snapshot saved after failed attempts; reporting it");
+                }
+                self.saved.send_replace(Some(id));
+                true
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot save the applied snapshot (generation {}): {e}; collecting from it anyway, retrying the save \
+                     (at most {} s apart), not reporting it until it is saved",
+                    id.1,
+                    self.policy.cap.as_secs_f64()
+                );
+                error!(
+                    generation = id.1,
+                    error = %e,
+                    "cannot save the applied snapshot; collecting from it anyway, retrying the save, not reporting it until it is saved"
+                );
+                let mut stats = self.stats.lock();
+                stats.persist_error = Some(message);
+                stats.persist_failures += 1;
+                false
+            }
+        }
+    }
+}
+
 /// A status as one line: code, message, and whatever its source errors add to the message.
 pub fn status_text(status: &tonic::Status) -> String {
     with_sources(format!("{:?}: {}", status.code(), status.message()), std::error::Error::source(status))
@@ -494,5 +698,69 @@ mod tests {
         assert_eq!(retry_pushback(&with_pushback("-1")), None);
         assert_eq!(retry_pushback(&with_pushback("soon")), None);
         assert_eq!(retry_pushback(&tonic::Status::unavailable("no header")), None);
+    }
+
+    fn snapshot(generation: u64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            epoch: uuid::Uuid::from_u128(7),
+            generation,
+            targets: Vec::new(),
+            settling: false,
+            carried: Vec::new(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_save_is_retried_until_it_succeeds_and_the_latest_snapshot_is_the_one_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.bin");
+        // A non-empty directory where the file should be: every save fails until it is removed.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("x"), b"x").unwrap();
+        let stats = Arc::new(Stats::default());
+        let (to_persist, latest) = watch::channel(None);
+        let (saved_tx, mut saved) = watch::channel(None);
+        let persister = Persister {
+            path: Some(path.clone()),
+            policy: BackoffPolicy::PERSIST,
+            latest,
+            saved: saved_tx,
+            stats: stats.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(persister.run(shutdown.clone()));
+
+        to_persist.send_replace(Some((snapshot(1), 1)));
+        for _ in 0..10_000 {
+            if stats.snapshot().persist_failures >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let failing = stats.snapshot();
+        assert!(failing.persist_failures >= 3, "retried: {failing:?}");
+        assert!(
+            failing.persist_error.as_deref().is_some_and(|e| e.contains(&path.display().to_string())),
+            "{failing:?}"
+        );
+        assert_eq!(*saved.borrow(), None, "nothing saved, so nothing to report");
+
+        // A newer snapshot is applied while the save is failing; then the disk recovers.
+        to_persist.send_replace(Some((snapshot(2), 2)));
+        std::fs::remove_dir_all(&path).unwrap();
+        let id = tokio::time::timeout(
+            Duration::from_secs(60),
+            saved.wait_for(|s| *s == Some((uuid::Uuid::from_u128(7), 2))),
+        )
+        .await
+        .expect("saved within the backoff cap")
+        .unwrap()
+        .to_owned();
+        assert_eq!(id, Some((uuid::Uuid::from_u128(7), 2)));
+        assert_eq!(state_file::load(&path).unwrap().unwrap().snapshot.generation, 2, "the latest is on disk");
+        let recovered = stats.snapshot();
+        assert_eq!((recovered.persist_error, recovered.persisted), (None, id), "the error is cleared");
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! Format: the 16-byte magic `ROSTER-SNAPSHOT1`, the XXH3-64 of the payload (8 bytes, little-endian), then the
 //! payload: a `roster.v1.PersistedSnapshot` protobuf. Writes go to a temporary file that is fsynced and renamed
 //! over the old one (and the directory fsynced), so a crash leaves either the old file or the new one, never a
-//! mix. A missing file means "no snapshot yet"; a damaged one is an error naming the file and the way out,
+//! mix; a failed save removes its temporary file, and one left by a crash is removed at start
+//! ([`remove_leftover`]). A missing file means "no snapshot yet"; a damaged one is an error naming the file and the way out,
 //! never a silent empty set.
 
 use std::{
@@ -101,12 +102,33 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StateFileError> {
     }))
 }
 
+/// The temporary file a save writes before renaming it over `path`.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Removes the temporary file a save left behind when the process died mid-save; returns whether there was one.
+/// The state file itself is never touched: it holds the last complete save.
+///
+/// # Errors
+/// [`StateFileError::Io`] when the temporary file exists and cannot be removed.
+pub fn remove_leftover(path: &Path) -> Result<bool, StateFileError> {
+    let tmp = tmp_path(path);
+    match fs::remove_file(&tmp) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(StateFileError::Io { path: tmp, source }),
+    }
+}
+
 /// Writes the state file atomically: temp file, fsync, rename, fsync of the directory.
 ///
 /// # Errors
-/// [`StateFileError::Io`] when any step fails; the previous file is then left as it was.
+/// [`StateFileError::Io`] when any step fails; the previous file is then left as it was, and the temporary file
+/// is removed (a full disk leaves no empty file behind).
 pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), StateFileError> {
-    let io_error = |source| StateFileError::Io { path: path.to_owned(), source };
     let message = pb::PersistedSnapshot {
         epoch: snapshot.epoch.to_string(),
         generation: snapshot.generation,
@@ -116,20 +138,27 @@ pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), 
         carried_ids: snapshot.carried.iter().map(ToString::to_string).collect(),
     };
     let payload = message.encode_to_vec();
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let mut file = fs::File::create(&tmp).map_err(io_error)?;
-    file.write_all(MAGIC).map_err(io_error)?;
-    file.write_all(&xxh3_64(&payload).to_le_bytes()).map_err(io_error)?;
-    file.write_all(&payload).map_err(io_error)?;
-    file.sync_all().map_err(io_error)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_error)?;
+    let tmp = tmp_path(path);
+    let written = write_tmp(&tmp, &payload).and_then(|()| fs::rename(&tmp, path));
+    if let Err(source) = written {
+        // Best effort: the save already failed, and a leftover is removed at the next start anyway.
+        let _ = fs::remove_file(&tmp);
+        return Err(StateFileError::Io { path: path.to_owned(), source });
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StateFileError::Io { path: path.to_owned(), source })?;
     }
     Ok(())
+}
+
+fn write_tmp(tmp: &Path, payload: &[u8]) -> io::Result<()> {
+    let mut file = fs::File::create(tmp)?;
+    file.write_all(MAGIC)?;
+    file.write_all(&xxh3_64(payload).to_le_bytes())?;
+    file.write_all(payload)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -174,5 +203,26 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_old_file_and_no_temporary_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: the rename fails after the temporary file was written.
+        let path = dir.path().join("snapshot.bin");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), b"x").unwrap();
+        let err = save(&path, &snapshot(), 1).unwrap_err();
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(!tmp_path(&path).exists(), "the temporary file is removed on failure");
+
+        // A leftover from a process that died mid-save is removed; the state file is kept.
+        let path = dir.path().join("other.bin");
+        save(&path, &snapshot(), 2).unwrap();
+        fs::write(tmp_path(&path), b"").unwrap();
+        assert!(remove_leftover(&path).unwrap());
+        assert!(!tmp_path(&path).exists());
+        assert!(!remove_leftover(&path).unwrap(), "nothing left the second time");
+        assert_eq!(load(&path).unwrap().unwrap().applied_at_ms, 2);
     }
 }

@@ -11,4 +11,6 @@ pub mod fault_proxy;
 pub mod registry;
 
 pub use fault_proxy::{FaultProxy, Mode, per_window};
-pub use registry::{never_due, register_all, register_many, registration};
+pub use registry::{
+    largest_labels, longest_address, never_due, register_all, register_many, register_many_like, registration,
+};

@@ -1,6 +1,9 @@
 //! Registering producers in bulk, the one way every suite and the benchmark do it.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use roster::pb::{self, registry_client::RegistryClient};
 use tonic::transport::Channel;
@@ -22,6 +25,34 @@ pub fn registration(address: &str, interval_ms: u32) -> pb::RegisterProducerRequ
 /// and no collection within any test.
 pub fn never_due() -> pb::RegisterProducerRequest {
     registration("127.0.0.1:9", 3_600_000)
+}
+
+/// The largest labels a registration may carry: as many labels as allowed, each name and value as long as
+/// allowed (the limits of `roster::domain`). About 10 KiB encoded.
+pub fn largest_labels() -> BTreeMap<String, String> {
+    use roster::domain::{MAX_LABEL_NAME_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS};
+    (0..MAX_LABELS)
+        .map(|i| {
+            let name = format!("l{i:03}_");
+            let name = format!("{name}{}", "n".repeat(MAX_LABEL_NAME_BYTES - name.len()));
+            (name, "v".repeat(MAX_LABEL_VALUE_BYTES))
+        })
+        .collect()
+}
+
+/// The longest producer address allowed (`roster::domain::MAX_ADDRESS_BYTES`): a DNS name of 63-byte labels under
+/// `.invalid`, which never resolves (RFC 6761), and port 9.
+pub fn longest_address() -> String {
+    let suffix = ".invalid:9";
+    let mut host = String::new();
+    while host.len() + suffix.len() < roster::domain::MAX_ADDRESS_BYTES {
+        if !host.is_empty() {
+            host.push('.');
+        }
+        let room = roster::domain::MAX_ADDRESS_BYTES - suffix.len() - host.len();
+        host.push_str(&"x".repeat(room.min(63)));
+    }
+    format!("{host}{suffix}")
 }
 
 /// Registers every request, `workers` at a time on one connection (the registry commits concurrent calls
@@ -58,6 +89,19 @@ pub async fn register_all(
 /// # Errors
 /// When a client cannot connect or a registration fails.
 pub async fn register_many(url: &str, count: usize, clients: usize) -> Result<(Vec<String>, Duration), Error> {
+    register_many_like(url, count, clients, never_due).await
+}
+
+/// As [`register_many`], each registration made by `make` (a new producer each time).
+///
+/// # Errors
+/// When a client cannot connect or a registration fails.
+pub async fn register_many_like(
+    url: &str,
+    count: usize,
+    clients: usize,
+    make: fn() -> pb::RegisterProducerRequest,
+) -> Result<(Vec<String>, Duration), Error> {
     let clients = clients.max(1);
     let mut connected = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -69,7 +113,7 @@ pub async fn register_many(url: &str, count: usize, clients: usize) -> Result<(V
         tasks.spawn(async move {
             let mut ids = Vec::new();
             for _ in (worker..count).step_by(clients) {
-                let request = never_due();
+                let request = make();
                 ids.push(request.producer_id.clone());
                 client.register_producer(request).await?;
             }

@@ -257,13 +257,13 @@ pub fn sink_counts(path: &Path) -> std::collections::BTreeMap<String, u64> {
     counts
 }
 
-/// A collector's status, read over its status API.
+/// A collector's whole status (every page of its producers), read over its status API.
 pub async fn status(status_addr: &str) -> roster::pb::GetStatusResponse {
-    let mut client =
-        roster::pb::collector_status_client::CollectorStatusClient::connect(format!("http://{status_addr}"))
-            .await
-            .unwrap();
-    client.get_status(roster::pb::GetStatusRequest {}).await.unwrap().into_inner()
+    let client = roster::client::StatusClient::connect(
+        &roster::endpoint::ServerUrl::parse_address_or_url(status_addr).expect("a status address"),
+        Duration::from_secs(10),
+    );
+    client.get_full_status().await.expect("GetStatus")
 }
 
 /// Polls a collector's status every 20 ms until `check` holds; returns that status, or fails after [`WAIT`].

@@ -15,7 +15,7 @@ use std::{
 };
 
 use roster::{
-    pb::{self, collector_status_client::CollectorStatusClient, registry_client::RegistryClient},
+    pb::{self, registry_client::RegistryClient},
     producer::SampleService,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -118,8 +118,11 @@ impl TestCollector {
     }
 
     pub async fn status(&self) -> pb::GetStatusResponse {
-        let channel = Channel::from_shared(format!("http://{}", self.status_addr)).unwrap().connect().await.unwrap();
-        CollectorStatusClient::new(channel).get_status(pb::GetStatusRequest {}).await.unwrap().into_inner()
+        let client = roster::client::StatusClient::connect(
+            &roster::endpoint::ServerUrl::parse_address_or_url(&self.status_addr.to_string()).unwrap(),
+            WAIT,
+        );
+        client.get_full_status().await.unwrap()
     }
 
     /// Polls the status (every 20 ms, up to [`WAIT`]) until `check` holds; returns that status.

@@ -49,13 +49,14 @@ pub struct Attached {
 #[derive(Debug)]
 pub struct AttachGuard {
     collector: CollectorId,
+    instance: Option<uuid::Uuid>,
     tx: mpsc::UnboundedSender<Command>,
 }
 
 impl Drop for AttachGuard {
     fn drop(&mut self) {
         // The actor outlives every stream (it stops only when all senders, these included, are gone).
-        let _ = self.tx.send(Command::Detach(self.collector));
+        let _ = self.tx.send(Command::Detach(self.collector, self.instance));
     }
 }
 
@@ -69,10 +70,19 @@ enum Command {
     GetProducer(ProducerId, Reply<Option<state::ProducerRecord>>),
     ListCollectors(Reply<Vec<CollectorView>>),
     Attach(WatchParams, Reply<Attached>),
-    Detach(CollectorId),
+    Detach(CollectorId, Option<uuid::Uuid>),
     Report(ApplyReport, Reply<bool>),
     Snapshot(CollectorId, Reply<Arc<Snapshot>>),
     Sweep,
+}
+
+/// Who opened a feed stream.
+#[derive(Debug, Clone, Copy)]
+enum StreamKind {
+    /// An observer (`observe_only`): it changes nothing and is not marked live.
+    Observer,
+    /// The collector itself, with its process's instance id if it gave one.
+    Collector { instance: Option<uuid::Uuid> },
 }
 
 /// Answers computed while applying a batch, sent once the batch is committed.
@@ -84,9 +94,9 @@ enum Pending {
     GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
     Forget(Reply<bool>, Result<bool, Error>),
-    /// A stream of the collector, or (with `observe`) an observer of a known one.
-    Attach(Reply<Attached>, CollectorId, bool),
-    Refuse(Reply<Attached>, Error),
+    /// A stream of the collector, or of an observer of a known one.
+    Attach(Reply<Attached>, CollectorId, StreamKind),
+    Refused(Reply<Attached>, Error),
     Report(Reply<bool>, Result<bool, Error>),
     Snapshot(Reply<Arc<Snapshot>>, CollectorId),
 }
@@ -148,7 +158,11 @@ impl RegistryHandle {
     }
 
     /// Opens a feed stream for a collector (marks it live), or, with `params.observe`, an observer's stream of a
-    /// known collector (changes nothing; [`Error::ObserveUnknown`] for an unknown one).
+    /// known collector (changes nothing).
+    ///
+    /// # Errors
+    /// [`Error::ObserveUnknown`] for an observer of an unknown collector; [`Error::DuplicateInstance`] when
+    /// another process's streams of that collector are open.
     pub async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
         self.call(|r| Command::Attach(params, r)).await
     }
@@ -330,21 +344,39 @@ impl Registry {
                     pending.push(Pending::GetProducer(reply, self.state.producer(id).cloned()));
                 }
                 Command::ListCollectors(reply) => {
-                    pending.push(Pending::ListCollectors(reply, self.state.list_collectors()));
+                    pending.push(Pending::ListCollectors(reply, self.state.list_collectors(now)));
                 }
                 Command::Attach(params, reply) if params.observe => {
                     // Observing changes nothing: no liveness, no record, no assignment.
                     if self.state.collector(params.collector).is_some() {
-                        pending.push(Pending::Attach(reply, params.collector, true));
+                        pending.push(Pending::Attach(reply, params.collector, StreamKind::Observer));
                     } else {
-                        pending.push(Pending::Refuse(reply, Error::ObserveUnknown(params.collector)));
+                        pending.push(Pending::Refused(reply, Error::ObserveUnknown(params.collector)));
                     }
                 }
                 Command::Attach(params, reply) => {
-                    if self.state.attach(params.collector, params.known, &mut changes) {
-                        info!(collector.id = %params.collector, "collector joined");
+                    match self.state.attach(params.collector, params.known, params.instance, now, &mut changes) {
+                        Ok(created) => {
+                            if created {
+                                info!(collector.id = %params.collector, "collector joined");
+                            }
+                            pending.push(Pending::Attach(
+                                reply,
+                                params.collector,
+                                StreamKind::Collector { instance: params.instance },
+                            ));
+                        }
+                        Err(conflict) => {
+                            error!(
+                                collector.id = %conflict.collector,
+                                running = %conflict.running,
+                                refused = %conflict.refused,
+                                "two collector processes use one collector id (a copied data directory?): the newer \
+                                 one's feed stream is refused; give it a new id"
+                            );
+                            pending.push(Pending::Refused(reply, conflict.into()));
+                        }
                     }
-                    pending.push(Pending::Attach(reply, params.collector, false));
                 }
                 Command::Forget(id, reply) => {
                     let result = match self.state.forget(id, &mut changes) {
@@ -358,8 +390,8 @@ impl Registry {
                     };
                     pending.push(Pending::Forget(reply, result));
                 }
-                Command::Detach(id) => {
-                    self.state.detach(id, now);
+                Command::Detach(id, instance) => {
+                    self.state.detach(id, instance, now);
                     if self.state.collector(id).is_some_and(|c| matches!(c.liveness, state::Liveness::Grace { .. })) {
                         info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
                     }
@@ -436,17 +468,17 @@ impl Registry {
                 Pending::GetProducer(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::ListCollectors(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Forget(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
-                Pending::Refuse(reply, error) => send(reply, Err(error)),
+                Pending::Refused(reply, error) => send(reply, Err(error)),
                 Pending::Snapshot(reply, collector) => {
                     // Served even after a failed commit: the state was reloaded, so this is the committed one.
                     let snapshot = self.snapshot(collector);
                     send(reply, Ok(snapshot));
                 }
                 Pending::Report(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
-                Pending::Attach(reply, collector, observe) => {
+                Pending::Attach(reply, collector, kind) => {
                     // The caller holds a handle while it waits, so the channel is open and this upgrades.
                     let Some(tx) = own_tx.upgrade() else { continue };
-                    if observe && self.state.collector(collector).is_none() {
+                    if matches!(kind, StreamKind::Observer) && self.state.collector(collector).is_none() {
                         // Forgotten later in the same batch: nothing to observe.
                         send(reply, Err(Error::ObserveUnknown(collector)));
                         continue;
@@ -459,14 +491,13 @@ impl Registry {
                         .or_insert_with(|| Feed { generation: watch::channel(generation).0, cached: None })
                         .generation
                         .subscribe();
-                    let attached = if observe {
-                        Attached { generations, rejected: None, guard: None }
-                    } else {
-                        Attached {
+                    let attached = match kind {
+                        StreamKind::Observer => Attached { generations, rejected: None, guard: None },
+                        StreamKind::Collector { instance } => Attached {
                             generations,
                             rejected: self.state.rejected_current(collector),
-                            guard: Some(AttachGuard { collector, tx }),
-                        }
+                            guard: Some(AttachGuard { collector, instance, tx }),
+                        },
                     };
                     // If the caller went away, the unsent guard is dropped here and closes the stream again.
                     let _ = reply.send(Ok(attached));

@@ -163,6 +163,45 @@ pub struct ProducerPage {
     pub total: u64,
 }
 
+/// How long a refused process still counts among a collector's instances, so the conflict stays visible between
+/// its retries (the feed's backoff is capped at 30 s by default).
+pub const CONFLICT_SHOWN_FOR: Duration = Duration::from_secs(120);
+
+/// Most refused instances remembered per collector: what a client can make the server hold is bounded.
+const MAX_REFUSED_REMEMBERED: usize = 16;
+
+/// The processes (Watch instance ids) using one collector id. Not persisted: it describes open streams.
+#[derive(Debug, Clone, Default)]
+struct Instances {
+    /// Open streams per instance.
+    open: BTreeMap<Uuid, u32>,
+    /// Instances refused lately, with when they were last refused (Unix ms).
+    refused: BTreeMap<Uuid, u64>,
+}
+
+/// A `Watch` refused because another process with the same collector id holds the feed (a copied data directory):
+/// both would collect every producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The collector id both use.
+    pub collector: CollectorId,
+    /// The instance whose streams are open.
+    pub running: Uuid,
+    /// The instance refused.
+    pub refused: Uuid,
+}
+
+/// What a collector's instances look like now, when more than one process used its id lately.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictView {
+    /// The instance holding the feed now, if any.
+    pub running: Option<Uuid>,
+    /// The instances refused within [`CONFLICT_SHOWN_FOR`].
+    pub refused: Vec<Uuid>,
+    /// When the last refusal happened (Unix ms).
+    pub last_refused_at_ms: u64,
+}
+
 /// A collector as listed.
 #[derive(Debug, Clone)]
 pub struct CollectorView {
@@ -176,6 +215,10 @@ pub struct CollectorView {
     pub converged: bool,
     /// For a departed collector: when it will be forgotten.
     pub forget_at_ms: Option<u64>,
+    /// How many processes (instance ids) used its id lately: with open streams, or refused lately.
+    pub instances: usize,
+    /// Set when that is more than one.
+    pub conflict: Option<ConflictView>,
 }
 
 /// The registry's working state.
@@ -188,6 +231,7 @@ pub struct State {
     producers: BTreeMap<ProducerId, ProducerRecord>,
     collectors: BTreeMap<CollectorId, CollectorRecord>,
     by_collector: BTreeMap<CollectorId, BTreeSet<ProducerId>>,
+    instances: BTreeMap<CollectorId, Instances>,
 }
 
 impl State {
@@ -209,6 +253,7 @@ impl State {
             producers: BTreeMap::new(),
             collectors: loaded.collectors.into_iter().collect(),
             by_collector: BTreeMap::new(),
+            instances: BTreeMap::new(),
         };
         let mut changes = Changes::default();
         let grace_until = now_ms.saturating_add(ms(rules.grace));
@@ -249,6 +294,7 @@ impl State {
         }
         // The server kept serving: a settling store keeps its deadline.
         fresh.settle_at_ms = self.settle_at_ms;
+        fresh.instances = std::mem::take(&mut self.instances);
         *self = fresh;
     }
 
@@ -464,8 +510,37 @@ impl State {
         self.recompute(changes);
     }
 
-    /// A feed stream of `id` opened (S1). Returns whether the collector was not known before.
-    pub fn attach(&mut self, id: CollectorId, known: Option<(Uuid, u64)>, changes: &mut Changes) -> bool {
+    /// A feed stream of `id`, from process `instance` if it said, opened (S1). Returns whether the collector was not
+    /// known before.
+    ///
+    /// # Errors
+    /// A [`Conflict`] when streams of another instance of `id` are open: the newer process is refused (and
+    /// remembered for [`CONFLICT_SHOWN_FOR`]), nothing else changes. Streams of one instance are never refused.
+    pub fn attach(
+        &mut self,
+        id: CollectorId,
+        known: Option<(Uuid, u64)>,
+        instance: Option<Uuid>,
+        now_ms: u64,
+        changes: &mut Changes,
+    ) -> Result<bool, Conflict> {
+        if let Some(instance) = instance {
+            let instances = self.instances.entry(id).or_default();
+            if let Some(running) = instances.open.keys().copied().find(|open| *open != instance) {
+                let shown_since = now_ms.saturating_sub(ms(CONFLICT_SHOWN_FOR));
+                instances.refused.retain(|_, at| *at > shown_since);
+                if instances.refused.len() >= MAX_REFUSED_REMEMBERED && !instances.refused.contains_key(&instance) {
+                    let oldest = instances.refused.iter().min_by_key(|(_, at)| **at).map(|(i, _)| *i);
+                    if let Some(oldest) = oldest {
+                        instances.refused.remove(&oldest);
+                    }
+                }
+                instances.refused.insert(instance, now_ms);
+                return Err(Conflict { collector: id, running, refused: instance });
+            }
+            instances.refused.remove(&instance);
+            *instances.open.entry(instance).or_default() += 1;
+        }
         let mut created = false;
         let epoch = self.epoch;
         let record = self.collectors.entry(id).or_insert_with(|| {
@@ -493,11 +568,24 @@ impl State {
         if !was_eligible {
             self.recompute(changes);
         }
-        created
+        Ok(created)
     }
 
-    /// A feed stream of `id` closed; the collector enters grace when it was the last one (L2).
-    pub fn detach(&mut self, id: CollectorId, now_ms: u64) {
+    /// A feed stream of `id` (from process `instance`, if it said) closed; the collector enters grace when it was
+    /// the last one (L2).
+    pub fn detach(&mut self, id: CollectorId, instance: Option<Uuid>, now_ms: u64) {
+        if let Some(instance) = instance
+            && let Some(instances) = self.instances.get_mut(&id)
+            && let Some(open) = instances.open.get_mut(&instance)
+        {
+            *open -= 1;
+            if *open == 0 {
+                instances.open.remove(&instance);
+            }
+            if instances.open.is_empty() && instances.refused.is_empty() {
+                self.instances.remove(&id);
+            }
+        }
         let grace_until = now_ms.saturating_add(ms(self.rules.grace));
         if let Some(record) = self.collectors.get_mut(&id) {
             record.liveness = match record.liveness {
@@ -648,20 +736,39 @@ impl State {
         ProducerPage { producers, next_after: next_after.flatten(), total }
     }
 
-    /// Every known collector, in id order.
-    pub fn list_collectors(&self) -> Vec<CollectorView> {
+    /// Every known collector, in id order, as of `now_ms`.
+    pub fn list_collectors(&mut self, now_ms: u64) -> Vec<CollectorView> {
+        let shown_since = now_ms.saturating_sub(ms(CONFLICT_SHOWN_FOR));
+        for instances in self.instances.values_mut() {
+            instances.refused.retain(|_, at| *at > shown_since);
+        }
+        self.instances.retain(|_, i| !i.open.is_empty() || !i.refused.is_empty());
         self.collectors
             .iter()
-            .map(|(id, record)| CollectorView {
-                id: *id,
-                record: record.clone(),
-                assigned: self.by_collector.get(id).map_or(0, BTreeSet::len),
-                converged: record.report.as_ref().is_some_and(|r| {
-                    r.epoch == self.epoch
-                        && r.generation == record.generation
-                        && matches!(r.outcome, ApplyOutcome::Applied)
-                }),
-                forget_at_ms: record.departed_at_ms().map(|since| since.saturating_add(ms(self.rules.forget_after))),
+            .map(|(id, record)| {
+                let instances = self.instances.get(id);
+                let distinct: BTreeSet<Uuid> =
+                    instances.into_iter().flat_map(|i| i.open.keys().chain(i.refused.keys())).copied().collect();
+                let conflict = instances.filter(|_| distinct.len() > 1).map(|i| ConflictView {
+                    running: i.open.keys().next().copied(),
+                    refused: i.refused.keys().copied().collect(),
+                    last_refused_at_ms: i.refused.values().copied().max().unwrap_or(0),
+                });
+                CollectorView {
+                    id: *id,
+                    record: record.clone(),
+                    assigned: self.by_collector.get(id).map_or(0, BTreeSet::len),
+                    converged: record.report.as_ref().is_some_and(|r| {
+                        r.epoch == self.epoch
+                            && r.generation == record.generation
+                            && matches!(r.outcome, ApplyOutcome::Applied)
+                    }),
+                    instances: distinct.len(),
+                    conflict,
+                    forget_at_ms: record
+                        .departed_at_ms()
+                        .map(|since| since.saturating_add(ms(self.rules.forget_after))),
+                }
             })
             .collect()
     }
@@ -788,11 +895,11 @@ mod tests {
                             let change = PinChange { producer: registration(producer, 1, None).spec.id, collector: pin.map(collector) };
                             state.set_operator_pin(change, &mut changes);
                         }
-                        Op::Attach(c) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, &mut changes); }
+                        Op::Attach(c) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, None, now, &mut changes).unwrap(); }
                         Op::Detach(c) => {
                             if let Some(n) = streams.get_mut(&c).filter(|n| **n > 0) {
                                 *n -= 1;
-                                state.detach(collector(c), now);
+                                state.detach(collector(c), None, now);
                             }
                         }
                         Op::Forget(c) => {
@@ -860,10 +967,10 @@ mod tests {
     fn a_collector_stays_eligible_through_grace_then_departs() {
         let mut state = empty(0);
         let mut changes = Changes::default();
-        state.attach(collector(1), None, &mut changes);
+        state.attach(collector(1), None, None, 0, &mut changes).unwrap();
         state.register(registration(1, 1, None), 0, &mut changes);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
-        state.detach(collector(1), 1_000);
+        state.detach(collector(1), None, 1_000);
         state.sweep(10_999, &mut changes);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
         let (_, departed) = state.sweep(11_000, &mut changes);
@@ -876,7 +983,7 @@ mod tests {
         let mut state = empty(0);
         let mut changes = Changes::default();
         for c in 1..=3 {
-            state.attach(collector(c), None, &mut changes);
+            state.attach(collector(c), None, None, 0, &mut changes).unwrap();
         }
         let id = registration(1, 1, None).spec.id;
         let unpinned = state.register(registration(1, 1, None), 0, &mut changes).record;
@@ -911,11 +1018,11 @@ mod tests {
     fn departed_collectors_are_forgotten_after_the_stated_time_or_on_request_never_before() {
         let mut state = empty(0);
         let mut changes = Changes::default();
-        state.attach(collector(1), None, &mut changes);
-        state.attach(collector(2), None, &mut changes);
+        state.attach(collector(1), None, None, 0, &mut changes).unwrap();
+        state.attach(collector(2), None, None, 0, &mut changes).unwrap();
         state.register(registration(1, 1, Some(1)), 0, &mut changes);
         assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Live { streams: 1 }));
-        state.detach(collector(1), 1_000);
+        state.detach(collector(1), None, 1_000);
         assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Grace { until_ms: 11_000 }));
         state.sweep(11_000, &mut changes);
         assert_eq!(state.collector(collector(1)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 11_000 }));
@@ -931,11 +1038,11 @@ mod tests {
         state.check_invariants();
 
         // By request: at once once departed; a collector it does not know is no error (R1).
-        state.detach(collector(2), 200_000);
+        state.detach(collector(2), None, 200_000);
         state.sweep(210_000, &mut changes);
         assert_eq!(state.forget(collector(2), &mut changes), Ok(true));
         assert_eq!(state.forget(collector(2), &mut changes), Ok(false));
-        assert!(state.list_collectors().is_empty());
+        assert!(state.list_collectors(0).is_empty());
 
         // A collector live when the store was last written, without producers, departs at the load.
         let loaded = Loaded {
@@ -949,5 +1056,54 @@ mod tests {
         assert_eq!(state.collector(collector(3)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 500_000 }));
         assert!(state.forget_departed(599_999, &mut changes).is_empty());
         assert_eq!(state.forget_departed(600_000, &mut changes), vec![collector(3)]);
+    }
+
+    #[test]
+    fn a_second_process_with_the_same_id_is_refused_and_shown_while_the_first_keeps_its_feed() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        let (first, copy) = (Some(Uuid::from_u128(1)), Some(Uuid::from_u128(2)));
+        state.attach(collector(1), None, first, 0, &mut changes).unwrap();
+        let refused = state.attach(collector(1), None, copy, 1_000, &mut changes).unwrap_err();
+        assert_eq!(
+            refused,
+            Conflict { collector: collector(1), running: Uuid::from_u128(1), refused: Uuid::from_u128(2) }
+        );
+        assert_eq!(state.collector(collector(1)).unwrap().liveness, Liveness::Live { streams: 1 }, "nothing changed");
+
+        // The same process reconnecting before its old stream was noticed dead is no conflict.
+        state.attach(collector(1), None, first, 2_000, &mut changes).unwrap();
+        assert_eq!(state.collector(collector(1)).unwrap().liveness, Liveness::Live { streams: 2 });
+        // Neither is an observer that gives no instance id.
+        state.attach(collector(1), None, None, 2_000, &mut changes).unwrap();
+
+        let view = &state.list_collectors(3_000)[0];
+        assert_eq!(view.instances, 2);
+        let conflict = view.conflict.clone().expect("shown");
+        assert_eq!(
+            (conflict.running, conflict.refused, conflict.last_refused_at_ms),
+            (first, vec![Uuid::from_u128(2)], 1_000)
+        );
+
+        // Once the first process is gone for good, the copy is accepted; the conflict is no longer shown.
+        for _ in 0..3 {
+            state.detach(collector(1), first, 4_000);
+        }
+        state.detach(collector(1), None, 4_000);
+        state.attach(collector(1), None, copy, 5_000, &mut changes).unwrap();
+        let view = &state.list_collectors(5_000)[0];
+        assert_eq!((view.instances, view.conflict.is_none()), (1, true));
+
+        // However many processes are refused, only the latest few are remembered.
+        for n in 0..100u128 {
+            state.attach(collector(1), None, Some(Uuid::from_u128(1000 + n)), 5_500, &mut changes).unwrap_err();
+        }
+        assert_eq!(state.instances[&collector(1)].refused.len(), MAX_REFUSED_REMEMBERED);
+        state.instances.get_mut(&collector(1)).unwrap().refused.clear();
+
+        // A refusal is shown for CONFLICT_SHOWN_FOR, then forgotten.
+        state.attach(collector(1), None, first, 6_000, &mut changes).unwrap_err();
+        assert_eq!(state.list_collectors(6_000 + ms(CONFLICT_SHOWN_FOR) - 1)[0].instances, 2);
+        assert_eq!(state.list_collectors(6_000 + ms(CONFLICT_SHOWN_FOR))[0].instances, 1);
     }
 }
