@@ -7,16 +7,20 @@
 //! mix; a failed save removes its temporary file, and one left by a crash is removed at start
 //! ([`remove_leftover`]). A missing file means "no snapshot yet"; a damaged one is an error naming the file and the way out,
 //! never a silent empty set.
+//!
+//! A save streams the payload: one producer is converted and encoded at a time, and the checksum is computed as
+//! the bytes go out and written into its place at the end. A snapshot of 20 000 producers with the largest labels
+//! is 200 MB encoded; building the whole message and its encoding in memory first cost about twice that again.
 
 use std::{
     fs,
-    io::{self, Write as _},
+    io::{self, BufWriter, Seek as _, SeekFrom, Write},
     path::{Path, PathBuf},
 };
 
 use prost::Message as _;
 use uuid::Uuid;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::assembler::Snapshot;
 use crate::{
@@ -80,6 +84,7 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StateFileError> {
         return Err(corrupt("checksum mismatch: the file was truncated or altered".into()));
     }
     let message = pb::PersistedSnapshot::decode(payload).map_err(|e| corrupt(format!("cannot decode: {e}")))?;
+    drop(bytes); // Decoded: the encoded copy (200 MB for the largest snapshots) is not needed any more.
     let epoch = Uuid::parse_str(&message.epoch).map_err(|e| corrupt(format!("epoch: {e}")))?;
     let targets = message
         .producers
@@ -129,17 +134,8 @@ pub fn remove_leftover(path: &Path) -> Result<bool, StateFileError> {
 /// [`StateFileError::Io`] when any step fails; the previous file is then left as it was, and the temporary file
 /// is removed (a full disk leaves no empty file behind).
 pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), StateFileError> {
-    let message = pb::PersistedSnapshot {
-        epoch: snapshot.epoch.to_string(),
-        generation: snapshot.generation,
-        producers: snapshot.targets.iter().map(pb::AssignedProducer::from).collect(),
-        applied_at_unix_ms: applied_at_ms,
-        store_settling: snapshot.settling,
-        carried_ids: snapshot.carried.iter().map(ToString::to_string).collect(),
-    };
-    let payload = message.encode_to_vec();
     let tmp = tmp_path(path);
-    let written = write_tmp(&tmp, &payload).and_then(|()| fs::rename(&tmp, path));
+    let written = write_tmp(&tmp, snapshot, applied_at_ms).and_then(|()| fs::rename(&tmp, path));
     if let Err(source) = written {
         // Best effort: the save already failed, and a leftover is removed at the next start anyway.
         let _ = fs::remove_file(&tmp);
@@ -153,12 +149,61 @@ pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), 
     Ok(())
 }
 
-fn write_tmp(tmp: &Path, payload: &[u8]) -> io::Result<()> {
-    let mut file = fs::File::create(tmp)?;
-    file.write_all(MAGIC)?;
-    file.write_all(&xxh3_64(payload).to_le_bytes())?;
-    file.write_all(payload)?;
+/// The key of `PersistedSnapshot.producers` (field 3, length-delimited): `3 << 3 | 2`, one byte since the field
+/// number is below 16. Guarded by `a_streamed_payload_decodes_as_the_whole_message`.
+const PRODUCERS_KEY: u8 = 3 << 3 | 2;
+
+fn write_tmp(tmp: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(tmp)?);
+    out.write_all(MAGIC)?;
+    out.write_all(&[0; 8])?; // The checksum, written into its place once the payload is out.
+    let mut payload = Hashed { out, hash: Xxh3::new() };
+    write_payload(&mut payload, snapshot, applied_at_ms)?;
+    let Hashed { out, hash } = payload;
+    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.seek(SeekFrom::Start(MAGIC.len() as u64))?;
+    file.write_all(&hash.digest().to_le_bytes())?;
     file.sync_all()
+}
+
+/// The payload, a `PersistedSnapshot`, as a concatenation (which protobuf decodes as one message): the message
+/// without its producers, then each producer as its own field-3 record.
+fn write_payload(out: &mut impl Write, snapshot: &Snapshot, applied_at_ms: u64) -> io::Result<()> {
+    let head = pb::PersistedSnapshot {
+        epoch: snapshot.epoch.to_string(),
+        generation: snapshot.generation,
+        producers: Vec::new(),
+        applied_at_unix_ms: applied_at_ms,
+        store_settling: snapshot.settling,
+        carried_ids: snapshot.carried.iter().map(ToString::to_string).collect(),
+    };
+    out.write_all(&head.encode_to_vec())?;
+    let mut buf = Vec::new();
+    for target in &snapshot.targets {
+        buf.clear();
+        buf.push(PRODUCERS_KEY);
+        pb::AssignedProducer::from(target).encode_length_delimited(&mut buf).map_err(io::Error::other)?;
+        out.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// A writer that hashes what goes through it.
+struct Hashed<W> {
+    out: W,
+    hash: Xxh3,
+}
+
+impl<W: Write> Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +224,38 @@ mod tests {
             settling: false,
             carried: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_streamed_payload_decodes_as_the_whole_message() {
+        let mut s = snapshot();
+        let mut labelled = s.targets[0].clone();
+        labelled.id = ProducerId::new_random();
+        labelled.labels = Labels::parse_field("labels", [("zone".to_owned(), "a".repeat(256))].into()).unwrap();
+        s.targets.push(labelled.clone());
+        s.targets.sort_by_key(|t| t.id);
+        s.carried = vec![labelled.id];
+        s.settling = true;
+        let mut streamed = Vec::new();
+        write_payload(&mut streamed, &s, 42).unwrap();
+        let whole = pb::PersistedSnapshot {
+            epoch: s.epoch.to_string(),
+            generation: s.generation,
+            producers: s.targets.iter().map(pb::AssignedProducer::from).collect(),
+            applied_at_unix_ms: 42,
+            store_settling: true,
+            carried_ids: vec![labelled.id.to_string()],
+        };
+        assert_eq!(pb::PersistedSnapshot::decode(streamed.as_slice()).unwrap(), whole);
+        assert_eq!(streamed.len(), whole.encoded_len(), "the same fields, in another order");
+        // The file's checksum is the one of the bytes written, computed as they went out.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.bin");
+        save(&path, &s, 42).unwrap();
+        let file = fs::read(&path).unwrap();
+        assert_eq!(&file[24..], streamed.as_slice());
+        assert_eq!(file[16..24], xxh3_64(&streamed).to_le_bytes());
+        assert_eq!(load(&path).unwrap().unwrap().snapshot, s);
     }
 
     #[test]
