@@ -11,6 +11,7 @@
 //! its speed.
 
 pub mod bare;
+pub mod collector;
 pub mod fleet;
 pub mod scenarios;
 pub mod server;
@@ -32,6 +33,10 @@ pub struct Scale {
     pub storm: usize,
     /// Registrations timed with one client, and with 16.
     pub registrations: [usize; 2],
+    /// Producers with the largest labels allowed, in the big-snapshot scenario.
+    pub big_snapshot: usize,
+    /// How long the big-snapshot scenario's burst of changes lasts.
+    pub burst_secs: u64,
 }
 
 impl Scale {
@@ -44,6 +49,8 @@ impl Scale {
         idle_secs: 10,
         storm: 1_000,
         registrations: [2_000, 20_000],
+        big_snapshot: 20_000,
+        burst_secs: 20,
     };
 
     /// A run of a few seconds that exercises every scenario: for the test suite.
@@ -56,6 +63,8 @@ impl Scale {
             idle_secs: 1,
             storm: 20,
             registrations: [50, 200],
+            big_snapshot: 200,
+            burst_secs: 1,
         }
     }
 }

@@ -43,6 +43,7 @@ enum Scenario {
     Storm,
     Registrations,
     ChunkEncoding,
+    BigSnapshot,
 }
 
 #[tokio::main]
@@ -64,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::FullSyncOne,
         Scenario::FanOut,
         Scenario::Storm,
+        Scenario::BigSnapshot,
     ] {
         if !wanted(scenario) {
             continue;
@@ -75,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Storm => scenarios::reconnect_storm(scale, dir.path()).await,
             Scenario::Registrations => scenarios::registrations(scale, dir.path()).await,
             Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
+            Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(

@@ -23,6 +23,7 @@ use tonic::transport::Channel;
 use crate::{
     Figure, Scale,
     bare::{self, BareFeed},
+    collector::CollectorProcess,
     fleet::{Fleet, register_many},
     percentiles,
     server::ServerProcess,
@@ -373,5 +374,120 @@ pub async fn registrations(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figur
             "/s",
         )
         .against("≥ 5 000/s"),
+    ])
+}
+
+/// A registration whose labels are as large as roster allows: [`MAX_LABELS`] labels with the longest names and
+/// values, distinct per producer (`n`) and per `version`, so that nothing can share them by accident.
+///
+/// [`MAX_LABELS`]: roster::domain::MAX_LABELS
+pub fn largest_registration(id: uuid::Uuid, n: usize, version: usize) -> pb::RegisterProducerRequest {
+    use roster::domain::{MAX_LABEL_NAME_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS};
+    let labels = (0..MAX_LABELS)
+        .map(|l| {
+            let name = format!("label_{l:02}_{}", "n".repeat(MAX_LABEL_NAME_BYTES - 9));
+            let value = format!("{n:08}-{version:08}-{l:02}-{}", "v".repeat(MAX_LABEL_VALUE_BYTES - 21));
+            (name, value)
+        })
+        .collect();
+    pb::RegisterProducerRequest {
+        producer_id: id.to_string(),
+        labels,
+        lease_ms: Some(3_600_000),
+        ..roster_testkit::never_due()
+    }
+}
+
+/// The collector's side of the largest snapshots: `scale.big_snapshot` producers with the largest labels allowed,
+/// followed by one real `roster-collector` process. Its peak memory is held against the encoded snapshot it
+/// keeps on disk; then a burst of changes (16 clients, `scale.burst_secs`) shows how many generations the server
+/// made and how many snapshots the collector wrote for them.
+///
+/// # Errors
+/// When a process fails, or a wait passes [`LIMIT`].
+pub async fn big_snapshot(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let server = ServerProcess::start(&dir.join("big-server"), "127.0.0.1:0", STEADY)?;
+    let url = server.url();
+    let n = scale.big_snapshot;
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+    let requests: Vec<_> = ids.iter().enumerate().map(|(i, id)| largest_registration(*id, i, 0)).collect();
+    let registry = RegistryClient::connect(url.clone()).await?;
+    roster_testkit::register_all(&registry, requests, 16).await;
+
+    let started = Instant::now();
+    let collector = CollectorProcess::start(&url, &dir.join("big-collector"))?;
+    let converged = |generation: u64| {
+        let (url, collector) = (url.clone(), &collector);
+        async move {
+            let deadline = Instant::now() + LIMIT;
+            loop {
+                let status = collector.status().await?;
+                let listed = RegistryClient::connect(url.clone())
+                    .await?
+                    .list_collectors(pb::ListCollectorsRequest {})
+                    .await?
+                    .into_inner();
+                if status.applied_producer_count == n as u64
+                    && status.persisted_generation >= generation
+                    && listed.collectors.iter().any(|c| c.id == status.collector_id && c.converged)
+                {
+                    return anyhow::Ok(status);
+                }
+                anyhow::ensure!(Instant::now() < deadline, "the collector did not converge: {status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let status = converged(1).await?;
+    let synced = started.elapsed();
+    let state_file = dir.join("big-collector").join(format!("snapshot-{}.bin", status.collector_id));
+    let encoded = std::fs::metadata(&state_file).context("the collector's state file")?.len() as f64;
+    let (_, collector_peak) = collector.memory()?;
+    let (_, server_peak) = crate::server::memory(server.pid())?;
+
+    // The burst: every producer re-registered with new labels, 16 at a time, until the time is up.
+    let saves_before = status.persisted_snapshots;
+    let generation_before = status.applied_generation;
+    let burst = Duration::from_secs(scale.burst_secs);
+    let burst_start = Instant::now();
+    let mut version = 1;
+    while burst_start.elapsed() < burst && version < 1_000 {
+        let changed: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .skip((version * 64) % n.max(1))
+            .take(64)
+            .map(|(i, id)| largest_registration(*id, i, version))
+            .collect();
+        roster_testkit::register_all(&registry, changed, 16).await;
+        version += 1;
+    }
+    let listed = RegistryClient::connect(url.clone()).await?.list_collectors(pb::ListCollectorsRequest {}).await?;
+    let last = listed.into_inner().collectors.iter().map(|c| c.generation).max().unwrap_or(0);
+    let after = converged(last).await?;
+    let (_, collector_peak_after) = collector.memory()?;
+    let mb = |bytes: f64| bytes / (1024.0 * 1024.0);
+    Ok(vec![
+        Figure::new("big snapshot", format!("{n} producers, encoded snapshot (state file)"), mb(encoded), "MiB"),
+        Figure::new("big snapshot", "registered to applied, persisted and reported", ms(synced), "ms"),
+        Figure::new("big snapshot", "collector peak RSS / encoded snapshot", collector_peak as f64 / encoded, "×")
+            .against("≤ 3×"),
+        Figure::new("big snapshot", "collector peak RSS", mb(collector_peak as f64), "MiB"),
+        Figure::new("big snapshot", "server peak RSS", mb(server_peak as f64), "MiB"),
+        Figure::new(
+            "big snapshot",
+            format!("burst of {:.0} s: generations applied", burst_start.elapsed().as_secs_f64()),
+            (after.applied_generation - generation_before) as f64,
+            "",
+        ),
+        Figure::new("big snapshot", "burst: snapshots written", (after.persisted_snapshots - saves_before) as f64, "")
+            .against("bounded: the latest wins"),
+        Figure::new(
+            "big snapshot",
+            "collector peak RSS after the burst / encoded snapshot",
+            collector_peak_after as f64 / encoded,
+            "×",
+        )
+        .against("≤ 3×"),
     ])
 }

@@ -1,5 +1,5 @@
 //! The server under test: the real `roster-server` binary as a child process, with its memory and CPU read from
-//! `/proc`.
+//! `/proc`. [`binary`] and [`memory`] serve the collector process too.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -12,13 +12,13 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-/// The `roster-server` binary: `$ROSTER_SERVER_BIN`, else next to the running executable (or its parent, for
-/// test executables under `deps/`).
+/// One of the workspace's binaries (`roster-server`, `roster-collector`): `$env_var` if set, else next to the
+/// running executable (or its parent, for test executables under `deps/`).
 ///
 /// # Errors
 /// When it cannot be found; the message says how to build it.
-pub fn binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("ROSTER_SERVER_BIN") {
+pub fn binary(name: &str, env_var: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe()?;
@@ -26,15 +26,32 @@ pub fn binary() -> anyhow::Result<PathBuf> {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let path = dir.join("roster-server");
+    let path = dir.join(name);
     if !path.is_file() {
         bail!(
-            "{} is missing: build it with `cargo build --release -p roster-server -p roster-bench` (or set \
-             ROSTER_SERVER_BIN)",
+            "{} is missing: build it with `cargo build --release -p roster-server -p roster-collector -p \
+             roster-bench` (or set {env_var})",
             path.display()
         );
     }
     Ok(path)
+}
+
+/// Resident memory of a process, now (`VmRSS`) and at its peak (`VmHWM`), in bytes.
+///
+/// # Errors
+/// When `/proc` cannot be read.
+pub fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> anyhow::Result<u64> {
+        let value = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .with_context(|| format!("{key} in /proc/{pid}/status"))?;
+        Ok(value.parse::<u64>()? * 1024)
+    };
+    Ok((kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
 /// A running roster-server.
@@ -102,13 +119,7 @@ impl ServerProcess {
     /// # Errors
     /// When `/proc` cannot be read.
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .context("VmRSS in /proc/PID/status")?;
-        Ok(kib.parse::<u64>()? * 1024)
+        Ok(memory(self.pid())?.0)
     }
 
     /// CPU time used so far (user + system).
@@ -134,7 +145,7 @@ impl Drop for ServerProcess {
 }
 
 fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut child = Command::new(binary()?)
+    let mut child = Command::new(binary("roster-server", "ROSTER_SERVER_BIN")?)
         .args(["--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(extra)

@@ -30,6 +30,7 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
         "full sync, one collector",
         "fan-out",
         "reconnect storm",
+        "big snapshot",
     ] {
         assert!(scenarios.contains(scenario), "{scenario} missing from {scenarios:?}");
     }

@@ -162,6 +162,7 @@ pub(crate) fn status_json(s: &pb::GetStatusResponse) -> Value {
         "sink_error": s.sink_error,
         "persist_error": s.persist_error,
         "persist_failures": s.persist_failures,
+        "persisted_snapshots": s.persisted_snapshots,
         "persisted_generation": s.persisted_generation,
         "instance_id": s.instance_id,
         "feed_refused": s.feed_refused,

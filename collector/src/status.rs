@@ -69,6 +69,7 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
             next_page_token: next_after.map(StatusQuery::page_token_after).unwrap_or_default(),
             persist_error: stats.persist_error.unwrap_or_default(),
             persist_failures: stats.persist_failures,
+            persisted_snapshots: stats.persisted_snapshots,
             persisted_generation: stats.persisted.map_or(0, |(_, generation)| generation),
             instance_id: self.instance.map(|i| i.to_string()).unwrap_or_default(),
             feed_refused: stats.feed_refused.unwrap_or_default(),

@@ -126,6 +126,8 @@ pub struct StatsSnapshot {
     pub persist_error: Option<String>,
     /// Failed saves since start.
     pub persist_failures: u64,
+    /// Successful saves since start (a burst of applies coalesces into few).
+    pub persisted_snapshots: u64,
     /// Why the server refused the last `Watch` (not a transient failure), until a stream opens: e.g. another
     /// process uses this collector id.
     pub feed_refused: Option<String>,
@@ -631,6 +633,7 @@ impl Persister {
                 let failed_before = {
                     let mut stats = self.stats.lock();
                     stats.persisted = Some(id);
+                    stats.persisted_snapshots += 1;
                     stats.persist_error.take().is_some()
                 };
                 if failed_before {

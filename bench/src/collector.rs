@@ -1,0 +1,81 @@
+//! A collector under test: the real `roster-collector` binary as a child process, so its memory is its own, with
+//! its status read over its status API.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use roster::pb::{self, collector_status_client::CollectorStatusClient};
+
+use crate::server::{binary, memory};
+
+/// A running roster-collector.
+#[derive(Debug)]
+pub struct CollectorProcess {
+    child: Child,
+    /// Its status API address.
+    pub status_addr: String,
+}
+
+impl CollectorProcess {
+    /// Starts a collector following `server_url` with its data in `data_dir`, and waits until it runs.
+    ///
+    /// # Errors
+    /// When it does not start or does not say where its status API listens within 60 s.
+    pub fn start(server_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary("roster-collector", "ROSTER_COLLECTOR_BIN")?)
+            .args(["--server", server_url, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn,roster_collector=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start roster-collector")?;
+        let stderr = child.stderr.take().context("stderr is piped")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent
+                    && line.contains("roster-collector running")
+                    && let Some(rest) = line.split("status=Some(").nth(1)
+                {
+                    sent = tx.send(rest.split(')').next().unwrap_or_default().to_owned()).is_ok();
+                }
+            }
+        });
+        let status_addr =
+            rx.recv_timeout(Duration::from_secs(60)).context("roster-collector did not start within 60 s")?;
+        Ok(Self { child, status_addr })
+    }
+
+    /// Its status (the first page of producers, which the figures here do not use).
+    ///
+    /// # Errors
+    /// When the status API does not answer.
+    pub async fn status(&self) -> anyhow::Result<pb::GetStatusResponse> {
+        let mut client = CollectorStatusClient::connect(format!("http://{}", self.status_addr)).await?;
+        Ok(client.get_status(pb::GetStatusRequest::default()).await?.into_inner())
+    }
+
+    /// Resident memory now and at its peak, in bytes.
+    ///
+    /// # Errors
+    /// When `/proc` cannot be read.
+    pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        memory(self.child.id())
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
