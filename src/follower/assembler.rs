@@ -48,6 +48,12 @@ impl Snapshot {
         self.targets.iter().map(|t| t.id).collect()
     }
 
+    /// This snapshot's entry of `target.id` if it equals `target` (targets are sorted by id).
+    fn unchanged(&self, target: &Target) -> Option<Target> {
+        let at = self.targets.binary_search_by_key(&target.id, |t| t.id).ok()?;
+        Some(&self.targets[at]).filter(|t| *t == target).cloned()
+    }
+
     /// The new-epoch rule: a settling snapshot applied over `applied` keeps every producer of an earlier epoch that
     /// it lacks: all of `applied`'s when it is of another epoch, else those `applied` already carried.
     fn carry_from(mut self, applied: &Snapshot) -> Self {
@@ -293,6 +299,9 @@ impl Assembler {
                     return events;
                 }
             };
+            // An entry equal to the applied one of the same id *is* that one (its labels shared, not copied), so
+            // a new generation holds, even while it is assembled, one copy of what did not change.
+            let target = self.applied.as_deref().and_then(|a| a.unchanged(&target)).unwrap_or(target);
             partial.targets.push(target);
         }
         partial.next_index += 1;
@@ -339,9 +348,6 @@ impl Assembler {
                 format!("generation {}: digest does not match", p.generation),
             );
         }
-        if let Some(applied) = &self.applied {
-            share_unchanged(&mut targets, &applied.targets);
-        }
         let mut snapshot =
             Snapshot { epoch, generation: p.generation, targets, settling: last.store_settling, carried: Vec::new() };
         match &self.applied {
@@ -370,20 +376,6 @@ impl Assembler {
         let snapshot = Arc::new(snapshot);
         self.applied = Some(snapshot.clone());
         Event::Applied(snapshot)
-    }
-}
-
-/// Makes every entry of `targets` that equals the applied one of the same id *be* the applied one (its labels
-/// shared, not copied), so a new generation holds one copy of what did not change. Both are sorted by id.
-fn share_unchanged(targets: &mut [Target], applied: &[Target]) {
-    let mut old = applied.iter().peekable();
-    for target in targets {
-        while old.next_if(|o| o.id < target.id).is_some() {}
-        if let Some(o) = old.next_if(|o| o.id == target.id)
-            && o == target
-        {
-            *target = o.clone();
-        }
     }
 }
 
