@@ -100,15 +100,18 @@ async fn collect_loop(
 ) {
     // Each collection is bounded once, below, by `tokio::time::timeout` (which also covers connecting).
     let timeout = collect_timeout(target.interval);
-    let channel = match Endpoint::from_shared(target.address.to_uri()) {
-        Ok(e) => e.connect_timeout(timeout).tcp_nodelay(true).connect_lazy(),
+    let endpoint = match Endpoint::from_shared(target.address.to_uri()) {
+        Ok(e) => e.connect_timeout(timeout).tcp_nodelay(true),
         Err(e) => {
             record_failure(&stats, format!("bad address: {e}"));
             let _ = stop.await;
             return;
         }
     };
-    let mut client = ProducerClient::new(channel).max_decoding_message_size(4 * 1024 * 1024);
+    // The channel (a connection and its request buffer, about 10 KB before it connects) is made when the producer
+    // is first due, not when the task starts: a snapshot of 20 000 producers does not allocate 20 000 idle
+    // channels at once. Once made, it is kept, so every later collection reuses its connection.
+    let mut client = None;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first_delay, target.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let request = pb::CollectRequest { collector_id: collector.to_string() };
@@ -118,6 +121,9 @@ async fn collect_loop(
             _ = &mut stop => break,
             _ = ticks.tick() => {}
         }
+        let client = client.get_or_insert_with(|| {
+            ProducerClient::new(endpoint.connect_lazy()).max_decoding_message_size(4 * 1024 * 1024)
+        });
         let started = tokio::time::Instant::now();
         let result = tokio::time::timeout(timeout, client.collect(request.clone())).await;
         let now = now_ms();
