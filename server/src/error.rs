@@ -24,8 +24,8 @@ pub enum Error {
     /// The store could not make the change durable; nothing was changed.
     #[error("the store could not write this change, so nothing was changed ({0}); retry when the fault is fixed")]
     Store(Arc<StoreError>),
-    /// A report came from a collector this server has never seen.
-    #[error("collector_id: {0} is not known to this server (open its Watch stream first)")]
+    /// A report from, or a listing of, a collector this server does not know.
+    #[error("collector_id: {0} is not known to this server (it never opened its feed, or was forgotten)")]
     UnknownCollector(CollectorId),
     /// An observe-only `Watch` of a collector this server does not know.
     #[error(

@@ -725,3 +725,26 @@ async fn set_producer_pin_names_a_bad_field_and_an_unknown_producer() {
     assert_eq!(stored.into_inner().operator_pinned_collector_id, "", "nothing was pinned");
     server.stop().await;
 }
+
+/// The seed's failure 1, on the wire: listing the producers of a collector the server does not know is NOT_FOUND,
+/// never an empty page that a client would trust as "nothing to collect".
+#[tokio::test]
+async fn listing_the_producers_of_an_unknown_collector_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path()).0).await;
+    let mut registry = server.registry().await;
+    registry.register_producer(producer(Uuid::new_v4(), 1)).await.unwrap();
+    let unknown = Uuid::new_v4();
+    let request = |c: Uuid| pb::ListProducersRequest { collector_id: c.to_string(), ..Default::default() };
+    let status = registry.list_producers(request(unknown)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().starts_with(&format!("collector_id: {unknown} is not known")), "{status:?}");
+    // A known collector with nothing assigned is an empty page, as before.
+    let mut feed = server.feed().await;
+    let known = Uuid::new_v4();
+    let mut stream = watch(&mut feed, known, None).await;
+    next_snapshot(&mut stream).await;
+    let page = registry.list_producers(request(known)).await.unwrap().into_inner();
+    assert_eq!(page.total_count, 1, "the one producer is assigned to the one collector");
+    server.stop().await;
+}

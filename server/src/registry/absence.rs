@@ -12,6 +12,9 @@
 //!   every deadline is clamped to what it could be from now (see `State::clamp_deadlines`), so a backward step
 //!   cannot make a lease last longer than its length.
 //!
+//! Both can hold at once (a stop during which the clock was also stepped back): the absence is forgiven first,
+//! then the deadlines are capped, and a floor of a quarter lease always lies below a ceiling of a whole one.
+//!
 //! Small jitter (a busy machine, a slow commit) stays under the threshold and changes nothing.
 
 use std::time::Duration;
@@ -27,43 +30,31 @@ pub struct Reading {
     pub wall_ms: u64,
 }
 
-/// What the time between two wakes says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Time passed as expected.
-    Present,
-    /// The server could not serve for about `ms` milliseconds.
-    Absent {
-        /// The time beyond the expected gap.
-        ms: u64,
-        /// Whether the wall clock moved further than monotonic time (a step forward, or a pause the monotonic
-        /// clock did not see), rather than both moving together.
-        wall_step: bool,
-    },
-    /// The wall clock stepped back by about `ms` milliseconds.
-    WallSteppedBack {
-        /// How far.
-        ms: u64,
-    },
+/// What the time between two wakes says. Both findings can hold at once: a process stopped for 40 s whose wall
+/// clock was also stepped back 5 s meanwhile was absent *and* saw its clock step back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// How long the server could not serve, beyond the expected gap; 0 when it was present.
+    pub absent_ms: u64,
+    /// Whether the wall clock moved further than monotonic time (a step forward, or a pause the monotonic clock
+    /// did not see), rather than both moving together.
+    pub wall_step_forward: bool,
+    /// How far the wall clock stepped back against monotonic time; 0 when it did not.
+    pub stepped_back_ms: u64,
 }
 
 /// Judges the time between two wakes: `expected` is the longest gap a serving actor leaves (its sweep interval),
-/// `threshold` the lateness that is still not absence.
+/// `threshold` the lateness (or backward step) that is still noise.
 pub fn judge(last: Reading, now: Reading, expected: Duration, threshold: Duration) -> Verdict {
     let monotonic = i128::from(now.monotonic_ms) - i128::from(last.monotonic_ms);
     let wall = i128::from(now.wall_ms) - i128::from(last.wall_ms);
     let threshold = i128::from(ms(threshold));
-    if monotonic - wall > threshold {
-        return Verdict::WallSteppedBack { ms: u64::try_from(monotonic - wall).unwrap_or(u64::MAX) };
+    let beyond = |excess: i128| if excess > threshold { u64::try_from(excess).unwrap_or(u64::MAX) } else { 0 };
+    Verdict {
+        absent_ms: beyond(monotonic.max(wall) - i128::from(ms(expected))),
+        wall_step_forward: wall - monotonic > threshold,
+        stepped_back_ms: beyond(monotonic - wall),
     }
-    let late = monotonic.max(wall) - i128::from(ms(expected));
-    if late > threshold {
-        return Verdict::Absent {
-            ms: u64::try_from(late).unwrap_or(u64::MAX),
-            wall_step: wall - monotonic > threshold,
-        };
-    }
-    Verdict::Present
 }
 
 #[cfg(test)]
@@ -84,12 +75,15 @@ mod tests {
         let last = at(10_000, 1_700_000_000_000);
         let judge =
             |m: u64, w: i64| judge(last, at(10_000 + m, last.wall_ms.saturating_add_signed(w)), EXPECTED, THRESHOLD);
-        assert_eq!(judge(1_000, 1_000), Verdict::Present, "a normal sweep");
-        assert_eq!(judge(3_000, 3_000), Verdict::Present, "late, but within the threshold");
-        assert_eq!(judge(40_000, 40_000), Verdict::Absent { ms: 39_000, wall_step: false }, "SIGSTOP for 40 s");
-        assert_eq!(judge(20, 3_600_020), Verdict::Absent { ms: 3_599_020, wall_step: true }, "wall stepped 1 h ahead");
-        assert_eq!(judge(1_000, -3_599_000), Verdict::WallSteppedBack { ms: 3_600_000 }, "wall stepped 1 h back");
-        assert_eq!(judge(1_000, -500), Verdict::Present, "a small backward slew");
+        let verdict =
+            |absent_ms, wall_step_forward, stepped_back_ms| Verdict { absent_ms, wall_step_forward, stepped_back_ms };
+        assert_eq!(judge(1_000, 1_000), Verdict::default(), "a normal sweep");
+        assert_eq!(judge(3_000, 3_000), Verdict::default(), "late, but within the threshold");
+        assert_eq!(judge(40_000, 40_000), verdict(39_000, false, 0), "SIGSTOP for 40 s");
+        assert_eq!(judge(20, 3_600_020), verdict(3_599_020, true, 0), "wall stepped 1 h ahead");
+        assert_eq!(judge(1_000, -3_599_000), verdict(0, false, 3_600_000), "wall stepped 1 h back");
+        assert_eq!(judge(40_000, 35_000), verdict(39_000, false, 5_000), "stopped 40 s, the wall clock 5 s back");
+        assert_eq!(judge(1_000, -500), Verdict::default(), "a small backward slew");
     }
 
     proptest! {
@@ -98,11 +92,8 @@ mod tests {
         #[test]
         fn absence_is_found_exactly_beyond_the_threshold(gap in 0u64..100_000_000, start in 0u64..u64::MAX / 2) {
             let verdict = judge(at(start, start), at(start + gap, start + gap), EXPECTED, THRESHOLD);
-            if gap <= 3_000 {
-                prop_assert_eq!(verdict, Verdict::Present);
-            } else {
-                prop_assert_eq!(verdict, Verdict::Absent { ms: gap - 1_000, wall_step: false });
-            }
+            let absent_ms = if gap <= 3_000 { 0 } else { gap - 1_000 };
+            prop_assert_eq!(verdict, Verdict { absent_ms, ..Verdict::default() });
         }
     }
 }

@@ -90,7 +90,7 @@ enum Pending {
     Register(Reply<Registered>, Registered),
     Deregister(Reply<bool>, bool),
     SetPin(Reply<(state::ProducerRecord, bool)>, Result<(state::ProducerRecord, bool), Error>),
-    ListProducers(Reply<ProducerPage>, ProducerPage),
+    ListProducers(Reply<ProducerPage>, Result<ProducerPage, Error>),
     GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
     Forget(Reply<bool>, Result<bool, Error>),
@@ -292,28 +292,25 @@ impl Registry {
         let wake = absence::Reading { monotonic_ms: self.clock.monotonic_ms(), wall_ms: now };
         let last_wake = std::mem::replace(&mut self.last_wake, wake);
         // Before any command (a sweep in particular): time the server could not serve is charged to no one.
-        match absence::judge(last_wake, wake, self.config.sweep_interval, self.config.absence_threshold) {
-            _ if !sweeping => {}
-            absence::Verdict::Present => {}
-            absence::Verdict::Absent { ms, wall_step } => {
-                let extended = self.state.forgive_absence(ms, now, &mut changes);
-                warn!(
-                    absent_ms = ms,
-                    wall_clock_stepped = wall_step,
-                    leases_extended = extended,
-                    settles_at_ms = self.state.settles_at_ms(),
-                    "the server could not serve for a while (stalled, paused or its wall clock stepped ahead); \
-                     that time is not charged to any lease or grace period (L3)"
-                );
-            }
-            absence::Verdict::WallSteppedBack { ms } => {
-                let clamped = self.state.clamp_deadlines(now, &mut changes);
-                warn!(
-                    stepped_back_ms = ms,
-                    leases_clamped = clamped,
-                    "the wall clock stepped back; deadlines are capped at their length from now"
-                );
-            }
+        let verdict = absence::judge(last_wake, wake, self.config.sweep_interval, self.config.absence_threshold);
+        if sweeping && verdict.absent_ms > 0 {
+            let extended = self.state.forgive_absence(verdict.absent_ms, now, &mut changes);
+            warn!(
+                absent_ms = verdict.absent_ms,
+                wall_clock_stepped = verdict.wall_step_forward,
+                leases_extended = extended,
+                settles_at_ms = self.state.settles_at_ms(),
+                "the server could not serve for a while (stalled, paused or its wall clock stepped ahead); \
+                 that time is not charged to any lease or grace period (L3)"
+            );
+        }
+        if sweeping && verdict.stepped_back_ms > 0 {
+            let clamped = self.state.clamp_deadlines(now, &mut changes);
+            warn!(
+                stepped_back_ms = verdict.stepped_back_ms,
+                leases_clamped = clamped,
+                "the wall clock stepped back; deadlines are capped at their length from now"
+            );
         }
         if std::mem::take(&mut self.needs_recompute) {
             self.state.force_recompute(&mut changes);
@@ -338,7 +335,13 @@ impl Registry {
                     pending.push(Pending::SetPin(reply, result));
                 }
                 Command::ListProducers(query, reply) => {
-                    pending.push(Pending::ListProducers(reply, self.state.list_producers(&query)));
+                    // An empty list for a collector the server does not know would be trusted as "collect nothing"
+                    // (the seed's failure): it is NOT_FOUND instead.
+                    let page = match query.collector {
+                        Some(c) if self.state.collector(c).is_none() => Err(Error::UnknownCollector(c)),
+                        _ => Ok(self.state.list_producers(&query)),
+                    };
+                    pending.push(Pending::ListProducers(reply, page));
                 }
                 Command::GetProducer(id, reply) => {
                     pending.push(Pending::GetProducer(reply, self.state.producer(id).cloned()));
@@ -430,10 +433,10 @@ impl Registry {
         match &committed {
             Ok(()) => {
                 for id in forgotten {
-                    // Observers of it may still hold its channel; it is dropped with the last of them.
-                    if self.feeds.get(&id).is_some_and(|f| f.generation.receiver_count() == 0) {
-                        self.feeds.remove(&id);
-                    }
+                    // Its feed goes with it, cached snapshot and generation channel: a collector that comes back
+                    // under this id is a new record starting at generation 1, and must not be served the old
+                    // ones. Observers still watching it see their stream end.
+                    self.feeds.remove(&id);
                 }
                 for id in &dirty {
                     let generation = self.state.collector(*id).map_or(0, |c| c.generation);
@@ -464,7 +467,7 @@ impl Registry {
                 Pending::Register(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Deregister(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::SetPin(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
-                Pending::ListProducers(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::ListProducers(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::GetProducer(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::ListCollectors(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Forget(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),

@@ -221,6 +221,17 @@ pub struct CollectorView {
     pub conflict: Option<ConflictView>,
 }
 
+/// L3: a lease gets at least one renewal interval (a quarter of it) from `now_ms`, at a start or after an absence.
+/// Returns whether it was extended.
+fn floor_lease(record: &mut ProducerRecord, now_ms: u64) -> bool {
+    let floor = now_ms.saturating_add(ms(record.lease / 4));
+    let extend = record.expires_at_ms < floor;
+    if extend {
+        record.expires_at_ms = floor;
+    }
+    extend
+}
+
 /// The registry's working state.
 #[derive(Debug)]
 pub struct State {
@@ -258,9 +269,7 @@ impl State {
         let mut changes = Changes::default();
         let grace_until = now_ms.saturating_add(ms(rules.grace));
         for mut record in loaded.producers {
-            let floor = now_ms.saturating_add(ms(record.lease / 4));
-            if record.expires_at_ms < floor {
-                record.expires_at_ms = floor;
+            if floor_lease(&mut record, now_ms) {
                 changes.producers.insert(record.spec.id);
             }
             if let Some(c) = record.assigned {
@@ -320,9 +329,7 @@ impl State {
     pub fn forgive_absence(&mut self, absent_ms: u64, now_ms: u64, changes: &mut Changes) -> usize {
         let mut extended = 0;
         for record in self.producers.values_mut() {
-            let floor = now_ms.saturating_add(ms(record.lease / 4));
-            if record.expires_at_ms < floor {
-                record.expires_at_ms = floor;
+            if floor_lease(record, now_ms) {
                 changes.producers.insert(record.spec.id);
                 extended += 1;
             }
