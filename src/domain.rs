@@ -285,10 +285,10 @@ fn check_host(host: &str) -> Result<(), String> {
             "has an empty label (`..`, or a leading or trailing dot)".to_owned()
         } else if label.len() > MAX_LABEL_BYTES {
             format!("has a label of {} bytes; at most {MAX_LABEL_BYTES} are allowed", label.len())
-        } else if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        } else if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             format!(
-                "has label {:?}, which holds a character other than a letter, digit or hyphen (for an \
-                 internationalised name, use its xn-- form)",
+                "has label {:?}, which holds a character other than a letter, digit, hyphen or underscore (for \
+                 an internationalised name, use its xn-- form)",
                 clip(label)
             )
         } else if label.starts_with('-') || label.ends_with('-') {
@@ -297,7 +297,8 @@ fn check_host(host: &str) -> Result<(), String> {
             continue;
         };
         return Err(format!(
-            "{problem}; a host name is letters, digits and hyphens in dot-separated labels (RFC 1123)"
+            "{problem}; a host name is letters, digits and hyphens in dot-separated labels (RFC 1123), and \
+             underscores, which container and service names use and resolvers accept"
         ));
     }
     Ok(())
@@ -342,7 +343,7 @@ impl ProducerAddress {
     ///
     /// An address that [`ProducerAddress::parse_field`] refuses is still kept when it is a lowercase `host:port`
     /// a channel can dial (a URI authority with a host and a non-zero port): a server from before the stricter
-    /// rules (issue 10) accepted such addresses (`my_service:9100`), and a rule made stricter must neither stop a
+    /// rules (issue 10) accepted such addresses (`a..b:80`), and a rule made stricter must neither stop a
     /// server from loading its store, nor a collector from reading its state file, nor discard a whole snapshot.
     /// Only new registrations are held to the strict rules.
     ///
@@ -898,7 +899,7 @@ mod tests {
             ("a.:80", "empty label"),
             ("-bad-:80", "starts or ends with a hyphen"),
             ("a.-b.c:80", "starts or ends with a hyphen"),
-            ("a_b:80", "other than a letter, digit or hyphen"),
+            ("a$b:80", "other than a letter, digit, hyphen or underscore"),
             ("bücher.example:80", "xn--"),
             (&format!("{}.example:80", "a".repeat(64)), "at most 63"),
             ("[fe80::1%eth0]:80", "zone-scoped IPv6 address"),
@@ -1104,8 +1105,17 @@ mod address_fast_path {
     }
 
     #[test]
+    fn underscores_in_host_names_are_accepted_as_container_names_use_them() {
+        for name in ["node_exporter:9100", "my_stack_web_1.internal:8080", "_metrics._tcp.example:80"] {
+            assert_eq!(ProducerAddress::parse_field("address", name).unwrap().as_str(), name);
+        }
+        let refused = ProducerAddress::parse_field("address", "a$b:80").unwrap_err().to_string();
+        assert!(refused.contains("letter, digit, hyphen or underscore"), "{refused}");
+    }
+
+    #[test]
     fn addresses_accepted_by_older_rules_are_still_read_but_not_registered() {
-        for older in ["my_service:9100", "a..b:80", "-bad-:80"] {
+        for older in ["a..b:80", "-bad-:80"] {
             assert!(ProducerAddress::parse_field("address", older).is_err(), "{older}");
             assert_eq!(ProducerAddress::parse_accepted("producers.address", older.into()).unwrap().as_str(), older);
         }

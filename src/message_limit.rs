@@ -26,9 +26,15 @@ pub const PAGE_BYTES: usize = 1 << 20;
 
 /// The encoded size of one entry of a repeated message field numbered 1 to 15, whose message encodes to
 /// `message_len` bytes: a one-byte key, the length as a varint, the message (protobuf encoding spec, "Message
-/// Structure").
+/// Structure"). Exact: the feed's chunk encoding relies on it.
 pub fn entry_len(message_len: usize) -> usize {
     1 + prost::length_delimiter_len(message_len) + message_len
+}
+
+/// As [`entry_len`], for a field numbered 16 to 2047, whose key takes two bytes (`GetStatusResponse.producers`
+/// is field 16).
+pub fn entry_len_wide_key(message_len: usize) -> usize {
+    entry_len(message_len) + 1
 }
 
 /// How many of the leading entries, of encoded sizes `entry_lens` (see [`entry_len`]), fit in `max_bytes`. At

@@ -318,7 +318,7 @@ async fn the_nil_uuid_is_refused_as_an_id_everywhere() {
 }
 
 /// The stricter address rules apply to new registrations only: a collector whose state file holds an address an
-/// older server accepted (`my_service:9100`, before RFC 1123 was enforced) still starts and collects its set.
+/// older server accepted (`-bad-:9100`, before RFC 1123 was enforced) still starts and collects its set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
     use roster::{
@@ -335,8 +335,8 @@ async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
         interval: Duration::from_secs(3600),
         labels: Labels::default(),
     };
-    assert!(ProducerAddress::parse_field("address", "my_service:9100").is_err(), "refused for a registration");
-    let mut targets = vec![target("my_service:9100"), target("127.0.0.1:9")];
+    assert!(ProducerAddress::parse_field("address", "-bad-:9100").is_err(), "refused for a registration");
+    let mut targets = vec![target("-bad-:9100"), target("127.0.0.1:9")];
     targets.sort_by_key(|t| t.id);
     let snapshot = Snapshot { epoch: uuid::Uuid::new_v4(), generation: 7, targets, settling: false, carried: vec![] };
     state_file::save(&collector_dir.join(format!("snapshot-{id}.bin")), &snapshot, 1).unwrap();
@@ -347,7 +347,7 @@ async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
     let (_collector, status_addr, _) = start_collector(&format!("http://127.0.0.1:{port}"), &collector_dir);
     let status = wait_status(&status_addr, "the persisted set resumed", |s| s.applied_producer_count == 2).await;
     assert_eq!(status.applied_generation, 7);
-    assert!(status.producers.iter().any(|p| p.address == "my_service:9100"), "{:?}", status.producers);
+    assert!(status.producers.iter().any(|p| p.address == "-bad-:9100"), "{:?}", status.producers);
 }
 
 /// Issue 10, defect 10: flags out of their bounds stop the program at start naming the flag and the bounds.

@@ -118,20 +118,24 @@ async fn the_status_of_a_collector_with_fifteen_thousand_producers_is_read_whole
     let registered: BTreeSet<String> = registered.into_iter().collect();
     eprintln!("figure: {N} producers at the longest address registered in {took:?}");
 
-    // Wait, reading one-producer pages, until the collector runs all of them.
+    // Wait until the collector runs all of them: applied, and a collection task for each (the tasks start just
+    // after the snapshot applies, so the applied count alone can be ahead of the producers the status lists).
     let client = roster::client::StatusClient::connect(
         &roster::endpoint::ServerUrl::parse_address_or_url(&status_addr).unwrap(),
         WAIT,
     );
-    let one = || pb::GetStatusRequest { page_size: Some(1), page_token: String::new() };
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let status = client.get_status(one()).await.unwrap();
-        if status.applied_producer_count == N as u64 {
+        let status = client.get_full_status().await.unwrap();
+        if status.applied_producer_count == N as u64 && status.producers.len() == N {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the collector did not apply all {N}: {status:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (applied, running) = (status.applied_producer_count, status.producers.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector did not run all {N}: {applied} applied, {running} running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 
     let mut cli = roster(&["--output", "json", "status", "--collector", &status_addr]);

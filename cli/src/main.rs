@@ -132,7 +132,7 @@ enum ProducersCommand {
         /// The producer's id (a UUID you choose and keep; not the nil UUID).
         #[arg(long, value_parser = ProducerId::from_str)]
         id: ProducerId,
-        /// Where collectors reach it: host:port, the host a DNS name, an IPv4 address or [IPv6] (no %zone), the
+        /// Where collectors reach it: host:port, the host a DNS name, an IPv4 address or a bracketed IPv6 address like `[::1]` (no %zone), the
         /// port 1-65535. The server checks it and stores it normalised (lowercase, host:080 as host:80).
         #[arg(long)]
         address: String,

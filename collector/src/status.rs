@@ -93,8 +93,10 @@ impl StatusService {
             .collect();
         let more = page.len() > size;
         page.truncate(size);
-        let fit =
-            message_limit::fitting(page.iter().map(|(_, p)| message_limit::entry_len(p.encoded_len())), PAGE_BYTES);
+        let fit = message_limit::fitting(
+            page.iter().map(|(_, p)| message_limit::entry_len_wide_key(p.encoded_len())),
+            PAGE_BYTES,
+        );
         // Either bound cuts the page short of what remains: the next page starts after its last producer (`fitting`
         // keeps at least one of a non-empty page, and `more` means the page is not empty, so `fit` is at least 1).
         let next_after = (fit < page.len() || more).then(|| page[fit - 1].0);
@@ -165,7 +167,7 @@ mod tests {
         let mut after = None;
         for _ in 0..10_000 {
             let (page, next) = service.page(&StatusQuery { page_size, after }).unwrap();
-            let bytes: usize = page.iter().map(|p| message_limit::entry_len(p.encoded_len())).sum();
+            let bytes: usize = page.iter().map(|p| message_limit::entry_len_wide_key(p.encoded_len())).sum();
             assert!(page.len() == 1 || bytes <= PAGE_BYTES, "{} producers, {bytes} bytes", page.len());
             assert!(page.len() <= page_size as usize);
             pages.push(page);

@@ -215,7 +215,9 @@ pub struct Follower {
     persisted: watch::Receiver<Option<(uuid::Uuid, u64)>>,
     /// Taken and spawned by [`Follower::run`].
     persister: Option<Persister>,
-    /// The last (epoch, generation) reported APPLIED (or loaded at start: it was reported before it was saved).
+    /// The last (epoch, generation) reported APPLIED by this process. `None` at start: the loaded snapshot may have
+    /// been saved without being reported (saved on the way out, or after the stream was lost), so it is reported
+    /// once on the first stream (idempotent, and only "current" if it still is).
     reported: Option<(uuid::Uuid, u64)>,
 }
 
@@ -258,6 +260,7 @@ impl Follower {
             let mut stats = stats.lock();
             stats.applied_at_ms = p.applied_at_ms;
             stats.persisted = Some((p.snapshot.epoch, p.snapshot.generation));
+            stats.held_reason = held_reason(&p.snapshot);
             info!(
                 epoch = %p.snapshot.epoch,
                 generation = p.snapshot.generation,
@@ -290,7 +293,7 @@ impl Follower {
                 to_persist,
                 persisted,
                 persister: Some(persister),
-                reported: loaded_id,
+                reported: None,
             },
             handle,
         ))
@@ -488,12 +491,7 @@ impl Follower {
                 {
                     let mut stats = self.stats.lock();
                     stats.applied_at_ms = at;
-                    stats.held_reason = (!snapshot.carried.is_empty()).then(|| {
-                        format!(
-                            "keeping {} producers of an earlier store epoch that the server's new store lacks, until it settles",
-                            snapshot.carried.len()
-                        )
-                    });
+                    stats.held_reason = held_reason(&snapshot);
                 }
                 self.applied.send_replace(Some(snapshot.clone()));
                 let _ = self.events.send(FollowerEvent::Applied(snapshot.clone()));
@@ -661,6 +659,16 @@ impl Persister {
             }
         }
     }
+}
+
+/// What the applied set holds beyond the server's snapshot, in words, if anything (the new-epoch rule).
+fn held_reason(snapshot: &Snapshot) -> Option<String> {
+    (!snapshot.carried.is_empty()).then(|| {
+        format!(
+            "keeping {} producers of an earlier store epoch that the server's new store lacks, until it settles",
+            snapshot.carried.len()
+        )
+    })
 }
 
 /// A status as one line: code, message, and whatever its source errors add to the message.
