@@ -52,6 +52,22 @@ pub fn fitting(entry_lens: impl IntoIterator<Item = usize>, max_bytes: usize) ->
     count
 }
 
+/// Cuts one page of a listing sent in pages (`ListProducers`, `GetStatus`) at [`PAGE_BYTES`]: keeps the leading
+/// entries that fit (at least one; `entry_len` sizes an entry from its message's encoded length, see
+/// [`entry_len`]), and returns the key the next page starts after: the last one kept, when the cut or `more`
+/// (entries beyond `page` that the page size left out) leaves something for later. A short page is therefore
+/// never the end; only `None` is.
+pub fn cut_page<K: Copy, M: prost::Message>(
+    page: &mut Vec<(K, M)>,
+    more: bool,
+    entry_len: fn(usize) -> usize,
+) -> Option<K> {
+    let fit = fitting(page.iter().map(|(_, m)| entry_len(m.encoded_len())), PAGE_BYTES);
+    let next_after = (fit < page.len() || more).then(|| page.get(fit.checked_sub(1)?).map(|(k, _)| *k)).flatten();
+    page.truncate(fit);
+    next_after
+}
+
 /// The layer; add it with `tonic::transport::Server::builder().layer(message_limit::layer())`.
 pub fn layer() -> MapResponseLayer<fn(Response<Body>) -> Response<Body>> {
     MapResponseLayer::new(resource_exhausted_for_oversize as fn(Response<Body>) -> Response<Body>)
@@ -87,6 +103,23 @@ mod tests {
         assert_eq!(fitting([1; 100], PAGE_BYTES), 100);
         assert_eq!(entry_len(100), 102);
         assert_eq!(entry_len(200), 203);
+    }
+
+    #[test]
+    fn a_page_is_cut_by_bytes_and_says_where_the_next_starts() {
+        // Three entries of 600 KiB: two do not fit in 1 MiB, so the page holds one and continues after it.
+        let big = |n: u32| (n, crate::pb::ProducerStatus { last_error: "x".repeat(600 << 10), ..Default::default() });
+        let mut page = vec![big(1), big(2), big(3)];
+        assert_eq!(cut_page(&mut page, false, entry_len_wide_key), Some(1));
+        assert_eq!(page.len(), 1);
+        // A page that fits is kept whole; it is the end only when nothing beyond it was left out.
+        let small = |n: u32| (n, crate::pb::ProducerStatus::default());
+        let mut page = vec![small(1), small(2)];
+        assert_eq!(cut_page(&mut page, true, entry_len_wide_key), Some(2));
+        assert_eq!(cut_page(&mut page, false, entry_len_wide_key), None);
+        assert_eq!(page.len(), 2);
+        let mut empty: Vec<(u32, crate::pb::ProducerStatus)> = Vec::new();
+        assert_eq!(cut_page(&mut empty, false, entry_len), None);
     }
 
     #[test]

@@ -8,12 +8,10 @@ use std::{
     sync::{Arc, atomic::Ordering},
 };
 
-use prost::Message as _;
 use roster::{
     domain::{CollectorId, ProducerId, StatusQuery},
     follower::{FollowerHandle, assembler::Snapshot},
-    message_limit::{self, PAGE_BYTES},
-    pb,
+    message_limit, pb,
 };
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -93,14 +91,7 @@ impl StatusService {
             .collect();
         let more = page.len() > size;
         page.truncate(size);
-        let fit = message_limit::fitting(
-            page.iter().map(|(_, p)| message_limit::entry_len_wide_key(p.encoded_len())),
-            PAGE_BYTES,
-        );
-        // Either bound cuts the page short of what remains: the next page starts after its last producer (`fitting`
-        // keeps at least one of a non-empty page, and `more` means the page is not empty, so `fit` is at least 1).
-        let next_after = (fit < page.len() || more).then(|| page[fit - 1].0);
-        page.truncate(fit);
+        let next_after = message_limit::cut_page(&mut page, more, message_limit::entry_len_wide_key);
         Ok((page.into_iter().map(|(_, p)| p).collect(), next_after))
     }
 }
@@ -125,6 +116,9 @@ fn producer_status(view: &TaskView) -> pb::ProducerStatus {
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeSet, time::Duration};
+
+    use prost::Message as _;
+    use roster::message_limit::PAGE_BYTES;
 
     use roster::{
         domain::{Labels, ProducerAddress, Target},

@@ -5,14 +5,12 @@
 
 use std::pin::Pin;
 
-use prost::Message as _;
 use roster::{
     domain::{
         ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams,
         duration_ms_u32,
     },
-    message_limit::{self, PAGE_BYTES},
-    pb,
+    message_limit, pb,
 };
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -168,20 +166,12 @@ impl pb::registry_server::Registry for RegistryService {
     ) -> Result<Response<pb::ListProducersResponse>, Status> {
         let query = ProducerQuery::try_from(request.into_inner())?;
         let page = self.registry.list_producers(query).await?;
-        let mut producers: Vec<_> = page.producers.iter().map(producer_info).collect();
         // A page ends at `page_size` producers or at the byte budget, whichever comes first, so no page nears
         // the 4 MiB message limit whatever the labels hold; a page cut short by bytes continues after its last.
-        let fit =
-            message_limit::fitting(producers.iter().map(|p| message_limit::entry_len(p.encoded_len())), PAGE_BYTES);
-        let next_after = if fit < producers.len() {
-            producers.truncate(fit);
-            // `fitting` keeps at least one of a non-empty page, so `fit` is at least 1 here.
-            Some(page.producers[fit - 1].spec.id)
-        } else {
-            page.next_after
-        };
+        let mut producers: Vec<_> = page.producers.iter().map(|r| (r.spec.id, producer_info(r))).collect();
+        let next_after = message_limit::cut_page(&mut producers, page.next_after.is_some(), message_limit::entry_len);
         Ok(Response::new(pb::ListProducersResponse {
-            producers,
+            producers: producers.into_iter().map(|(_, p)| p).collect(),
             next_page_token: next_after.map(ProducerQuery::page_token_after).unwrap_or_default(),
             total_count: page.total,
         }))
