@@ -12,16 +12,6 @@ use std::{
 use common::{Proc, WAIT, roster, start_server};
 use serde_json::Value;
 
-fn json(cli: &Proc) -> Value {
-    serde_json::from_str(&cli.stdout())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", cli.stdout(), cli.stderr()))
-}
-
-fn assert_ok(cli: &mut Proc) {
-    let status = cli.wait_exit();
-    assert!(status.success(), "exit {status}; stdout:\n{}\nstderr:\n{}", cli.stdout(), cli.stderr());
-}
-
 /// The request id the CLI's attempt log lines carry (`-v`).
 fn request_ids(stderr: &str) -> Vec<String> {
     stderr
@@ -46,15 +36,15 @@ fn a_one_second_server_outage_does_not_fail_a_list_and_the_request_id_reaches_th
         "--address",
         "127.0.0.1:9100",
     ]);
-    assert_ok(&mut register);
+    register.assert_ok();
 
     server.kill9();
     let mut list = Proc::start("roster", &["--server", &url, "-v", "--output", "json", "producers", "list"]);
     // The outage itself: one second of no server.
     std::thread::sleep(Duration::from_secs(1));
     let (server, _) = start_server(dir.path(), Some(&addr));
-    assert_ok(&mut list);
-    assert_eq!(json(&list)["count"], 1, "the producer survived and is listed");
+    list.assert_ok();
+    assert_eq!(list.json()["count"], 1, "the producer survived and is listed");
 
     let stderr = list.stderr();
     assert!(stderr.contains("attempt failed; retrying"), "the outage was ridden out by retries:\n{stderr}");
@@ -152,27 +142,27 @@ fn every_command_answers_in_both_formats() {
         let mut all = vec!["--server", url.as_str(), "--output", format];
         all.extend_from_slice(args);
         let mut cli = roster(&all);
-        assert_ok(&mut cli);
+        cli.assert_ok();
         cli
     };
 
     let register =
         ["producers", "register", "--id", id, "--address", "127.0.0.1:9100", "--interval", "1s", "--label", "job=test"];
-    assert_eq!(json(&run("json", &register))["producer"]["labels"]["job"], "test");
+    assert_eq!(run("json", &register).json()["producer"]["labels"]["job"], "test");
     assert!(run("table", &register).stdout().contains("renewed"));
 
-    let list = json(&run("json", &["producers", "list"]));
+    let list = run("json", &["producers", "list"]).json();
     assert_eq!(list["count"], 1);
     assert_eq!(list["producers"][0]["id"], id);
     assert!(run("table", &["producers", "list"]).stdout().contains("ASSIGNED TO"));
 
-    assert_eq!(json(&run("json", &["producers", "show", id]))["address"], "127.0.0.1:9100");
+    assert_eq!(run("json", &["producers", "show", id]).json()["address"], "127.0.0.1:9100");
     assert!(run("table", &["producers", "show", id]).stdout().contains(id));
 
     // The collector takes the producer and reports it: wait for convergence.
     let deadline = Instant::now() + WAIT;
     loop {
-        let collectors = json(&run("json", &["collectors", "list"]));
+        let collectors = run("json", &["collectors", "list"]).json();
         if collectors["collectors"][0]["converged"] == true {
             assert_eq!(collectors["collectors"][0]["id"], collector_id.as_str());
             break;
@@ -182,11 +172,11 @@ fn every_command_answers_in_both_formats() {
     }
     assert!(run("table", &["collectors", "list"]).stdout().contains("CONVERGED"));
 
-    let assignment = json(&run("json", &["assignment", "show", "--collector", &collector_id]));
+    let assignment = run("json", &["assignment", "show", "--collector", &collector_id]).json();
     assert_eq!(assignment["producers"][0]["id"], id);
     assert!(run("table", &["assignment", "show", "--collector", &collector_id]).stdout().contains(id));
 
-    let status = json(&run("json", &["status", "--collector", &status_addr]));
+    let status = run("json", &["status", "--collector", &status_addr]).json();
     assert_eq!(status["collector_id"], collector_id.as_str());
     assert!(run("table", &["status", "--collector", &status_addr]).stdout().contains("CONNECTED"));
 
@@ -198,7 +188,7 @@ fn every_command_answers_in_both_formats() {
         run("table", &["watch", "--collector", &collector_id, "--count", "1"]).stdout().contains("applied generation")
     );
 
-    assert_eq!(json(&run("json", &["producers", "deregister", id]))["existed"], true);
+    assert_eq!(run("json", &["producers", "deregister", id]).json()["existed"], true);
     assert!(run("table", &["producers", "deregister", id]).stdout().contains("was not registered"));
     drop(collector);
 }

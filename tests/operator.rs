@@ -18,16 +18,6 @@ use common::{
 };
 use serde_json::Value;
 
-fn json(cli: &Proc) -> Value {
-    serde_json::from_str(&cli.stdout())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", cli.stdout(), cli.stderr()))
-}
-
-fn assert_ok(cli: &mut Proc) {
-    let status = cli.wait_exit();
-    assert!(status.success(), "exit {status}; stdout:\n{}\nstderr:\n{}", cli.stdout(), cli.stderr());
-}
-
 /// Waits until each of `ids` has one open stream and has converged; returns their generations.
 async fn converged(url: &str, ids: &[&str]) -> Vec<u64> {
     let deadline = Instant::now() + WAIT;
@@ -75,8 +65,8 @@ async fn an_operator_pin_holds_through_the_producers_renewals_touches_nothing_el
     let generations = converged(&url, &ids).await;
 
     let mut pin = roster(&["--server", &url, "--output", "json", "producers", "pin", &id, &target]);
-    assert_ok(&mut pin);
-    let pinned = json(&pin);
+    pin.assert_ok();
+    let pinned = pin.json();
     assert_eq!(pinned["changed"], true, "{pinned}");
     assert_eq!(pinned["producer"]["operator_pinned_collector_id"], target.as_str(), "{pinned}");
     assert_eq!(pinned["producer"]["assigned_collector_id"], target.as_str(), "moved at once: {pinned}");
@@ -124,8 +114,8 @@ async fn an_operator_pin_holds_through_the_producers_renewals_touches_nothing_el
     assert_eq!(converged(&url, &ids).await, vec![generations[0] + 1, generations[1] + 1]);
 
     let mut unpin = roster(&["--server", &url, "--output", "json", "producers", "unpin", &id]);
-    assert_ok(&mut unpin);
-    let unpinned = json(&unpin);
+    unpin.assert_ok();
+    let unpinned = unpin.json();
     assert_eq!(unpinned["changed"], true, "{unpinned}");
     assert_eq!(unpinned["producer"]["operator_pinned_collector_id"], "", "{unpinned}");
     assert_eq!(unpinned["producer"]["assigned_collector_id"], rendezvous.as_str(), "back by rendezvous: {unpinned}");
@@ -190,7 +180,7 @@ async fn watching_a_feed_changes_no_assignment_and_an_unknown_collector_is_refus
     // A departed collector and a live one: their feeds are shown, and neither watch moves anything.
     for (who, count) in [(&gone_id, 0), (&live, producers.len())] {
         let mut watch = roster(&["--server", &url, "--output", "json", "watch", "--collector", who, "--count", "1"]);
-        assert_ok(&mut watch);
+        watch.assert_ok();
         let applied: Value = watch
             .stdout()
             .lines()
@@ -273,10 +263,10 @@ async fn roster_collectors_forget_refuses_a_live_or_grace_collector_and_forgets_
 
     departed(&url, &id).await;
     let mut forgotten = forget("json");
-    assert_ok(&mut forgotten);
-    assert_eq!(json(&forgotten)["existed"], true);
+    forgotten.assert_ok();
+    assert_eq!(forgotten.json()["existed"], true);
     assert!(!collectors(&url).await.contains_key(&id));
     let mut again = forget("table");
-    assert_ok(&mut again);
+    again.assert_ok();
     assert!(again.stdout().contains("was not known"), "{}", again.stdout());
 }

@@ -20,9 +20,8 @@ use serde_json::{Value, json};
 const PAGE_OVERHEAD: usize = 16 * 1024;
 
 fn json_stdout(cli: &mut common::Proc) -> Value {
-    let status = cli.wait_exit();
-    assert!(status.success(), "exit {status}; stdout:\n{}\nstderr:\n{}", cli.stdout(), cli.stderr());
-    serde_json::from_str(&cli.stdout()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", cli.stdout()))
+    cli.assert_ok();
+    cli.json()
 }
 
 fn ids(values: &Value) -> BTreeSet<String> {

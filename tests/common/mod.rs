@@ -92,6 +92,18 @@ impl Proc {
         self.stdout.lock().unwrap().clone()
     }
 
+    /// Waits (bounded) for the process to exit and fails, with its output, unless it succeeded.
+    pub fn assert_ok(&mut self) {
+        let status = self.wait_exit();
+        assert!(status.success(), "exit {status}; stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+    }
+
+    /// Its stdout as JSON (the CLI's `--output json`); fails, with its output, when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout(), self.stderr()))
+    }
+
     /// Waits for a stderr line containing `marker` and returns the word after `key` in it.
     pub fn logged(&self, marker: &str, key: &str) -> String {
         let deadline = Instant::now() + WAIT;
