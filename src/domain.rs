@@ -323,9 +323,11 @@ impl ProducerAddress {
         }
         let bad =
             |why: &str| FieldError::new(field, format!("{:?} {why} (expected {HOST_PORT_EXAMPLES})", clip(value)));
-        let bare = value.strip_prefix("http://").unwrap_or(value);
+        // Schemes are case-insensitive (RFC 3986 §3.1), as `ServerUrl` reads them.
+        let scheme = |s: &str| value.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+        let bare = if scheme("http://") { &value["http://".len()..] } else { value };
         let bare = bare.strip_suffix('/').unwrap_or(bare);
-        if value.starts_with("https://") {
+        if scheme("https://") {
             return Err(bad("asks for TLS, which collection does not support yet; give host:port (plaintext)"));
         }
         if bare.contains("://") {
@@ -913,6 +915,7 @@ mod tests {
             ("256.0.0.1:80", "not an IPv4 address"),
             (":80", "no host"),
             ("https://h:1", "TLS"),
+            ("HTTPS://h:1", "TLS"),
         ] {
             let err = ProducerAddress::parse_field("address", value).expect_err(value);
             assert_eq!(err.field, "address");
@@ -927,6 +930,7 @@ mod tests {
             ("host:080", "host:80"),
             ("Host.Example:00443", "host.example:443"),
             ("http://HOST:1/", "host:1"),
+            ("HTTP://Host:1", "host:1"),
             ("[0:0:0:0:0:0:0:1]:9100", "[::1]:9100"),
             ("[FE80::1]:9100", "[fe80::1]:9100"),
             ("xn--bcher-kva.example:1", "xn--bcher-kva.example:1"),
