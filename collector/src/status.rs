@@ -1,6 +1,6 @@
 //! `roster.v1.CollectorStatus`: what this collector is doing, for operators (grpcurl, `roster status`) and tests.
 //!
-//! The producers come in pages (by id, bounded by count and by [`PAGE_BYTES`]), since a collector may run tens
+//! The producers come in pages (by id, bounded by count and by [`PAGE_BYTES`](roster::message_limit::PAGE_BYTES)), since a collector may run tens
 //! of thousands of them; every page carries the whole summary.
 
 use std::{
@@ -77,7 +77,7 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
 
 impl StatusService {
     /// One page of the producers: at most `page_size` of them after the token's, and at most
-    /// [`PAGE_BYTES`] encoded; with the id the next page starts after, if more follow.
+    /// [`PAGE_BYTES`](roster::message_limit::PAGE_BYTES) encoded; with the id the next page starts after, if more follow.
     fn page(&self, query: &StatusQuery) -> Result<(Vec<pb::ProducerStatus>, Option<ProducerId>), Status> {
         let lower = query.after.map_or(Unbounded, Excluded);
         let size = query.page_size as usize;
