@@ -236,8 +236,8 @@ fn floor_lease(record: &mut ProducerRecord, now_ms: u64) -> bool {
 #[derive(Debug)]
 pub struct State {
     epoch: Uuid,
-    settle_at_ms: u64,
-    settled: bool,
+    /// When the store settles; `None` once it has.
+    settle_at_ms: Option<u64>,
     rules: Rules,
     producers: BTreeMap<ProducerId, ProducerRecord>,
     collectors: BTreeMap<CollectorId, CollectorRecord>,
@@ -258,8 +258,7 @@ impl State {
         // time it was down does not count, since no producer could register meanwhile.
         let mut state = Self {
             epoch: loaded.epoch,
-            settle_at_ms: now_ms.saturating_add(ms(rules.settle)),
-            settled: loaded.settled_at_ms.is_some(),
+            settle_at_ms: loaded.settled_at_ms.is_none().then(|| now_ms.saturating_add(ms(rules.settle))),
             rules,
             producers: BTreeMap::new(),
             collectors: loaded.collectors.into_iter().collect(),
@@ -301,8 +300,9 @@ impl State {
         for (id, record) in old {
             fresh.collectors.entry(id).or_insert_with(|| record.clone()).liveness = record.liveness;
         }
-        // The server kept serving: a settling store keeps its deadline.
-        fresh.settle_at_ms = self.settle_at_ms;
+        // The server kept serving: a settling store keeps its deadline, and one that settled in memory without the
+        // disk recording it settles again at the next sweep.
+        fresh.settle_at_ms = fresh.settle_at_ms.map(|_| self.settle_at_ms.unwrap_or(now_ms));
         fresh.instances = std::mem::take(&mut self.instances);
         *self = fresh;
     }
@@ -314,12 +314,12 @@ impl State {
 
     /// Whether the store has not yet served one settle period since it was created (see `store_settling`).
     pub fn settling(&self) -> bool {
-        !self.settled
+        self.settle_at_ms.is_some()
     }
 
     /// When the store settles, while it is settling.
     pub fn settles_at_ms(&self) -> Option<u64> {
-        (!self.settled).then_some(self.settle_at_ms)
+        self.settle_at_ms
     }
 
     /// Forgives `absent_ms` of time the server could not serve (a stalled process, a paused VM, a wall clock that
@@ -340,8 +340,8 @@ impl State {
                 *until_ms = (*until_ms).max(grace_until);
             }
         }
-        if !self.settled {
-            self.settle_at_ms = self.settle_at_ms.saturating_add(absent_ms);
+        if let Some(at) = &mut self.settle_at_ms {
+            *at = at.saturating_add(absent_ms);
         }
         extended
     }
@@ -365,7 +365,9 @@ impl State {
                 *until_ms = (*until_ms).min(grace_until);
             }
         }
-        self.settle_at_ms = self.settle_at_ms.min(now_ms.saturating_add(ms(self.rules.settle)));
+        if let Some(at) = &mut self.settle_at_ms {
+            *at = (*at).min(now_ms.saturating_add(ms(self.rules.settle)));
+        }
         clamped
     }
 
@@ -639,10 +641,10 @@ impl State {
         if !departed.is_empty() {
             self.recompute(changes);
         }
-        if !self.settled && now_ms >= self.settle_at_ms {
+        if self.settle_at_ms.is_some_and(|at| now_ms >= at) {
             // Snapshots sent so far said "settling"; send every eligible collector a settled one, and remember
             // (durably) that the store settled, so a restart does not settle it again.
-            self.settled = true;
+            self.settle_at_ms = None;
             changes.settled_at_ms = Some(now_ms);
             let eligible = self.eligible();
             changes.dirty.extend(eligible);
