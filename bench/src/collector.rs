@@ -2,17 +2,13 @@
 //! its status read over its status API.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+    process::{Child, Command},
 };
 
-use anyhow::Context as _;
 use roster::pb::{self, collector_status_client::CollectorStatusClient};
 
-use crate::server::{binary, memory};
+use crate::server::{binary, memory, spawn_until_logged};
 
 /// A running roster-collector.
 #[derive(Debug)]
@@ -28,30 +24,12 @@ impl CollectorProcess {
     /// # Errors
     /// When it does not start or does not say where its status API listens within 60 s.
     pub fn start(server_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary("roster-collector", "ROSTER_COLLECTOR_BIN")?)
+        let mut command = Command::new(binary("roster-collector", "ROSTER_COLLECTOR_BIN")?);
+        command
             .args(["--server", server_url, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "warn,roster_collector=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start roster-collector")?;
-        let stderr = child.stderr.take().context("stderr is piped")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && line.contains("roster-collector running")
-                    && let Some(rest) = line.split("status=Some(").nth(1)
-                {
-                    sent = tx.send(rest.split(')').next().unwrap_or_default().to_owned()).is_ok();
-                }
-            }
-        });
-        let status_addr =
-            rx.recv_timeout(Duration::from_secs(60)).context("roster-collector did not start within 60 s")?;
+            .env("RUST_LOG", "warn,roster_collector=info");
+        let (child, status_addr) = spawn_until_logged(command, "roster-collector running", "status=Some(")?;
         Ok(Self { child, status_addr })
     }
 

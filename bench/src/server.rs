@@ -145,29 +145,47 @@ impl Drop for ServerProcess {
 }
 
 fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
-    let mut child = Command::new(binary("roster-server", "ROSTER_SERVER_BIN")?)
+    let mut command = Command::new(binary("roster-server", "ROSTER_SERVER_BIN")?);
+    command
         .args(["--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(extra)
         // Per-request log lines cost CPU the measurement should not carry; the serving line is enough.
-        .env("RUST_LOG", "warn,roster_server=info,roster_server::feed=warn")
+        .env("RUST_LOG", "warn,roster_server=info,roster_server::feed=warn");
+    let (child, addr) = spawn_until_logged(command, "roster-server serving", "listen=")?;
+    Ok((child, addr.parse().context("the listen address in the log")?))
+}
+
+/// Starts `command` with its stderr read in the background, and waits (at most 60 s) for a line holding `marker`;
+/// returns the child and the word after `key` in that line (up to a space or a `)`).
+///
+/// # Errors
+/// When it does not start or does not log that line in time.
+pub fn spawn_until_logged(
+    mut command: Command,
+    marker: &'static str,
+    key: &'static str,
+) -> anyhow::Result<(Child, String)> {
+    let name = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("start roster-server")?;
+        .with_context(|| format!("start {name}"))?;
     let stderr = child.stderr.take().context("stderr is piped")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split("listen=").nth(1).filter(|_| line.contains("roster-server serving"))
-            {
-                let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                sent = tx.send(addr).is_ok();
+            if !sent && let Some(rest) = line.split(key).nth(1).filter(|_| line.contains(marker)) {
+                let word = rest.split([' ', ')']).next().unwrap_or_default().to_owned();
+                sent = tx.send(word).is_ok();
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).context("roster-server did not start serving within 60 s")?;
-    Ok((child, addr.parse().context("the listen address in the log")?))
+    let word = rx
+        .recv_timeout(Duration::from_secs(60))
+        .with_context(|| format!("{name} did not log {marker:?} within 60 s"))?;
+    Ok((child, word))
 }

@@ -44,7 +44,7 @@ impl Proc {
     }
 
     /// Like [`Proc::start`], with more environment variables.
-    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &Path)]) -> Self {
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut command = Command::new(binary(name));
         command.envs(env.iter().copied());
         if name == "roster" {
