@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod client;
 pub mod domain;
 pub mod endpoint;
+pub mod error_chain;
 pub mod follower;
 pub mod message_limit;
 pub mod process;

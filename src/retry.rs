@@ -17,13 +17,13 @@ use backon::Retryable as _;
 use tonic::{Code, Request, Status, metadata::MetadataValue};
 use tracing::{debug, info, warn};
 
-use crate::{backoff::BackoffPolicy, follower::status_text, rpc_trace};
+use crate::{backoff::BackoffPolicy, error_chain::status_line, rpc_trace};
 
 /// A call that failed for good.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The server answered with a non-transient error.
-    #[error("{method}: {}", status_text(.status))]
+    #[error("{method}: {}", status_line(.status))]
     Rejected {
         /// The method.
         method: &'static str,
@@ -31,7 +31,7 @@ pub enum CallError {
         status: Status,
     },
     /// Every attempt failed transiently.
-    #[error("{method}: gave up after {attempts} attempts over {:.1} s; last error: {}", .elapsed.as_secs_f64(), status_text(.last))]
+    #[error("{method}: gave up after {attempts} attempts over {:.1} s; last error: {}", .elapsed.as_secs_f64(), status_line(.last))]
     GaveUp {
         /// The method.
         method: &'static str,
@@ -120,7 +120,7 @@ where
                 attempt = attempts.load(Ordering::Relaxed),
                 max,
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                cause = %status_text(status),
+                cause = %status_line(status),
                 "attempt failed; retrying"
             );
         })
@@ -134,11 +134,11 @@ where
             Ok(response.into_inner())
         }
         Err(status) if is_transient(&status) => {
-            warn!(request.id = %request_id, method, attempt = n, max, cause = %status_text(&status), "attempt failed; giving up");
+            warn!(request.id = %request_id, method, attempt = n, max, cause = %status_line(&status), "attempt failed; giving up");
             Err(CallError::GaveUp { method, attempts: n, elapsed: started.elapsed(), last: status })
         }
         Err(status) => {
-            info!(request.id = %request_id, method, attempt = n, max, cause = %status_text(&status), "call rejected; not retried");
+            info!(request.id = %request_id, method, attempt = n, max, cause = %status_line(&status), "call rejected; not retried");
             Err(CallError::Rejected { method, status })
         }
     }

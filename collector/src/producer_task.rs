@@ -17,8 +17,8 @@ use std::{
 
 use roster::{
     domain::{CollectorId, Target},
-    follower::{now_ms, status_text},
     pb::{self, producer_client::ProducerClient},
+    {error_chain::status_line, follower::now_ms},
 };
 use tokio::{sync::oneshot, task::JoinHandle, time::MissedTickBehavior};
 use tonic::transport::Endpoint;
@@ -150,7 +150,7 @@ async fn collect_loop(
                     stats.last_success_ms = now;
                 }
             }
-            Ok(Err(status)) => record_failure(&stats, status_text(&status)),
+            Ok(Err(status)) => record_failure(&stats, status_line(&status)),
             Err(_) if own_stall(started.elapsed(), timeout) => {}
             Err(_) => record_failure(&stats, format!("no answer within {timeout:?}")),
         }

@@ -34,6 +34,7 @@ use crate::{
     backoff::BackoffPolicy,
     domain::CollectorId,
     endpoint::ServerUrl,
+    error_chain::{chain, status_line},
     pb::{self, assignment_feed_client::AssignmentFeedClient},
 };
 
@@ -382,7 +383,7 @@ impl Follower {
         };
         let channel = match connected {
             Ok(c) => c,
-            Err(e) => return Some(format!("connect: {}", error_chain(&e))),
+            Err(e) => return Some(format!("connect: {}", chain(&e))),
         };
         let known = self.assembler.applied().map(|s| (s.epoch, s.generation));
         let request = pb::WatchRequest {
@@ -419,9 +420,9 @@ impl Follower {
                         reason = status.message(),
                         "the server refused this collector's feed; collecting the last known set meanwhile"
                     );
-                    self.stats.lock().feed_refused = Some(status_text(&status));
+                    self.stats.lock().feed_refused = Some(status_line(&status));
                 }
-                return Some(format!("watch: {}", status_text(&status)));
+                return Some(format!("watch: {}", status_line(&status)));
             }
         };
         self.stats.lock().feed_refused = None;
@@ -459,7 +460,7 @@ impl Follower {
                 Ok(None) => return Some("the server ended the stream".into()),
                 Err(status) => {
                     self.pushback = retry_pushback(&status);
-                    return Some(status_text(&status));
+                    return Some(status_line(&status));
                 }
             }
         }
@@ -543,7 +544,7 @@ impl Follower {
                     debug!(generation, "generation reported");
                     let _ = events.send(FollowerEvent::Reported { generation });
                 }
-                Err(status) => warn!(generation, error = %status_text(&status), "could not report the generation"),
+                Err(status) => warn!(generation, error = %status_line(&status), "could not report the generation"),
             }
         });
     }
@@ -669,28 +670,6 @@ fn held_reason(snapshot: &Snapshot) -> Option<String> {
             snapshot.carried.len()
         )
     })
-}
-
-/// A status as one line: code, message, and whatever its source errors add to the message.
-pub fn status_text(status: &tonic::Status) -> String {
-    with_sources(format!("{:?}: {}", status.code(), status.message()), std::error::Error::source(status))
-}
-
-/// An error and its sources, as one line (a source that repeats what is already said is left out).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    with_sources(error.to_string(), error.source())
-}
-
-fn with_sources(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
-    while let Some(e) = source {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]
