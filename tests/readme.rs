@@ -49,7 +49,7 @@ fn help_flags(program: &str) -> BTreeMap<String, Flag> {
 
 /// The rows of the README's table under `**heading**`: flag → (env, the first `code` of the default cell).
 fn readme_flags(heading: &str) -> BTreeMap<String, Flag> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
     let heading = format!("**{heading}**");
     let mut lines = readme.lines().skip_while(|l| *l != heading);
     assert!(lines.next().is_some(), "README has no {heading} line above its table");
