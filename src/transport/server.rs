@@ -22,7 +22,8 @@ use crate::{message_limit, rpc_trace::RequestTraceLayer};
 pub struct ServeOptions {
     /// HTTP/2 keepalive pings to every client; `None` sends none (the client's own keepalive still applies).
     pub keepalive: Option<Keepalive>,
-    /// Once shutdown begins, the longest wait for open calls to finish before they are closed (S6).
+    /// Once shutdown begins, the longest wait for open calls to finish (S6); the server's owner then goes on with
+    /// its own shutdown, and calls still open end with the process.
     pub drain: Duration,
 }
 
@@ -85,7 +86,7 @@ impl ServerTransport {
     }
 
     /// Serves on `listener` until `shutdown` completes, then goes away and drains (see [`ServerTransport`]).
-    /// Returns once every call is done or the drain ran out; a call still open then is closed.
+    /// Returns once every call is done or the drain ran out (then logging that calls are still open).
     ///
     /// # Errors
     /// When the gRPC server fails.
@@ -137,4 +138,100 @@ impl ServerTransport {
 /// rebuilding the server.
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tonic::{Request, Response, Status, codegen::tokio_stream};
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    use super::*;
+    use crate::{
+        pb::{self, assignment_feed_client::AssignmentFeedClient, assignment_feed_server::AssignmentFeedServer},
+        transport::ClientOptions,
+    };
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A feed whose every `Watch` stays open, sending nothing, until the server closes it.
+    struct OpenForever;
+
+    #[tonic::async_trait]
+    impl pb::assignment_feed_server::AssignmentFeed for OpenForever {
+        type WatchStream = tokio_stream::Pending<Result<pb::WatchResponse, Status>>;
+
+        async fn watch(&self, _: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+            Ok(Response::new(tokio_stream::pending()))
+        }
+
+        async fn report_applied(
+            &self,
+            _: Request<pb::ReportAppliedRequest>,
+        ) -> Result<Response<pb::ReportAppliedResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// Serves [`OpenForever`] on a free port until the returned sender is used or dropped.
+    async fn start(
+        options: ServeOptions,
+        going_away: CancellationToken,
+    ) -> (tonic::transport::Channel, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap()).parse().unwrap();
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = ServerTransport::new(options)
+            .add_service(AssignmentFeedServer::new(OpenForever))
+            .cancel_when_going_away(going_away);
+        let served = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = shutdown_rx.await;
+            };
+            server.serve(listener, shutdown).await.unwrap();
+        });
+        (ClientOptions::default().connect(&url).await.unwrap(), shutdown, served)
+    }
+
+    fn check(service: &str) -> HealthCheckRequest {
+        HealthCheckRequest { service: service.into() }
+    }
+
+    #[tokio::test]
+    async fn health_serves_then_goes_away_before_the_streams_are_ended() {
+        let going_away = CancellationToken::new();
+        let (channel, shutdown, served) = start(ServeOptions::default(), going_away.clone()).await;
+        let mut health = HealthClient::new(channel);
+        for service in ["", "roster.v1.AssignmentFeed"] {
+            let answer = health.check(check(service)).await.unwrap();
+            assert_eq!(answer.get_ref().status(), ServingStatus::Serving, "{service:?}");
+            assert!(answer.metadata().get("x-request-id").is_some(), "every call goes through the request-trace layer");
+        }
+        let mut watch = health.watch(check("roster.v1.AssignmentFeed")).await.unwrap().into_inner();
+        assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::Serving);
+
+        shutdown.send(()).unwrap();
+        let next = tokio::time::timeout(WAIT, watch.message()).await.unwrap().unwrap().unwrap();
+        assert_eq!(next.status(), ServingStatus::NotServing, "a watcher hears NOT_SERVING first");
+        let end = tokio::time::timeout(WAIT, watch.message()).await.unwrap();
+        assert!(matches!(end, Ok(None)), "then its watch ends: {end:?}");
+        tokio::time::timeout(WAIT, going_away.cancelled()).await.expect("long-lived streams are told to end");
+        tokio::time::timeout(WAIT, served).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn serving_ends_when_the_drain_runs_out_even_with_a_call_open() {
+        let drain = Duration::from_millis(300);
+        let options = ServeOptions { keepalive: None, drain };
+        let (channel, shutdown, served) = start(options, CancellationToken::new()).await;
+        let mut feed = AssignmentFeedClient::new(channel);
+        let open = feed.watch(pb::WatchRequest::default()).await.unwrap().into_inner();
+
+        let asked = Instant::now();
+        shutdown.send(()).unwrap();
+        tokio::time::timeout(WAIT, served).await.expect("serving ends once the drain runs out").unwrap();
+        assert!(asked.elapsed() >= drain, "the open call was given the whole drain: {:?}", asked.elapsed());
+        drop(open);
+    }
 }
