@@ -156,7 +156,7 @@ pub async fn run(
         resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),
         "roster-collector running"
     );
-    // Status calls are quick: the default drain is ample, and anything still open after it is cut.
+    // Status calls are quick: the default drain is ample, and the collector's own shutdown goes on after it.
     let served = ServerTransport::new(ServeOptions::default())
         .add_service(CollectorStatusServer::new(status).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve(listener, async {
