@@ -17,7 +17,14 @@ use crate::{
         registry_client::RegistryClient,
     },
     retry::{self, CallError},
+    transport::ClientOptions,
 };
+
+/// The channel of a client of unary calls: connecting lazily, each connection attempt limited to a call's
+/// `timeout`.
+fn unary_channel(url: &ServerUrl, timeout: Duration) -> Channel {
+    ClientOptions { connect_timeout: timeout, ..ClientOptions::default() }.connect_lazy(url)
+}
 
 /// A client of one roster-server.
 #[derive(Debug, Clone)]
@@ -41,7 +48,7 @@ impl RosterClient {
     /// A client of `server` (connecting lazily, so a server that is down is retried per call), with the R3
     /// defaults: 5 attempts, each limited to `timeout`.
     pub fn connect(server: &ServerUrl, timeout: Duration) -> Self {
-        let channel = server.endpoint().connect_timeout(timeout).tcp_nodelay(true).connect_lazy();
+        let channel = unary_channel(server, timeout);
         Self {
             registry: RegistryClient::new(channel.clone()),
             feed: AssignmentFeedClient::new(channel),
@@ -221,7 +228,7 @@ impl StatusClient {
     /// [`ServerUrl::parse_address_or_url`]), connecting lazily, with the R3 defaults: 5 attempts, each limited to
     /// `timeout`.
     pub fn connect(url: &ServerUrl, timeout: Duration) -> Self {
-        let channel = url.endpoint().connect_timeout(timeout).tcp_nodelay(true).connect_lazy();
+        let channel = unary_channel(url, timeout);
         Self { status: CollectorStatusClient::new(channel), policy: BackoffPolicy::UNARY, timeout }
     }
 

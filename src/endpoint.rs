@@ -2,8 +2,9 @@
 //! where it enters: a flag, an environment variable or a library caller.
 //!
 //! [`ServerUrl`] is the only way the CLI, the library's client ([`crate::client::RosterClient`]), the feed
-//! follower ([`crate::follower`]), the demo producer and roster-collector get from text to a channel, so each
-//! refuses the same things with the same words, before any connection is tried: a URL without a scheme, a
+//! follower ([`crate::follower`]), the demo producer and roster-collector get from text to a channel (made by
+//! [`crate::transport::ClientOptions`]), so each refuses the same things with the same words, before any
+//! connection is tried: a URL without a scheme, a
 //! scheme other than `http://` (this build has no TLS, and a silent fall-back to plaintext would mislead), a
 //! path, a port outside 1–65535, and a host that [`crate::domain::parse_host_port`] refuses. A refused value
 //! is a usage error, never a connection failure to retry (R2).
@@ -94,7 +95,8 @@ impl ServerUrl {
         &self.text
     }
 
-    /// A tonic endpoint for this URL, with tonic's defaults (callers add timeouts and keepalive).
+    /// A tonic endpoint for this URL, with tonic's defaults; a client's channel is made by
+    /// [`ClientOptions`](crate::transport::ClientOptions), which adds roster's settings.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint::from(self.uri.clone())
     }

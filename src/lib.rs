@@ -2,9 +2,9 @@
 //!
 //! The shared core of the roster control plane: the gRPC contract (generated in [`pb`]), the domain types that
 //! client-supplied fields are converted into once, at the edge ([`domain`]), the one parser of the service URLs it
-//! dials ([`endpoint`]), the snapshot digest both ends of the
-//! assignment feed compute ([`snapshot`]), server reflection set up once ([`reflection`]), and the tower layer that gives every RPC a request id and a tracing
-//! span ([`rpc_trace`]).
+//! dials ([`endpoint`]), the snapshot digest both ends of the assignment feed compute ([`snapshot`]), the one
+//! way every roster server serves gRPC and every client makes its channel ([`transport`]), and the tower layer
+//! that gives every RPC a request id and a tracing span ([`rpc_trace`]).
 //!
 //! The rules these pieces implement (S*, C*, R*, L*) are written in the proto files under `proto/roster/v1`.
 
@@ -17,10 +17,10 @@ pub mod follower;
 pub mod message_limit;
 pub mod process;
 pub mod producer;
-pub mod reflection;
 pub mod retry;
 pub mod rpc_trace;
 pub mod snapshot;
+pub mod transport;
 
 /// Generated protobuf messages and tonic clients and servers for `roster.v1`.
 ///

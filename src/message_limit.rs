@@ -8,8 +8,8 @@
 //!
 //! gRPC's status code table gives `RESOURCE_EXHAUSTED` for a message larger than the receiver's limit, and that is
 //! what grpc-go, grpc-java and the C core send; tonic answers `OUT_OF_RANGE` instead. Clients act on the code
-//! (`OUT_OF_RANGE` reads as "a field's value is out of range"), so both roster servers put the standard code back
-//! with this layer, written once here. Only tonic's own size error is touched: every other status passes as is.
+//! (`OUT_OF_RANGE` reads as "a field's value is out of range"), so every roster server puts the standard code back
+//! with this layer, written once here and added by [`crate::transport::ServerTransport`]. Only tonic's own size error is touched: every other status passes as is.
 
 use http::Response;
 use tonic::{Code, Status, body::Body};
@@ -68,13 +68,13 @@ pub fn cut_page<K: Copy, M: prost::Message>(
     next_after
 }
 
-/// The layer; add it with `tonic::transport::Server::builder().layer(message_limit::layer())`.
-pub fn layer() -> MapResponseLayer<fn(Response<Body>) -> Response<Body>> {
+/// The layer, added by [`crate::transport::ServerTransport`].
+pub(crate) fn layer() -> MapResponseLayer<fn(Response<Body>) -> Response<Body>> {
     MapResponseLayer::new(resource_exhausted_for_oversize as fn(Response<Body>) -> Response<Body>)
 }
 
 /// Rewrites tonic's "decoded message length too large" `OUT_OF_RANGE` into `RESOURCE_EXHAUSTED`.
-pub fn resource_exhausted_for_oversize(mut response: Response<Body>) -> Response<Body> {
+fn resource_exhausted_for_oversize(mut response: Response<Body>) -> Response<Body> {
     let Some(status) = Status::from_header_map(response.headers()) else { return response };
     if status.code() != Code::OutOfRange || !status.message().contains("decoded message length too large") {
         return response;

@@ -1,5 +1,5 @@
-//! What every roster binary does the same way: logging to stderr, waiting for SIGTERM or SIGINT, and telling
-//! health watchers it is going away.
+//! What every roster binary does the same way: logging to stderr, and waiting for SIGTERM or SIGINT. (How each
+//! one serves and goes away is [`crate::transport`].)
 //!
 //! Kept here so the binaries stay thin and alike (roster-server, roster-collector, roster-demo-producer, and the
 //! CLI to come).
@@ -44,19 +44,5 @@ pub async fn shutdown_signal() {
             }
         },
         () = term => tracing::info!("SIGTERM received"),
-    }
-}
-
-/// Marks `services` NOT_SERVING, then ends every `grpc.health.v1.Health/Watch` stream on them.
-///
-/// Load balancers and supervisors hold a Watch open for as long as a server lives. Left open, it would hold a
-/// graceful shutdown until its drain limit (or, without one, for ever). Each watcher gets NOT_SERVING first, then
-/// its stream ends; a Check from then on answers NOT_FOUND.
-pub async fn health_going_away(health: &mut tonic_health::server::HealthReporter, services: &[&str]) {
-    for service in services {
-        health.set_service_status(*service, tonic_health::ServingStatus::NotServing).await;
-    }
-    for service in services {
-        health.clear_service_status(service).await;
     }
 }

@@ -8,13 +8,15 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::{
     backoff::BackoffPolicy,
-    pb::{self, registry_client::RegistryClient},
-    retry,
+    client::RosterClient,
+    pb,
+    retry::CallError,
+    transport::{ServeOptions, ServerTransport},
 };
 
 /// Serves samples from a function.
@@ -48,10 +50,8 @@ where
 pub struct Registration {
     /// The registration to keep.
     pub request: pb::RegisterProducerRequest,
-    /// The registry, on a lazily connecting channel.
-    pub registry: RegistryClient<Channel>,
-    /// Per-attempt time limit.
-    pub timeout: Duration,
+    /// The registry's client, which retries each call per R3.
+    pub client: RosterClient,
 }
 
 impl Registration {
@@ -60,14 +60,7 @@ impl Registration {
         let mut outage = BackoffPolicy::FEED.delays();
         let id = self.request.producer_id.clone();
         loop {
-            let registry = self.registry.clone();
-            let result =
-                retry::call("RegisterProducer", BackoffPolicy::UNARY, self.timeout, self.request.clone(), |req| {
-                    let mut registry = registry.clone();
-                    async move { registry.register_producer(req).await }
-                })
-                .await;
-            let wait = match result {
+            let wait = match self.client.register_producer(self.request.clone()).await {
                 Ok(reply) => {
                     outage.reset();
                     if reply.created {
@@ -75,7 +68,7 @@ impl Registration {
                     }
                     Duration::from_millis(u64::from(reply.renew_interval_ms.max(1000)))
                 }
-                Err(e @ retry::CallError::Rejected { .. }) => {
+                Err(e @ CallError::Rejected { .. }) => {
                     warn!(producer.id = %id, error = %e, "registration refused; fix the request (retrying later)");
                     outage.next().unwrap_or(BackoffPolicy::FEED.cap)
                 }
@@ -90,14 +83,7 @@ impl Registration {
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        let request = pb::DeregisterProducerRequest { producer_id: id.clone() };
-        let registry = self.registry.clone();
-        match retry::call("DeregisterProducer", BackoffPolicy::UNARY, self.timeout, request, |req| {
-            let mut registry = registry.clone();
-            async move { registry.deregister_producer(req).await }
-        })
-        .await
-        {
+        match self.client.deregister_producer(id.clone()).await {
             Ok(_) => info!(producer.id = %id, "producer deregistered"),
             Err(e) => warn!(producer.id = %id, error = %e, "could not deregister; the lease will lapse instead"),
         }
@@ -125,13 +111,20 @@ pub enum DemoError {
     /// A setting is out of range or malformed.
     #[error("{0}")]
     Config(String),
+    /// The listener's address cannot be read.
+    #[error("cannot read the listener's address")]
+    Listener(#[source] std::io::Error),
     /// Serving failed.
-    #[error("serving roster.v1.Producer: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    #[error("serving roster.v1.Producer")]
+    Transport(#[source] tonic::transport::Error),
 }
 
+/// The time limit of each attempt of the demo producer's calls to the registry.
+const DEMO_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs a demo producer on `listener` until `shutdown`: serves `demo_up`, `demo_collections_total` and
-/// `demo_wave`, and keeps itself registered with `options.server` (deregistering on the way out).
+/// `demo_wave` (through [`ServerTransport`], as every roster server), and keeps itself registered with
+/// `options.server` (deregistering on the way out).
 ///
 /// # Errors
 /// When the options are invalid or serving fails.
@@ -142,7 +135,7 @@ pub async fn run_demo(
 ) -> Result<(), DemoError> {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    let local = listener.local_addr().map_err(|e| DemoError::Config(format!("listener: {e}")))?;
+    let local = listener.local_addr().map_err(DemoError::Listener)?;
     let ms = |d: Duration, what: &str| {
         u32::try_from(d.as_millis()).map_err(|_| DemoError::Config(format!("{what} is too long: {d:?}")))
     };
@@ -154,10 +147,8 @@ pub async fn run_demo(
         pinned_collector_id: String::new(),
         lease_ms: Some(ms(options.lease, "lease")?),
     };
-    let channel = options.server.endpoint().connect_lazy();
     let stop = CancellationToken::new();
-    let registration =
-        Registration { request, registry: RegistryClient::new(channel), timeout: Duration::from_secs(5) };
+    let registration = Registration { request, client: RosterClient::connect(&options.server, DEMO_CALL_TIMEOUT) };
     let keeper = tokio::spawn(registration.run(stop.clone()));
 
     let collections = Arc::new(AtomicU64::new(0));
@@ -172,11 +163,8 @@ pub async fn run_demo(
         ]
     });
     info!(producer.id = %options.id, listen = %local, server = %options.server, "demo producer serving");
-    let served = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
-        .await;
+    let served = ServerTransport::new(ServeOptions::default()).add_service(service).serve(listener, shutdown).await;
     stop.cancel();
     let _ = keeper.await;
-    Ok(served?)
+    served.map_err(DemoError::Transport)
 }

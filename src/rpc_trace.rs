@@ -4,7 +4,7 @@
 //! retries. The layer reads both, makes a request id when the client sent none (and puts it in the request, so
 //! handlers and the logs agree), runs the handler inside an `rpc` span carrying `request.id`, `rpc.method` and
 //! `rpc.previous_attempts`, echoes the id in the response headers, and logs one line when the response starts.
-//! It is written once, here, and used by both roster-server and roster-collector.
+//! It is written once, here, and every roster server adds it through [`crate::transport::ServerTransport`].
 
 use std::{
     future::Future,
@@ -22,9 +22,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Header carrying how many attempts of this call came before (gRPC retry design).
 pub const PREVIOUS_ATTEMPTS_HEADER: &str = "grpc-previous-rpc-attempts";
 
-/// The layer; add it with `tonic::transport::Server::builder().layer(RequestTraceLayer)`.
+/// The layer, added by [`crate::transport::ServerTransport`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestTraceLayer;
+pub(crate) struct RequestTraceLayer;
 
 impl<S> Layer<S> for RequestTraceLayer {
     type Service = RequestTrace<S>;
@@ -36,7 +36,7 @@ impl<S> Layer<S> for RequestTraceLayer {
 
 /// The service made by [`RequestTraceLayer`].
 #[derive(Debug, Clone)]
-pub struct RequestTrace<S> {
+pub(crate) struct RequestTrace<S> {
     inner: S,
 }
 
@@ -87,7 +87,7 @@ where
 
 pin_project_lite::pin_project! {
     /// Response future of [`RequestTrace`]: adds the request id to the response and logs its start.
-    pub struct ResponseFuture<F> {
+    pub(crate) struct ResponseFuture<F> {
         #[pin]
         inner: F,
         request_id: HeaderValue,

@@ -299,7 +299,7 @@ async fn the_nil_uuid_is_refused_as_an_id_everywhere() {
     let status = registry.register_producer(request).await.unwrap_err();
     assert!(status.message().starts_with("pinned_collector_id: "), "{status:?}");
     let mut feed = roster::pb::assignment_feed_client::AssignmentFeedClient::new(
-        tonic::transport::Channel::from_shared(url.clone()).unwrap().connect().await.unwrap(),
+        roster::transport::ClientOptions::default().connect(&url.parse().unwrap()).await.unwrap(),
     );
     let watch = roster::pb::WatchRequest { collector_id: NIL.into(), ..Default::default() };
     let status = feed.watch(watch).await.unwrap_err();

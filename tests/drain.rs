@@ -87,7 +87,8 @@ async fn a_collector_with_a_health_watch_open_stops_promptly_on_sigterm() {
 
     let dir = tempfile::tempdir().unwrap();
     let (mut collector, status_addr, _) = start_collector_with("http://127.0.0.1:1", dir.path(), &[]);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{status_addr}")).unwrap().connect().await;
+    let status_url = format!("http://{status_addr}").parse().unwrap();
+    let channel = roster::transport::ClientOptions::default().connect(&status_url).await;
     let mut health = HealthClient::new(channel.unwrap());
     let mut statuses = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
     let first = tokio::time::timeout(common::WAIT, statuses.message()).await.unwrap().unwrap().unwrap();

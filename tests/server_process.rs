@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::{WAIT, grpcurl, run_grpcurl, start_server};
-use roster::pb;
+use roster::{pb, transport::ClientOptions};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ use uuid::Uuid;
 async fn sigterm_ends_a_live_watch_with_unavailable_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, addr) = start_server(dir.path(), None);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = ClientOptions::default().connect(&format!("http://{addr}").parse().unwrap()).await.unwrap();
     let mut feed = pb::assignment_feed_client::AssignmentFeedClient::new(channel);
     let request = pb::WatchRequest { collector_id: Uuid::new_v4().to_string(), ..Default::default() };
     let mut stream = feed.watch(request).await.unwrap().into_inner();
@@ -48,7 +48,7 @@ async fn sigterm_turns_health_not_serving_before_the_server_exits() {
 
     let dir = tempfile::tempdir().unwrap();
     let (mut server, addr) = start_server(dir.path(), None);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = ClientOptions::default().connect(&format!("http://{addr}").parse().unwrap()).await.unwrap();
     let mut health = HealthClient::new(channel);
     let request = HealthCheckRequest { service: "roster.v1.AssignmentFeed".into() };
     let mut statuses = health.watch(request).await.unwrap().into_inner();

@@ -23,7 +23,7 @@ use roster_server::wire::{
     feed_server::assignment_feed_server::{AssignmentFeed, AssignmentFeedServer},
 };
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 
 /// What roster-server sent one collector for its current snapshot, frame by frame, encoded. prost's encoding is
 /// canonical, so re-encoding a received frame gives the bytes that were sent.
@@ -34,7 +34,7 @@ pub type Recording = Arc<Vec<Bytes>>;
 /// # Errors
 /// When the Watch fails or ends before the complete chunk.
 pub async fn capture(url: &str, collector: &str) -> anyhow::Result<Recording> {
-    let mut client = AssignmentFeedClient::connect(url.to_owned()).await?.max_decoding_message_size(8 << 20);
+    let mut client = AssignmentFeedClient::new(crate::channel(url).await?).max_decoding_message_size(8 << 20);
     let request = pb::WatchRequest { collector_id: collector.to_owned(), ..Default::default() };
     let mut stream = client.watch(request).await?.into_inner();
     let mut frames = Vec::new();
@@ -108,7 +108,7 @@ pub async fn read_all(addr: SocketAddr, collectors: &[String]) -> anyhow::Result
     for collector in collectors {
         let (url, collector) = (format!("http://{addr}"), collector.clone());
         tasks.spawn(async move {
-            let channel = Channel::from_shared(url)?.tcp_nodelay(true).connect().await?;
+            let channel = crate::channel(&url).await?;
             let mut client = AssignmentFeedClient::new(channel).max_decoding_message_size(8 << 20);
             let request = pb::WatchRequest { collector_id: collector, ..Default::default() };
             let mut stream = client.watch(request).await?.into_inner();

@@ -38,7 +38,7 @@ impl CollectorProcess {
     /// # Errors
     /// When the status API does not answer.
     pub async fn status(&self) -> anyhow::Result<pb::GetStatusResponse> {
-        let mut client = CollectorStatusClient::connect(format!("http://{}", self.status_addr)).await?;
+        let mut client = CollectorStatusClient::new(crate::channel(&format!("http://{}", self.status_addr)).await?);
         Ok(client.get_status(pb::GetStatusRequest::default()).await?.into_inner())
     }
 

@@ -98,6 +98,16 @@ impl Figure {
     }
 }
 
+/// A channel to `url` (`http://host:port`), connected now, made as every roster client makes one
+/// ([`roster::transport::ClientOptions`]).
+///
+/// # Errors
+/// When `url` is not `http://host:port` or no connection is made.
+pub async fn channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let url = roster::endpoint::ServerUrl::parse(url)?;
+    Ok(roster::transport::ClientOptions::default().connect(&url).await?)
+}
+
 /// p50, p99 and max of `samples` (milliseconds), sorted in place.
 pub fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
     if samples.is_empty() {

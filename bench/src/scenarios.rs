@@ -65,7 +65,7 @@ pub async fn propagation_and_full_sync(scale: Scale, dir: &Path) -> anyhow::Resu
     // One change at a time: a new producer, then that producer moved (pinned) to the next collector.
     let index: HashMap<String, usize> = fleet.ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
     let mut events: Vec<_> = fleet.handles.iter().map(|h| h.events.subscribe()).collect();
-    let mut client = RegistryClient::new(Channel::from_shared(url.clone())?.connect().await?);
+    let mut client = RegistryClient::new(crate::channel(&url).await?);
     let (mut commit, mut applied, mut reported) = (Vec::new(), Vec::new(), Vec::new());
     let mut last: Option<(String, usize)> = None;
     for change in 0..scale.changes {
@@ -282,7 +282,7 @@ async fn open_streams(url: &str, count: usize) -> anyhow::Result<Vec<OpenStream>
     for _ in 0..count {
         let url = url.clone();
         tasks.spawn(async move {
-            let channel = Channel::from_shared(url.to_string())?.connect().await?;
+            let channel = crate::channel(&url).await?;
             let mut client = AssignmentFeedClient::new(channel);
             let request =
                 pb::WatchRequest { collector_id: CollectorId::new_random().to_string(), ..Default::default() };
@@ -411,7 +411,7 @@ pub async fn big_snapshot(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure
     let n = scale.big_snapshot;
     let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
     let requests: Vec<_> = ids.iter().enumerate().map(|(i, id)| largest_registration(*id, i, 0)).collect();
-    let registry = RegistryClient::connect(url.clone()).await?;
+    let registry = RegistryClient::new(crate::channel(&url).await?);
     roster_testkit::register_all(&registry, requests, 16).await;
 
     let started = Instant::now();
@@ -422,8 +422,7 @@ pub async fn big_snapshot(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure
             let deadline = Instant::now() + LIMIT;
             loop {
                 let status = collector.status().await?;
-                let listed = RegistryClient::connect(url.clone())
-                    .await?
+                let listed = RegistryClient::new(crate::channel(&url).await?)
                     .list_collectors(pb::ListCollectorsRequest {})
                     .await?
                     .into_inner();
@@ -462,7 +461,7 @@ pub async fn big_snapshot(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure
         roster_testkit::register_all(&registry, changed, 16).await;
         version += 1;
     }
-    let listed = RegistryClient::connect(url.clone()).await?.list_collectors(pb::ListCollectorsRequest {}).await?;
+    let listed = RegistryClient::new(crate::channel(&url).await?).list_collectors(pb::ListCollectorsRequest {}).await?;
     let last = listed.into_inner().collectors.iter().map(|c| c.generation).max().unwrap_or(0);
     let after = converged(last).await?;
     let (collector_rss_after, collector_peak_after) = collector.memory()?;

@@ -26,13 +26,12 @@ use roster::{
     domain::CollectorId,
     endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerError},
+    message_limit::MAX_REQUEST_BYTES,
     pb::collector_status_server::CollectorStatusServer,
-    rpc_trace::RequestTraceLayer,
+    transport::{ServeOptions, ServerTransport},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{reconciler::Reconciler, sink::Sink, status::StatusService};
@@ -145,11 +144,6 @@ pub async fn run(
         reconciler.stop_all().await;
     });
 
-    let (mut health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::Serving).await;
-    health.set_service_status("roster.v1.CollectorStatus", ServingStatus::Serving).await;
-    let (reflection_v1, reflection_v1alpha) =
-        roster::reflection::services(&["grpc.health.v1.Health", "roster.v1.CollectorStatus"]);
     let status = StatusService { collector: id, instance, follower: handle, tasks: views, sink: sink_stats };
     let local = listener.local_addr().ok();
     info!(
@@ -162,37 +156,14 @@ pub async fn run(
         resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),
         "roster-collector running"
     );
-    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::builder()
-        .layer(RequestTraceLayer)
-        .layer(roster::message_limit::layer())
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            CollectorStatusServer::new(status).max_decoding_message_size(roster::message_limit::MAX_REQUEST_BYTES),
-        )
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-            let _ = serving_stopped.await;
-        });
-    let mut server = Box::pin(server);
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = shutdown => {
+    // Status calls are quick: the default drain is ample, and the collector's own shutdown goes on after it.
+    let served = ServerTransport::new(ServeOptions::default())
+        .add_service(CollectorStatusServer::new(status).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .serve(listener, async {
+            shutdown.await;
             info!("shutting down: stopping collection tasks, flushing the sink");
-            roster::process::health_going_away(&mut health, &["", "roster.v1.CollectorStatus"]).await;
-            let _ = stop_serving.send(());
-            // Status calls are quick; anything still open after this is cut.
-            match tokio::time::timeout(Duration::from_secs(10), &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    warn!("status API calls still open after 10 s; closing them");
-                    Ok(())
-                }
-            }
-        }
-    };
-    drop(server);
+        })
+        .await;
     stop.cancel();
     let _ = follower_task.await;
     if tokio::time::timeout(Duration::from_secs(30), reconcile_task).await.is_err() {

@@ -30,11 +30,13 @@ pub mod wire;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
-use roster::{message_limit::MAX_REQUEST_BYTES, pb::registry_server::RegistryServer, rpc_trace::RequestTraceLayer};
+use roster::{
+    message_limit::MAX_REQUEST_BYTES,
+    pb::registry_server::RegistryServer,
+    transport::{Keepalive, ServeOptions, ServerTransport},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
@@ -124,9 +126,6 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// The names of the services served, for health reporting.
-const SERVICES: [&str; 2] = ["roster.v1.Registry", "roster.v1.AssignmentFeed"];
-
 /// Opens the store in `config.data_dir` and serves `roster.v1` (plus health and reflection) on `listener` until
 /// `shutdown` completes; then ends every feed stream with `UNAVAILABLE`, drains for at most `config.drain` and
 /// returns.
@@ -135,11 +134,6 @@ const SERVICES: [&str; 2] = ["roster.v1.Registry", "roster.v1.AssignmentFeed"];
 /// When the store cannot be opened or loaded, or the transport fails.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
-    let (mut health, health_service) = tonic_health::server::health_reporter();
-    for service in [""].iter().chain(SERVICES.iter()) {
-        health.set_service_status(*service, ServingStatus::NotServing).await;
-    }
-
     let store = Store::open(&config.data_dir, config.clock.now_ms()).await?;
     let registry_config = RegistryConfig {
         rules: Rules {
@@ -157,9 +151,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let stop = CancellationToken::new();
     let actor = tokio::spawn(registry.run(stop.clone()));
 
-    let (reflection_v1, reflection_v1alpha) =
-        roster::reflection::services(&["grpc.health.v1.Health", SERVICES[0], SERVICES[1]]);
-
     let registry_service = RegistryService { registry: handle.clone() };
     let stream = StreamConfig {
         heartbeat: config.heartbeat,
@@ -168,48 +159,27 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         reconnect_rate: config.reconnect_rate,
     };
     let feed_service = FeedService { registry: handle, stream };
-    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::builder()
-        .http2_keepalive_interval(Some(config.keepalive_interval))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout))
-        .layer(RequestTraceLayer)
-        .layer(roster::message_limit::layer())
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+    let options = ServeOptions {
+        keepalive: Some(Keepalive { interval: config.keepalive_interval, timeout: config.keepalive_timeout }),
+        drain: config.drain,
+    };
+    info!(listen = %local, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
+    let served = ServerTransport::new(options)
         .add_service(RegistryServer::new(registry_service).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AssignmentFeedServer::new(feed_service).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-            let _ = serving_stopped.await;
-        });
-    for service in [""].iter().chain(SERVICES.iter()) {
-        health.set_service_status(*service, ServingStatus::Serving).await;
-    }
-    info!(listen = %local, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
-
-    // Boxed (not `tokio::pin!`) so that it can be dropped below, releasing the services' registry handles.
-    let mut server = Box::pin(server);
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = shutdown => {
-            info!(drain_s = config.drain.as_secs_f64(), "shutting down: ending feed streams with UNAVAILABLE, draining");
-            let services: Vec<&str> = [""].iter().chain(SERVICES.iter()).copied().collect();
-            roster::process::health_going_away(&mut health, &services).await;
-            stop.cancel();
-            let _ = stop_serving.send(());
-            match tokio::time::timeout(config.drain, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    warn!("drain limit reached; exiting with calls still open");
-                    Ok(())
-                }
-            }
-        }
-    };
+        // Going away ends every feed stream with UNAVAILABLE (and stops the registry's periodic work).
+        .cancel_when_going_away(stop.clone())
+        .serve(listener, async {
+            shutdown.await;
+            info!(
+                drain_s = config.drain.as_secs_f64(),
+                "shutting down: ending feed streams with UNAVAILABLE, draining"
+            );
+        })
+        .await;
     stop.cancel();
-    // Dropping the server drops the services and their registry handles; the actor then finishes its last batch
-    // and closes the store.
-    drop(server);
+    // The server, and with it the services and their registry handles, is gone; the actor then finishes its last
+    // batch and closes the store.
     if tokio::time::timeout(Duration::from_secs(5), actor).await.is_err() {
         warn!("registry did not stop within 5 s");
     }

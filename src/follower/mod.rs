@@ -36,6 +36,7 @@ use crate::{
     endpoint::ServerUrl,
     error_chain::{chain, status_line},
     pb::{self, assignment_feed_client::AssignmentFeedClient},
+    transport::{ClientOptions, Keepalive},
 };
 
 /// Settings of a follower.
@@ -370,16 +371,11 @@ impl Follower {
         shutdown: &CancellationToken,
     ) -> Option<String> {
         let endpoint = url.as_str();
-        let channel = url
-            .endpoint()
-            .connect_timeout(self.config.connect_timeout)
-            .http2_keep_alive_interval(self.config.keepalive_interval)
-            .keep_alive_timeout(self.config.keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+        let keepalive = Keepalive { interval: self.config.keepalive_interval, timeout: self.config.keepalive_timeout };
+        let options = ClientOptions { connect_timeout: self.config.connect_timeout, keepalive: Some(keepalive) };
         let connected = tokio::select! {
             () = shutdown.cancelled() => return None,
-            connected = channel.connect() => connected,
+            connected = options.connect(url) => connected,
         };
         let channel = match connected {
             Ok(c) => c,

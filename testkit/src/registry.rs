@@ -5,7 +5,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use roster::pb::{self, registry_client::RegistryClient};
+use roster::{
+    endpoint::ServerUrl,
+    pb::{self, registry_client::RegistryClient},
+    transport::ClientOptions,
+};
 use tonic::transport::Channel;
 
 /// What a bulk registration can fail with.
@@ -87,7 +91,7 @@ pub async fn register_all(
 /// returns the acknowledged ids and the time the registrations took (connecting not included).
 ///
 /// # Errors
-/// When a client cannot connect or a registration fails.
+/// When `url` is not `http://host:port`, a client cannot connect or a registration fails.
 pub async fn register_many(url: &str, count: usize, clients: usize) -> Result<(Vec<String>, Duration), Error> {
     register_many_like(url, count, clients, never_due).await
 }
@@ -95,17 +99,18 @@ pub async fn register_many(url: &str, count: usize, clients: usize) -> Result<(V
 /// As [`register_many`], each registration made by `make` (a new producer each time).
 ///
 /// # Errors
-/// When a client cannot connect or a registration fails.
+/// When `url` is not `http://host:port`, a client cannot connect or a registration fails.
 pub async fn register_many_like(
     url: &str,
     count: usize,
     clients: usize,
     make: fn() -> pb::RegisterProducerRequest,
 ) -> Result<(Vec<String>, Duration), Error> {
+    let url = ServerUrl::parse(url)?;
     let clients = clients.max(1);
     let mut connected = Vec::with_capacity(clients);
     for _ in 0..clients {
-        connected.push(RegistryClient::new(Channel::from_shared(url.to_owned())?.connect().await?));
+        connected.push(RegistryClient::new(ClientOptions::default().connect(&url).await?));
     }
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

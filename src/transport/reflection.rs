@@ -11,12 +11,12 @@ use tonic_reflection::server::{
 };
 
 /// The reflection services' own names.
-pub const REFLECTION_SERVICES: [&str; 2] =
+const REFLECTION_SERVICES: [&str; 2] =
     ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 /// Builds the v1 and v1alpha reflection services advertising `served` (fully qualified service names) plus
 /// both reflection services, with the `roster.v1`, health and reflection descriptors registered.
-pub fn services(served: &[&str]) -> (V1Server<impl V1>, V1AlphaServer<impl V1Alpha>) {
+pub(super) fn services(served: &[&str]) -> (V1Server<impl V1>, V1AlphaServer<impl V1Alpha>) {
     let builder = || {
         let mut builder = Builder::configure()
             .include_reflection_service(false)
