@@ -3,7 +3,7 @@
 //!
 //! Each operation mutates the state and records in a [`Changes`] what it touched. [`State::finish`] then bumps
 //! the generation of every collector whose assignment changed (once per batch, however many changes it took)
-//! and turns the touched records into a store [`Batch`]. The actor commits that batch and only then publishes
+//! and turns the touched records into a [`Batch`] for the store. The actor commits that batch and only then publishes
 //! snapshots, so nothing that is not on disk is ever sent (S7).
 
 use std::{
@@ -19,104 +19,8 @@ use uuid::Uuid;
 use crate::{
     assign,
     clock::ms,
-    store::{Batch, Loaded},
+    records::{Batch, CollectorRecord, Liveness, Loaded, ProducerRecord, StoredReport},
 };
-
-/// A registered producer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProducerRecord {
-    /// What its registrant said.
-    pub spec: ProducerSpec,
-    /// Its lease length.
-    pub lease: Duration,
-    /// When its lease lapses unless renewed.
-    pub expires_at_ms: u64,
-    /// When it was first registered.
-    pub registered_at_ms: u64,
-    /// The collector that collects it, if any is eligible.
-    pub assigned: Option<CollectorId>,
-    /// The operator pin (`SetProducerPin`): kept across registrations, changed only by an operator.
-    pub operator_pin: Option<CollectorId>,
-}
-
-impl ProducerRecord {
-    /// The pin in force (L4): the operator's if set, else the registrant's.
-    pub fn pin(&self) -> Option<CollectorId> {
-        self.operator_pin.or(self.spec.pinned)
-    }
-}
-
-/// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// `streams` feed streams are open.
-    Live {
-        /// Open streams, at least 1.
-        streams: u32,
-    },
-    /// No stream is open; still eligible until `until_ms`.
-    Grace {
-        /// End of the grace period.
-        until_ms: u64,
-    },
-    /// Not eligible; forgotten once departed for [`Rules::forget_after`].
-    Departed {
-        /// When it departed: the end of its grace period, or the load of the store for a collector that was not
-        /// departed when last written. 0 only transiently (see [`CollectorRecord::restored`]).
-        since_ms: u64,
-    },
-}
-
-impl Liveness {
-    fn eligible(self) -> bool {
-        !matches!(self, Self::Departed { .. })
-    }
-}
-
-/// A collector's last report (C4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredReport {
-    /// The epoch reported on.
-    pub epoch: Uuid,
-    /// The generation reported on.
-    pub generation: u64,
-    /// Applied or rejected.
-    pub outcome: ApplyOutcome,
-    /// When the report arrived.
-    pub at_ms: u64,
-}
-
-/// A known collector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectorRecord {
-    /// Its assignment generation in this epoch (starts at 1).
-    pub generation: u64,
-    /// Its liveness.
-    pub liveness: Liveness,
-    /// Its last report.
-    pub report: Option<StoredReport>,
-}
-
-impl CollectorRecord {
-    /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
-    /// grace when last written); liveness is decided by [`State::from_loaded`].
-    pub fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
-        Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
-    }
-
-    /// A new record; every caller makes it live or in grace at once.
-    fn new() -> Self {
-        Self { generation: 1, liveness: Liveness::Departed { since_ms: 0 }, report: None }
-    }
-
-    /// When it departed, if it has.
-    pub fn departed_at_ms(&self) -> Option<u64> {
-        match self.liveness {
-            Liveness::Departed { since_ms } => Some(since_ms),
-            Liveness::Live { .. } | Liveness::Grace { .. } => None,
-        }
-    }
-}
 
 /// What one batch of operations touched.
 #[derive(Debug, Default)]
@@ -823,7 +727,6 @@ mod tests {
     fn empty(now_ms: u64) -> State {
         let loaded = Loaded {
             epoch: Uuid::from_u128(7),
-            epoch_created_ms: 0,
             settled_at_ms: None,
             producers: vec![],
             collectors: vec![],
@@ -959,7 +862,6 @@ mod tests {
         record.expires_at_ms = 1_000;
         let loaded = Loaded {
             epoch: Uuid::from_u128(7),
-            epoch_created_ms: 0,
             settled_at_ms: None,
             producers: vec![record],
             collectors: vec![],
@@ -1056,7 +958,6 @@ mod tests {
         // A collector live when the store was last written, without producers, departs at the load.
         let loaded = Loaded {
             epoch: Uuid::from_u128(7),
-            epoch_created_ms: 0,
             settled_at_ms: None,
             producers: vec![],
             collectors: vec![(collector(3), CollectorRecord::restored(4, None, None))],
