@@ -9,22 +9,23 @@
 //!
 //! | module | owns | uses |
 //! |---|---|---|
-//! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `clock`, `feed::snapshot` |
-//! | `rpc` | the gRPC edge: request conversion and response building | `registry`, `feed::stream`, `records`, `error`, `wire` |
-//! | [`feed::stream`] | the task serving one `Watch` stream | `registry`, `feed::snapshot`, `error`, `wire` |
-//! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `store`, `records`, `feed::snapshot`, `error`, `clock` |
+//! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `clock` |
+//! | `rpc` | the gRPC edge: request conversion and response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
+//! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
+//! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
 //! | `registry::state` | every registry rule, as a pure state machine | `records`, `assign`, `clock` |
 //! | `registry::absence` | how long the server could not serve, from two clock readings | `clock` |
+//! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot | `error` |
+//! | `error` | request errors and their one mapping to gRPC statuses | `store`, `records` |
 //! | `store` | the `Store` interface and [`StoreError`]; `store::sqlite`, the SQLite file | `records`, `clock` |
 //! | `records` | what is persisted: the records, one load, one batch | — |
-//! | [`feed::snapshot`] | snapshots cut into chunks, with their digest (pure) | — |
-//! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot | `error` |
-//! | `error` | request errors and their one mapping to gRPC statuses | `records`, `store` |
+//! | [`feed::snapshot`] | a collector's assignment cut into chunks, with its digest (pure) | — |
 //! | `assign` | rendezvous hashing with pins | — |
 //! | [`clock`] | wall-clock and monotonic time, replaceable in tests | — |
 //!
-//! Each module uses only those below it in the last column's sense: there is no cycle between them. Only what
-//! the binary, the tests and the benchmark need is public.
+//! The table is in dependency order: a module uses only modules listed below it, so there is no cycle. Only what
+//! the binary, the tests and the benchmark need is public; the rest is `pub(crate)`, so the compiler reports what
+//! nothing uses.
 
 mod assign;
 pub mod clock;

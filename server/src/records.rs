@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// A registered producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProducerRecord {
+pub(crate) struct ProducerRecord {
     /// What its registrant said.
     pub spec: ProducerSpec,
     /// Its lease length.
@@ -29,14 +29,14 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// The pin in force (L4): the operator's if set, else the registrant's.
-    pub fn pin(&self) -> Option<CollectorId> {
+    pub(crate) fn pin(&self) -> Option<CollectorId> {
         self.operator_pin.or(self.spec.pinned)
     }
 }
 
 /// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// `streams` feed streams are open.
     Live {
         /// Open streams, at least 1.
@@ -64,7 +64,7 @@ impl Liveness {
 
 /// A collector's last report (C4).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredReport {
+pub(crate) struct StoredReport {
     /// The epoch reported on.
     pub epoch: Uuid,
     /// The generation reported on.
@@ -77,7 +77,7 @@ pub struct StoredReport {
 
 /// A known collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectorRecord {
+pub(crate) struct CollectorRecord {
     /// Its assignment generation in this epoch (starts at 1).
     pub generation: u64,
     /// Its liveness.
@@ -89,7 +89,7 @@ pub struct CollectorRecord {
 impl CollectorRecord {
     /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
     /// grace when last written); the registry decides its liveness when it loads the store.
-    pub fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
+    pub(crate) fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
         Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
     }
 
@@ -99,7 +99,7 @@ impl CollectorRecord {
     }
 
     /// When it departed, if it has.
-    pub fn departed_at_ms(&self) -> Option<u64> {
+    pub(crate) fn departed_at_ms(&self) -> Option<u64> {
         match self.liveness {
             Liveness::Departed { since_ms } => Some(since_ms),
             Liveness::Live { .. } | Liveness::Grace { .. } => None,
@@ -109,7 +109,7 @@ impl CollectorRecord {
 
 /// Everything the store holds, read at start.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The store's epoch.
     pub epoch: Uuid,
     /// When the store settled (C3), if it has.
@@ -122,7 +122,7 @@ pub struct Loaded {
 
 /// One transaction's worth of changes.
 #[derive(Debug, Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// Producers to insert or replace.
     pub upsert_producers: Vec<ProducerRecord>,
     /// Producers to delete.
@@ -137,7 +137,7 @@ pub struct Batch {
 
 impl Batch {
     /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.upsert_producers.is_empty()
             && self.delete_producers.is_empty()
             && self.upsert_collectors.is_empty()
@@ -145,4 +145,3 @@ impl Batch {
             && self.delete_collectors.is_empty()
     }
 }
-

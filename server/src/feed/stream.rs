@@ -31,7 +31,7 @@ use crate::{
 
 /// Settings of one feed stream.
 #[derive(Debug, Clone)]
-pub struct StreamConfig {
+pub(crate) struct StreamConfig {
     /// Idle time after which a heartbeat is sent (S5).
     pub heartbeat: Duration,
     /// Cancelled when the server shuts down (S6).
@@ -45,7 +45,7 @@ pub struct StreamConfig {
 
 /// The count of open feed streams, and the count when shutdown began.
 #[derive(Debug, Default)]
-pub struct OpenStreams {
+pub(crate) struct OpenStreams {
     now: AtomicUsize,
     at_shutdown: OnceLock<usize>,
 }
@@ -53,22 +53,22 @@ pub struct OpenStreams {
 impl OpenStreams {
     /// The reconnect window for a shutdown, from the number of streams open when the first one ended: every
     /// stream gets the same window, however many have ended since.
-    pub fn shutdown_window(&self, rate: u32) -> Duration {
+    pub(crate) fn shutdown_window(&self, rate: u32) -> Duration {
         reconnect_spread(*self.at_shutdown.get_or_init(|| self.now.load(Ordering::Relaxed)), rate)
     }
 }
 
 /// The widest window over which collectors are asked to come back after a shutdown.
-pub const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
+pub(crate) const MAX_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
 
 /// The window over which `open` collectors should come back, for at most `rate` reconnects per second.
-pub fn reconnect_spread(open: usize, rate: u32) -> Duration {
+pub(crate) fn reconnect_spread(open: usize, rate: u32) -> Duration {
     let seconds = open as f64 / f64::from(rate.max(1));
     Duration::from_secs_f64(seconds).min(MAX_RECONNECT_SPREAD)
 }
 
 /// Frames queued per stream: small, so a stuck reader holds little memory.
-pub const STREAM_BUFFER: usize = 2;
+pub(crate) const STREAM_BUFFER: usize = 2;
 
 /// Why a stream task stopped sending.
 enum Stop {
@@ -100,7 +100,13 @@ async fn send_snapshot(out: &Out, snapshot: &Snapshot, shutdown: &CancellationTo
 }
 
 /// Serves one `Watch` stream until the client goes away or the server shuts down.
-pub async fn serve(params: WatchParams, attached: Attached, registry: RegistryHandle, out: Out, config: StreamConfig) {
+pub(crate) async fn serve(
+    params: WatchParams,
+    attached: Attached,
+    registry: RegistryHandle,
+    out: Out,
+    config: StreamConfig,
+) {
     let Attached { mut generations, rejected, guard } = attached;
     let _open = OpenStream::new(&config.open);
     let shutdown = &config.shutdown;
@@ -219,5 +225,4 @@ mod tests {
         assert_eq!(reconnect_spread(1_000_000, 200), MAX_RECONNECT_SPREAD);
         assert_eq!(reconnect_spread(10, 0), Duration::from_secs(10), "a zero rate is taken as 1 per second");
     }
-
 }

@@ -11,8 +11,8 @@
 //! So a slow reader only ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader, and
 //! a burst of changes costs one snapshot build per generation actually sent, not one per change.
 
-pub mod absence;
-pub mod state;
+pub(crate) mod absence;
+pub(crate) mod state;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -34,13 +34,13 @@ use crate::{
 };
 
 /// Most commands applied in one batch (one transaction).
-pub const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// What a new feed stream gets from the registry.
 #[derive(Debug)]
-pub struct Attached {
+pub(crate) struct Attached {
     /// The collector's current generation; changes whenever a new one is committed.
     pub generations: watch::Receiver<u64>,
     /// C4: the current generation, if the collector rejected it (it is not resent). `None` for an observer.
@@ -51,7 +51,7 @@ pub struct Attached {
 
 /// Marks a collector's stream closed when dropped, so liveness is right however the stream ends.
 #[derive(Debug)]
-pub struct AttachGuard {
+pub(crate) struct AttachGuard {
     collector: CollectorId,
     instance: Option<uuid::Uuid>,
     tx: mpsc::UnboundedSender<Command>,
@@ -113,7 +113,7 @@ struct Feed {
 
 /// A cheap, cloneable way to talk to the registry actor.
 #[derive(Debug, Clone)]
-pub struct RegistryHandle {
+pub(crate) struct RegistryHandle {
     tx: mpsc::UnboundedSender<Command>,
 }
 
@@ -125,39 +125,39 @@ impl RegistryHandle {
     }
 
     /// Registers or renews a producer; returns once it is on disk.
-    pub async fn register(&self, registration: Registration) -> Result<Registered, Error> {
+    pub(crate) async fn register(&self, registration: Registration) -> Result<Registered, Error> {
         self.call(|r| Command::Register(registration, r)).await
     }
 
     /// Deregisters a producer; returns whether it existed.
-    pub async fn deregister(&self, id: ProducerId) -> Result<bool, Error> {
+    pub(crate) async fn deregister(&self, id: ProducerId) -> Result<bool, Error> {
         self.call(|r| Command::Deregister(id, r)).await
     }
 
     /// Sets or clears a producer's operator pin; returns the record and whether the pin changed, once it is on
     /// disk. [`Error::UnknownProducer`] when the producer is not registered.
-    pub async fn set_pin(&self, change: PinChange) -> Result<(ProducerRecord, bool), Error> {
+    pub(crate) async fn set_pin(&self, change: PinChange) -> Result<(ProducerRecord, bool), Error> {
         self.call(|r| Command::SetPin(change, r)).await
     }
 
     /// One page of producers.
-    pub async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
+    pub(crate) async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
         self.call(|r| Command::ListProducers(query, r)).await
     }
 
     /// One producer, if registered.
-    pub async fn get_producer(&self, id: ProducerId) -> Result<Option<ProducerRecord>, Error> {
+    pub(crate) async fn get_producer(&self, id: ProducerId) -> Result<Option<ProducerRecord>, Error> {
         self.call(|r| Command::GetProducer(id, r)).await
     }
 
     /// Every known collector.
-    pub async fn list_collectors(&self) -> Result<Vec<CollectorView>, Error> {
+    pub(crate) async fn list_collectors(&self) -> Result<Vec<CollectorView>, Error> {
         self.call(Command::ListCollectors).await
     }
 
     /// Forgets a departed collector; returns whether it was known. [`Error::NotDeparted`] when it is live or in
     /// grace.
-    pub async fn forget(&self, id: CollectorId) -> Result<bool, Error> {
+    pub(crate) async fn forget(&self, id: CollectorId) -> Result<bool, Error> {
         self.call(|r| Command::Forget(id, r)).await
     }
 
@@ -167,24 +167,24 @@ impl RegistryHandle {
     /// # Errors
     /// [`Error::ObserveUnknown`] for an observer of an unknown collector; [`Error::DuplicateInstance`] when
     /// another process's streams of that collector are open.
-    pub async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
+    pub(crate) async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
         self.call(|r| Command::Attach(params, r)).await
     }
 
     /// The collector's current snapshot (built once per generation).
-    pub async fn snapshot(&self, collector: CollectorId) -> Result<Arc<Snapshot>, Error> {
+    pub(crate) async fn snapshot(&self, collector: CollectorId) -> Result<Arc<Snapshot>, Error> {
         self.call(|r| Command::Snapshot(collector, r)).await
     }
 
     /// Records a collector's report.
-    pub async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
+    pub(crate) async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
         self.call(|r| Command::Report(report, r)).await
     }
 }
 
 /// Settings of the registry actor.
 #[derive(Debug, Clone)]
-pub struct RegistryConfig {
+pub(crate) struct RegistryConfig {
     /// Lease and grace rules.
     pub rules: Rules,
     /// How often leases and grace periods are checked.
@@ -255,7 +255,7 @@ impl Registry {
     }
 
     /// The store's epoch.
-    pub fn epoch(&self) -> uuid::Uuid {
+    pub(crate) fn epoch(&self) -> uuid::Uuid {
         self.state.epoch()
     }
 
