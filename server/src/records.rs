@@ -34,7 +34,9 @@ impl ProducerRecord {
     }
 }
 
-/// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
+/// Whether a collector is eligible for assignment (L2). Only a departure's time is persisted (see
+/// [`CollectorRecord::departed_at_ms`]): open streams and grace periods belong to the running server, and the
+/// registry decides them again when it loads the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
     /// `streams` feed streams are open.
