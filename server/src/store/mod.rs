@@ -16,7 +16,13 @@
 
 pub(crate) mod sqlite;
 
-use std::{future::Future, path::PathBuf, pin::Pin};
+use std::{
+    error::Error,
+    fmt::{self, Display},
+    future::Future,
+    path::PathBuf,
+    pin::Pin,
+};
 
 use crate::records::{Batch, Loaded};
 
@@ -73,7 +79,7 @@ pub enum StoreError {
         /// Which store: a database file's path, say.
         store: String,
         /// Why.
-        source: sqlx::Error,
+        source: DatabaseError,
     },
     /// The schema could not be brought up to date.
     #[error("cannot migrate {store}")]
@@ -81,7 +87,7 @@ pub enum StoreError {
         /// Which store.
         store: String,
         /// Why.
-        source: sqlx::migrate::MigrateError,
+        source: DatabaseError,
     },
     /// A stored row does not parse: the store was edited or damaged.
     #[error(
@@ -96,3 +102,24 @@ pub enum StoreError {
         problem: String,
     },
 }
+
+/// The database library's error behind a [`StoreError`]. sqlx writes each error's source into its own message
+/// (`error returned from database: {0}`), against roster's rule (`roster::error_chain`): shown whole and ending
+/// the chain, every cause is printed once.
+#[derive(Debug)]
+pub struct DatabaseError(Box<dyn Error + Send + Sync>);
+
+impl DatabaseError {
+    /// Wraps a database library's error.
+    pub(crate) fn new(error: impl Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Error for DatabaseError {}

@@ -19,7 +19,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreFuture};
+use super::{DatabaseError, Store, StoreError, StoreFuture};
 use crate::{
     clock::ms,
     records::{Batch, CollectorRecord, Loaded, ProducerRecord, StoredReport},
@@ -61,7 +61,11 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let db = |context: &'static str| {
             let path = &path;
-            move |source| StoreError::Db { context, store: path.display().to_string(), source }
+            move |source| StoreError::Db {
+                context,
+                store: path.display().to_string(),
+                source: DatabaseError::new(source),
+            }
         };
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -78,10 +82,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db("cannot open database"))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { store: path.display().to_string(), source })?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|source| StoreError::Migrate {
+            store: path.display().to_string(),
+            source: DatabaseError::new(source),
+        })?;
         let mut tx = pool.begin().await.map_err(db("cannot begin transaction"))?;
         for (key, value) in [("epoch", Uuid::new_v4().to_string()), ("epoch_created_ms", now_ms.to_string())] {
             sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
@@ -97,7 +101,11 @@ impl SqliteStore {
 
     /// What a failed `context` becomes.
     fn db(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
-        move |source| StoreError::Db { context, store: self.path.display().to_string(), source }
+        move |source| StoreError::Db {
+            context,
+            store: self.path.display().to_string(),
+            source: DatabaseError::new(source),
+        }
     }
 
     fn corrupt(&self, table: &'static str, problem: String) -> StoreError {
