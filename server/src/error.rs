@@ -22,7 +22,7 @@ use crate::{records::Liveness, store::StoreError};
 pub(crate) enum Error {
     /// A request field is invalid.
     #[error(transparent)]
-    Field(#[from] FieldError),
+    Field(FieldError),
     /// The store could not make the change durable; nothing was changed.
     #[error("the store could not write this change, so nothing was changed; retry when the fault is fixed")]
     Store(#[source] Arc<StoreError>),
