@@ -116,3 +116,33 @@ impl From<Error> for Status {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DatabaseError;
+
+    #[test]
+    fn a_store_fault_is_unavailable_and_its_message_names_every_cause_once() {
+        let fault = StoreError::Db {
+            context: "cannot commit",
+            store: "/data/roster.db".to_owned(),
+            source: DatabaseError::new(std::io::Error::other("database or disk is full")),
+        };
+        let status = Status::from(Error::Store(Arc::new(fault)));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "the store could not write this change, so nothing was changed; retry when the fault is fixed: cannot \
+             commit (/data/roster.db): database or disk is full"
+        );
+    }
+
+    #[test]
+    fn a_stream_ended_by_the_shutdown_says_when_to_reconnect_in_the_retry_pushback_header() {
+        let status = Status::from(Error::Reconnect { pushback_ms: 1234 });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.metadata().get("grpc-retry-pushback-ms").and_then(|v| v.to_str().ok()), Some("1234"));
+        assert!(status.message().contains("reconnect in 1234 ms"), "{}", status.message());
+    }
+}

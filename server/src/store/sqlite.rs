@@ -29,7 +29,7 @@ use crate::{
 const DB_FILE: &str = "roster.db";
 
 /// The SQLite store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
