@@ -16,7 +16,7 @@ use roster::{
     follower::FollowerEvent,
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
 };
-use roster_server::feed::{ChunkLimits, Snapshot};
+use roster_server::{DEFAULT_CHUNK_LIMITS, feed::snapshot::Snapshot};
 use roster_testkit::{FaultProxy, per_window};
 use tonic::transport::Channel;
 
@@ -200,7 +200,7 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
             labels: [("job".to_owned(), "node".to_owned()), ("zone".to_owned(), "eu-west-1a".to_owned())].into(),
         })
         .collect();
-    let snapshot = Snapshot::build(uuid::Uuid::new_v4(), 7, false, producers, ChunkLimits::default());
+    let snapshot = Snapshot::build(uuid::Uuid::new_v4(), 7, false, producers, DEFAULT_CHUNK_LIMITS);
     let best = |frame: &dyn Fn(usize) -> usize| {
         (0..RUNS)
             .map(|_| {

@@ -12,7 +12,7 @@ use roster::domain::{CollectorId, ProducerId};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The score of `collector` for `producer`; ties (astronomically rare) are broken by collector id.
-pub fn score(producer: ProducerId, collector: CollectorId) -> u64 {
+pub(crate) fn score(producer: ProducerId, collector: CollectorId) -> u64 {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(producer.0.as_bytes());
     key[16..].copy_from_slice(collector.0.as_bytes());
@@ -21,7 +21,11 @@ pub fn score(producer: ProducerId, collector: CollectorId) -> u64 {
 
 /// The collector `producer` goes to, given the eligible collectors (in any order) and its pin; `None` when no
 /// collector is eligible.
-pub fn assign(producer: ProducerId, pinned: Option<CollectorId>, eligible: &[CollectorId]) -> Option<CollectorId> {
+pub(crate) fn assign(
+    producer: ProducerId,
+    pinned: Option<CollectorId>,
+    eligible: &[CollectorId],
+) -> Option<CollectorId> {
     if let Some(pin) = pinned.filter(|pin| eligible.contains(pin)) {
         return Some(pin);
     }

@@ -29,7 +29,7 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
 
 /// The system's clock.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {

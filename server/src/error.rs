@@ -1,29 +1,31 @@
-//! The server's errors, and the one mapping from them to gRPC statuses.
+//! The server's errors, and the one mapping from them to gRPC statuses: every status the server sends is made
+//! here, from an [`Error`] (`From<Error> for Status`), and nowhere else.
 //!
 //! Retry semantics follow from the codes (R2): bad input is `INVALID_ARGUMENT` (never retried); a store fault and
 //! shutdown are `UNAVAILABLE` (retried: nothing was changed); asking to forget a collector that is not gone is
 //! `FAILED_PRECONDITION` (not retried: the state must change first), and so is a second process with a
-//! collector's id (not retried at once: a feed follower retries it with its capped backoff).
+//! collector's id (not retried at once: a feed follower retries it with its capped backoff). A status's message
+//! is the error's chain ([`roster::error_chain::chain`]), so it names the cause too.
 
 use std::sync::Arc;
 
-use roster::domain::{CollectorId, FieldError, ProducerId};
-use tonic::Status;
-
-use crate::{
-    registry::state::{Conflict, Liveness},
-    store::StoreError,
+use roster::{
+    domain::{CollectorId, FieldError, ProducerId},
+    error_chain::chain,
 };
+use tonic::{Status, metadata::MetadataMap};
+
+use crate::{records::Liveness, store::StoreError};
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A request field is invalid.
     #[error(transparent)]
-    Field(#[from] FieldError),
+    Field(FieldError),
     /// The store could not make the change durable; nothing was changed.
-    #[error("the store could not write this change, so nothing was changed ({0}); retry when the fault is fixed")]
-    Store(Arc<StoreError>),
+    #[error("the store could not write this change, so nothing was changed; retry when the fault is fixed")]
+    Store(#[source] Arc<StoreError>),
     /// A report from, or a listing of, a collector this server does not know.
     #[error("collector_id: {0} is not known to this server (it never opened its feed, or was forgotten)")]
     UnknownCollector(CollectorId),
@@ -46,6 +48,19 @@ pub enum Error {
     /// The server is shutting down.
     #[error("roster-server is shutting down; retry against this or another server")]
     ShuttingDown,
+    /// A feed stream ended by the server's shutdown (S6), with when its collector should come back: sent in
+    /// gRPC's own retry pushback header too, so the fleet reconnects spread out rather than all at once.
+    #[error(
+        "roster-server is shutting down; reconnect in {pushback_ms} ms (grpc-retry-pushback-ms) to this or another \
+         server"
+    )]
+    Reconnect {
+        /// How long to wait before reconnecting.
+        pushback_ms: u64,
+    },
+    /// A response could not be encoded.
+    #[error("cannot encode a response")]
+    Encode(#[source] prost::EncodeError),
     /// Another running process already follows this collector's feed (a copied data directory).
     #[error(
         "collector_id: {collector} is in use by another running collector process (instance {running}), so this \
@@ -64,15 +79,9 @@ pub enum Error {
     },
 }
 
-impl From<Conflict> for Error {
-    fn from(c: Conflict) -> Self {
-        Self::DuplicateInstance { collector: c.collector, running: c.running, refused: c.refused }
-    }
-}
-
 impl Error {
     /// The refusal to forget collector `id`, which is `liveness` at `now_ms`: why, and what to do.
-    pub fn not_departed(id: CollectorId, liveness: Liveness, now_ms: u64) -> Self {
+    pub(crate) fn not_departed(id: CollectorId, liveness: Liveness, now_ms: u64) -> Self {
         let why = match liveness {
             Liveness::Live { streams } => {
                 format!("live ({streams} feed stream(s) open): stop it, and forget it once its grace period has ended")
@@ -90,7 +99,7 @@ impl Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        let message = e.to_string();
+        let message = chain(&e).to_string();
         match e {
             Error::Field(_) => Status::invalid_argument(message),
             Error::UnknownCollector(_) | Error::UnknownProducer(_) | Error::ObserveUnknown(_) => {
@@ -98,6 +107,42 @@ impl From<Error> for Status {
             }
             Error::NotDeparted { .. } | Error::DuplicateInstance { .. } => Status::failed_precondition(message),
             Error::Store(_) | Error::ShuttingDown => Status::unavailable(message),
+            Error::Reconnect { pushback_ms } => {
+                let mut metadata = MetadataMap::new();
+                metadata.insert("grpc-retry-pushback-ms", pushback_ms.into());
+                Status::with_metadata(tonic::Code::Unavailable, message, metadata)
+            }
+            Error::Encode(_) => Status::internal(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DatabaseError;
+
+    #[test]
+    fn a_store_fault_is_unavailable_and_its_message_names_every_cause_once() {
+        let fault = StoreError::Db {
+            context: "cannot commit",
+            store: "/data/roster.db".to_owned(),
+            source: DatabaseError::new(std::io::Error::other("database or disk is full")),
+        };
+        let status = Status::from(Error::Store(Arc::new(fault)));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "the store could not write this change, so nothing was changed; retry when the fault is fixed: cannot \
+             commit (/data/roster.db): database or disk is full"
+        );
+    }
+
+    #[test]
+    fn a_stream_ended_by_the_shutdown_says_when_to_reconnect_in_the_retry_pushback_header() {
+        let status = Status::from(Error::Reconnect { pushback_ms: 1234 });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.metadata().get("grpc-retry-pushback-ms").and_then(|v| v.to_str().ok()), Some("1234"));
+        assert!(status.message().contains("reconnect in 1234 ms"), "{}", status.message());
     }
 }

@@ -7,28 +7,38 @@
 //! The binary is thin: it parses flags into a [`Config`], binds, and calls [`run`] with a shutdown future, so
 //! tests can bind port 0 and shut the server down themselves.
 //!
-//! | module | owns |
-//! |---|---|
-//! | [`store`] | the SQLite file: open, load, commit one batch per transaction |
-//! | [`registry`] | the actor that owns the state, batches writes, publishes snapshots |
-//! | [`registry::state`] | every registry rule, as a pure state machine |
-//! | [`assign`] | rendezvous hashing with pins |
-//! | [`feed`] | snapshots cut into chunks, and the task serving one `Watch` stream |
-//! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot |
-//! | `rpc` | the gRPC edge: request conversion and response building |
-//! | [`error`] | errors and their one mapping to gRPC statuses |
-//! | [`clock`] | wall-clock time, replaceable in tests |
+//! | module | owns | uses |
+//! |---|---|---|
+//! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `clock` |
+//! | `rpc` | the gRPC edge: request conversion and response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
+//! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
+//! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
+//! | `registry::state` | every registry rule, as a pure state machine | `records`, `assign`, `clock` |
+//! | `registry::absence` | how long the server could not serve, from two clock readings | `clock` |
+//! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot | `error` |
+//! | `error` | request errors and their one mapping to gRPC statuses | `store`, `records` |
+//! | `store` | the `Store` interface and [`StoreError`]; `store::sqlite`, the SQLite file | `records`, `clock` |
+//! | `records` | what is persisted: the records, one load, one batch | — |
+//! | [`feed::snapshot`] | a collector's assignment cut into chunks, with its digest (pure) | — |
+//! | `assign` | rendezvous hashing with pins | — |
+//! | [`clock`] | wall-clock and monotonic time, replaceable in tests | — |
+//!
+//! The table is in dependency order: a module uses only modules listed below it, so there is no cycle. Only what
+//! the binary, the tests and the benchmark need is public; the rest is `pub(crate)`, so the compiler reports what
+//! nothing uses.
 
-pub mod assign;
+mod assign;
 pub mod clock;
-pub mod error;
+mod config;
+mod error;
 pub mod feed;
-pub mod registry;
+mod records;
+mod registry;
 mod rpc;
-pub mod store;
+mod store;
 pub mod wire;
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use roster::{
     message_limit::MAX_REQUEST_BYTES,
@@ -39,78 +49,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use crate::{
+    config::{
+        Config, DEFAULT_ABSENCE_THRESHOLD, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER,
+        DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE,
+        DEFAULT_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, DEFAULT_SWEEP_INTERVAL,
+    },
+    store::StoreError,
+};
 use crate::{
-    clock::{Clock, SystemClock},
-    feed::{ChunkLimits, StreamConfig},
+    feed::stream::StreamConfig,
     registry::{Registry, RegistryConfig, state::Rules},
     rpc::{FeedService, RegistryService},
-    store::{Store, StoreError},
+    store::sqlite::SqliteStore,
     wire::feed_server::assignment_feed_server::AssignmentFeedServer,
 };
-
-/// Everything the server needs to run; [`Config::new`] gives the documented defaults.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Directory of the store (created if missing).
-    pub data_dir: PathBuf,
-    /// Lease given to registrations that ask for none (L1). Keep it within [`roster::domain::MIN_LEASE`] and
-    /// [`roster::domain::MAX_LEASE`], the bounds of a lease a registrant may ask for; `roster-server --lease`
-    /// refuses anything else.
-    pub lease: Duration,
-    /// How long a collector stays eligible after its last stream closed (L2).
-    pub grace: Duration,
-    /// How long a departed collector is kept (listed, with its generation) before it is forgotten.
-    pub forget_after: Duration,
-    /// Idle time after which a feed stream gets a heartbeat (S5).
-    pub heartbeat: Duration,
-    /// Bounds of a snapshot chunk (S2).
-    pub chunk_limits: ChunkLimits,
-    /// Longest wait for open calls to finish on shutdown (S6).
-    pub drain: Duration,
-    /// Reconnects per second the collectors are asked to spread to when the server shuts down (see
-    /// [`feed::reconnect_spread`]).
-    pub reconnect_rate: u32,
-    /// HTTP/2 keepalive ping interval (S5).
-    pub keepalive_interval: Duration,
-    /// How long a keepalive ping may go unanswered before the connection is closed.
-    pub keepalive_timeout: Duration,
-    /// How often leases and grace periods are checked.
-    pub sweep_interval: Duration,
-    /// How long a new store settles before its snapshots may shrink a collector's set (C3): serving time, which
-    /// must cover the longest renewal interval in use (a quarter of the longest lease).
-    pub settle: Duration,
-    /// How late the registry's periodic work may run before the server counts the time as its own absence, which
-    /// no lease or grace period is charged for (L3; see `registry::absence`).
-    pub absence_threshold: Duration,
-    /// The clocks; replaced in tests.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl Config {
-    /// The defaults, with the store in `data_dir`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            lease: Duration::from_secs(300),
-            grace: Duration::from_secs(60),
-            forget_after: DEFAULT_FORGET_AFTER,
-            heartbeat: Duration::from_secs(10),
-            chunk_limits: ChunkLimits::default(),
-            drain: Duration::from_secs(10),
-            reconnect_rate: 200,
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(10),
-            sweep_interval: Duration::from_secs(1),
-            settle: roster::domain::MAX_LEASE / 4,
-            absence_threshold: Duration::from_secs(2),
-            clock: Arc::new(SystemClock),
-        }
-    }
-}
-
-/// How long a departed collector is kept before it is forgotten, unless configured otherwise: a day, so that
-/// `roster collectors list` still shows a collector that went away overnight.
-pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -119,10 +72,10 @@ pub enum ServerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The gRPC transport failed.
-    #[error("gRPC transport: {0}")]
+    #[error("the gRPC transport failed")]
     Transport(#[from] tonic::transport::Error),
     /// The listener's address could not be read.
-    #[error("listener: {0}")]
+    #[error("cannot read the listener's address")]
     Io(#[from] std::io::Error),
 }
 
@@ -134,7 +87,7 @@ pub enum ServerError {
 /// When the store cannot be opened or loaded, or the transport fails.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
-    let store = Store::open(&config.data_dir, config.clock.now_ms()).await?;
+    let store = SqliteStore::open(&config.data_dir, config.clock.now_ms()).await?;
     let registry_config = RegistryConfig {
         rules: Rules {
             default_lease: config.lease,
@@ -146,7 +99,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,
     };
-    let (registry, handle) = Registry::start(store, config.clock.clone(), registry_config).await?;
+    let (registry, handle) = Registry::start(Box::new(store), config.clock.clone(), registry_config).await?;
     let epoch = registry.epoch();
     let stop = CancellationToken::new();
     let actor = tokio::spawn(registry.run(stop.clone()));

@@ -4,8 +4,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
+use humantime::Duration as HumanDuration;
 use roster::domain::{MAX_LEASE, MIN_LEASE};
-use roster_server::{Config, feed::ChunkLimits};
+use roster_server::{
+    Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
+    DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE, DEFAULT_LISTEN,
+    DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, feed::snapshot::ChunkLimits,
+};
 
 /// The roster control plane.
 ///
@@ -20,70 +25,70 @@ use roster_server::{Config, feed::ChunkLimits};
 #[command(name = "roster-server", version, about, long_about, after_help = EXAMPLES)]
 struct Args {
     /// Address to serve gRPC on. Use 0.0.0.0:PORT to accept other machines.
-    #[arg(long, env = "ROSTER_SERVER_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "ROSTER_SERVER_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
     /// Directory of the durable store (created if missing). Its epoch is made once, when the store is created;
     /// deleting the directory starts a new epoch.
-    #[arg(long, env = "ROSTER_SERVER_DATA_DIR", default_value = "./roster-data/server")]
+    #[arg(long, env = "ROSTER_SERVER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
 
     /// Lease given to producers that ask for none: 10s to 24h, the bounds of a lease a registrant may ask for.
     /// Registrants renew at a quarter of it; a lapsed lease removes the producer.
-    #[arg(long, env = "ROSTER_SERVER_LEASE", default_value = "5m", value_parser = parse_lease)]
-    lease: Duration,
+    #[arg(long, env = "ROSTER_SERVER_LEASE", default_value_t = HumanDuration::from(DEFAULT_LEASE), value_parser = parse_lease)]
+    lease: HumanDuration,
 
     /// How long a new store (a first start, or a wiped data directory) settles: serving time in which every live
     /// producer registers again. Until then its snapshots never make a collector coming from an older store drop
     /// a producer; when it settles, producers that did not come back are dropped. It must cover the longest
     /// renewal interval in use (a quarter of the longest lease registrants ask for); the default covers the
     /// longest lease allowed (1 day). Lower it if your producers use short leases.
-    #[arg(long, env = "ROSTER_SERVER_SETTLE_PERIOD", default_value = "6h", value_parser = parse_duration)]
-    settle_period: Duration,
+    #[arg(long, env = "ROSTER_SERVER_SETTLE_PERIOD", default_value_t = HumanDuration::from(DEFAULT_SETTLE), value_parser = parse_duration)]
+    settle_period: HumanDuration,
 
     /// How long a collector whose feed stream closed stays eligible, so a short blip does not move its
     /// producers away and back.
-    #[arg(long, env = "ROSTER_SERVER_GRACE", default_value = "60s", value_parser = parse_duration)]
-    grace: Duration,
+    #[arg(long, env = "ROSTER_SERVER_GRACE", default_value_t = HumanDuration::from(DEFAULT_GRACE), value_parser = parse_duration)]
+    grace: HumanDuration,
 
     /// How long a departed collector (gone for longer than --grace) is kept, listed with its generation and last
     /// report, before the server forgets it. `roster collectors forget` forgets one at once.
     #[arg(
         long,
         env = "ROSTER_SERVER_FORGET_AFTER",
-        default_value_t = humantime::Duration::from(roster_server::DEFAULT_FORGET_AFTER),
-        value_parser = parse_humantime
+        default_value_t = HumanDuration::from(DEFAULT_FORGET_AFTER),
+        value_parser = parse_duration
     )]
-    forget_after: humantime::Duration,
+    forget_after: HumanDuration,
 
     /// Heartbeat interval of idle feed streams.
-    #[arg(long, env = "ROSTER_SERVER_HEARTBEAT", default_value = "10s", value_parser = parse_duration)]
-    heartbeat: Duration,
+    #[arg(long, env = "ROSTER_SERVER_HEARTBEAT", default_value_t = HumanDuration::from(DEFAULT_HEARTBEAT), value_parser = parse_duration)]
+    heartbeat: HumanDuration,
 
     /// Most producers in one snapshot chunk.
-    #[arg(long, env = "ROSTER_SERVER_CHUNK_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "ROSTER_SERVER_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_LIMITS.max_producers as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     chunk_size: u32,
 
     /// Most encoded bytes of producers in one snapshot chunk (must stay well below gRPC's 4 MiB message limit).
-    #[arg(long, env = "ROSTER_SERVER_CHUNK_BYTES", default_value_t = roster::message_limit::PAGE_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=3 * 1024 * 1024))]
+    #[arg(long, env = "ROSTER_SERVER_CHUNK_BYTES", default_value_t = DEFAULT_CHUNK_LIMITS.max_bytes as u32, value_parser = clap::value_parser!(u32).range(4096..=3 * 1024 * 1024))]
     chunk_bytes: u32,
 
     /// Longest wait for open calls to finish on shutdown.
-    #[arg(long, env = "ROSTER_SERVER_DRAIN", default_value = "10s", value_parser = parse_duration)]
-    drain: Duration,
+    #[arg(long, env = "ROSTER_SERVER_DRAIN", default_value_t = HumanDuration::from(DEFAULT_DRAIN), value_parser = parse_duration)]
+    drain: HumanDuration,
 
     /// On shutdown, collectors are told when to reconnect (grpc-retry-pushback-ms), spread so that about this many
     /// come back per second (over at most 10 s): a restart is not met by the whole fleet at once.
-    #[arg(long, env = "ROSTER_SERVER_RECONNECT_RATE", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "ROSTER_SERVER_RECONNECT_RATE", default_value_t = DEFAULT_RECONNECT_RATE, value_parser = clap::value_parser!(u32).range(1..))]
     reconnect_rate: u32,
 
     /// HTTP/2 keepalive: ping interval. A dead peer or half-open connection is dropped after interval + timeout.
-    #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    keepalive_interval: Duration,
+    #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_INTERVAL", default_value_t = HumanDuration::from(DEFAULT_KEEPALIVE_INTERVAL), value_parser = parse_duration)]
+    keepalive_interval: HumanDuration,
 
     /// HTTP/2 keepalive: how long a ping may go unanswered.
-    #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    keepalive_timeout: Duration,
+    #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_TIMEOUT", default_value_t = HumanDuration::from(DEFAULT_KEEPALIVE_TIMEOUT), value_parser = parse_duration)]
+    keepalive_timeout: HumanDuration,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -93,9 +98,9 @@ const EXAMPLES: &str = "Examples:
 
 /// A default lease within the bounds a registrant's own lease must keep ([`MIN_LEASE`], [`MAX_LEASE`]): the server
 /// never gives a producer a lease it could not have asked for.
-fn parse_lease(s: &str) -> Result<Duration, String> {
+fn parse_lease(s: &str) -> Result<HumanDuration, String> {
     let d = parse_duration(s)?;
-    if !(MIN_LEASE..=MAX_LEASE).contains(&d) {
+    if !(MIN_LEASE..=MAX_LEASE).contains(&*d) {
         return Err(format!(
             "{s} is out of range: use {} to {}, the bounds of a lease a registrant may ask for (lease_ms)",
             humantime::format_duration(MIN_LEASE),
@@ -105,16 +110,14 @@ fn parse_lease(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration of more than zero. Kept as [`HumanDuration`], whose display is humantime's, so a default is shown in
+/// `--help` as it would be written (`5m`, `10s`).
+fn parse_duration(s: &str) -> Result<HumanDuration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 500ms, 10s, 5m)"))?;
     if d.is_zero() {
         return Err("must be more than zero".into());
     }
-    Ok(d)
-}
-
-fn parse_humantime(s: &str) -> Result<humantime::Duration, String> {
-    parse_duration(s).map(humantime::Duration::from)
+    Ok(d.into())
 }
 
 #[tokio::main]
@@ -122,24 +125,25 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
-    config.lease = args.lease;
-    config.grace = args.grace;
+    let (lease, settle_period): (Duration, Duration) = (args.lease.into(), args.settle_period.into());
+    config.lease = lease;
+    config.grace = args.grace.into();
     anyhow::ensure!(
-        args.settle_period >= args.lease / 4,
+        settle_period >= lease / 4,
         "--settle-period {} is shorter than one renewal interval of --lease {} ({}): producers on the default lease \
          could not register again before a new store settles; raise --settle-period or lower --lease",
-        humantime::format_duration(args.settle_period),
-        humantime::format_duration(args.lease),
-        humantime::format_duration(args.lease / 4),
+        args.settle_period,
+        args.lease,
+        humantime::format_duration(lease / 4),
     );
-    config.settle = args.settle_period;
+    config.settle = settle_period;
     config.forget_after = args.forget_after.into();
-    config.heartbeat = args.heartbeat;
+    config.heartbeat = args.heartbeat.into();
     config.chunk_limits = ChunkLimits { max_producers: args.chunk_size as usize, max_bytes: args.chunk_bytes as usize };
-    config.drain = args.drain;
+    config.drain = args.drain.into();
     config.reconnect_rate = args.reconnect_rate;
-    config.keepalive_interval = args.keepalive_interval;
-    config.keepalive_timeout = args.keepalive_timeout;
+    config.keepalive_interval = args.keepalive_interval.into();
+    config.keepalive_timeout = args.keepalive_timeout.into();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;

@@ -1,7 +1,8 @@
 //! The gRPC edge: `roster.v1.Registry` and `roster.v1.AssignmentFeed`.
 //!
 //! Each handler converts its request into domain types once (`TryFrom`, which names a bad field), calls the
-//! registry, and converts the answer back into wire types. No rule lives here.
+//! registry, and converts the answer back into wire types. No rule lives here, and no status code: every failure
+//! is an [`Error`], made a status by its one mapping (`crate::error`).
 
 use std::pin::Pin;
 
@@ -18,10 +19,12 @@ use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, info};
 
 use crate::{
-    feed::{self, STREAM_BUFFER, StreamConfig},
+    error::Error,
+    feed::stream::{self, STREAM_BUFFER, StreamConfig},
+    records::{Liveness, ProducerRecord},
     registry::{
         RegistryHandle,
-        state::{CollectorView, ConflictView, Liveness, ProducerRecord},
+        state::{CollectorView, ConflictView},
     },
     wire::{WatchFrame, feed_server::assignment_feed_server::AssignmentFeed},
 };
@@ -106,7 +109,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::RegisterProducerRequest>,
     ) -> Result<Response<pb::RegisterProducerResponse>, Status> {
-        let registration = Registration::try_from(request.into_inner())?;
+        let registration = Registration::try_from(request.into_inner()).map_err(Error::Field)?;
         let registered = self.registry.register(registration).await?;
         if registered.created {
             info!(producer.id = %registered.record.spec.id, address = %registered.record.spec.address, "producer registered");
@@ -122,7 +125,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::DeregisterProducerRequest>,
     ) -> Result<Response<pb::DeregisterProducerResponse>, Status> {
-        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id)?;
+        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id).map_err(Error::Field)?;
         let existed = self.registry.deregister(id).await?;
         if existed {
             info!(producer.id = %id, "producer deregistered");
@@ -134,10 +137,10 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::GetProducerRequest>,
     ) -> Result<Response<pb::ProducerInfo>, Status> {
-        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id)?;
+        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id).map_err(Error::Field)?;
         match self.registry.get_producer(id).await? {
             Some(record) => Ok(Response::new(producer_info(&record))),
-            None => Err(Status::not_found(format!("producer_id: {id} is not registered"))),
+            None => Err(Error::UnknownProducer(id).into()),
         }
     }
 
@@ -145,7 +148,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::SetProducerPinRequest>,
     ) -> Result<Response<pb::SetProducerPinResponse>, Status> {
-        let change = PinChange::try_from(request.into_inner())?;
+        let change = PinChange::try_from(request.into_inner()).map_err(Error::Field)?;
         let (record, changed) = self.registry.set_pin(change).await?;
         if changed {
             match change.collector {
@@ -164,7 +167,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::ListProducersRequest>,
     ) -> Result<Response<pb::ListProducersResponse>, Status> {
-        let query = ProducerQuery::try_from(request.into_inner())?;
+        let query = ProducerQuery::try_from(request.into_inner()).map_err(Error::Field)?;
         let page = self.registry.list_producers(query).await?;
         // A page ends at `page_size` producers or at the byte budget, whichever comes first, so no page nears
         // the 4 MiB message limit whatever the labels hold; a page cut short by bytes continues after its last.
@@ -189,7 +192,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::ForgetCollectorRequest>,
     ) -> Result<Response<pb::ForgetCollectorResponse>, Status> {
-        let id = CollectorId::parse_field("collector_id", &request.into_inner().collector_id)?;
+        let id = CollectorId::parse_field("collector_id", &request.into_inner().collector_id).map_err(Error::Field)?;
         let existed = self.registry.forget(id).await?;
         if existed {
             info!(collector.id = %id, "departed collector forgotten on an operator's request");
@@ -214,9 +217,9 @@ impl AssignmentFeed for FeedService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        let params = WatchParams::try_from(request.into_inner())?;
+        let params = WatchParams::try_from(request.into_inner()).map_err(Error::Field)?;
         if self.stream.shutdown.is_cancelled() {
-            return Err(crate::error::Error::ShuttingDown.into());
+            return Err(Error::ShuttingDown.into());
         }
         let attached = self.registry.attach(params.clone()).await?;
         let span = tracing::info_span!("watch", collector.id = %params.collector);
@@ -230,7 +233,7 @@ impl AssignmentFeed for FeedService {
             );
         });
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(feed::serve(params, attached, self.registry.clone(), out, self.stream.clone()).instrument(span));
+        tokio::spawn(stream::serve(params, attached, self.registry.clone(), out, self.stream.clone()).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -238,7 +241,7 @@ impl AssignmentFeed for FeedService {
         &self,
         request: Request<pb::ReportAppliedRequest>,
     ) -> Result<Response<pb::ReportAppliedResponse>, Status> {
-        let report = ApplyReport::try_from(request.into_inner())?;
+        let report = ApplyReport::try_from(request.into_inner()).map_err(Error::Field)?;
         let (collector, generation) = (report.collector, report.generation);
         let outcome = match &report.outcome {
             ApplyOutcome::Applied => "applied".to_owned(),

@@ -23,7 +23,7 @@ use crate::clock::ms;
 
 /// One pair of clock readings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Monotonic milliseconds.
     pub monotonic_ms: u64,
     /// Wall-clock Unix milliseconds.
@@ -33,7 +33,7 @@ pub struct Reading {
 /// What the time between two wakes says. Both findings can hold at once: a process stopped for 40 s whose wall
 /// clock was also stepped back 5 s meanwhile was absent *and* saw its clock step back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// How long the server could not serve, beyond the expected gap; 0 when it was present.
     pub absent_ms: u64,
     /// Whether the wall clock moved further than monotonic time (a step forward, or a pause the monotonic clock
@@ -45,7 +45,7 @@ pub struct Verdict {
 
 /// Judges the time between two wakes: `expected` is the longest gap a serving actor leaves (its sweep interval),
 /// `threshold` the lateness (or backward step) that is still noise.
-pub fn judge(last: Reading, now: Reading, expected: Duration, threshold: Duration) -> Verdict {
+pub(crate) fn judge(last: Reading, now: Reading, expected: Duration, threshold: Duration) -> Verdict {
     let monotonic = i128::from(now.monotonic_ms) - i128::from(last.monotonic_ms);
     let wall = i128::from(now.wall_ms) - i128::from(last.wall_ms);
     let threshold = i128::from(ms(threshold));

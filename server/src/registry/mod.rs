@@ -1,4 +1,4 @@
-//! The registry actor: the one owner of the registry state, the store and the feed publishers.
+//! The registry actor: the one owner of the registry state, the store (any [`Store`]) and the feed publishers.
 //!
 //! RPC handlers talk to it through a cloneable [`RegistryHandle`]. The actor takes whatever commands are
 //! waiting (up to [`MAX_BATCH`]), applies them to the in-memory [`State`], commits everything they changed in
@@ -11,32 +11,36 @@
 //! So a slow reader only ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader, and
 //! a burst of changes costs one snapshot build per generation actually sent, not one per change.
 
-pub mod absence;
-pub mod state;
+pub(crate) mod absence;
+pub(crate) mod state;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use roster::domain::{ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams};
+use roster::{
+    domain::{ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams},
+    error_chain::chain,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, error, info, info_span, warn};
 
 use self::state::{Changes, CollectorView, ProducerPage, Registered, Rules, State};
 use crate::{
     clock::Clock,
     error::Error,
-    feed::{ChunkLimits, Snapshot},
+    feed::snapshot::{ChunkLimits, Snapshot},
+    records::{Liveness, ProducerRecord},
     store::{Store, StoreError},
 };
 
 /// Most commands applied in one batch (one transaction).
-pub const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// What a new feed stream gets from the registry.
 #[derive(Debug)]
-pub struct Attached {
+pub(crate) struct Attached {
     /// The collector's current generation; changes whenever a new one is committed.
     pub generations: watch::Receiver<u64>,
     /// C4: the current generation, if the collector rejected it (it is not resent). `None` for an observer.
@@ -47,7 +51,7 @@ pub struct Attached {
 
 /// Marks a collector's stream closed when dropped, so liveness is right however the stream ends.
 #[derive(Debug)]
-pub struct AttachGuard {
+pub(crate) struct AttachGuard {
     collector: CollectorId,
     instance: Option<uuid::Uuid>,
     tx: mpsc::UnboundedSender<Command>,
@@ -64,10 +68,10 @@ impl Drop for AttachGuard {
 enum Command {
     Register(Registration, Reply<Registered>),
     Deregister(ProducerId, Reply<bool>),
-    SetPin(PinChange, Reply<(state::ProducerRecord, bool)>),
+    SetPin(PinChange, Reply<(ProducerRecord, bool)>),
     Forget(CollectorId, Reply<bool>),
     ListProducers(ProducerQuery, Reply<ProducerPage>),
-    GetProducer(ProducerId, Reply<Option<state::ProducerRecord>>),
+    GetProducer(ProducerId, Reply<Option<ProducerRecord>>),
     ListCollectors(Reply<Vec<CollectorView>>),
     Attach(WatchParams, Reply<Attached>),
     Detach(CollectorId, Option<uuid::Uuid>),
@@ -89,9 +93,9 @@ enum StreamKind {
 enum Pending {
     Register(Reply<Registered>, Registered),
     Deregister(Reply<bool>, bool),
-    SetPin(Reply<(state::ProducerRecord, bool)>, Result<(state::ProducerRecord, bool), Error>),
+    SetPin(Reply<(ProducerRecord, bool)>, Result<(ProducerRecord, bool), Error>),
     ListProducers(Reply<ProducerPage>, Result<ProducerPage, Error>),
-    GetProducer(Reply<Option<state::ProducerRecord>>, Option<state::ProducerRecord>),
+    GetProducer(Reply<Option<ProducerRecord>>, Option<ProducerRecord>),
     ListCollectors(Reply<Vec<CollectorView>>, Vec<CollectorView>),
     Forget(Reply<bool>, Result<bool, Error>),
     /// A stream of the collector, or of an observer of a known one.
@@ -109,7 +113,7 @@ struct Feed {
 
 /// A cheap, cloneable way to talk to the registry actor.
 #[derive(Debug, Clone)]
-pub struct RegistryHandle {
+pub(crate) struct RegistryHandle {
     tx: mpsc::UnboundedSender<Command>,
 }
 
@@ -121,39 +125,39 @@ impl RegistryHandle {
     }
 
     /// Registers or renews a producer; returns once it is on disk.
-    pub async fn register(&self, registration: Registration) -> Result<Registered, Error> {
+    pub(crate) async fn register(&self, registration: Registration) -> Result<Registered, Error> {
         self.call(|r| Command::Register(registration, r)).await
     }
 
     /// Deregisters a producer; returns whether it existed.
-    pub async fn deregister(&self, id: ProducerId) -> Result<bool, Error> {
+    pub(crate) async fn deregister(&self, id: ProducerId) -> Result<bool, Error> {
         self.call(|r| Command::Deregister(id, r)).await
     }
 
     /// Sets or clears a producer's operator pin; returns the record and whether the pin changed, once it is on
     /// disk. [`Error::UnknownProducer`] when the producer is not registered.
-    pub async fn set_pin(&self, change: PinChange) -> Result<(state::ProducerRecord, bool), Error> {
+    pub(crate) async fn set_pin(&self, change: PinChange) -> Result<(ProducerRecord, bool), Error> {
         self.call(|r| Command::SetPin(change, r)).await
     }
 
     /// One page of producers.
-    pub async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
+    pub(crate) async fn list_producers(&self, query: ProducerQuery) -> Result<ProducerPage, Error> {
         self.call(|r| Command::ListProducers(query, r)).await
     }
 
     /// One producer, if registered.
-    pub async fn get_producer(&self, id: ProducerId) -> Result<Option<state::ProducerRecord>, Error> {
+    pub(crate) async fn get_producer(&self, id: ProducerId) -> Result<Option<ProducerRecord>, Error> {
         self.call(|r| Command::GetProducer(id, r)).await
     }
 
     /// Every known collector.
-    pub async fn list_collectors(&self) -> Result<Vec<CollectorView>, Error> {
+    pub(crate) async fn list_collectors(&self) -> Result<Vec<CollectorView>, Error> {
         self.call(Command::ListCollectors).await
     }
 
     /// Forgets a departed collector; returns whether it was known. [`Error::NotDeparted`] when it is live or in
     /// grace.
-    pub async fn forget(&self, id: CollectorId) -> Result<bool, Error> {
+    pub(crate) async fn forget(&self, id: CollectorId) -> Result<bool, Error> {
         self.call(|r| Command::Forget(id, r)).await
     }
 
@@ -163,24 +167,24 @@ impl RegistryHandle {
     /// # Errors
     /// [`Error::ObserveUnknown`] for an observer of an unknown collector; [`Error::DuplicateInstance`] when
     /// another process's streams of that collector are open.
-    pub async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
+    pub(crate) async fn attach(&self, params: WatchParams) -> Result<Attached, Error> {
         self.call(|r| Command::Attach(params, r)).await
     }
 
     /// The collector's current snapshot (built once per generation).
-    pub async fn snapshot(&self, collector: CollectorId) -> Result<Arc<Snapshot>, Error> {
+    pub(crate) async fn snapshot(&self, collector: CollectorId) -> Result<Arc<Snapshot>, Error> {
         self.call(|r| Command::Snapshot(collector, r)).await
     }
 
     /// Records a collector's report.
-    pub async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
+    pub(crate) async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
         self.call(|r| Command::Report(report, r)).await
     }
 }
 
 /// Settings of the registry actor.
 #[derive(Debug, Clone)]
-pub struct RegistryConfig {
+pub(crate) struct RegistryConfig {
     /// Lease and grace rules.
     pub rules: Rules,
     /// How often leases and grace periods are checked.
@@ -192,9 +196,9 @@ pub struct RegistryConfig {
 }
 
 /// The actor. Build it with [`Registry::start`], run it with [`Registry::run`].
-pub struct Registry {
+pub(crate) struct Registry {
     state: State,
-    store: Store,
+    store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
     feeds: HashMap<CollectorId, Feed>,
@@ -213,8 +217,8 @@ impl Registry {
     ///
     /// # Errors
     /// When the store cannot be read or the start-up changes cannot be written.
-    pub async fn start(
-        store: Store,
+    pub(crate) async fn start(
+        store: Box<dyn Store>,
         clock: Arc<dyn Clock>,
         config: RegistryConfig,
     ) -> Result<(Self, RegistryHandle), StoreError> {
@@ -251,13 +255,20 @@ impl Registry {
     }
 
     /// The store's epoch.
-    pub fn epoch(&self) -> uuid::Uuid {
+    pub(crate) fn epoch(&self) -> uuid::Uuid {
         self.state.epoch()
     }
 
-    /// Runs until every handle and stream guard is gone. Sweeps leases and grace periods every
-    /// `sweep_interval` until `shutdown` is cancelled (no lease lapses while the server drains).
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs, in a `registry` span, until every handle and stream guard is gone. Sweeps leases and grace periods
+    /// every `sweep_interval` until `shutdown` is cancelled (no lease lapses while the server drains).
+    ///
+    /// The span has no fields: the epoch is logged where it matters ("registry loaded", "store settled"), and a
+    /// batch mixes many collectors and producers, named in each event.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        self.serve(shutdown).instrument(info_span!("registry")).await;
+    }
+
+    async fn serve(mut self, shutdown: CancellationToken) {
         // The actor keeps only a weak sender (to make stream guards), so the channel closes, and the actor stops,
         // once the last handle and guard are gone.
         let Some(own_tx) = self.tx.take().map(|tx| tx.downgrade()) else { return };
@@ -377,7 +388,12 @@ impl Registry {
                                 "two collector processes use one collector id (a copied data directory?): the newer \
                                  one's feed stream is refused; give it a new id"
                             );
-                            pending.push(Pending::Refused(reply, conflict.into()));
+                            let refused = Error::DuplicateInstance {
+                                collector: conflict.collector,
+                                running: conflict.running,
+                                refused: conflict.refused,
+                            };
+                            pending.push(Pending::Refused(reply, refused));
                         }
                     }
                 }
@@ -395,7 +411,7 @@ impl Registry {
                 }
                 Command::Detach(id, instance) => {
                     self.state.detach(id, instance, now);
-                    if self.state.collector(id).is_some_and(|c| matches!(c.liveness, state::Liveness::Grace { .. })) {
+                    if self.state.collector(id).is_some_and(|c| matches!(c.liveness, Liveness::Grace { .. })) {
                         info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
                     }
                 }
@@ -449,14 +465,14 @@ impl Registry {
                 }
             }
             Err(e) => {
-                error!(error = %e, "store commit failed; the batch is dropped and the state reloaded from the store");
+                error!(error = %chain(e), "store commit failed; the batch is dropped and the state reloaded from the store");
                 match self.store.load().await {
                     Ok(loaded) => {
                         self.state.reload(loaded, now);
                         self.needs_recompute = true;
                     }
                     Err(e) => {
-                        error!(error = %e, "reloading the store failed too; serving the last committed snapshots")
+                        error!(error = %chain(&e), "reloading the store failed too; serving the last committed snapshots")
                     }
                 }
             }

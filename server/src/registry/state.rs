@@ -3,7 +3,7 @@
 //!
 //! Each operation mutates the state and records in a [`Changes`] what it touched. [`State::finish`] then bumps
 //! the generation of every collector whose assignment changed (once per batch, however many changes it took)
-//! and turns the touched records into a store [`Batch`]. The actor commits that batch and only then publishes
+//! and turns the touched records into a [`Batch`] for the store. The actor commits that batch and only then publishes
 //! snapshots, so nothing that is not on disk is ever sent (S7).
 
 use std::{
@@ -19,108 +19,12 @@ use uuid::Uuid;
 use crate::{
     assign,
     clock::ms,
-    store::{Batch, Loaded},
+    records::{Batch, CollectorRecord, Liveness, Loaded, ProducerRecord, StoredReport},
 };
-
-/// A registered producer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProducerRecord {
-    /// What its registrant said.
-    pub spec: ProducerSpec,
-    /// Its lease length.
-    pub lease: Duration,
-    /// When its lease lapses unless renewed.
-    pub expires_at_ms: u64,
-    /// When it was first registered.
-    pub registered_at_ms: u64,
-    /// The collector that collects it, if any is eligible.
-    pub assigned: Option<CollectorId>,
-    /// The operator pin (`SetProducerPin`): kept across registrations, changed only by an operator.
-    pub operator_pin: Option<CollectorId>,
-}
-
-impl ProducerRecord {
-    /// The pin in force (L4): the operator's if set, else the registrant's.
-    pub fn pin(&self) -> Option<CollectorId> {
-        self.operator_pin.or(self.spec.pinned)
-    }
-}
-
-/// Whether a collector is eligible for assignment (L2). Not persisted: it describes open streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// `streams` feed streams are open.
-    Live {
-        /// Open streams, at least 1.
-        streams: u32,
-    },
-    /// No stream is open; still eligible until `until_ms`.
-    Grace {
-        /// End of the grace period.
-        until_ms: u64,
-    },
-    /// Not eligible; forgotten once departed for [`Rules::forget_after`].
-    Departed {
-        /// When it departed: the end of its grace period, or the load of the store for a collector that was not
-        /// departed when last written. 0 only transiently (see [`CollectorRecord::restored`]).
-        since_ms: u64,
-    },
-}
-
-impl Liveness {
-    fn eligible(self) -> bool {
-        !matches!(self, Self::Departed { .. })
-    }
-}
-
-/// A collector's last report (C4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredReport {
-    /// The epoch reported on.
-    pub epoch: Uuid,
-    /// The generation reported on.
-    pub generation: u64,
-    /// Applied or rejected.
-    pub outcome: ApplyOutcome,
-    /// When the report arrived.
-    pub at_ms: u64,
-}
-
-/// A known collector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectorRecord {
-    /// Its assignment generation in this epoch (starts at 1).
-    pub generation: u64,
-    /// Its liveness.
-    pub liveness: Liveness,
-    /// Its last report.
-    pub report: Option<StoredReport>,
-}
-
-impl CollectorRecord {
-    /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
-    /// grace when last written); liveness is decided by [`State::from_loaded`].
-    pub fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
-        Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
-    }
-
-    /// A new record; every caller makes it live or in grace at once.
-    fn new() -> Self {
-        Self { generation: 1, liveness: Liveness::Departed { since_ms: 0 }, report: None }
-    }
-
-    /// When it departed, if it has.
-    pub fn departed_at_ms(&self) -> Option<u64> {
-        match self.liveness {
-            Liveness::Departed { since_ms } => Some(since_ms),
-            Liveness::Live { .. } | Liveness::Grace { .. } => None,
-        }
-    }
-}
 
 /// What one batch of operations touched.
 #[derive(Debug, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     producers: BTreeSet<ProducerId>,
     collectors: BTreeSet<CollectorId>,
     /// Collectors whose assignment changed: their generation is bumped in [`State::finish`].
@@ -131,7 +35,7 @@ pub struct Changes {
 
 /// Registry settings that the rules depend on.
 #[derive(Debug, Clone, Copy)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// Lease given when a registration asks for none.
     pub default_lease: Duration,
     /// How long a collector stays eligible after its last stream closed (L2).
@@ -145,7 +49,7 @@ pub struct Rules {
 
 /// Result of a registration.
 #[derive(Debug, Clone)]
-pub struct Registered {
+pub(crate) struct Registered {
     /// The producer as stored.
     pub record: ProducerRecord,
     /// Whether it was new.
@@ -154,7 +58,7 @@ pub struct Registered {
 
 /// One page of producers.
 #[derive(Debug, Clone)]
-pub struct ProducerPage {
+pub(crate) struct ProducerPage {
     /// The producers.
     pub producers: Vec<ProducerRecord>,
     /// Set when more follow.
@@ -165,7 +69,7 @@ pub struct ProducerPage {
 
 /// How long a refused process still counts among a collector's instances, so the conflict stays visible between
 /// its retries (the feed's backoff is capped at 30 s by default).
-pub const CONFLICT_SHOWN_FOR: Duration = Duration::from_secs(120);
+pub(crate) const CONFLICT_SHOWN_FOR: Duration = Duration::from_secs(120);
 
 /// Most refused instances remembered per collector: what a client can make the server hold is bounded.
 const MAX_REFUSED_REMEMBERED: usize = 16;
@@ -182,7 +86,7 @@ struct Instances {
 /// A `Watch` refused because another process with the same collector id holds the feed (a copied data directory):
 /// both would collect every producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
+pub(crate) struct Conflict {
     /// The collector id both use.
     pub collector: CollectorId,
     /// The instance whose streams are open.
@@ -193,7 +97,7 @@ pub struct Conflict {
 
 /// What a collector's instances look like now, when more than one process used its id lately.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConflictView {
+pub(crate) struct ConflictView {
     /// The instance holding the feed now, if any.
     pub running: Option<Uuid>,
     /// The instances refused within [`CONFLICT_SHOWN_FOR`].
@@ -204,7 +108,7 @@ pub struct ConflictView {
 
 /// A collector as listed.
 #[derive(Debug, Clone)]
-pub struct CollectorView {
+pub(crate) struct CollectorView {
     /// Its id.
     pub id: CollectorId,
     /// Its record.
@@ -234,7 +138,7 @@ fn floor_lease(record: &mut ProducerRecord, now_ms: u64) -> bool {
 
 /// The registry's working state.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     epoch: Uuid,
     /// When the store settles; `None` once it has.
     settle_at_ms: Option<u64>,
@@ -253,7 +157,7 @@ impl State {
     ///   as it is and nothing moves unless a collector stays away for the whole grace period.
     ///
     /// The returned [`Changes`] hold the extended leases, to be committed before serving.
-    pub fn from_loaded(loaded: Loaded, rules: Rules, now_ms: u64) -> (Self, Changes) {
+    pub(crate) fn from_loaded(loaded: Loaded, rules: Rules, now_ms: u64) -> (Self, Changes) {
         // A store that has not settled yet settles one whole settle period from now: like a lease (L3), the
         // time it was down does not count, since no producer could register meanwhile.
         let mut state = Self {
@@ -294,7 +198,7 @@ impl State {
     /// Replaces the state with what the store holds, keeping the in-memory liveness of collectors (open streams
     /// are not in the store). Used after a failed commit, to drop the changes that did not reach the disk; the
     /// caller then recomputes the assignment, since liveness may differ from what the stored one was made for.
-    pub fn reload(&mut self, loaded: Loaded, now_ms: u64) {
+    pub(crate) fn reload(&mut self, loaded: Loaded, now_ms: u64) {
         let old = std::mem::take(&mut self.collectors);
         let (mut fresh, _) = Self::from_loaded(loaded, self.rules, now_ms);
         for (id, record) in old {
@@ -308,17 +212,17 @@ impl State {
     }
 
     /// The store's epoch.
-    pub fn epoch(&self) -> Uuid {
+    pub(crate) fn epoch(&self) -> Uuid {
         self.epoch
     }
 
     /// Whether the store has not yet served one settle period since it was created (see `store_settling`).
-    pub fn settling(&self) -> bool {
+    pub(crate) fn settling(&self) -> bool {
         self.settle_at_ms.is_some()
     }
 
     /// When the store settles, while it is settling.
-    pub fn settles_at_ms(&self) -> Option<u64> {
+    pub(crate) fn settles_at_ms(&self) -> Option<u64> {
         self.settle_at_ms
     }
 
@@ -326,7 +230,7 @@ impl State {
     /// stepped ahead), as L3 forgives a restart: every lease gets at least one renewal interval (a quarter of it)
     /// from now, every collector in grace gets its whole grace period from now (L2), and a settling store's
     /// deadline moves by the absence. Returns how many leases were extended.
-    pub fn forgive_absence(&mut self, absent_ms: u64, now_ms: u64, changes: &mut Changes) -> usize {
+    pub(crate) fn forgive_absence(&mut self, absent_ms: u64, now_ms: u64, changes: &mut Changes) -> usize {
         let mut extended = 0;
         for record in self.producers.values_mut() {
             if floor_lease(record, now_ms) {
@@ -349,7 +253,7 @@ impl State {
     /// After the wall clock stepped back, caps every deadline at what it could be if set now: a lease at its
     /// length, a grace period at its length, settling at one settle period. Without this a step back of a day
     /// would keep a dead producer's lease for a day more. Returns how many leases were cut.
-    pub fn clamp_deadlines(&mut self, now_ms: u64, changes: &mut Changes) -> usize {
+    pub(crate) fn clamp_deadlines(&mut self, now_ms: u64, changes: &mut Changes) -> usize {
         let mut clamped = 0;
         for record in self.producers.values_mut() {
             let ceiling = now_ms.saturating_add(ms(record.lease));
@@ -372,23 +276,18 @@ impl State {
     }
 
     /// The collector's record, if known.
-    pub fn collector(&self, id: CollectorId) -> Option<&CollectorRecord> {
+    pub(crate) fn collector(&self, id: CollectorId) -> Option<&CollectorRecord> {
         self.collectors.get(&id)
     }
 
     /// The producer's record, if registered.
-    pub fn producer(&self, id: ProducerId) -> Option<&ProducerRecord> {
+    pub(crate) fn producer(&self, id: ProducerId) -> Option<&ProducerRecord> {
         self.producers.get(&id)
-    }
-
-    /// How many producers are registered.
-    pub fn producer_count(&self) -> usize {
-        self.producers.len()
     }
 
     /// The generation a collector rejected, if its last report rejected its current generation in this epoch
     /// (C4: such a generation is not resent).
-    pub fn rejected_current(&self, id: CollectorId) -> Option<u64> {
+    pub(crate) fn rejected_current(&self, id: CollectorId) -> Option<u64> {
         let c = self.collectors.get(&id)?;
         let r = c.report.as_ref()?;
         (r.epoch == self.epoch && r.generation == c.generation && matches!(r.outcome, ApplyOutcome::Rejected(_)))
@@ -396,12 +295,12 @@ impl State {
     }
 
     /// The collector's assignment, ordered by producer id.
-    pub fn assignment(&self, id: CollectorId) -> impl Iterator<Item = &ProducerSpec> {
+    pub(crate) fn assignment(&self, id: CollectorId) -> impl Iterator<Item = &ProducerSpec> {
         self.by_collector.get(&id).into_iter().flatten().filter_map(|p| self.producers.get(p).map(|r| &r.spec))
     }
 
     /// How many producers are assigned to `id`, without walking them.
-    pub fn assigned_count(&self, id: CollectorId) -> usize {
+    pub(crate) fn assigned_count(&self, id: CollectorId) -> usize {
         self.by_collector.get(&id).map_or(0, BTreeSet::len)
     }
 
@@ -432,7 +331,7 @@ impl State {
 
     /// Registers or renews a producer (R1: an upsert). The registration replaces everything its registrant says
     /// (spec and lease), never the operator pin.
-    pub fn register(&mut self, registration: Registration, now_ms: u64, changes: &mut Changes) -> Registered {
+    pub(crate) fn register(&mut self, registration: Registration, now_ms: u64, changes: &mut Changes) -> Registered {
         let Registration { spec, lease } = registration;
         let lease = lease.unwrap_or(self.rules.default_lease);
         let expires_at_ms = now_ms.saturating_add(ms(lease));
@@ -472,7 +371,11 @@ impl State {
 
     /// Sets or clears a producer's operator pin, and nothing else, moving the producer if the pin in force now
     /// says so. Returns the record and whether the pin changed, or `None` when the producer is not registered.
-    pub fn set_operator_pin(&mut self, change: PinChange, changes: &mut Changes) -> Option<(ProducerRecord, bool)> {
+    pub(crate) fn set_operator_pin(
+        &mut self,
+        change: PinChange,
+        changes: &mut Changes,
+    ) -> Option<(ProducerRecord, bool)> {
         let record = self.producers.get_mut(&change.producer)?;
         let changed = record.operator_pin != change.collector;
         if changed {
@@ -486,7 +389,7 @@ impl State {
     }
 
     /// Removes a producer; returns whether it existed (R1: absent is not an error).
-    pub fn deregister(&mut self, id: ProducerId, changes: &mut Changes) -> bool {
+    pub(crate) fn deregister(&mut self, id: ProducerId, changes: &mut Changes) -> bool {
         let Some(record) = self.producers.remove(&id) else { return false };
         if let Some(owner) = record.assigned {
             if let Some(set) = self.by_collector.get_mut(&owner) {
@@ -515,7 +418,7 @@ impl State {
     }
 
     /// Recomputes every assignment (after a failed commit dropped one that liveness called for).
-    pub fn force_recompute(&mut self, changes: &mut Changes) {
+    pub(crate) fn force_recompute(&mut self, changes: &mut Changes) {
         self.recompute(changes);
     }
 
@@ -525,7 +428,7 @@ impl State {
     /// # Errors
     /// A [`Conflict`] when streams of another instance of `id` are open: the newer process is refused (and
     /// remembered for [`CONFLICT_SHOWN_FOR`]), nothing else changes. Streams of one instance are never refused.
-    pub fn attach(
+    pub(crate) fn attach(
         &mut self,
         id: CollectorId,
         known: Option<(Uuid, u64)>,
@@ -582,7 +485,7 @@ impl State {
 
     /// A feed stream of `id` (from process `instance`, if it said) closed; the collector enters grace when it was
     /// the last one (L2).
-    pub fn detach(&mut self, id: CollectorId, instance: Option<Uuid>, now_ms: u64) {
+    pub(crate) fn detach(&mut self, id: CollectorId, instance: Option<Uuid>, now_ms: u64) {
         if let Some(instance) = instance
             && let Some(instances) = self.instances.get_mut(&id)
             && let Some(open) = instances.open.get_mut(&instance)
@@ -607,7 +510,7 @@ impl State {
 
     /// Records a collector's report (C4). Returns whether it was about the current generation, or `None` when
     /// the collector is unknown.
-    pub fn report(&mut self, report: ApplyReport, now_ms: u64, changes: &mut Changes) -> Option<bool> {
+    pub(crate) fn report(&mut self, report: ApplyReport, now_ms: u64, changes: &mut Changes) -> Option<bool> {
         let epoch = self.epoch;
         let record = self.collectors.get_mut(&report.collector)?;
         let current = report.epoch == epoch && report.generation == record.generation;
@@ -623,7 +526,7 @@ impl State {
 
     /// Applies the rules of time: lapsed leases (L1), ended grace periods (L2), and the end of the store's
     /// settling period. Returns the producers whose lease lapsed and the collectors that departed.
-    pub fn sweep(&mut self, now_ms: u64, changes: &mut Changes) -> (Vec<ProducerId>, Vec<CollectorId>) {
+    pub(crate) fn sweep(&mut self, now_ms: u64, changes: &mut Changes) -> (Vec<ProducerId>, Vec<CollectorId>) {
         let lapsed: Vec<_> = self.producers.values().filter(|r| r.expires_at_ms <= now_ms).map(|r| r.spec.id).collect();
         for id in &lapsed {
             self.deregister(*id, changes);
@@ -653,7 +556,7 @@ impl State {
     }
 
     /// Forgets every collector departed for [`Rules::forget_after`] or longer; returns them.
-    pub fn forget_departed(&mut self, now_ms: u64, changes: &mut Changes) -> Vec<CollectorId> {
+    pub(crate) fn forget_departed(&mut self, now_ms: u64, changes: &mut Changes) -> Vec<CollectorId> {
         let forget_after = ms(self.rules.forget_after);
         let due: Vec<_> = self
             .collectors
@@ -669,7 +572,7 @@ impl State {
 
     /// Forgets a departed collector (an operator's `ForgetCollector`). Returns whether it was known, or, for a
     /// collector that is live or in grace, its liveness (it is kept).
-    pub fn forget(&mut self, id: CollectorId, changes: &mut Changes) -> Result<bool, Liveness> {
+    pub(crate) fn forget(&mut self, id: CollectorId, changes: &mut Changes) -> Result<bool, Liveness> {
         match self.collectors.get(&id).map(|c| c.liveness) {
             None => Ok(false),
             Some(Liveness::Departed { .. }) => {
@@ -692,7 +595,7 @@ impl State {
 
     /// Bumps the generation of every collector whose assignment changed, and gathers what must be written.
     /// Returns the batch and the collectors whose snapshot must be published once it is committed.
-    pub fn finish(&mut self, changes: Changes) -> (Batch, BTreeSet<CollectorId>) {
+    pub(crate) fn finish(&mut self, changes: Changes) -> (Batch, BTreeSet<CollectorId>) {
         let Changes { producers, mut collectors, dirty, settled_at_ms } = changes;
         for id in &dirty {
             let record = self.collectors.entry(*id).or_insert_with(CollectorRecord::new);
@@ -717,7 +620,7 @@ impl State {
     }
 
     /// One page of producers, in id order.
-    pub fn list_producers(&self, query: &ProducerQuery) -> ProducerPage {
+    pub(crate) fn list_producers(&self, query: &ProducerQuery) -> ProducerPage {
         use std::ops::Bound::{Excluded, Unbounded};
         let lower = query.after.map_or(Unbounded, Excluded);
         let size = query.page_size as usize;
@@ -746,7 +649,7 @@ impl State {
     }
 
     /// Every known collector, in id order, as of `now_ms`.
-    pub fn list_collectors(&mut self, now_ms: u64) -> Vec<CollectorView> {
+    pub(crate) fn list_collectors(&mut self, now_ms: u64) -> Vec<CollectorView> {
         let shown_since = now_ms.saturating_sub(ms(CONFLICT_SHOWN_FOR));
         for instances in self.instances.values_mut() {
             instances.refused.retain(|_, at| *at > shown_since);
@@ -821,13 +724,7 @@ mod tests {
     };
 
     fn empty(now_ms: u64) -> State {
-        let loaded = Loaded {
-            epoch: Uuid::from_u128(7),
-            epoch_created_ms: 0,
-            settled_at_ms: None,
-            producers: vec![],
-            collectors: vec![],
-        };
+        let loaded = Loaded { epoch: Uuid::from_u128(7), settled_at_ms: None, producers: vec![], collectors: vec![] };
         State::from_loaded(loaded, RULES, now_ms).0
     }
 
@@ -952,18 +849,13 @@ mod tests {
         assert!(lapsed.is_empty());
         let (lapsed, _) = state.sweep(40_000, &mut changes);
         assert_eq!(lapsed.len(), 1);
-        assert_eq!(state.producer_count(), 0);
+        assert!(state.producers.is_empty());
 
         // A record whose lease ran out during a downtime gets a quarter of its lease from the restart.
         let mut record = state.register(registration(2, 1, None), 0, &mut changes).record;
         record.expires_at_ms = 1_000;
-        let loaded = Loaded {
-            epoch: Uuid::from_u128(7),
-            epoch_created_ms: 0,
-            settled_at_ms: None,
-            producers: vec![record],
-            collectors: vec![],
-        };
+        let loaded =
+            Loaded { epoch: Uuid::from_u128(7), settled_at_ms: None, producers: vec![record], collectors: vec![] };
         let restart = 10 * 3_600_000;
         let (mut state, changes) = State::from_loaded(loaded, RULES, restart);
         assert_eq!(changes.producers.len(), 1, "the extension is persisted");
@@ -1056,7 +948,6 @@ mod tests {
         // A collector live when the store was last written, without producers, departs at the load.
         let loaded = Loaded {
             epoch: Uuid::from_u128(7),
-            epoch_created_ms: 0,
             settled_at_ms: None,
             producers: vec![],
             collectors: vec![(collector(3), CollectorRecord::restored(4, None, None))],

@@ -1,13 +1,7 @@
-//! The durable store: an embedded SQLite file under the data directory, reached through sqlx.
+//! The SQLite store: an embedded file under the data directory, reached through sqlx; the first [`Store`].
 //!
-//! The interface is deliberately narrow: [`Store::open`] (creating the file, running migrations and making the
-//! epoch once), [`Store::load`] (everything, at start) and [`Store::commit`] (one [`Batch`] in one transaction).
-//! The registry keeps the working state in memory and decides every change; the store only makes each batch
-//! durable, all or nothing. Registry changes, the assignment changes they cause and the generation bumps always
-//! travel in the same batch, so a crash can never leave a generation that does not match its assignment.
-//!
-//! The SQL is plain and portable on purpose, so that a PostgreSQL backend for several server replicas can
-//! implement the same three calls with sqlx's Postgres driver.
+//! The SQL is plain and portable on purpose, so that a PostgreSQL store can write the same rows with sqlx's
+//! Postgres driver.
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a commit that returned is on disk (an acknowledged
 //! registration survives `kill -9` and power loss).
@@ -25,108 +19,18 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::registry::state::{CollectorRecord, ProducerRecord, StoredReport};
+use super::{DatabaseError, Store, StoreError, StoreFuture};
+use crate::{
+    clock::ms,
+    records::{Batch, CollectorRecord, Loaded, ProducerRecord, StoredReport},
+};
 
 /// Name of the database file inside the data directory.
-pub const DB_FILE: &str = "roster.db";
-
-/// A store failure, with what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The data directory exists but cannot be written (read-only filesystem, permissions, full disk).
-    #[error(
-        "data directory {path} is not writable ({source}); the store must write there: make it writable, free space, or point --data-dir elsewhere"
-    )]
-    NotWritable {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A database operation failed.
-    #[error("{context} ({path}): {source}")]
-    Db {
-        /// What was being done.
-        context: &'static str,
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        source: sqlx::Error,
-    },
-    /// The schema could not be brought up to date.
-    #[error("cannot migrate {path}: {source}")]
-    Migrate {
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        source: sqlx::migrate::MigrateError,
-    },
-    /// A stored row does not parse: the file was edited or damaged.
-    #[error(
-        "{path} holds a bad row in {table}: {problem}; restore the file from a backup, or move it away to start an empty store (a new epoch)"
-    )]
-    Corrupt {
-        /// The database file.
-        path: PathBuf,
-        /// The table.
-        table: &'static str,
-        /// What is wrong.
-        problem: String,
-    },
-}
-
-/// Everything the store holds, read at start.
-#[derive(Debug)]
-pub struct Loaded {
-    /// The store's epoch.
-    pub epoch: Uuid,
-    /// When the store was created.
-    pub epoch_created_ms: u64,
-    /// When the store settled (C3), if it has.
-    pub settled_at_ms: Option<u64>,
-    /// Every producer.
-    pub producers: Vec<ProducerRecord>,
-    /// Every collector ever seen in this epoch, with its generation.
-    pub collectors: Vec<(CollectorId, CollectorRecord)>,
-}
-
-/// One transaction's worth of changes.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Producers to insert or replace.
-    pub upsert_producers: Vec<ProducerRecord>,
-    /// Producers to delete.
-    pub delete_producers: Vec<ProducerId>,
-    /// Collectors to insert or replace.
-    pub upsert_collectors: Vec<(CollectorId, CollectorRecord)>,
-    /// Set when the store settled: recorded once, so a restart does not settle it again.
-    pub settled_at_ms: Option<u64>,
-    /// Collectors to delete (forgotten).
-    pub delete_collectors: Vec<CollectorId>,
-}
-
-impl Batch {
-    /// Whether there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.upsert_producers.is_empty()
-            && self.delete_producers.is_empty()
-            && self.upsert_collectors.is_empty()
-            && self.settled_at_ms.is_none()
-            && self.delete_collectors.is_empty()
-    }
-}
+const DB_FILE: &str = "roster.db";
 
 /// The SQLite store.
-#[derive(Debug, Clone)]
-pub struct Store {
+#[derive(Debug)]
+pub(crate) struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
 }
@@ -139,14 +43,14 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, brings its schema up to date and makes its epoch if
     /// it has none. `now_ms` is recorded as the epoch's creation time.
     ///
     /// # Errors
     /// When the directory cannot be created, the file cannot be opened or migrated, or the epoch cannot be
     /// written.
-    pub async fn open(data_dir: &Path, now_ms: u64) -> Result<Self, StoreError> {
+    pub(crate) async fn open(data_dir: &Path, now_ms: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::CreateDir { path: data_dir.to_owned(), source })?;
         // SQLite would only say "unable to open database file"; find out first, and say why.
@@ -156,8 +60,12 @@ impl Store {
             .map_err(|source| StoreError::NotWritable { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let db = |context: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Db { context, path, source }
+            let path = &path;
+            move |source| StoreError::Db {
+                context,
+                store: path.display().to_string(),
+                source: DatabaseError::new(source),
+            }
         };
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -174,10 +82,10 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(db("cannot open database"))?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { path: path.clone(), source })?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|source| StoreError::Migrate {
+            store: path.display().to_string(),
+            source: DatabaseError::new(source),
+        })?;
         let mut tx = pool.begin().await.map_err(db("cannot begin transaction"))?;
         for (key, value) in [("epoch", Uuid::new_v4().to_string()), ("epoch_created_ms", now_ms.to_string())] {
             sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
@@ -191,25 +99,21 @@ impl Store {
         Ok(Self { pool, path })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn db(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + use<> {
-        let path = self.path.clone();
-        move |source| StoreError::Db { context, path, source }
+    /// What a failed `context` becomes.
+    fn db(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+        move |source| StoreError::Db {
+            context,
+            store: self.path.display().to_string(),
+            source: DatabaseError::new(source),
+        }
     }
 
     fn corrupt(&self, table: &'static str, problem: String) -> StoreError {
-        StoreError::Corrupt { path: self.path.clone(), table, problem }
+        StoreError::Corrupt { store: self.path.display().to_string(), table, problem }
     }
 
-    /// Reads the whole store.
-    ///
-    /// # Errors
-    /// When a read fails or a row does not parse.
-    pub async fn load(&self) -> Result<Loaded, StoreError> {
+    /// [`Store::load`].
+    async fn read(&self) -> Result<Loaded, StoreError> {
         let meta: BTreeMap<String, String> = sqlx::query("SELECT key, value FROM meta")
             .fetch_all(&self.pool)
             .await
@@ -221,10 +125,10 @@ impl Store {
             .get("epoch")
             .and_then(|e| Uuid::parse_str(e).ok())
             .ok_or_else(|| self.corrupt("meta", "no valid epoch".into()))?;
-        let epoch_created_ms = meta
-            .get("epoch_created_ms")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| self.corrupt("meta", "no valid epoch_created_ms".into()))?;
+        // Written with the epoch, so a meta without it was damaged; the registry does not need it.
+        if meta.get("epoch_created_ms").and_then(|v| v.parse::<u64>().ok()).is_none() {
+            return Err(self.corrupt("meta", "no valid epoch_created_ms".into()));
+        }
         // Absent until the store first settles (and in stores written before it was recorded, which then settle
         // once more: harmless, since only a collector coming from another epoch treats a settling store apart).
         let settled_at_ms = match meta.get("settled_at_ms") {
@@ -251,7 +155,7 @@ impl Store {
         .await
         .map_err(self.db("cannot read collectors"))?;
         let collectors = rows.iter().map(|row| self.collector_from_row(row)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Loaded { epoch, epoch_created_ms, settled_at_ms, producers, collectors })
+        Ok(Loaded { epoch, settled_at_ms, producers, collectors })
     }
 
     fn producer_from_row(&self, row: &SqliteRow) -> Result<ProducerRecord, StoreError> {
@@ -306,11 +210,8 @@ impl Store {
         Ok((collector, CollectorRecord::restored(generation, report, departed_at_ms)))
     }
 
-    /// Writes one batch in one transaction: all of it, or (on error) none of it.
-    ///
-    /// # Errors
-    /// When any write or the commit fails (disk full, read-only directory, I/O error); nothing is changed then.
-    pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// [`Store::commit`].
+    async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -327,10 +228,10 @@ impl Store {
             )
             .bind(p.spec.id.to_string())
             .bind(p.spec.address.as_str())
-            .bind(to_i64(crate::clock::ms(p.spec.interval)))
+            .bind(to_i64(ms(p.spec.interval)))
             .bind(labels)
             .bind(p.spec.pinned.map(|c| c.to_string()))
-            .bind(to_i64(crate::clock::ms(p.lease)))
+            .bind(to_i64(ms(p.lease)))
             .bind(to_i64(p.expires_at_ms))
             .bind(to_i64(p.registered_at_ms))
             .bind(p.assigned.map(|c| c.to_string()))
@@ -391,9 +292,19 @@ impl Store {
         tx.commit().await.map_err(self.db("cannot commit"))?;
         Ok(())
     }
+}
 
-    /// Closes the database cleanly (checkpointing the WAL).
-    pub async fn close(&self) {
-        self.pool.close().await;
+impl Store for SqliteStore {
+    fn load(&self) -> StoreFuture<'_, Result<Loaded, StoreError>> {
+        Box::pin(self.read())
+    }
+
+    fn commit<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write(batch))
+    }
+
+    /// Closes the pool, which checkpoints the WAL into the database file.
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.pool.close())
     }
 }

@@ -1,0 +1,104 @@
+//! The server's settings ([`Config`]) and every default, each defined once here as a constant: [`Config::new`]
+//! and the `roster-server` flags (`src/main.rs`) both take them from here, and the README's table of flags states
+//! them.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use roster::{domain::MAX_LEASE, message_limit::PAGE_BYTES};
+
+use crate::{
+    clock::{Clock, SystemClock},
+    feed::snapshot::ChunkLimits,
+};
+
+/// Address served unless configured otherwise: loopback only, the gRPC port roster uses by convention.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Directory of the store unless configured otherwise, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./roster-data/server";
+/// Lease given to registrations that ask for none (L1); registrants renew at a quarter of it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5 * 60);
+/// How long a collector whose last feed stream closed stays eligible (L2), so a short blip moves nothing.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+/// How long a departed collector is kept before it is forgotten: a day, so that `roster collectors list` still
+/// shows a collector that went away overnight.
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Idle time after which a feed stream gets a heartbeat (S5).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Bounds of a snapshot chunk (S2): 1000 producers, and the byte budget of every answer sent in parts
+/// ([`PAGE_BYTES`]), well below gRPC's 4 MiB message limit.
+pub const DEFAULT_CHUNK_LIMITS: ChunkLimits = ChunkLimits { max_producers: 1000, max_bytes: PAGE_BYTES };
+/// Longest wait for open calls to finish on shutdown (S6).
+pub const DEFAULT_DRAIN: Duration = roster::transport::DEFAULT_DRAIN;
+/// Reconnects per second the collectors are asked to spread to when the server shuts down.
+pub const DEFAULT_RECONNECT_RATE: u32 = 200;
+/// HTTP/2 keepalive ping interval (S5).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a keepalive ping may go unanswered before the connection is closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often leases and grace periods are checked.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a new store settles (C3): the renewal interval (a quarter) of the longest lease allowed, so it covers
+/// every registrant whatever lease it asks for.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(MAX_LEASE.as_secs() / 4);
+/// How late the registry's periodic work may run before the time counts as the server's own absence (L3).
+pub const DEFAULT_ABSENCE_THRESHOLD: Duration = Duration::from_secs(2);
+
+/// Everything the server needs to run; [`Config::new`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the store (created if missing).
+    pub data_dir: PathBuf,
+    /// Lease given to registrations that ask for none (L1). Keep it within [`roster::domain::MIN_LEASE`] and
+    /// [`roster::domain::MAX_LEASE`], the bounds of a lease a registrant may ask for; `roster-server --lease`
+    /// refuses anything else.
+    pub lease: Duration,
+    /// How long a collector stays eligible after its last stream closed (L2).
+    pub grace: Duration,
+    /// How long a departed collector is kept (listed, with its generation) before it is forgotten.
+    pub forget_after: Duration,
+    /// Idle time after which a feed stream gets a heartbeat (S5).
+    pub heartbeat: Duration,
+    /// Bounds of a snapshot chunk (S2).
+    pub chunk_limits: ChunkLimits,
+    /// Longest wait for open calls to finish on shutdown (S6).
+    pub drain: Duration,
+    /// Reconnects per second the collectors are asked to spread to when the server shuts down: they come back
+    /// over a window of `open streams / reconnect_rate` seconds, at most 10 s.
+    pub reconnect_rate: u32,
+    /// HTTP/2 keepalive ping interval (S5).
+    pub keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// How often leases and grace periods are checked.
+    pub sweep_interval: Duration,
+    /// How long a new store settles before its snapshots may shrink a collector's set (C3): serving time, which
+    /// must cover the longest renewal interval in use (a quarter of the longest lease).
+    pub settle: Duration,
+    /// How late the registry's periodic work may run before the server counts the time as its own absence, which
+    /// no lease or grace period is charged for (L3; see `registry::absence`).
+    pub absence_threshold: Duration,
+    /// The clocks; replaced in tests.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    /// The defaults, with the store in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            lease: DEFAULT_LEASE,
+            grace: DEFAULT_GRACE,
+            forget_after: DEFAULT_FORGET_AFTER,
+            heartbeat: DEFAULT_HEARTBEAT,
+            chunk_limits: DEFAULT_CHUNK_LIMITS,
+            drain: DEFAULT_DRAIN,
+            reconnect_rate: DEFAULT_RECONNECT_RATE,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            settle: DEFAULT_SETTLE,
+            absence_threshold: DEFAULT_ABSENCE_THRESHOLD,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! What the registry persists: the producer and collector records, everything a store holds ([`Loaded`]) and one
+//! transaction's worth of changes ([`Batch`]).
+//!
+//! These types are the one contract between the registry and a store. They live apart from both so that neither
+//! depends on the other: the registry's state turns its changes into a [`Batch`] and is rebuilt from a [`Loaded`],
+//! and a store (`crate::store`) reads and writes them without knowing any registry rule.
+
+use std::time::Duration;
+
+use roster::domain::{ApplyOutcome, CollectorId, ProducerId, ProducerSpec};
+use uuid::Uuid;
+
+/// A registered producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerRecord {
+    /// What its registrant said.
+    pub spec: ProducerSpec,
+    /// Its lease length.
+    pub lease: Duration,
+    /// When its lease lapses unless renewed.
+    pub expires_at_ms: u64,
+    /// When it was first registered.
+    pub registered_at_ms: u64,
+    /// The collector that collects it, if any is eligible.
+    pub assigned: Option<CollectorId>,
+    /// The operator pin (`SetProducerPin`): kept across registrations, changed only by an operator.
+    pub operator_pin: Option<CollectorId>,
+}
+
+impl ProducerRecord {
+    /// The pin in force (L4): the operator's if set, else the registrant's.
+    pub(crate) fn pin(&self) -> Option<CollectorId> {
+        self.operator_pin.or(self.spec.pinned)
+    }
+}
+
+/// Whether a collector is eligible for assignment (L2). Only a departure's time is persisted (see
+/// [`CollectorRecord::departed_at_ms`]): open streams and grace periods belong to the running server, and the
+/// registry decides them again when it loads the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// `streams` feed streams are open.
+    Live {
+        /// Open streams, at least 1.
+        streams: u32,
+    },
+    /// No stream is open; still eligible until `until_ms`.
+    Grace {
+        /// End of the grace period.
+        until_ms: u64,
+    },
+    /// Not eligible; forgotten once departed for the registry's `forget_after`.
+    Departed {
+        /// When it departed: the end of its grace period, or the load of the store for a collector that was not
+        /// departed when last written. 0 only transiently (see [`CollectorRecord::restored`]).
+        since_ms: u64,
+    },
+}
+
+impl Liveness {
+    /// Whether the collector may be assigned producers: live or in grace (L2).
+    pub(crate) fn eligible(self) -> bool {
+        !matches!(self, Self::Departed { .. })
+    }
+}
+
+/// A collector's last report (C4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredReport {
+    /// The epoch reported on.
+    pub epoch: Uuid,
+    /// The generation reported on.
+    pub generation: u64,
+    /// Applied or rejected.
+    pub outcome: ApplyOutcome,
+    /// When the report arrived.
+    pub at_ms: u64,
+}
+
+/// A known collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CollectorRecord {
+    /// Its assignment generation in this epoch (starts at 1).
+    pub generation: u64,
+    /// Its liveness.
+    pub liveness: Liveness,
+    /// Its last report.
+    pub report: Option<StoredReport>,
+}
+
+impl CollectorRecord {
+    /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
+    /// grace when last written); the registry decides its liveness when it loads the store.
+    pub(crate) fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
+        Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
+    }
+
+    /// A new record; every caller makes it live or in grace at once.
+    pub(crate) fn new() -> Self {
+        Self { generation: 1, liveness: Liveness::Departed { since_ms: 0 }, report: None }
+    }
+
+    /// When it departed, if it has.
+    pub(crate) fn departed_at_ms(&self) -> Option<u64> {
+        match self.liveness {
+            Liveness::Departed { since_ms } => Some(since_ms),
+            Liveness::Live { .. } | Liveness::Grace { .. } => None,
+        }
+    }
+}
+
+/// Everything the store holds, read at start.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// The store's epoch.
+    pub epoch: Uuid,
+    /// When the store settled (C3), if it has.
+    pub settled_at_ms: Option<u64>,
+    /// Every producer.
+    pub producers: Vec<ProducerRecord>,
+    /// Every collector ever seen in this epoch, with its generation.
+    pub collectors: Vec<(CollectorId, CollectorRecord)>,
+}
+
+/// One transaction's worth of changes.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Producers to insert or replace.
+    pub upsert_producers: Vec<ProducerRecord>,
+    /// Producers to delete.
+    pub delete_producers: Vec<ProducerId>,
+    /// Collectors to insert or replace.
+    pub upsert_collectors: Vec<(CollectorId, CollectorRecord)>,
+    /// Set when the store settled: recorded once, so a restart does not settle it again.
+    pub settled_at_ms: Option<u64>,
+    /// Collectors to delete (forgotten).
+    pub delete_collectors: Vec<CollectorId>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.upsert_producers.is_empty()
+            && self.delete_producers.is_empty()
+            && self.upsert_collectors.is_empty()
+            && self.settled_at_ms.is_none()
+            && self.delete_collectors.is_empty()
+    }
+}
