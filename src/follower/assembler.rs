@@ -128,14 +128,7 @@ pub enum Event {
     /// A complete snapshot of the applied generation (nothing to do).
     AlreadyApplied,
     /// A partial or complete snapshot was not applied; the last known set stays.
-    Discarded {
-        /// Why.
-        reason: DiscardReason,
-        /// Details for the log.
-        detail: String,
-        /// The (epoch, generation) concerned, when known: a complete snapshot that is refused is reported (C4).
-        refused: Option<(Uuid, u64)>,
-    },
+    Discarded(Discard),
     /// The server says the applied snapshot is current.
     InSync {
         /// Its epoch.
@@ -150,6 +143,17 @@ pub enum Event {
         /// The server's current generation for this collector.
         generation: u64,
     },
+}
+
+/// A partial or complete snapshot that was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discard {
+    /// Why.
+    pub reason: DiscardReason,
+    /// Details for the log.
+    pub detail: String,
+    /// The (epoch, generation) concerned, when known: a complete snapshot that is refused is reported (C4).
+    pub refused: Option<(Uuid, u64)>,
 }
 
 #[derive(Debug)]
@@ -172,8 +176,8 @@ pub struct Assembler {
     max_producers: usize,
 }
 
-fn discard(reason: DiscardReason, detail: impl Into<String>) -> Event {
-    Event::Discarded { reason, detail: detail.into(), refused: None }
+fn discard(reason: DiscardReason, detail: impl Into<String>) -> Discard {
+    Discard { reason, detail: detail.into(), refused: None }
 }
 
 impl Assembler {
@@ -193,13 +197,9 @@ impl Assembler {
         self.applied.as_ref()
     }
 
-    /// Whether a snapshot is being assembled.
-    pub fn in_progress(&self) -> bool {
-        self.partial.is_some()
-    }
-
-    /// The stream failed or ended: a partial snapshot is discarded (C2).
-    pub fn stream_ended(&mut self) -> Option<Event> {
+    /// The stream failed or ended: a partial snapshot is discarded (C2). Nothing complete was refused, so there is
+    /// nothing to report.
+    pub fn stream_ended(&mut self) -> Option<Discard> {
         self.partial.take().map(|p| {
             discard(
                 DiscardReason::StreamEnded,
@@ -230,10 +230,10 @@ impl Assembler {
         self.partial
             .take()
             .map(|p| {
-                discard(
+                Event::Discarded(discard(
                     DiscardReason::Interleaved,
                     format!("{what} frame inside generation {} after {} chunks", p.generation, p.next_index),
-                )
+                ))
             })
             .into_iter()
             .collect()
@@ -241,32 +241,34 @@ impl Assembler {
 
     fn on_chunk(&mut self, mut chunk: pb::SnapshotChunk) -> Vec<Event> {
         let mut events = Vec::new();
-        if let Some(p) = &self.partial
-            && (p.epoch != chunk.epoch || p.generation != chunk.generation)
-        {
-            events.push(discard(
-                DiscardReason::OtherGeneration,
-                format!(
-                    "generation {} (epoch {}) interrupted by a chunk of generation {} (epoch {})",
-                    p.generation, p.epoch, chunk.generation, chunk.epoch
-                ),
-            ));
-            self.partial = None;
-        }
-        let partial = match self.partial.as_mut() {
+        // The partial is taken out while this chunk is checked: a chunk that breaks a rule leaves none behind (C2).
+        let continued = match self.partial.take() {
+            Some(p) if p.epoch != chunk.epoch || p.generation != chunk.generation => {
+                events.push(Event::Discarded(discard(
+                    DiscardReason::OtherGeneration,
+                    format!(
+                        "generation {} (epoch {}) interrupted by a chunk of generation {} (epoch {})",
+                        p.generation, p.epoch, chunk.generation, chunk.epoch
+                    ),
+                )));
+                None
+            }
+            kept => kept,
+        };
+        let mut partial = match continued {
             Some(p) => p,
-            None if chunk.index == 0 => self.partial.insert(Partial {
+            None if chunk.index == 0 => Partial {
                 epoch: chunk.epoch.clone(),
                 generation: chunk.generation,
                 next_index: 0,
                 targets: Vec::new(),
                 digest: Digest::default(),
-            }),
+            },
             None => {
-                events.push(discard(
+                events.push(Event::Discarded(discard(
                     DiscardReason::Gap,
                     format!("generation {} started at chunk {}", chunk.generation, chunk.index),
-                ));
+                )));
                 return events;
             }
         };
@@ -277,14 +279,12 @@ impl Assembler {
                 "generation {}: chunk {} where {} was due",
                 partial.generation, chunk.index, partial.next_index
             );
-            self.partial = None;
-            events.push(discard(reason, detail));
+            events.push(Event::Discarded(discard(reason, detail)));
             return events;
         }
         if partial.targets.len() + chunk.producers.len() > self.max_producers {
             let detail = format!("generation {} exceeds {} producers", partial.generation, self.max_producers);
-            self.partial = None;
-            events.push(discard(DiscardReason::TooLarge, detail));
+            events.push(Event::Discarded(discard(DiscardReason::TooLarge, detail)));
             return events;
         }
         // Entries are taken by value: a valid one's strings become the target's, with no copy.
@@ -294,8 +294,7 @@ impl Assembler {
                 Ok(t) => t,
                 Err(e) => {
                     let detail = format!("generation {}: {e}", partial.generation);
-                    self.partial = None;
-                    events.push(discard(DiscardReason::InvalidEntry, detail));
+                    events.push(Event::Discarded(discard(DiscardReason::InvalidEntry, detail)));
                     return events;
                 }
             };
@@ -305,21 +304,24 @@ impl Assembler {
             partial.targets.push(target);
         }
         partial.next_index += 1;
-        if !chunk.complete {
+        if chunk.complete {
+            events.push(self.complete(partial, &chunk));
+        } else {
+            self.partial = Some(partial);
             events.push(Event::Progress);
-            return events;
         }
-        let Some(partial) = self.partial.take() else { return events };
-        events.push(self.complete(partial, &chunk));
         events
     }
 
     fn complete(&mut self, p: Partial, last: &pb::SnapshotChunk) -> Event {
         let Ok(epoch) = Uuid::parse_str(&p.epoch) else {
-            return discard(DiscardReason::InvalidEntry, format!("epoch {:?} is not a UUID", p.epoch));
+            return Event::Discarded(discard(
+                DiscardReason::InvalidEntry,
+                format!("epoch {:?} is not a UUID", p.epoch),
+            ));
         };
         let refused = Some((epoch, p.generation));
-        let refuse = |reason, detail: String| Event::Discarded { reason, detail, refused };
+        let refuse = |reason, detail: String| Event::Discarded(Discard { reason, detail, refused });
         // Sorted by id (the server sends them so, which makes this linear), a repeated id sits next to itself.
         let mut targets = p.targets;
         targets.sort_by_key(|t| t.id);
@@ -356,14 +358,10 @@ impl Assembler {
                     return Event::AlreadyApplied;
                 }
                 if snapshot.generation < applied.generation {
-                    return Event::Discarded {
-                        reason: DiscardReason::StaleGeneration,
-                        detail: format!(
-                            "generation {} is older than the applied {}",
-                            snapshot.generation, applied.generation
-                        ),
-                        refused: None,
-                    };
+                    return Event::Discarded(discard(
+                        DiscardReason::StaleGeneration,
+                        format!("generation {} is older than the applied {}", snapshot.generation, applied.generation),
+                    ));
                 }
             }
             _ => {}
@@ -433,10 +431,7 @@ mod tests {
     }
 
     fn reasons(events: &[Event]) -> Vec<DiscardReason> {
-        events
-            .iter()
-            .filter_map(|e| if let Event::Discarded { reason, .. } = e { Some(*reason) } else { None })
-            .collect()
+        events.iter().filter_map(|e| if let Event::Discarded(d) = e { Some(d.reason) } else { None }).collect()
     }
 
     #[test]
@@ -451,7 +446,7 @@ mod tests {
         let mut partial = chunks(epoch, 2, false, &[1, 2, 3, 4], 2);
         partial.pop();
         feed(&mut a, partial);
-        assert_eq!(reasons(&[a.stream_ended().unwrap()]), vec![DiscardReason::StreamEnded]);
+        assert_eq!(a.stream_ended().map(|d| d.reason), Some(DiscardReason::StreamEnded));
         assert_eq!(applied_ids(&a), before, "the last known set stays");
     }
 
@@ -608,7 +603,7 @@ mod tests {
             for step in steps {
                 let events = match step {
                     Step::Heartbeat => a.on_frame(Frame::Heartbeat(pb::Heartbeat::default())),
-                    Step::Break => a.stream_ended().into_iter().collect(),
+                    Step::Break => a.stream_ended().into_iter().map(Event::Discarded).collect(),
                     Step::Send { snapshot, per_chunk, corruption } => {
                         let (epoch, generation, ids) = sent(snapshot);
                         let mut c = chunks(epoch, generation, false, ids, per_chunk);
