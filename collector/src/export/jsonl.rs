@@ -1,0 +1,106 @@
+//! The JSON-lines exporter: samples appended to a file, one sample a line, through a buffer.
+//!
+//! The file (and its directory) is opened at the first batch, and again at the batch after a failed write, so a
+//! disk that was full or a directory that was removed is picked up again once it recovers.
+//!
+//! A line: `{"time_unix_ms":…,"producer_id":"…","name":"…","labels":{…},"value":…}`.
+
+use std::{fmt, io, path::PathBuf};
+
+use tokio::{
+    fs::{File, OpenOptions},
+    io::{AsyncWriteExt as _, BufWriter},
+};
+
+use super::Exporter;
+use crate::sample::Sample;
+
+/// Appends samples to a file as JSON lines.
+#[derive(Debug)]
+pub(crate) struct JsonLines {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    /// One line, reused.
+    line: Vec<u8>,
+}
+
+/// A write to the JSON-lines file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", path.display())]
+pub(crate) struct WriteError {
+    /// The file.
+    path: PathBuf,
+    /// Why.
+    #[source]
+    source: io::Error,
+}
+
+impl JsonLines {
+    /// Writes to `path` (opened at the first batch).
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self { path, out: None, line: Vec::with_capacity(256) }
+    }
+
+    async fn write(&mut self, batch: &[Sample]) -> io::Result<()> {
+        // Taken out while writing: a failed write leaves it closed, and the next batch opens it again.
+        let mut out = match self.out.take() {
+            Some(out) => out,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    tokio::fs::create_dir_all(dir).await?;
+                }
+                BufWriter::new(OpenOptions::new().create(true).append(true).open(&self.path).await?)
+            }
+        };
+        for sample in batch {
+            self.line.clear();
+            let json = serde_json::json!({
+                "time_unix_ms": sample.time_ms,
+                "producer_id": sample.producer_id,
+                "name": sample.name,
+                "labels": sample.labels,
+                "value": sample.value,
+            });
+            serde_json::to_writer(&mut self.line, &json).map_err(io::Error::other)?;
+            self.line.push(b'\n');
+            out.write_all(&self.line).await?;
+        }
+        self.out = Some(out);
+        Ok(())
+    }
+
+    /// `result`, with the file closed on an error (so the next batch reopens it).
+    fn closing_on_error(&mut self, result: io::Result<()>) -> Result<(), WriteError> {
+        result.map_err(|source| {
+            self.out = None;
+            WriteError { path: self.path.clone(), source }
+        })
+    }
+}
+
+impl fmt::Display for JsonLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
+
+impl Exporter for JsonLines {
+    type Error = WriteError;
+
+    async fn export(&mut self, batch: Vec<Sample>) -> Result<(), WriteError> {
+        let written = self.write(&batch).await;
+        self.closing_on_error(written)
+    }
+
+    async fn flush(&mut self) -> Result<(), WriteError> {
+        let flushed = match &mut self.out {
+            Some(out) => out.flush().await,
+            None => Ok(()),
+        };
+        self.closing_on_error(flushed)
+    }
+
+    async fn shutdown(mut self) -> Result<(), WriteError> {
+        self.flush().await
+    }
+}
