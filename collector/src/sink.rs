@@ -87,3 +87,113 @@ async fn write_loop<E: Exporter>(mut exporter: E, mut rx: mpsc::Receiver<Vec<Sam
     }
     info!(written = stats.written.load(Ordering::Relaxed), "sink flushed and closed");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, fmt, io};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// An exporter that takes a batch only when `gate` lets it, and fails the batches `failures` says.
+    #[derive(Debug)]
+    struct Scripted {
+        gate: Arc<Semaphore>,
+        failures: VecDeque<bool>,
+        exported: Arc<Mutex<Vec<usize>>>,
+        shut_down: Arc<AtomicU64>,
+    }
+
+    impl Scripted {
+        fn new(gate: &Arc<Semaphore>, failures: &[bool]) -> (Self, Arc<Mutex<Vec<usize>>>, Arc<AtomicU64>) {
+            let exported = Arc::new(Mutex::new(Vec::new()));
+            let shut_down = Arc::new(AtomicU64::new(0));
+            let scripted = Self {
+                gate: gate.clone(),
+                failures: failures.iter().copied().collect(),
+                exported: exported.clone(),
+                shut_down: shut_down.clone(),
+            };
+            (scripted, exported, shut_down)
+        }
+    }
+
+    impl fmt::Display for Scripted {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("scripted")
+        }
+    }
+
+    impl Exporter for Scripted {
+        type Error = io::Error;
+
+        async fn export(&mut self, batch: Vec<Sample>) -> io::Result<()> {
+            self.gate.acquire().await.map_err(io::Error::other)?.forget();
+            if self.failures.pop_front().unwrap_or(false) {
+                return Err(io::Error::other("refused"));
+            }
+            self.exported.lock().unwrap().push(batch.len());
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+
+        async fn shutdown(self) -> io::Result<()> {
+            self.shut_down.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    fn batch(n: usize) -> Vec<Sample> {
+        let sample =
+            Sample { time_ms: 1, producer_id: "p".into(), name: "up".into(), labels: Default::default(), value: 1.0 };
+        vec![sample; n]
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_batches_without_waiting_for_the_exporter() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (exporter, exported, shut_down) = Scripted::new(&gate, &[]);
+        let (sink, stats, writer) = Sink::start(exporter);
+        // The writer cannot run in between (one thread, no await): the queue takes exactly its bound.
+        for _ in 0..defaults::SINK_QUEUE_BATCHES + 10 {
+            sink.push(batch(2));
+        }
+        sink.push(Vec::new());
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 20, "ten batches of two did not fit");
+        assert_eq!(stats.written.load(Ordering::Relaxed), 0, "the exporter has taken nothing yet");
+
+        gate.add_permits(Semaphore::MAX_PERMITS);
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!(*exported.lock().unwrap(), vec![2; defaults::SINK_QUEUE_BATCHES], "every queued batch, in order");
+        assert_eq!(stats.written.load(Ordering::Relaxed), 2 * defaults::SINK_QUEUE_BATCHES as u64);
+        assert_eq!(shut_down.load(Ordering::Relaxed), 1, "shut down once, after the queue drained");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_counted_and_shown_until_a_later_one_succeeds() {
+        let gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        let (exporter, exported, _) = Scripted::new(&gate, &[true]);
+        let (sink, stats, writer) = Sink::start(exporter);
+        sink.push(batch(2));
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!((stats.written.load(Ordering::Relaxed), stats.dropped.load(Ordering::Relaxed)), (0, 2));
+        assert_eq!(stats.last_error.lock().unwrap().as_deref(), Some("refused"));
+        assert!(exported.lock().unwrap().is_empty());
+
+        let (exporter, exported, _) = Scripted::new(&gate, &[true, false]);
+        let (sink, stats, writer) = Sink::start(exporter);
+        sink.push(batch(2));
+        sink.push(batch(3));
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!((stats.written.load(Ordering::Relaxed), stats.dropped.load(Ordering::Relaxed)), (3, 2));
+        assert_eq!(*stats.last_error.lock().unwrap(), None, "the error is cleared by the next success");
+        assert_eq!(*exported.lock().unwrap(), vec![3]);
+    }
+}

@@ -104,3 +104,44 @@ impl Exporter for JsonLines {
         self.flush().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use roster::error_chain::chain;
+
+    use super::*;
+
+    fn sample(value: f64) -> Sample {
+        Sample {
+            time_ms: 7,
+            producer_id: "p1".into(),
+            name: "up".into(),
+            labels: [("job".to_owned(), "a,b=c".to_owned())].into(),
+            value,
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_one_line_a_sample_and_reopens_the_file_after_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("samples.jsonl");
+        // A directory where the file should be: writes fail until it goes.
+        std::fs::create_dir_all(&path).unwrap();
+        let mut exporter = JsonLines::new(path.clone());
+        let error = exporter.export(vec![sample(0.0)]).await.unwrap_err();
+        assert!(chain(&error).to_string().starts_with(&format!("{}: ", path.display())), "{}", chain(&error));
+
+        std::fs::remove_dir(&path).unwrap();
+        exporter.export(vec![sample(1.0), sample(2.5)]).await.unwrap();
+        exporter.shutdown().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[1],
+            serde_json::json!({
+                "time_unix_ms": 7, "producer_id": "p1", "name": "up", "labels": {"job": "a,b=c"}, "value": 2.5
+            })
+        );
+    }
+}
