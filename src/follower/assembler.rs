@@ -165,8 +165,8 @@ struct Partial {
     digest: Digest,
 }
 
-/// Default limit on producers in one snapshot (far above any real assignment; guards memory).
-pub const DEFAULT_MAX_PRODUCERS: usize = 1_000_000;
+/// The limit on producers in one snapshot (far above any real assignment; guards memory).
+pub const MAX_PRODUCERS: usize = 1_000_000;
 
 /// The assembler.
 #[derive(Debug)]
@@ -183,13 +183,7 @@ fn discard(reason: DiscardReason, detail: impl Into<String>) -> Discard {
 impl Assembler {
     /// Starts from the snapshot applied before (loaded from disk), if any.
     pub fn new(applied: Option<Arc<Snapshot>>) -> Self {
-        Self { applied, partial: None, max_producers: DEFAULT_MAX_PRODUCERS }
-    }
-
-    /// Sets the limit on producers in one snapshot.
-    pub fn with_max_producers(mut self, max: usize) -> Self {
-        self.max_producers = max;
-        self
+        Self { applied, partial: None, max_producers: MAX_PRODUCERS }
     }
 
     /// The snapshot in force.
@@ -491,7 +485,7 @@ mod tests {
             assert!(reasons(&events).contains(&want), "{want:?}: {events:?}");
             assert_eq!(a.applied().unwrap().generation, 1, "{want:?}: generation 1 stays in force");
         }
-        let mut a = Assembler::new(None).with_max_producers(3);
+        let mut a = Assembler { max_producers: 3, ..Assembler::new(None) };
         assert_eq!(reasons(&feed(&mut a, chunks(epoch, 1, false, &[1, 2, 3, 4], 2))), vec![DiscardReason::TooLarge]);
     }
 
@@ -522,8 +516,12 @@ mod tests {
         feed(&mut a, with_labels(2, "b"));
         let second = a.applied().unwrap();
         assert_eq!(second.generation, 2);
-        let shared: Vec<bool> =
-            first.targets.iter().zip(&second.targets).map(|(x, y)| x.labels.shares(&y.labels)).collect();
+        let shared: Vec<bool> = first
+            .targets
+            .iter()
+            .zip(&second.targets)
+            .map(|(x, y)| std::ptr::eq(x.labels.as_map(), y.labels.as_map()))
+            .collect();
         assert_eq!(shared, vec![true, false, true], "only the changed entry is a new allocation");
     }
 
