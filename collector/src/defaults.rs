@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use roster::{backoff::BackoffPolicy, follower};
 
-/// The roster-server to follow (`--server`).
+/// The roster-server to follow (`--server`; also where `roster-demo-producer` registers).
 pub const SERVER: &str = "http://127.0.0.1:50051";
 
 /// The data directory (`--data-dir`).
