@@ -57,6 +57,17 @@ impl RosterClient {
         }
     }
 
+    /// A client on `channel`, a connection to a roster-server made elsewhere (the follower reports on its feed's
+    /// connection), with the R3 defaults: 5 attempts, each limited to `timeout`.
+    pub fn on_channel(channel: Channel, timeout: Duration) -> Self {
+        Self {
+            registry: RegistryClient::new(channel.clone()),
+            feed: AssignmentFeedClient::new(channel),
+            policy: BackoffPolicy::UNARY,
+            timeout,
+        }
+    }
+
     /// Sets the most attempts per call (at least 1).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.policy.max_attempts = Some(attempts.max(1));

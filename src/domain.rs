@@ -427,11 +427,6 @@ impl Labels {
         Ok(Self(std::sync::Arc::new(labels)))
     }
 
-    /// Whether both are the very same allocation (not only equal).
-    pub fn shares(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-
     /// The labels, ordered by name.
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.0

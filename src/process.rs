@@ -31,7 +31,7 @@ pub async fn shutdown_signal() {
                 term.recv().await;
                 return;
             }
-            Err(e) => tracing::error!(error = %e, "cannot listen for SIGTERM"),
+            Err(e) => tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for SIGTERM"),
         }
         std::future::pending::<()>().await;
     };
@@ -39,7 +39,7 @@ pub async fn shutdown_signal() {
         result = tokio::signal::ctrl_c() => match result {
             Ok(()) => tracing::info!("SIGINT received"),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGINT");
+                tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for SIGINT");
                 std::future::pending::<()>().await;
             }
         },

@@ -6,13 +6,13 @@ use std::{fs, io, path::Path, str::FromStr};
 use roster::domain::CollectorId;
 
 /// File holding the id, inside the data directory.
-pub const ID_FILE: &str = "collector-id";
+const ID_FILE: &str = "collector-id";
 
 /// Why the identity cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: String,
@@ -35,7 +35,7 @@ pub enum IdentityError {
 ///
 /// # Errors
 /// When the file cannot be read or written, or holds something other than a UUID (or the nil UUID).
-pub fn load_or_create(data_dir: &Path, overridden: Option<CollectorId>) -> Result<CollectorId, IdentityError> {
+pub(crate) fn load_or_create(data_dir: &Path, overridden: Option<CollectorId>) -> Result<CollectorId, IdentityError> {
     if let Some(id) = overridden {
         return Ok(id);
     }

@@ -6,19 +6,29 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`identity`] | the collector's UUID in its data directory |
-//! | [`reconciler`] | running tasks ↔ applied snapshot, touching only what changed (C6) |
-//! | [`producer_task`] | one task per producer (handle/actor): collect every interval |
-//! | [`sink`] | samples as JSON lines, bounded, never blocking |
-//! | [`status`] | `roster.v1.CollectorStatus` |
+//! | [`defaults`] | every default, once |
+//! | `identity` | the collector's UUID in its data directory |
+//! | `reconciler` | running tasks ↔ applied snapshot, touching only what changed (C6) |
+//! | `producer_task` | one task per producer (handle/actor): the schedule and the counters |
+//! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer` today) |
+//! | `sample` | one collected sample, from scraper to exporter |
+//! | `sink` | the bounded queue that never blocks collection, and its writer task |
+//! | `export` | the destinations behind the queue, one exporter per kind (JSON lines today) |
+//! | `status` | `roster.v1.CollectorStatus` |
 //!
 //! The feed itself (connect, assemble, persist, report, reconnect) is [`roster::follower`].
 
-pub mod identity;
-pub mod producer_task;
-pub mod reconciler;
-pub mod sink;
-pub mod status;
+pub mod defaults;
+mod export;
+mod identity;
+mod producer_task;
+mod reconciler;
+mod sample;
+mod scrape;
+mod sink;
+mod status;
+
+pub use identity::IdentityError;
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
@@ -34,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{reconciler::Reconciler, sink::Sink, status::StatusService};
+use crate::{export::jsonl::JsonLines, reconciler::Reconciler, sink::Sink, status::StatusService};
 
 /// Settings of a collector; [`Config::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -43,11 +53,11 @@ pub struct Config {
     pub servers: Vec<ServerUrl>,
     /// Data directory: id, applied snapshot, and the default sink.
     pub data_dir: PathBuf,
-    /// Sink file; `None` means `<data_dir>/samples.jsonl`.
+    /// Sink file; `None` means [`defaults::SINK_FILE`] in `data_dir`.
     pub sink: Option<PathBuf>,
     /// Overrides the id kept in the data directory.
     pub id: Option<CollectorId>,
-    /// Feed settings (endpoints, id and state file are filled in by [`run`]).
+    /// HTTP/2 keepalive ping interval of the feed connection.
     pub keepalive_interval: Duration,
     /// HTTP/2 keepalive timeout of the feed connection.
     pub keepalive_timeout: Duration,
@@ -56,16 +66,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults, with `servers` and `data_dir`.
+    /// The [`defaults`], with `servers` and `data_dir`.
     pub fn new(servers: Vec<ServerUrl>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             servers,
             data_dir: data_dir.into(),
             sink: None,
             id: None,
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(10),
-            backoff: roster::backoff::BackoffPolicy::FEED,
+            keepalive_interval: defaults::KEEPALIVE_INTERVAL,
+            keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
+            backoff: defaults::RECONNECT_BACKOFF,
         }
     }
 
@@ -79,8 +89,14 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
     /// The data directory cannot be created.
-    #[error("cannot create data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
+    #[error("cannot create data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The identity cannot be had.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
@@ -88,7 +104,7 @@ pub enum CollectorError {
     #[error(transparent)]
     Follower(#[from] FollowerError),
     /// The status server failed.
-    #[error("status server: {0}")]
+    #[error("the status server failed")]
     Transport(#[from] tonic::transport::Error),
 }
 
@@ -102,7 +118,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CollectorError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| CollectorError::DataDir(config.data_dir.clone(), e))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| CollectorError::DataDir { path: config.data_dir.clone(), source })?;
     let id = identity::load_or_create(&config.data_dir, config.id)?;
     let mut follower_config = FollowerConfig::new(config.servers.clone(), id);
     follower_config.state_file = Some(config.state_file(id));
@@ -112,37 +129,15 @@ pub async fn run(
     let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
-    let sink_path = config.sink.clone().unwrap_or_else(|| config.data_dir.join("samples.jsonl"));
-    let (sink, sink_stats, sink_writer) = Sink::start(sink_path.clone());
-    let mut reconciler = Reconciler::new(id, sink);
-    // C5: collect the persisted set at once, before any server answers.
-    let persisted = handle.applied.borrow().clone();
-    if let Some(snapshot) = &persisted {
-        reconciler.apply(snapshot).await;
-    }
-
+    let sink_path = config.sink.clone().unwrap_or_else(|| config.data_dir.join(defaults::SINK_FILE));
+    let (sink, sink_stats, sink_writer) = Sink::start(JsonLines::new(sink_path.clone()));
+    let reconciler = Reconciler::new(id, sink);
     let views = reconciler.views();
     let stop = CancellationToken::new();
+    let persisted = handle.applied.borrow().clone();
+    // C5: collect the persisted set at once, before any server answers.
+    let reconcile_task = reconciler.start(handle.applied.clone(), stop.clone()).await;
     let follower_task = tokio::spawn(follower.run(stop.clone()));
-    let mut applied = handle.applied.clone();
-    let stop_reconcile = stop.clone();
-    let reconcile_task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop_reconcile.cancelled() => break,
-                changed = applied.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let snapshot = applied.borrow_and_update().clone();
-                    if let Some(snapshot) = snapshot {
-                        reconciler.apply(&snapshot).await;
-                    }
-                }
-            }
-        }
-        reconciler.stop_all().await;
-    });
 
     let status = StatusService { collector: id, instance, follower: handle, tasks: views, sink: sink_stats };
     let local = listener.local_addr().ok();
@@ -166,11 +161,11 @@ pub async fn run(
         .await;
     stop.cancel();
     let _ = follower_task.await;
-    if tokio::time::timeout(Duration::from_secs(30), reconcile_task).await.is_err() {
-        warn!("collection tasks did not stop within 30 s");
+    if tokio::time::timeout(defaults::STOP_TASKS_WITHIN, reconcile_task).await.is_err() {
+        warn!("collection tasks did not stop within {} s", defaults::STOP_TASKS_WITHIN.as_secs());
     }
-    if tokio::time::timeout(Duration::from_secs(30), sink_writer).await.is_err() {
-        warn!("the sink did not flush within 30 s");
+    if tokio::time::timeout(defaults::FLUSH_SINK_WITHIN, sink_writer).await.is_err() {
+        warn!("the sink did not flush within {} s", defaults::FLUSH_SINK_WITHIN.as_secs());
     }
     info!("roster-collector stopped");
     Ok(served?)

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{domain::CollectorId, endpoint::ServerUrl};
+use roster_collector::defaults;
 
 /// A roster metrics collector.
 ///
@@ -24,18 +25,18 @@ struct Args {
     #[arg(
         long,
         env = "ROSTER_COLLECTOR_SERVER",
-        default_value = "http://127.0.0.1:50051",
+        default_value = defaults::SERVER,
         value_delimiter = ',',
         value_parser = ServerUrl::from_str
     )]
     server: Vec<ServerUrl>,
 
     /// Data directory: the collector's id, its applied snapshot and (by default) its sink.
-    #[arg(long, env = "ROSTER_COLLECTOR_DATA_DIR", default_value = "./roster-data/collector")]
+    #[arg(long, env = "ROSTER_COLLECTOR_DATA_DIR", default_value = defaults::DATA_DIR)]
     data_dir: PathBuf,
 
     /// Address of the status API (roster.v1.CollectorStatus).
-    #[arg(long, env = "ROSTER_COLLECTOR_LISTEN", default_value = "127.0.0.1:50061")]
+    #[arg(long, env = "ROSTER_COLLECTOR_LISTEN", default_value = defaults::LISTEN)]
     listen: SocketAddr,
 
     /// Sink file for samples (JSON lines). Default: DATA_DIR/samples.jsonl.
@@ -47,27 +48,42 @@ struct Args {
     id: Option<CollectorId>,
 
     /// HTTP/2 keepalive ping interval on the feed connection: how often a silent server is probed.
-    #[arg(long, env = "ROSTER_COLLECTOR_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = at_least_10ms)]
-    keepalive_interval: Duration,
+    #[arg(
+        long,
+        env = "ROSTER_COLLECTOR_KEEPALIVE_INTERVAL",
+        default_value_t = defaults::KEEPALIVE_INTERVAL.into(),
+        value_parser = at_least_10ms
+    )]
+    keepalive_interval: humantime::Duration,
 
     /// How long a keepalive ping may go unanswered before the feed connection is dropped and the next server
     /// tried. A half-open connection is noticed within interval + timeout.
-    #[arg(long, env = "ROSTER_COLLECTOR_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = at_least_10ms)]
-    keepalive_timeout: Duration,
+    #[arg(
+        long,
+        env = "ROSTER_COLLECTOR_KEEPALIVE_TIMEOUT",
+        default_value_t = defaults::KEEPALIVE_TIMEOUT.into(),
+        value_parser = at_least_10ms
+    )]
+    keepalive_timeout: humantime::Duration,
 
     /// Hard cap on the delay between feed reconnect attempts (they start at 200ms and double, with jitter that
     /// only shortens them). No delay ever exceeds it.
-    #[arg(long, env = "ROSTER_COLLECTOR_RECONNECT_MAX_DELAY", default_value = "30s", value_parser = at_least_10ms)]
-    reconnect_max_delay: Duration,
+    #[arg(
+        long,
+        env = "ROSTER_COLLECTOR_RECONNECT_MAX_DELAY",
+        default_value_t = defaults::RECONNECT_BACKOFF.cap.into(),
+        value_parser = at_least_10ms
+    )]
+    reconnect_max_delay: humantime::Duration,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
-fn at_least_10ms(text: &str) -> Result<Duration, String> {
+fn at_least_10ms(text: &str) -> Result<humantime::Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 10s, 1m)"))?;
     if duration < Duration::from_millis(10) {
         return Err(format!("{text} is too short: use at least 10ms"));
     }
-    Ok(duration)
+    Ok(duration.into())
 }
 
 const EXAMPLES: &str = "Examples:
@@ -82,10 +98,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
     config.sink = args.sink;
     config.id = args.id;
-    config.keepalive_interval = args.keepalive_interval;
-    config.keepalive_timeout = args.keepalive_timeout;
-    config.backoff.cap = args.reconnect_max_delay;
-    config.backoff.initial = config.backoff.initial.min(args.reconnect_max_delay);
+    config.keepalive_interval = args.keepalive_interval.into();
+    config.keepalive_timeout = args.keepalive_timeout.into();
+    config.backoff.cap = args.reconnect_max_delay.into();
+    config.backoff.initial = config.backoff.initial.min(config.backoff.cap);
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;

@@ -2,7 +2,9 @@
 //!
 //! A producer whose entry is unchanged keeps its task, and so its timer; a changed one is restarted; a removed
 //! one is stopped after any collection in flight; a new one starts at a random offset within its interval, so
-//! a large snapshot does not make every producer fire at once.
+//! a large snapshot does not make every producer fire at once. After the snapshot in force at start (C5: applied
+//! before any server answers), its task applies each snapshot the follower applies, the latest first if several
+//! came meanwhile.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -15,7 +17,9 @@ use roster::{
     domain::{CollectorId, ProducerId, Target},
     follower::assembler::Snapshot,
 };
-use tracing::info;
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info, info_span};
 
 use crate::{
     producer_task::{ProducerStats, TaskHandle},
@@ -24,34 +28,34 @@ use crate::{
 
 /// What a producer's status shows.
 #[derive(Debug, Clone)]
-pub struct TaskView {
+pub(crate) struct TaskView {
     /// What is collected.
-    pub target: Target,
+    pub(crate) target: Target,
     /// Which task incarnation.
-    pub incarnation: u64,
+    pub(crate) incarnation: u64,
     /// Its counters.
-    pub stats: Arc<Mutex<ProducerStats>>,
+    pub(crate) stats: Arc<Mutex<ProducerStats>>,
 }
 
 /// The running tasks, readable by the status service.
-pub type TaskViews = Arc<Mutex<BTreeMap<ProducerId, TaskView>>>;
+pub(crate) type TaskViews = Arc<Mutex<BTreeMap<ProducerId, TaskView>>>;
 
-/// What one reconciliation did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Summary {
+/// What one reconciliation did (for its log line).
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
     /// Tasks kept as they were.
-    pub kept: usize,
+    kept: usize,
     /// Tasks started for new producers.
-    pub started: usize,
+    started: usize,
     /// Tasks restarted because the entry changed.
-    pub restarted: usize,
+    restarted: usize,
     /// Tasks stopped for removed producers.
-    pub stopped: usize,
+    stopped: usize,
 }
 
 /// Owns the collection tasks.
 #[derive(Debug)]
-pub struct Reconciler {
+pub(crate) struct Reconciler {
     collector: CollectorId,
     sink: Sink,
     tasks: BTreeMap<ProducerId, TaskHandle>,
@@ -60,22 +64,57 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// No tasks yet.
-    pub fn new(collector: CollectorId, sink: Sink) -> Self {
+    pub(crate) fn new(collector: CollectorId, sink: Sink) -> Self {
         Self { collector, sink, tasks: BTreeMap::new(), views: TaskViews::default() }
     }
 
     /// The running tasks, for the status service.
-    pub fn views(&self) -> TaskViews {
+    pub(crate) fn views(&self) -> TaskViews {
         self.views.clone()
     }
 
     fn spawn(&self, target: Target) -> TaskHandle {
         let offset = Duration::from_nanos(rand::rng().random_range(0..=target.interval.as_nanos().max(1) as u64));
-        TaskHandle::spawn(target, self.collector, self.sink.clone(), offset)
+        TaskHandle::start(target, self.collector, self.sink.clone(), offset)
+    }
+
+    /// Applies the snapshot in force now (C5: the persisted one, before any server answers), then spawns the task
+    /// that applies every later one from `applied` until `stop`, and then stops every task (after collections in
+    /// flight).
+    pub(crate) async fn start(
+        mut self,
+        mut applied: watch::Receiver<Option<Arc<Snapshot>>>,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let span = info_span!("reconciler", collector.id = %self.collector);
+        let now = applied.borrow_and_update().clone();
+        if let Some(snapshot) = now {
+            self.apply(&snapshot).instrument(span.clone()).await;
+        }
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        changed = applied.changed() => {
+                            if changed.is_err() {
+                                break;
+                            }
+                            let snapshot = applied.borrow_and_update().clone();
+                            if let Some(snapshot) = snapshot {
+                                self.apply(&snapshot).await;
+                            }
+                        }
+                    }
+                }
+                self.stop_all().await;
+            }
+            .instrument(span),
+        )
     }
 
     /// Makes the running tasks match `snapshot`.
-    pub async fn apply(&mut self, snapshot: &Snapshot) -> Summary {
+    async fn apply(&mut self, snapshot: &Snapshot) {
         let mut summary = Summary::default();
         let wanted: HashSet<ProducerId> = snapshot.targets.iter().map(|t| t.id).collect();
         let mut stopping = Vec::new();
@@ -115,7 +154,6 @@ impl Reconciler {
             stopped = summary.stopped,
             "collection tasks reconciled"
         );
-        summary
     }
 
     fn publish_views(&self) {
@@ -132,7 +170,7 @@ impl Reconciler {
     }
 
     /// Stops every task (after collections in flight).
-    pub async fn stop_all(&mut self) {
+    async fn stop_all(&mut self) {
         let tasks = std::mem::take(&mut self.tasks);
         self.publish_views();
         let stops: Vec<_> = tasks.into_values().map(|t| tokio::spawn(t.stop())).collect();

@@ -1,74 +1,53 @@
-//! Where samples go: JSON lines appended to a file, one sample a line.
+//! Where producer tasks hand their samples: a bounded queue that never blocks, in front of one [`Exporter`].
 //!
-//! Producer tasks hand batches to a bounded queue without waiting (`try_send`): when the queue is full the
-//! batch is dropped and counted, so a slow or failing disk never blocks collection or the feed. One writer task
-//! drains the queue into a buffered file, flushes whenever the queue runs empty, and counts and logs write
-//! errors (reopening the file on the next batch) instead of failing. On shutdown it writes what is queued and
-//! flushes.
+//! Producer tasks hand batches to the queue without waiting (`try_send`): when the queue is full the batch is
+//! dropped and counted, so a slow or failing destination never blocks collection or the feed. One writer task
+//! drains the queue into the exporter, flushes it whenever the queue runs empty, and counts and logs failed
+//! batches (the exporter recovers for the next one) instead of failing. On shutdown it writes what is queued and
+//! shuts the exporter down.
 
-use std::{
-    path::PathBuf,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
 };
 
-use tokio::{
-    fs::OpenOptions,
-    io::{AsyncWriteExt as _, BufWriter},
-    sync::mpsc,
-    task::JoinHandle,
-};
-use tracing::{error, info};
+use roster::error_chain::chain;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::{Instrument as _, error, info, info_span};
 
-/// One sample, ready to write.
-#[derive(Debug, Clone)]
-pub struct SampleLine {
-    /// When it was observed (Unix ms).
-    pub time_ms: u64,
-    /// The producer it came from.
-    pub producer_id: String,
-    /// Metric name.
-    pub name: String,
-    /// Labels (the producer's registered labels win over the sample's own).
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// Value.
-    pub value: f64,
-}
+use crate::{defaults, export::Exporter, sample::Sample};
 
 /// Counters of the sink.
 #[derive(Debug, Default)]
-pub struct SinkStats {
+pub(crate) struct SinkStats {
     /// Samples written.
-    pub written: AtomicU64,
+    pub(crate) written: AtomicU64,
     /// Samples dropped (queue full, or a failed write).
-    pub dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
     /// The last write error, if the last write failed.
-    pub last_error: Mutex<Option<String>>,
+    pub(crate) last_error: Mutex<Option<String>>,
 }
-
-/// Batches queued for the writer, at most.
-pub const QUEUE_BATCHES: usize = 1024;
 
 /// The producer tasks' side of the sink.
 #[derive(Debug, Clone)]
-pub struct Sink {
-    tx: mpsc::Sender<Vec<SampleLine>>,
+pub(crate) struct Sink {
+    tx: mpsc::Sender<Vec<Sample>>,
     stats: Arc<SinkStats>,
 }
 
 impl Sink {
-    /// Starts the writer for `path`. Drop every [`Sink`] clone, then await the handle, to flush and stop.
-    pub fn start(path: PathBuf) -> (Self, Arc<SinkStats>, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    /// Starts the writer, exporting through `exporter`. Drop every [`Sink`] clone, then await the handle, to flush
+    /// and stop.
+    pub(crate) fn start(exporter: impl Exporter) -> (Self, Arc<SinkStats>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE_BATCHES);
         let stats = Arc::new(SinkStats::default());
-        let writer = tokio::spawn(write_loop(path, rx, stats.clone()));
+        let span = info_span!("sink", exporter = %exporter);
+        let writer = tokio::spawn(write_loop(exporter, rx, stats.clone()).instrument(span));
         (Self { tx, stats: stats.clone() }, stats, writer)
     }
 
     /// Queues a batch without waiting; drops (and counts) it when the queue is full.
-    pub fn push(&self, batch: Vec<SampleLine>) {
+    pub(crate) fn push(&self, batch: Vec<Sample>) {
         if batch.is_empty() {
             return;
         }
@@ -79,39 +58,13 @@ impl Sink {
     }
 }
 
-async fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<Vec<SampleLine>>, stats: Arc<SinkStats>) {
-    let mut out: Option<BufWriter<tokio::fs::File>> = None;
-    let mut line = Vec::with_capacity(256);
+async fn write_loop<E: Exporter>(mut exporter: E, mut rx: mpsc::Receiver<Vec<Sample>>, stats: Arc<SinkStats>) {
     while let Some(batch) = rx.recv().await {
         let n = batch.len() as u64;
-        let result = async {
-            if out.is_none() {
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                let file = OpenOptions::new().create(true).append(true).open(&path).await?;
-                out = Some(BufWriter::new(file));
-            }
-            let writer = out.as_mut().expect("opened above");
-            for sample in &batch {
-                line.clear();
-                let json = serde_json::json!({
-                    "time_unix_ms": sample.time_ms,
-                    "producer_id": sample.producer_id,
-                    "name": sample.name,
-                    "labels": sample.labels,
-                    "value": sample.value,
-                });
-                serde_json::to_writer(&mut line, &json).map_err(std::io::Error::other)?;
-                line.push(b'\n');
-                writer.write_all(&line).await?;
-            }
-            if rx.is_empty() {
-                writer.flush().await?;
-            }
-            Ok::<_, std::io::Error>(())
-        }
-        .await;
+        let result = match exporter.export(batch).await {
+            Ok(()) if rx.is_empty() => exporter.flush().await,
+            exported => exported,
+        };
         match result {
             Ok(()) => {
                 stats.written.fetch_add(n, Ordering::Relaxed);
@@ -121,18 +74,126 @@ async fn write_loop(path: PathBuf, mut rx: mpsc::Receiver<Vec<SampleLine>>, stat
             }
             Err(e) => {
                 stats.dropped.fetch_add(n, Ordering::Relaxed);
-                error!(path = %path.display(), error = %e, "sink write failed; samples dropped, will reopen");
+                let e = chain(&e).to_string();
+                error!(error = %e, "sink write failed; samples dropped, trying again with the next batch");
                 if let Ok(mut last) = stats.last_error.lock() {
-                    *last = Some(format!("{}: {e}", path.display()));
+                    *last = Some(e);
                 }
-                out = None;
             }
         }
     }
-    if let Some(mut writer) = out
-        && let Err(e) = writer.flush().await
-    {
-        error!(path = %path.display(), error = %e, "sink flush failed at shutdown");
+    if let Err(e) = exporter.shutdown().await {
+        error!(error = %chain(&e), "sink flush failed at shutdown");
     }
-    info!(path = %path.display(), written = stats.written.load(Ordering::Relaxed), "sink flushed and closed");
+    info!(written = stats.written.load(Ordering::Relaxed), "sink flushed and closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, fmt, io};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// An exporter that takes a batch only when `gate` lets it, and fails the batches `failures` says.
+    #[derive(Debug)]
+    struct Scripted {
+        gate: Arc<Semaphore>,
+        failures: VecDeque<bool>,
+        exported: Arc<Mutex<Vec<usize>>>,
+        shut_down: Arc<AtomicU64>,
+    }
+
+    impl Scripted {
+        fn new(gate: &Arc<Semaphore>, failures: &[bool]) -> (Self, Arc<Mutex<Vec<usize>>>, Arc<AtomicU64>) {
+            let exported = Arc::new(Mutex::new(Vec::new()));
+            let shut_down = Arc::new(AtomicU64::new(0));
+            let scripted = Self {
+                gate: gate.clone(),
+                failures: failures.iter().copied().collect(),
+                exported: exported.clone(),
+                shut_down: shut_down.clone(),
+            };
+            (scripted, exported, shut_down)
+        }
+    }
+
+    impl fmt::Display for Scripted {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("scripted")
+        }
+    }
+
+    impl Exporter for Scripted {
+        type Error = io::Error;
+
+        async fn export(&mut self, batch: Vec<Sample>) -> io::Result<()> {
+            self.gate.acquire().await.map_err(io::Error::other)?.forget();
+            if self.failures.pop_front().unwrap_or(false) {
+                return Err(io::Error::other("refused"));
+            }
+            self.exported.lock().unwrap().push(batch.len());
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+
+        async fn shutdown(self) -> io::Result<()> {
+            self.shut_down.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    fn batch(n: usize) -> Vec<Sample> {
+        let sample =
+            Sample { time_ms: 1, producer_id: "p".into(), name: "up".into(), labels: Default::default(), value: 1.0 };
+        vec![sample; n]
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_batches_without_waiting_for_the_exporter() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (exporter, exported, shut_down) = Scripted::new(&gate, &[]);
+        let (sink, stats, writer) = Sink::start(exporter);
+        // The writer cannot run in between (one thread, no await): the queue takes exactly its bound.
+        for _ in 0..defaults::SINK_QUEUE_BATCHES + 10 {
+            sink.push(batch(2));
+        }
+        sink.push(Vec::new());
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 20, "ten batches of two did not fit");
+        assert_eq!(stats.written.load(Ordering::Relaxed), 0, "the exporter has taken nothing yet");
+
+        gate.add_permits(Semaphore::MAX_PERMITS);
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!(*exported.lock().unwrap(), vec![2; defaults::SINK_QUEUE_BATCHES], "every queued batch, in order");
+        assert_eq!(stats.written.load(Ordering::Relaxed), 2 * defaults::SINK_QUEUE_BATCHES as u64);
+        assert_eq!(shut_down.load(Ordering::Relaxed), 1, "shut down once, after the queue drained");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_counted_and_shown_until_a_later_one_succeeds() {
+        let gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        let (exporter, exported, _) = Scripted::new(&gate, &[true]);
+        let (sink, stats, writer) = Sink::start(exporter);
+        sink.push(batch(2));
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!((stats.written.load(Ordering::Relaxed), stats.dropped.load(Ordering::Relaxed)), (0, 2));
+        assert_eq!(stats.last_error.lock().unwrap().as_deref(), Some("refused"));
+        assert!(exported.lock().unwrap().is_empty());
+
+        let (exporter, exported, _) = Scripted::new(&gate, &[true, false]);
+        let (sink, stats, writer) = Sink::start(exporter);
+        sink.push(batch(2));
+        sink.push(batch(3));
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!((stats.written.load(Ordering::Relaxed), stats.dropped.load(Ordering::Relaxed)), (3, 2));
+        assert_eq!(*stats.last_error.lock().unwrap(), None, "the error is cleared by the next success");
+        assert_eq!(*exported.lock().unwrap(), vec![3]);
+    }
 }

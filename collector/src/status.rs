@@ -23,17 +23,17 @@ use crate::{
 
 /// The status service.
 #[derive(Debug, Clone)]
-pub struct StatusService {
+pub(crate) struct StatusService {
     /// This collector.
-    pub collector: CollectorId,
+    pub(crate) collector: CollectorId,
     /// This process's instance id (see `WatchRequest.instance_id`).
-    pub instance: Option<uuid::Uuid>,
+    pub(crate) instance: Option<uuid::Uuid>,
     /// The follower's snapshot and counters.
-    pub follower: FollowerHandle,
+    pub(crate) follower: FollowerHandle,
     /// The running tasks.
-    pub tasks: TaskViews,
+    pub(crate) tasks: TaskViews,
     /// The sink's counters.
-    pub sink: Arc<SinkStats>,
+    pub(crate) sink: Arc<SinkStats>,
 }
 
 #[tonic::async_trait]

@@ -128,14 +128,7 @@ pub enum Event {
     /// A complete snapshot of the applied generation (nothing to do).
     AlreadyApplied,
     /// A partial or complete snapshot was not applied; the last known set stays.
-    Discarded {
-        /// Why.
-        reason: DiscardReason,
-        /// Details for the log.
-        detail: String,
-        /// The (epoch, generation) concerned, when known: a complete snapshot that is refused is reported (C4).
-        refused: Option<(Uuid, u64)>,
-    },
+    Discarded(Discard),
     /// The server says the applied snapshot is current.
     InSync {
         /// Its epoch.
@@ -152,6 +145,17 @@ pub enum Event {
     },
 }
 
+/// A partial or complete snapshot that was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discard {
+    /// Why.
+    pub reason: DiscardReason,
+    /// Details for the log.
+    pub detail: String,
+    /// The (epoch, generation) concerned, when known: a complete snapshot that is refused is reported (C4).
+    pub refused: Option<(Uuid, u64)>,
+}
+
 #[derive(Debug)]
 struct Partial {
     epoch: String,
@@ -161,8 +165,8 @@ struct Partial {
     digest: Digest,
 }
 
-/// Default limit on producers in one snapshot (far above any real assignment; guards memory).
-pub const DEFAULT_MAX_PRODUCERS: usize = 1_000_000;
+/// The limit on producers in one snapshot (far above any real assignment; guards memory).
+pub const MAX_PRODUCERS: usize = 1_000_000;
 
 /// The assembler.
 #[derive(Debug)]
@@ -172,20 +176,14 @@ pub struct Assembler {
     max_producers: usize,
 }
 
-fn discard(reason: DiscardReason, detail: impl Into<String>) -> Event {
-    Event::Discarded { reason, detail: detail.into(), refused: None }
+fn discard(reason: DiscardReason, detail: impl Into<String>) -> Discard {
+    Discard { reason, detail: detail.into(), refused: None }
 }
 
 impl Assembler {
     /// Starts from the snapshot applied before (loaded from disk), if any.
     pub fn new(applied: Option<Arc<Snapshot>>) -> Self {
-        Self { applied, partial: None, max_producers: DEFAULT_MAX_PRODUCERS }
-    }
-
-    /// Sets the limit on producers in one snapshot.
-    pub fn with_max_producers(mut self, max: usize) -> Self {
-        self.max_producers = max;
-        self
+        Self { applied, partial: None, max_producers: MAX_PRODUCERS }
     }
 
     /// The snapshot in force.
@@ -193,13 +191,9 @@ impl Assembler {
         self.applied.as_ref()
     }
 
-    /// Whether a snapshot is being assembled.
-    pub fn in_progress(&self) -> bool {
-        self.partial.is_some()
-    }
-
-    /// The stream failed or ended: a partial snapshot is discarded (C2).
-    pub fn stream_ended(&mut self) -> Option<Event> {
+    /// The stream failed or ended: a partial snapshot is discarded (C2). Nothing complete was refused, so there is
+    /// nothing to report.
+    pub fn stream_ended(&mut self) -> Option<Discard> {
         self.partial.take().map(|p| {
             discard(
                 DiscardReason::StreamEnded,
@@ -230,10 +224,10 @@ impl Assembler {
         self.partial
             .take()
             .map(|p| {
-                discard(
+                Event::Discarded(discard(
                     DiscardReason::Interleaved,
                     format!("{what} frame inside generation {} after {} chunks", p.generation, p.next_index),
-                )
+                ))
             })
             .into_iter()
             .collect()
@@ -241,32 +235,34 @@ impl Assembler {
 
     fn on_chunk(&mut self, mut chunk: pb::SnapshotChunk) -> Vec<Event> {
         let mut events = Vec::new();
-        if let Some(p) = &self.partial
-            && (p.epoch != chunk.epoch || p.generation != chunk.generation)
-        {
-            events.push(discard(
-                DiscardReason::OtherGeneration,
-                format!(
-                    "generation {} (epoch {}) interrupted by a chunk of generation {} (epoch {})",
-                    p.generation, p.epoch, chunk.generation, chunk.epoch
-                ),
-            ));
-            self.partial = None;
-        }
-        let partial = match self.partial.as_mut() {
+        // The partial is taken out while this chunk is checked: a chunk that breaks a rule leaves none behind (C2).
+        let continued = match self.partial.take() {
+            Some(p) if p.epoch != chunk.epoch || p.generation != chunk.generation => {
+                events.push(Event::Discarded(discard(
+                    DiscardReason::OtherGeneration,
+                    format!(
+                        "generation {} (epoch {}) interrupted by a chunk of generation {} (epoch {})",
+                        p.generation, p.epoch, chunk.generation, chunk.epoch
+                    ),
+                )));
+                None
+            }
+            kept => kept,
+        };
+        let mut partial = match continued {
             Some(p) => p,
-            None if chunk.index == 0 => self.partial.insert(Partial {
+            None if chunk.index == 0 => Partial {
                 epoch: chunk.epoch.clone(),
                 generation: chunk.generation,
                 next_index: 0,
                 targets: Vec::new(),
                 digest: Digest::default(),
-            }),
+            },
             None => {
-                events.push(discard(
+                events.push(Event::Discarded(discard(
                     DiscardReason::Gap,
                     format!("generation {} started at chunk {}", chunk.generation, chunk.index),
-                ));
+                )));
                 return events;
             }
         };
@@ -277,14 +273,12 @@ impl Assembler {
                 "generation {}: chunk {} where {} was due",
                 partial.generation, chunk.index, partial.next_index
             );
-            self.partial = None;
-            events.push(discard(reason, detail));
+            events.push(Event::Discarded(discard(reason, detail)));
             return events;
         }
         if partial.targets.len() + chunk.producers.len() > self.max_producers {
             let detail = format!("generation {} exceeds {} producers", partial.generation, self.max_producers);
-            self.partial = None;
-            events.push(discard(DiscardReason::TooLarge, detail));
+            events.push(Event::Discarded(discard(DiscardReason::TooLarge, detail)));
             return events;
         }
         // Entries are taken by value: a valid one's strings become the target's, with no copy.
@@ -294,8 +288,7 @@ impl Assembler {
                 Ok(t) => t,
                 Err(e) => {
                     let detail = format!("generation {}: {e}", partial.generation);
-                    self.partial = None;
-                    events.push(discard(DiscardReason::InvalidEntry, detail));
+                    events.push(Event::Discarded(discard(DiscardReason::InvalidEntry, detail)));
                     return events;
                 }
             };
@@ -305,21 +298,24 @@ impl Assembler {
             partial.targets.push(target);
         }
         partial.next_index += 1;
-        if !chunk.complete {
+        if chunk.complete {
+            events.push(self.complete(partial, &chunk));
+        } else {
+            self.partial = Some(partial);
             events.push(Event::Progress);
-            return events;
         }
-        let Some(partial) = self.partial.take() else { return events };
-        events.push(self.complete(partial, &chunk));
         events
     }
 
     fn complete(&mut self, p: Partial, last: &pb::SnapshotChunk) -> Event {
         let Ok(epoch) = Uuid::parse_str(&p.epoch) else {
-            return discard(DiscardReason::InvalidEntry, format!("epoch {:?} is not a UUID", p.epoch));
+            return Event::Discarded(discard(
+                DiscardReason::InvalidEntry,
+                format!("epoch {:?} is not a UUID", p.epoch),
+            ));
         };
         let refused = Some((epoch, p.generation));
-        let refuse = |reason, detail: String| Event::Discarded { reason, detail, refused };
+        let refuse = |reason, detail: String| Event::Discarded(Discard { reason, detail, refused });
         // Sorted by id (the server sends them so, which makes this linear), a repeated id sits next to itself.
         let mut targets = p.targets;
         targets.sort_by_key(|t| t.id);
@@ -356,14 +352,10 @@ impl Assembler {
                     return Event::AlreadyApplied;
                 }
                 if snapshot.generation < applied.generation {
-                    return Event::Discarded {
-                        reason: DiscardReason::StaleGeneration,
-                        detail: format!(
-                            "generation {} is older than the applied {}",
-                            snapshot.generation, applied.generation
-                        ),
-                        refused: None,
-                    };
+                    return Event::Discarded(discard(
+                        DiscardReason::StaleGeneration,
+                        format!("generation {} is older than the applied {}", snapshot.generation, applied.generation),
+                    ));
                 }
             }
             _ => {}
@@ -433,10 +425,7 @@ mod tests {
     }
 
     fn reasons(events: &[Event]) -> Vec<DiscardReason> {
-        events
-            .iter()
-            .filter_map(|e| if let Event::Discarded { reason, .. } = e { Some(*reason) } else { None })
-            .collect()
+        events.iter().filter_map(|e| if let Event::Discarded(d) = e { Some(d.reason) } else { None }).collect()
     }
 
     #[test]
@@ -451,7 +440,7 @@ mod tests {
         let mut partial = chunks(epoch, 2, false, &[1, 2, 3, 4], 2);
         partial.pop();
         feed(&mut a, partial);
-        assert_eq!(reasons(&[a.stream_ended().unwrap()]), vec![DiscardReason::StreamEnded]);
+        assert_eq!(a.stream_ended().map(|d| d.reason), Some(DiscardReason::StreamEnded));
         assert_eq!(applied_ids(&a), before, "the last known set stays");
     }
 
@@ -496,7 +485,7 @@ mod tests {
             assert!(reasons(&events).contains(&want), "{want:?}: {events:?}");
             assert_eq!(a.applied().unwrap().generation, 1, "{want:?}: generation 1 stays in force");
         }
-        let mut a = Assembler::new(None).with_max_producers(3);
+        let mut a = Assembler { max_producers: 3, ..Assembler::new(None) };
         assert_eq!(reasons(&feed(&mut a, chunks(epoch, 1, false, &[1, 2, 3, 4], 2))), vec![DiscardReason::TooLarge]);
     }
 
@@ -527,8 +516,12 @@ mod tests {
         feed(&mut a, with_labels(2, "b"));
         let second = a.applied().unwrap();
         assert_eq!(second.generation, 2);
-        let shared: Vec<bool> =
-            first.targets.iter().zip(&second.targets).map(|(x, y)| x.labels.shares(&y.labels)).collect();
+        let shared: Vec<bool> = first
+            .targets
+            .iter()
+            .zip(&second.targets)
+            .map(|(x, y)| std::ptr::eq(x.labels.as_map(), y.labels.as_map()))
+            .collect();
         assert_eq!(shared, vec![true, false, true], "only the changed entry is a new allocation");
     }
 
@@ -608,7 +601,7 @@ mod tests {
             for step in steps {
                 let events = match step {
                     Step::Heartbeat => a.on_frame(Frame::Heartbeat(pb::Heartbeat::default())),
-                    Step::Break => a.stream_ended().into_iter().collect(),
+                    Step::Break => a.stream_ended().into_iter().map(Event::Discarded).collect(),
                     Step::Send { snapshot, per_chunk, corruption } => {
                         let (epoch, generation, ids) = sent(snapshot);
                         let mut c = chunks(epoch, generation, false, ids, per_chunk);

@@ -23,21 +23,34 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use backon::Retryable as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, transport::Channel};
-use tracing::{debug, error, info, warn};
+use tonic::Code;
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use self::assembler::{Assembler, Event, Snapshot};
+use self::assembler::{Assembler, Discard, Event, Snapshot};
 use crate::{
     backoff::BackoffPolicy,
+    client::RosterClient,
     domain::CollectorId,
     endpoint::ServerUrl,
     error_chain::{chain, status_line},
     pb::{self, assignment_feed_client::AssignmentFeedClient},
     transport::{ClientOptions, Keepalive},
 };
+
+/// The HTTP/2 keepalive ping interval of the feed connection, by default.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a keepalive ping may go unanswered, by default: a half-open connection is dropped within interval +
+/// timeout.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The time limit for establishing a feed connection, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The time limit of each attempt at reporting a generation (C4), by default.
+pub const DEFAULT_REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of a follower.
 #[derive(Debug, Clone)]
@@ -58,6 +71,8 @@ pub struct FollowerConfig {
     pub state_file: Option<PathBuf>,
     /// Whether to report applied and rejected generations (C4).
     pub report: bool,
+    /// Time limit of each attempt at a report (R3: up to five attempts, transient failures only retried).
+    pub report_timeout: Duration,
     /// Observe only (`WatchRequest.observe_only`): follow the feed of a known collector without marking it live
     /// or changing any assignment. For tools that watch a feed (`roster watch`); a collector leaves it false.
     pub observe_only: bool,
@@ -70,18 +85,19 @@ pub struct FollowerConfig {
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on, no state file, not observe-only, failed saves retried up to every 10 s, and
-    /// a new random instance id.
+    /// 5 s connect timeout, reports on (each attempt limited to 5 s), no state file, not observe-only, failed saves
+    /// retried up to every 10 s, and a new random instance id.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
             collector,
             backoff: BackoffPolicy::FEED,
-            keepalive_interval: Duration::from_secs(10),
-            keepalive_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             state_file: None,
             report: true,
+            report_timeout: DEFAULT_REPORT_TIMEOUT,
             observe_only: false,
             persist_backoff: BackoffPolicy::PERSIST,
             instance: Some(uuid::Uuid::new_v4()),
@@ -251,7 +267,9 @@ impl Follower {
                         warn!(file = %path.display(), "removed the temporary file of a save that did not finish")
                     }
                     Ok(false) => {}
-                    Err(e) => warn!(error = %e, "cannot remove the temporary file of a save that did not finish"),
+                    Err(e) => {
+                        warn!(error = %chain(&e), "cannot remove the temporary file of a save that did not finish")
+                    }
                 }
                 state_file::load(path)?
             }
@@ -302,8 +320,14 @@ impl Follower {
     }
 
     /// Follows the feed until `shutdown` is cancelled.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let persister = self.persister.take().map(|p| tokio::spawn(p.run(shutdown.clone())));
+    pub async fn run(self, shutdown: CancellationToken) {
+        let span = info_span!("follower", collector.id = %self.config.collector);
+        self.follow(shutdown).instrument(span).await;
+    }
+
+    async fn follow(mut self, shutdown: CancellationToken) {
+        let persister =
+            self.persister.take().map(|p| tokio::spawn(p.run(shutdown.clone()).instrument(info_span!("persister"))));
         let mut delays = self.config.backoff.delays();
         let mut endpoint_index = 0;
         loop {
@@ -315,8 +339,8 @@ impl Follower {
             // always finished, never cut in half.
             let Some(cause) = self.follow_once(&url, &mut delivered, &shutdown).await else { break };
             self.set_connected(false);
-            if let Some(event) = self.assembler.stream_ended() {
-                self.handle(event, None).await;
+            if let Some(discard) = self.assembler.stream_ended() {
+                self.discarded(&discard);
             }
             if delivered {
                 delays.reset();
@@ -389,7 +413,9 @@ impl Follower {
             observe_only: self.config.observe_only,
             instance_id: self.config.instance.map(|i| i.to_string()).unwrap_or_default(),
         };
-        let mut client = AssignmentFeedClient::new(channel.clone());
+        // Reports go on the feed's connection, through the retrying client (R3: a request id, a time limit, retries).
+        let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout);
+        let mut client = AssignmentFeedClient::new(channel);
         let watched = tokio::select! {
             () = shutdown.cancelled() => return None,
             watched = client.watch(request) => watched,
@@ -434,7 +460,7 @@ impl Follower {
                 () = shutdown.cancelled() => return None,
                 saved = self.persisted.changed(), if persister_running => {
                     match saved {
-                        Ok(()) => self.report_saved(&channel),
+                        Ok(()) => self.report_saved(&reporter),
                         // Only on shutdown (or if the persister panicked): nothing more will be saved.
                         Err(_) => persister_running = false,
                     }
@@ -450,7 +476,7 @@ impl Follower {
                         if !matches!(event, Event::Progress) {
                             *delivered = true;
                         }
-                        self.handle(event, Some(&channel)).await;
+                        self.handle(event, &reporter);
                     }
                 }
                 Ok(None) => return Some("the server ended the stream".into()),
@@ -464,7 +490,7 @@ impl Follower {
 
     /// Reports the snapshot the persister saved last, if it is the one in force and not reported yet (C5: it is on
     /// disk). An older one saved after a newer was applied is not reported: the newer one will be, once saved.
-    fn report_saved(&mut self, channel: &Channel) {
+    fn report_saved(&mut self, reporter: &RosterClient) {
         let saved = *self.persisted.borrow_and_update();
         let current = self.assembler.applied().map(|s| (s.epoch, s.generation));
         if let Some((epoch, generation)) = saved
@@ -472,11 +498,11 @@ impl Follower {
             && saved != self.reported
         {
             self.reported = saved;
-            self.report(channel, epoch, generation, None);
+            self.report(reporter, epoch, generation, None);
         }
     }
 
-    async fn handle(&mut self, event: Event, channel: Option<&Channel>) {
+    fn handle(&mut self, event: Event, reporter: &RosterClient) {
         match event {
             Event::Progress => {}
             Event::Applied(snapshot) => {
@@ -502,12 +528,10 @@ impl Follower {
                 );
                 self.to_persist.send_replace(Some((snapshot, at)));
             }
-            Event::Discarded { reason, detail, refused } => {
-                warn!(reason = reason.as_str(), detail, "snapshot discarded; the last known set stays in force");
-                *self.stats.lock().discards.entry(reason.as_str()).or_default() += 1;
-                let _ = self.events.send(FollowerEvent::Discarded { reason: reason.as_str(), detail: detail.clone() });
-                if let (Some((epoch, generation)), Some(channel)) = (refused, channel) {
-                    self.report(channel, epoch, generation, Some(detail));
+            Event::Discarded(discard) => {
+                self.discarded(&discard);
+                if let Some((epoch, generation)) = discard.refused {
+                    self.report(reporter, epoch, generation, Some(discard.detail));
                 }
             }
             Event::AlreadyApplied | Event::InSync { .. } => debug!("in sync with the server"),
@@ -515,8 +539,16 @@ impl Follower {
         }
     }
 
-    /// Reports a generation (C4) in the background, retrying transient failures (R3).
-    fn report(&self, channel: &Channel, epoch: uuid::Uuid, generation: u64, rejected: Option<String>) {
+    /// Counts and logs a discarded snapshot: the last known set stays in force (C2).
+    fn discarded(&self, discard: &Discard) {
+        let (reason, detail) = (discard.reason.as_str(), &discard.detail);
+        warn!(reason, detail, "snapshot discarded; the last known set stays in force");
+        *self.stats.lock().discards.entry(reason).or_default() += 1;
+        let _ = self.events.send(FollowerEvent::Discarded { reason, detail: detail.clone() });
+    }
+
+    /// Reports a generation (C4) in the background, through the retrying client (R3).
+    fn report(&self, reporter: &RosterClient, epoch: uuid::Uuid, generation: u64, rejected: Option<String>) {
         if !self.config.report {
             return;
         }
@@ -527,22 +559,20 @@ impl Follower {
             outcome: if rejected.is_some() { pb::ApplyOutcome::Rejected } else { pb::ApplyOutcome::Applied }.into(),
             reason: rejected.unwrap_or_default(),
         };
-        let client = AssignmentFeedClient::new(channel.clone());
+        let reporter = reporter.clone();
         let events = self.events.clone();
-        tokio::spawn(async move {
-            let call = || {
-                let mut client = client.clone();
-                let request = request.clone();
-                async move { client.report_applied(request).await }
-            };
-            match call.retry(BackoffPolicy::UNARY).when(|s| s.code() == Code::Unavailable).await {
-                Ok(_) => {
-                    debug!(generation, "generation reported");
-                    let _ = events.send(FollowerEvent::Reported { generation });
+        tokio::spawn(
+            async move {
+                match reporter.report_applied(request).await {
+                    Ok(_) => {
+                        debug!(generation, "generation reported");
+                        let _ = events.send(FollowerEvent::Reported { generation });
+                    }
+                    Err(e) => warn!(generation, error = %chain(&e), "could not report the generation"),
                 }
-                Err(status) => warn!(generation, error = %status_line(&status), "could not report the generation"),
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 
@@ -618,7 +648,7 @@ impl Persister {
             Some(path) => {
                 let (path, snapshot) = (path.clone(), snapshot.clone());
                 match tokio::task::spawn_blocking(move || state_file::save(&path, &snapshot, at)).await {
-                    Ok(saved) => saved.map_err(|e| e.to_string()),
+                    Ok(saved) => saved.map_err(|e| chain(&e).to_string()),
                     Err(e) => Err(format!("the task saving it failed: {e}")),
                 }
             }

@@ -34,7 +34,7 @@ const MAGIC: &[u8; 16] = b"ROSTER-SNAPSHOT1";
 #[derive(Debug, thiserror::Error)]
 pub enum StateFileError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

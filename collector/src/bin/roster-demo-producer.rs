@@ -11,6 +11,7 @@ use roster::{
     endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
 };
+use roster_collector::defaults;
 
 /// A demo metrics producer for roster.
 ///
@@ -23,7 +24,7 @@ struct Args {
     #[arg(long, env = "ROSTER_PRODUCER_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// roster-server URL to register with, as http://host:port.
-    #[arg(long, env = "ROSTER_SERVER", default_value = "http://127.0.0.1:50051", value_parser = ServerUrl::from_str)]
+    #[arg(long, env = "ROSTER_SERVER", default_value = defaults::SERVER, value_parser = ServerUrl::from_str)]
     server: ServerUrl,
     /// The producer id (default: a new random one).
     #[arg(long, env = "ROSTER_PRODUCER_ID", value_parser = ProducerId::from_str)]

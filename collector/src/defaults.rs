@@ -1,0 +1,42 @@
+//! Every default of roster-collector, defined once: [`Config::new`](crate::Config::new), the flags of the
+//! `roster-collector` binary and the tasks read them here.
+
+use std::time::Duration;
+
+use roster::{backoff::BackoffPolicy, follower};
+
+/// The roster-server to follow (`--server`; also where `roster-demo-producer` registers).
+pub const SERVER: &str = "http://127.0.0.1:50051";
+
+/// The data directory (`--data-dir`).
+pub const DATA_DIR: &str = "./roster-data/collector";
+
+/// The address of the status API (`--listen`).
+pub const LISTEN: &str = "127.0.0.1:50061";
+
+/// The sink file, inside the data directory, unless `--sink` names another.
+pub const SINK_FILE: &str = "samples.jsonl";
+
+/// HTTP/2 keepalive ping interval of the feed connection (`--keepalive-interval`).
+pub const KEEPALIVE_INTERVAL: Duration = follower::DEFAULT_KEEPALIVE_INTERVAL;
+
+/// How long a keepalive ping may go unanswered (`--keepalive-timeout`).
+pub const KEEPALIVE_TIMEOUT: Duration = follower::DEFAULT_KEEPALIVE_TIMEOUT;
+
+/// The feed's reconnect backoff (R4); its cap is `--reconnect-max-delay`.
+pub const RECONNECT_BACKOFF: BackoffPolicy = BackoffPolicy::FEED;
+
+/// Batches the sink's queue holds, at most; a batch that finds it full is dropped and counted.
+pub const SINK_QUEUE_BATCHES: usize = 1024;
+
+/// The longest deadline of one collection (it is 80 % of the producer's interval, up to this).
+pub const COLLECT_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+
+/// The largest answer taken from a producer.
+pub const MAX_PRODUCER_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// On shutdown, how long the collection tasks get to finish the collections in flight.
+pub const STOP_TASKS_WITHIN: Duration = Duration::from_secs(30);
+
+/// On shutdown, how long the sink gets to write what is queued.
+pub const FLUSH_SINK_WITHIN: Duration = Duration::from_secs(30);
