@@ -1,10 +1,10 @@
-//! What every roster binary does the same way: logging to stderr, and waiting for SIGTERM or SIGINT. (How each
-//! one serves and goes away is [`crate::transport`].)
+//! What every roster binary does the same way: logging to stderr, waiting for SIGTERM or SIGINT, and saying why it
+//! failed. (How each one serves and goes away is [`crate::transport`].)
 //!
 //! Kept here so the binaries stay thin and alike (roster-server, roster-collector, roster-demo-producer, and the
 //! CLI to come).
 
-use std::io::IsTerminal as _;
+use std::{error::Error, io::IsTerminal as _, process::ExitCode};
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,6 +20,19 @@ pub fn init_tracing_at(default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// The exit of a binary's `main`: success, or the error and its causes on one stderr line, `program: what failed:
+/// why`, printed by [`crate::error_chain::chain`] as every other error is, and exit code 1.
+#[allow(clippy::print_stderr, reason = "the one line a failed program leaves, after its logs")]
+pub fn exit<E: AsRef<dyn Error + 'static>>(program: &str, result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {}", crate::error_chain::chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT, and logs which.

@@ -92,7 +92,11 @@ const EXAMPLES: &str = "Examples:
   grpcurl -plaintext 127.0.0.1:50061 roster.v1.CollectorStatus/GetStatus";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    roster::process::exit("roster-collector", start().await)
+}
+
+async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
@@ -105,8 +109,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;
-    roster_collector::run(listener, config, roster::process::shutdown_signal())
-        .await
-        .context("roster-collector failed")?;
+    roster_collector::run(listener, config, roster::process::shutdown_signal()).await?;
     Ok(())
 }

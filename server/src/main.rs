@@ -121,7 +121,11 @@ fn parse_duration(s: &str) -> Result<HumanDuration, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    roster::process::exit("roster-server", start().await)
+}
+
+async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
@@ -147,6 +151,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;
-    roster_server::run(listener, config, roster::process::shutdown_signal()).await.context("roster-server failed")?;
+    roster_server::run(listener, config, roster::process::shutdown_signal()).await?;
     Ok(())
 }

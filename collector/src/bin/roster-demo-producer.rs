@@ -42,7 +42,11 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    roster::process::exit("roster-demo-producer", start().await)
+}
+
+async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let labels = labels_from_flags("--label", args.label)?.into_map();
@@ -56,6 +60,6 @@ async fn main() -> anyhow::Result<()> {
         lease: args.lease,
         labels,
     };
-    run_demo(listener, options, roster::process::shutdown_signal()).await.context("roster-demo-producer failed")?;
+    run_demo(listener, options, roster::process::shutdown_signal()).await?;
     Ok(())
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use roster::{
     domain::{CollectorId, Labels, Target},
+    endpoint::ServerUrl,
     follower::now_ms,
     pb::{self, producer_client::ProducerClient},
+    transport::ClientOptions,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -32,10 +34,8 @@ impl GrpcScraper {
     /// # Errors
     /// [`ScrapeError::BadAddress`] when the target's address is not a URI tonic can dial.
     pub(crate) fn new(target: &Target, collector: CollectorId, connect_timeout: Duration) -> Result<Self, ScrapeError> {
-        let endpoint = Endpoint::from_shared(target.address.to_uri())
-            .map_err(|e| ScrapeError::BadAddress(e.into()))?
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true);
+        let url = ServerUrl::parse(&target.address.to_uri()).map_err(|e| ScrapeError::BadAddress(e.into()))?;
+        let endpoint = ClientOptions { connect_timeout, keepalive: None }.endpoint(&url);
         Ok(Self {
             endpoint,
             client: None,
