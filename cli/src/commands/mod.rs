@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// The global options every command is given: where the server is, how to call it, how to print.
-pub(crate) struct Globals {
+struct Globals {
     server: ServerUrl,
     timeout: Duration,
     max_attempts: u32,
