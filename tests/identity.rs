@@ -9,10 +9,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{
-    Proc, WAIT, collectors, roster, start_collector_with, start_server, status, wait_for, wait_reported, wait_status,
+    Proc, collectors, roster, start_collector_with, start_server, status, wait_for, wait_reported, wait_status,
+    wait_until,
 };
 use roster::pb::{self, assignment_feed_client::AssignmentFeedClient};
 use serde_json::Value;
@@ -121,15 +122,12 @@ async fn streams_of_one_instance_are_never_refused_and_another_instance_is() {
     let _new = feed.watch(watch(&instance)).await.unwrap().into_inner();
     // An observer that gives no instance id is not a process of the collector.
     let _observer = feed.watch(watch("")).await.unwrap().into_inner();
-    let deadline = Instant::now() + WAIT;
-    let me = loop {
-        let me = collectors(&url).await.remove(&id).unwrap();
-        if me.open_streams == 3 {
-            break me;
-        }
-        assert!(Instant::now() < deadline, "three open streams never counted: {me:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let me = wait_until(
+        "three open streams counted",
+        || async { collectors(&url).await.remove(&id).unwrap() },
+        |me| me.open_streams == 3,
+    )
+    .await;
     assert_eq!((me.instances, me.conflict.as_str()), (1, ""), "{me:?}");
 
     let other = uuid::Uuid::new_v4().to_string();

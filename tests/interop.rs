@@ -7,13 +7,9 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command};
 
-use common::{WAIT, python, run_grpcurl, start_collector, start_server};
+use common::{python, run_grpcurl, start_collector, start_server};
 use roster::pb::{self, registry_client::RegistryClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,15 +41,10 @@ async fn a_python_grpcio_follower_applies_exactly_the_set_the_rust_collector_app
         done.unwrap();
     }
 
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        let status = common::status(&status_addr).await;
-        if status.applied_producer_count == N as u64 && status.producers.len() == N {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the collector did not apply all {N}: {}", status.applied_producer_count);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = common::wait_status(&status_addr, &format!("the collector applying all {N}"), |status| {
+        status.applied_producer_count == N as u64 && status.producers.len() == N
+    })
+    .await;
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/follow_feed.py");
     let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");

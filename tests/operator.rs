@@ -14,22 +14,19 @@ use std::{
 
 use common::{
     Proc, WAIT, all_producers, client, collectors, register_many, roster, start_collector, start_server,
-    start_server_with, wait_status,
+    start_server_with, wait_status, wait_until,
 };
 use serde_json::Value;
 
 /// Waits until each of `ids` has one open stream and has converged; returns their generations.
 async fn converged(url: &str, ids: &[&str]) -> Vec<u64> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let known = collectors(url).await;
-        let all = ids.iter().all(|id| known.get(*id).is_some_and(|c| c.open_streams == 1 && c.converged));
-        if all {
-            return ids.iter().map(|id| known[*id].generation).collect();
-        }
-        assert!(Instant::now() < deadline, "collectors {ids:?} not converged in time: {known:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let known = wait_until(
+        &format!("collectors {ids:?} converged"),
+        || collectors(url),
+        |known| ids.iter().all(|id| known.get(*id).is_some_and(|c| c.open_streams == 1 && c.converged)),
+    )
+    .await;
+    ids.iter().map(|id| known[*id].generation).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,15 +138,13 @@ async fn an_operator_pin_holds_through_the_producers_renewals_touches_nothing_el
 
 /// Waits until the server lists `collector` as departed; returns its info.
 async fn departed(url: &str, collector: &str) -> roster::pb::CollectorInfo {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let known = collectors(url).await;
-        if let Some(c) = known.get(collector).filter(|c| c.state() == roster::pb::CollectorState::Departed) {
-            return c.clone();
-        }
-        assert!(Instant::now() < deadline, "{collector} did not depart: {known:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut known = wait_until(
+        &format!("{collector} departed"),
+        || collectors(url),
+        |known| known.get(collector).is_some_and(|c| c.state() == roster::pb::CollectorState::Departed),
+    )
+    .await;
+    known.remove(collector).expect("listed, as waited for")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,11 +246,12 @@ async fn roster_collectors_forget_refuses_a_live_or_grace_collector_and_forgets_
     assert!(line.contains("FailedPrecondition") && line.contains(&id) && line.contains("is live"), "{line}");
 
     collector.kill9();
-    let deadline = Instant::now() + WAIT;
-    while collectors(&url).await[&id].state() != roster::pb::CollectorState::Grace {
-        assert!(Instant::now() < deadline, "{id} never entered grace");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        &format!("{id} in grace"),
+        || collectors(&url),
+        |known| known[&id].state() == roster::pb::CollectorState::Grace,
+    )
+    .await;
     let mut grace = forget("table");
     assert!(!grace.wait_exit().success());
     assert!(grace.stderr().contains("FailedPrecondition") && grace.stderr().contains("in grace"), "{}", grace.stderr());

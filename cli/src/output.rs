@@ -24,7 +24,7 @@ pub(crate) fn print(format: Format, value: &Value, text: impl FnOnce() -> String
     }
 }
 
-pub(crate) fn table(header: &[&str]) -> Table {
+fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING).set_header(header.to_vec());
     table
@@ -80,7 +80,7 @@ fn pin_text(p: &pb::ProducerInfo) -> String {
     }
 }
 
-pub(crate) fn collector_state(c: &pb::CollectorInfo) -> &'static str {
+fn collector_state(c: &pb::CollectorInfo) -> &'static str {
     match c.state() {
         pb::CollectorState::Live => "live",
         pb::CollectorState::Grace => "grace",
@@ -123,7 +123,7 @@ pub(crate) fn collectors_text(collectors: &[pb::CollectorInfo]) -> String {
     text
 }
 
-pub(crate) fn collectors_table(collectors: &[pb::CollectorInfo]) -> Table {
+fn collectors_table(collectors: &[pb::CollectorInfo]) -> Table {
     let mut t = table(&["ID", "STATE", "PRODUCERS", "GENERATION", "APPLIED", "CONVERGED", "PROCESSES"]);
     for c in collectors {
         t.add_row(vec![

@@ -146,27 +146,17 @@ async fn a_silent_connection_is_detected_by_keepalive_and_the_next_endpoint_is_u
     let (follower, handle) = Follower::new(config).unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(follower.run(stop.clone()));
-    let wait = |what: &'static str, check: Box<dyn Fn(&roster::follower::StatsSnapshot) -> bool + Send>| {
-        let stats = handle.stats.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while !check(&stats.snapshot()) {
-                assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {:?}", stats.snapshot());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let stats = || std::future::ready(handle.stats.snapshot());
     let proxy_url = proxy.url();
-    wait(
-        "connected through the proxy",
-        Box::new(move |s| s.connected && s.endpoint == proxy_url && s.last_contact_ms > 0),
-    )
+    wait_until("connected through the proxy", stats, |s| {
+        s.connected && s.endpoint == proxy_url && s.last_contact_ms > 0
+    })
     .await;
 
     proxy.set(Mode::Silent);
     let silenced = std::time::Instant::now();
     let server_url = server.url();
-    wait("moved to the next endpoint", Box::new(move |s| s.connected && s.endpoint == server_url)).await;
+    wait_until("moved to the next endpoint", stats, |s| s.connected && s.endpoint == server_url).await;
     let detected = silenced.elapsed();
     assert!(detected < Duration::from_secs(10), "half-open connection detected after {detected:?}");
     assert!(handle.applied.borrow().is_some(), "a snapshot is in force");

@@ -376,7 +376,7 @@ async fn a_collector_that_reconnects_within_grace_keeps_its_producers_and_one_th
 
     drop(stream_a);
     // Within grace nothing moves; `a` is listed in grace.
-    let in_grace = wait_for("a in grace", || {
+    let in_grace = wait_for_some("a in grace", || {
         let mut registry = registry.clone();
         async move {
             let list = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
@@ -392,7 +392,7 @@ async fn a_collector_that_reconnects_within_grace_keeps_its_producers_and_one_th
 
     // Gone for longer than grace: its producers move to `b`, and `b` is told.
     drop(stream_a);
-    wait_for("a in grace again", || {
+    wait_for_some("a in grace again", || {
         let mut registry = registry.clone();
         async move {
             let list = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
@@ -633,7 +633,7 @@ async fn absence_and_clock_steps() {
     };
     // Its stream closes: the collector is in grace (60 s) and keeps the producer.
     drop(stream);
-    wait_for("the collector in grace", || {
+    wait_for_some("the collector in grace", || {
         let mut registry = registry.clone();
         async move {
             let listed = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner();
@@ -645,7 +645,7 @@ async fn absence_and_clock_steps() {
     // Stopped for 100 s, beyond the 40 s lease and the 60 s grace: on waking, nothing lapses or departs.
     clock.advance(Duration::from_secs(100));
     let now = clock.now_ms();
-    let extended = wait_for("the lease extended", || {
+    let extended = wait_for_some("the lease extended", || {
         let registry = registry.clone();
         async move {
             let p = get(registry).await.expect("still registered").into_inner();
@@ -662,7 +662,7 @@ async fn absence_and_clock_steps() {
         clock.advance(Duration::from_secs(1));
         let _ = get(registry.clone()).await;
     }
-    wait_for("the unrenewed lease lapsed", || {
+    wait_for_some("the unrenewed lease lapsed", || {
         let registry = registry.clone();
         async move { get(registry).await.is_err_and(|s| s.code() == Code::NotFound).then_some(()) }
     })
@@ -675,7 +675,7 @@ async fn absence_and_clock_steps() {
         .unwrap();
     clock.step_wall_forward(Duration::from_secs(3600));
     let now = clock.now_ms();
-    wait_for("the lease moved past the step", || {
+    wait_for_some("the lease moved past the step", || {
         let registry = registry.clone();
         async move {
             get(registry).await.ok().map(|p| p.into_inner()).filter(|p| p.lease_expires_at_unix_ms >= now + 10_000)
@@ -686,7 +686,7 @@ async fn absence_and_clock_steps() {
     // It steps back a day: no lease may then last longer than its length from now.
     clock.step_wall_back(Duration::from_secs(86_400));
     let now = clock.now_ms();
-    wait_for("the lease capped at its length", || {
+    wait_for_some("the lease capped at its length", || {
         let registry = registry.clone();
         async move {
             get(registry).await.ok().map(|p| p.into_inner()).filter(|p| p.lease_expires_at_unix_ms <= now + 40_000)

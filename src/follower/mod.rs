@@ -14,6 +14,8 @@
 //! replaces the backoff delay, still under the hard cap.
 
 pub mod assembler;
+#[cfg(test)]
+mod feed_vectors;
 pub mod state_file;
 
 use std::{

@@ -6,11 +6,17 @@
 //!   must survive (refused, reset, cut mid-stream, half-open silence, slow trickle). It also records when each
 //!   connection was accepted, so a test can count connection attempts per second ([`per_window`]).
 //! - [`registry`]: registering producers in bulk.
+//! - [`server`]: a roster-server in the test's own process ([`TestServer`]).
+//! - [`wait`]: bounded waiting on a condition ([`wait_for`] and its siblings, all bounded by [`WAIT`]).
 
 pub mod fault_proxy;
 pub mod registry;
+pub mod server;
+pub mod wait;
 
 pub use fault_proxy::{FaultProxy, Mode, per_window};
 pub use registry::{
     largest_labels, longest_address, never_due, register_all, register_many, register_many_like, registration,
 };
+pub use server::TestServer;
+pub use wait::{WAIT, wait_for, wait_for_some, wait_until};

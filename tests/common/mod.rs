@@ -15,8 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub use roster_testkit::{WAIT, wait_for, wait_until};
 
 /// The path of one of the workspace's binaries.
 pub fn binary(name: &str) -> PathBuf {
@@ -246,15 +245,6 @@ pub fn start_collector_with(server_url: &str, data_dir: &Path, extra: &[&str]) -
     (collector, status_addr, id)
 }
 
-/// Polls `check` every 20 ms until it holds; fails after [`WAIT`] naming `what`.
-pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Samples per producer id in a collector's sink file (complete lines only: the last may be half written).
 pub fn sink_counts(path: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut counts = std::collections::BTreeMap::new();
@@ -278,21 +268,13 @@ pub async fn status(status_addr: &str) -> roster::pb::GetStatusResponse {
     client.get_full_status().await.expect("GetStatus")
 }
 
-/// Polls a collector's status every 20 ms until `check` holds; returns that status, or fails after [`WAIT`].
+/// Reads a collector's status until `check` holds; returns that status (bounded by [`WAIT`]).
 pub async fn wait_status(
     status_addr: &str,
     what: &str,
     check: impl Fn(&roster::pb::GetStatusResponse) -> bool,
 ) -> roster::pb::GetStatusResponse {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = status(status_addr).await;
-        if check(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last status: {status:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(what, || status(status_addr), check).await
 }
 
 /// A registry client for `server_url`.
@@ -327,15 +309,13 @@ pub async fn collectors(server_url: &str) -> std::collections::BTreeMap<String, 
 /// Waits until the server has `collector`'s report of `generation` (or a later one): the collector reports only
 /// what it has persisted (C5), so its state file holds that generation from then on.
 pub async fn wait_reported(server_url: &str, collector: &str, generation: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let known = collectors(server_url).await;
-        if known.get(collector).is_some_and(|c| c.reported_generation >= generation) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no report of generation {generation} from {collector}: {known:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("a report of generation {generation} from {collector}");
+    wait_until(
+        &what,
+        || collectors(server_url),
+        |known| known.get(collector).is_some_and(|c| c.reported_generation >= generation),
+    )
+    .await;
 }
 
 /// Samples per producer over several collectors' sinks.
@@ -353,14 +333,14 @@ pub fn samples(sinks: &[PathBuf]) -> std::collections::BTreeMap<String, u64> {
 /// report is its current generation); returns how long that took.
 pub async fn wait_fleet_in_sync(server_url: &str, count: usize, what: &str) -> Duration {
     let start = Instant::now();
-    loop {
-        let known = collectors(server_url).await;
-        if known.len() == count && known.values().all(|c| c.open_streams == 1 && c.converged) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < WAIT, "{what}: not all {count} collectors in sync in time: {known:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{what}: all {count} collectors in sync");
+    wait_until(
+        &what,
+        || collectors(server_url),
+        |known| known.len() == count && known.values().all(|c| c.open_streams == 1 && c.converged),
+    )
+    .await;
+    start.elapsed()
 }
 
 /// Waits until every producer in `before` has `more` samples beyond its count there.

@@ -1,73 +1,22 @@
-//! Harness for the collector's fault tests: an in-process roster-server and producer on port 0, and an
-//! in-process collector read through its status API. The fault-injecting proxy comes from `roster-testkit`.
+//! Harness for the collector's fault tests: an in-process producer on port 0, and an in-process collector read
+//! through its status API. The in-process roster-server, the bounded waits and the fault-injecting proxy come from
+//! `roster-testkit`.
 
 // Test helpers: a panic here is the test failing, with its message.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
-use roster::{
-    pb::{self, registry_client::RegistryClient},
-    producer::SampleService,
-};
+use roster::{pb, producer::SampleService};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::{Channel, Server, server::TcpIncoming};
+use tonic::transport::{Server, server::TcpIncoming};
 use uuid::Uuid;
 
-/// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub use roster_testkit::{FaultProxy, Mode, TestServer, WAIT, register_all, wait_until};
 
-pub use roster_testkit::{FaultProxy, Mode, register_all};
-
-/// A roster-server running in this process.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), roster_server::ServerError>>,
-}
-
-impl TestServer {
-    /// Starts on `addr` (use port 0 for a fresh one, or an old address to come back on it).
-    pub async fn start_on(addr: SocketAddr, config: roster_server::Config) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(roster_server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
-        Self { addr, stop: Some(stop), task }
-    }
-
-    pub async fn start(config: roster_server::Config) -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), config).await
-    }
-
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, &mut self.task).await.expect("server stops in time").unwrap().unwrap();
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub async fn registry(&self) -> RegistryClient<Channel> {
-        RegistryClient::new(Channel::from_shared(self.url()).unwrap().connect().await.unwrap())
-    }
-}
-
-/// A roster.v1.Producer in this process, counting the collections it answers.
+/// A roster.v1.Producer in this process, answering every collection with one sample.
 pub struct TestProducer {
     pub addr: SocketAddr,
-    pub calls: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -75,16 +24,13 @@ impl TestProducer {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let calls = Arc::new(AtomicU64::new(0));
-        let counter = calls.clone();
-        let service = SampleService::new(move |_req: &pb::CollectRequest| {
-            counter.fetch_add(1, Ordering::Relaxed);
+        let service = SampleService::new(|_req: &pb::CollectRequest| {
             vec![pb::Sample { name: "test_up".into(), value: 1.0, ..Default::default() }]
         });
         let task = tokio::spawn(async move {
             let _ = Server::builder().add_service(service).serve_with_incoming(TcpIncoming::from(listener)).await;
         });
-        Self { addr, calls, task }
+        Self { addr, task }
     }
 }
 
@@ -125,21 +71,13 @@ impl TestCollector {
         client.get_full_status().await.unwrap()
     }
 
-    /// Polls the status (every 20 ms, up to [`WAIT`]) until `check` holds; returns that status.
+    /// Reads the status until `check` holds; returns that status (bounded by [`WAIT`]).
     pub async fn wait_until(
         &self,
         what: &str,
         check: impl Fn(&pb::GetStatusResponse) -> bool,
     ) -> pb::GetStatusResponse {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = self.status().await;
-            if check(&status) {
-                return status;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; last status: {status:#?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(what, || self.status(), check).await
     }
 }
 
@@ -171,6 +109,3 @@ pub fn producer_at(addr: SocketAddr, interval_ms: u32) -> pb::RegisterProducerRe
 pub fn collections(status: &pb::GetStatusResponse) -> std::collections::BTreeMap<String, u64> {
     status.producers.iter().map(|p| (p.id.clone(), p.collections)).collect()
 }
-
-/// Shared mutable value for tests.
-pub type Shared<T> = Arc<Mutex<T>>;

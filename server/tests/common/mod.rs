@@ -1,66 +1,20 @@
-//! Test harness shared by the server's integration tests: a server on port 0 with its shutdown passed in, typed
-//! clients, and readers that check every frame against the feed rules (S2, C1) as they assemble snapshots.
+//! Harness of the server's integration tests: configs with a manual clock, registration requests, and readers that
+//! check every frame against the feed rules (S2, C1) as they assemble snapshots. The in-process server and the
+//! bounded waits come from `roster-testkit`.
 
 // Test helpers: a panic here is the test failing, with its message.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use roster::pb::{
     self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient, watch_response::Frame,
 };
 use roster_server::{Config, clock::ManualClock};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::{Streaming, transport::Channel};
 use uuid::Uuid;
 
-pub use roster_testkit::register_all;
-
-/// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// A server running in this process on 127.0.0.1:0.
-pub struct TestServer {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), roster_server::ServerError>>,
-}
-
-impl TestServer {
-    pub async fn start(config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(roster_server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
-        Self { addr, stop: Some(stop), task }
-    }
-
-    /// Shuts the server down and waits for it to finish.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(WAIT, &mut self.task).await.expect("server stops in time").unwrap().unwrap();
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A registry client on its own connection.
-    pub async fn registry(&self) -> RegistryClient<Channel> {
-        RegistryClient::new(self.channel().await)
-    }
-
-    /// A feed client on its own connection (as each collector would have).
-    pub async fn feed(&self) -> AssignmentFeedClient<Channel> {
-        AssignmentFeedClient::new(self.channel().await)
-    }
-
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).unwrap().connect().await.unwrap()
-    }
-}
+pub use roster_testkit::{TestServer, WAIT, register_all, wait_for_some};
 
 /// A config for a test: store in `dir`, fast sweeps, and a manual clock the test moves.
 pub fn config(dir: &Path) -> (Config, Arc<ManualClock>) {
@@ -167,22 +121,6 @@ pub async fn next_snapshot(stream: &mut Streaming<pb::WatchResponse>) -> Snap {
                 }
             }
         }
-    }
-}
-
-/// Polls `check` (every 10 ms, up to [`WAIT`]) until it returns `Some`.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! few demo producers on loopback, with data under one directory. Ctrl-C (or SIGTERM) stops every part in
 //! order (producers deregister, then the collector flushes, then the server drains) and exits 0.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use roster::{
@@ -12,28 +12,10 @@ use roster::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Settings of `roster up`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct UpArgs {
-    /// Directory for all data: DIR/server, and DIR/collector with the sink (samples.jsonl).
-    #[arg(long, default_value = "./roster-data")]
-    data_dir: PathBuf,
-    /// Address of the control plane (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Address of the collector's status API (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:50061")]
-    collector_listen: SocketAddr,
-    /// How many demo producers to run.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=100))]
-    producers: u16,
-    /// Collection interval of the demo producers.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    interval: Duration,
-}
+use crate::args::UpArgs;
 
 #[allow(clippy::print_stdout, reason = "telling the user what runs where is the point")]
-pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let server_listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (use --listen)", args.listen))?;

@@ -1,0 +1,311 @@
+//! The CLI's arguments: every command, subcommand and flag as clap types, and the defaults they show in `--help`.
+//!
+//! Each default is a constant here, written once and used by clap (and by the messages that cite it), so the help
+//! text, the behaviour and the error messages cannot drift apart. What a command does with its arguments lives in
+//! [`crate::commands`].
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use roster::{
+    domain::{CollectorId, ProducerId, parse_label_flag},
+    endpoint::ServerUrl,
+};
+
+use crate::output::Format;
+
+/// roster-server's default address, written once for the two constants below (`concat!` takes only literals).
+macro_rules! server_listen {
+    () => {
+        "127.0.0.1:50051"
+    };
+}
+/// The address `roster up` serves the control plane on, as roster-server does by default.
+pub(crate) const DEFAULT_SERVER_LISTEN: &str = server_listen!();
+/// The roster-server the CLI calls unless `--server` or `ROSTER_SERVER` says otherwise: [`DEFAULT_SERVER_LISTEN`].
+pub(crate) const DEFAULT_SERVER: &str = concat!("http://", server_listen!());
+/// The address of a collector's status API, as roster-collector's `--listen` and `roster up` default to.
+pub(crate) const DEFAULT_COLLECTOR_LISTEN: &str = "127.0.0.1:50061";
+/// Time limit of each attempt of a call (`--timeout`).
+pub(crate) const DEFAULT_TIMEOUT: &str = "5s";
+/// Most attempts per call (`--max-attempts`).
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// The highest `--max-attempts` accepted: beyond it a call would retry long past any outage worth riding out.
+pub(crate) const MAX_ATTEMPTS_LIMIT: i64 = 10;
+/// Collection interval of `roster producers register`.
+pub(crate) const DEFAULT_REGISTER_INTERVAL: &str = "15s";
+/// Where `roster demo-producer` serves (port 0: a free one).
+pub(crate) const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:0";
+/// Collection interval of demo producers (`roster demo-producer`, `roster up`).
+pub(crate) const DEFAULT_DEMO_INTERVAL: &str = "1s";
+/// Lease of `roster demo-producer`.
+pub(crate) const DEFAULT_DEMO_LEASE: &str = "60s";
+/// Where `roster up` keeps its data.
+pub(crate) const DEFAULT_UP_DATA_DIR: &str = "./roster-data";
+/// How many demo producers `roster up` runs.
+pub(crate) const DEFAULT_UP_PRODUCERS: u16 = 3;
+/// The most demo producers `roster up` runs.
+pub(crate) const MAX_UP_PRODUCERS: i64 = 100;
+
+/// Operate a roster control plane: producers, collectors, assignments, feeds, and `roster up`.
+#[derive(Debug, Parser)]
+#[command(name = "roster", version, about, long_about, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    /// roster-server URL, as http://host:port (no TLS in this build: https:// is refused).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_SERVER",
+        default_value = DEFAULT_SERVER,
+        value_parser = ServerUrl::from_str
+    )]
+    pub(crate) server: ServerUrl,
+    /// Time limit of each attempt of a call (more than zero).
+    #[arg(long, global = true, default_value = DEFAULT_TIMEOUT, value_parser = positive_duration)]
+    pub(crate) timeout: Duration,
+    /// Most attempts per call (transient failures only are retried).
+    #[arg(
+        long,
+        global = true,
+        default_value_t = DEFAULT_MAX_ATTEMPTS,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_ATTEMPTS_LIMIT)
+    )]
+    pub(crate) max_attempts: u32,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+    /// Log each attempt (request id, attempt n of max, delay, cause) on stderr; twice for more.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The log level `-v` asks for: errors only, then each attempt (`-v`), then everything (`-vv`).
+    pub(crate) fn log_level(&self) -> &'static str {
+        match self.verbose {
+            0 => "error",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+}
+
+const EXAMPLES: &str = "Examples:
+  roster up
+  roster producers list
+  roster producers register --id 67e55044-10b1-426f-9247-bb680e5fe0c8 --address 127.0.0.1:9100 --label job=node
+  roster collectors list --output json
+  roster watch --collector 11111111-1111-1111-1111-111111111111
+  roster status --collector 127.0.0.1:50061";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Register, deregister, list and show producers.
+    #[command(subcommand)]
+    Producers(ProducersCommand),
+    /// List collectors, their liveness and whether they have converged.
+    #[command(subcommand)]
+    Collectors(CollectorsCommand),
+    /// Show what a collector is assigned.
+    #[command(subcommand)]
+    Assignment(AssignmentCommand),
+    /// Follow a collector's assignment feed and print each applied snapshot and each discard.
+    ///
+    /// Observe only: the watch does not mark the collector live, changes no assignment and reports nothing, so it
+    /// is safe against a production fleet. The collector must be known to the server (`roster collectors list`);
+    /// an unknown id is refused (NOT_FOUND) rather than followed. It sends no instance id, so it is never taken
+    /// for a second collector process with that id.
+    #[command(after_help = "Example:\n  roster watch --collector 11111111-1111-1111-1111-111111111111 --count 1")]
+    Watch(WatchArgs),
+    /// Show a collector's status (its roster.v1.CollectorStatus API, served on the collector's --listen).
+    #[command(after_help = "Example:\n  roster status --collector 127.0.0.1:50061")]
+    Status(StatusArgs),
+    /// Run a demo producer: serves synthetic metrics and keeps itself registered with --server.
+    #[command(
+        name = "demo-producer",
+        after_help = "Example:\n  roster demo-producer --listen 127.0.0.1:9100 --interval 500ms"
+    )]
+    DemoProducer(DemoProducerArgs),
+    /// Run the whole job on this machine: a server, a collector and demo producers, until Ctrl-C.
+    #[command(after_help = "Example:\n  roster up --data-dir ./roster-data --producers 3")]
+    Up(UpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProducersCommand {
+    /// Register a producer, or renew and update it (idempotent: the id is yours).
+    #[command(
+        after_help = "Example:\n  roster producers register --id 67e55044-10b1-426f-9247-bb680e5fe0c8 --address 127.0.0.1:9100 --interval 15s --label job=node"
+    )]
+    Register(RegisterArgs),
+    /// Pin a producer to a collector (an operator pin): it goes to that collector while the collector is eligible,
+    /// and is assigned as usual otherwise. The pin is kept until `roster producers unpin`, whatever the producer's
+    /// own renewals say, and changes nothing else (address, interval, labels, lease stay as registered).
+    #[command(
+        after_help = "Example:\n  roster producers pin 67e55044-10b1-426f-9247-bb680e5fe0c8 11111111-1111-1111-1111-111111111111"
+    )]
+    Pin {
+        /// The producer's id (it must be registered).
+        #[arg(value_parser = ProducerId::from_str)]
+        producer: ProducerId,
+        /// The collector's id.
+        #[arg(value_parser = CollectorId::from_str)]
+        collector: CollectorId,
+    },
+    /// Clear a producer's operator pin: it is assigned as usual again (or by its registrant's own pin, if any).
+    #[command(after_help = "Example:\n  roster producers unpin 67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    Unpin {
+        /// The producer's id (it must be registered).
+        #[arg(value_parser = ProducerId::from_str)]
+        producer: ProducerId,
+    },
+    /// Deregister a producer (succeeds if it is already gone).
+    #[command(after_help = "Example:\n  roster producers deregister 67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    Deregister {
+        /// The producer's id.
+        #[arg(value_parser = ProducerId::from_str)]
+        id: ProducerId,
+    },
+    /// List every producer (all pages), optionally only those of one collector.
+    #[command(after_help = "Example:\n  roster producers list --collector 11111111-1111-1111-1111-111111111111")]
+    List {
+        /// Only producers assigned to this collector (which must be known to the server: an unknown id is an
+        /// error, not an empty list).
+        #[arg(long, value_parser = CollectorId::from_str)]
+        collector: Option<CollectorId>,
+    },
+    /// Show one producer.
+    #[command(after_help = "Example:\n  roster producers show 67e55044-10b1-426f-9247-bb680e5fe0c8")]
+    Show {
+        /// The producer's id.
+        #[arg(value_parser = ProducerId::from_str)]
+        id: ProducerId,
+    },
+}
+
+/// `roster producers register`.
+#[derive(Debug, Args)]
+pub(crate) struct RegisterArgs {
+    /// The producer's id (a UUID you choose and keep; not the nil UUID).
+    #[arg(long, value_parser = ProducerId::from_str)]
+    pub(crate) id: ProducerId,
+    /// Where collectors reach it: host:port, the host a DNS name, an IPv4 address or a bracketed IPv6 address like `[::1]` (no %zone), the
+    /// port 1-65535. The server checks it and stores it normalised (lowercase, host:080 as host:80).
+    #[arg(long)]
+    pub(crate) address: String,
+    /// Collection interval.
+    #[arg(long, default_value = DEFAULT_REGISTER_INTERVAL, value_parser = humantime::parse_duration)]
+    pub(crate) interval: Duration,
+    /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is
+    /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
+    #[arg(long, value_parser = parse_label_flag)]
+    pub(crate) label: Vec<(String, String)>,
+    /// No longer here: a registration carries the registrant's own pin only; operators pin with
+    /// `roster producers pin`, which touches nothing else.
+    #[arg(long, hide = true, value_parser = CollectorId::from_str)]
+    pub(crate) pin: Option<CollectorId>,
+    /// Lease (default: the server's, 5 minutes).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) lease: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CollectorsCommand {
+    /// List every collector: state, producers, current and applied generation, converged or not.
+    #[command(after_help = "Example:\n  roster collectors list --output json")]
+    List,
+    /// Forget a departed collector at once (the server forgets them on its own after its --forget-after, 24 h by
+    /// default). Refused for a collector that is live or in grace; succeeds if it is already forgotten.
+    #[command(after_help = "Example:\n  roster collectors forget 11111111-1111-1111-1111-111111111111")]
+    Forget {
+        /// The collector's id.
+        #[arg(value_parser = CollectorId::from_str)]
+        id: CollectorId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AssignmentCommand {
+    /// Show a collector's current generation and producers.
+    #[command(after_help = "Example:\n  roster assignment show --collector 11111111-1111-1111-1111-111111111111")]
+    Show {
+        /// The collector (which must be known to the server).
+        #[arg(long, value_parser = CollectorId::from_str)]
+        collector: CollectorId,
+    },
+}
+
+/// `roster watch`.
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The collector whose feed to follow (one the server knows).
+    #[arg(long, value_parser = CollectorId::from_str)]
+    pub(crate) collector: CollectorId,
+    /// Exit after this many applied snapshots (default: follow until Ctrl-C).
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+}
+
+/// `roster status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The collector's status address (its --listen), as host:port or http://host:port.
+    #[arg(long, value_parser = ServerUrl::parse_address_or_url)]
+    pub(crate) collector: ServerUrl,
+}
+
+/// `roster demo-producer`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoProducerArgs {
+    /// Address to serve roster.v1.Producer on (port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_DEMO_LISTEN)]
+    pub(crate) listen: SocketAddr,
+    /// The producer id (default: a new one).
+    #[arg(long, value_parser = ProducerId::from_str)]
+    pub(crate) id: Option<ProducerId>,
+    /// Collection interval.
+    #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
+    pub(crate) interval: Duration,
+    /// Lease (renewed at a quarter of it).
+    #[arg(long, default_value = DEFAULT_DEMO_LEASE, value_parser = humantime::parse_duration)]
+    pub(crate) lease: Duration,
+    /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is
+    /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
+    #[arg(long, value_parser = parse_label_flag)]
+    pub(crate) label: Vec<(String, String)>,
+}
+
+/// `roster up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Directory for all data: DIR/server, and DIR/collector with the sink (samples.jsonl).
+    #[arg(long, default_value = DEFAULT_UP_DATA_DIR)]
+    pub(crate) data_dir: PathBuf,
+    /// Address of the control plane (port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_SERVER_LISTEN)]
+    pub(crate) listen: SocketAddr,
+    /// Address of the collector's status API (port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_COLLECTOR_LISTEN)]
+    pub(crate) collector_listen: SocketAddr,
+    /// How many demo producers to run.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_UP_PRODUCERS,
+        value_parser = clap::value_parser!(u16).range(0..=MAX_UP_PRODUCERS)
+    )]
+    pub(crate) producers: u16,
+    /// Collection interval of the demo producers.
+    #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
+    pub(crate) interval: Duration,
+}
+
+/// A duration such as `500ms` or `5s`, more than zero (a zero time limit would fail every call at once).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 5s, 1m)"))?;
+    if duration.is_zero() {
+        return Err("must be more than zero (write e.g. 500ms, 5s)".into());
+    }
+    Ok(duration)
+}

@@ -1,0 +1,78 @@
+//! What each command does, one file per command; this module dispatches to them and holds what several share:
+//! the global options ([`Globals`]), the check that a collector id is known, and the meaning of an `UNIMPLEMENTED`
+//! answer from `--server`.
+
+mod assignment;
+mod collectors;
+mod demo_producer;
+mod producers;
+mod status;
+mod up;
+mod watch;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use roster::{client::RosterClient, domain::CollectorId, endpoint::ServerUrl, pb, retry::CallError};
+
+use crate::{
+    args::{Cli, Command, DEFAULT_SERVER},
+    output::Format,
+};
+
+/// The global options every command is given: where the server is, how to call it, how to print.
+struct Globals {
+    server: ServerUrl,
+    timeout: Duration,
+    max_attempts: u32,
+    format: Format,
+}
+
+impl Globals {
+    /// The library's retrying client of `--server`, with `--timeout` and `--max-attempts` (R1–R5).
+    fn client(&self) -> RosterClient {
+        RosterClient::connect(&self.server, self.timeout).with_max_attempts(self.max_attempts)
+    }
+}
+
+/// Runs the command `cli` names.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let globals =
+        Globals { server: cli.server, timeout: cli.timeout, max_attempts: cli.max_attempts, format: cli.output };
+    let result = match cli.command {
+        Command::Producers(command) => producers::run(&globals, command).await,
+        Command::Collectors(command) => collectors::run(&globals, command).await,
+        Command::Assignment(command) => assignment::run(&globals, command).await,
+        Command::Watch(args) => watch::run(&globals, args).await,
+        Command::Status(args) => status::run(&globals, args).await,
+        Command::DemoProducer(args) => demo_producer::run(&globals, args).await,
+        Command::Up(args) => up::run(args).await,
+    };
+    result.map_err(|e| not_a_server(e, &globals.server))
+}
+
+/// Adds to a call's failure what an `UNIMPLEMENTED` answer means here: something answered at `--server`, but not
+/// a roster-server (whose every RPC the CLI calls exists).
+fn not_a_server(e: anyhow::Error, server: &ServerUrl) -> anyhow::Error {
+    match e.downcast_ref::<CallError>() {
+        Some(call) if call.status().code() == tonic::Code::Unimplemented => e.context(format!(
+            "--server {server} answered, but it is not a roster-server (it does not serve roster.v1.Registry; a \
+             roster-collector's status address answers so); point --server at roster-server's --listen address, \
+             e.g. {DEFAULT_SERVER}"
+        )),
+        _ => e,
+    }
+}
+
+/// The server's record of `collector`, or an error saying it is not known: the one check that an id names a
+/// collector before anything is listed for it, so an unknown id is never shown as an empty assignment.
+async fn known_collector(client: &RosterClient, collector: CollectorId) -> anyhow::Result<pb::CollectorInfo> {
+    let id = collector.to_string();
+    let collectors = client.list_collectors().await?.collectors;
+    collectors.into_iter().find(|c| c.id == id).with_context(|| {
+        format!(
+            "--collector {id}: this collector is not known to the server (it has never opened its feed); \
+             `roster collectors list` shows the known ones"
+        )
+    })
+}

@@ -1,0 +1,99 @@
+//! `roster watch`: follows a collector's feed as an observer (no report, no instance id, no liveness) and prints
+//! each applied snapshot, each discard and each reconnection.
+
+use roster::follower::{Follower, FollowerConfig, FollowerEvent};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::Globals;
+use crate::{args::WatchArgs, output::Format};
+
+#[allow(clippy::print_stdout, reason = "printing the feed is what this command is for")]
+pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()> {
+    let WatchArgs { collector, count } = args;
+    let mut config = FollowerConfig::new(vec![globals.server.clone()], collector);
+    config.report = false;
+    config.observe_only = true;
+    // An observer, not the collector: it gives no instance id, so following a running collector's feed is not
+    // taken for a second process with its id.
+    config.instance = None;
+    let (follower, handle) = Follower::new(config)?;
+    let mut events = handle.events.subscribe();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(follower.run(stop.clone()));
+    let mut applied = 0u64;
+    let signal = roster::process::shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let event = tokio::select! {
+            () = &mut signal => break,
+            event = events.recv() => match event {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    println!("({n} events skipped: output too slow)");
+                    continue;
+                }
+                Err(_) => break,
+            },
+        };
+        let (value, text) = match &event {
+            FollowerEvent::WatchRefused { code, message } => {
+                // Retrying cannot change these answers: say so and stop, rather than follow nothing forever.
+                if matches!(
+                    code,
+                    tonic::Code::NotFound
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::Unauthenticated
+                        | tonic::Code::Unimplemented
+                ) {
+                    stop.cancel();
+                    let _ = task.await;
+                    anyhow::bail!("Watch: {code:?}: {message}");
+                }
+                continue;
+            }
+            FollowerEvent::Connected { endpoint } => {
+                (json!({"event": "connected", "endpoint": endpoint}), format!("connected to {endpoint}"))
+            }
+            FollowerEvent::Lost { cause, delay } => (
+                json!({"event": "lost", "cause": cause, "retry_in_ms": delay.as_millis() as u64}),
+                format!("stream lost ({cause}); reconnecting in {delay:?}"),
+            ),
+            FollowerEvent::Discarded { reason, detail } => (
+                json!({"event": "discarded", "reason": reason, "detail": detail}),
+                format!("discarded ({reason}): {detail}"),
+            ),
+            FollowerEvent::Reported { generation } => (
+                json!({"event": "reported", "generation": generation}),
+                format!("generation {generation} reported to the server"),
+            ),
+            FollowerEvent::Applied(s) => {
+                let producers: Vec<_> = s.targets.iter().map(|t| json!({"id": t.id.to_string(), "address": t.address.to_string(), "interval_ms": t.interval.as_millis() as u64, "labels": t.labels.as_map()})).collect();
+                let mut text =
+                    format!("applied generation {} of epoch {}: {} producers", s.generation, s.epoch, s.targets.len());
+                for t in &s.targets {
+                    text.push_str(&format!("\n  {}  {}  {:?}", t.id, t.address, t.interval));
+                }
+                (
+                    json!({"event": "applied", "epoch": s.epoch.to_string(), "generation": s.generation, "producers": producers}),
+                    text,
+                )
+            }
+        };
+        match globals.format {
+            Format::Json => println!("{value}"),
+            Format::Table => println!("{text}"),
+        }
+        if matches!(event, FollowerEvent::Applied(_)) {
+            applied += 1;
+            if count.is_some_and(|c| applied >= c) {
+                break;
+            }
+        }
+    }
+    stop.cancel();
+    let _ = task.await;
+    Ok(())
+}
