@@ -15,6 +15,21 @@ use tonic::transport::Endpoint;
 
 use crate::domain::{FieldError, InvalidValue, clip, parse_host_port};
 
+/// roster-server's default address, written once for the two constants below (`concat!` takes only literals).
+macro_rules! server_listen {
+    () => {
+        "127.0.0.1:50051"
+    };
+}
+
+/// The address roster-server serves on unless told otherwise (loopback only, roster's conventional gRPC port).
+pub const DEFAULT_SERVER_LISTEN: &str = server_listen!();
+/// The URL of [`DEFAULT_SERVER_LISTEN`], which every client (the CLI, roster-collector, the demo producer) calls
+/// unless told otherwise.
+pub const DEFAULT_SERVER_URL: &str = concat!("http://", server_listen!());
+/// The address of a roster-collector's status API unless told otherwise.
+pub const DEFAULT_COLLECTOR_LISTEN: &str = "127.0.0.1:50061";
+
 /// The form a server URL takes, for error messages.
 pub const EXPECTED_URL: &str = "expected http://host:port, e.g. http://127.0.0.1:50051";
 
@@ -97,7 +112,7 @@ impl ServerUrl {
 
     /// A tonic endpoint for this URL, with tonic's defaults; a client's channel is made by
     /// [`ClientOptions`](crate::transport::ClientOptions), which adds roster's settings.
-    pub fn endpoint(&self) -> Endpoint {
+    pub(crate) fn endpoint(&self) -> Endpoint {
         Endpoint::from(self.uri.clone())
     }
 }

@@ -9,23 +9,17 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use roster::{
     domain::{CollectorId, ProducerId, parse_label_flag},
-    endpoint::ServerUrl,
+    endpoint::{self, ServerUrl},
 };
 
 use crate::output::Format;
 
-/// roster-server's default address, written once for the two constants below (`concat!` takes only literals).
-macro_rules! server_listen {
-    () => {
-        "127.0.0.1:50051"
-    };
-}
 /// The address `roster up` serves the control plane on, as roster-server does by default.
-pub(crate) const DEFAULT_SERVER_LISTEN: &str = server_listen!();
-/// The roster-server the CLI calls unless `--server` or `ROSTER_SERVER` says otherwise: [`DEFAULT_SERVER_LISTEN`].
-pub(crate) const DEFAULT_SERVER: &str = concat!("http://", server_listen!());
+pub(crate) const DEFAULT_SERVER_LISTEN: &str = endpoint::DEFAULT_SERVER_LISTEN;
+/// The roster-server the CLI calls unless `--server` or `ROSTER_SERVER` says otherwise.
+pub(crate) const DEFAULT_SERVER: &str = endpoint::DEFAULT_SERVER_URL;
 /// The address of a collector's status API, as roster-collector's `--listen` and `roster up` default to.
-pub(crate) const DEFAULT_COLLECTOR_LISTEN: &str = "127.0.0.1:50061";
+pub(crate) const DEFAULT_COLLECTOR_LISTEN: &str = endpoint::DEFAULT_COLLECTOR_LISTEN;
 /// Time limit of each attempt of a call (`--timeout`).
 pub(crate) const DEFAULT_TIMEOUT: &str = "5s";
 /// Most attempts per call (`--max-attempts`).

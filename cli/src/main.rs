@@ -5,7 +5,8 @@
 //! line naming the call, the attempts, the time and the last cause, and exits non-zero. `-v` shows each attempt.
 //!
 //! The pieces: [`args`] (what may be typed), [`commands`] (what each command does, one file each), [`output`]
-//! (how answers are printed). This file parses, runs the command, and prints its error.
+//! (how answers are printed). This file parses, runs the command, and prints its error (as every roster binary does, with
+//! `roster::process::exit`).
 
 mod args;
 mod commands;
@@ -15,7 +16,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use roster::error_chain::chain;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
@@ -23,17 +23,5 @@ fn main() -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")
         .and_then(|runtime| runtime.block_on(commands::run(cli)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            report_error(&e);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Prints the one-line error, with its whole chain of causes.
-#[allow(clippy::print_stderr, reason = "the one-line error is the CLI's answer on failure")]
-fn report_error(e: &anyhow::Error) {
-    eprintln!("roster: {}", chain(e.as_ref()));
+    roster::process::exit("roster", result)
 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 use roster::{backoff::BackoffPolicy, follower};
 
 /// The roster-server to follow (`--server`; also where `roster-demo-producer` registers).
-pub const SERVER: &str = "http://127.0.0.1:50051";
+pub const SERVER: &str = roster::endpoint::DEFAULT_SERVER_URL;
 
 /// The data directory (`--data-dir`).
 pub const DATA_DIR: &str = "./roster-data/collector";
 
 /// The address of the status API (`--listen`).
-pub const LISTEN: &str = "127.0.0.1:50061";
+pub const LISTEN: &str = roster::endpoint::DEFAULT_COLLECTOR_LISTEN;
 
 /// The sink file, inside the data directory, unless `--sink` names another.
 pub const SINK_FILE: &str = "samples.jsonl";

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Address served unless configured otherwise: loopback only, the gRPC port roster uses by convention.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_LISTEN: &str = roster::endpoint::DEFAULT_SERVER_LISTEN;
 /// Directory of the store unless configured otherwise, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./roster-data/server";
 /// Lease given to registrations that ask for none (L1); registrants renew at a quarter of it.

@@ -186,6 +186,12 @@ impl Assembler {
         Self { applied, partial: None, max_producers: MAX_PRODUCERS }
     }
 
+    /// The same with a lower limit than [`MAX_PRODUCERS`], so tests (and the golden vectors) can reach it.
+    #[cfg(test)]
+    pub(super) fn with_max_producers(self, max_producers: usize) -> Self {
+        Self { max_producers, ..self }
+    }
+
     /// The snapshot in force.
     pub fn applied(&self) -> Option<&Arc<Snapshot>> {
         self.applied.as_ref()
@@ -485,7 +491,7 @@ mod tests {
             assert!(reasons(&events).contains(&want), "{want:?}: {events:?}");
             assert_eq!(a.applied().unwrap().generation, 1, "{want:?}: generation 1 stays in force");
         }
-        let mut a = Assembler { max_producers: 3, ..Assembler::new(None) };
+        let mut a = Assembler::new(None).with_max_producers(3);
         assert_eq!(reasons(&feed(&mut a, chunks(epoch, 1, false, &[1, 2, 3, 4], 2))), vec![DiscardReason::TooLarge]);
     }
 

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde_json::{Map, Value, json};
 
-use super::assembler::{Assembler, Event, Snapshot};
+use super::assembler::{Assembler, Discard, Event, Snapshot};
 use crate::{
     pb::{self, watch_response::Frame},
     snapshot::digest,
@@ -158,7 +158,7 @@ fn event_json(event: &Event) -> Value {
         Event::Progress => json!({"event": "progress"}),
         Event::Applied(s) => json!({"event": "applied", "snapshot": snapshot_json(s)}),
         Event::AlreadyApplied => json!({"event": "already_applied"}),
-        Event::Discarded { reason, detail: _, refused } => json!({
+        Event::Discarded(Discard { reason, detail: _, refused }) => json!({
             "event": "discarded",
             "reason": reason.as_str(),
             "refused": refused.map(|(epoch, generation)| json!({
@@ -194,7 +194,7 @@ fn run_case(case: &Value, file: &str) {
         let s = object(step, &["frame", "stream_ended", "events"], &at);
         let events = match (s.get("frame"), s.get("stream_ended")) {
             (Some(f), None) => assembler.on_frame(frame(f, &at)),
-            (None, Some(Value::Bool(true))) => assembler.stream_ended().into_iter().collect(),
+            (None, Some(Value::Bool(true))) => assembler.stream_ended().into_iter().map(Event::Discarded).collect(),
             _ => panic!("{at}: a step is either a frame or \"stream_ended\": true"),
         };
         let got = Value::Array(events.iter().map(event_json).collect());

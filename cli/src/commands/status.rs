@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use roster::{client::StatusClient, endpoint::ServerUrl, retry::CallError};
+use roster::{client::StatusClient, endpoint::ServerUrl, retry::CallError, transport::ClientOptions};
 use tonic::transport::Channel;
 
 use super::Globals;
@@ -21,7 +21,7 @@ pub(super) async fn run(globals: &Globals, args: StatusArgs) -> anyhow::Result<(
     {
         Ok(status) => status,
         Err(e) => {
-            let channel = collector.endpoint().connect_timeout(globals.timeout).connect_lazy();
+            let channel = ClientOptions { connect_timeout: globals.timeout, keepalive: None }.connect_lazy(&collector);
             return Err(status_failure(e, collector, channel, globals.timeout).await);
         }
     };
