@@ -4,9 +4,12 @@
 //! client-supplied fields are converted into once, at the edge ([`domain`]), the one parser of the service URLs it
 //! dials ([`endpoint`]), the snapshot digest both ends of the assignment feed compute ([`snapshot`]), the one
 //! way every roster server serves gRPC and every client makes its channel ([`transport`]), and the tower layer
-//! that gives every RPC a request id and a tracing span ([`rpc_trace`]).
+//! that gives every RPC a request id and a tracing span ([`rpc_trace`]), the clients (the retrying unary client,
+//! [`client`] and [`retry`]; the feed follower, [`follower`]), and what every binary does alike ([`process`],
+//! [`error_chain`]).
 //!
-//! The rules these pieces implement (S*, C*, R*, L*) are written in the proto files under `proto/roster/v1`.
+//! The rules these pieces implement (S*, C*, R*, L*) are stated in `docs/DESIGN.md` and cited by number in the
+//! code and the proto files.
 
 pub mod backoff;
 pub mod client;
