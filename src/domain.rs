@@ -59,6 +59,8 @@ impl FieldError {
     }
 }
 
+/// A bad field is `INVALID_ARGUMENT` whose message starts with the field's name, in every roster service: the one
+/// place this code is chosen (roster-server's other errors are mapped in its `error` module).
 impl From<FieldError> for tonic::Status {
     fn from(e: FieldError) -> Self {
         tonic::Status::invalid_argument(e.to_string())

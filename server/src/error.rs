@@ -101,7 +101,8 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let message = chain(&e).to_string();
         match e {
-            Error::Field(_) => Status::invalid_argument(message),
+            // The library maps a bad field for every roster service alike (the collector's status API too).
+            Error::Field(field) => Status::from(field),
             Error::UnknownCollector(_) | Error::UnknownProducer(_) | Error::ObserveUnknown(_) => {
                 Status::not_found(message)
             }
