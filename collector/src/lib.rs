@@ -11,6 +11,7 @@
 //! | `reconciler` | running tasks ↔ applied snapshot, touching only what changed (C6) |
 //! | `producer_task` | one task per producer (handle/actor): the schedule and the counters |
 //! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer` today) |
+//! | `exposition` | the Prometheus text and OpenMetrics formats, parsed as Prometheus 2.42 parses them |
 //! | `sample` | one collected sample, from scraper to exporter |
 //! | `sink` | the bounded queue that never blocks collection, and its writer task |
 //! | `export` | the destinations behind the queue, one exporter per kind (JSON lines today) |
@@ -20,6 +21,7 @@
 
 pub mod defaults;
 mod export;
+mod exposition;
 mod identity;
 mod producer_task;
 mod reconciler;
