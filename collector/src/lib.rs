@@ -10,7 +10,7 @@
 //! | `identity` | the collector's UUID in its data directory |
 //! | `reconciler` | running tasks ↔ applied snapshot, touching only what changed (C6) |
 //! | `producer_task` | one task per producer (handle/actor): the schedule and the counters |
-//! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer` today) |
+//! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer`, Prometheus HTTP) |
 //! | `exposition` | the Prometheus text and OpenMetrics formats, parsed as Prometheus 2.42 parses them |
 //! | `sample` | one collected sample, from scraper to exporter |
 //! | `sink` | the bounded queue that never blocks collection, and its writer task |
@@ -35,7 +35,7 @@ pub use identity::IdentityError;
 use std::{future::Future, path::PathBuf, time::Duration};
 
 use roster::{
-    domain::CollectorId,
+    domain::{CollectorId, SupportedKinds},
     endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerError},
     message_limit::MAX_REQUEST_BYTES,
@@ -128,6 +128,8 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
+    // Every kind has its scraper here (`scrape`).
+    follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
