@@ -1,5 +1,5 @@
 //! Prometheus targets scraped by a real roster-collector process, from test exporters this test serves over
-//! hyper: samples with their target labels and `up` in the sink; exporters that hang, answer 50 MB, a gzip bomb,
+//! hyper: samples with their target labels and `up` in the sink; exporters that hang, trickle, answer 50 MB, a gzip bomb,
 //! invalid UTF-8, a duplicate series or an HTML page each fail alone, with the reason in the collector's status,
 //! `up` 0 and their series ended by staleness markers, while a healthy target beside them is scraped on time; a
 //! series that vanishes and a target that leaves the assignment are ended too; and a restarted collector scrapes
@@ -21,7 +21,7 @@ use std::{
 
 use bytes::Bytes;
 use common::{registration, registry, start_collector, start_server, wait_for, wait_status};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
 use hyper::{Request, Response, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use roster::pb;
@@ -35,6 +35,8 @@ enum Mode {
     Good,
     /// Never.
     Hang,
+    /// Its headers at once, then a byte of body every 100 ms.
+    Trickle,
     /// 50 MB of valid text.
     Huge,
     /// gzip that inflates to 64 MiB.
@@ -106,13 +108,13 @@ impl Exporter {
         exporter
     }
 
-    async fn answer(&self, request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, request: Request<hyper::body::Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
         self.requests.lock().unwrap().push((unix_ms(), request.headers().clone()));
         let mode = *self.mode.lock().unwrap();
         let text = |body: Bytes| {
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                .body(Full::new(body))
+                .body(Full::new(body).boxed())
                 .unwrap()
         };
         match mode {
@@ -122,13 +124,30 @@ impl Exporter {
             Mode::Bomb => Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .header("content-encoding", "gzip")
-                .body(Full::new(bomb()))
+                .body(Full::new(bomb()).boxed())
                 .unwrap(),
+            Mode::Trickle => {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                tokio::spawn(async move {
+                    // Bounded: 1000 bytes at most, and it stops when the collector hangs up.
+                    for byte in b"g 1\n".iter().cycle().take(1000) {
+                        let frame = Ok(hyper::body::Frame::data(Bytes::copy_from_slice(&[*byte])));
+                        if tx.send(frame).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                });
+                Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .body(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed())
+                    .unwrap()
+            }
             Mode::BadUtf8 => text(Bytes::from_static(b"g{l=\"\xff\xfe\"} 1\n")),
             Mode::Duplicate => text(Bytes::from_static(b"g 1\ng 1\n")),
             Mode::Html => Response::builder()
                 .header("content-type", "text/html; charset=utf-8")
-                .body(Full::new(Bytes::from_static(b"<!DOCTYPE html>\n<html><body>Node</body></html>\n")))
+                .body(Full::new(Bytes::from_static(b"<!DOCTYPE html>\n<html><body>Node</body></html>\n")).boxed())
                 .unwrap(),
         }
     }
@@ -184,7 +203,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
 
     let healthy = Exporter::start("# TYPE g gauge\ng{instance=\"spoofed\"} 1\nh 2\nt 3 1600000000000\n").await;
     let healthy_id = register(&url, healthy.addr, 500, &[("job", "node")]).await;
-    let modes = [Mode::Hang, Mode::Huge, Mode::Bomb, Mode::BadUtf8, Mode::Duplicate, Mode::Html];
+    let modes = [Mode::Hang, Mode::Trickle, Mode::Huge, Mode::Bomb, Mode::BadUtf8, Mode::Duplicate, Mode::Html];
     let mut bad = BTreeMap::new();
     for mode in modes {
         let exporter = Exporter::start("g 1\n").await;
@@ -245,7 +264,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
         let Some((mode, _)) = bad.get(&producer.id) else { continue };
         eprintln!("figure: {mode:?}: {} failures, last error: {}", producer.failures, producer.last_error);
         let expected = match mode {
-            Mode::Hang => "no answer within 800ms",
+            Mode::Hang | Mode::Trickle => "no answer within 800ms",
             Mode::Huge | Mode::Bomb => "body size limit exceeded",
             Mode::BadUtf8 | Mode::Html => "invalid exposition",
             Mode::Duplicate => "duplicate series g",

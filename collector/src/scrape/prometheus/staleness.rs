@@ -2,7 +2,7 @@
 //! them, as Prometheus 2.42 writes them (prometheus/prometheus `scrape/scrape.go`: `scrapeCache`,
 //! `forEachStale`, `endOfRunStaleness`).
 //!
-//! A marker is a sample whose value is [`stale_nan`](crate::sample::stale_nan), written:
+//! A marker is a sample whose value is [`stale_nan`], written:
 //! - at a successful scrape's time, for each series of the last successful scrape that this one lacks;
 //! - at a failed scrape's time (the time of its `up` = 0), for every series not yet ended; a second failure in a
 //!   row writes none;
