@@ -42,7 +42,7 @@ use crate::{
     scrape::{
         ScrapeError, Scraper,
         grpc::GrpcScraper,
-        prometheus::{HttpClient, PrometheusScraper},
+        prometheus::{HttpClient, PrometheusScraper, staleness::Tracker},
     },
     sink::Sink,
 };
@@ -95,13 +95,20 @@ pub(crate) struct TaskHandle {
     /// Its counters.
     pub(crate) stats: Arc<Mutex<ProducerStats>>,
     command: watch::Sender<Command>,
-    join: JoinHandle<()>,
+    join: JoinHandle<Option<Tracker>>,
 }
 
 impl TaskHandle {
     /// Starts collecting `target` with the scraper its kind calls for, first after `first_delay`. This is the one
     /// place a scraper is chosen.
-    pub(crate) fn start(target: Target, kit: &ScrapeKit, sink: Sink, first_delay: Duration) -> Self {
+    /// `handed` is what the task it replaces handed over ([`TaskHandle::stop`]).
+    pub(crate) fn start(
+        target: Target,
+        kit: &ScrapeKit,
+        sink: Sink,
+        first_delay: Duration,
+        handed: Option<Tracker>,
+    ) -> Self {
         match &target.collection {
             Collection::Grpc => {
                 let deadline = collect_timeout(target.interval);
@@ -110,7 +117,7 @@ impl TaskHandle {
             }
             Collection::Prometheus(prometheus) => {
                 let deadline = prometheus.scrape_timeout.unwrap_or_else(|| collect_timeout(target.interval));
-                let scraper = PrometheusScraper::new(&target, prometheus, &kit.http, deadline);
+                let scraper = PrometheusScraper::new(&target, prometheus, &kit.http, deadline, handed);
                 Self::spawn(scraper, target, sink, first_delay, deadline)
             }
         }
@@ -140,10 +147,11 @@ impl TaskHandle {
         Self { target, incarnation, stats, command, join }
     }
 
-    /// Stops the task after any collection in flight, writing nothing more, and waits for it.
-    pub(crate) async fn stop(self) {
+    /// Stops the task after any collection in flight, writing nothing more, and waits for it; returns the series
+    /// its scraper has written and not ended, for a task that replaces it ([`Scraper::hand_over`]).
+    pub(crate) async fn stop(self) -> Option<Tracker> {
         let _ = self.command.send(Command::Stop);
-        let _ = self.join.await;
+        self.join.await.ok().flatten()
     }
 
     /// Tells the task its producer has left the assignment, and returns at once: after any collection in flight,
@@ -225,14 +233,15 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run<S: Scraper>(mut self, scraper: Result<S, ScrapeError>, first_delay: Duration) {
+    /// Runs until stopped (then hands the scraper's series over) or retired (then ends them).
+    async fn run<S: Scraper>(mut self, scraper: Result<S, ScrapeError>, first_delay: Duration) -> Option<Tracker> {
         let mut scraper = match scraper {
             Ok(scraper) => scraper,
             Err(e) => {
                 // Nothing can be collected from it: say why once, and wait to be stopped.
                 self.record_failure(&e);
                 self.next_command(Command::Stop).await;
-                return;
+                return None;
             }
         };
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + first_delay, self.interval);
@@ -247,12 +256,14 @@ impl Actor {
                 Command::Run => self.collect(&mut scraper).await,
                 Command::Retire => {
                     self.retire(&mut scraper, &mut ticks).await;
-                    break;
+                    debug!("collection task retired");
+                    return None;
                 }
                 Command::Stop => break,
             }
         }
         debug!("collection task stopped");
+        scraper.hand_over()
     }
 
     /// The first command at least as strong as `at_least` (`Retire` < `Stop`); `Stop` when the handle is gone.
@@ -402,6 +413,10 @@ mod tests {
 
         fn retire(&mut self, _at_ms: u64) -> Vec<Sample> {
             self.note("retire")
+        }
+
+        fn hand_over(self) -> Option<Tracker> {
+            None
         }
     }
 

@@ -1,6 +1,8 @@
 //! Applies a snapshot to the running collection tasks, touching only what changed (C6).
 //!
-//! A producer whose entry is unchanged keeps its task, and so its timer; a changed one is restarted; a removed
+//! A producer whose entry is unchanged keeps its task, and so its timer; a changed one is restarted, its new task
+//! going on from the series the old one wrote (as a Prometheus reload does: those no longer written end at the
+//! new task's first collection, the others go on unbroken); a removed
 //! one is retired (its task ends the producer's series in the background and then stops; a producer that comes
 //! back first stops it, without markers). After the snapshot in force at start (C5: applied before any server
 //! answers), its task applies each snapshot the follower applies, the latest first if several came meanwhile.
@@ -27,6 +29,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
     producer_task::{ProducerStats, ScrapeKit, TaskHandle},
+    scrape::prometheus::staleness::Tracker,
     sink::Sink,
 };
 
@@ -87,10 +90,11 @@ impl Reconciler {
         self.views.clone()
     }
 
-    fn spawn(&self, target: Target) -> TaskHandle {
+    /// Starts `target`'s task, going on from what the task it replaces `handed` over.
+    fn spawn(&self, target: Target, handed: Option<Tracker>) -> TaskHandle {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let delay = first_delay(self.collector, &target, now);
-        TaskHandle::start(target, &self.kit, self.sink.clone(), delay)
+        TaskHandle::start(target, &self.kit, self.sink.clone(), delay, handed)
     }
 
     /// Applies the snapshot in force now (C5: the persisted one, before any server answers), then spawns the task
@@ -147,28 +151,37 @@ impl Reconciler {
                 stopping.push(task);
             }
         }
+        let mut restarting = Vec::new();
         for target in &snapshot.targets {
             match self.tasks.get(&target.id) {
                 Some(task) if task.target == *target => summary.kept += 1,
                 Some(_) => {
                     if let Some(old) = self.tasks.remove(&target.id) {
-                        stopping.push(old);
+                        restarting.push((old, target.clone()));
                     }
-                    self.tasks.insert(target.id, self.spawn(target.clone()));
                     summary.restarted += 1;
                 }
                 None => {
-                    self.tasks.insert(target.id, self.spawn(target.clone()));
+                    self.tasks.insert(target.id, self.spawn(target.clone(), None));
                     summary.started += 1;
                 }
             }
         }
         self.publish_views();
-        // Stop concurrently: each waits only for its own collection in flight.
+        // Stop concurrently: each waits only for its own collection in flight. A changed entry's new task starts
+        // once its old one has stopped, from the series the old one handed over (its first collection is at its
+        // phase, whenever it starts).
         let stops: Vec<_> = stopping.into_iter().map(|t| tokio::spawn(t.stop())).collect();
+        let (old, changed): (Vec<_>, Vec<_>) = restarting.into_iter().unzip();
+        let handovers: Vec<_> = old.into_iter().map(|t| tokio::spawn(t.stop())).collect();
         for stop in stops {
             let _ = stop.await;
         }
+        for (handover, target) in handovers.into_iter().zip(changed) {
+            let handed = handover.await.ok().flatten();
+            self.tasks.insert(target.id, self.spawn(target, handed));
+        }
+        self.publish_views();
         info!(
             generation = snapshot.generation,
             kept = summary.kept,

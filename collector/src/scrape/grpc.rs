@@ -18,7 +18,7 @@ use roster::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::{ScrapeError, Scraper};
+use super::{ScrapeError, Scraper, prometheus::staleness::Tracker};
 use crate::{defaults, sample::Sample};
 
 /// Scrapes one `roster.v1.Producer`.
@@ -84,5 +84,9 @@ impl Scraper for GrpcScraper {
 
     fn retire(&mut self, _at_ms: u64) -> Vec<Sample> {
         Vec::new()
+    }
+
+    fn hand_over(self) -> Option<Tracker> {
+        None
     }
 }

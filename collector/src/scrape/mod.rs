@@ -23,6 +23,7 @@ use std::{future::Future, time::Duration};
 
 use roster::error_chain::status_line;
 
+use self::prometheus::staleness::Tracker;
 use crate::sample::Sample;
 
 /// Scrapes one producer; its task calls [`Scraper::scrape`] once per due tick, never two at a time, and
@@ -41,6 +42,11 @@ pub(crate) trait Scraper: Send + 'static {
 
     /// What is written at `at_ms` once the producer has left the assignment (the ends of its series).
     fn retire(&mut self, at_ms: u64) -> Vec<Sample>;
+
+    /// The series this scraper has written and not ended, for the scraper that replaces it when its producer's
+    /// entry changes (C6), as a Prometheus reload hands its scrape cache to the new loop: the new scraper ends
+    /// those it no longer writes, and no other.
+    fn hand_over(self) -> Option<Tracker>;
 }
 
 /// Why a scrape brought no samples. Shown to operators as the producer's `last_error`; [`ScrapeError::reason`]

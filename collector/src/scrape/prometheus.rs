@@ -81,7 +81,7 @@ enum TargetError {
 
 impl PrometheusScraper {
     /// A scraper of `target`, served as `prometheus` says, through `http`, each scrape within `timeout` (which
-    /// the target is told).
+    /// the target is told), going on from the series `handed` over by the scraper it replaces, if any.
     ///
     /// # Errors
     /// [`ScrapeError::BadAddress`] when the target is https, or its URL does not parse.
@@ -90,6 +90,7 @@ impl PrometheusScraper {
         prometheus: &PrometheusTarget,
         http: &HttpClient,
         timeout: Duration,
+        handed: Option<Tracker>,
     ) -> Result<Self, ScrapeError> {
         let url = prometheus.url(&target.address);
         if prometheus.scheme == Scheme::Https {
@@ -97,14 +98,15 @@ impl PrometheusScraper {
         }
         let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(TargetError::Url(url, e).into()))?;
         let producer_id = target.id.to_string();
+        let handed_reported = handed.is_some();
         Ok(Self {
             http: http.clone(),
             uri,
             timeout,
             labels: TargetLabels::new(target),
-            tracker: Tracker::new(producer_id.clone()),
+            tracker: handed.unwrap_or_else(|| Tracker::new(producer_id.clone())),
             producer_id,
-            reported: false,
+            reported: handed_reported,
         })
     }
 
@@ -194,6 +196,10 @@ impl Scraper for PrometheusScraper {
         }
         samples
     }
+
+    fn hand_over(self) -> Option<Tracker> {
+        Some(self.tracker)
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +233,7 @@ mod tests {
 
     fn scraper(target: &Target) -> PrometheusScraper {
         let Collection::Prometheus(prometheus) = &target.collection else { unreachable!() };
-        PrometheusScraper::new(target, prometheus, &HttpClient::new(1 << 20), Duration::from_millis(800)).unwrap()
+        PrometheusScraper::new(target, prometheus, &HttpClient::new(1 << 20), Duration::from_millis(800), None).unwrap()
     }
 
     /// One scrape at `at_ms`, concluded.
@@ -338,6 +344,34 @@ mod tests {
         assert!(scraper.retire(AT + 2000).is_empty(), "ended once");
     }
 
+    #[tokio::test]
+    async fn a_scraper_that_replaces_another_goes_on_from_the_series_it_handed_over() {
+        let server = TestTarget::start(Answer::text("a 1\nb 1\n")).await;
+        let old = target(&server.addr.to_string(), &[("zone", "1")]);
+        let mut first = scraper(&old);
+        scrape(&mut first, AT).await.0.unwrap();
+        // The entry changes (a label): the new scraper's `a` is another series, and `b` is gone.
+        server.set(Answer::text("a 1\n"));
+        let new =
+            Target { labels: Labels::parse_field("labels", [("zone".into(), "2".into())].into()).unwrap(), ..old };
+        let Collection::Prometheus(prometheus) = &new.collection else { unreachable!() };
+        let handed = first.hand_over();
+        let mut second =
+            PrometheusScraper::new(&new, prometheus, &HttpClient::new(1 << 20), Duration::from_secs(1), handed)
+                .unwrap();
+        let (_, written) = scrape(&mut second, AT + 1000).await;
+        let ended: Vec<(&str, &str)> = written
+            .iter()
+            .filter(|s| is_stale(s.value))
+            .map(|s| (s.name.as_str(), s.labels["zone"].as_str()))
+            .collect();
+        assert_eq!(ended.len(), 2, "{ended:?}");
+        assert!(ended.contains(&("a", "1")) && ended.contains(&("b", "1")), "{ended:?}");
+        assert_eq!(value(&written, "scrape_series_added"), 1.0, "a with zone 2");
+        let retired = second.retire(AT + 2000);
+        assert_eq!(stale_names(&retired).len(), 1 + REPORT.len(), "a and the report series: {retired:?}");
+    }
+
     #[test]
     fn an_https_target_cannot_be_scraped_and_says_why() {
         let mut https = target("127.0.0.1:9100", &[]);
@@ -345,7 +379,7 @@ mod tests {
             Collection::Prometheus(PrometheusTarget { scheme: Scheme::Https, ..PrometheusTarget::default() });
         let Collection::Prometheus(prometheus) = &https.collection else { unreachable!() };
         let error =
-            PrometheusScraper::new(&https, prometheus, &HttpClient::new(1), Duration::from_secs(1)).unwrap_err();
+            PrometheusScraper::new(&https, prometheus, &HttpClient::new(1), Duration::from_secs(1), None).unwrap_err();
         assert_eq!(
             chain(&error).to_string(),
             "bad address: https targets are not supported by this collector (scrape \
