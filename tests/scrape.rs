@@ -310,6 +310,43 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_whose_labels_change_ends_the_series_of_its_old_labels_and_goes_on_with_the_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let collector_dir = dir.path().join("c");
+    let (_collector, _, _) = start_collector(&url, &collector_dir);
+    let sink_path = collector_dir.join("samples.jsonl");
+    let exporter = Exporter::start("a 1\n").await;
+    let id = register(&url, exporter.addr, 500, &[("zone", "1")]).await;
+    let in_zone = |lines: &[Value], name: &str, zone: &str, stale: bool| {
+        series(lines, &id, name).iter().any(|s| s["labels"]["zone"] == zone && (s["value"] == "stale") == stale)
+    };
+    wait_for("a scraped in zone 1", || in_zone(&sink(&sink_path), "a", "1", false)).await;
+
+    // The same producer, registered again with another label: a changed entry (C6).
+    let request = pb::RegisterProducerRequest {
+        producer_id: id.clone(),
+        kind: pb::ProducerKind::Prometheus as i32,
+        prometheus: Some(pb::PrometheusTarget::default()),
+        labels: [("zone".to_owned(), "2".to_owned())].into(),
+        ..registration(&exporter.addr.to_string(), 500)
+    };
+    registry(&url).await.register_producer(request).await.unwrap();
+    wait_for("a and up of zone 1 ended, a scraped in zone 2", || {
+        let lines = sink(&sink_path);
+        in_zone(&lines, "a", "1", true) && in_zone(&lines, "up", "1", true) && in_zone(&lines, "a", "2", false)
+    })
+    .await;
+    let lines = sink(&sink_path);
+    let first_of_zone_2 =
+        series(&lines, &id, "a").iter().find(|s| s["labels"]["zone"] == "2").unwrap()["time_unix_ms"].clone();
+    let ended = series(&lines, &id, "a").iter().find(|s| s["value"] == "stale").unwrap()["time_unix_ms"].clone();
+    assert_eq!(ended, first_of_zone_2, "the old series end at the new task's first scrape");
+    assert!(!in_zone(&lines, "a", "2", true), "the new series go on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_collector_scrapes_each_target_at_the_same_phase_of_its_interval() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, addr) = start_server(&dir.path().join("server"), None);

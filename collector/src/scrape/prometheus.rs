@@ -30,7 +30,7 @@ pub(crate) mod staleness;
 #[cfg(test)]
 pub(crate) mod test_target;
 
-use std::{fmt::Write as _, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use ::http::Uri;
 use roster::domain::{PrometheusTarget, Scheme, Target};
@@ -64,8 +64,6 @@ pub(crate) struct PrometheusScraper {
     producer_id: String,
     labels: TargetLabels,
     tracker: Tracker,
-    /// Whether a scrape has concluded since start: then the report series exist, and end with the target.
-    reported: bool,
 }
 
 /// Why a Prometheus target cannot be scraped at all.
@@ -98,7 +96,6 @@ impl PrometheusScraper {
         }
         let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(TargetError::Url(url, e).into()))?;
         let producer_id = target.id.to_string();
-        let handed_reported = handed.is_some();
         Ok(Self {
             http: http.clone(),
             uri,
@@ -106,7 +103,6 @@ impl PrometheusScraper {
             labels: TargetLabels::new(target),
             tracker: handed.unwrap_or_else(|| Tracker::new(producer_id.clone())),
             producer_id,
-            reported: handed_reported,
         })
     }
 
@@ -139,13 +135,18 @@ impl PrometheusScraper {
             .collect()
     }
 
-    /// The five report series at `at_ms`, with these values.
-    fn report(&self, at_ms: u64, values: [f64; 5]) -> impl Iterator<Item = Sample> + '_ {
+    /// The five report series at `at_ms` with `labels`, with these values.
+    fn report<'a>(
+        &'a self,
+        at_ms: u64,
+        values: [f64; 5],
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = Sample> + 'a {
         REPORT.iter().zip(values).map(move |(name, value)| Sample {
             time_ms: at_ms,
             producer_id: self.producer_id.clone(),
             name: (*name).to_owned(),
-            labels: self.labels.as_map().clone(),
+            labels: labels.clone(),
             value,
         })
     }
@@ -183,16 +184,19 @@ impl Scraper for PrometheusScraper {
             }
             Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0),
         };
-        self.reported = true;
+        // Report series written before under other target labels (the entry changed) end here.
+        if let Some(before) = self.tracker.report_labels(self.labels.as_map()) {
+            samples.extend(self.report(at_ms, [stale_nan(); 5], &before));
+        }
         let (scraped, added) = (scraped as f64, added as f64);
-        samples.extend(self.report(at_ms, [up, took.as_secs_f64(), scraped, scraped, added]));
+        samples.extend(self.report(at_ms, [up, took.as_secs_f64(), scraped, scraped, added], self.labels.as_map()));
         samples
     }
 
     fn retire(&mut self, at_ms: u64) -> Vec<Sample> {
         let mut samples = self.tracker.retire(at_ms);
-        if std::mem::take(&mut self.reported) {
-            samples.extend(self.report(at_ms, [stale_nan(); 5]));
+        if let Some(labels) = self.tracker.take_report_labels() {
+            samples.extend(self.report(at_ms, [stale_nan(); 5], &labels));
         }
         samples
     }
@@ -365,9 +369,11 @@ mod tests {
             .filter(|s| is_stale(s.value))
             .map(|s| (s.name.as_str(), s.labels["zone"].as_str()))
             .collect();
-        assert_eq!(ended.len(), 2, "{ended:?}");
+        assert_eq!(ended.len(), 2 + REPORT.len(), "{ended:?}");
         assert!(ended.contains(&("a", "1")) && ended.contains(&("b", "1")), "{ended:?}");
-        assert_eq!(value(&written, "scrape_series_added"), 1.0, "a with zone 2");
+        assert!(REPORT.iter().all(|name| ended.contains(&(name, "1"))), "the report series of zone 1: {ended:?}");
+        let added = written.iter().find(|s| s.name == "scrape_series_added" && s.labels["zone"] == "2").unwrap();
+        assert_eq!(added.value, 1.0, "a with zone 2");
         let retired = second.retire(AT + 2000);
         assert_eq!(stale_names(&retired).len(), 1 + REPORT.len(), "a and the report series: {retired:?}");
     }

@@ -54,17 +54,33 @@ struct Known {
     open: bool,
 }
 
-/// The series of one target, from its last successful scrape.
+/// The series of one target, from its last successful scrape, and the labels its report series were last
+/// written with.
 #[derive(Debug)]
 pub(crate) struct Tracker {
     producer_id: String,
     known: HashMap<u64, Known>,
+    report_labels: Option<BTreeMap<String, String>>,
 }
 
 impl Tracker {
     /// Nothing seen yet, for the producer `producer_id`.
     pub(crate) fn new(producer_id: String) -> Self {
-        Self { producer_id, known: HashMap::new() }
+        Self { producer_id, known: HashMap::new(), report_labels: None }
+    }
+
+    /// The report series are written with `labels`: the labels they were written with before, if others (those
+    /// series end).
+    pub(crate) fn report_labels(&mut self, labels: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+        match &self.report_labels {
+            Some(before) if before == labels => None,
+            _ => self.report_labels.replace(labels.clone()),
+        }
+    }
+
+    /// The labels the report series were written with, if they were, which then end.
+    pub(crate) fn take_report_labels(&mut self) -> Option<BTreeMap<String, String>> {
+        self.report_labels.take()
     }
 
     /// After a successful scrape at `at_ms`: its samples, followed by markers for the series it lacks; and how
