@@ -156,7 +156,8 @@ impl TaskHandle {
 
     /// Tells the task its producer has left the assignment, and returns at once: after any collection in flight,
     /// the task ends the producer's series as Prometheus does (markers two ticks later, so that a target that comes
-    /// back at once is not cut off), then stops by itself. [`TaskHandle::stop`] cancels that.
+    /// back at once is not cut off), then stops by itself; with no series to end, it stops at once.
+    /// [`TaskHandle::stop`] cancels that.
     pub(crate) fn retire(&self) {
         let _ = self.command.send(Command::Retire);
     }
@@ -238,9 +239,9 @@ impl Actor {
         let mut scraper = match scraper {
             Ok(scraper) => scraper,
             Err(e) => {
-                // Nothing can be collected from it: say why once, and wait to be stopped.
+                // Nothing can be collected from it: say why once, and wait to be stopped or retired (nothing to end).
                 self.record_failure(&e);
-                self.next_command(Command::Stop).await;
+                self.next_command(Command::Retire).await;
                 return None;
             }
         };
@@ -255,7 +256,9 @@ impl Actor {
             match command {
                 Command::Run => self.collect(&mut scraper).await,
                 Command::Retire => {
-                    self.retire(&mut scraper, &mut ticks).await;
+                    if scraper.has_series_to_end() {
+                        self.retire(&mut scraper, &mut ticks).await;
+                    }
                     debug!("collection task retired");
                     return None;
                 }
@@ -380,6 +383,8 @@ mod tests {
     struct Logging {
         start: Instant,
         hang: bool,
+        /// Whether it has series to end.
+        ends: bool,
         log: Arc<Mutex<Vec<String>>>,
     }
 
@@ -409,6 +414,10 @@ mod tests {
 
         fn conclude(&mut self, _at_ms: u64, _took: Duration, outcome: Result<(), &ScrapeError>) -> Vec<Sample> {
             self.note(outcome.map_or_else(ScrapeError::reason, |()| "ok"))
+        }
+
+        fn has_series_to_end(&self) -> bool {
+            self.ends
         }
 
         fn retire(&mut self, _at_ms: u64) -> Vec<Sample> {
@@ -450,7 +459,7 @@ mod tests {
     type Lines = Arc<Mutex<Vec<String>>>;
 
     /// A task every second with a deadline of 800 ms, first at once; its log and what reached the sink.
-    fn start(hang: bool) -> (TaskHandle, Lines, Lines) {
+    fn start(hang: bool, ends: bool) -> (TaskHandle, Lines, Lines) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let written = Arc::new(Mutex::new(Vec::new()));
         let (sink, _, _) = Sink::start(Recording(written.clone()));
@@ -461,7 +470,7 @@ mod tests {
             labels: Labels::default(),
             collection: Collection::Grpc,
         };
-        let scraper = Logging { start: Instant::now(), hang, log: log.clone() };
+        let scraper = Logging { start: Instant::now(), hang, ends, log: log.clone() };
         let handle = TaskHandle::spawn(Ok(scraper), target, sink, Duration::ZERO, Duration::from_millis(800));
         (handle, log, written)
     }
@@ -477,7 +486,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_collection_past_its_deadline_is_concluded_as_a_timeout_and_counted() {
-        let (handle, log, written) = start(true);
+        let (handle, log, written) = start(true, true);
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(*log.lock().unwrap(), ["timeout@800", "timeout@1800"]);
         assert_eq!(*written.lock().unwrap(), ["timeout", "timeout"], "what the conclusion wrote reached the sink");
@@ -488,7 +497,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_retired_task_ends_its_series_a_tick_and_a_tenth_after_the_next_tick_and_then_stops() {
-        let (handle, log, written) = start(false);
+        let (handle, log, written) = start(false, true);
         tokio::time::sleep(Duration::from_millis(500)).await;
         handle.retire();
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -499,8 +508,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_retired_task_with_no_series_to_end_stops_at_once() {
+        let (handle, log, _) = start(false, false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        handle.retire();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(handle.is_finished());
+        assert_eq!(*log.lock().unwrap(), ["ok@0"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_retired_task_stopped_before_its_markers_are_due_writes_none() {
-        let (handle, log, _) = start(false);
+        let (handle, log, _) = start(false, true);
         tokio::time::sleep(Duration::from_millis(500)).await;
         handle.retire();
         tokio::time::sleep(Duration::from_millis(1000)).await;

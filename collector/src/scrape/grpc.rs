@@ -82,6 +82,10 @@ impl Scraper for GrpcScraper {
         outcome.unwrap_or_default()
     }
 
+    fn has_series_to_end(&self) -> bool {
+        false
+    }
+
     fn retire(&mut self, _at_ms: u64) -> Vec<Sample> {
         Vec::new()
     }

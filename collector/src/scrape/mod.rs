@@ -40,6 +40,10 @@ pub(crate) trait Scraper: Send + 'static {
     /// What the scrape at `at_ms`, which took `took` and ended with `outcome` (a timeout included), writes.
     fn conclude(&mut self, at_ms: u64, took: Duration, outcome: Result<Self::Scraped, &ScrapeError>) -> Vec<Sample>;
 
+    /// Whether [`Scraper::retire`] would write anything now: a producer with no series to end stops at once when
+    /// it leaves the assignment, instead of waiting two ticks for nothing.
+    fn has_series_to_end(&self) -> bool;
+
     /// What is written at `at_ms` once the producer has left the assignment (the ends of its series).
     fn retire(&mut self, at_ms: u64) -> Vec<Sample>;
 

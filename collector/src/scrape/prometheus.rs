@@ -193,6 +193,10 @@ impl Scraper for PrometheusScraper {
         samples
     }
 
+    fn has_series_to_end(&self) -> bool {
+        self.tracker.has_series_to_end()
+    }
+
     fn retire(&mut self, at_ms: u64) -> Vec<Sample> {
         let mut samples = self.tracker.retire(at_ms);
         if let Some(labels) = self.tracker.take_report_labels() {
@@ -334,8 +338,10 @@ mod tests {
         let server = TestTarget::start(Answer::text("a 1\nb 1\n")).await;
         let target = target(&server.addr.to_string(), &[]);
         let mut scraper = scraper(&target);
+        assert!(!scraper.has_series_to_end());
         assert!(scraper.retire(AT).is_empty(), "never scraped: nothing to end");
         scrape(&mut scraper, AT).await.0.unwrap();
+        assert!(scraper.has_series_to_end());
         server.set(Answer::text("a 2\n"));
         let (_, written) = scrape(&mut scraper, AT + 1000).await;
         assert_eq!(stale_names(&written), ["b"]);
@@ -345,6 +351,7 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(stale_names(&retired), expected);
         assert!(retired.iter().all(|s| s.time_ms == AT + 1500));
+        assert!(!scraper.has_series_to_end());
         assert!(scraper.retire(AT + 2000).is_empty(), "ended once");
     }
 

@@ -78,6 +78,11 @@ impl Tracker {
         }
     }
 
+    /// Whether any series (report series included) is written and not ended.
+    pub(crate) fn has_series_to_end(&self) -> bool {
+        self.report_labels.is_some() || self.known.values().any(|k| k.open)
+    }
+
     /// The labels the report series were written with, if they were, which then end.
     pub(crate) fn take_report_labels(&mut self) -> Option<BTreeMap<String, String>> {
         self.report_labels.take()
