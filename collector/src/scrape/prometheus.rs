@@ -385,6 +385,23 @@ mod tests {
         assert_eq!(stale_names(&retired).len(), 1 + REPORT.len(), "a and the report series: {retired:?}");
     }
 
+    #[tokio::test]
+    async fn an_openmetrics_answer_is_read_as_openmetrics_with_its_timestamps_in_seconds() {
+        let body = "# TYPE a counter\na_total 1 1600000000.5\n# EOF\n";
+        let server = TestTarget::start(Answer::ok(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body.as_bytes(),
+        ))
+        .await;
+        let mut scraper = scraper(&target(&server.addr.to_string(), &[]));
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        assert_eq!(samples.iter().find(|s| s.name == "a_total").unwrap().time_ms, 1_600_000_000_500);
+        // Without its # EOF it is not OpenMetrics: the scrape fails.
+        server.set(Answer::ok("application/openmetrics-text; version=1.0.0", b"a_total 1\n"));
+        assert_eq!(scrape(&mut scraper, AT + 1000).await.0.unwrap_err().reason(), "parse");
+    }
+
     #[test]
     fn an_https_target_cannot_be_scraped_and_says_why() {
         let mut https = target("127.0.0.1:9100", &[]);
