@@ -190,6 +190,8 @@ impl<'a> SeriesBuf<'a> {
 
     /// The sample, after the checks that need the whole series: the metric name is there, and no label name is
     /// given twice (2.42's TSDB refuses such a series, which fails the scrape; `__name__` is the metric name's).
+    /// The check comes before empty values are dropped: `{x="",x="1"}` fails here, where 2.42's label builder
+    /// deletes both pairs first and stores the series without `x`.
     fn finish(&mut self, value: f64, timestamp_ms: Option<i64>) -> Result<Parsed, String> {
         let name = self.name.take().ok_or("missing metric name")?;
         if let Some(label) = duplicate_label(&self.labels) {
