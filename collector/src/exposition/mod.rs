@@ -469,6 +469,7 @@ mod tests {
             (Some("application/openmetrics-text; version=0.0.1"), Format::OpenMetrics),
             (Some("Application/OpenMetrics-Text"), Format::OpenMetrics),
             (Some("application/openmetrics-text;"), Format::OpenMetrics),
+            (Some(" application/openmetrics-text ; version=1.0.0 ;"), Format::OpenMetrics),
             (Some("application/openmetrics-text; charset=\"utf-8\""), Format::OpenMetrics),
             (Some("text/html; charset=utf-8"), Format::Text004),
             (Some("application/json"), Format::Text004),
@@ -476,6 +477,8 @@ mod tests {
             (Some("application/openmetrics-text; version"), Format::Text004),
             (Some("application/openmetrics-text; a=1; a=2"), Format::Text004),
             (Some("application/openmetrics-text; v=\"open"), Format::Text004),
+            (Some("application/openmetrics-text;;"), Format::Text004),
+            (Some("application/openmetrics-text; version=1.0.0 x"), Format::Text004),
             (Some("application/"), Format::Text004),
             (Some("a b/c"), Format::Text004),
         ] {
