@@ -190,6 +190,8 @@ impl<'a> SeriesBuf<'a> {
 
     /// The sample, after the checks that need the whole series: the metric name is there, and no label name is
     /// given twice (2.42's TSDB refuses such a series, which fails the scrape; `__name__` is the metric name's).
+    /// The check comes before empty values are dropped: `{x="",x="1"}` fails here, where 2.42's label builder
+    /// deletes both pairs first and stores the series without `x`.
     fn finish(&mut self, value: f64, timestamp_ms: Option<i64>) -> Result<Parsed, String> {
         let name = self.name.take().ok_or("missing metric name")?;
         if let Some(label) = duplicate_label(&self.labels) {
@@ -467,6 +469,7 @@ mod tests {
             (Some("application/openmetrics-text; version=0.0.1"), Format::OpenMetrics),
             (Some("Application/OpenMetrics-Text"), Format::OpenMetrics),
             (Some("application/openmetrics-text;"), Format::OpenMetrics),
+            (Some(" application/openmetrics-text ; version=1.0.0 ;"), Format::OpenMetrics),
             (Some("application/openmetrics-text; charset=\"utf-8\""), Format::OpenMetrics),
             (Some("text/html; charset=utf-8"), Format::Text004),
             (Some("application/json"), Format::Text004),
@@ -474,6 +477,8 @@ mod tests {
             (Some("application/openmetrics-text; version"), Format::Text004),
             (Some("application/openmetrics-text; a=1; a=2"), Format::Text004),
             (Some("application/openmetrics-text; v=\"open"), Format::Text004),
+            (Some("application/openmetrics-text;;"), Format::Text004),
+            (Some("application/openmetrics-text; version=1.0.0 x"), Format::Text004),
             (Some("application/"), Format::Text004),
             (Some("a b/c"), Format::Text004),
         ] {

@@ -7,7 +7,7 @@
 //!   `unknown`), `# UNIT name unit` (the unit a `_`-separated suffix of the name) or `# EOF`; their order and
 //!   uniqueness, and how families are grouped, are not checked (2.42 does not either);
 //! - label sets are `name="value"` pairs joined by single commas, no trailing comma, no raw newline in a value;
-//! - a value and a timestamp are read as Go's `ParseFloat` reads them ([`float`](super::float)); the timestamp
+//! - a value and a timestamp are read as Go's `ParseFloat` reads them ([`float`]); the timestamp
 //!   is in seconds and becomes `int64(ts * 1000)` ms, truncated, as 2.42 computes it;
 //! - an exemplar (`value [ts] # {labels} value [ts]`) is allowed only after a name ending `_total` or `_bucket`;
 //!   it is checked as 2.42 checks it, then dropped (roster stores no exemplars);
@@ -193,7 +193,21 @@ fn timestamp(seconds: &[u8], not_finite: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Format, Parsed, parse, parsed};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use prometheus_client::{
+        encoding::text::encode,
+        metrics::{
+            counter::Counter,
+            exemplar::{CounterWithExemplar, HistogramWithExemplars},
+            family::Family,
+            histogram::Histogram,
+            info::Info,
+        },
+        registry::{Registry, Unit},
+    };
+
+    use super::super::{Format, Parsed, first_duplicate, parse, parsed};
 
     fn om(body: &[u8]) -> Result<Vec<Parsed>, String> {
         parse(body, Format::OpenMetrics).map_err(|e| e.what)
@@ -438,5 +452,46 @@ acme_http_router_request_seconds_created{path=\"/api/v1\",method=\"GET\"} 160528
             om(b"{\"a.b\",\"c.d\"=\"e\"} 1\n# UNIT \"x_seconds\" seconds\n# EOF\n").unwrap(),
             [parsed("a.b", &[("c.d", "e")], 1.0, None)]
         );
+    }
+
+    /// A body as roster's own `/metrics` will write it with `prometheus-client`: a prefix, units, a histogram,
+    /// an info metric, exemplars with and without timestamps (it ends each HELP with a period of its own).
+    #[test]
+    fn a_prometheus_client_body_reads_whole() {
+        let mut registry = Registry::with_prefix("roster");
+        let histogram = Histogram::new([0.1, 1.0]);
+        histogram.observe(0.05);
+        histogram.observe(5.0);
+        registry.register_with_unit("scrape_duration", "How long a scrape took", Unit::Seconds, histogram);
+        let scrapes = Family::<Vec<(String, String)>, Counter>::default();
+        scrapes.get_or_create(&vec![("outcome".to_owned(), "body_too_large".to_owned())]).inc_by(3);
+        registry.register("scrapes", "Scrapes by outcome", scrapes);
+        registry.register("build", "The build", Info::new(vec![("version".to_owned(), "0.1.0".to_owned())]));
+        let exemplar = vec![("trace_id".to_owned(), "abc".to_owned())];
+        let with_exemplar = CounterWithExemplar::<Vec<(String, String)>>::default();
+        with_exemplar.inc_by(2, Some(exemplar.clone()), Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)));
+        registry.register("traced", "Counted with an exemplar", with_exemplar);
+        let latency = HistogramWithExemplars::<Vec<(String, String)>>::new([1.0].into_iter());
+        latency.observe(0.5, Some(exemplar), None);
+        registry.register("latency", "Observed with an exemplar", latency);
+        let mut body = String::new();
+        encode(&mut body, &registry).unwrap();
+
+        let samples = om(body.as_bytes()).unwrap();
+        assert!(first_duplicate(&samples).is_none());
+        let find = |name: &str, labels: &[(&str, &str)]| {
+            samples.iter().find(|s| {
+                s.name == name && s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).eq(labels.iter().copied())
+            })
+        };
+        assert_eq!(find("roster_scrape_duration_seconds_sum", &[]).map(|s| s.value), Some(5.05), "{body}");
+        assert_eq!(find("roster_scrape_duration_seconds_count", &[]).map(|s| s.value), Some(2.0));
+        assert_eq!(find("roster_scrape_duration_seconds_bucket", &[("le", "0.1")]).map(|s| s.value), Some(1.0));
+        assert_eq!(find("roster_scrape_duration_seconds_bucket", &[("le", "+Inf")]).map(|s| s.value), Some(2.0));
+        assert_eq!(find("roster_scrapes_total", &[("outcome", "body_too_large")]).map(|s| s.value), Some(3.0));
+        assert_eq!(find("roster_build_info", &[("version", "0.1.0")]).map(|s| s.value), Some(1.0));
+        assert_eq!(find("roster_traced_total", &[]).map(|s| s.value), Some(2.0), "{body}");
+        assert_eq!(find("roster_latency_bucket", &[("le", "1.0")]).map(|s| s.value), Some(1.0), "{body}");
+        assert!(body.contains(" # {trace_id=\"abc\"} "), "the exemplars were written: {body}");
     }
 }

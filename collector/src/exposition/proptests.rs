@@ -129,7 +129,7 @@ fn damage() -> impl Strategy<Value = Vec<Damage>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn any_bytes_never_panic_and_never_grow(

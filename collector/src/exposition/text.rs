@@ -8,7 +8,7 @@
 //! - label sets: a trailing comma, and a missing comma between two pairs, go through; values are
 //!   `"(\\.|[^\\"])*"`, so a raw newline inside quotes is accepted, and they must be UTF-8; NUL bytes are
 //!   allowed in label values, HELP text and comments;
-//! - a value is `[^{ \t\n]+` read as Go's `ParseFloat` reads it ([`float`](super::float)), so `1\r` at a CRLF
+//! - a value is `[^{ \t\n]+` read as Go's `ParseFloat` reads it ([`float`]), so `1\r` at a CRLF
 //!   line end fails; a timestamp is digits only (int64 ms, no sign) and ends the line.
 //!
 //! Added to 2.42, as `exposition_formats.md` now specifies: quoted UTF-8 names, `{"my.metric", "a.b"="c"}` and
