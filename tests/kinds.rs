@@ -2,7 +2,7 @@
 //! gRPC `Producer` (the default, and what an unset kind means) or as a Prometheus HTTP target, through the CLI,
 //! grpcurl's JSON and the typed client; a bad kind, scheme, path, timeout, an address with a scheme or a label name
 //! starting `__` is INVALID_ARGUMENT naming the field, and nothing is stored; the kind survives a server restart;
-//! and a collector that does not list PROMETHEUS in `WatchRequest.supported_kinds` (today's roster-collector)
+//! and a collector that does not list PROMETHEUS in `WatchRequest.supported_kinds` (as none built before kinds does)
 //! never receives a Prometheus producer, which goes to one that lists it, or stays unassigned while none does.
 
 // Test helpers: a panic here is the test failing, with its message.
@@ -10,15 +10,15 @@
 
 mod common;
 
-use std::process::Command;
+use std::{process::Command, sync::Arc};
 
 use common::{
-    all_producers, collectors, grpcurl, never_due, registry, roster, run_grpcurl, start_collector, start_server,
-    start_server_with, wait_reported, wait_status, wait_until,
+    all_producers, collectors, grpcurl, never_due, registry, roster, run_grpcurl, start_server, start_server_with,
+    wait_reported, wait_until,
 };
 use roster::{
-    domain::{Collection, CollectorId, ProducerId, ProducerKind, Scheme, SupportedKinds},
-    follower::{Follower, FollowerConfig},
+    domain::{Collection, CollectorId, ProducerId, Scheme, SupportedKinds},
+    follower::{Follower, FollowerConfig, FollowerEvent, FollowerHandle, assembler::Snapshot},
     pb,
 };
 use serde_json::Value;
@@ -199,13 +199,57 @@ async fn a_bad_kind_scheme_path_timeout_address_or_label_is_refused_naming_the_f
     assert!(all_producers(&url).await.is_empty(), "nothing was stored");
 }
 
+/// A collector in this process (the library's follower) listing `kinds`, with every event it emits kept.
+struct Collector {
+    id: CollectorId,
+    handle: FollowerHandle,
+    events: tokio::sync::broadcast::Receiver<FollowerEvent>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    fn start(url: &str, kinds: SupportedKinds) -> Self {
+        let id = CollectorId::new_random();
+        let mut config = FollowerConfig::new(vec![url.parse().unwrap()], id);
+        config.supported_kinds = kinds;
+        let (follower, handle) = Follower::new(config).unwrap();
+        let events = handle.events.subscribe();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(follower.run(stop.clone()));
+        Self { id, handle, events, stop, task }
+    }
+
+    /// Every snapshot applied and every discard so far (bounded by what the channel holds, 256 events).
+    fn drain(&mut self) -> (Vec<Arc<Snapshot>>, Vec<String>) {
+        let (mut applied, mut discarded) = (Vec::new(), Vec::new());
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                FollowerEvent::Applied(snapshot) => applied.push(snapshot),
+                FollowerEvent::Discarded { reason, detail } => discarded.push(format!("{reason}: {detail}")),
+                _ => {}
+            }
+        }
+        (applied, discarded)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_producer_goes_only_to_a_collector_that_lists_the_kind_or_stays_unassigned() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &["--grace", "1s"]);
+    let (_server, addr) = start_server_with(dir.path(), None, &["--grace", "1s"]);
     let url = format!("http://{addr}");
-    // Today's roster-collector: it lists gRPC only.
-    let (_collector, status_addr, grpc_only) = start_collector(&url, &dir.path().join("c"));
+    // A collector that lists gRPC only, as every collector built before kinds does (it sends no list at all, which
+    // the server reads the same way).
+    let mut grpc_only = Collector::start(&url, SupportedKinds::GRPC_ONLY);
+    let grpc_only_id = grpc_only.id.to_string();
+    wait_until("the gRPC-only collector's feed open", || collectors(&url), |known| known.contains_key(&grpc_only_id))
+        .await;
     let mut client = registry(&url).await;
     let grpc = client.register_producer(never_due()).await.unwrap().into_inner().producer.unwrap();
     let prom = pb::RegisterProducerRequest {
@@ -215,8 +259,8 @@ async fn a_prometheus_producer_goes_only_to_a_collector_that_lists_the_kind_or_s
     };
     let prom = client.register_producer(prom).await.unwrap().into_inner().producer.unwrap();
     assert_eq!(prom.assigned_collector_id, "", "no collector lists the Prometheus kind");
-    let applied = wait_status(&status_addr, "the gRPC producer applied", |s| s.applied_producer_count == 1).await;
-    wait_reported(&url, &grpc_only, applied.applied_generation).await;
+    let generation = collectors(&url).await[&grpc_only_id].generation;
+    wait_reported(&url, &grpc_only_id, generation).await;
     let listed = cli_json(&url, &["producers", "list"]);
     let unassigned: Vec<&Value> =
         listed["producers"].as_array().unwrap().iter().filter(|p| p["assigned_collector_id"] == "").collect();
@@ -226,15 +270,10 @@ async fn a_prometheus_producer_goes_only_to_a_collector_that_lists_the_kind_or_s
         (Some(prom.id.as_str()), Some("prometheus"))
     );
 
-    // A collector that lists PROMETHEUS (the library's follower, as roster-collector will be once it scrapes).
-    let scraper = CollectorId::new_random();
-    let mut config = FollowerConfig::new(vec![url.parse().unwrap()], scraper);
-    config.supported_kinds = SupportedKinds::ALL;
-    let (follower, handle) = Follower::new(config).unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(follower.run(stop.clone()));
+    // A collector that lists PROMETHEUS takes it.
+    let scraper = Collector::start(&url, SupportedKinds::ALL);
     let prom_id: ProducerId = prom.id.parse().unwrap();
-    let mut applied = handle.applied.clone();
+    let mut applied = scraper.handle.applied.clone();
     let snapshot = tokio::time::timeout(
         common::WAIT,
         applied.wait_for(|s| s.as_ref().is_some_and(|s| s.targets.iter().any(|t| t.id == prom_id))),
@@ -248,42 +287,33 @@ async fn a_prometheus_producer_goes_only_to_a_collector_that_lists_the_kind_or_s
     let Collection::Prometheus(sent) = &target.collection else { panic!("sent as {:?}", target.collection) };
     assert_eq!((sent.scheme, sent.metrics_path.as_str(), sent.scrape_timeout), (Scheme::Https, "/metrics", None));
     let known = collectors(&url).await;
-    let kinds = |id: &str| SupportedKinds::from_pb(&known[id].supported_kinds);
-    assert_eq!((kinds(&grpc_only), kinds(&scraper.to_string())), (SupportedKinds::GRPC_ONLY, SupportedKinds::ALL));
+    let kinds = |id: CollectorId| SupportedKinds::from_pb(&known[&id.to_string()].supported_kinds);
+    assert_eq!((kinds(grpc_only.id), kinds(scraper.id)), (SupportedKinds::GRPC_ONLY, SupportedKinds::ALL));
     let listed = cli_json(&url, &["collectors", "list"]);
+    let shown: Vec<&Value> = listed["collectors"].as_array().unwrap().iter().map(|c| &c["supported_kinds"]).collect();
     assert!(
-        listed["collectors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["supported_kinds"] == serde_json::json!(["grpc", "prometheus"]))
+        shown.contains(&&serde_json::json!(["grpc", "prometheus"])) && shown.contains(&&serde_json::json!(["grpc"]))
     );
+    assert_eq!(all_producers(&url).await[&prom.id], scraper.id.to_string());
 
-    // The gRPC-only collector never got it: it converged on every generation it was sent without a discard (an
-    // entry it could not digest would have been one), and its set holds no Prometheus producer.
-    let assigned_to = all_producers(&url).await;
-    assert_eq!(assigned_to[&prom.id], scraper.to_string());
-    let generation = collectors(&url).await[&grpc_only].generation;
-    wait_reported(&url, &grpc_only, generation).await;
-    let status = common::status(&status_addr).await;
-    assert!(status.discards.is_empty(), "{:?}", status.discards);
-    assert!(status.producers.iter().all(|p| p.id != prom.id), "{:?}", status.producers);
-    let ids: Vec<&str> = status.producers.iter().map(|p| p.id.as_str()).collect();
-    assert_eq!(ids.contains(&grpc.id.as_str()), assigned_to[&grpc.id] == grpc_only);
-    assert!(
-        snapshot.targets.iter().all(|t| t.collection.kind() == ProducerKind::Prometheus || t.id.to_string() == grpc.id)
-    );
-
-    // The collector that could scrape it goes away: after its grace period the producer is unassigned again,
-    // not handed to the one that cannot.
-    stop.cancel();
-    task.await.unwrap();
+    // The collector that could scrape it goes away: after its grace period the producer is unassigned again, not
+    // handed to the one that cannot.
+    scraper.stop().await;
     wait_until(
         "the Prometheus producer unassigned once its collector departed",
         || all_producers(&url),
-        |producers| producers.get(&prom.id).is_some_and(String::is_empty),
+        |producers| producers.get(&prom.id).is_some_and(String::is_empty) && !producers[&grpc.id].is_empty(),
     )
     .await;
-    let after = common::status(&status_addr).await;
-    assert!(after.producers.iter().all(|p| p.id != prom.id) && after.discards.is_empty(), "{after:?}");
+    let generation = collectors(&url).await[&grpc_only_id].generation;
+    wait_reported(&url, &grpc_only_id, generation).await;
+
+    // The gRPC-only collector never received it, and never discarded a snapshot (an entry it could not digest
+    // would have been one), whatever moved between the two.
+    let (seen, discarded) = grpc_only.drain();
+    assert!(!seen.is_empty());
+    assert!(discarded.is_empty(), "{discarded:?}");
+    assert!(seen.iter().all(|s| s.targets.iter().all(|t| t.collection == Collection::Grpc)), "{seen:?}");
+    assert!(seen.last().unwrap().targets.iter().any(|t| t.id.to_string() == grpc.id), "it holds the gRPC one");
+    grpc_only.stop().await;
 }
