@@ -343,3 +343,70 @@ impl Store for SqliteStore {
         Box::pin(self.pool.close())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use roster::domain::{MetricsPath, ProducerKind};
+
+    use super::*;
+
+    /// A store written by a server from before producer kinds (schema 3) opens, takes migration 0004, and reads its
+    /// rows as gRPC producers and collectors of gRPC producers only; then a Prometheus producer, with every field of
+    /// its target, and a collector's kinds come back as written.
+    #[tokio::test]
+    async fn a_store_from_before_kinds_reads_as_grpc_and_kinds_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema3 = dir.path().join("schema3");
+        std::fs::create_dir(&schema3).unwrap();
+        for file in ["0001_initial.sql", "0002_operator_pin.sql", "0003_collector_departed_at.sql"] {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(file);
+            std::fs::copy(from, schema3.join(file)).unwrap();
+        }
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let options = SqliteConnectOptions::new().filename(data.join(DB_FILE)).create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(schema3.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let (producer, collector) = (ProducerId::new_random(), CollectorId::new_random());
+        sqlx::query(
+            "INSERT INTO producers (id, address, interval_ms, labels, lease_ms, expires_at_ms, registered_at_ms, \
+             assigned_collector) VALUES (?, '127.0.0.1:9100', 1000, '{}', 60000, 1, 1, ?)",
+        )
+        .bind(producer.to_string())
+        .bind(collector.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO collectors (id, generation) VALUES (?, 3)")
+            .bind(collector.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open(&data, 1).await.unwrap();
+        let loaded = store.read().await.unwrap();
+        assert_eq!(loaded.producers.len(), 1);
+        assert_eq!(loaded.producers[0].spec.collection, Collection::Grpc);
+        assert_eq!(loaded.collectors[0].1.supported_kinds, SupportedKinds::GRPC_ONLY);
+
+        let mut record = loaded.producers[0].clone();
+        record.spec.collection = Collection::Prometheus(PrometheusTarget {
+            scheme: Scheme::Https,
+            metrics_path: MetricsPath::parse_field("metrics_path", "/probe/metrics").unwrap(),
+            scrape_timeout: Some(Duration::from_millis(750)),
+        });
+        let (id, mut kept) = loaded.collectors[0].clone();
+        kept.supported_kinds = SupportedKinds::GRPC_ONLY.with(ProducerKind::Prometheus);
+        let batch = Batch {
+            upsert_producers: vec![record.clone()],
+            upsert_collectors: vec![(id, kept.clone())],
+            ..Batch::default()
+        };
+        store.write(&batch).await.unwrap();
+        store.close().await;
+        let loaded = SqliteStore::open(&data, 2).await.unwrap().read().await.unwrap();
+        assert_eq!(loaded.producers, vec![record]);
+        assert_eq!(loaded.collectors, vec![(id, kept)]);
+    }
+}
