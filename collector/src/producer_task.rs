@@ -29,6 +29,7 @@ use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::{
     defaults,
+    metrics::{KindMetrics, Outcome, ScrapeMetrics},
     scrape::{ScrapeError, Scraper, grpc::GrpcScraper},
     sink::Sink,
 };
@@ -76,18 +77,32 @@ impl TaskHandle {
     /// Starts collecting `target` for `collector`, first after `first_delay`, with the scraper its kind calls for.
     /// This is the one place a scraper is chosen: every producer serves `roster.v1.Producer` today, and another
     /// kind of producer gets its arm here.
-    pub(crate) fn start(target: Target, collector: CollectorId, sink: Sink, first_delay: Duration) -> Self {
+    /// Its scrapes are counted in `metrics`, under its kind.
+    pub(crate) fn start(
+        target: Target,
+        collector: CollectorId,
+        sink: Sink,
+        first_delay: Duration,
+        metrics: &ScrapeMetrics,
+    ) -> Self {
         let deadline = collect_timeout(target.interval);
-        Self::spawn(GrpcScraper::new(&target, collector, deadline), target, sink, first_delay)
+        let scraper = GrpcScraper::new(&target, collector, deadline);
+        Self::spawn(scraper, target, sink, first_delay, metrics.for_kind("grpc"))
     }
 
     /// Spawns the actor of `target` around `scraper` (or the reason there is none).
-    fn spawn<S: Scraper>(scraper: Result<S, ScrapeError>, target: Target, sink: Sink, first_delay: Duration) -> Self {
+    fn spawn<S: Scraper>(
+        scraper: Result<S, ScrapeError>,
+        target: Target,
+        sink: Sink,
+        first_delay: Duration,
+        metrics: KindMetrics,
+    ) -> Self {
         let stats = Arc::new(Mutex::new(ProducerStats::default()));
         let (stop, stopped) = oneshot::channel();
         let incarnation = INCARNATIONS.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("producer", producer.id = %target.id, address = %target.address);
-        let actor = Actor { interval: target.interval, sink, stats: stats.clone() };
+        let actor = Actor { interval: target.interval, sink, stats: stats.clone(), metrics };
         let join = tokio::spawn(actor.run(scraper, first_delay, stopped).instrument(span));
         Self { target, incarnation, stats, stop, join }
     }
@@ -109,6 +124,7 @@ struct Actor {
     interval: Duration,
     sink: Sink,
     stats: Arc<Mutex<ProducerStats>>,
+    metrics: KindMetrics,
 }
 
 impl Actor {
@@ -140,6 +156,7 @@ impl Actor {
             let started = tokio::time::Instant::now();
             let result = tokio::time::timeout(timeout, scraper.scrape()).await;
             let took = started.elapsed();
+            self.metrics.scraped(Outcome::of(&result, own_stall(took, timeout)), took);
             match result {
                 Ok(Ok(samples)) => {
                     self.sink.push(samples);

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span};
 
 use crate::{
+    metrics::ScrapeMetrics,
     producer_task::{ProducerStats, TaskHandle},
     sink::Sink,
 };
@@ -58,14 +59,15 @@ struct Summary {
 pub(crate) struct Reconciler {
     collector: CollectorId,
     sink: Sink,
+    metrics: ScrapeMetrics,
     tasks: BTreeMap<ProducerId, TaskHandle>,
     views: TaskViews,
 }
 
 impl Reconciler {
-    /// No tasks yet.
-    pub(crate) fn new(collector: CollectorId, sink: Sink) -> Self {
-        Self { collector, sink, tasks: BTreeMap::new(), views: TaskViews::default() }
+    /// No tasks yet; the tasks will hand their samples to `sink` and count their scrapes in `metrics`.
+    pub(crate) fn new(collector: CollectorId, sink: Sink, metrics: ScrapeMetrics) -> Self {
+        Self { collector, sink, metrics, tasks: BTreeMap::new(), views: TaskViews::default() }
     }
 
     /// The running tasks, for the status service.
@@ -75,7 +77,7 @@ impl Reconciler {
 
     fn spawn(&self, target: Target) -> TaskHandle {
         let offset = Duration::from_nanos(rand::rng().random_range(0..=target.interval.as_nanos().max(1) as u64));
-        TaskHandle::start(target, self.collector, self.sink.clone(), offset)
+        TaskHandle::start(target, self.collector, self.sink.clone(), offset, &self.metrics)
     }
 
     /// Applies the snapshot in force now (C5: the persisted one, before any server answers), then spawns the task
