@@ -31,14 +31,15 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stop_producers = CancellationToken::new();
     let server_dir = args.data_dir.join("server");
     let collector_dir = args.data_dir.join("collector");
-    let server = tokio::spawn(roster_server::run(
-        server_listener,
-        roster_server::Config::new(&server_dir),
-        stop_server.clone().cancelled_owned(),
-    ));
+    let mut server_config = roster_server::Config::new(&server_dir);
+    server_config.metrics_listen = args.metrics_listen.address();
+    let server =
+        tokio::spawn(roster_server::run(server_listener, server_config, stop_server.clone().cancelled_owned()));
+    let mut collector_config = roster_collector::Config::new(vec![server_url.clone()], &collector_dir);
+    collector_config.metrics_listen = args.collector_metrics_listen.address();
     let collector = tokio::spawn(roster_collector::run(
         collector_listener,
-        roster_collector::Config::new(vec![server_url.clone()], &collector_dir),
+        collector_config,
         stop_collector.clone().cancelled_owned(),
     ));
     let mut producers = Vec::new();
@@ -70,6 +71,11 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  grpcurl -plaintext {server_addr} list");
     println!("  grpcurl -plaintext {collector_addr} roster.v1.CollectorStatus/GetStatus");
     println!("  tail -f {}", sink.display());
+    for (what, listen) in [("server", args.metrics_listen), ("collector", args.collector_metrics_listen)] {
+        if let Some(address) = listen.address() {
+            println!("  curl http://{address}/metrics    # the {what}'s own metrics");
+        }
+    }
     println!("Ctrl-C stops everything.");
 
     let (mut server, mut collector) = (server, collector);
