@@ -404,7 +404,7 @@ mod tests {
             id: Uuid::from_u128(u128::from(n) + 1).to_string(),
             address: format!("127.0.0.1:{}", 1000 + n),
             interval_ms: 1000,
-            labels: Default::default(),
+            ..Default::default()
         }
     }
 

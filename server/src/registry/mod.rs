@@ -383,10 +383,18 @@ impl Registry {
                     }
                 }
                 Command::Attach(params, reply) => {
-                    match self.state.attach(params.collector, params.known, params.instance, now, &mut changes) {
+                    let attached = self.state.attach(
+                        params.collector,
+                        params.known,
+                        params.instance,
+                        params.supported_kinds,
+                        now,
+                        &mut changes,
+                    );
+                    match attached {
                         Ok(created) => {
                             if created {
-                                info!(collector.id = %params.collector, "collector joined");
+                                info!(collector.id = %params.collector, kinds = %params.supported_kinds.names(), "collector joined");
                             }
                             pending.push(Pending::Attach(
                                 reply,
