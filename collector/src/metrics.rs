@@ -28,7 +28,10 @@ use prometheus_client::{
     },
     registry::{Registry, Unit},
 };
-use roster::follower::{FollowerHandle, assembler::DiscardReason};
+use roster::{
+    domain::ProducerKind,
+    follower::{FollowerHandle, assembler::DiscardReason},
+};
 
 use crate::sink::SinkStats;
 
@@ -98,9 +101,10 @@ impl Default for ScrapeMetrics {
 }
 
 impl ScrapeMetrics {
-    /// The counters of the producers of one kind (`grpc`), made once per task. Every outcome's series exists from
-    /// then on, at 0 until it happens.
-    pub(crate) fn for_kind(&self, kind: &'static str) -> KindMetrics {
+    /// The counters of the producers of one kind, made once per task. Every outcome's series exists from then on,
+    /// at 0 until it happens.
+    pub(crate) fn for_kind(&self, kind: ProducerKind) -> KindMetrics {
+        let kind = kind.as_str();
         let counter =
             |outcome: Outcome| self.scrapes.get_or_create_owned(&[("kind", kind), ("outcome", outcome.as_str())]);
         KindMetrics {
@@ -238,7 +242,7 @@ mod tests {
         sink.written.store(7, Ordering::Relaxed);
         let scrapes = ScrapeMetrics::default();
         let registry = registry(&scrapes, &handle, sink);
-        let grpc = scrapes.for_kind("grpc");
+        let grpc = scrapes.for_kind(ProducerKind::Grpc);
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Ok(())), false), Duration::from_millis(2));
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Ok(())), true), Duration::from_millis(2));
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Err(())), false), Duration::from_millis(2));

@@ -87,7 +87,8 @@ impl TaskHandle {
     ) -> Self {
         let deadline = collect_timeout(target.interval);
         let scraper = GrpcScraper::new(&target, collector, deadline);
-        Self::spawn(scraper, target, sink, first_delay, metrics.for_kind("grpc"))
+        let metrics = metrics.for_kind(target.collection.kind());
+        Self::spawn(scraper, target, sink, first_delay, metrics)
     }
 
     /// Spawns the actor of `target` around `scraper` (or the reason there is none).
