@@ -161,3 +161,75 @@ fn a_metrics_address_that_cannot_be_served_stops_the_program_naming_the_flag() {
         assert_eq!(off.logged(marker, "metrics="), "off", "{program}");
     }
 }
+
+/// A port free now: bound on 127.0.0.1 and released. For `roster up`, whose metrics ports must be given (it
+/// registers them as producers), not chosen by the OS; the port is taken again within milliseconds.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_up_serves_both_metrics_and_registers_them_as_prometheus_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let (server_port, collector_port) = (free_port(), free_port());
+    let (server_metrics, collector_metrics) =
+        (format!("127.0.0.1:{server_port}"), format!("127.0.0.1:{collector_port}"));
+    let flags = ["up", "--data-dir", &data, "--listen", "127.0.0.1:0", "--collector-listen", "127.0.0.1:0"];
+    let mut up = Proc::start(
+        "roster",
+        &[
+            &flags[..],
+            &["--metrics-listen", &server_metrics, "--collector-metrics-listen", &collector_metrics],
+            &["--producers", "0", "--interval", "200ms"],
+        ]
+        .concat(),
+    );
+    let listen = roster_testkit::wait_for_some("roster up says where the control plane is", || {
+        let said = up.stdout();
+        let word = said
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("control plane")?.split_whitespace().next().map(str::to_owned));
+        std::future::ready(word)
+    })
+    .await;
+    for (job, addr) in [("roster-server", &server_metrics), ("roster-collector", &collector_metrics)] {
+        assert!(up.stdout().contains(&format!("curl http://{addr}/metrics")), "{}", up.stdout());
+        check_endpoint(addr).await;
+        let what = format!("{job}'s metrics registered as a Prometheus producer");
+        let client = common::client(&format!("http://{listen}"));
+        let producer = roster_testkit::wait_for_some(&what, || async {
+            let producers = client.list_all_producers(String::new()).await.ok()?;
+            producers.into_iter().find(|p| p.address == *addr)
+        })
+        .await;
+        assert_eq!(producer.kind, roster::pb::ProducerKind::Prometheus as i32, "{producer:?}");
+        assert_eq!(producer.labels.get("job").map(String::as_str), Some(job), "{producer:?}");
+        assert_eq!(producer.prometheus.as_ref().map(|p| p.metrics_path.as_str()), Some("/metrics"), "{producer:?}");
+    }
+
+    up.signal("-INT");
+    up.assert_ok();
+}
+
+#[test]
+fn roster_up_refuses_a_metrics_port_it_could_not_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let mut up = Proc::start(
+        "roster",
+        &[
+            "up",
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--collector-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(up.wait_exit().code(), Some(1), "{}", up.stderr());
+    assert!(up.stderr().contains("--metrics-listen 127.0.0.1:0: give a port"), "{}", up.stderr());
+}

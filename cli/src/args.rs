@@ -306,10 +306,12 @@ pub(crate) struct UpArgs {
     /// Address of the collector's status API (port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_COLLECTOR_LISTEN)]
     pub(crate) collector_listen: SocketAddr,
-    /// Address of the control plane's Prometheus metrics (GET /metrics), or `off`.
+    /// Address of the control plane's Prometheus metrics (GET /metrics), or `off`. It is registered as a Prometheus
+    /// producer (job=roster-server), so it needs a port of its own (not 0).
     #[arg(long, default_value = DEFAULT_SERVER_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
     pub(crate) metrics_listen: MetricsListen,
-    /// Address of the collector's Prometheus metrics (GET /metrics), or `off`.
+    /// Address of the collector's Prometheus metrics (GET /metrics), or `off`. It is registered as a Prometheus
+    /// producer (job=roster-collector), so it needs a port of its own (not 0).
     #[arg(long, default_value = DEFAULT_COLLECTOR_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
     pub(crate) collector_metrics_listen: MetricsListen,
     /// How many demo producers to run.
@@ -319,7 +321,7 @@ pub(crate) struct UpArgs {
         value_parser = clap::value_parser!(u16).range(0..=MAX_UP_PRODUCERS)
     )]
     pub(crate) producers: u16,
-    /// Collection interval of the demo producers.
+    /// Collection interval of the demo producers and of roster's own metrics.
     #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
     pub(crate) interval: Duration,
 }
