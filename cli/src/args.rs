@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use roster::{
     domain::{CollectorId, ProducerId, ProducerKind, parse_label_flag},
     endpoint::{self, ServerUrl},
+    metrics_http::MetricsListen,
 };
 
 use crate::output::Format;
@@ -20,6 +21,10 @@ pub(crate) const DEFAULT_SERVER_LISTEN: &str = endpoint::DEFAULT_SERVER_LISTEN;
 pub(crate) const DEFAULT_SERVER: &str = endpoint::DEFAULT_SERVER_URL;
 /// The address of a collector's status API, as roster-collector's `--listen` and `roster up` default to.
 pub(crate) const DEFAULT_COLLECTOR_LISTEN: &str = endpoint::DEFAULT_COLLECTOR_LISTEN;
+/// Where `roster up` serves the control plane's metrics, as roster-server does by default.
+pub(crate) const DEFAULT_SERVER_METRICS_LISTEN: &str = roster_server::DEFAULT_METRICS_LISTEN;
+/// Where `roster up` serves the collector's metrics, as roster-collector does by default.
+pub(crate) const DEFAULT_COLLECTOR_METRICS_LISTEN: &str = roster_collector::defaults::METRICS_LISTEN;
 /// Time limit of each attempt of a call (`--timeout`).
 pub(crate) const DEFAULT_TIMEOUT: &str = "5s";
 /// Most attempts per call (`--max-attempts`).
@@ -301,6 +306,14 @@ pub(crate) struct UpArgs {
     /// Address of the collector's status API (port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_COLLECTOR_LISTEN)]
     pub(crate) collector_listen: SocketAddr,
+    /// Address of the control plane's Prometheus metrics (GET /metrics), or `off`. It is registered as a Prometheus
+    /// producer (job=roster-server), so it needs a port of its own (not 0).
+    #[arg(long, default_value = DEFAULT_SERVER_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
+    pub(crate) metrics_listen: MetricsListen,
+    /// Address of the collector's Prometheus metrics (GET /metrics), or `off`. It is registered as a Prometheus
+    /// producer (job=roster-collector), so it needs a port of its own (not 0).
+    #[arg(long, default_value = DEFAULT_COLLECTOR_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
+    pub(crate) collector_metrics_listen: MetricsListen,
     /// How many demo producers to run.
     #[arg(
         long,
@@ -308,7 +321,7 @@ pub(crate) struct UpArgs {
         value_parser = clap::value_parser!(u16).range(0..=MAX_UP_PRODUCERS)
     )]
     pub(crate) producers: u16,
-    /// Collection interval of the demo producers.
+    /// Collection interval of the demo producers and of roster's own metrics.
     #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
     pub(crate) interval: Duration,
 }

@@ -14,6 +14,11 @@ pub const DATA_DIR: &str = "./roster-data/collector";
 /// The address of the status API (`--listen`).
 pub const LISTEN: &str = roster::endpoint::DEFAULT_COLLECTOR_LISTEN;
 
+/// Where `roster-collector` serves its Prometheus metrics (`--metrics-listen`): loopback only, on a port of its own,
+/// beside the server's 9471. [`Config::new`](crate::Config::new) serves none: a collector embedded in another
+/// program (a test, `roster up`) opts in.
+pub const METRICS_LISTEN: &str = "127.0.0.1:9472";
+
 /// The sink file, inside the data directory, unless `--sink` names another.
 pub const SINK_FILE: &str = "samples.jsonl";
 

@@ -39,6 +39,7 @@ use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::{
     defaults,
+    metrics::{KindMetrics, Outcome, ScrapeMetrics},
     scrape::{
         ScrapeError, Scraper,
         grpc::GrpcScraper,
@@ -101,24 +102,27 @@ pub(crate) struct TaskHandle {
 impl TaskHandle {
     /// Starts collecting `target` with the scraper its kind calls for, first after `first_delay`. This is the one
     /// place a scraper is chosen.
-    /// `handed` is what the task it replaces handed over ([`TaskHandle::stop`]).
+    /// `handed` is what the task it replaces handed over ([`TaskHandle::stop`]). Its scrapes are counted in
+    /// `metrics`, under its kind.
     pub(crate) fn start(
         target: Target,
         kit: &ScrapeKit,
         sink: Sink,
         first_delay: Duration,
         handed: Option<Tracker>,
+        metrics: &ScrapeMetrics,
     ) -> Self {
+        let metrics = metrics.for_kind(target.collection.kind());
         match &target.collection {
             Collection::Grpc => {
                 let deadline = collect_timeout(target.interval);
                 let scraper = GrpcScraper::new(&target, kit.collector, deadline);
-                Self::spawn(scraper, target, sink, first_delay, deadline)
+                Self::spawn(scraper, target, sink, first_delay, deadline, metrics)
             }
             Collection::Prometheus(prometheus) => {
                 let deadline = prometheus.scrape_timeout.unwrap_or_else(|| collect_timeout(target.interval));
                 let scraper = PrometheusScraper::new(&target, prometheus, &kit.http, deadline, handed);
-                Self::spawn(scraper, target, sink, first_delay, deadline)
+                Self::spawn(scraper, target, sink, first_delay, deadline, metrics)
             }
         }
     }
@@ -130,6 +134,7 @@ impl TaskHandle {
         sink: Sink,
         first_delay: Duration,
         deadline: Duration,
+        metrics: KindMetrics,
     ) -> Self {
         let stats = Arc::new(Mutex::new(ProducerStats::default()));
         let (command, commands) = watch::channel(Command::Run);
@@ -142,6 +147,7 @@ impl TaskHandle {
             sink,
             stats: stats.clone(),
             commands,
+            metrics,
         };
         let join = tokio::spawn(actor.run(scraper, first_delay).instrument(span));
         Self { target, incarnation, stats, command, join }
@@ -231,6 +237,7 @@ struct Actor {
     sink: Sink,
     stats: Arc<Mutex<ProducerStats>>,
     commands: watch::Receiver<Command>,
+    metrics: KindMetrics,
 }
 
 impl Actor {
@@ -289,6 +296,7 @@ impl Actor {
         let result = tokio::time::timeout(self.deadline, scraper.scrape(at_ms)).await;
         let took = started.elapsed();
         let stalled = own_stall(took, self.deadline);
+        self.metrics.scraped(Outcome::of(&result, stalled), took);
         let written = match result {
             Ok(Ok(scraped)) => {
                 if let Ok(mut stats) = self.stats.lock() {
@@ -471,7 +479,8 @@ mod tests {
             collection: Collection::Grpc,
         };
         let scraper = Logging { start: Instant::now(), hang, ends, log: log.clone() };
-        let handle = TaskHandle::spawn(Ok(scraper), target, sink, Duration::ZERO, Duration::from_millis(800));
+        let metrics = ScrapeMetrics::default().for_kind(target.collection.kind());
+        let handle = TaskHandle::spawn(Ok(scraper), target, sink, Duration::ZERO, Duration::from_millis(800), metrics);
         (handle, log, written)
     }
 

@@ -28,6 +28,7 @@ use tracing::{Instrument as _, info, info_span};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
+    metrics::ScrapeMetrics,
     producer_task::{ProducerStats, ScrapeKit, TaskHandle},
     scrape::prometheus::staleness::Tracker,
     sink::Sink,
@@ -66,6 +67,7 @@ pub(crate) struct Reconciler {
     collector: CollectorId,
     kit: ScrapeKit,
     sink: Sink,
+    metrics: ScrapeMetrics,
     tasks: BTreeMap<ProducerId, TaskHandle>,
     /// Tasks of removed producers, ending their series.
     retiring: BTreeMap<ProducerId, TaskHandle>,
@@ -73,12 +75,13 @@ pub(crate) struct Reconciler {
 }
 
 impl Reconciler {
-    /// No tasks yet.
-    pub(crate) fn new(collector: CollectorId, sink: Sink) -> Self {
+    /// No tasks yet; the tasks will hand their samples to `sink` and count their scrapes in `metrics`.
+    pub(crate) fn new(collector: CollectorId, sink: Sink, metrics: ScrapeMetrics) -> Self {
         Self {
             collector,
             kit: ScrapeKit::new(collector),
             sink,
+            metrics,
             tasks: BTreeMap::new(),
             retiring: BTreeMap::new(),
             views: TaskViews::default(),
@@ -94,7 +97,7 @@ impl Reconciler {
     fn spawn(&self, target: Target, handed: Option<Tracker>) -> TaskHandle {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let delay = first_delay(self.collector, &target, now);
-        TaskHandle::start(target, &self.kit, self.sink.clone(), delay, handed)
+        TaskHandle::start(target, &self.kit, self.sink.clone(), delay, handed, &self.metrics)
     }
 
     /// Applies the snapshot in force now (C5: the persisted one, before any server answers), then spawns the task

@@ -100,6 +100,21 @@ pub enum DiscardReason {
 }
 
 impl DiscardReason {
+    /// Every reason, so a counter of each can be shown before it happens.
+    pub const ALL: [Self; 11] = [
+        Self::StreamEnded,
+        Self::OtherGeneration,
+        Self::Gap,
+        Self::RepeatedChunk,
+        Self::CountMismatch,
+        Self::DigestMismatch,
+        Self::DuplicateProducer,
+        Self::InvalidEntry,
+        Self::Interleaved,
+        Self::TooLarge,
+        Self::StaleGeneration,
+    ];
+
     /// The counter name.
     pub fn as_str(self) -> &'static str {
         match self {
