@@ -377,3 +377,62 @@ async fn a_restarted_collector_scrapes_each_target_at_the_same_phase_of_its_inte
         assert!(apart < 100, "a phase moved by {apart} ms: before {before:?}, after {after:?}");
     }
 }
+
+/// A port free now: bound on 127.0.0.1 and released (`roster up` registers its metrics ports as producers, so
+/// they are given, not chosen by the OS).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_up_collects_its_own_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let (server_metrics, collector_metrics) =
+        (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut up = common::Proc::start(
+        "roster",
+        &[
+            "up",
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--collector-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &server_metrics,
+            "--collector-metrics-listen",
+            &collector_metrics,
+            "--producers",
+            "0",
+        ],
+    );
+    let sink_path = dir.path().join("collector/samples.jsonl");
+    let scraped = |lines: &[Value], job: &str, name: &str| {
+        lines.iter().any(|l| l["labels"]["job"] == job && l["name"] == name && l["value"] != 0.0)
+    };
+    wait_for("both metrics endpoints scraped, up 1, with roster's own series", || {
+        let lines = sink(&sink_path);
+        ["roster-server", "roster-collector"].iter().all(|job| scraped(&lines, job, "up"))
+            && scraped(&lines, "roster-server", "roster_server_registrations_total")
+            && lines.iter().any(|l| {
+                l["labels"]["job"] == "roster-collector"
+                    && l["name"].as_str().is_some_and(|n| n.starts_with("roster_collector_"))
+            })
+    })
+    .await;
+    let lines = sink(&sink_path);
+    let up_of = |job: &str| lines.iter().filter(|l| l["labels"]["job"] == job && l["name"] == "up").count();
+    eprintln!(
+        "figure: roster up scraped itself: {} server and {} collector scrapes",
+        up_of("roster-server"),
+        up_of("roster-collector")
+    );
+    assert!(
+        lines.iter().all(|l| l["name"] != "up" || l["value"] == 1.0),
+        "every scrape of roster's own metrics succeeded"
+    );
+    up.signal("-INT");
+    up.assert_ok();
+}
