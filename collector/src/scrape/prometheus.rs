@@ -21,7 +21,8 @@
 //!   reason `duplicate_series`; 2.42 keeps the first value, drops the second and reports `up` = 1. The format
 //!   calls such a body's ingestion undefined, and a silent choice hides a broken exporter.
 //! - **Redirects** are not followed: a 3xx fails as any status but 200 does.
-//! - **https** is not spoken: such a target's task fails at start with a clear error, and writes nothing.
+//! - **https** verifies targets against the system's CA certificates only (no per-target CA, client
+//!   certificate or `insecure_skip_verify`).
 //! - The report series of a failed scrape count 0 samples, where 2.42 counts the lines parsed before the error.
 
 pub(crate) mod http;
@@ -33,7 +34,7 @@ pub(crate) mod test_target;
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use ::http::Uri;
-use roster::domain::{PrometheusTarget, Scheme, Target};
+use roster::domain::{PrometheusTarget, Target};
 
 pub(crate) use self::http::HttpClient;
 use self::{
@@ -66,23 +67,17 @@ pub(crate) struct PrometheusScraper {
     tracker: Tracker,
 }
 
-/// Why a Prometheus target cannot be scraped at all.
+/// A target's URL is not one (an address a server accepted long ago, under older rules).
 #[derive(Debug, thiserror::Error)]
-enum TargetError {
-    /// The scheme is https.
-    #[error("https targets are not supported by this collector (scrape {0} over http, or put a proxy in front)")]
-    Https(String),
-    /// The URL is not one (an address the server accepted long ago).
-    #[error("{0:?} is not a URL")]
-    Url(String, #[source] ::http::uri::InvalidUri),
-}
+#[error("{0:?} is not a URL")]
+struct NotAUrl(String, #[source] ::http::uri::InvalidUri);
 
 impl PrometheusScraper {
     /// A scraper of `target`, served as `prometheus` says, through `http`, each scrape within `timeout` (which
     /// the target is told), going on from the series `handed` over by the scraper it replaces, if any.
     ///
     /// # Errors
-    /// [`ScrapeError::BadAddress`] when the target is https, or its URL does not parse.
+    /// [`ScrapeError::BadAddress`] when its URL does not parse.
     pub(crate) fn new(
         target: &Target,
         prometheus: &PrometheusTarget,
@@ -91,10 +86,7 @@ impl PrometheusScraper {
         handed: Option<Tracker>,
     ) -> Result<Self, ScrapeError> {
         let url = prometheus.url(&target.address);
-        if prometheus.scheme == Scheme::Https {
-            return Err(ScrapeError::BadAddress(TargetError::Https(url).into()));
-        }
-        let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(TargetError::Url(url, e).into()))?;
+        let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(NotAUrl(url, e).into()))?;
         let producer_id = target.id.to_string();
         Ok(Self {
             http: http.clone(),
@@ -402,18 +394,29 @@ mod tests {
         assert_eq!(scrape(&mut scraper, AT + 1000).await.0.unwrap_err().reason(), "parse");
     }
 
-    #[test]
-    fn an_https_target_cannot_be_scraped_and_says_why() {
-        let mut https = target("127.0.0.1:9100", &[]);
-        https.collection =
-            Collection::Prometheus(PrometheusTarget { scheme: Scheme::Https, ..PrometheusTarget::default() });
+    #[tokio::test]
+    async fn an_https_target_is_scraped_when_its_certificate_is_trusted_and_fails_when_not() {
+        let tls = test_target::Tls::new();
+        let server = TestTarget::start_tls(Answer::text("a 1\n"), &tls).await;
+        let mut https = target(&format!("localhost:{}", server.addr.port()), &[]);
+        https.collection = Collection::Prometheus(PrometheusTarget {
+            scheme: roster::domain::Scheme::Https,
+            ..PrometheusTarget::default()
+        });
         let Collection::Prometheus(prometheus) = &https.collection else { unreachable!() };
-        let error =
-            PrometheusScraper::new(&https, prometheus, &HttpClient::new(1), Duration::from_secs(1), None).unwrap_err();
-        assert_eq!(
-            chain(&error).to_string(),
-            "bad address: https targets are not supported by this collector (scrape \
-             https://127.0.0.1:9100/metrics over http, or put a proxy in front)"
-        );
+        let trusting = HttpClient::with_tls(1 << 20, tls.client_config());
+        let mut scraper = PrometheusScraper::new(&https, prometheus, &trusting, Duration::from_secs(5), None).unwrap();
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        assert_eq!(value(&samples, "a"), 1.0);
+
+        let strangers = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let wary = HttpClient::with_tls(1 << 20, strangers);
+        let mut scraper = PrometheusScraper::new(&https, prometheus, &wary, Duration::from_secs(5), None).unwrap();
+        let error = scrape(&mut scraper, AT).await.0.unwrap_err();
+        assert_eq!(error.reason(), "request");
+        assert!(chain(&error).to_string().contains("certificate"), "{}", chain(&error));
     }
 }

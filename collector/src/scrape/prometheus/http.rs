@@ -10,7 +10,9 @@
 //!   limit or more fails the scrape (Prometheus's `n >= limit`), so a gzip bomb stops at the limit.
 //!
 //! One [`HttpClient`] serves every task of a collector: its pool keeps a connection per target between scrapes.
-//! Only `http` is spoken: an `https` target fails with a clear error when its task starts.
+//! `https` targets are verified against the system's CA certificates (rustls on ring, the roots
+//! `rustls-native-certs` finds, which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`); with none found, the collector
+//! says so once and every https scrape fails its handshake.
 
 use std::{io::Write as _, time::Duration};
 
@@ -20,10 +22,13 @@ use http::{
     header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT},
 };
 use http_body_util::{BodyExt as _, Empty};
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
+use rustls::{ClientConfig, RootCertStore};
+use tracing::warn;
 
 use crate::{defaults, scrape::ScrapeError};
 
@@ -40,7 +45,7 @@ const AGENT: &str = concat!("roster-collector/", env!("CARGO_PKG_VERSION"));
 /// The HTTP client of every Prometheus target of one collector (cheap to clone: clones share the pool).
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     body_limit: usize,
 }
 
@@ -54,11 +59,26 @@ pub(crate) struct Fetched {
 }
 
 impl HttpClient {
-    /// A client whose bodies stop at `body_limit` bytes (decompressed).
+    /// A client whose bodies stop at `body_limit` bytes (decompressed), trusting the system's CA certificates.
     pub(crate) fn new(body_limit: usize) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(defaults::SCRAPE_CONNECT_TIMEOUT));
+        let tls = match ClientConfig::builder().with_native_roots() {
+            Ok(builder) => builder.with_no_client_auth(),
+            Err(e) => {
+                warn!(error = %e, "no CA certificates: scrapes of https targets will fail (set SSL_CERT_FILE)");
+                ClientConfig::builder().with_root_certificates(RootCertStore::empty()).with_no_client_auth()
+            }
+        };
+        Self::with_tls(body_limit, tls)
+    }
+
+    /// A client whose bodies stop at `body_limit` bytes (decompressed), speaking TLS with `tls`.
+    pub(crate) fn with_tls(body_limit: usize, tls: ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(defaults::SCRAPE_CONNECT_TIMEOUT));
+        http.enforce_http(false);
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(defaults::SCRAPE_IDLE_CONNECTION)
