@@ -230,7 +230,7 @@ impl Collector for Observed {
 #[cfg(test)]
 mod tests {
     use prometheus_client::encoding::text::encode;
-    use roster::domain::{ApplyOutcome, CollectorId};
+    use roster::domain::{ApplyOutcome, CollectorId, SupportedKinds};
 
     use super::*;
     use crate::records::{CollectorRecord, StoredReport};
@@ -276,7 +276,7 @@ mod tests {
             });
             CollectorView {
                 id: CollectorId::new_random(),
-                record: CollectorRecord { generation, liveness, report },
+                record: CollectorRecord { generation, liveness, report, supported_kinds: SupportedKinds::GRPC_ONLY },
                 assigned: 3,
                 converged,
                 forget_at_ms: None,
