@@ -26,6 +26,10 @@ pub const MAX_LABEL_NAME_BYTES: usize = 64;
 pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// Longest producer address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 255;
+/// Longest metrics path of a Prometheus target, in bytes.
+pub const MAX_METRICS_PATH_BYTES: usize = 1024;
+/// The metrics path of a Prometheus target that gives none, as Prometheus's own default.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 /// Longest rejection reason kept from a `ReportApplied`, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;
 /// Default page size of list calls.
@@ -470,6 +474,357 @@ pub fn labels_from_flags(flag: &str, pairs: Vec<(String, String)>) -> Result<Lab
     Labels::parse_field(flag, labels)
 }
 
+/// A producer's kind: which protocol collects it (`roster.v1.ProducerKind` without its "unset" value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProducerKind {
+    /// roster's own `roster.v1.Producer` service over gRPC: every producer from before kinds existed.
+    Grpc,
+    /// A Prometheus HTTP target (text format 0.0.4 or OpenMetrics 1.0).
+    Prometheus,
+}
+
+impl ProducerKind {
+    /// Every kind, in declaration (and wire) order: a kind's discriminant is its index here.
+    pub const ALL: [Self; 2] = [Self::Grpc, Self::Prometheus];
+
+    /// The kind's name where roster writes it for people and scripts (the CLI, its JSON, the store): `grpc`,
+    /// `prometheus`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Prometheus => "prometheus",
+        }
+    }
+
+    /// The kind named by [`Self::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The wire value.
+    pub fn to_pb(self) -> pb::ProducerKind {
+        match self {
+            Self::Grpc => pb::ProducerKind::Grpc,
+            Self::Prometheus => pb::ProducerKind::Prometheus,
+        }
+    }
+
+    /// The kind of a wire value: unset means gRPC; `None` for a number that is not a `ProducerKind`.
+    pub fn from_pb(value: i32) -> Option<Self> {
+        match pb::ProducerKind::try_from(value).ok()? {
+            pb::ProducerKind::Unspecified | pb::ProducerKind::Grpc => Some(Self::Grpc),
+            pb::ProducerKind::Prometheus => Some(Self::Prometheus),
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::Grpc => 1,
+            Self::Prometheus => 2,
+        }
+    }
+}
+
+impl fmt::Display for ProducerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a kind's name ([`ProducerKind::as_str`]) given as a flag (`--kind prometheus`).
+impl FromStr for ProducerKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_name(s)
+            .ok_or_else(|| InvalidValue(format!("{:?} is not a producer kind; use grpc or prometheus", clip(s))))
+    }
+}
+
+/// The producer kinds a collector can collect (`WatchRequest.supported_kinds`): gRPC always, others as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SupportedKinds(u8);
+
+impl SupportedKinds {
+    /// gRPC only: what a collector that lists nothing (one from before kinds existed) supports.
+    pub const GRPC_ONLY: Self = Self(1);
+    /// Every kind this build knows.
+    pub const ALL: Self = Self(3);
+
+    /// These kinds and `kind`.
+    #[must_use]
+    pub fn with(self, kind: ProducerKind) -> Self {
+        Self(self.0 | kind.bit())
+    }
+
+    /// Whether `kind` is among them.
+    pub fn contains(self, kind: ProducerKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// The kinds, in wire order.
+    pub fn iter(self) -> impl Iterator<Item = ProducerKind> {
+        ProducerKind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+
+    /// Reads a `supported_kinds` list: gRPC is implied, unset values and numbers this build does not know are
+    /// ignored (a newer collector may list kinds an older server cannot assign; it simply gets none of them).
+    pub fn from_pb(values: &[i32]) -> Self {
+        values.iter().filter_map(|v| ProducerKind::from_pb(*v)).fold(Self::GRPC_ONLY, Self::with)
+    }
+
+    /// The list sent in a `WatchRequest` (or shown in `CollectorInfo`), gRPC included.
+    pub fn to_pb(self) -> Vec<i32> {
+        self.iter().map(|k| k.to_pb() as i32).collect()
+    }
+
+    /// The kinds' names joined by commas (`grpc,prometheus`), as the store keeps them and the CLI shows them.
+    pub fn names(self) -> String {
+        self.iter().map(ProducerKind::as_str).collect::<Vec<_>>().join(",")
+    }
+
+    /// Reads what [`Self::names`] wrote; gRPC is implied.
+    ///
+    /// # Errors
+    /// An [`InvalidValue`] naming a kind that is not one.
+    pub fn from_names(names: &str) -> Result<Self, InvalidValue> {
+        names
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .try_fold(Self::GRPC_ONLY, |kinds, name| name.parse().map(|k| kinds.with(k)))
+    }
+}
+
+impl Default for SupportedKinds {
+    fn default() -> Self {
+        Self::GRPC_ONLY
+    }
+}
+
+/// The scheme a Prometheus target is scraped with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scheme {
+    /// Plain HTTP (the default).
+    #[default]
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+
+    /// Parses a scheme field: empty means `http`; `http` and `https` in any case.
+    ///
+    /// # Errors
+    /// A [`FieldError`] naming `field` for anything else.
+    pub fn parse_field(field: &str, value: &str) -> Result<Self, FieldError> {
+        if value.is_empty() || value.eq_ignore_ascii_case("http") {
+            Ok(Self::Http)
+        } else if value.eq_ignore_ascii_case("https") {
+            Ok(Self::Https)
+        } else {
+            Err(FieldError::new(field, format!("{:?} is not http or https (empty means http)", clip(value))))
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The path a Prometheus target serves its metrics on: starts with `/`, at most [`MAX_METRICS_PATH_BYTES`], no
+/// query, fragment, whitespace or control characters, and a valid URI path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MetricsPath(String);
+
+impl MetricsPath {
+    /// Parses a metrics path field: empty means [`DEFAULT_METRICS_PATH`].
+    ///
+    /// # Errors
+    /// A [`FieldError`] naming `field` when the path breaks a rule above.
+    pub fn parse_field(field: &str, value: &str) -> Result<Self, FieldError> {
+        if value.is_empty() {
+            return Ok(Self(DEFAULT_METRICS_PATH.to_owned()));
+        }
+        let bad = |why: &str| FieldError::new(field, format!("{:?} {why}", clip(value)));
+        if value.len() > MAX_METRICS_PATH_BYTES {
+            return Err(FieldError::new(
+                field,
+                format!("{} bytes long, at most {MAX_METRICS_PATH_BYTES} allowed", value.len()),
+            ));
+        }
+        if !value.starts_with('/') {
+            return Err(bad("must start with / (e.g. /metrics)"));
+        }
+        if value.contains(['?', '#']) {
+            return Err(bad("has a query or fragment (? or #); give the path alone"));
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("holds whitespace or a control character"));
+        }
+        if !value.is_ascii() {
+            return Err(bad("holds a character other than ASCII; percent-encode it (%XX)"));
+        }
+        if value.parse::<http::uri::PathAndQuery>().is_err() {
+            return Err(bad("is not a valid URI path (escape other characters as %XX)"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for MetricsPath {
+    fn default() -> Self {
+        Self(DEFAULT_METRICS_PATH.to_owned())
+    }
+}
+
+impl fmt::Display for MetricsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a Prometheus HTTP target needs beyond its address: `GET scheme://address/metrics_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PrometheusTarget {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// The path scraped.
+    pub metrics_path: MetricsPath,
+    /// The time limit of each scrape, below the interval; `None` means the collector's default.
+    pub scrape_timeout: Option<Duration>,
+}
+
+impl PrometheusTarget {
+    /// Validates a `prometheus` field of a producer collected every `interval`; `prefix` names it (`prometheus`,
+    /// `producers.prometheus`). Unset means every default.
+    ///
+    /// # Errors
+    /// A [`FieldError`] naming `prefix.scheme`, `prefix.metrics_path` or `prefix.scrape_timeout_ms`.
+    pub fn parse_field(
+        prefix: &str,
+        target: Option<pb::PrometheusTarget>,
+        interval: Duration,
+    ) -> Result<Self, FieldError> {
+        let target = target.unwrap_or_default();
+        let scheme = Scheme::parse_field(&format!("{prefix}.scheme"), &target.scheme)?;
+        let metrics_path = MetricsPath::parse_field(&format!("{prefix}.metrics_path"), &target.metrics_path)?;
+        let scrape_timeout = match target.scrape_timeout_ms {
+            None => None,
+            Some(0) => {
+                return Err(FieldError::new(
+                    format!("{prefix}.scrape_timeout_ms"),
+                    "0 is not a time limit; give 1 ms or more, or leave it unset for the collector's default",
+                ));
+            }
+            Some(ms) if u128::from(ms) >= interval.as_millis() => {
+                return Err(FieldError::new(
+                    format!("{prefix}.scrape_timeout_ms"),
+                    format!(
+                        "{ms} is not below interval_ms {}: a scrape must end before the next one is due",
+                        interval.as_millis()
+                    ),
+                ));
+            }
+            Some(ms) => Some(Duration::from_millis(u64::from(ms))),
+        };
+        Ok(Self { scheme, metrics_path, scrape_timeout })
+    }
+
+    /// The URL scraped at `address`: `scheme://host:port/path`.
+    pub fn url(&self, address: &ProducerAddress) -> String {
+        format!("{}://{}{}", self.scheme, address, self.metrics_path)
+    }
+
+    /// The wire form, defaults filled in.
+    pub fn to_pb(&self) -> pb::PrometheusTarget {
+        pb::PrometheusTarget {
+            scheme: self.scheme.as_str().to_owned(),
+            metrics_path: self.metrics_path.as_str().to_owned(),
+            scrape_timeout_ms: self.scrape_timeout.map(duration_ms_u32),
+        }
+    }
+}
+
+/// How a producer is collected: its kind, with what that kind needs. Part of [`ProducerSpec`] and [`Target`], so a
+/// change of any of it is a changed entry (C6: the collection task restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// `roster.v1.Producer` over gRPC at the address.
+    Grpc,
+    /// A Prometheus HTTP target.
+    Prometheus(PrometheusTarget),
+}
+
+impl Collection {
+    /// The kind.
+    pub fn kind(&self) -> ProducerKind {
+        match self {
+            Self::Grpc => ProducerKind::Grpc,
+            Self::Prometheus(_) => ProducerKind::Prometheus,
+        }
+    }
+
+    /// The wire fields `(kind, prometheus)` of an entry or an info. A gRPC entry carries kind 0 (unset) and no
+    /// `prometheus`, so it is encoded exactly as before kinds existed; `kind_if_grpc` says what `ProducerInfo`
+    /// shows instead (it names the kind).
+    fn to_pb(&self, kind_if_grpc: pb::ProducerKind) -> (i32, Option<pb::PrometheusTarget>) {
+        match self {
+            Self::Grpc => (kind_if_grpc as i32, None),
+            Self::Prometheus(target) => (pb::ProducerKind::Prometheus as i32, Some(target.to_pb())),
+        }
+    }
+
+    /// The wire fields `(kind, prometheus)` of a `ProducerInfo`: the kind always named.
+    pub fn to_info_pb(&self) -> (i32, Option<pb::PrometheusTarget>) {
+        self.to_pb(pb::ProducerKind::Grpc)
+    }
+
+    /// Validates the `kind` and `prometheus` fields of a producer collected every `interval`; `prefix` is empty for
+    /// a request, `producers.` for a snapshot entry.
+    ///
+    /// # Errors
+    /// A [`FieldError`] naming `kind` for a number that is not a kind, `prometheus` when it is set for a gRPC
+    /// producer, or a field of `prometheus` (see [`PrometheusTarget::parse_field`]).
+    pub fn parse_fields(
+        prefix: &str,
+        kind: i32,
+        prometheus: Option<pb::PrometheusTarget>,
+        interval: Duration,
+    ) -> Result<Self, FieldError> {
+        match ProducerKind::from_pb(kind) {
+            None => Err(FieldError::new(
+                format!("{prefix}kind"),
+                format!("{kind} is not a producer kind; use PRODUCER_KIND_GRPC (1) or PRODUCER_KIND_PROMETHEUS (2)"),
+            )),
+            Some(ProducerKind::Grpc) if prometheus.is_some() => Err(FieldError::new(
+                format!("{prefix}prometheus"),
+                "set, but the kind is gRPC (unset kind means gRPC); give kind PRODUCER_KIND_PROMETHEUS, or leave \
+                 prometheus unset",
+            )),
+            Some(ProducerKind::Grpc) => Ok(Self::Grpc),
+            Some(ProducerKind::Prometheus) => Ok(Self::Prometheus(PrometheusTarget::parse_field(
+                &format!("{prefix}prometheus"),
+                prometheus,
+                interval,
+            )?)),
+        }
+    }
+}
+
 /// What a registrant says about a producer: everything but its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerSpec {
@@ -484,16 +839,21 @@ pub struct ProducerSpec {
     /// The collector its registrant pinned it to, if any (an operator pin, kept apart from the registration,
     /// wins over it).
     pub pinned: Option<CollectorId>,
+    /// How it is collected.
+    pub collection: Collection,
 }
 
 impl ProducerSpec {
-    /// The entry a collector receives for this producer.
+    /// The entry a collector receives for this producer (a gRPC one byte for byte as before kinds existed).
     pub fn to_assigned(&self) -> pb::AssignedProducer {
+        let (kind, prometheus) = self.collection.to_pb(pb::ProducerKind::Unspecified);
         pb::AssignedProducer {
             id: self.id.to_string(),
             address: self.address.as_str().to_owned(),
             interval_ms: duration_ms_u32(self.interval),
             labels: self.labels.as_map().clone(),
+            kind,
+            prometheus,
         }
     }
 }
@@ -509,6 +869,8 @@ pub struct Target {
     pub interval: Duration,
     /// Labels added to its samples.
     pub labels: Labels,
+    /// How to collect it.
+    pub collection: Collection,
 }
 
 impl TryFrom<pb::AssignedProducer> for Target {
@@ -517,24 +879,30 @@ impl TryFrom<pb::AssignedProducer> for Target {
     /// Validates an entry, naming the field that is wrong. Taken by value: a valid entry's address string and
     /// labels become the target's, not copies. The id and address are read as data a server accepted
     /// ([`ProducerId::parse_accepted`], [`ProducerAddress::parse_accepted`]), so a collector keeps working with a
-    /// server, store or state file from before a rule was made stricter.
+    /// server, store or state file from before a rule was made stricter. A kind this build does not know is an
+    /// invalid entry (a server sends one only to collectors that listed it).
     fn try_from(p: pb::AssignedProducer) -> Result<Self, FieldError> {
+        let interval = ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?;
         Ok(Self {
             id: ProducerId::parse_accepted("producers.id", &p.id)?,
             address: ProducerAddress::parse_accepted("producers.address", p.address)?,
-            interval: ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?,
+            interval,
             labels: Labels::parse_field("producers.labels", p.labels)?,
+            collection: Collection::parse_fields("producers.", p.kind, p.prometheus, interval)?,
         })
     }
 }
 
 impl From<&Target> for pb::AssignedProducer {
     fn from(t: &Target) -> Self {
+        let (kind, prometheus) = t.collection.to_pb(pb::ProducerKind::Unspecified);
         Self {
             id: t.id.to_string(),
             address: t.address.as_str().to_owned(),
             interval_ms: duration_ms_u32(t.interval),
             labels: t.labels.as_map().clone(),
+            kind,
+            prometheus,
         }
     }
 }
@@ -553,12 +921,30 @@ impl TryFrom<pb::RegisterProducerRequest> for Registration {
 
     fn try_from(req: pb::RegisterProducerRequest) -> Result<Self, FieldError> {
         let id = ProducerId::parse_field("producer_id", &req.producer_id)?;
-        let address = ProducerAddress::parse_field("address", &req.address)?;
         let interval = ms_in_range("interval_ms", req.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?;
+        let collection = Collection::parse_fields("", req.kind, req.prometheus, interval)?;
+        if collection.kind() == ProducerKind::Prometheus && req.address.contains("://") {
+            return Err(FieldError::new(
+                "address",
+                format!(
+                    "{:?} has a scheme; give host:port and set prometheus.scheme (http or https)",
+                    clip(&req.address)
+                ),
+            ));
+        }
+        let address = ProducerAddress::parse_field("address", &req.address)?;
         let labels = Labels::parse_field("labels", req.labels)?;
+        if collection.kind() == ProducerKind::Prometheus
+            && let Some(name) = labels.as_map().keys().find(|name| name.starts_with("__"))
+        {
+            return Err(FieldError::new(
+                format!("labels[{:?}]", clip(name)),
+                "names starting with __ are Prometheus's own (__address__, __scheme__, …); choose another name",
+            ));
+        }
         let pinned = CollectorId::parse_optional_field("pinned_collector_id", &req.pinned_collector_id)?;
         let lease = req.lease_ms.map(|ms| ms_in_range("lease_ms", ms, MIN_LEASE, MAX_LEASE)).transpose()?;
-        Ok(Self { spec: ProducerSpec { id, address, interval, labels, pinned }, lease })
+        Ok(Self { spec: ProducerSpec { id, address, interval, labels, pinned, collection }, lease })
     }
 }
 
@@ -650,6 +1036,8 @@ pub struct WatchParams {
     pub observe: bool,
     /// The watching process's instance id, if it gave one (two at once mean a copied data directory).
     pub instance: Option<uuid::Uuid>,
+    /// The producer kinds the collector can collect (gRPC always).
+    pub supported_kinds: SupportedKinds,
 }
 
 impl TryFrom<pb::WatchRequest> for WatchParams {
@@ -675,7 +1063,8 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
         };
         let instance =
             if req.instance_id.is_empty() { None } else { Some(parse_uuid("instance_id", &req.instance_id)?) };
-        Ok(Self { collector, known, observe: req.observe_only, instance })
+        let supported_kinds = SupportedKinds::from_pb(&req.supported_kinds);
+        Ok(Self { collector, known, observe: req.observe_only, instance, supported_kinds })
     }
 }
 
@@ -881,6 +1270,158 @@ mod tests {
             mutate(&mut req);
             assert_eq!(field_of(req), field);
         }
+    }
+
+    fn prometheus(target: pb::PrometheusTarget) -> pb::RegisterProducerRequest {
+        pb::RegisterProducerRequest {
+            kind: pb::ProducerKind::Prometheus as i32,
+            prometheus: Some(target),
+            interval_ms: 2000,
+            ..request()
+        }
+    }
+
+    #[test]
+    fn kinds_default_to_grpc_and_prometheus_targets_get_their_defaults() {
+        let grpc = Registration::try_from(request()).expect("unset kind");
+        assert_eq!(grpc.spec.collection, Collection::Grpc);
+        let named = pb::RegisterProducerRequest { kind: pb::ProducerKind::Grpc as i32, ..request() };
+        assert_eq!(Registration::try_from(named).unwrap().spec.collection, Collection::Grpc);
+
+        let bare = pb::RegisterProducerRequest { kind: pb::ProducerKind::Prometheus as i32, ..request() };
+        let spec = Registration::try_from(bare).expect("every default").spec;
+        assert_eq!(spec.collection, Collection::Prometheus(PrometheusTarget::default()));
+        let Collection::Prometheus(target) = &spec.collection else { unreachable!() };
+        assert_eq!(target.url(&spec.address), "http://127.0.0.1:9100/metrics");
+
+        let given = pb::PrometheusTarget {
+            scheme: "HTTPS".into(),
+            metrics_path: "/probe/metrics%20x".into(),
+            scrape_timeout_ms: Some(1999),
+        };
+        let spec = Registration::try_from(prometheus(given)).expect("valid").spec;
+        let Collection::Prometheus(target) = &spec.collection else { unreachable!() };
+        assert_eq!(
+            (target.scheme, target.metrics_path.as_str(), target.scrape_timeout),
+            (Scheme::Https, "/probe/metrics%20x", Some(Duration::from_millis(1999)))
+        );
+        assert_eq!(target.url(&spec.address), "https://127.0.0.1:9100/probe/metrics%20x");
+    }
+
+    #[test]
+    fn each_bad_kind_or_prometheus_field_is_named() {
+        let target = |scheme: &str, path: &str, timeout: Option<u32>| pb::PrometheusTarget {
+            scheme: scheme.into(),
+            metrics_path: path.into(),
+            scrape_timeout_ms: timeout,
+        };
+        let cases: Vec<(&str, pb::RegisterProducerRequest)> = vec![
+            ("kind", pb::RegisterProducerRequest { kind: 7, ..request() }),
+            ("kind", pb::RegisterProducerRequest { kind: -1, ..request() }),
+            ("prometheus", pb::RegisterProducerRequest { prometheus: Some(target("", "", None)), ..request() }),
+            (
+                "prometheus",
+                pb::RegisterProducerRequest {
+                    kind: pb::ProducerKind::Grpc as i32,
+                    prometheus: Some(target("", "", None)),
+                    ..request()
+                },
+            ),
+            ("prometheus.scheme", prometheus(target("ftp", "", None))),
+            ("prometheus.scheme", prometheus(target("http://", "", None))),
+            ("prometheus.metrics_path", prometheus(target("", "metrics", None))),
+            ("prometheus.metrics_path", prometheus(target("", "/metrics?x=1", None))),
+            ("prometheus.metrics_path", prometheus(target("", "/a#b", None))),
+            ("prometheus.metrics_path", prometheus(target("", "/a b", None))),
+            ("prometheus.metrics_path", prometheus(target("", "/a\nb", None))),
+            ("prometheus.metrics_path", prometheus(target("", "/a\u{7f}", None))),
+            ("prometheus.metrics_path", prometheus(target("", "/ü", None))),
+            ("prometheus.metrics_path", prometheus(target("", &format!("/{}", "a".repeat(1024)), None))),
+            ("prometheus.scrape_timeout_ms", prometheus(target("", "", Some(0)))),
+            ("prometheus.scrape_timeout_ms", prometheus(target("", "", Some(2000)))),
+            ("prometheus.scrape_timeout_ms", prometheus(target("", "", Some(u32::MAX)))),
+            (
+                "address",
+                pb::RegisterProducerRequest { address: "http://h:1".into(), ..prometheus(target("", "", None)) },
+            ),
+            (
+                "address",
+                pb::RegisterProducerRequest { address: "HTTPS://h:1".into(), ..prometheus(target("", "", None)) },
+            ),
+            (
+                "labels[\"__name__\"]",
+                pb::RegisterProducerRequest {
+                    labels: [("__name__".to_owned(), "x".to_owned())].into(),
+                    ..prometheus(target("", "", None))
+                },
+            ),
+        ];
+        for (field, req) in cases {
+            let err = Registration::try_from(req.clone()).expect_err(field);
+            assert_eq!(err.field, field, "{req:?}: {err}");
+        }
+        let err = Registration::try_from(prometheus(target("", "", Some(2000)))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "prometheus.scrape_timeout_ms: 2000 is not below interval_ms 2000: a scrape must end before the next one is due"
+        );
+        let err = Registration::try_from(pb::RegisterProducerRequest { kind: 7, ..request() }).unwrap_err();
+        assert!(err.to_string().starts_with("kind: 7 is not a producer kind"), "{err}");
+        // A gRPC producer keeps its rules: labels starting with __ and an http:// prefix are its own business.
+        let mut grpc = request();
+        grpc.address = "http://h:1".into();
+        grpc.labels.insert("__x".into(), "y".into());
+        assert!(Registration::try_from(grpc).is_ok());
+    }
+
+    #[test]
+    fn a_grpc_entry_carries_no_kind_and_every_entry_round_trips() {
+        let grpc = Registration::try_from(request()).unwrap().spec;
+        let entry = grpc.to_assigned();
+        assert_eq!((entry.kind, entry.prometheus.is_none()), (0, true), "a gRPC entry is what it was before kinds");
+        let target = Target::try_from(entry.clone()).unwrap();
+        assert_eq!(target.collection, Collection::Grpc);
+        assert_eq!(pb::AssignedProducer::from(&target), entry);
+
+        let given =
+            pb::PrometheusTarget { scheme: String::new(), metrics_path: String::new(), scrape_timeout_ms: Some(5) };
+        let spec = Registration::try_from(prometheus(given)).unwrap().spec;
+        let entry = spec.to_assigned();
+        assert_eq!(entry.kind, pb::ProducerKind::Prometheus as i32);
+        let sent = entry.prometheus.clone().expect("sent with its defaults filled in");
+        assert_eq!(
+            (sent.scheme.as_str(), sent.metrics_path.as_str(), sent.scrape_timeout_ms),
+            ("http", "/metrics", Some(5))
+        );
+        let target = Target::try_from(entry.clone()).unwrap();
+        assert_eq!(target.collection, spec.collection);
+        assert_eq!(pb::AssignedProducer::from(&target), entry);
+        assert_eq!(spec.collection.to_info_pb(), (pb::ProducerKind::Prometheus as i32, Some(sent)));
+        assert_eq!(Collection::Grpc.to_info_pb(), (pb::ProducerKind::Grpc as i32, None), "an info names the kind");
+
+        let unknown = pb::AssignedProducer { kind: 9, ..grpc.to_assigned() };
+        assert_eq!(Target::try_from(unknown).unwrap_err().field, "producers.kind");
+        let bad_path = pb::AssignedProducer {
+            prometheus: Some(pb::PrometheusTarget { metrics_path: "x".into(), ..Default::default() }),
+            ..spec.to_assigned()
+        };
+        assert_eq!(Target::try_from(bad_path).unwrap_err().field, "producers.prometheus.metrics_path");
+    }
+
+    #[test]
+    fn supported_kinds_imply_grpc_and_ignore_what_they_do_not_know() {
+        assert_eq!(SupportedKinds::from_pb(&[]), SupportedKinds::GRPC_ONLY);
+        assert_eq!(SupportedKinds::from_pb(&[0, 1, 42, -3]), SupportedKinds::GRPC_ONLY);
+        assert_eq!(SupportedKinds::from_pb(&[2]), SupportedKinds::ALL);
+        assert_eq!(SupportedKinds::ALL.to_pb(), vec![1, 2]);
+        assert_eq!(SupportedKinds::GRPC_ONLY.to_pb(), vec![1]);
+        assert!(!SupportedKinds::default().contains(ProducerKind::Prometheus));
+        for kinds in [SupportedKinds::GRPC_ONLY, SupportedKinds::ALL] {
+            assert_eq!(SupportedKinds::from_names(&kinds.names()).unwrap(), kinds);
+        }
+        assert_eq!(SupportedKinds::ALL.names(), "grpc,prometheus");
+        assert_eq!(SupportedKinds::from_names("prometheus").unwrap(), SupportedKinds::ALL);
+        assert!(SupportedKinds::from_names("grpc,http").is_err());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! dials ([`endpoint`]), the snapshot digest both ends of the assignment feed compute ([`snapshot`]), the one
 //! way every roster server serves gRPC and every client makes its channel ([`transport`]), and the tower layer
 //! that gives every RPC a request id and a tracing span ([`rpc_trace`]), the clients (the retrying unary client,
-//! [`client`] and [`retry`]; the feed follower, [`follower`]), and what every binary does alike ([`process`],
-//! [`error_chain`]).
+//! [`client`] and [`retry`]; the feed follower, [`follower`]), the one HTTP server of roster's own Prometheus
+//! metrics ([`metrics_http`]), and what every binary does alike ([`process`], [`error_chain`]).
 //!
 //! The rules these pieces implement (S*, C*, R*, L*) are stated in `docs/DESIGN.md` and cited by number in the
 //! code and the proto files.
@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod error_chain;
 pub mod follower;
 pub mod message_limit;
+pub mod metrics_http;
 pub mod process;
 pub mod producer;
 pub mod retry;

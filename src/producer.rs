@@ -144,8 +144,8 @@ pub async fn run_demo(
         address: local.to_string(),
         interval_ms: ms(options.interval, "interval")?,
         labels: options.labels,
-        pinned_collector_id: String::new(),
         lease_ms: Some(ms(options.lease, "lease")?),
+        ..Default::default()
     };
     let stop = CancellationToken::new();
     let registration = Registration { request, client: RosterClient::connect(&options.server, DEMO_CALL_TIMEOUT) };

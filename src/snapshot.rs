@@ -58,7 +58,48 @@ mod tests {
             address: "127.0.0.1:9100".into(),
             interval_ms: 1000,
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
         }
+    }
+
+    /// `AssignedProducer` as a collector from before producer kinds knows it: fields 1-4 only.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct BeforeKinds {
+        #[prost(string, tag = "1")]
+        id: String,
+        #[prost(string, tag = "2")]
+        address: String,
+        #[prost(uint32, tag = "3")]
+        interval_ms: u32,
+        #[prost(btree_map = "string, string", tag = "4")]
+        labels: std::collections::BTreeMap<String, String>,
+    }
+
+    /// What such a collector computes for an entry: it decodes the entry, dropping fields it does not know, and
+    /// digests its own re-encoding.
+    fn digest_before_kinds(entry: &AssignedProducer) -> u64 {
+        let seen = BeforeKinds::decode(entry.encode_to_vec().as_slice()).expect("decodes");
+        let mut buf = Vec::new();
+        seen.encode_length_delimited(&mut buf).expect("encodes");
+        xxhash_rust::xxh3::xxh3_64(&buf)
+    }
+
+    #[test]
+    fn a_grpc_entry_digests_the_same_for_a_collector_from_before_kinds() {
+        let grpc = entry("a", &[("job", "x")]);
+        assert_eq!(digest([&grpc]), digest_before_kinds(&grpc), "a gRPC entry is byte for byte what it was");
+        // A Prometheus entry is not: such a collector would discard the snapshot (digest_mismatch), which is why
+        // the server sends these only to collectors that list the kind (WatchRequest.supported_kinds).
+        let prometheus = AssignedProducer {
+            kind: crate::pb::ProducerKind::Prometheus as i32,
+            prometheus: Some(crate::pb::PrometheusTarget {
+                scheme: "http".into(),
+                metrics_path: "/metrics".into(),
+                scrape_timeout_ms: None,
+            }),
+            ..grpc
+        };
+        assert_ne!(digest([&prometheus]), digest_before_kinds(&prometheus));
     }
 
     #[test]

@@ -322,7 +322,7 @@ async fn the_nil_uuid_is_refused_as_an_id_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
     use roster::{
-        domain::{CollectorId, Labels, ProducerAddress, ProducerId, Target},
+        domain::{Collection, CollectorId, Labels, ProducerAddress, ProducerId, Target},
         follower::{assembler::Snapshot, state_file},
     };
     let dir = tempfile::tempdir().unwrap();
@@ -334,6 +334,7 @@ async fn a_state_file_with_an_address_older_rules_accepted_still_resumes() {
         address: ProducerAddress::parse_accepted("address", address.to_owned()).unwrap(),
         interval: Duration::from_secs(3600),
         labels: Labels::default(),
+        collection: Collection::Grpc,
     };
     assert!(ProducerAddress::parse_field("address", "-bad-:9100").is_err(), "refused for a registration");
     let mut targets = vec![target("-bad-:9100"), target("127.0.0.1:9")];

@@ -26,7 +26,7 @@ impl CollectorProcess {
     pub fn start(server_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
         let mut command = Command::new(binary("roster-collector", "ROSTER_COLLECTOR_BIN")?);
         command
-            .args(["--server", server_url, "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--server", server_url, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn,roster_collector=info");
         let (child, status_addr) = spawn_until_logged(command, "roster-collector running", "status=Some(")?;

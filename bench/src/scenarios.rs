@@ -198,6 +198,7 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
             address: format!("10.0.{}.{}:9100", i / 250 % 250, i % 250),
             interval_ms: 1000,
             labels: [("job".to_owned(), "node".to_owned()), ("zone".to_owned(), "eu-west-1a".to_owned())].into(),
+            ..Default::default()
         })
         .collect();
     let snapshot = Snapshot::build(uuid::Uuid::new_v4(), 7, false, producers, DEFAULT_CHUNK_LIMITS);

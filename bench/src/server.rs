@@ -147,7 +147,7 @@ impl Drop for ServerProcess {
 fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
     let mut command = Command::new(binary("roster-server", "ROSTER_SERVER_BIN")?);
     command
-        .args(["--listen", listen, "--data-dir"])
+        .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
         // Per-request log lines cost CPU the measurement should not carry; the serving line is enough.

@@ -8,8 +8,9 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use roster::{
-    domain::{CollectorId, ProducerId, parse_label_flag},
+    domain::{CollectorId, ProducerId, ProducerKind, parse_label_flag},
     endpoint::{self, ServerUrl},
+    metrics_http::MetricsListen,
 };
 
 use crate::output::Format;
@@ -20,6 +21,10 @@ pub(crate) const DEFAULT_SERVER_LISTEN: &str = endpoint::DEFAULT_SERVER_LISTEN;
 pub(crate) const DEFAULT_SERVER: &str = endpoint::DEFAULT_SERVER_URL;
 /// The address of a collector's status API, as roster-collector's `--listen` and `roster up` default to.
 pub(crate) const DEFAULT_COLLECTOR_LISTEN: &str = endpoint::DEFAULT_COLLECTOR_LISTEN;
+/// Where `roster up` serves the control plane's metrics, as roster-server does by default.
+pub(crate) const DEFAULT_SERVER_METRICS_LISTEN: &str = roster_server::DEFAULT_METRICS_LISTEN;
+/// Where `roster up` serves the collector's metrics, as roster-collector does by default.
+pub(crate) const DEFAULT_COLLECTOR_METRICS_LISTEN: &str = roster_collector::defaults::METRICS_LISTEN;
 /// Time limit of each attempt of a call (`--timeout`).
 pub(crate) const DEFAULT_TIMEOUT: &str = "5s";
 /// Most attempts per call (`--max-attempts`).
@@ -90,6 +95,7 @@ const EXAMPLES: &str = "Examples:
   roster up
   roster producers list
   roster producers register --id 67e55044-10b1-426f-9247-bb680e5fe0c8 --address 127.0.0.1:9100 --label job=node
+  roster producers register --id 9b2f4d1e-5c3a-4e8b-a1d2-3f4e5a6b7c8d --kind prometheus --address 127.0.0.1:9100
   roster collectors list --output json
   roster watch --collector 11111111-1111-1111-1111-111111111111
   roster status --collector 127.0.0.1:50061";
@@ -130,8 +136,12 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProducersCommand {
     /// Register a producer, or renew and update it (idempotent: the id is yours).
+    ///
+    /// A producer is of one kind: `grpc` (roster's own roster.v1.Producer service; the default) or `prometheus`
+    /// (an HTTP endpoint serving the Prometheus text format or OpenMetrics, such as node_exporter). A Prometheus
+    /// producer is assigned only to collectors that can scrape it; until one can, it is listed unassigned.
     #[command(
-        after_help = "Example:\n  roster producers register --id 67e55044-10b1-426f-9247-bb680e5fe0c8 --address 127.0.0.1:9100 --interval 15s --label job=node"
+        after_help = "Examples:\n  roster producers register --id 67e55044-10b1-426f-9247-bb680e5fe0c8 --address 127.0.0.1:9100 --interval 15s --label job=node\n  roster producers register --id 9b2f4d1e-5c3a-4e8b-a1d2-3f4e5a6b7c8d --kind prometheus --address 127.0.0.1:9100 --label job=node\n  roster producers register --id 9b2f4d1e-5c3a-4e8b-a1d2-3f4e5a6b7c8d --kind prometheus --address node.example:9100 --scheme https --path /metrics --scrape-timeout 2s"
     )]
     Register(RegisterArgs),
     /// Pin a producer to a collector (an operator pin): it goes to that collector while the collector is eligible,
@@ -203,6 +213,19 @@ pub(crate) struct RegisterArgs {
     /// Lease (default: the server's, 5 minutes).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) lease: Option<Duration>,
+    /// How it is collected: grpc (roster.v1.Producer) or prometheus (an HTTP metrics endpoint). With prometheus,
+    /// --address is a bare host:port (the scheme goes in --scheme) and label names may not start with __.
+    #[arg(long, default_value = "grpc", value_parser = ProducerKind::from_str)]
+    pub(crate) kind: ProducerKind,
+    /// Prometheus only: http or https (default http).
+    #[arg(long)]
+    pub(crate) scheme: Option<String>,
+    /// Prometheus only: the path scraped, starting with / (default /metrics).
+    #[arg(long)]
+    pub(crate) path: Option<String>,
+    /// Prometheus only: the time limit of each scrape, below --interval (default: the collector's).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) scrape_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +306,14 @@ pub(crate) struct UpArgs {
     /// Address of the collector's status API (port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_COLLECTOR_LISTEN)]
     pub(crate) collector_listen: SocketAddr,
+    /// Address of the control plane's Prometheus metrics (GET /metrics), or `off`. It is registered as a Prometheus
+    /// producer (job=roster-server), so it needs a port of its own (not 0).
+    #[arg(long, default_value = DEFAULT_SERVER_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
+    pub(crate) metrics_listen: MetricsListen,
+    /// Address of the collector's Prometheus metrics (GET /metrics), or `off`. It is registered as a Prometheus
+    /// producer (job=roster-collector), so it needs a port of its own (not 0).
+    #[arg(long, default_value = DEFAULT_COLLECTOR_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
+    pub(crate) collector_metrics_listen: MetricsListen,
     /// How many demo producers to run.
     #[arg(
         long,
@@ -290,7 +321,7 @@ pub(crate) struct UpArgs {
         value_parser = clap::value_parser!(u16).range(0..=MAX_UP_PRODUCERS)
     )]
     pub(crate) producers: u16,
-    /// Collection interval of the demo producers.
+    /// Collection interval of the demo producers and of roster's own metrics.
     #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
     pub(crate) interval: Duration,
 }

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use comfy_table::{Table, presets};
-use roster::pb;
+use roster::{
+    domain::{ProducerKind, SupportedKinds},
+    pb,
+};
 use serde_json::{Value, json};
 
 /// Output format.
@@ -38,10 +41,30 @@ fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
 
+/// A producer's kind by name (`grpc`, `prometheus`); a number this build does not know, as such.
+fn kind_text(kind: i32) -> String {
+    ProducerKind::from_pb(kind).map_or_else(|| format!("unknown ({kind})"), |k| k.as_str().to_owned())
+}
+
+/// A Prometheus target in the CLI's JSON (snake_case keys, `scrape_timeout_ms` null when the collector's default).
+pub(crate) fn prometheus_json(t: &pb::PrometheusTarget) -> Value {
+    json!({"scheme": t.scheme, "metrics_path": t.metrics_path, "scrape_timeout_ms": t.scrape_timeout_ms})
+}
+
+/// Where a producer is collected: its `host:port`, or for a Prometheus target the URL scraped.
+fn address_text(address: &str, prometheus: Option<&pb::PrometheusTarget>) -> String {
+    match prometheus {
+        Some(t) => format!("{}://{address}{}", t.scheme, t.metrics_path),
+        None => address.to_owned(),
+    }
+}
+
 pub(crate) fn producer_json(p: &pb::ProducerInfo) -> Value {
     json!({
         "id": p.id,
+        "kind": kind_text(p.kind),
         "address": p.address,
+        "prometheus": p.prometheus.as_ref().map(prometheus_json),
         "interval_ms": p.interval_ms,
         "labels": p.labels,
         "pinned_collector_id": p.pinned_collector_id,
@@ -55,11 +78,12 @@ pub(crate) fn producer_json(p: &pb::ProducerInfo) -> Value {
 }
 
 pub(crate) fn producers_table(producers: &[pb::ProducerInfo]) -> Table {
-    let mut t = table(&["ID", "ADDRESS", "INTERVAL", "LABELS", "ASSIGNED TO", "PINNED TO"]);
+    let mut t = table(&["ID", "KIND", "ADDRESS", "INTERVAL", "LABELS", "ASSIGNED TO", "PINNED TO"]);
     for p in producers {
         t.add_row(vec![
             p.id.clone(),
-            p.address.clone(),
+            kind_text(p.kind),
+            address_text(&p.address, p.prometheus.as_ref()),
             format!("{}ms", p.interval_ms),
             or_dash(&labels_text(&p.labels)).to_owned(),
             or_dash(&p.assigned_collector_id).to_owned(),
@@ -111,6 +135,7 @@ pub(crate) fn collector_json(c: &pb::CollectorInfo) -> Value {
         "instances": c.instances,
         "conflict": c.conflict,
         "conflict_at_unix_ms": c.conflict_at_unix_ms,
+        "supported_kinds": SupportedKinds::from_pb(&c.supported_kinds).iter().map(ProducerKind::as_str).collect::<Vec<_>>(),
     })
 }
 
@@ -124,11 +149,12 @@ pub(crate) fn collectors_text(collectors: &[pb::CollectorInfo]) -> String {
 }
 
 fn collectors_table(collectors: &[pb::CollectorInfo]) -> Table {
-    let mut t = table(&["ID", "STATE", "PRODUCERS", "GENERATION", "APPLIED", "CONVERGED", "PROCESSES"]);
+    let mut t = table(&["ID", "STATE", "KINDS", "PRODUCERS", "GENERATION", "APPLIED", "CONVERGED", "PROCESSES"]);
     for c in collectors {
         t.add_row(vec![
             c.id.clone(),
             collector_state(c).to_owned(),
+            SupportedKinds::from_pb(&c.supported_kinds).names(),
             c.assigned_count.to_string(),
             c.generation.to_string(),
             if c.reported_generation == 0 { "-".to_owned() } else { c.reported_generation.to_string() },

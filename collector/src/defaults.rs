@@ -14,6 +14,11 @@ pub const DATA_DIR: &str = "./roster-data/collector";
 /// The address of the status API (`--listen`).
 pub const LISTEN: &str = roster::endpoint::DEFAULT_COLLECTOR_LISTEN;
 
+/// Where `roster-collector` serves its Prometheus metrics (`--metrics-listen`): loopback only, on a port of its own,
+/// beside the server's 9471. [`Config::new`](crate::Config::new) serves none: a collector embedded in another
+/// program (a test, `roster up`) opts in.
+pub const METRICS_LISTEN: &str = "127.0.0.1:9472";
+
 /// The sink file, inside the data directory, unless `--sink` names another.
 pub const SINK_FILE: &str = "samples.jsonl";
 
@@ -29,8 +34,25 @@ pub const RECONNECT_BACKOFF: BackoffPolicy = BackoffPolicy::FEED;
 /// Batches the sink's queue holds, at most; a batch that finds it full is dropped and counted.
 pub const SINK_QUEUE_BATCHES: usize = 1024;
 
-/// The longest deadline of one collection (it is 80 % of the producer's interval, up to this).
+/// The deadline of one collection, as a share of the producer's interval (up to [`COLLECT_TIMEOUT_MAX`]), when
+/// the producer sets none of its own (a Prometheus target's scrape timeout).
+pub const COLLECT_TIMEOUT_SHARE: f64 = 0.8;
+
+/// The longest default deadline of one collection.
 pub const COLLECT_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+
+/// The largest body taken from a Prometheus target, counted after gzip is undone; a body of this size or more
+/// fails its scrape (Prometheus's `body_size_limit`, which is off by default there: here a target cannot make the
+/// collector buffer without bound). node_exporter answers with some 100 KiB; the largest exporters with tens of
+/// MiB.
+pub const SCRAPE_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// How long an idle HTTP connection to a Prometheus target is kept for the next scrape (Prometheus keeps them
+/// 5 minutes).
+pub const SCRAPE_IDLE_CONNECTION: Duration = Duration::from_secs(5 * 60);
+
+/// How long connecting to a Prometheus target may take, at most (the scrape's own deadline is usually shorter).
+pub const SCRAPE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest answer taken from a producer.
 pub const MAX_PRODUCER_RESPONSE_BYTES: usize = 4 * 1024 * 1024;

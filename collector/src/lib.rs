@@ -10,17 +10,21 @@
 //! | `identity` | the collector's UUID in its data directory |
 //! | `reconciler` | running tasks ↔ applied snapshot, touching only what changed (C6) |
 //! | `producer_task` | one task per producer (handle/actor): the schedule and the counters |
-//! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer` today) |
+//! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer`, Prometheus HTTP) |
+//! | `exposition` | the Prometheus text and OpenMetrics formats, parsed as Prometheus 2.42 parses them |
 //! | `sample` | one collected sample, from scraper to exporter |
 //! | `sink` | the bounded queue that never blocks collection, and its writer task |
 //! | `export` | the destinations behind the queue, one exporter per kind (JSON lines today) |
 //! | `status` | `roster.v1.CollectorStatus` |
+//! | `metrics` | the collector's own Prometheus metrics, served by [`roster::metrics_http`] |
 //!
 //! The feed itself (connect, assemble, persist, report, reconnect) is [`roster::follower`].
 
 pub mod defaults;
 mod export;
+mod exposition;
 mod identity;
+mod metrics;
 mod producer_task;
 mod reconciler;
 mod sample;
@@ -30,10 +34,10 @@ mod status;
 
 pub use identity::IdentityError;
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use roster::{
-    domain::CollectorId,
+    domain::{CollectorId, SupportedKinds},
     endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerError},
     message_limit::MAX_REQUEST_BYTES,
@@ -44,7 +48,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{export::jsonl::JsonLines, reconciler::Reconciler, sink::Sink, status::StatusService};
+use crate::{
+    export::jsonl::JsonLines, metrics::ScrapeMetrics, reconciler::Reconciler, sink::Sink, status::StatusService,
+};
 
 /// Settings of a collector; [`Config::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -53,6 +59,8 @@ pub struct Config {
     pub servers: Vec<ServerUrl>,
     /// Data directory: id, applied snapshot, and the default sink.
     pub data_dir: PathBuf,
+    /// Where to serve the collector's Prometheus metrics (`GET /metrics`); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Sink file; `None` means [`defaults::SINK_FILE`] in `data_dir`.
     pub sink: Option<PathBuf>,
     /// Overrides the id kept in the data directory.
@@ -66,11 +74,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// The [`defaults`], with `servers` and `data_dir`.
+    /// The [`defaults`], with `servers` and `data_dir`, and no metrics served.
     pub fn new(servers: Vec<ServerUrl>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             servers,
             data_dir: data_dir.into(),
+            metrics_listen: None,
             sink: None,
             id: None,
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
@@ -106,18 +115,35 @@ pub enum CollectorError {
     /// The status server failed.
     #[error("the status server failed")]
     Transport(#[from] tonic::transport::Error),
+    /// The metrics address ([`Config::metrics_listen`]) cannot be listened on.
+    #[error("cannot listen on {address} to serve metrics")]
+    MetricsListen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Runs the collector, serving its status on `listener`, until `shutdown` completes; then stops every task
-/// (after collections in flight), flushes the sink and returns.
+/// Runs the collector, serving its status on `listener` and its metrics on `config.metrics_listen` if set, until
+/// `shutdown` completes; then stops serving metrics, stops every task (after collections in flight), flushes the
+/// sink and returns.
 ///
 /// # Errors
-/// When the data directory, identity or state file cannot be used, or the status server fails.
+/// When the metrics address cannot be listened on, the data directory, identity or state file cannot be used, or
+/// the status server fails.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CollectorError> {
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => {
+            Some(TcpListener::bind(address).await.map_err(|source| CollectorError::MetricsListen { address, source })?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| CollectorError::DataDir { path: config.data_dir.clone(), source })?;
     let id = identity::load_or_create(&config.data_dir, config.id)?;
@@ -126,14 +152,28 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
+    // Every kind has its scraper here (`scrape`).
+    follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
     let sink_path = config.sink.clone().unwrap_or_else(|| config.data_dir.join(defaults::SINK_FILE));
     let (sink, sink_stats, sink_writer) = Sink::start(JsonLines::new(sink_path.clone()));
-    let reconciler = Reconciler::new(id, sink);
+    let scrape_metrics = ScrapeMetrics::default();
+    let metrics_registry = metrics::registry(&scrape_metrics, &handle, sink_stats.clone());
+    let reconciler = Reconciler::new(id, sink, scrape_metrics);
     let views = reconciler.views();
     let stop = CancellationToken::new();
+    let metrics_local = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    // Metrics are served until shutdown begins.
+    let going_away = CancellationToken::new();
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(roster::metrics_http::serve(
+            listener,
+            Arc::new(metrics_registry),
+            going_away.clone().cancelled_owned(),
+        ))
+    });
     let persisted = handle.applied.borrow().clone();
     // C5: collect the persisted set at once, before any server answers.
     let reconcile_task = reconciler.start(handle.applied.clone(), stop.clone()).await;
@@ -145,6 +185,7 @@ pub async fn run(
         collector.id = %id,
         instance = ?instance,
         status = ?local,
+        metrics = %metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         servers = %config.servers.iter().map(ServerUrl::as_str).collect::<Vec<_>>().join(","),
         data_dir = %config.data_dir.display(),
         sink = %sink_path.display(),
@@ -156,9 +197,11 @@ pub async fn run(
         .add_service(CollectorStatusServer::new(status).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve(listener, async {
             shutdown.await;
+            going_away.cancel();
             info!("shutting down: stopping collection tasks, flushing the sink");
         })
         .await;
+    going_away.cancel();
     stop.cancel();
     let _ = follower_task.await;
     if tokio::time::timeout(defaults::STOP_TASKS_WITHIN, reconcile_task).await.is_err() {
@@ -166,6 +209,10 @@ pub async fn run(
     }
     if tokio::time::timeout(defaults::FLUSH_SINK_WITHIN, sink_writer).await.is_err() {
         warn!("the sink did not flush within {} s", defaults::FLUSH_SINK_WITHIN.as_secs());
+    }
+    if let Some(metrics_server) = metrics_server {
+        // It drains within its own bound (`roster::metrics_http::DRAIN`), from when shutdown began.
+        let _ = metrics_server.await;
     }
     info!("roster-collector stopped");
     Ok(served?)

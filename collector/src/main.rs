@@ -4,8 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use roster::{domain::CollectorId, endpoint::ServerUrl};
-use roster_collector::defaults;
+use roster::{domain::CollectorId, endpoint::ServerUrl, metrics_http::MetricsListen};
+use roster_collector::{CollectorError, defaults};
 
 /// A roster metrics collector.
 ///
@@ -16,7 +16,8 @@ use roster_collector::defaults;
 /// known set stays in force while the feed reconnects with capped backoff.
 ///
 /// Its status (connection, applied generation, discards, per-producer counters) is served as
-/// roster.v1.CollectorStatus on --listen, with health and reflection, so grpcurl works.
+/// roster.v1.CollectorStatus on --listen, with health and reflection, so grpcurl works; its Prometheus metrics on
+/// --metrics-listen.
 #[derive(Debug, Parser)]
 #[command(name = "roster-collector", version, about, long_about, after_help = EXAMPLES)]
 struct Args {
@@ -38,6 +39,16 @@ struct Args {
     /// Address of the status API (roster.v1.CollectorStatus).
     #[arg(long, env = "ROSTER_COLLECTOR_LISTEN", default_value = defaults::LISTEN)]
     listen: SocketAddr,
+
+    /// Address to serve the collector's Prometheus metrics on (GET /metrics, OpenMetrics text), or `off`. Use
+    /// 0.0.0.0:PORT to let another machine's Prometheus scrape it.
+    #[arg(
+        long,
+        env = "ROSTER_COLLECTOR_METRICS_LISTEN",
+        default_value = defaults::METRICS_LISTEN,
+        value_parser = MetricsListen::from_str
+    )]
+    metrics_listen: MetricsListen,
 
     /// Sink file for samples (JSON lines). Default: DATA_DIR/samples.jsonl.
     #[arg(long, env = "ROSTER_COLLECTOR_SINK")]
@@ -89,7 +100,8 @@ fn at_least_10ms(text: &str) -> Result<humantime::Duration, String> {
 const EXAMPLES: &str = "Examples:
   roster-collector
   roster-collector --server http://10.0.0.5:50051,http://10.0.0.6:50051 --data-dir /var/lib/roster-collector
-  grpcurl -plaintext 127.0.0.1:50061 roster.v1.CollectorStatus/GetStatus";
+  grpcurl -plaintext 127.0.0.1:50061 roster.v1.CollectorStatus/GetStatus
+  curl http://127.0.0.1:9472/metrics";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -100,6 +112,7 @@ async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
+    config.metrics_listen = args.metrics_listen.address();
     config.sink = args.sink;
     config.id = args.id;
     config.keepalive_interval = args.keepalive_interval.into();
@@ -109,6 +122,11 @@ async fn start() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;
-    roster_collector::run(listener, config, roster::process::shutdown_signal()).await?;
-    Ok(())
+    roster_collector::run(listener, config, roster::process::shutdown_signal()).await.map_err(|e| match e {
+        CollectorError::MetricsListen { address, source } => anyhow::Error::new(source).context(format!(
+            "cannot listen on {address} to serve metrics (is another collector running there? use --metrics-listen, \
+             or --metrics-listen off)"
+        )),
+        e => e.into(),
+    })
 }

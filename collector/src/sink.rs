@@ -24,6 +24,8 @@ pub(crate) struct SinkStats {
     pub(crate) written: AtomicU64,
     /// Samples dropped (queue full, or a failed write).
     pub(crate) dropped: AtomicU64,
+    /// Batches in the queue now.
+    pub(crate) queued: AtomicU64,
     /// The last write error, if the last write failed.
     pub(crate) last_error: Mutex<Option<String>>,
 }
@@ -52,7 +54,10 @@ impl Sink {
             return;
         }
         let n = batch.len() as u64;
+        // Counted before it is sent, so the writer never takes a batch not yet counted.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(batch).is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
@@ -60,6 +65,7 @@ impl Sink {
 
 async fn write_loop<E: Exporter>(mut exporter: E, mut rx: mpsc::Receiver<Vec<Sample>>, stats: Arc<SinkStats>) {
     while let Some(batch) = rx.recv().await {
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
         let n = batch.len() as u64;
         let result = match exporter.export(batch).await {
             Ok(()) if rx.is_empty() => exporter.flush().await,
@@ -164,6 +170,7 @@ mod tests {
         }
         sink.push(Vec::new());
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 20, "ten batches of two did not fit");
+        assert_eq!(stats.queued.load(Ordering::Relaxed), defaults::SINK_QUEUE_BATCHES as u64, "the queue is full");
         assert_eq!(stats.written.load(Ordering::Relaxed), 0, "the exporter has taken nothing yet");
 
         gate.add_permits(Semaphore::MAX_PERMITS);
@@ -171,6 +178,7 @@ mod tests {
         writer.await.unwrap();
         assert_eq!(*exported.lock().unwrap(), vec![2; defaults::SINK_QUEUE_BATCHES], "every queued batch, in order");
         assert_eq!(stats.written.load(Ordering::Relaxed), 2 * defaults::SINK_QUEUE_BATCHES as u64);
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 0, "the queue drained");
         assert_eq!(shut_down.load(Ordering::Relaxed), 1, "shut down once, after the queue drained");
     }
 

@@ -121,7 +121,7 @@ mod tests {
     use roster::message_limit::PAGE_BYTES;
 
     use roster::{
-        domain::{Labels, ProducerAddress, Target},
+        domain::{Collection, Labels, ProducerAddress, Target},
         follower::{Follower, FollowerConfig},
     };
 
@@ -141,6 +141,7 @@ mod tests {
                     address: ProducerAddress::parse_field("address", "127.0.0.1:9").unwrap(),
                     interval: Duration::from_secs(1),
                     labels: Labels::default(),
+                    collection: Collection::Grpc,
                 };
                 let stats = ProducerStats { last_error: "e".repeat(error_bytes), ..Default::default() };
                 (id, TaskView { target, incarnation: 1, stats: Arc::new(std::sync::Mutex::new(stats)) })

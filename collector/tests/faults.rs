@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use common::*;
 use roster::{
     backoff::BackoffPolicy,
-    domain::{CollectorId, Labels, ProducerAddress, ProducerId, Target},
+    domain::{Collection, CollectorId, Labels, ProducerAddress, ProducerId, Target},
     follower::{Follower, FollowerConfig, assembler::Snapshot, state_file},
     pb,
 };
@@ -225,6 +225,7 @@ async fn during_a_long_outage_the_set_stays_and_delays_respect_the_cap() {
         address: ProducerAddress::parse_field("address", "127.0.0.1:9").unwrap(),
         interval: Duration::from_secs(1),
         labels: Labels::default(),
+        collection: Collection::Grpc,
     };
     let snapshot = Snapshot {
         epoch: uuid::Uuid::new_v4(),

@@ -2,7 +2,7 @@
 //! and the `roster-server` flags (`src/main.rs`) both take them from here, and the README's table of flags states
 //! them.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use roster::{domain::MAX_LEASE, message_limit::PAGE_BYTES};
 
@@ -13,6 +13,10 @@ use crate::{
 
 /// Address served unless configured otherwise: loopback only, the gRPC port roster uses by convention.
 pub const DEFAULT_LISTEN: &str = roster::endpoint::DEFAULT_SERVER_LISTEN;
+/// Where `roster-server` serves its Prometheus metrics unless configured otherwise (`--metrics-listen`): loopback
+/// only, on a port of its own, beside the collector's 9472. [`Config::new`] serves none: a server embedded in
+/// another program (a test, `roster up`) opts in.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9471";
 /// Directory of the store unless configured otherwise, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./roster-data/server";
 /// Lease given to registrations that ask for none (L1); registrants renew at a quarter of it.
@@ -48,6 +52,8 @@ pub const DEFAULT_ABSENCE_THRESHOLD: Duration = Duration::from_secs(2);
 pub struct Config {
     /// Directory of the store (created if missing).
     pub data_dir: PathBuf,
+    /// Where to serve the server's Prometheus metrics (`GET /metrics`); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Lease given to registrations that ask for none (L1). Keep it within [`roster::domain::MIN_LEASE`] and
     /// [`roster::domain::MAX_LEASE`], the bounds of a lease a registrant may ask for; `roster-server --lease`
     /// refuses anything else.
@@ -82,10 +88,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, with the store in `data_dir`.
+    /// The defaults, with the store in `data_dir` and no metrics served.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            metrics_listen: None,
             lease: DEFAULT_LEASE,
             grace: DEFAULT_GRACE,
             forget_after: DEFAULT_FORGET_AFTER,

@@ -12,7 +12,8 @@
 //! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `clock` |
 //! | `rpc` | the gRPC edge: request conversion and response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
 //! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
-//! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
+//! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `metrics`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
+//! | `metrics` | the server's own Prometheus metrics, served by [`roster::metrics_http`] | `feed::stream`, `registry::state`, `records` |
 //! | `registry::state` | every registry rule, as a pure state machine | `records`, `assign`, `clock` |
 //! | `registry::absence` | how long the server could not serve, from two clock readings | `clock` |
 //! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot | `error` |
@@ -32,13 +33,14 @@ pub mod clock;
 mod config;
 mod error;
 pub mod feed;
+mod metrics;
 mod records;
 mod registry;
 mod rpc;
 mod store;
 pub mod wire;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use roster::{
     message_limit::MAX_REQUEST_BYTES,
@@ -53,12 +55,13 @@ pub use crate::{
     config::{
         Config, DEFAULT_ABSENCE_THRESHOLD, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER,
         DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE,
-        DEFAULT_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, DEFAULT_SWEEP_INTERVAL,
+        DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, DEFAULT_SWEEP_INTERVAL,
     },
     store::StoreError,
 };
 use crate::{
-    feed::stream::StreamConfig,
+    feed::stream::{OpenStreams, StreamConfig},
+    metrics::ServerMetrics,
     registry::{Registry, RegistryConfig, state::Rules},
     rpc::{FeedService, RegistryService},
     store::sqlite::SqliteStore,
@@ -77,16 +80,34 @@ pub enum ServerError {
     /// The listener's address could not be read.
     #[error("cannot read the listener's address")]
     Io(#[from] std::io::Error),
+    /// The metrics address ([`Config::metrics_listen`]) cannot be listened on.
+    #[error("cannot listen on {address} to serve metrics")]
+    MetricsListen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Opens the store in `config.data_dir` and serves `roster.v1` (plus health and reflection) on `listener` until
-/// `shutdown` completes; then ends every feed stream with `UNAVAILABLE`, drains for at most `config.drain` and
-/// returns.
+/// Opens the store in `config.data_dir` and serves `roster.v1` (plus health and reflection) on `listener`, and its
+/// metrics on `config.metrics_listen` if set, until `shutdown` completes; then stops serving metrics, ends every
+/// feed stream with `UNAVAILABLE`, drains for at most `config.drain` and returns.
 ///
 /// # Errors
-/// When the store cannot be opened or loaded, or the transport fails.
+/// When the metrics address cannot be listened on, the store cannot be opened or loaded, or the transport fails.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => {
+            Some(TcpListener::bind(address).await.map_err(|source| ServerError::MetricsListen { address, source })?)
+        }
+        None => None,
+    };
+    let metrics_local = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let open_streams = Arc::new(OpenStreams::default());
+    let (metrics, metrics_registry) = ServerMetrics::new(Arc::clone(&open_streams));
     let store = SqliteStore::open(&config.data_dir, config.clock.now_ms()).await?;
     let registry_config = RegistryConfig {
         rules: Rules {
@@ -99,16 +120,20 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,
     };
-    let (registry, handle) = Registry::start(Box::new(store), config.clock.clone(), registry_config).await?;
+    let (registry, handle) = Registry::start(Box::new(store), config.clock.clone(), registry_config, metrics).await?;
     let epoch = registry.epoch();
     let stop = CancellationToken::new();
     let actor = tokio::spawn(registry.run(stop.clone()));
+    // Metrics are served until shutdown begins (the token is cancelled when the server goes away).
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(roster::metrics_http::serve(listener, Arc::new(metrics_registry), stop.clone().cancelled_owned()))
+    });
 
     let registry_service = RegistryService { registry: handle.clone() };
     let stream = StreamConfig {
         heartbeat: config.heartbeat,
         shutdown: stop.clone(),
-        open: Arc::default(),
+        open: open_streams,
         reconnect_rate: config.reconnect_rate,
     };
     let feed_service = FeedService { registry: handle, stream };
@@ -116,7 +141,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         keepalive: Some(Keepalive { interval: config.keepalive_interval, timeout: config.keepalive_timeout }),
         drain: config.drain,
     };
-    info!(listen = %local, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
+    let metrics_at = metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    info!(listen = %local, metrics = %metrics_at, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
     let served = ServerTransport::new(options)
         .add_service(RegistryServer::new(registry_service).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AssignmentFeedServer::new(feed_service).max_decoding_message_size(MAX_REQUEST_BYTES))
@@ -135,6 +161,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     // batch and closes the store.
     if tokio::time::timeout(Duration::from_secs(5), actor).await.is_err() {
         warn!("registry did not stop within 5 s");
+    }
+    if let Some(metrics_server) = metrics_server {
+        // It drains within its own bound (`roster::metrics_http::DRAIN`), from when shutdown began.
+        let _ = metrics_server.await;
     }
     info!("roster-server stopped");
     Ok(served?)

@@ -1,15 +1,18 @@
 //! `roster-server`: parses flags, sets up logging, binds, and runs the control plane until SIGTERM or SIGINT.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
 use humantime::Duration as HumanDuration;
-use roster::domain::{MAX_LEASE, MIN_LEASE};
+use roster::{
+    domain::{MAX_LEASE, MIN_LEASE},
+    metrics_http::MetricsListen,
+};
 use roster_server::{
     Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
     DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE, DEFAULT_LISTEN,
-    DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, feed::snapshot::ChunkLimits,
+    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, feed::snapshot::ChunkLimits,
 };
 
 /// The roster control plane.
@@ -17,7 +20,7 @@ use roster_server::{
 /// Keeps the registry of metric producers and collectors in a durable store, leases producers, assigns them to
 /// collectors, and streams each collector its assignment as versioned, chunked snapshots (roster.v1.AssignmentFeed).
 /// Also serves grpc.health.v1.Health and server reflection (v1 and v1alpha), so `grpcurl -plaintext ADDR list`
-/// works without proto files.
+/// works without proto files, and its own Prometheus metrics on --metrics-listen (GET /metrics).
 ///
 /// Durations take units: 500ms, 10s, 5m, 1h. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.
 /// Stops cleanly on SIGTERM or SIGINT: open feed streams end with UNAVAILABLE so collectors reconnect at once.
@@ -27,6 +30,11 @@ struct Args {
     /// Address to serve gRPC on. Use 0.0.0.0:PORT to accept other machines.
     #[arg(long, env = "ROSTER_SERVER_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+
+    /// Address to serve the server's Prometheus metrics on (GET /metrics, OpenMetrics text), or `off`. Use
+    /// 0.0.0.0:PORT to let another machine's Prometheus scrape it.
+    #[arg(long, env = "ROSTER_SERVER_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
+    metrics_listen: MetricsListen,
 
     /// Directory of the durable store (created if missing). Its epoch is made once, when the store is created;
     /// deleting the directory starts a new epoch.
@@ -94,6 +102,7 @@ struct Args {
 const EXAMPLES: &str = "Examples:
   roster-server
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
+  roster-server --metrics-listen 0.0.0.0:9471
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
 
 /// A default lease within the bounds a registrant's own lease must keep ([`MIN_LEASE`], [`MAX_LEASE`]): the server
@@ -129,6 +138,7 @@ async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
+    config.metrics_listen = args.metrics_listen.address();
     let (lease, settle_period): (Duration, Duration) = (args.lease.into(), args.settle_period.into());
     config.lease = lease;
     config.grace = args.grace.into();
@@ -151,6 +161,11 @@ async fn start() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;
-    roster_server::run(listener, config, roster::process::shutdown_signal()).await?;
-    Ok(())
+    roster_server::run(listener, config, roster::process::shutdown_signal()).await.map_err(|e| match e {
+        ServerError::MetricsListen { address, source } => anyhow::Error::new(source).context(format!(
+            "cannot listen on {address} to serve metrics (is another server running there? use --metrics-listen, or \
+             --metrics-listen off)"
+        )),
+        e => e.into(),
+    })
 }

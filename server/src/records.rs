@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use roster::domain::{ApplyOutcome, CollectorId, ProducerId, ProducerSpec};
+use roster::domain::{ApplyOutcome, CollectorId, ProducerId, ProducerSpec, SupportedKinds};
 use uuid::Uuid;
 
 /// A registered producer.
@@ -86,18 +86,37 @@ pub(crate) struct CollectorRecord {
     pub liveness: Liveness,
     /// Its last report.
     pub report: Option<StoredReport>,
+    /// The producer kinds it collects, as its last `Watch` said. Persisted, so that after a restart a collector in
+    /// grace keeps the producers of every kind it had (nothing moves unless it stays away).
+    pub supported_kinds: SupportedKinds,
 }
 
 impl CollectorRecord {
     /// A record read back from the store, with the departure time stored for it (`None` when it was live or in
     /// grace when last written); the registry decides its liveness when it loads the store.
-    pub(crate) fn restored(generation: u64, report: Option<StoredReport>, departed_at_ms: Option<u64>) -> Self {
-        Self { generation, liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) }, report }
+    pub(crate) fn restored(
+        generation: u64,
+        report: Option<StoredReport>,
+        departed_at_ms: Option<u64>,
+        supported_kinds: SupportedKinds,
+    ) -> Self {
+        Self {
+            generation,
+            liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) },
+            report,
+            supported_kinds,
+        }
     }
 
-    /// A new record; every caller makes it live or in grace at once.
+    /// A new record, of a collector of gRPC producers until its `Watch` says more; every caller makes it live or in
+    /// grace at once.
     pub(crate) fn new() -> Self {
-        Self { generation: 1, liveness: Liveness::Departed { since_ms: 0 }, report: None }
+        Self {
+            generation: 1,
+            liveness: Liveness::Departed { since_ms: 0 },
+            report: None,
+            supported_kinds: SupportedKinds::GRPC_ONLY,
+        }
     }
 
     /// When it departed, if it has.

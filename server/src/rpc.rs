@@ -30,6 +30,7 @@ use crate::{
 };
 
 fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
+    let (kind, prometheus) = r.spec.collection.to_info_pb();
     pb::ProducerInfo {
         id: r.spec.id.to_string(),
         address: r.spec.address.to_string(),
@@ -42,6 +43,8 @@ fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
         registered_at_unix_ms: r.registered_at_ms,
         operator_pinned_collector_id: r.operator_pin.map(|c| c.to_string()).unwrap_or_default(),
         registrant_pinned_collector_id: r.spec.pinned.map(|c| c.to_string()).unwrap_or_default(),
+        kind,
+        prometheus,
     }
 }
 
@@ -79,6 +82,7 @@ fn collector_info(v: &CollectorView) -> pb::CollectorInfo {
         instances: u32::try_from(v.instances).unwrap_or(u32::MAX),
         conflict: v.conflict.as_ref().map(conflict_text).unwrap_or_default(),
         conflict_at_unix_ms: v.conflict.as_ref().map_or(0, |c| c.last_refused_at_ms),
+        supported_kinds: v.record.supported_kinds.to_pb(),
     }
 }
 
@@ -112,7 +116,8 @@ impl pb::registry_server::Registry for RegistryService {
         let registration = Registration::try_from(request.into_inner()).map_err(Error::Field)?;
         let registered = self.registry.register(registration).await?;
         if registered.created {
-            info!(producer.id = %registered.record.spec.id, address = %registered.record.spec.address, "producer registered");
+            let spec = &registered.record.spec;
+            info!(producer.id = %spec.id, address = %spec.address, kind = %spec.collection.kind(), assigned = ?registered.record.assigned.map(|c| c.to_string()), "producer registered");
         }
         Ok(Response::new(pb::RegisterProducerResponse {
             renew_interval_ms: duration_ms_u32(registered.record.lease / 4),
@@ -229,6 +234,7 @@ impl AssignmentFeed for FeedService {
                 known_generation = params.known.map_or(0, |k| k.1),
                 observe_only = params.observe,
                 instance = ?params.instance,
+                kinds = %params.supported_kinds.names(),
                 "feed stream opened"
             );
         });

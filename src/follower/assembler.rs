@@ -100,6 +100,21 @@ pub enum DiscardReason {
 }
 
 impl DiscardReason {
+    /// Every reason, so a counter of each can be shown before it happens.
+    pub const ALL: [Self; 11] = [
+        Self::StreamEnded,
+        Self::OtherGeneration,
+        Self::Gap,
+        Self::RepeatedChunk,
+        Self::CountMismatch,
+        Self::DigestMismatch,
+        Self::DuplicateProducer,
+        Self::InvalidEntry,
+        Self::Interleaved,
+        Self::TooLarge,
+        Self::StaleGeneration,
+    ];
+
     /// The counter name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -389,7 +404,7 @@ mod tests {
             id: Uuid::from_u128(u128::from(n) + 1).to_string(),
             address: format!("127.0.0.1:{}", 1000 + n),
             interval_ms: 1000,
-            labels: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -82,6 +82,7 @@ fn producer(value: &Value, what: &str) -> pb::AssignedProducer {
         address: string(map, "address", what),
         interval_ms: uint32(map, "interval_ms", what),
         labels,
+        ..Default::default()
     }
 }
 

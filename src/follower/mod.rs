@@ -34,7 +34,7 @@ use self::assembler::{Assembler, Discard, Event, Snapshot};
 use crate::{
     backoff::BackoffPolicy,
     client::RosterClient,
-    domain::CollectorId,
+    domain::{CollectorId, SupportedKinds},
     endpoint::ServerUrl,
     error_chain::{chain, status_line},
     pb::{self, assignment_feed_client::AssignmentFeedClient},
@@ -83,12 +83,16 @@ pub struct FollowerConfig {
     /// This process's instance id, sent with every `Watch` so the server can tell two processes claiming the same
     /// collector id apart (and refuse the newer one). `None` for an observer that is not the collector.
     pub instance: Option<uuid::Uuid>,
+    /// The producer kinds this collector can collect, sent with every `Watch` (`supported_kinds`): the server
+    /// assigns it producers of these kinds only. A program lists a kind only once it can collect it; a snapshot
+    /// entry of another kind is still read (it cannot come from a server that honours the list).
+    pub supported_kinds: SupportedKinds,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
     /// 5 s connect timeout, reports on (each attempt limited to 5 s), no state file, not observe-only, failed saves
-    /// retried up to every 10 s, and a new random instance id.
+    /// retried up to every 10 s, a new random instance id, and gRPC producers only.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -103,6 +107,7 @@ impl FollowerConfig {
             observe_only: false,
             persist_backoff: BackoffPolicy::PERSIST,
             instance: Some(uuid::Uuid::new_v4()),
+            supported_kinds: SupportedKinds::GRPC_ONLY,
         }
     }
 }
@@ -414,6 +419,7 @@ impl Follower {
             known_generation: known.map_or(0, |k| k.1),
             observe_only: self.config.observe_only,
             instance_id: self.config.instance.map(|i| i.to_string()).unwrap_or_default(),
+            supported_kinds: self.config.supported_kinds.to_pb(),
         };
         // Reports go on the feed's connection, through the retrying client (R3: a request id, a time limit, retries).
         let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout);

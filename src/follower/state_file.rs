@@ -209,7 +209,7 @@ impl<W: Write> Write for Hashed<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Labels, ProducerAddress, ProducerId};
+    use crate::domain::{Collection, Labels, ProducerAddress, ProducerId, PrometheusTarget, Scheme};
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -220,6 +220,7 @@ mod tests {
                 address: ProducerAddress::parse_field("a", "127.0.0.1:9").unwrap(),
                 interval: std::time::Duration::from_secs(1),
                 labels: Labels::default(),
+                collection: Collection::Grpc,
             }],
             settling: false,
             carried: Vec::new(),
@@ -232,6 +233,12 @@ mod tests {
         let mut labelled = s.targets[0].clone();
         labelled.id = ProducerId::new_random();
         labelled.labels = Labels::parse_field("labels", [("zone".to_owned(), "a".repeat(256))].into()).unwrap();
+        // A Prometheus target keeps its kind and target through a save and a load.
+        labelled.collection = Collection::Prometheus(PrometheusTarget {
+            scheme: Scheme::Https,
+            scrape_timeout: Some(std::time::Duration::from_millis(750)),
+            ..PrometheusTarget::default()
+        });
         s.targets.push(labelled.clone());
         s.targets.sort_by_key(|t| t.id);
         s.carried = vec![labelled.id];

@@ -45,6 +45,10 @@ impl Proc {
     /// Like [`Proc::start`], with more environment variables.
     pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut command = Command::new(binary(name));
+        // Metrics on a free port: the default ports would clash between tests run in parallel.
+        command
+            .env("ROSTER_SERVER_METRICS_LISTEN", "127.0.0.1:0")
+            .env("ROSTER_COLLECTOR_METRICS_LISTEN", "127.0.0.1:0");
         command.envs(env.iter().copied());
         if name == "roster" {
             command.env_remove("RUST_LOG");

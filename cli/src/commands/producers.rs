@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use roster::{
     client::RosterClient,
-    domain::{CollectorId, ProducerId, labels_from_flags},
+    domain::{CollectorId, ProducerId, ProducerKind, labels_from_flags},
     pb,
 };
 use serde_json::json;
@@ -58,7 +58,7 @@ pub(super) async fn run(globals: &Globals, command: ProducersCommand) -> anyhow:
 
 /// `roster producers register`: one `RegisterProducer` (a registration or a renewal).
 async fn register(client: &RosterClient, format: Format, args: RegisterArgs) -> anyhow::Result<()> {
-    let RegisterArgs { id, address, interval, label, pin, lease } = args;
+    let RegisterArgs { id, address, interval, label, pin, lease, kind, scheme, path, scrape_timeout } = args;
     if let Some(pin) = pin {
         anyhow::bail!(
             "--pin is no longer a registration flag (a registration replaced the whole record, so the pin was \
@@ -66,6 +66,18 @@ async fn register(client: &RosterClient, format: Format, args: RegisterArgs) -> 
              pin until `roster producers unpin {id}` and changes nothing else"
         );
     }
+    let prometheus = match kind {
+        ProducerKind::Prometheus => Some(pb::PrometheusTarget {
+            scheme: scheme.unwrap_or_default(),
+            metrics_path: path.unwrap_or_default(),
+            scrape_timeout_ms: scrape_timeout.map(|t| ms(t, "--scrape-timeout")).transpose()?,
+        }),
+        ProducerKind::Grpc if scheme.is_some() || path.is_some() || scrape_timeout.is_some() => anyhow::bail!(
+            "--scheme, --path and --scrape-timeout describe a Prometheus target: add --kind prometheus (a gRPC \
+             producer has none of them)"
+        ),
+        ProducerKind::Grpc => None,
+    };
     let request = pb::RegisterProducerRequest {
         producer_id: id.to_string(),
         address,
@@ -73,6 +85,8 @@ async fn register(client: &RosterClient, format: Format, args: RegisterArgs) -> 
         labels: labels_from_flags("--label", label)?.into_map(),
         pinned_collector_id: String::new(),
         lease_ms: lease.map(|l| ms(l, "--lease")).transpose()?,
+        kind: kind.to_pb() as i32,
+        prometheus,
     };
     let reply = client.register_producer(request).await?;
     let producer = reply.producer.unwrap_or_default();

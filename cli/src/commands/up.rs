@@ -1,21 +1,44 @@
 //! `roster up`: the whole job on one machine, in this one process: a roster-server, one roster-collector and a
-//! few demo producers on loopback, with data under one directory. Ctrl-C (or SIGTERM) stops every part in
-//! order (producers deregister, then the collector flushes, then the server drains) and exits 0.
+//! few demo producers on loopback, with data under one directory. The server's and the collector's own metrics
+//! endpoints are registered as Prometheus producers, so the pair collects itself. Ctrl-C (or SIGTERM) stops every
+//! part in order (producers deregister, then the collector flushes, then the server drains) and exits 0.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use roster::{
+    client::RosterClient,
     domain::ProducerId,
-    producer::{DemoOptions, run_demo},
+    pb,
+    producer::{DemoOptions, Registration, run_demo},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::UpArgs;
 
+/// Lease of the metrics endpoints' registrations, as the demo producers'.
+const OWN_METRICS_LEASE: Duration = Duration::from_secs(60);
+
+/// Time limit of each registration call, as the demo producers'.
+const REGISTRATION_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[allow(clippy::print_stdout, reason = "telling the user what runs where is the point")]
 pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Each metrics endpoint is registered as a producer, so its address must be known before it is bound.
+    let own_metrics: Vec<_> = [
+        ("roster-server", "--metrics-listen", args.metrics_listen.address()),
+        ("roster-collector", "--collector-metrics-listen", args.collector_metrics_listen.address()),
+    ]
+    .into_iter()
+    .filter_map(|(job, flag, address)| address.map(|a| (job, flag, a)))
+    .collect();
+    for (_, flag, address) in &own_metrics {
+        anyhow::ensure!(
+            address.port() != 0,
+            "{flag} {address}: give a port (roster up registers its metrics as a producer at that address), or off"
+        );
+    }
     let server_listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (use --listen)", args.listen))?;
@@ -31,14 +54,15 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stop_producers = CancellationToken::new();
     let server_dir = args.data_dir.join("server");
     let collector_dir = args.data_dir.join("collector");
-    let server = tokio::spawn(roster_server::run(
-        server_listener,
-        roster_server::Config::new(&server_dir),
-        stop_server.clone().cancelled_owned(),
-    ));
+    let mut server_config = roster_server::Config::new(&server_dir);
+    server_config.metrics_listen = args.metrics_listen.address();
+    let server =
+        tokio::spawn(roster_server::run(server_listener, server_config, stop_server.clone().cancelled_owned()));
+    let mut collector_config = roster_collector::Config::new(vec![server_url.clone()], &collector_dir);
+    collector_config.metrics_listen = args.collector_metrics_listen.address();
     let collector = tokio::spawn(roster_collector::run(
         collector_listener,
-        roster_collector::Config::new(vec![server_url.clone()], &collector_dir),
+        collector_config,
         stop_collector.clone().cancelled_owned(),
     ));
     let mut producers = Vec::new();
@@ -54,6 +78,23 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         };
         producers.push((addr, tokio::spawn(run_demo(listener, options, stop_producers.clone().cancelled_owned()))));
     }
+    let registrations: Vec<_> = own_metrics
+        .iter()
+        .map(|(job, _, address)| {
+            let request = pb::RegisterProducerRequest {
+                producer_id: ProducerId::new_random().to_string(),
+                address: address.to_string(),
+                interval_ms: u32::try_from(args.interval.as_millis()).unwrap_or(u32::MAX),
+                labels: [("job".to_owned(), (*job).to_owned())].into(),
+                lease_ms: Some(u32::try_from(OWN_METRICS_LEASE.as_millis()).unwrap_or(u32::MAX)),
+                kind: pb::ProducerKind::Prometheus as i32,
+                prometheus: Some(pb::PrometheusTarget::default()),
+                ..Default::default()
+            };
+            let client = RosterClient::connect(&server_url, REGISTRATION_CALL_TIMEOUT);
+            tokio::spawn(Registration { request, client }.run(stop_producers.clone()))
+        })
+        .collect();
 
     let sink = collector_dir.join("samples.jsonl");
     println!("roster is up:");
@@ -70,6 +111,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  grpcurl -plaintext {server_addr} list");
     println!("  grpcurl -plaintext {collector_addr} roster.v1.CollectorStatus/GetStatus");
     println!("  tail -f {}", sink.display());
+    for (job, _, address) in &own_metrics {
+        println!("  curl http://{address}/metrics    # {job}'s own metrics, also collected into the sink (job={job})");
+    }
     println!("Ctrl-C stops everything.");
 
     let (mut server, mut collector) = (server, collector);
@@ -98,6 +142,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     stop_producers.cancel();
     for (_, producer) in producers {
         producer.await.context("demo producer panicked")?.context("demo producer")?;
+    }
+    for registration in registrations {
+        registration.await.context("a metrics registration panicked")?;
     }
     stop_collector.cancel();
     collector.await.context("collector panicked")?.context("collector")?;

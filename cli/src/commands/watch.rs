@@ -1,12 +1,18 @@
 //! `roster watch`: follows a collector's feed as an observer (no report, no instance id, no liveness) and prints
 //! each applied snapshot, each discard and each reconnection.
 
-use roster::follower::{Follower, FollowerConfig, FollowerEvent};
+use roster::{
+    domain::Collection,
+    follower::{Follower, FollowerConfig, FollowerEvent},
+};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::Globals;
-use crate::{args::WatchArgs, output::Format};
+use crate::{
+    args::WatchArgs,
+    output::{self, Format},
+};
 
 #[allow(clippy::print_stdout, reason = "printing the feed is what this command is for")]
 pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()> {
@@ -70,11 +76,25 @@ pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()
                 format!("generation {generation} reported to the server"),
             ),
             FollowerEvent::Applied(s) => {
-                let producers: Vec<_> = s.targets.iter().map(|t| json!({"id": t.id.to_string(), "address": t.address.to_string(), "interval_ms": t.interval.as_millis() as u64, "labels": t.labels.as_map()})).collect();
+                let producers: Vec<_> = s
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let prometheus = match &t.collection {
+                            Collection::Grpc => None,
+                            Collection::Prometheus(target) => Some(output::prometheus_json(&target.to_pb())),
+                        };
+                        json!({"id": t.id.to_string(), "kind": t.collection.kind().as_str(), "address": t.address.to_string(), "prometheus": prometheus, "interval_ms": t.interval.as_millis() as u64, "labels": t.labels.as_map()})
+                    })
+                    .collect();
                 let mut text =
                     format!("applied generation {} of epoch {}: {} producers", s.generation, s.epoch, s.targets.len());
                 for t in &s.targets {
-                    text.push_str(&format!("\n  {}  {}  {:?}", t.id, t.address, t.interval));
+                    let place = match &t.collection {
+                        Collection::Grpc => t.address.to_string(),
+                        Collection::Prometheus(target) => target.url(&t.address),
+                    };
+                    text.push_str(&format!("\n  {}  {}  {place}  {:?}", t.id, t.collection.kind(), t.interval));
                 }
                 (
                     json!({"event": "applied", "epoch": s.epoch.to_string(), "generation": s.generation, "producers": producers}),

@@ -3,7 +3,9 @@
 //! The file (and its directory) is opened at the first batch, and again at the batch after a failed write, so a
 //! disk that was full or a directory that was removed is picked up again once it recovers.
 //!
-//! A line: `{"time_unix_ms":…,"producer_id":"…","name":"…","labels":{…},"value":…}`.
+//! A line: `{"time_unix_ms":…,"producer_id":"…","name":"…","labels":{…},"value":…}`. A finite value is a JSON
+//! number; the others, which JSON cannot hold, are strings as Prometheus's HTTP API writes them (`"NaN"`,
+//! `"+Inf"`, `"-Inf"`), and the staleness marker is `"stale"`, so that it stays apart from an ordinary NaN.
 
 use std::{fmt, io, path::PathBuf};
 
@@ -13,7 +15,7 @@ use tokio::{
 };
 
 use super::Exporter;
-use crate::sample::Sample;
+use crate::sample::{Sample, is_stale};
 
 /// Appends samples to a file as JSON lines.
 #[derive(Debug)]
@@ -22,6 +24,21 @@ pub(crate) struct JsonLines {
     out: Option<BufWriter<File>>,
     /// One line, reused.
     line: Vec<u8>,
+}
+
+/// A value as JSON: a number when finite, else `"NaN"`, `"+Inf"`, `"-Inf"` or `"stale"`.
+fn value_json(value: f64) -> serde_json::Value {
+    if value.is_finite() {
+        serde_json::Value::from(value)
+    } else if is_stale(value) {
+        "stale".into()
+    } else if value.is_nan() {
+        "NaN".into()
+    } else if value > 0.0 {
+        "+Inf".into()
+    } else {
+        "-Inf".into()
+    }
 }
 
 /// A write to the JSON-lines file failed.
@@ -59,7 +76,7 @@ impl JsonLines {
                 "producer_id": sample.producer_id,
                 "name": sample.name,
                 "labels": sample.labels,
-                "value": sample.value,
+                "value": value_json(sample.value),
             });
             serde_json::to_writer(&mut self.line, &json).map_err(io::Error::other)?;
             self.line.push(b'\n');
@@ -110,6 +127,7 @@ mod tests {
     use roster::error_chain::chain;
 
     use super::*;
+    use crate::sample::stale_nan;
 
     fn sample(value: f64) -> Sample {
         Sample {
@@ -142,6 +160,32 @@ mod tests {
             serde_json::json!({
                 "time_unix_ms": 7, "producer_id": "p1", "name": "up", "labels": {"job": "a,b=c"}, "value": 2.5
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn non_finite_values_and_the_staleness_marker_are_written_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.jsonl");
+        let mut exporter = JsonLines::new(path.clone());
+        let values = [f64::NAN, stale_nan(), f64::INFINITY, f64::NEG_INFINITY, -0.5, 1e300];
+        exporter.export(values.iter().map(|v| sample(*v)).collect()).await.unwrap();
+        exporter.shutdown().await.unwrap();
+        let written: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["value"].clone())
+            .collect();
+        assert_eq!(
+            written,
+            [
+                serde_json::json!("NaN"),
+                serde_json::json!("stale"),
+                serde_json::json!("+Inf"),
+                serde_json::json!("-Inf"),
+                serde_json::json!(-0.5),
+                serde_json::json!(1e300)
+            ]
         );
     }
 }

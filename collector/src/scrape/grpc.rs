@@ -3,19 +3,22 @@
 //! The channel (a connection and its request buffer, about 10 KB before it connects) is made at the first scrape,
 //! not when the scraper is: a snapshot of 20 000 producers does not allocate 20 000 idle channels at once. Once
 //! made, it is kept, so every later scrape reuses its connection.
+//!
+//! A failed collection writes nothing, and no series is tracked between collections: `up` and staleness markers
+//! are the Prometheus kind's ([`super::prometheus`]). The producer's registered labels win over a sample's own of
+//! the same name, without an `exported_` copy.
 
 use std::time::Duration;
 
 use roster::{
     domain::{CollectorId, Labels, Target},
     endpoint::ServerUrl,
-    follower::now_ms,
     pb::{self, producer_client::ProducerClient},
     transport::ClientOptions,
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::{ScrapeError, Scraper};
+use super::{ScrapeError, Scraper, prometheus::staleness::Tracker};
 use crate::{defaults, sample::Sample};
 
 /// Scrapes one `roster.v1.Producer`.
@@ -47,13 +50,14 @@ impl GrpcScraper {
 }
 
 impl Scraper for GrpcScraper {
-    async fn scrape(&mut self) -> Result<Vec<Sample>, ScrapeError> {
+    type Scraped = Vec<Sample>;
+
+    async fn scrape(&mut self, at_ms: u64) -> Result<Vec<Sample>, ScrapeError> {
         let client = self.client.get_or_insert_with(|| {
             ProducerClient::new(self.endpoint.connect_lazy())
                 .max_decoding_message_size(defaults::MAX_PRODUCER_RESPONSE_BYTES)
         });
         let response = client.collect(self.request.clone()).await.map_err(ScrapeError::Failed)?;
-        let now = now_ms();
         let samples = response
             .into_inner()
             .samples
@@ -63,7 +67,7 @@ impl Scraper for GrpcScraper {
                 let mut labels = s.labels;
                 labels.extend(self.labels.as_map().iter().map(|(k, v)| (k.clone(), v.clone())));
                 Sample {
-                    time_ms: if s.timestamp_unix_ms == 0 { now } else { s.timestamp_unix_ms },
+                    time_ms: if s.timestamp_unix_ms == 0 { at_ms } else { s.timestamp_unix_ms },
                     producer_id: self.producer_id.clone(),
                     name: s.name,
                     labels,
@@ -72,5 +76,21 @@ impl Scraper for GrpcScraper {
             })
             .collect();
         Ok(samples)
+    }
+
+    fn conclude(&mut self, _at_ms: u64, _took: Duration, outcome: Result<Vec<Sample>, &ScrapeError>) -> Vec<Sample> {
+        outcome.unwrap_or_default()
+    }
+
+    fn has_series_to_end(&self) -> bool {
+        false
+    }
+
+    fn retire(&mut self, _at_ms: u64) -> Vec<Sample> {
+        Vec::new()
+    }
+
+    fn hand_over(self) -> Option<Tracker> {
+        None
     }
 }

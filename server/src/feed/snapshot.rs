@@ -162,6 +162,7 @@ mod tests {
                 address: format!("10.0.0.1:{}", 1000 + i % 50_000),
                 interval_ms: 1000,
                 labels: [("big".to_string(), "x".repeat(label_bytes))].into(),
+                ..Default::default()
             })
             .collect()
     }
@@ -210,12 +211,19 @@ mod tests {
             any::<u16>(),
             any::<u32>(),
             prop::collection::btree_map("[a-z_]{1,8}", ".{0,300}", 0..4),
+            prop::option::of(("https?", "/[a-z/]{0,20}", prop::option::of(any::<u32>()))),
         )
-            .prop_map(|(id, host, port, interval_ms, labels)| pb::AssignedProducer {
+            .prop_map(|(id, host, port, interval_ms, labels, prometheus)| pb::AssignedProducer {
                 id: Uuid::from_u128(id).to_string(),
                 address: format!("{host}:{port}"),
                 interval_ms,
                 labels,
+                kind: if prometheus.is_some() { pb::ProducerKind::Prometheus as i32 } else { 0 },
+                prometheus: prometheus.map(|(scheme, metrics_path, scrape_timeout_ms)| pb::PrometheusTarget {
+                    scheme,
+                    metrics_path,
+                    scrape_timeout_ms,
+                }),
             })
     }
 

@@ -51,6 +51,11 @@ pub(crate) struct OpenStreams {
 }
 
 impl OpenStreams {
+    /// Feed streams open now.
+    pub(crate) fn open(&self) -> usize {
+        self.now.load(Ordering::Relaxed)
+    }
+
     /// The reconnect window for a shutdown, from the number of streams open when the first one ended: every
     /// stream gets the same window, however many have ended since.
     pub(crate) fn shutdown_window(&self, rate: u32) -> Duration {

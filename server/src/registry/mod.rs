@@ -10,11 +10,18 @@
 //! send asks for the snapshot of that generation, which the actor builds once and caches until the next change.
 //! So a slow reader only ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader, and
 //! a burst of changes costs one snapshot build per generation actually sent, not one per change.
+//!
+//! The actor also keeps the server's metrics ([`ServerMetrics`]): it counts registrations, lease expiries and store
+//! commits once their batch is committed, and copies every collector's figures there at start and after each sweep.
 
 pub(crate) mod absence;
 pub(crate) mod state;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use roster::{
     domain::{ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams},
@@ -29,6 +36,7 @@ use crate::{
     clock::Clock,
     error::Error,
     feed::snapshot::{ChunkLimits, Snapshot},
+    metrics::ServerMetrics,
     records::{Liveness, ProducerRecord},
     store::{Store, StoreError},
 };
@@ -201,6 +209,8 @@ pub(crate) struct Registry {
     store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     config: RegistryConfig,
+    /// What the actor counts, and where it copies the collectors' figures.
+    metrics: ServerMetrics,
     feeds: HashMap<CollectorId, Feed>,
     /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
     needs_recompute: bool,
@@ -213,7 +223,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Loads the store, applies the start-up rules (L3 lease floor, grace for known collectors) and commits
-    /// them. Returns the actor and a handle to it.
+    /// them. Returns the actor and a handle to it. The actor counts into `metrics`.
     ///
     /// # Errors
     /// When the store cannot be read or the start-up changes cannot be written.
@@ -221,6 +231,7 @@ impl Registry {
         store: Box<dyn Store>,
         clock: Arc<dyn Clock>,
         config: RegistryConfig,
+        metrics: ServerMetrics,
     ) -> Result<(Self, RegistryHandle), StoreError> {
         let loaded = store.load().await?;
         let now = clock.now_ms();
@@ -228,6 +239,7 @@ impl Registry {
         let (mut state, changes) = State::from_loaded(loaded, config.rules, now);
         let (batch, _) = state.finish(changes);
         store.commit(&batch).await?;
+        metrics.collectors_seen(&state.list_collectors(now));
         info!(
             epoch = %state.epoch(),
             producers,
@@ -245,6 +257,7 @@ impl Registry {
                 store,
                 clock,
                 config,
+                metrics,
                 feeds: HashMap::new(),
                 needs_recompute: false,
                 tx: Some(tx),
@@ -328,6 +341,7 @@ impl Registry {
         }
         let mut pending = Vec::with_capacity(commands.len());
         let mut forgotten = Vec::new();
+        let (mut swept, mut lapsed_count) = (false, 0);
         for command in commands {
             match command {
                 Command::Register(registration, reply) => {
@@ -369,10 +383,18 @@ impl Registry {
                     }
                 }
                 Command::Attach(params, reply) => {
-                    match self.state.attach(params.collector, params.known, params.instance, now, &mut changes) {
+                    let attached = self.state.attach(
+                        params.collector,
+                        params.known,
+                        params.instance,
+                        params.supported_kinds,
+                        now,
+                        &mut changes,
+                    );
+                    match attached {
                         Ok(created) => {
                             if created {
-                                info!(collector.id = %params.collector, "collector joined");
+                                info!(collector.id = %params.collector, kinds = %params.supported_kinds.names(), "collector joined");
                             }
                             pending.push(Pending::Attach(
                                 reply,
@@ -424,6 +446,7 @@ impl Registry {
                 Command::Sweep => {
                     let was_settling = self.state.settling();
                     let (lapsed, departed) = self.state.sweep(now, &mut changes);
+                    (swept, lapsed_count) = (true, lapsed_count + lapsed.len());
                     for id in lapsed {
                         info!(producer.id = %id, "producer lease lapsed; removed");
                     }
@@ -445,9 +468,14 @@ impl Registry {
             }
         }
         let (batch, dirty) = self.state.finish(changes);
+        let started = Instant::now();
         let committed = self.store.commit(&batch).await;
+        if !batch.is_empty() {
+            self.metrics.committed(started.elapsed(), committed.is_ok());
+        }
         match &committed {
             Ok(()) => {
+                self.metrics.leases_expired(lapsed_count);
                 for id in forgotten {
                     // Its feed goes with it, cached snapshot and generation channel: a collector that comes back
                     // under this id is a new record starting at generation 1, and must not be served the old
@@ -477,10 +505,18 @@ impl Registry {
                 }
             }
         }
+        if swept {
+            self.metrics.collectors_seen(&self.state.list_collectors(now));
+        }
         let store_error = committed.err().map(|e| Error::Store(Arc::new(e)));
         for p in pending {
             match p {
-                Pending::Register(reply, value) => send(reply, answer(value, &store_error)),
+                Pending::Register(reply, value) => {
+                    if store_error.is_none() {
+                        self.metrics.registered(value.created);
+                    }
+                    send(reply, answer(value, &store_error));
+                }
                 Pending::Deregister(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::SetPin(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::ListProducers(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),

@@ -12,7 +12,8 @@ use std::{
 };
 
 use roster::domain::{
-    ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, ProducerSpec, Registration,
+    ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerKind, ProducerQuery, ProducerSpec,
+    Registration, SupportedKinds,
 };
 use uuid::Uuid;
 
@@ -136,6 +137,18 @@ fn floor_lease(record: &mut ProducerRecord, now_ms: u64) -> bool {
     extend
 }
 
+/// The collectors eligible for each producer kind (in [`ProducerKind::ALL`] order): a producer goes only to one
+/// that supports its kind, and stays unassigned while none does.
+struct Eligible([Vec<CollectorId>; ProducerKind::ALL.len()]);
+
+impl Eligible {
+    /// Those eligible for a producer of `spec`'s kind.
+    fn of(&self, spec: &ProducerSpec) -> &[CollectorId] {
+        // `ProducerKind::ALL` lists the kinds in declaration order, so a kind's discriminant is its index.
+        &self.0[spec.collection.kind() as usize]
+    }
+}
+
 /// The registry's working state.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -177,9 +190,14 @@ impl State {
             }
             if let Some(c) = record.assigned {
                 state.by_collector.entry(c).or_default().insert(record.spec.id);
+                let kind = record.spec.collection.kind();
                 let collector = state.collectors.entry(c).or_insert_with(|| {
                     changes.collectors.insert(c);
-                    CollectorRecord::new()
+                    // A producer assigned to a collector without a row (a damaged or hand-edited store): it was
+                    // given this kind, so it collected it.
+                    let mut new = CollectorRecord::new();
+                    new.supported_kinds = new.supported_kinds.with(kind);
+                    new
                 });
                 collector.liveness = Liveness::Grace { until_ms: grace_until };
             }
@@ -202,7 +220,10 @@ impl State {
         let old = std::mem::take(&mut self.collectors);
         let (mut fresh, _) = Self::from_loaded(loaded, self.rules, now_ms);
         for (id, record) in old {
-            fresh.collectors.entry(id).or_insert_with(|| record.clone()).liveness = record.liveness;
+            // Liveness and the kinds its stream listed describe open streams, not the store.
+            let kept = fresh.collectors.entry(id).or_insert_with(|| record.clone());
+            kept.liveness = record.liveness;
+            kept.supported_kinds = record.supported_kinds;
         }
         // The server kept serving: a settling store keeps its deadline, and one that settled in memory without the
         // disk recording it settles again at the next sweep.
@@ -304,8 +325,20 @@ impl State {
         self.by_collector.get(&id).map_or(0, BTreeSet::len)
     }
 
-    fn eligible(&self) -> Vec<CollectorId> {
+    /// The collectors that may be assigned producers now, whatever their kind: live or in grace (L2).
+    fn live_or_grace(&self) -> Vec<CollectorId> {
         self.collectors.iter().filter(|(_, c)| c.liveness.eligible()).map(|(id, _)| *id).collect()
+    }
+
+    /// The collectors eligible for producers of each kind: live or in grace, and supporting the kind.
+    fn eligible(&self) -> Eligible {
+        Eligible(ProducerKind::ALL.map(|kind| {
+            self.collectors
+                .iter()
+                .filter(|(_, c)| c.liveness.eligible() && c.supported_kinds.contains(kind))
+                .map(|(id, _)| *id)
+                .collect()
+        }))
     }
 
     /// Points `producer` at `to`, keeping `by_collector` in step and marking both ends dirty.
@@ -363,8 +396,8 @@ impl State {
                 true
             }
         };
-        let pinned = self.producers[&id].pin();
-        let to = assign::assign(id, pinned, &self.eligible());
+        let record = &self.producers[&id];
+        let to = assign::assign(id, record.pin(), self.eligible().of(&record.spec));
         self.set_assignment(id, to, changes);
         Registered { record: self.producers[&id].clone(), created }
     }
@@ -380,9 +413,9 @@ impl State {
         let changed = record.operator_pin != change.collector;
         if changed {
             record.operator_pin = change.collector;
-            let pin = record.pin();
             changes.producers.insert(change.producer);
-            let to = assign::assign(change.producer, pin, &self.eligible());
+            let record = &self.producers[&change.producer];
+            let to = assign::assign(change.producer, record.pin(), self.eligible().of(&record.spec));
             self.set_assignment(change.producer, to, changes);
         }
         Some((self.producers[&change.producer].clone(), changed))
@@ -408,7 +441,7 @@ impl State {
             .producers
             .values()
             .filter_map(|r| {
-                let to = assign::assign(r.spec.id, r.pin(), &eligible);
+                let to = assign::assign(r.spec.id, r.pin(), eligible.of(&r.spec));
                 (to != r.assigned).then_some((r.spec.id, to))
             })
             .collect();
@@ -422,8 +455,9 @@ impl State {
         self.recompute(changes);
     }
 
-    /// A feed stream of `id`, from process `instance` if it said, opened (S1). Returns whether the collector was not
-    /// known before.
+    /// A feed stream of `id`, from process `instance` if it said, collecting producers of `kinds`, opened (S1).
+    /// Returns whether the collector was not known before. The stream's `kinds` replace the collector's: when they
+    /// differ, producers of the kinds concerned move to or from it.
     ///
     /// # Errors
     /// A [`Conflict`] when streams of another instance of `id` are open: the newer process is refused (and
@@ -433,6 +467,7 @@ impl State {
         id: CollectorId,
         known: Option<(Uuid, u64)>,
         instance: Option<Uuid>,
+        kinds: SupportedKinds,
         now_ms: u64,
         changes: &mut Changes,
     ) -> Result<bool, Conflict> {
@@ -460,10 +495,12 @@ impl State {
             CollectorRecord::new()
         });
         let was_eligible = record.liveness.eligible();
-        if created || !was_eligible {
-            // A new record, or one whose stored departure time must be cleared.
+        let kinds_changed = record.supported_kinds != kinds;
+        if created || !was_eligible || kinds_changed {
+            // A new record, one whose stored departure time must be cleared, or one whose kinds changed.
             changes.collectors.insert(id);
         }
+        record.supported_kinds = kinds;
         record.liveness = match record.liveness {
             Liveness::Live { streams } => Liveness::Live { streams: streams.saturating_add(1) },
             Liveness::Grace { .. } | Liveness::Departed { .. } => Liveness::Live { streams: 1 },
@@ -477,7 +514,7 @@ impl State {
             record.generation = known_generation;
             changes.dirty.insert(id);
         }
-        if !was_eligible {
+        if !was_eligible || kinds_changed {
             self.recompute(changes);
         }
         Ok(created)
@@ -549,7 +586,7 @@ impl State {
             // (durably) that the store settled, so a restart does not settle it again.
             self.settle_at_ms = None;
             changes.settled_at_ms = Some(now_ms);
-            let eligible = self.eligible();
+            let eligible = self.live_or_grace();
             changes.dirty.extend(eligible);
         }
         (lapsed, departed)
@@ -690,6 +727,7 @@ impl State {
     pub(crate) fn check_invariants(&self) {
         let eligible = self.eligible();
         for (id, r) in &self.producers {
+            let eligible = eligible.of(&r.spec);
             match r.assigned {
                 Some(c) => {
                     assert!(eligible.contains(&c), "{id} assigned to ineligible {c}");
@@ -697,7 +735,7 @@ impl State {
                 }
                 None => assert!(eligible.is_empty(), "{id} unassigned while collectors are eligible"),
             }
-            assert_eq!(r.assigned, assign::assign(*id, r.pin(), &eligible), "{id} not where the rules say");
+            assert_eq!(r.assigned, assign::assign(*id, r.pin(), eligible), "{id} not where the rules say");
         }
         for (c, set) in &self.by_collector {
             for p in set {
@@ -712,7 +750,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
-    use roster::domain::{Labels, ProducerAddress};
+    use roster::domain::{Collection, Labels, ProducerAddress, PrometheusTarget};
 
     use super::*;
 
@@ -736,9 +774,22 @@ mod tests {
                 interval: Duration::from_secs(1),
                 labels: Labels::default(),
                 pinned: pin.map(collector),
+                collection: Collection::Grpc,
             },
             lease: None,
         }
+    }
+
+    /// A Prometheus-kind registration of producer `p`.
+    fn prometheus(p: u8) -> Registration {
+        let mut registration = registration(p, 1, None);
+        registration.spec.collection = Collection::Prometheus(PrometheusTarget::default());
+        registration
+    }
+
+    /// A stream of collector `c` listing every kind (`true`) or gRPC only.
+    fn kinds(all: bool) -> SupportedKinds {
+        if all { SupportedKinds::ALL } else { SupportedKinds::GRPC_ONLY }
     }
 
     fn collector(c: u8) -> CollectorId {
@@ -747,10 +798,10 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Register { producer: u8, port: u16, pin: Option<u8> },
+        Register { producer: u8, port: u16, pin: Option<u8>, prometheus: bool },
         Deregister(u8),
         Pin { producer: u8, pin: Option<u8> },
-        Attach(u8),
+        Attach(u8, bool),
         Detach(u8),
         Forget(u8),
         Advance(u64),
@@ -758,14 +809,11 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..20, 1u16..4, prop::option::of(0u8..5)).prop_map(|(producer, port, pin)| Op::Register {
-                producer,
-                port,
-                pin
-            }),
+            (0u8..20, 1u16..4, prop::option::of(0u8..5), any::<bool>())
+                .prop_map(|(producer, port, pin, prometheus)| Op::Register { producer, port, pin, prometheus }),
             (0u8..20).prop_map(Op::Deregister),
             (0u8..20, prop::option::of(0u8..5)).prop_map(|(producer, pin)| Op::Pin { producer, pin }),
-            (0u8..5).prop_map(Op::Attach),
+            (0u8..5, any::<bool>()).prop_map(|(c, all)| Op::Attach(c, all)),
             (0u8..5).prop_map(Op::Detach),
             (0u8..5).prop_map(Op::Forget),
             (0u64..40_000).prop_map(Op::Advance),
@@ -795,13 +843,19 @@ mod tests {
                 let mut forgotten = BTreeSet::new();
                 for op in batch {
                     match op {
-                        Op::Register { producer, port, pin } => { state.register(registration(producer, port, pin), now, &mut changes); }
+                        Op::Register { producer, port, pin, prometheus: kind } => {
+                            let mut registration = registration(producer, port, pin);
+                            if kind {
+                                registration.spec.collection = prometheus(producer).spec.collection;
+                            }
+                            state.register(registration, now, &mut changes);
+                        }
                         Op::Deregister(p) => { state.deregister(registration(p, 1, None).spec.id, &mut changes); }
                         Op::Pin { producer, pin } => {
                             let change = PinChange { producer: registration(producer, 1, None).spec.id, collector: pin.map(collector) };
                             state.set_operator_pin(change, &mut changes);
                         }
-                        Op::Attach(c) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, None, now, &mut changes).unwrap(); }
+                        Op::Attach(c, all) => { *streams.entry(c).or_default() += 1; state.attach(collector(c), None, None, kinds(all), now, &mut changes).unwrap(); }
                         Op::Detach(c) => {
                             if let Some(n) = streams.get_mut(&c).filter(|n| **n > 0) {
                                 *n -= 1;
@@ -868,7 +922,7 @@ mod tests {
     fn a_collector_stays_eligible_through_grace_then_departs() {
         let mut state = empty(0);
         let mut changes = Changes::default();
-        state.attach(collector(1), None, None, 0, &mut changes).unwrap();
+        state.attach(collector(1), None, None, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
         state.register(registration(1, 1, None), 0, &mut changes);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
         state.detach(collector(1), None, 1_000);
@@ -884,7 +938,7 @@ mod tests {
         let mut state = empty(0);
         let mut changes = Changes::default();
         for c in 1..=3 {
-            state.attach(collector(c), None, None, 0, &mut changes).unwrap();
+            state.attach(collector(c), None, None, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
         }
         let id = registration(1, 1, None).spec.id;
         let unpinned = state.register(registration(1, 1, None), 0, &mut changes).record;
@@ -919,8 +973,8 @@ mod tests {
     fn departed_collectors_are_forgotten_after_the_stated_time_or_on_request_never_before() {
         let mut state = empty(0);
         let mut changes = Changes::default();
-        state.attach(collector(1), None, None, 0, &mut changes).unwrap();
-        state.attach(collector(2), None, None, 0, &mut changes).unwrap();
+        state.attach(collector(1), None, None, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
+        state.attach(collector(2), None, None, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
         state.register(registration(1, 1, Some(1)), 0, &mut changes);
         assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Live { streams: 1 }));
         state.detach(collector(1), None, 1_000);
@@ -950,7 +1004,7 @@ mod tests {
             epoch: Uuid::from_u128(7),
             settled_at_ms: None,
             producers: vec![],
-            collectors: vec![(collector(3), CollectorRecord::restored(4, None, None))],
+            collectors: vec![(collector(3), CollectorRecord::restored(4, None, None, SupportedKinds::GRPC_ONLY))],
         };
         let (mut state, _) = State::from_loaded(loaded, RULES, 500_000);
         assert_eq!(state.collector(collector(3)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 500_000 }));
@@ -963,8 +1017,9 @@ mod tests {
         let mut state = empty(0);
         let mut changes = Changes::default();
         let (first, copy) = (Some(Uuid::from_u128(1)), Some(Uuid::from_u128(2)));
-        state.attach(collector(1), None, first, 0, &mut changes).unwrap();
-        let refused = state.attach(collector(1), None, copy, 1_000, &mut changes).unwrap_err();
+        state.attach(collector(1), None, first, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
+        let refused =
+            state.attach(collector(1), None, copy, SupportedKinds::GRPC_ONLY, 1_000, &mut changes).unwrap_err();
         assert_eq!(
             refused,
             Conflict { collector: collector(1), running: Uuid::from_u128(1), refused: Uuid::from_u128(2) }
@@ -972,10 +1027,10 @@ mod tests {
         assert_eq!(state.collector(collector(1)).unwrap().liveness, Liveness::Live { streams: 1 }, "nothing changed");
 
         // The same process reconnecting before its old stream was noticed dead is no conflict.
-        state.attach(collector(1), None, first, 2_000, &mut changes).unwrap();
+        state.attach(collector(1), None, first, SupportedKinds::GRPC_ONLY, 2_000, &mut changes).unwrap();
         assert_eq!(state.collector(collector(1)).unwrap().liveness, Liveness::Live { streams: 2 });
         // Neither is an observer that gives no instance id.
-        state.attach(collector(1), None, None, 2_000, &mut changes).unwrap();
+        state.attach(collector(1), None, None, SupportedKinds::GRPC_ONLY, 2_000, &mut changes).unwrap();
 
         let view = &state.list_collectors(3_000)[0];
         assert_eq!(view.instances, 2);
@@ -990,20 +1045,99 @@ mod tests {
             state.detach(collector(1), first, 4_000);
         }
         state.detach(collector(1), None, 4_000);
-        state.attach(collector(1), None, copy, 5_000, &mut changes).unwrap();
+        state.attach(collector(1), None, copy, SupportedKinds::GRPC_ONLY, 5_000, &mut changes).unwrap();
         let view = &state.list_collectors(5_000)[0];
         assert_eq!((view.instances, view.conflict.is_none()), (1, true));
 
         // However many processes are refused, only the latest few are remembered.
         for n in 0..100u128 {
-            state.attach(collector(1), None, Some(Uuid::from_u128(1000 + n)), 5_500, &mut changes).unwrap_err();
+            state
+                .attach(
+                    collector(1),
+                    None,
+                    Some(Uuid::from_u128(1000 + n)),
+                    SupportedKinds::GRPC_ONLY,
+                    5_500,
+                    &mut changes,
+                )
+                .unwrap_err();
         }
         assert_eq!(state.instances[&collector(1)].refused.len(), MAX_REFUSED_REMEMBERED);
         state.instances.get_mut(&collector(1)).unwrap().refused.clear();
 
         // A refusal is shown for CONFLICT_SHOWN_FOR, then forgotten.
-        state.attach(collector(1), None, first, 6_000, &mut changes).unwrap_err();
+        state.attach(collector(1), None, first, SupportedKinds::GRPC_ONLY, 6_000, &mut changes).unwrap_err();
         assert_eq!(state.list_collectors(6_000 + ms(CONFLICT_SHOWN_FOR) - 1)[0].instances, 2);
         assert_eq!(state.list_collectors(6_000 + ms(CONFLICT_SHOWN_FOR))[0].instances, 1);
+    }
+
+    #[test]
+    fn a_producer_goes_only_to_a_collector_that_supports_its_kind() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        let id = prometheus(1).spec.id;
+        let assigned = |state: &State| state.producer(id).and_then(|r| r.assigned);
+        // Only a gRPC collector: the Prometheus producer stays unassigned, a gRPC one is assigned.
+        state.attach(collector(1), None, None, kinds(false), 0, &mut changes).unwrap();
+        state.register(prometheus(1), 0, &mut changes);
+        state.register(registration(2, 1, None), 0, &mut changes);
+        assert_eq!(assigned(&state), None);
+        assert_eq!(state.producer(registration(2, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
+        // A pin to a collector that does not support the kind is ignored, as one to an ineligible collector.
+        state.set_operator_pin(PinChange { producer: id, collector: Some(collector(1)) }, &mut changes);
+        assert_eq!(assigned(&state), None);
+        state.check_invariants();
+
+        // A collector that lists the kind takes it, pin or not.
+        state.attach(collector(2), None, None, kinds(true), 0, &mut changes).unwrap();
+        assert_eq!(assigned(&state), Some(collector(2)));
+        let (_, dirty) = state.finish(std::mem::take(&mut changes));
+        assert!(dirty.contains(&collector(2)));
+        state.check_invariants();
+
+        // The first collector reconnects listing the kind: the pin is honoured now.
+        state.attach(collector(1), None, None, kinds(true), 1, &mut changes).unwrap();
+        assert_eq!(assigned(&state), Some(collector(1)));
+        let (batch, _) = state.finish(std::mem::take(&mut changes));
+        assert!(
+            batch.upsert_collectors.iter().any(|(c, r)| *c == collector(1) && r.supported_kinds == SupportedKinds::ALL),
+            "the new kinds are persisted"
+        );
+        // ... and back to gRPC only (an older binary): the producer leaves it.
+        state.attach(collector(1), None, None, kinds(false), 2, &mut changes).unwrap();
+        assert_eq!(assigned(&state), Some(collector(2)));
+        state.check_invariants();
+
+        // Re-registered as gRPC, it may go to either.
+        state.register(registration(1, 1, None), 3, &mut changes);
+        assert_eq!(assigned(&state), Some(collector(1)), "its operator pin is honoured now");
+        state.check_invariants();
+    }
+
+    #[test]
+    fn after_a_restart_a_collector_in_grace_keeps_the_kinds_it_had() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        state.attach(collector(1), None, None, kinds(true), 0, &mut changes).unwrap();
+        let record = state.register(prometheus(1), 0, &mut changes).record;
+        assert_eq!(record.assigned, Some(collector(1)));
+        let (batch, _) = state.finish(changes);
+        let (_, stored) = batch.upsert_collectors.into_iter().find(|(c, _)| *c == collector(1)).unwrap();
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            settled_at_ms: None,
+            producers: vec![record],
+            collectors: vec![(
+                collector(1),
+                CollectorRecord::restored(stored.generation, None, None, stored.supported_kinds),
+            )],
+        };
+        let (mut state, _) = State::from_loaded(loaded, RULES, 1_000);
+        state.check_invariants();
+        let mut changes = Changes::default();
+        // Another collector joins: nothing of the one in grace moves.
+        state.attach(collector(2), None, None, kinds(false), 1_000, &mut changes).unwrap();
+        assert_eq!(state.producer(prometheus(1).spec.id).and_then(|r| r.assigned), Some(collector(1)));
+        state.check_invariants();
     }
 }

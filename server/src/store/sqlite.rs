@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use roster::domain::{ApplyOutcome, CollectorId, Labels, ProducerAddress, ProducerId, ProducerSpec};
+use roster::domain::{
+    ApplyOutcome, Collection, CollectorId, Labels, MetricsPath, ProducerAddress, ProducerId, ProducerSpec,
+    PrometheusTarget, Scheme, SupportedKinds,
+};
 use sqlx::{
     Row as _, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
@@ -140,7 +143,7 @@ impl SqliteStore {
 
         let rows = sqlx::query(
             "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
-             assigned_collector, operator_pin FROM producers ORDER BY id",
+             assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms FROM producers ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -149,7 +152,7 @@ impl SqliteStore {
 
         let rows = sqlx::query(
             "SELECT id, generation, reported_epoch, reported_generation, reported_outcome, reported_reason, \
-             reported_at_ms, departed_at_ms FROM collectors ORDER BY id",
+             reported_at_ms, departed_at_ms, supported_kinds FROM collectors ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -168,6 +171,22 @@ impl SqliteStore {
         };
         let labels: BTreeMap<String, String> =
             serde_json::from_str(row.get::<&str, _>("labels")).map_err(|e| bad(format!("{id}: labels: {e}")))?;
+        let collection = match row.get::<&str, _>("kind") {
+            "grpc" => Collection::Grpc,
+            "prometheus" => Collection::Prometheus(PrometheusTarget {
+                scheme: Scheme::parse_field("scheme", row.get::<Option<&str>, _>("scheme").unwrap_or_default())
+                    .map_err(|e| bad(format!("{id}: {e}")))?,
+                metrics_path: MetricsPath::parse_field(
+                    "metrics_path",
+                    row.get::<Option<&str>, _>("metrics_path").unwrap_or_default(),
+                )
+                .map_err(|e| bad(format!("{id}: {e}")))?,
+                scrape_timeout: row
+                    .get::<Option<i64>, _>("scrape_timeout_ms")
+                    .map(|t| Duration::from_millis(to_u64(t))),
+            }),
+            other => return Err(bad(format!("{id}: kind {other:?} is neither grpc nor prometheus"))),
+        };
         Ok(ProducerRecord {
             spec: ProducerSpec {
                 // Rows were accepted when written, perhaps under looser rules than today's: read them as such.
@@ -177,6 +196,7 @@ impl SqliteStore {
                 interval: Duration::from_millis(to_u64(row.get("interval_ms"))),
                 labels: Labels::parse_field("labels", labels).map_err(|e| bad(format!("{id}: {e}")))?,
                 pinned: parse_collector("pinned_collector")?,
+                collection,
             },
             lease: Duration::from_millis(to_u64(row.get("lease_ms"))),
             expires_at_ms: to_u64(row.get("expires_at_ms")),
@@ -207,7 +227,9 @@ impl SqliteStore {
         };
         let generation = to_u64(row.get("generation"));
         let departed_at_ms = row.get::<Option<i64>, _>("departed_at_ms").map(to_u64);
-        Ok((collector, CollectorRecord::restored(generation, report, departed_at_ms)))
+        let supported_kinds = SupportedKinds::from_names(row.get::<&str, _>("supported_kinds"))
+            .map_err(|e| bad(format!("supported_kinds: {e}")))?;
+        Ok((collector, CollectorRecord::restored(generation, report, departed_at_ms, supported_kinds)))
     }
 
     /// [`Store::commit`].
@@ -218,13 +240,20 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await.map_err(self.db("cannot begin transaction"))?;
         for p in &batch.upsert_producers {
             let labels = serde_json::to_string(p.spec.labels.as_map()).expect("a map of strings always serialises");
+            let prometheus = match &p.spec.collection {
+                Collection::Grpc => None,
+                Collection::Prometheus(target) => Some(target),
+            };
             sqlx::query(
                 "INSERT INTO producers (id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, \
-                 registered_at_ms, assigned_collector, operator_pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 registered_at_ms, assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET address = excluded.address, interval_ms = excluded.interval_ms, \
                  labels = excluded.labels, pinned_collector = excluded.pinned_collector, lease_ms = excluded.lease_ms, \
                  expires_at_ms = excluded.expires_at_ms, registered_at_ms = excluded.registered_at_ms, \
-                 assigned_collector = excluded.assigned_collector, operator_pin = excluded.operator_pin",
+                 assigned_collector = excluded.assigned_collector, operator_pin = excluded.operator_pin, \
+                 kind = excluded.kind, scheme = excluded.scheme, metrics_path = excluded.metrics_path, \
+                 scrape_timeout_ms = excluded.scrape_timeout_ms",
             )
             .bind(p.spec.id.to_string())
             .bind(p.spec.address.as_str())
@@ -236,6 +265,10 @@ impl SqliteStore {
             .bind(to_i64(p.registered_at_ms))
             .bind(p.assigned.map(|c| c.to_string()))
             .bind(p.operator_pin.map(|c| c.to_string()))
+            .bind(p.spec.collection.kind().as_str())
+            .bind(prometheus.map(|t| t.scheme.as_str()))
+            .bind(prometheus.map(|t| t.metrics_path.as_str()))
+            .bind(prometheus.and_then(|t| t.scrape_timeout).map(|t| to_i64(ms(t))))
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a producer"))?;
@@ -251,11 +284,12 @@ impl SqliteStore {
             let report = c.report.as_ref();
             sqlx::query(
                 "INSERT INTO collectors (id, generation, reported_epoch, reported_generation, reported_outcome, \
-                 reported_reason, reported_at_ms, departed_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 reported_reason, reported_at_ms, departed_at_ms, supported_kinds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
                  reported_epoch = excluded.reported_epoch, reported_generation = excluded.reported_generation, \
                  reported_outcome = excluded.reported_outcome, reported_reason = excluded.reported_reason, \
-                 reported_at_ms = excluded.reported_at_ms, departed_at_ms = excluded.departed_at_ms",
+                 reported_at_ms = excluded.reported_at_ms, departed_at_ms = excluded.departed_at_ms, \
+                 supported_kinds = excluded.supported_kinds",
             )
             .bind(id.to_string())
             .bind(to_i64(c.generation))
@@ -271,6 +305,7 @@ impl SqliteStore {
             }))
             .bind(report.map(|r| to_i64(r.at_ms)))
             .bind(c.departed_at_ms().map(to_i64))
+            .bind(c.supported_kinds.names())
             .execute(&mut *tx)
             .await
             .map_err(self.db("cannot write a collector"))?;
@@ -306,5 +341,72 @@ impl Store for SqliteStore {
     /// Closes the pool, which checkpoints the WAL into the database file.
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.pool.close())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roster::domain::{MetricsPath, ProducerKind};
+
+    use super::*;
+
+    /// A store written by a server from before producer kinds (schema 3) opens, takes migration 0004, and reads its
+    /// rows as gRPC producers and collectors of gRPC producers only; then a Prometheus producer, with every field of
+    /// its target, and a collector's kinds come back as written.
+    #[tokio::test]
+    async fn a_store_from_before_kinds_reads_as_grpc_and_kinds_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema3 = dir.path().join("schema3");
+        std::fs::create_dir(&schema3).unwrap();
+        for file in ["0001_initial.sql", "0002_operator_pin.sql", "0003_collector_departed_at.sql"] {
+            let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(file);
+            std::fs::copy(from, schema3.join(file)).unwrap();
+        }
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let options = SqliteConnectOptions::new().filename(data.join(DB_FILE)).create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(schema3.as_path()).await.unwrap().run(&pool).await.unwrap();
+        let (producer, collector) = (ProducerId::new_random(), CollectorId::new_random());
+        sqlx::query(
+            "INSERT INTO producers (id, address, interval_ms, labels, lease_ms, expires_at_ms, registered_at_ms, \
+             assigned_collector) VALUES (?, '127.0.0.1:9100', 1000, '{}', 60000, 1, 1, ?)",
+        )
+        .bind(producer.to_string())
+        .bind(collector.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO collectors (id, generation) VALUES (?, 3)")
+            .bind(collector.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let store = SqliteStore::open(&data, 1).await.unwrap();
+        let loaded = store.read().await.unwrap();
+        assert_eq!(loaded.producers.len(), 1);
+        assert_eq!(loaded.producers[0].spec.collection, Collection::Grpc);
+        assert_eq!(loaded.collectors[0].1.supported_kinds, SupportedKinds::GRPC_ONLY);
+
+        let mut record = loaded.producers[0].clone();
+        record.spec.collection = Collection::Prometheus(PrometheusTarget {
+            scheme: Scheme::Https,
+            metrics_path: MetricsPath::parse_field("metrics_path", "/probe/metrics").unwrap(),
+            scrape_timeout: Some(Duration::from_millis(750)),
+        });
+        let (id, mut kept) = loaded.collectors[0].clone();
+        kept.supported_kinds = SupportedKinds::GRPC_ONLY.with(ProducerKind::Prometheus);
+        let batch = Batch {
+            upsert_producers: vec![record.clone()],
+            upsert_collectors: vec![(id, kept.clone())],
+            ..Batch::default()
+        };
+        store.write(&batch).await.unwrap();
+        store.close().await;
+        let loaded = SqliteStore::open(&data, 2).await.unwrap().read().await.unwrap();
+        assert_eq!(loaded.producers, vec![record]);
+        assert_eq!(loaded.collectors, vec![(id, kept)]);
     }
 }

@@ -1,0 +1,422 @@
+//! The scraper of Prometheus HTTP targets (text format 0.0.4 and OpenMetrics 1.0), faithful to Prometheus 2.42's
+//! scrape loop (`scrapeLoop` in prometheus/prometheus `scrape/scrape.go`) except where this says otherwise.
+//!
+//! | part | module |
+//! |---|---|
+//! | the `GET`: headers, status, gzip, body limit | [`http`] |
+//! | target labels, `exported_` renaming | [`labels`] |
+//! | series kept between scrapes, staleness markers | [`staleness`] |
+//! | the body's format and parse | [`crate::exposition`] |
+//!
+//! Each scrape writes the target's samples (with the target labels, their own timestamps kept, the others at the
+//! tick's time), staleness markers, and five report series at the tick's time, labelled with the target labels
+//! alone: `up` (1 only when everything succeeded), `scrape_duration_seconds` (request, read and parse),
+//! `scrape_samples_scraped` and `scrape_samples_post_metric_relabeling` (the samples of the body: roster does
+//! not relabel; 0 for a failed scrape), and `scrape_series_added` (series not in the series kept so far).
+//!
+//! All or nothing: a scrape that fails anywhere (request, status, body limit, gzip, content type, parse, a
+//! duplicate series) writes none of the body's samples, only `up` = 0, the other report series and the markers of
+//! every series not yet ended. Where 2.42 differs:
+//! - **A duplicate series** (the same series and timestamp twice in one body) fails the scrape here, with the
+//!   reason `duplicate_series`; 2.42 keeps the first value, drops the second and reports `up` = 1. The format
+//!   calls such a body's ingestion undefined, and a silent choice hides a broken exporter.
+//! - **Redirects** are not followed: a 3xx fails as any status but 200 does.
+//! - **https** verifies targets against the system's CA certificates only (no per-target CA, client
+//!   certificate or `insecure_skip_verify`).
+//! - The report series of a failed scrape count 0 samples, where 2.42 counts the lines parsed before the error.
+
+pub(crate) mod http;
+pub(crate) mod labels;
+pub(crate) mod staleness;
+#[cfg(test)]
+pub(crate) mod test_target;
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use ::http::Uri;
+use roster::domain::{PrometheusTarget, Target};
+
+pub(crate) use self::http::HttpClient;
+use self::{
+    labels::TargetLabels,
+    staleness::{Scraped, Tracker, series_hash},
+};
+use super::{ScrapeError, Scraper};
+use crate::{
+    exposition::{self, Format, Parsed},
+    sample::{Sample, stale_nan},
+};
+
+/// The report series, in Prometheus's order.
+const REPORT: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Scrapes one Prometheus target.
+#[derive(Debug)]
+pub(crate) struct PrometheusScraper {
+    http: HttpClient,
+    uri: Uri,
+    timeout: Duration,
+    producer_id: String,
+    labels: TargetLabels,
+    tracker: Tracker,
+}
+
+/// A target's URL is not one (an address a server accepted long ago, under older rules).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a URL")]
+struct NotAUrl(String, #[source] ::http::uri::InvalidUri);
+
+impl PrometheusScraper {
+    /// A scraper of `target`, served as `prometheus` says, through `http`, each scrape within `timeout` (which
+    /// the target is told), going on from the series `handed` over by the scraper it replaces, if any.
+    ///
+    /// # Errors
+    /// [`ScrapeError::BadAddress`] when its URL does not parse.
+    pub(crate) fn new(
+        target: &Target,
+        prometheus: &PrometheusTarget,
+        http: &HttpClient,
+        timeout: Duration,
+        handed: Option<Tracker>,
+    ) -> Result<Self, ScrapeError> {
+        let url = prometheus.url(&target.address);
+        let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(NotAUrl(url, e).into()))?;
+        let producer_id = target.id.to_string();
+        Ok(Self {
+            http: http.clone(),
+            uri,
+            timeout,
+            labels: TargetLabels::new(target),
+            tracker: handed.unwrap_or_else(|| Tracker::new(producer_id.clone())),
+            producer_id,
+        })
+    }
+
+    /// The samples of a body in `format`, labelled, at `at_ms` unless they carry their own time.
+    fn samples(&self, body: &[u8], format: Format, at_ms: u64) -> Result<Vec<Scraped>, ScrapeError> {
+        let parsed = exposition::parse(body, format).map_err(ScrapeError::Parse)?;
+        if let Some(duplicate) = exposition::first_duplicate(&parsed) {
+            return Err(ScrapeError::DuplicateSeries(series_text(duplicate)));
+        }
+        parsed
+            .into_iter()
+            .map(|Parsed { name, labels, value, timestamp_ms }| {
+                let own_time = match timestamp_ms {
+                    None => None,
+                    Some(ms) => Some(u64::try_from(ms).map_err(|_| ScrapeError::NegativeTimestamp(ms))?),
+                };
+                let labels = self.labels.apply(labels.into_iter().collect());
+                Ok(Scraped {
+                    hash: series_hash(&name, &labels),
+                    own_time: own_time.is_some(),
+                    sample: Sample {
+                        time_ms: own_time.unwrap_or(at_ms),
+                        producer_id: self.producer_id.clone(),
+                        name,
+                        labels,
+                        value,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The five report series at `at_ms` with `labels`, with these values.
+    fn report<'a>(
+        &'a self,
+        at_ms: u64,
+        values: [f64; 5],
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = Sample> + 'a {
+        REPORT.iter().zip(values).map(move |(name, value)| Sample {
+            time_ms: at_ms,
+            producer_id: self.producer_id.clone(),
+            name: (*name).to_owned(),
+            labels: labels.clone(),
+            value,
+        })
+    }
+}
+
+/// A series as a body would write it, for the duplicate's error: `name{a="b"}`.
+fn series_text(sample: &Parsed) -> String {
+    let mut text = sample.name.clone();
+    if !sample.labels.is_empty() {
+        text.push('{');
+        for (i, (name, value)) in sample.labels.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            let _ = write!(text, "{comma}{name}={value:?}");
+        }
+        text.push('}');
+    }
+    text
+}
+
+impl Scraper for PrometheusScraper {
+    type Scraped = Vec<Scraped>;
+
+    async fn scrape(&mut self, at_ms: u64) -> Result<Vec<Scraped>, ScrapeError> {
+        let fetched = self.http.get(&self.uri, self.timeout).await?;
+        let format = Format::from_content_type(fetched.content_type.as_deref()).map_err(ScrapeError::ContentType)?;
+        self.samples(&fetched.body, format, at_ms)
+    }
+
+    fn conclude(&mut self, at_ms: u64, took: Duration, outcome: Result<Vec<Scraped>, &ScrapeError>) -> Vec<Sample> {
+        let (mut samples, up, scraped, added) = match outcome {
+            Ok(scraped) => {
+                let count = scraped.len();
+                let (samples, added) = self.tracker.scraped(at_ms, scraped);
+                (samples, 1.0, count, added)
+            }
+            Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0),
+        };
+        // Report series written before under other target labels (the entry changed) end here.
+        if let Some(before) = self.tracker.report_labels(self.labels.as_map()) {
+            samples.extend(self.report(at_ms, [stale_nan(); 5], &before));
+        }
+        let (scraped, added) = (scraped as f64, added as f64);
+        samples.extend(self.report(at_ms, [up, took.as_secs_f64(), scraped, scraped, added], self.labels.as_map()));
+        samples
+    }
+
+    fn has_series_to_end(&self) -> bool {
+        self.tracker.has_series_to_end()
+    }
+
+    fn retire(&mut self, at_ms: u64) -> Vec<Sample> {
+        let mut samples = self.tracker.retire(at_ms);
+        if let Some(labels) = self.tracker.take_report_labels() {
+            samples.extend(self.report(at_ms, [stale_nan(); 5], &labels));
+        }
+        samples
+    }
+
+    fn hand_over(self) -> Option<Tracker> {
+        Some(self.tracker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roster::{
+        domain::{Collection, Labels, ProducerAddress, ProducerId},
+        error_chain::chain,
+    };
+
+    use super::*;
+    use crate::{
+        sample::is_stale,
+        scrape::prometheus::test_target::{Answer, TestTarget},
+    };
+
+    const AT: u64 = 1_700_000_000_000;
+
+    fn target(addr: &str, labels: &[(&str, &str)]) -> Target {
+        Target {
+            id: ProducerId::new_random(),
+            address: ProducerAddress::parse_field("address", addr).unwrap(),
+            interval: Duration::from_secs(1),
+            labels: Labels::parse_field(
+                "labels",
+                labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            )
+            .unwrap(),
+            collection: Collection::Prometheus(PrometheusTarget::default()),
+        }
+    }
+
+    fn scraper(target: &Target) -> PrometheusScraper {
+        let Collection::Prometheus(prometheus) = &target.collection else { unreachable!() };
+        PrometheusScraper::new(target, prometheus, &HttpClient::new(1 << 20), Duration::from_millis(800), None).unwrap()
+    }
+
+    /// One scrape at `at_ms`, concluded.
+    async fn scrape(scraper: &mut PrometheusScraper, at_ms: u64) -> (Result<(), ScrapeError>, Vec<Sample>) {
+        match scraper.scrape(at_ms).await {
+            Ok(scraped) => (Ok(()), scraper.conclude(at_ms, Duration::from_millis(5), Ok(scraped))),
+            Err(e) => {
+                let written = scraper.conclude(at_ms, Duration::from_millis(5), Err(&e));
+                (Err(e), written)
+            }
+        }
+    }
+
+    fn value(samples: &[Sample], name: &str) -> f64 {
+        samples.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name} in {samples:?}")).value
+    }
+
+    fn stale_names(samples: &[Sample]) -> Vec<&str> {
+        let mut names: Vec<&str> = samples.iter().filter(|s| is_stale(s.value)).map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_scrape_writes_the_samples_with_the_target_labels_and_the_report_series() {
+        let server = TestTarget::start(Answer::text(
+            "# TYPE a counter\na_total{instance=\"spoofed\",mode=\"\"} 3\nb 1 1600000000000\nc NaN\n",
+        ))
+        .await;
+        let target = target(&server.addr.to_string(), &[("job", "node")]);
+        let mut scraper = scraper(&target);
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        let a = samples.iter().find(|s| s.name == "a_total").unwrap();
+        let instance = server.addr.to_string();
+        assert_eq!(
+            a.labels,
+            [("exported_instance", "spoofed"), ("instance", instance.as_str()), ("job", "node")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into()
+        );
+        assert_eq!((a.time_ms, a.value, a.producer_id.clone()), (AT, 3.0, target.id.to_string()));
+        assert_eq!(samples.iter().find(|s| s.name == "b").unwrap().time_ms, 1_600_000_000_000, "its own time");
+        assert_eq!(value(&samples, "c").to_bits(), exposition::NORMAL_NAN);
+        let reports: Vec<&Sample> = samples.iter().filter(|s| REPORT.contains(&s.name.as_str())).collect();
+        assert_eq!(reports.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), REPORT);
+        assert!(reports.iter().all(|s| s.time_ms == AT && s.labels == *scraper.labels.as_map()));
+        assert_eq!(value(&samples, "up"), 1.0);
+        assert_eq!(value(&samples, "scrape_duration_seconds"), 0.005);
+        assert_eq!(value(&samples, "scrape_samples_scraped"), 3.0);
+        assert_eq!(value(&samples, "scrape_samples_post_metric_relabeling"), 3.0);
+        assert_eq!(value(&samples, "scrape_series_added"), 3.0);
+        let (_, again) = scrape(&mut scraper, AT + 1000).await;
+        assert_eq!(value(&again, "scrape_series_added"), 0.0);
+    }
+
+    #[tokio::test]
+    async fn every_failure_writes_up_0_and_ends_the_series_once_and_nothing_of_the_body() {
+        let good = "a 1\nb 2 1600000000000\n";
+        let server = TestTarget::start(Answer::text(good)).await;
+        let target = target(&server.addr.to_string(), &[]);
+        let mut scraper = scraper(&target);
+        let failures: [(Answer, &str); 5] = [
+            (Answer::ok("text/html; charset=utf-8", b"<html><body>hello</body></html>\n"), "parse"),
+            (Answer::text("a 1\nz 3\na 1\n"), "duplicate_series"),
+            (Answer::ok("text/plain", b"a{l=\"\xff\xfe\"} 1\n"), "parse"),
+            (
+                Answer::ok("application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily", b""),
+                "content_type",
+            ),
+            (Answer::with("500 Internal Server Error", &[], b""), "http_status"),
+        ];
+        for (i, (answer, reason)) in failures.into_iter().enumerate() {
+            let at = AT + 10_000 * i as u64;
+            server.set(Answer::text(good));
+            let (result, _) = scrape(&mut scraper, at).await;
+            result.unwrap();
+            server.set(answer);
+            let (result, written) = scrape(&mut scraper, at + 1000).await;
+            let error = result.unwrap_err();
+            assert_eq!(error.reason(), reason, "{}", chain(&error));
+            assert_eq!(stale_names(&written), ["a"], "only the series without a time of its own: {written:?}");
+            assert!(written.iter().all(|s| s.time_ms == at + 1000));
+            assert!(!written.iter().any(|s| s.name == "z" || s.name == "b"), "nothing of the body");
+            assert_eq!(value(&written, "up"), 0.0);
+            assert_eq!(value(&written, "scrape_samples_scraped"), 0.0);
+            let (_, again) = scrape(&mut scraper, at + 2000).await;
+            assert!(stale_names(&again).is_empty(), "a second failure ends nothing more");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_series_that_vanishes_is_ended_and_a_retired_target_ends_everything_with_its_report_series() {
+        let server = TestTarget::start(Answer::text("a 1\nb 1\n")).await;
+        let target = target(&server.addr.to_string(), &[]);
+        let mut scraper = scraper(&target);
+        assert!(!scraper.has_series_to_end());
+        assert!(scraper.retire(AT).is_empty(), "never scraped: nothing to end");
+        scrape(&mut scraper, AT).await.0.unwrap();
+        assert!(scraper.has_series_to_end());
+        server.set(Answer::text("a 2\n"));
+        let (_, written) = scrape(&mut scraper, AT + 1000).await;
+        assert_eq!(stale_names(&written), ["b"]);
+        let retired = scraper.retire(AT + 1500);
+        let mut expected = vec!["a"];
+        expected.extend(REPORT);
+        expected.sort_unstable();
+        assert_eq!(stale_names(&retired), expected);
+        assert!(retired.iter().all(|s| s.time_ms == AT + 1500));
+        assert!(!scraper.has_series_to_end());
+        assert!(scraper.retire(AT + 2000).is_empty(), "ended once");
+    }
+
+    #[tokio::test]
+    async fn a_scraper_that_replaces_another_goes_on_from_the_series_it_handed_over() {
+        let server = TestTarget::start(Answer::text("a 1\nb 1\n")).await;
+        let old = target(&server.addr.to_string(), &[("zone", "1")]);
+        let mut first = scraper(&old);
+        scrape(&mut first, AT).await.0.unwrap();
+        // The entry changes (a label): the new scraper's `a` is another series, and `b` is gone.
+        server.set(Answer::text("a 1\n"));
+        let new =
+            Target { labels: Labels::parse_field("labels", [("zone".into(), "2".into())].into()).unwrap(), ..old };
+        let Collection::Prometheus(prometheus) = &new.collection else { unreachable!() };
+        let handed = first.hand_over();
+        let mut second =
+            PrometheusScraper::new(&new, prometheus, &HttpClient::new(1 << 20), Duration::from_secs(1), handed)
+                .unwrap();
+        let (_, written) = scrape(&mut second, AT + 1000).await;
+        let ended: Vec<(&str, &str)> = written
+            .iter()
+            .filter(|s| is_stale(s.value))
+            .map(|s| (s.name.as_str(), s.labels["zone"].as_str()))
+            .collect();
+        assert_eq!(ended.len(), 2 + REPORT.len(), "{ended:?}");
+        assert!(ended.contains(&("a", "1")) && ended.contains(&("b", "1")), "{ended:?}");
+        assert!(REPORT.iter().all(|name| ended.contains(&(name, "1"))), "the report series of zone 1: {ended:?}");
+        let added = written.iter().find(|s| s.name == "scrape_series_added" && s.labels["zone"] == "2").unwrap();
+        assert_eq!(added.value, 1.0, "a with zone 2");
+        let retired = second.retire(AT + 2000);
+        assert_eq!(stale_names(&retired).len(), 1 + REPORT.len(), "a and the report series: {retired:?}");
+    }
+
+    #[tokio::test]
+    async fn an_openmetrics_answer_is_read_as_openmetrics_with_its_timestamps_in_seconds() {
+        let body = "# TYPE a counter\na_total 1 1600000000.5\n# EOF\n";
+        let server = TestTarget::start(Answer::ok(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body.as_bytes(),
+        ))
+        .await;
+        let mut scraper = scraper(&target(&server.addr.to_string(), &[]));
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        assert_eq!(samples.iter().find(|s| s.name == "a_total").unwrap().time_ms, 1_600_000_000_500);
+        // Without its # EOF it is not OpenMetrics: the scrape fails.
+        server.set(Answer::ok("application/openmetrics-text; version=1.0.0", b"a_total 1\n"));
+        assert_eq!(scrape(&mut scraper, AT + 1000).await.0.unwrap_err().reason(), "parse");
+    }
+
+    #[tokio::test]
+    async fn an_https_target_is_scraped_when_its_certificate_is_trusted_and_fails_when_not() {
+        let tls = test_target::Tls::new();
+        let server = TestTarget::start_tls(Answer::text("a 1\n"), &tls).await;
+        let mut https = target(&format!("localhost:{}", server.addr.port()), &[]);
+        https.collection = Collection::Prometheus(PrometheusTarget {
+            scheme: roster::domain::Scheme::Https,
+            ..PrometheusTarget::default()
+        });
+        let Collection::Prometheus(prometheus) = &https.collection else { unreachable!() };
+        let trusting = HttpClient::with_tls(1 << 20, tls.client_config());
+        let mut scraper = PrometheusScraper::new(&https, prometheus, &trusting, Duration::from_secs(5), None).unwrap();
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        assert_eq!(value(&samples, "a"), 1.0);
+
+        let strangers = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let wary = HttpClient::with_tls(1 << 20, strangers);
+        let mut scraper = PrometheusScraper::new(&https, prometheus, &wary, Duration::from_secs(5), None).unwrap();
+        let error = scrape(&mut scraper, AT).await.0.unwrap_err();
+        assert_eq!(error.reason(), "request");
+        assert!(chain(&error).to_string().contains("certificate"), "{}", chain(&error));
+    }
+}
