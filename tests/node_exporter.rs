@@ -31,7 +31,7 @@ const REPORT: [&str; 5] = [
 ];
 
 /// Writes the textfile collector's file at once, as node_exporter's documentation asks: a whole file renamed into
-/// place, so a scrape never reads half of it.
+/// place, so a scrape never reads half of it (node_exporter reads only `*.prom` files: the part file is ignored).
 fn write_textfile(dir: &Path, body: &str) {
     let part = dir.join("roster.prom.part");
     std::fs::write(&part, body).unwrap();
@@ -158,10 +158,13 @@ async fn node_exporter_registered_with_one_cli_command_is_scraped_with_target_la
     // node_exporter stops: the next scrape fails, `up` 0, and every series of the last good scrape ends there.
     exporter.signal("-TERM");
     exporter.wait_exit();
-    wait_for("two failed scrapes", || scrapes(&sink_lines(&sink), 0.0).len() >= 2).await;
+    let failed_since_the_last_good = |lines: &[Value]| -> (u64, Vec<u64>) {
+        let last_good = *scrapes(lines, 1.0).last().unwrap();
+        (last_good, scrapes(lines, 0.0).into_iter().filter(|t| *t > last_good).collect())
+    };
+    wait_for("two failed scrapes", || failed_since_the_last_good(&sink_lines(&sink)).1.len() >= 2).await;
     let lines = sink_lines(&sink);
-    let last_good = *scrapes(&lines, 1.0).last().unwrap();
-    let failed = scrapes(&lines, 0.0);
+    let (last_good, failed) = failed_since_the_last_good(&lines);
     let alive: BTreeSet<(&str, String)> = scraped_at(&lines, last_good)
         .into_iter()
         .filter(|(_, _, value)| *value != "stale")
@@ -183,6 +186,7 @@ async fn node_exporter_registered_with_one_cli_command_is_scraped_with_target_la
     .into_iter()
     .find(|p| p.id == ID)
     .unwrap();
+    assert!(producer.last_error.contains("Connection refused"), "{}", producer.last_error);
     eprintln!(
         "figure: node_exporter stopped: {} series ended at once; {} failures, last error: {}",
         ended.len(),
