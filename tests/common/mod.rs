@@ -55,8 +55,13 @@ impl Proc {
         } else {
             command.env("RUST_LOG", "info");
         }
+        command.args(args);
+        Self::spawn(name, command)
+    }
+
+    /// Starts `command` (named `name` in messages), any program, collecting its output.
+    pub fn spawn(name: &str, mut command: Command) -> Self {
         let mut child = command
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -202,6 +207,60 @@ pub fn grpcurl() -> PathBuf {
 /// in a file while leaving its monotonic clock alone.
 pub fn libfaketime() -> PathBuf {
     tool("ROSTER_LIBFAKETIME", "debian/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+}
+
+/// Debian's node_exporter 1.5 (package `prometheus-node-exporter`).
+pub fn node_exporter() -> PathBuf {
+    tool("ROSTER_NODE_EXPORTER", "debian/usr/bin/prometheus-node-exporter")
+}
+
+/// A port free now on 127.0.0.1: bound and released, for a process that must be told its port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// node_exporter on a free loopback port with three collectors only: `loadavg`, `meminfo`, and `textfile` reading
+/// the `*.prom` files of `textfile_dir` at each scrape. Returns it and its address once it logs "Listening on".
+/// It must be told its port (with port 0 it does not log the one it got), so a port taken between [`free_port`]
+/// and its bind is retried with another, a few times.
+pub fn start_node_exporter(textfile_dir: &Path) -> (Proc, String) {
+    for _ in 0..5 {
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(node_exporter());
+        command.args([
+            "--collector.disable-defaults",
+            "--collector.loadavg",
+            "--collector.meminfo",
+            "--collector.textfile",
+            &format!("--collector.textfile.directory={}", textfile_dir.display()),
+            &format!("--web.listen-address={address}"),
+        ]);
+        let mut exporter = Proc::spawn("node_exporter", command);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if exporter.stderr().contains(&format!("msg=\"Listening on\" address={address}")) {
+                return (exporter, address);
+            }
+            if exporter.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node_exporter did not listen in time:\n{}", exporter.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = exporter.wait_exit();
+        assert!(
+            exporter.stderr().contains("address already in use"),
+            "node_exporter exited {status}:\n{}",
+            exporter.stderr()
+        );
+    }
+    panic!("node_exporter found no free port in 5 tries");
+}
+
+/// Every complete line of a collector's JSON-lines sink, parsed (the last line may be half written).
+pub fn sink_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// Python with grpcio and grpcio-tools.
