@@ -14,13 +14,12 @@ use std::{
     collections::BTreeMap,
     convert::Infallible,
     net::SocketAddr,
-    path::Path,
     sync::{Arc, Mutex, OnceLock},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
-use common::{registration, registry, start_collector, start_server, wait_for, wait_status};
+use common::{registration, registry, sink_lines, start_collector, start_server, wait_for, wait_status};
 use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
 use hyper::{Request, Response, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -174,12 +173,6 @@ async fn register(url: &str, addr: SocketAddr, interval_ms: u32, labels: &[(&str
     id
 }
 
-/// Every complete line of a sink.
-fn sink(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
 /// The samples of `producer` named `name`.
 fn series<'a>(lines: &'a [Value], producer: &str, name: &str) -> Vec<&'a Value> {
     lines.iter().filter(|l| l["producer_id"] == producer && l["name"] == name).collect()
@@ -213,11 +206,11 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
 
     // Every target up, with its samples labelled.
     wait_for("every target scraped once, up", || {
-        let lines = sink(&sink_path);
+        let lines = sink_lines(&sink_path);
         bad.keys().chain([&healthy_id]).all(|id| series(&lines, id, "up").iter().any(|up| up["value"] == 1.0))
     })
     .await;
-    let lines = sink(&sink_path);
+    let lines = sink_lines(&sink_path);
     let g = series(&lines, &healthy_id, "g")[0];
     let instance = healthy.addr.to_string();
     assert_eq!(
@@ -251,7 +244,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
     }
     *healthy.body.lock().unwrap() = "g{instance=\"spoofed\"} 1\nt 3 1600000000000\n".to_owned();
     wait_for("every bad target failed, up 0 and its series ended; h ended", || {
-        let lines = sink(&sink_path);
+        let lines = sink_lines(&sink_path);
         bad.keys().all(|id| failed_and_ended(&lines, id, "g"))
             && series(&lines, &healthy_id, "h").iter().any(|h| h["value"] == "stale")
     })
@@ -272,7 +265,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
         };
         assert!(producer.last_error.contains(expected), "{mode:?}: {}", producer.last_error);
     }
-    let lines = sink(&sink_path);
+    let lines = sink_lines(&sink_path);
     for id in bad.keys() {
         let written: Vec<&Value> = lines.iter().filter(|l| l["producer_id"] == id.as_str()).collect();
         assert!(written.iter().all(|l| l["name"] != "huge_series_with_a_long_name"), "nothing of a failed body");
@@ -295,13 +288,13 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
     let mut client = registry(&url).await;
     client.deregister_producer(pb::DeregisterProducerRequest { producer_id: healthy_id.clone() }).await.unwrap();
     wait_for("the removed target's series ended", || {
-        let lines = sink(&sink_path);
+        let lines = sink_lines(&sink_path);
         ["g", "up", "scrape_duration_seconds", "scrape_series_added"]
             .iter()
             .all(|name| series(&lines, &healthy_id, name).iter().any(|s| s["value"] == "stale"))
     })
     .await;
-    let lines = sink(&sink_path);
+    let lines = sink_lines(&sink_path);
     let ended = series(&lines, &healthy_id, "g").iter().find(|g| g["value"] == "stale").unwrap()["time_unix_ms"]
         .as_u64()
         .unwrap();
@@ -322,7 +315,7 @@ async fn a_target_whose_labels_change_ends_the_series_of_its_old_labels_and_goes
     let in_zone = |lines: &[Value], name: &str, zone: &str, stale: bool| {
         series(lines, &id, name).iter().any(|s| s["labels"]["zone"] == zone && (s["value"] == "stale") == stale)
     };
-    wait_for("a scraped in zone 1", || in_zone(&sink(&sink_path), "a", "1", false)).await;
+    wait_for("a scraped in zone 1", || in_zone(&sink_lines(&sink_path), "a", "1", false)).await;
 
     // The same producer, registered again with another label: a changed entry (C6).
     let request = pb::RegisterProducerRequest {
@@ -334,11 +327,11 @@ async fn a_target_whose_labels_change_ends_the_series_of_its_old_labels_and_goes
     };
     registry(&url).await.register_producer(request).await.unwrap();
     wait_for("a and up of zone 1 ended, a scraped in zone 2", || {
-        let lines = sink(&sink_path);
+        let lines = sink_lines(&sink_path);
         in_zone(&lines, "a", "1", true) && in_zone(&lines, "up", "1", true) && in_zone(&lines, "a", "2", false)
     })
     .await;
-    let lines = sink(&sink_path);
+    let lines = sink_lines(&sink_path);
     let first_of_zone_2 =
         series(&lines, &id, "a").iter().find(|s| s["labels"]["zone"] == "2").unwrap()["time_unix_ms"].clone();
     let ended = series(&lines, &id, "a").iter().find(|s| s["value"] == "stale").unwrap()["time_unix_ms"].clone();
@@ -392,18 +385,12 @@ async fn a_restarted_collector_scrapes_each_target_at_the_same_phase_of_its_inte
     }
 }
 
-/// A port free now: bound on 127.0.0.1 and released (`roster up` registers its metrics ports as producers, so
-/// they are given, not chosen by the OS).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_up_collects_its_own_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let (server_metrics, collector_metrics) =
-        (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        (format!("127.0.0.1:{}", common::free_port()), format!("127.0.0.1:{}", common::free_port()));
     let mut up = common::Proc::start(
         "roster",
         &[
@@ -427,7 +414,7 @@ async fn roster_up_collects_its_own_metrics() {
         lines.iter().any(|l| l["labels"]["job"] == job && l["name"] == name && l["value"] != 0.0)
     };
     wait_for("both metrics endpoints scraped, up 1, with roster's own series", || {
-        let lines = sink(&sink_path);
+        let lines = sink_lines(&sink_path);
         ["roster-server", "roster-collector"].iter().all(|job| scraped(&lines, job, "up"))
             && scraped(&lines, "roster-server", "roster_server_registrations_total")
             && lines.iter().any(|l| {
@@ -436,7 +423,7 @@ async fn roster_up_collects_its_own_metrics() {
             })
     })
     .await;
-    let lines = sink(&sink_path);
+    let lines = sink_lines(&sink_path);
     let up_of = |job: &str| lines.iter().filter(|l| l["labels"]["job"] == job && l["name"] == "up").count();
     eprintln!(
         "figure: roster up scraped itself: {} server and {} collector scrapes",

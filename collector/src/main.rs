@@ -9,8 +9,10 @@ use roster_collector::{CollectorError, defaults};
 
 /// A roster metrics collector.
 ///
-/// Follows its assignment feed from roster-server and collects every producer in it (roster.v1.Producer/Collect
-/// at each producer's interval), writing samples as JSON lines to the sink. It never lets a failure of the
+/// Follows its assignment feed from roster-server and collects every producer in it at the producer's interval,
+/// writing samples as JSON lines to the sink: roster.v1.Producer/Collect over gRPC, or a Prometheus target
+/// (text 0.0.4 or OpenMetrics over http/https) scraped as Prometheus scrapes it, with `up`, the other report
+/// series and staleness markers. It never lets a failure of the
 /// control plane shrink what it collects: the applied snapshot is kept in the data directory and collected
 /// from at start, before any server answers; only complete snapshots are applied; through any outage the last
 /// known set stays in force while the feed reconnects with capped backoff.
