@@ -42,6 +42,11 @@ impl CollectorProcess {
         Ok(client.get_status(pb::GetStatusRequest::default()).await?.into_inner())
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory now and at its peak, in bytes.
     ///
     /// # Errors

@@ -6,6 +6,9 @@
 //! with its own connection and, where the scenario says, its own state file. The limit each full sync is compared
 //! with is a bare tonic server streaming the very same encoded chunks from memory to bare clients ([`bare`]).
 //!
+//! The scrape scenario ([`scrape`]) runs a real `roster-collector` and, after it, Debian's `prometheus` 2.42 in
+//! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness.
+//!
 //! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
 //! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
 //! its speed.
@@ -14,6 +17,7 @@ pub mod bare;
 pub mod collector;
 pub mod fleet;
 pub mod scenarios;
+pub mod scrape;
 pub mod server;
 
 /// Sizes of every scenario.
@@ -37,6 +41,10 @@ pub struct Scale {
     pub big_snapshot: usize,
     /// How long the big-snapshot scenario's burst of changes lasts.
     pub burst_secs: u64,
+    /// Prometheus targets scraped by roster-collector and by Prometheus's agent, in the scrape scenario.
+    pub scrape_targets: usize,
+    /// How long each scraper is measured, once it scrapes every target every second.
+    pub scrape_window_secs: u64,
 }
 
 impl Scale {
@@ -51,6 +59,8 @@ impl Scale {
         registrations: [2_000, 20_000],
         big_snapshot: 20_000,
         burst_secs: 20,
+        scrape_targets: 1_000,
+        scrape_window_secs: 30,
     };
 
     /// A run of a few seconds that exercises every scenario: for the test suite.
@@ -65,6 +75,8 @@ impl Scale {
             registrations: [50, 200],
             big_snapshot: 200,
             burst_secs: 1,
+            scrape_targets: 10,
+            scrape_window_secs: 2,
         }
     }
 }

@@ -5,17 +5,19 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, scenarios};
+use roster_bench::{Figure, Scale, scenarios, scrape};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
-/// chunks, fan-out memory and CPU, reconnect storms, and durable registrations per second.
+/// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, and roster-collector
+/// scraping Prometheus targets beside Prometheus 2.42's agent ($ROSTER_PROMETHEUS).
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
 #[derive(Debug, Parser)]
 #[command(name = "roster-bench", version, about, long_about)]
 struct Args {
-    /// Sizes: `full` (100 collectors, 100 000 producers, 1 000 changes, 1 000/5 000 streams, a storm of 1 000),
+    /// Sizes: `full` (100 collectors, 100 000 producers, 1 000 changes, 1 000/5 000 streams, a storm of 1 000,
+    /// 1 000 Prometheus targets of 200 series),
     /// or `smoke` (a few seconds; checks the harness works, not its speed).
     #[arg(long, value_enum, default_value = "full")]
     scale: ScaleArg,
@@ -44,6 +46,7 @@ enum Scenario {
     Registrations,
     ChunkEncoding,
     BigSnapshot,
+    ScrapeVsPrometheus,
 }
 
 #[tokio::main]
@@ -66,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::FanOut,
         Scenario::Storm,
         Scenario::BigSnapshot,
+        Scenario::ScrapeVsPrometheus,
     ] {
         if !wanted(scenario) {
             continue;
@@ -78,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Registrations => scenarios::registrations(scale, dir.path()).await,
             Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
             Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
+            Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(

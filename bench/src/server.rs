@@ -1,5 +1,5 @@
 //! The server under test: the real `roster-server` binary as a child process, with its memory and CPU read from
-//! `/proc`. [`binary`] and [`memory`] serve the collector process too.
+//! `/proc`. [`binary`], [`memory`] and [`cpu_time`] serve the collector and Prometheus processes too.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -52,6 +52,20 @@ pub fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
         Ok(value.parse::<u64>()? * 1024)
     };
     Ok((kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+/// CPU time a process has used so far (user + system, `utime + stime` from `/proc/PID/stat`).
+///
+/// # Errors
+/// When `/proc` cannot be read.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // Linux reports CPU time in clock ticks of 1/100 s on every architecture it runs roster on.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// A running roster-server.
@@ -127,13 +141,7 @@ impl ServerProcess {
     /// # Errors
     /// When `/proc` cannot be read.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        // Linux reports CPU time in clock ticks of 1/100 s on every architecture it runs roster on.
-        Ok(Duration::from_millis(ticks * 10))
+        cpu_time(self.pid())
     }
 }
 

@@ -1,4 +1,5 @@
-//! The benchmark harness runs, at its smoke size, against the real roster-server binary: every scenario finishes
+//! The benchmark harness runs, at its smoke size, against the real roster-server, roster-collector and (from
+//! `$ROSTER_PROMETHEUS`, which `scripts/test` sets) Prometheus binaries: every scenario finishes
 //! and reports a finite figure for every metric. Its speed is not checked here (that is `BENCHMARKS.md`'s job).
 
 // Test helpers: a panic here is the test failing, with its message.
@@ -31,6 +32,7 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
         "fan-out",
         "reconnect storm",
         "big snapshot",
+        "scrape vs prometheus",
     ] {
         assert!(scenarios.contains(scenario), "{scenario} missing from {scenarios:?}");
     }
