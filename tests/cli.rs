@@ -196,26 +196,9 @@ fn every_command_answers_in_both_formats() {
 #[test]
 fn roster_up_runs_the_job_and_sigint_stops_every_part_with_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
-    let mut up = Proc::start(
-        "roster",
-        &[
-            "up",
-            "--data-dir",
-            &data,
-            "--listen",
-            "127.0.0.1:0",
-            "--collector-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-            "--collector-metrics-listen",
-            "off",
-            "--producers",
-            "2",
-            "--interval",
-            "200ms",
-        ],
+    let mut up = common::start_roster_up(
+        dir.path(),
+        &["--metrics-listen", "off", "--collector-metrics-listen", "off", "--producers", "2", "--interval", "200ms"],
     );
     let sink = dir.path().join("collector/samples.jsonl");
     let deadline = Instant::now() + WAIT;

@@ -162,28 +162,24 @@ fn a_metrics_address_that_cannot_be_served_stops_the_program_naming_the_flag() {
     }
 }
 
-/// A port free now: bound on 127.0.0.1 and released. For `roster up`, whose metrics ports must be given (it
-/// registers them as producers), not chosen by the OS; the port is taken again within milliseconds.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_up_serves_both_metrics_and_registers_them_as_prometheus_producers() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
-    let (server_port, collector_port) = (free_port(), free_port());
+    // `roster up` registers its metrics ports as producers, so they are given, not chosen by the OS.
     let (server_metrics, collector_metrics) =
-        (format!("127.0.0.1:{server_port}"), format!("127.0.0.1:{collector_port}"));
-    let flags = ["up", "--data-dir", &data, "--listen", "127.0.0.1:0", "--collector-listen", "127.0.0.1:0"];
-    let mut up = Proc::start(
-        "roster",
+        (format!("127.0.0.1:{}", common::free_port()), format!("127.0.0.1:{}", common::free_port()));
+    let mut up = common::start_roster_up(
+        dir.path(),
         &[
-            &flags[..],
-            &["--metrics-listen", &server_metrics, "--collector-metrics-listen", &collector_metrics],
-            &["--producers", "0", "--interval", "200ms"],
-        ]
-        .concat(),
+            "--metrics-listen",
+            &server_metrics,
+            "--collector-metrics-listen",
+            &collector_metrics,
+            "--producers",
+            "0",
+            "--interval",
+            "200ms",
+        ],
     );
     let listen = roster_testkit::wait_for_some("roster up says where the control plane is", || {
         let said = up.stdout();
@@ -215,21 +211,7 @@ async fn roster_up_serves_both_metrics_and_registers_them_as_prometheus_producer
 #[test]
 fn roster_up_refuses_a_metrics_port_it_could_not_register() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
-    let mut up = Proc::start(
-        "roster",
-        &[
-            "up",
-            "--data-dir",
-            &data,
-            "--listen",
-            "127.0.0.1:0",
-            "--collector-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let mut up = common::start_roster_up(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     assert_eq!(up.wait_exit().code(), Some(1), "{}", up.stderr());
     assert!(up.stderr().contains("--metrics-listen 127.0.0.1:0: give a port"), "{}", up.stderr());
 }

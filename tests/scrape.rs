@@ -388,26 +388,12 @@ async fn a_restarted_collector_scrapes_each_target_at_the_same_phase_of_its_inte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_up_collects_its_own_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().display().to_string();
+    // `roster up` registers its metrics ports as producers, so they are given, not chosen by the OS.
     let (server_metrics, collector_metrics) =
         (format!("127.0.0.1:{}", common::free_port()), format!("127.0.0.1:{}", common::free_port()));
-    let mut up = common::Proc::start(
-        "roster",
-        &[
-            "up",
-            "--data-dir",
-            &data,
-            "--listen",
-            "127.0.0.1:0",
-            "--collector-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            &server_metrics,
-            "--collector-metrics-listen",
-            &collector_metrics,
-            "--producers",
-            "0",
-        ],
+    let mut up = common::start_roster_up(
+        dir.path(),
+        &["--metrics-listen", &server_metrics, "--collector-metrics-listen", &collector_metrics, "--producers", "0"],
     );
     let sink_path = dir.path().join("collector/samples.jsonl");
     let scraped = |lines: &[Value], job: &str, name: &str| {

@@ -182,6 +182,14 @@ pub fn roster(args: &[&str]) -> Proc {
     cli
 }
 
+/// `roster up` with its data under `data_dir`, its control plane and collector status on OS-chosen ports, and
+/// `extra` flags (its metrics ports, producers, interval); running, not waited for.
+pub fn start_roster_up(data_dir: &Path, extra: &[&str]) -> Proc {
+    let data = data_dir.display().to_string();
+    let flags = ["up", "--data-dir", &data, "--listen", "127.0.0.1:0", "--collector-listen", "127.0.0.1:0"];
+    Proc::start("roster", &[&flags[..], extra].concat())
+}
+
 /// An external test tool: `$env_var` if set, else `.tools/<path>` as installed by `./scripts/test`.
 /// Fails (never skips) when it is missing.
 pub fn tool(env_var: &str, path: &str) -> PathBuf {
