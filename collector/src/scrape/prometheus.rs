@@ -217,7 +217,8 @@ mod tests {
 
     const AT: u64 = 1_700_000_000_000;
 
-    fn target(addr: &str, labels: &[(&str, &str)]) -> Target {
+    /// A Prometheus-kind target at `addr` with `labels` (also for the tests of `labels`).
+    pub(super) fn target(addr: &str, labels: &[(&str, &str)]) -> Target {
         Target {
             id: ProducerId::new_random(),
             address: ProducerAddress::parse_field("address", addr).unwrap(),

@@ -62,24 +62,10 @@ impl TargetLabels {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use roster::domain::{Collection, Labels, ProducerAddress, ProducerId, PrometheusTarget};
-
     use super::*;
 
     fn target(labels: &[(&str, &str)]) -> Target {
-        Target {
-            id: ProducerId::new_random(),
-            address: ProducerAddress::parse_field("address", "node-1:9100").unwrap(),
-            interval: Duration::from_secs(1),
-            labels: Labels::parse_field(
-                "labels",
-                labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            )
-            .unwrap(),
-            collection: Collection::Prometheus(PrometheusTarget::default()),
-        }
+        super::super::tests::target("node-1:9100", labels)
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
