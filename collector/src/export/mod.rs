@@ -47,6 +47,14 @@ pub enum Destination {
     JsonLines(PathBuf),
 }
 
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::JsonLines(path) => write!(f, "jsonl={}", path.display()),
+        }
+    }
+}
+
 /// A `--sink` value that names no destination roster knows, or names one badly.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{0}")]
