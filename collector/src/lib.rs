@@ -43,7 +43,7 @@ use roster::{
     follower::{Follower, FollowerConfig, FollowerError},
     message_limit::MAX_REQUEST_BYTES,
     pb::collector_status_server::CollectorStatusServer,
-    transport::{ServeOptions, ServerTransport},
+    transport::{ClientTls, ServeOptions, ServerTls, ServerTransport},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -77,10 +77,14 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Reconnect backoff of the feed.
     pub backoff: roster::backoff::BackoffPolicy,
+    /// How `https://` servers are dialled: their CA and, for mutual TLS, this collector's certificate.
+    pub tls: Option<ClientTls>,
+    /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
+    pub status_tls: Option<ServerTls>,
 }
 
 impl Config {
-    /// The [`defaults`], with `servers` and `data_dir`, and no metrics served.
+    /// The [`defaults`], with `servers` and `data_dir`, no metrics served and no TLS.
     pub fn new(servers: Vec<ServerUrl>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             servers,
@@ -91,6 +95,8 @@ impl Config {
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             backoff: defaults::RECONNECT_BACKOFF,
+            tls: None,
+            status_tls: None,
         }
     }
 
@@ -158,6 +164,7 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
+    follower_config.tls = config.tls.clone();
     // Every kind has its scraper here (`scrape`).
     follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;
@@ -199,6 +206,7 @@ pub async fn run(
     );
     // Status calls are quick: the default drain is ample, and the collector's own shutdown goes on after it.
     let served = ServerTransport::new(ServeOptions::default())
+        .tls(config.status_tls.clone())
         .add_service(CollectorStatusServer::new(status).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve(listener, async {
             shutdown.await;

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use roster::{domain::MAX_LEASE, message_limit::PAGE_BYTES};
+use roster::{domain::MAX_LEASE, message_limit::PAGE_BYTES, transport::ServerTls};
 
 use crate::{
     clock::{Clock, SystemClock},
@@ -83,12 +83,14 @@ pub struct Config {
     /// How late the registry's periodic work may run before the server counts the time as its own absence, which
     /// no lease or grace period is charged for (L3; see `registry::absence`).
     pub absence_threshold: Duration,
+    /// TLS on the gRPC listener (reloaded when its files change); `None` serves plaintext.
+    pub tls: Option<ServerTls>,
     /// The clocks; replaced in tests.
     pub clock: Arc<dyn Clock>,
 }
 
 impl Config {
-    /// The defaults, with the store in `data_dir` and no metrics served.
+    /// The defaults, with the store in `data_dir`, no metrics served and no TLS.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -105,6 +107,7 @@ impl Config {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             settle: DEFAULT_SETTLE,
             absence_threshold: DEFAULT_ABSENCE_THRESHOLD,
+            tls: None,
             clock: Arc::new(SystemClock),
         }
     }

@@ -8,6 +8,7 @@ use humantime::Duration as HumanDuration;
 use roster::{
     domain::{MAX_LEASE, MIN_LEASE},
     metrics_http::MetricsListen,
+    transport::{IdentityFiles, ServerTls, ServerTlsFiles},
 };
 use roster_server::{
     Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
@@ -97,11 +98,31 @@ struct Args {
     /// HTTP/2 keepalive: how long a ping may go unanswered.
     #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_TIMEOUT", default_value_t = HumanDuration::from(DEFAULT_KEEPALIVE_TIMEOUT), value_parser = parse_duration)]
     keepalive_timeout: HumanDuration,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded without a
+    /// restart when the file changes or on SIGHUP; open streams keep their connection.
+    #[arg(long, env = "ROSTER_SERVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_SERVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates are verified against (mutual TLS). A client that presents a
+    /// certificate must present one this CA signed; see --tls-client-cert-required.
+    #[arg(long, env = "ROSTER_SERVER_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+
+    /// Refuse TLS clients that present no certificate signed by --tls-ca. Without it, such a client may connect
+    /// and authenticate otherwise (a bearer token).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CLIENT_CERT_REQUIRED", requires = "tls_ca")]
+    tls_client_cert_required: bool,
 }
 
 const EXAMPLES: &str = "Examples:
   roster-server
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
+  roster-server --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem
   roster-server --metrics-listen 0.0.0.0:9471
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
 
@@ -135,6 +156,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
+    roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
@@ -158,6 +180,14 @@ async fn start() -> anyhow::Result<()> {
     config.reconnect_rate = args.reconnect_rate;
     config.keepalive_interval = args.keepalive_interval.into();
     config.keepalive_timeout = args.keepalive_timeout.into();
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        let files = ServerTlsFiles {
+            identity: IdentityFiles { cert, key },
+            client_ca: args.tls_ca,
+            client_cert_required: args.tls_client_cert_required,
+        };
+        config.tls = Some(ServerTls::load(files).context("cannot serve TLS (--tls-cert, --tls-key, --tls-ca)")?);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;

@@ -80,6 +80,8 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
             interval: args.interval,
             lease: Duration::from_secs(60),
             labels: [("demo".to_owned(), i.to_string())].into(),
+            tls: None,
+            serve_tls: None,
         };
         producers.push((addr, tokio::spawn(run_demo(listener, options, stop_producers.clone().cancelled_owned()))));
     }
