@@ -7,6 +7,7 @@
 //! | destination | exporter |
 //! |---|---|
 //! | JSON lines in a file | [`jsonl::JsonLines`] |
+//! | Prometheus remote-write 1.0, through a queue on disk | [`remote_write::RemoteWrite`] |
 //!
 //! An exporter is called by one task, one batch at a time, so it may keep state (an open file, a connection, a
 //! queue of its own) without locking. It may take its time: the queue in front of it absorbs the wait, and drops
@@ -15,6 +16,7 @@
 //! there, not once it is delivered.
 
 pub(crate) mod jsonl;
+pub(crate) mod remote_write;
 
 use std::{fmt::Display, future::Future};
 
