@@ -62,3 +62,11 @@ pub const STOP_TASKS_WITHIN: Duration = Duration::from_secs(30);
 
 /// On shutdown, how long the sink gets to write what is queued.
 pub const FLUSH_SINK_WITHIN: Duration = Duration::from_secs(30);
+
+/// The disk queue's default fsync policy syncs what was appended at most this long after (a power loss costs at
+/// most about this much; a process crash costs nothing).
+pub const QUEUE_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A disk-queue segment is closed, and a new one begun, at this size. The byte bound drops whole segments, so this
+/// is also how much one drop takes.
+pub const QUEUE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
