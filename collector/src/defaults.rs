@@ -101,3 +101,11 @@ pub const REMOTE_WRITE_REASON_BYTES: usize = 256;
 /// are counted together, so a receiver that words every refusal differently cannot grow the collector's memory
 /// or its metrics without bound.
 pub const REMOTE_WRITE_MAX_REASONS: usize = 16;
+
+/// The disk queue's default fsync policy syncs what was appended at most this long after (a power loss costs at
+/// most about this much; a process crash costs nothing).
+pub const QUEUE_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A disk-queue segment is closed, and a new one begun, at this size. The byte bound drops whole segments, so this
+/// is also how much one drop takes.
+pub const QUEUE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
