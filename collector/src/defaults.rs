@@ -89,9 +89,10 @@ pub const REMOTE_WRITE_BACKOFF: BackoffPolicy =
 /// receiver's mistake cannot stall delivery for hours.
 pub const REMOTE_WRITE_RETRY_AFTER_MAX: Duration = Duration::from_secs(5 * 60);
 
-/// Remote-write: how many samples the sender takes from the disk queue at a time (a window, split over the
-/// shards and acknowledged once all of it is delivered): enough to fill every shard's request several times.
-pub const REMOTE_WRITE_WINDOW_SAMPLES: usize = 4 * REMOTE_WRITE_SHARDS * REMOTE_WRITE_MAX_SAMPLES_PER_SEND;
+/// Remote-write: how many full requests per shard the sender takes from the disk queue at a time (a window, split
+/// over the shards and acknowledged once all of it is delivered): several, so that a shard's requests follow each
+/// other without a pause for the next window.
+pub const REMOTE_WRITE_WINDOW_REQUESTS: usize = 4;
 
 /// Remote-write: how much of a receiver's answer to a refused request is kept as the reason it gives (its first
 /// line, cut at this many bytes).
@@ -109,3 +110,12 @@ pub const QUEUE_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// A disk-queue segment is closed, and a new one begun, at this size. The byte bound drops whole segments, so this
 /// is also how much one drop takes.
 pub const QUEUE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Remote-write: the most disk one receiver's queue takes (in its own directory under the data directory); past
+/// it, the oldest queued samples are dropped, counted. At some 100 bytes a sample on disk, 1 GiB holds about ten
+/// million samples: a 10-minute outage of a collector writing some 15 thousand samples a second.
+pub const REMOTE_WRITE_QUEUE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Remote-write: queued samples older than this are dropped, counted, instead of sent. Prometheus refuses (400,
+/// "out of bounds") samples more than about an hour older than its newest; sending them would only cost requests.
+pub const REMOTE_WRITE_QUEUE_MAX_AGE: Duration = Duration::from_secs(60 * 60);

@@ -22,7 +22,6 @@
 //! The feed itself (connect, assemble, persist, report, reconnect) is [`roster::follower`].
 
 pub mod defaults;
-#[cfg_attr(not(test), expect(dead_code, reason = "the remote-write exporter (branch i14-rw) is its user"))]
 mod disk_queue;
 mod export;
 mod exposition;

@@ -16,6 +16,7 @@
 //! there, not once it is delivered.
 
 pub(crate) mod jsonl;
+#[cfg_attr(not(test), expect(dead_code, reason = "the lead's `--sink remote-write=...` wiring is its user"))]
 pub(crate) mod remote_write;
 
 use std::{fmt::Display, future::Future};

@@ -43,6 +43,10 @@ pub(crate) struct RemoteWriteConfig {
     pub(crate) backoff: BackoffPolicy,
     /// The longest `Retry-After` honoured; longer ones are cut to this.
     pub(crate) retry_after_max: Duration,
+    /// The most disk the receiver's queue takes.
+    pub(crate) queue_max_bytes: u64,
+    /// Queued samples older than this are dropped instead of sent.
+    pub(crate) queue_max_age: Duration,
 }
 
 /// Credentials for a receiver: the `Authorization` header sent with every request, built once.
@@ -160,7 +164,25 @@ impl RemoteWriteConfig {
             timeout: defaults::REMOTE_WRITE_TIMEOUT,
             backoff: defaults::REMOTE_WRITE_BACKOFF,
             retry_after_max: defaults::REMOTE_WRITE_RETRY_AFTER_MAX,
+            queue_max_bytes: defaults::REMOTE_WRITE_QUEUE_MAX_BYTES,
+            queue_max_age: defaults::REMOTE_WRITE_QUEUE_MAX_AGE,
         }
+    }
+
+    /// The receiver's queue directory in `data_dir`: `remote-write/<host>-<port>-<hash of the URL>`, the same for
+    /// the same URL at every start (so a restart finds what was queued), apart for different URLs, readable to a
+    /// person looking at the data directory.
+    pub(crate) fn queue_dir(&self, data_dir: &Path) -> PathBuf {
+        let host: String = self
+            .url
+            .host()
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+            .collect();
+        let port = self.url.port_u16().unwrap_or(if self.url.scheme_str() == Some("https") { 443 } else { 80 });
+        let hash = xxhash_rust::xxh3::xxh3_64(self.url.to_string().as_bytes());
+        data_dir.join("remote-write").join(format!("{host}-{port}-{hash:016x}"))
     }
 }
 
@@ -258,6 +280,16 @@ mod tests {
         assert_eq!(config.max_samples_per_send, defaults::REMOTE_WRITE_MAX_SAMPLES_PER_SEND);
         assert_eq!(config.timeout, defaults::REMOTE_WRITE_TIMEOUT);
         assert!(parse("remote-write=https://tsdb.example/api/v1/push").is_ok());
+    }
+
+    #[test]
+    fn each_url_has_a_queue_directory_of_its_own_found_again_at_every_start() {
+        let dir = |url: &str| parse(&format!("remote-write={url}")).unwrap().queue_dir(Path::new("/data"));
+        let one = dir("http://127.0.0.1:9090/api/v1/write");
+        assert!(one.to_str().unwrap().starts_with("/data/remote-write/127.0.0.1-9090-"), "{}", one.display());
+        assert_eq!(one, dir("http://127.0.0.1:9090/api/v1/write"));
+        assert_ne!(one, dir("http://127.0.0.1:9090/other"));
+        assert!(dir("https://[::1]/w").to_str().unwrap().starts_with("/data/remote-write/___1_-443-"));
     }
 
     #[test]

@@ -154,7 +154,7 @@ mod tests {
 
     /// Sends `batches` as one window through `config`; the stats it counted.
     async fn send(config: &RemoteWriteConfig, batches: &[Vec<crate::sample::Sample>]) -> Arc<RemoteWriteStats> {
-        let stats = RemoteWriteStats::new();
+        let stats = RemoteWriteStats::new(Arc::default());
         let receiver = Receiver::new(config, stats.clone());
         let mut window = Window::new(limits(config));
         for batch in batches {
@@ -313,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn a_stop_ends_the_retries_and_the_window_is_not_done() {
         let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(503, ""), 1000)).await;
-        let stats = RemoteWriteStats::new();
+        let stats = RemoteWriteStats::new(Arc::default());
         let config = config(&receiver);
         let sender = Receiver::new(&config, stats.clone());
         let mut window = Window::new(limits(&config));

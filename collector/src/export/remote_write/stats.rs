@@ -9,14 +9,21 @@ use std::{
     },
 };
 
-use crate::defaults;
+use crate::{defaults, disk_queue::QueueStats};
 
 /// The reason under which refusals are counted once [`defaults::REMOTE_WRITE_MAX_REASONS`] distinct ones are.
 pub(crate) const OTHER_REASONS: &str = "other refusals";
 
+/// The reasons under which the queue's drops are counted.
+pub(crate) const QUEUE_FULL: &str = "queue full";
+pub(crate) const TOO_OLD: &str = "too old";
+pub(crate) const DAMAGED: &str = "damaged";
+
 /// Counters of one receiver.
 #[derive(Debug, Default)]
 pub(crate) struct RemoteWriteStats {
+    /// The receiver's disk queue: what waits (bytes, records, samples, oldest sample) and what its bounds dropped.
+    pub(crate) queue: Arc<QueueStats>,
     /// Samples the receiver acknowledged (2xx).
     pub(crate) samples_sent: AtomicU64,
     /// Requests the receiver acknowledged.
@@ -33,12 +40,14 @@ pub(crate) struct RemoteWriteStats {
     refused: Mutex<BTreeMap<String, u64>>,
     /// The last failure, if the last attempt failed.
     last_error: Mutex<Option<String>>,
+    /// Samples of queued records that checked out on disk but are not remote-write requests.
+    damaged: AtomicU64,
 }
 
 impl RemoteWriteStats {
-    /// Fresh counters, healthy.
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self { healthy: AtomicBool::new(true), ..Self::default() })
+    /// Fresh counters, healthy, beside the queue's.
+    pub(crate) fn new(queue: Arc<QueueStats>) -> Arc<Self> {
+        Arc::new(Self { queue, healthy: AtomicBool::new(true), ..Self::default() })
     }
 
     /// Whether the last attempt succeeded (or none has been made).
@@ -54,6 +63,28 @@ impl RemoteWriteStats {
     /// Samples refused for good, by reason.
     pub(crate) fn refused(&self) -> BTreeMap<String, u64> {
         self.refused.lock().map(|refused| refused.clone()).unwrap_or_default()
+    }
+
+    /// Every sample dropped, by reason: the receiver's refusals ([`Self::refused`]) and the queue's drops,
+    /// [`QUEUE_FULL`], [`TOO_OLD`] and [`DAMAGED`] (those with a count).
+    pub(crate) fn dropped(&self) -> BTreeMap<String, u64> {
+        let mut dropped = self.refused();
+        let damaged = self.queue.dropped_damaged.load(Ordering::Relaxed) + self.damaged.load(Ordering::Relaxed);
+        for (reason, count) in [
+            (QUEUE_FULL, self.queue.dropped_full.load(Ordering::Relaxed)),
+            (TOO_OLD, self.queue.dropped_too_old.load(Ordering::Relaxed)),
+            (DAMAGED, damaged),
+        ] {
+            if count > 0 {
+                *dropped.entry(reason.to_owned()).or_default() += count;
+            }
+        }
+        dropped
+    }
+
+    /// A queued record of `samples` turned out not to be a remote-write request.
+    pub(crate) fn damaged(&self, samples: u32) {
+        self.damaged.fetch_add(u64::from(samples), Ordering::Relaxed);
     }
 
     /// A request of `samples` was acknowledged. True if the receiver was unhealthy until now.
@@ -102,7 +133,7 @@ mod tests {
 
     #[test]
     fn health_follows_the_last_attempt_and_transitions_are_reported_once() {
-        let stats = RemoteWriteStats::new();
+        let stats = RemoteWriteStats::new(Arc::default());
         assert!(stats.healthy());
         assert!(stats.retrying(3, "503".into()), "healthy to failing");
         assert!(!stats.retrying(3, "timeout".into()), "still failing");
@@ -117,7 +148,7 @@ mod tests {
 
     #[test]
     fn refusals_count_by_reason_each_new_one_once_and_the_reasons_are_bounded() {
-        let stats = RemoteWriteStats::new();
+        let stats = RemoteWriteStats::new(Arc::default());
         assert!(stats.refused_for(2, "400 out of order sample"));
         assert!(!stats.refused_for(3, "400 out of order sample"));
         for n in 1..defaults::REMOTE_WRITE_MAX_REASONS {
@@ -129,5 +160,18 @@ mod tests {
         assert_eq!(refused["400 out of order sample"], 5);
         assert_eq!(refused[OTHER_REASONS], 8);
         assert_eq!(refused.len(), defaults::REMOTE_WRITE_MAX_REASONS + 1);
+    }
+
+    #[test]
+    fn dropped_adds_the_queues_drops_to_the_refusals() {
+        let stats = RemoteWriteStats::new(Arc::default());
+        assert!(stats.dropped().is_empty());
+        stats.refused_for(2, "400 out of bounds");
+        stats.queue.dropped_full.store(5, Ordering::Relaxed);
+        stats.queue.dropped_damaged.store(1, Ordering::Relaxed);
+        stats.damaged(3);
+        let dropped = stats.dropped();
+        let expected = [("400 out of bounds", 2), (DAMAGED, 4), (QUEUE_FULL, 5)];
+        assert_eq!(dropped, expected.map(|(r, n)| (r.to_owned(), n)).into_iter().collect());
     }
 }

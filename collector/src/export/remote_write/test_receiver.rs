@@ -90,6 +90,11 @@ impl TestReceiver {
         self.script.lock().unwrap().extend(answers);
     }
 
+    /// Forgets the rest of the script: every request from now on is answered 204.
+    pub(crate) fn clear_script(&self) {
+        self.script.lock().unwrap().clear();
+    }
+
     /// Every request so far, in the order they arrived.
     pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
