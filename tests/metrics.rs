@@ -127,9 +127,12 @@ async fn the_server_and_the_collector_serve_metrics_that_follow_what_they_do() {
     let body = wait_metric(&collector_metrics, success, |n| n >= 3.0).await;
     let timed = r#"roster_collector_scrape_duration_seconds_count{kind="grpc"}"#;
     assert!(value(&body, timed).is_some_and(|n| n >= 3.0), "{body}");
-    assert!(value(&body, "roster_collector_sink_samples_written_total").is_some(), "{body}");
-    assert_eq!(value(&body, "roster_collector_sink_samples_dropped_total"), Some(0.0), "{body}");
-    wait_metric(&collector_metrics, "roster_collector_sink_samples_written_total", |n| n >= 1.0).await;
+    // Per destination: the default one, the data directory's JSON-lines file.
+    let sink = format!(r#"{{kind="jsonl",destination="{}"}}"#, dir.path().join("c").join("samples.jsonl").display());
+    let written = format!("roster_collector_sink_samples_written_total{sink}");
+    assert!(value(&body, &written).is_some(), "{body}");
+    assert_eq!(value(&body, &format!("roster_collector_sink_samples_dropped_total{sink}")), Some(0.0), "{body}");
+    wait_metric(&collector_metrics, &written, |n| n >= 1.0).await;
 }
 
 #[test]

@@ -13,6 +13,8 @@ use roster::{
     metrics_http::MetricsListen,
 };
 
+use roster_collector::Destination;
+
 use crate::output::Format;
 
 /// The address `roster up` serves the control plane on, as roster-server does by default.
@@ -324,6 +326,16 @@ pub(crate) struct UpArgs {
     /// Collection interval of the demo producers and of roster's own metrics.
     #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
     pub(crate) interval: Duration,
+    /// Also send every sample to this Prometheus remote-write receiver (e.g. your Prometheus started with
+    /// --web.enable-remote-write-receiver: http://127.0.0.1:9090/api/v1/write), beside the JSON-lines sink. What it
+    /// does not take waits in a queue in DIR/collector/remote-write.
+    #[arg(long, value_name = "URL", value_parser = remote_write_sink)]
+    pub(crate) remote_write: Option<Destination>,
+}
+
+/// `--remote-write URL` as the collector's `--sink remote-write=URL`.
+fn remote_write_sink(url: &str) -> Result<Destination, String> {
+    Destination::from_str(&format!("remote-write={url}")).map_err(|e| e.to_string())
 }
 
 /// A duration such as `500ms` or `5s`, more than zero (a zero time limit would fail every call at once).

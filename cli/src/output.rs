@@ -192,6 +192,21 @@ pub(crate) fn status_json(s: &pb::GetStatusResponse) -> Value {
         "persisted_generation": s.persisted_generation,
         "instance_id": s.instance_id,
         "feed_refused": s.feed_refused,
+        "sinks": s.sinks.iter().map(|k| json!({
+            "kind": k.kind,
+            "destination": k.destination,
+            "samples_written": k.samples_written,
+            "samples_dropped": k.samples_dropped,
+            "last_error": k.last_error,
+            "samples_sent": k.samples_sent,
+            "requests_retried": k.requests_retried,
+            "samples_discarded": k.samples_discarded,
+            "queue_bytes": k.queue_bytes,
+            "queue_samples": k.queue_samples,
+            "oldest_queued_sample_unix_ms": k.oldest_queued_sample_unix_ms,
+            "healthy": k.healthy,
+            "receiver_error": k.receiver_error,
+        })).collect::<Vec<_>>(),
         "producers": s.producers.iter().map(|p| json!({
             "id": p.id,
             "address": p.address,
@@ -239,5 +254,34 @@ pub(crate) fn status_text(s: &pb::GetStatusResponse) -> String {
             problems.push_str(&format!("\n{what}: {error}"));
         }
     }
-    format!("{summary}{problems}\n\n{t}")
+    format!("{summary}{problems}\n\n{}\n\n{t}", sinks_text(&s.sinks))
+}
+
+/// One row per destination; the receiver columns only for remote-write.
+fn sinks_text(sinks: &[pb::SinkStatus]) -> String {
+    let mut t =
+        table(&["SINK", "DESTINATION", "WRITTEN", "DROPPED", "SENT", "RETRIED", "DISCARDED", "QUEUED", "HEALTHY"]);
+    for k in sinks {
+        let remote = k.kind == "remote-write";
+        let discarded = k.samples_discarded.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
+        let queued = format!("{} samples, {} bytes", k.queue_samples, k.queue_bytes);
+        let health = match (k.healthy, k.receiver_error.as_str()) {
+            (true, _) => "yes".to_owned(),
+            (false, "") => "not yet".to_owned(),
+            (false, error) => format!("no: {error}"),
+        };
+        let only_remote = |text: String| if remote { text } else { "-".to_owned() };
+        t.add_row(vec![
+            k.kind.clone(),
+            k.destination.clone(),
+            k.samples_written.to_string(),
+            k.samples_dropped.to_string(),
+            only_remote(k.samples_sent.to_string()),
+            only_remote(k.requests_retried.to_string()),
+            only_remote(or_dash(&discarded).to_owned()),
+            only_remote(queued),
+            only_remote(health),
+        ]);
+    }
+    t.to_string()
 }

@@ -34,6 +34,7 @@ mod scrape;
 mod sink;
 mod status;
 
+pub use export::{Destination, DestinationError};
 pub use identity::IdentityError;
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -51,7 +52,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    export::jsonl::JsonLines, metrics::ScrapeMetrics, reconciler::Reconciler, sink::Sink, status::StatusService,
+    export::jsonl::JsonLines,
+    metrics::ScrapeMetrics,
+    reconciler::Reconciler,
+    sink::{Sink, SinkBuilder, SinkView},
+    status::StatusService,
 };
 
 /// Settings of a collector; [`Config::new`] gives the defaults.
@@ -63,8 +68,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where to serve the collector's Prometheus metrics (`GET /metrics`); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
-    /// Sink file; `None` means [`defaults::SINK_FILE`] in `data_dir`.
-    pub sink: Option<PathBuf>,
+    /// Where samples go, each destination with its own queue; none means JSON lines in [`defaults::SINK_FILE`] in
+    /// `data_dir`.
+    pub sinks: Vec<Destination>,
     /// Overrides the id kept in the data directory.
     pub id: Option<CollectorId>,
     /// HTTP/2 keepalive ping interval of the feed connection.
@@ -82,7 +88,7 @@ impl Config {
             servers,
             data_dir: data_dir.into(),
             metrics_listen: None,
-            sink: None,
+            sinks: Vec::new(),
             id: None,
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
@@ -159,10 +165,9 @@ pub async fn run(
     let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
-    let sink_path = config.sink.clone().unwrap_or_else(|| config.data_dir.join(defaults::SINK_FILE));
-    let (sink, sink_stats, sink_writer) = Sink::start(JsonLines::new(sink_path.clone()));
+    let (sink, sinks, sink_writers) = start_sinks(&config);
     let scrape_metrics = ScrapeMetrics::default();
-    let metrics_registry = metrics::registry(&scrape_metrics, &handle, sink_stats.clone());
+    let metrics_registry = metrics::registry(&scrape_metrics, &handle, sinks.clone());
     let reconciler = Reconciler::new(id, sink, scrape_metrics);
     let views = reconciler.views();
     let stop = CancellationToken::new();
@@ -181,7 +186,7 @@ pub async fn run(
     let reconcile_task = reconciler.start(handle.applied.clone(), stop.clone()).await;
     let follower_task = tokio::spawn(follower.run(stop.clone()));
 
-    let status = StatusService { collector: id, instance, follower: handle, tasks: views, sink: sink_stats };
+    let status = StatusService { collector: id, instance, follower: handle, tasks: views, sinks: sinks.clone() };
     let local = listener.local_addr().ok();
     info!(
         collector.id = %id,
@@ -190,7 +195,7 @@ pub async fn run(
         metrics = %metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         servers = %config.servers.iter().map(ServerUrl::as_str).collect::<Vec<_>>().join(","),
         data_dir = %config.data_dir.display(),
-        sink = %sink_path.display(),
+        sinks = %sinks.iter().map(|s| format!("{}={}", s.kind, s.destination)).collect::<Vec<_>>().join(","),
         resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),
         "roster-collector running"
     );
@@ -209,7 +214,12 @@ pub async fn run(
     if tokio::time::timeout(defaults::STOP_TASKS_WITHIN, reconcile_task).await.is_err() {
         warn!("collection tasks did not stop within {} s", defaults::STOP_TASKS_WITHIN.as_secs());
     }
-    if tokio::time::timeout(defaults::FLUSH_SINK_WITHIN, sink_writer).await.is_err() {
+    let flushed = async {
+        for writer in sink_writers {
+            let _ = writer.await;
+        }
+    };
+    if tokio::time::timeout(defaults::FLUSH_SINK_WITHIN, flushed).await.is_err() {
         warn!("the sink did not flush within {} s", defaults::FLUSH_SINK_WITHIN.as_secs());
     }
     if let Some(metrics_server) = metrics_server {
@@ -218,4 +228,16 @@ pub async fn run(
     }
     info!("roster-collector stopped");
     Ok(served?)
+}
+
+/// Starts a writer for each of `config.sinks` (or for the default JSON-lines file).
+fn start_sinks(config: &Config) -> (Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>) {
+    let default = [Destination::JsonLines(config.data_dir.join(defaults::SINK_FILE))];
+    let destinations = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
+    destinations
+        .iter()
+        .fold(SinkBuilder::default(), |builder, destination| match destination {
+            Destination::JsonLines(path) => builder.add(JsonLines::new(path.clone())),
+        })
+        .build()
 }

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{domain::CollectorId, endpoint::ServerUrl, metrics_http::MetricsListen};
-use roster_collector::{CollectorError, defaults};
+use roster_collector::{CollectorError, Destination, defaults};
 
 /// A roster metrics collector.
 ///
@@ -52,9 +52,11 @@ struct Args {
     )]
     metrics_listen: MetricsListen,
 
-    /// Sink file for samples (JSON lines). Default: DATA_DIR/samples.jsonl.
-    #[arg(long, env = "ROSTER_COLLECTOR_SINK")]
-    sink: Option<PathBuf>,
+    /// Where samples go; repeat it for several destinations, each with its own queue, so that one slow or down
+    /// destination never holds back the others or collection. jsonl=PATH (or a bare PATH) appends JSON lines to a
+    /// file. Default: jsonl=DATA_DIR/samples.jsonl.
+    #[arg(long, env = "ROSTER_COLLECTOR_SINK", value_delimiter = ';', value_parser = Destination::from_str)]
+    sink: Vec<Destination>,
 
     /// Use this collector id instead of the one kept in the data directory.
     #[arg(long, env = "ROSTER_COLLECTOR_ID", value_parser = CollectorId::from_str)]
@@ -115,7 +117,7 @@ async fn start() -> anyhow::Result<()> {
     roster::process::init_tracing();
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
     config.metrics_listen = args.metrics_listen.address();
-    config.sink = args.sink;
+    config.sinks = args.sink;
     config.id = args.id;
     config.keepalive_interval = args.keepalive_interval.into();
     config.keepalive_timeout = args.keepalive_timeout.into();

@@ -10,11 +10,7 @@
 //!
 //! Every name starts `roster_collector_`; label values are fixed words.
 
-use std::{
-    fmt,
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{fmt, sync::atomic::Ordering, time::Duration};
 
 use prometheus_client::{
     collector::Collector,
@@ -33,7 +29,7 @@ use roster::{
     follower::{FollowerHandle, assembler::DiscardReason},
 };
 
-use crate::sink::SinkStats;
+use crate::sink::SinkView;
 
 /// A label set of fixed words.
 type Words<const N: usize> = [(&'static str, &'static str); N];
@@ -131,7 +127,7 @@ impl KindMetrics {
 }
 
 /// The collector's registry: the scrape counters, and what the follower and the sink count, read at each scrape.
-pub(crate) fn registry(scrapes: &ScrapeMetrics, follower: &FollowerHandle, sink: Arc<SinkStats>) -> Registry {
+pub(crate) fn registry(scrapes: &ScrapeMetrics, follower: &FollowerHandle, sinks: Vec<SinkView>) -> Registry {
     let mut registry = Registry::with_prefix("roster_collector");
     registry.register(
         "scrapes",
@@ -145,7 +141,7 @@ pub(crate) fn registry(scrapes: &ScrapeMetrics, follower: &FollowerHandle, sink:
         Unit::Seconds,
         scrapes.durations.clone(),
     );
-    registry.register_collector(Box::new(Observed { follower: follower.clone(), sink }));
+    registry.register_collector(Box::new(Observed { follower: follower.clone(), sinks }));
     registry
 }
 
@@ -153,7 +149,7 @@ pub(crate) fn registry(scrapes: &ScrapeMetrics, follower: &FollowerHandle, sink:
 #[derive(Debug)]
 struct Observed {
     follower: FollowerHandle,
-    sink: Arc<SinkStats>,
+    sinks: Vec<SinkView>,
 }
 
 /// Encodes one gauge without labels.
@@ -202,25 +198,52 @@ impl Collector for Observed {
             "Failed saves of the applied snapshot to the state file.",
             stats.persist_failures,
         )?;
-        gauge(
+        per_sink(
             &mut encoder,
             "sink_queue_batches",
-            "Batches of samples waiting in the sink's queue (bounded; a batch that finds it full is dropped).",
-            as_i64(self.sink.queued.load(Ordering::Relaxed)),
+            "Batches of samples waiting in a destination's queue (bounded; a batch that finds it full is dropped).",
+            MetricType::Gauge,
+            &self.sinks,
+            |s| s.stats.queued.load(Ordering::Relaxed),
         )?;
-        counter(
+        per_sink(
             &mut encoder,
             "sink_samples_written",
-            "Samples written by the sink.",
-            self.sink.written.load(Ordering::Relaxed),
+            "Samples a destination took: written to its file, or appended to its disk queue.",
+            MetricType::Counter,
+            &self.sinks,
+            |s| s.stats.written.load(Ordering::Relaxed),
         )?;
-        counter(
+        per_sink(
             &mut encoder,
             "sink_samples_dropped",
-            "Samples dropped by the sink: its queue was full, or the write failed.",
-            self.sink.dropped.load(Ordering::Relaxed),
+            "Samples dropped before a destination took them: its queue was full, or the write failed.",
+            MetricType::Counter,
+            &self.sinks,
+            |s| s.stats.dropped.load(Ordering::Relaxed),
         )
     }
+}
+
+/// Encodes one value per destination, labelled with its kind and where it writes.
+fn per_sink(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    sinks: &[SinkView],
+    value: impl Fn(&SinkView) -> u64,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for sink in sinks {
+        let labels = [("kind", sink.kind), ("destination", sink.destination.as_str())];
+        let family = metric.encode_family(&labels)?;
+        match metric_type {
+            MetricType::Counter => ConstCounter::new(value(sink)).encode(family)?,
+            _ => ConstGauge::new(as_i64(value(sink))).encode(family)?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -238,10 +261,10 @@ mod tests {
         let (_follower, handle) =
             Follower::new(FollowerConfig::new(vec!["http://127.0.0.1:9".parse().unwrap()], CollectorId::new_random()))
                 .unwrap();
-        let sink = Arc::new(SinkStats::default());
-        sink.written.store(7, Ordering::Relaxed);
+        let sink = SinkView { kind: "jsonl", destination: "/tmp/s.jsonl".into(), stats: Default::default() };
+        sink.stats.written.store(7, Ordering::Relaxed);
         let scrapes = ScrapeMetrics::default();
-        let registry = registry(&scrapes, &handle, sink);
+        let registry = registry(&scrapes, &handle, vec![sink]);
         let grpc = scrapes.for_kind(ProducerKind::Grpc);
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Ok(())), false), Duration::from_millis(2));
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Ok(())), true), Duration::from_millis(2));
@@ -262,9 +285,9 @@ mod tests {
             "roster_collector_feed_connected 0",
             "roster_collector_feed_reconnects_total 0",
             "roster_collector_snapshot_discards_total{reason=\"digest_mismatch\"} 0",
-            "roster_collector_sink_queue_batches 0",
-            "roster_collector_sink_samples_written_total 7",
-            "roster_collector_sink_samples_dropped_total 0",
+            "roster_collector_sink_queue_batches{kind=\"jsonl\",destination=\"/tmp/s.jsonl\"} 0",
+            "roster_collector_sink_samples_written_total{kind=\"jsonl\",destination=\"/tmp/s.jsonl\"} 7",
+            "roster_collector_sink_samples_dropped_total{kind=\"jsonl\",destination=\"/tmp/s.jsonl\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

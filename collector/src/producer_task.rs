@@ -459,8 +459,10 @@ mod tests {
     impl Exporter for Recording {
         type Error = io::Error;
 
-        async fn export(&mut self, batch: Vec<Sample>) -> io::Result<()> {
-            self.0.lock().unwrap().extend(batch.into_iter().map(|s| s.name));
+        const KIND: &'static str = "recording";
+
+        async fn export(&mut self, batch: &[Sample]) -> io::Result<()> {
+            self.0.lock().unwrap().extend(batch.iter().map(|s| s.name.clone()));
             Ok(())
         }
 

@@ -1,10 +1,12 @@
-//! Where producer tasks hand their samples: a bounded queue that never blocks, in front of one [`Exporter`].
+//! Where producer tasks hand their samples: one bounded queue that never blocks per destination, each in front of
+//! one [`Exporter`].
 //!
-//! Producer tasks hand batches to the queue without waiting (`try_send`): when the queue is full the batch is
-//! dropped and counted, so a slow or failing destination never blocks collection or the feed. One writer task
-//! drains the queue into the exporter, flushes it whenever the queue runs empty, and counts and logs failed
-//! batches (the exporter recovers for the next one) instead of failing. On shutdown it writes what is queued and
-//! shuts the exporter down.
+//! A collector writes to one or more destinations (`--sink`, repeatable). Producer tasks hand each batch to every
+//! destination's queue without waiting (`try_send`; the batch is shared, not copied): when a queue is full the
+//! batch is dropped for that destination only and counted there, so a slow or failing destination never blocks
+//! collection, the feed or the other destinations. One writer task per destination drains its queue into its
+//! exporter, flushes it whenever the queue runs empty, and counts and logs failed batches (the exporter recovers
+//! for the next one) instead of failing. On shutdown each writes what is queued and shuts its exporter down.
 
 use std::sync::{
     Arc, Mutex,
@@ -17,10 +19,13 @@ use tracing::{Instrument as _, error, info, info_span};
 
 use crate::{defaults, export::Exporter, sample::Sample};
 
-/// Counters of the sink.
+/// A batch of samples, shared by every destination's queue.
+type Batch = Arc<Vec<Sample>>;
+
+/// Counters of one destination.
 #[derive(Debug, Default)]
 pub(crate) struct SinkStats {
-    /// Samples written.
+    /// Samples the exporter took (written, or queued by an exporter with a queue of its own).
     pub(crate) written: AtomicU64,
     /// Samples dropped (queue full, or a failed write).
     pub(crate) dropped: AtomicU64,
@@ -30,47 +35,109 @@ pub(crate) struct SinkStats {
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
-/// The producer tasks' side of the sink.
+/// One destination, as the status API and the metrics show it.
 #[derive(Debug, Clone)]
-pub(crate) struct Sink {
-    tx: mpsc::Sender<Vec<Sample>>,
+pub(crate) struct SinkView {
+    /// Its kind ([`Exporter::KIND`]).
+    pub(crate) kind: &'static str,
+    /// Where it writes (the exporter's `Display`).
+    pub(crate) destination: String,
+    /// Its counters.
+    pub(crate) stats: Arc<SinkStats>,
+}
+
+impl SinkView {
+    /// As the status API shows it.
+    pub(crate) fn status(&self) -> roster::pb::SinkStatus {
+        roster::pb::SinkStatus {
+            kind: self.kind.to_owned(),
+            destination: self.destination.clone(),
+            samples_written: self.stats.written.load(Ordering::Relaxed),
+            samples_dropped: self.stats.dropped.load(Ordering::Relaxed),
+            last_error: self.stats.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+}
+
+/// One destination's queue.
+#[derive(Debug)]
+struct Output {
+    tx: mpsc::Sender<Batch>,
     stats: Arc<SinkStats>,
 }
 
-impl Sink {
-    /// Starts the writer, exporting through `exporter`. Drop every [`Sink`] clone, then await the handle, to flush
-    /// and stop.
-    pub(crate) fn start(exporter: impl Exporter) -> (Self, Arc<SinkStats>, JoinHandle<()>) {
+/// The producer tasks' side of the sink.
+#[derive(Debug, Clone)]
+pub(crate) struct Sink {
+    outputs: Arc<[Output]>,
+}
+
+/// Starts the writers of a [`Sink`], one destination at a time.
+#[derive(Debug, Default)]
+pub(crate) struct SinkBuilder {
+    outputs: Vec<Output>,
+    views: Vec<SinkView>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+impl SinkBuilder {
+    /// Starts a writer exporting through `exporter`.
+    pub(crate) fn add<E: Exporter>(mut self, exporter: E) -> Self {
         let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE_BATCHES);
         let stats = Arc::new(SinkStats::default());
-        let span = info_span!("sink", exporter = %exporter);
-        let writer = tokio::spawn(write_loop(exporter, rx, stats.clone()).instrument(span));
-        (Self { tx, stats: stats.clone() }, stats, writer)
+        let destination = exporter.to_string();
+        let span = info_span!("sink", exporter = %destination);
+        self.writers.push(tokio::spawn(write_loop(exporter, rx, stats.clone()).instrument(span)));
+        self.views.push(SinkView { kind: E::KIND, destination, stats: stats.clone() });
+        self.outputs.push(Output { tx, stats });
+        self
     }
 
-    /// Queues a batch without waiting; drops (and counts) it when the queue is full.
+    /// The sink, a view of each destination in the order added, and the writers: drop every [`Sink`] clone, then
+    /// await the writers, to flush and stop.
+    pub(crate) fn build(self) -> (Sink, Vec<SinkView>, Vec<JoinHandle<()>>) {
+        (Sink { outputs: self.outputs.into() }, self.views, self.writers)
+    }
+}
+
+impl Sink {
+    /// A sink with one destination, for tests (the collector uses [`SinkBuilder`]).
+    #[cfg(test)]
+    pub(crate) fn start(exporter: impl Exporter) -> (Self, Arc<SinkStats>, JoinHandle<()>) {
+        let (sink, mut views, mut writers) = SinkBuilder::default().add(exporter).build();
+        let (Some(view), Some(writer)) = (views.pop(), writers.pop()) else { unreachable!("one destination added") };
+        (sink, view.stats, writer)
+    }
+
+    /// Queues a batch for every destination without waiting; a destination whose queue is full drops (and
+    /// counts) it.
     pub(crate) fn push(&self, batch: Vec<Sample>) {
         if batch.is_empty() {
             return;
         }
         let n = batch.len() as u64;
-        // Counted before it is sent, so the writer never takes a batch not yet counted.
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.try_send(batch).is_err() {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+        let batch = Arc::new(batch);
+        for output in self.outputs.iter() {
+            // Counted before it is sent, so the writer never takes a batch not yet counted.
+            output.stats.queued.fetch_add(1, Ordering::Relaxed);
+            if output.tx.try_send(batch.clone()).is_err() {
+                output.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                output.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 }
 
-async fn write_loop<E: Exporter>(mut exporter: E, mut rx: mpsc::Receiver<Vec<Sample>>, stats: Arc<SinkStats>) {
+async fn write_loop<E: Exporter>(mut exporter: E, mut rx: mpsc::Receiver<Batch>, stats: Arc<SinkStats>) {
     while let Some(batch) = rx.recv().await {
         stats.queued.fetch_sub(1, Ordering::Relaxed);
         let n = batch.len() as u64;
-        let result = match exporter.export(batch).await {
+        let result = match exporter.export(&batch).await {
             Ok(()) if rx.is_empty() => exporter.flush().await,
             exported => exported,
         };
+        drop(batch);
         match result {
             Ok(()) => {
                 stats.written.fetch_add(n, Ordering::Relaxed);
@@ -134,7 +201,9 @@ mod tests {
     impl Exporter for Scripted {
         type Error = io::Error;
 
-        async fn export(&mut self, batch: Vec<Sample>) -> io::Result<()> {
+        const KIND: &'static str = "scripted";
+
+        async fn export(&mut self, batch: &[Sample]) -> io::Result<()> {
             self.gate.acquire().await.map_err(io::Error::other)?.forget();
             if self.failures.pop_front().unwrap_or(false) {
                 return Err(io::Error::other("refused"));

@@ -5,7 +5,7 @@
 
 use std::{
     ops::Bound::{Excluded, Unbounded},
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
 };
 
 use roster::{
@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     reconciler::{TaskView, TaskViews},
-    sink::SinkStats,
+    sink::SinkView,
 };
 
 /// The status service.
@@ -32,8 +32,8 @@ pub(crate) struct StatusService {
     pub(crate) follower: FollowerHandle,
     /// The running tasks.
     pub(crate) tasks: TaskViews,
-    /// The sink's counters.
-    pub(crate) sink: Arc<SinkStats>,
+    /// The destinations of the samples.
+    pub(crate) sinks: Vec<SinkView>,
 }
 
 #[tonic::async_trait]
@@ -47,6 +47,7 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
         let applied: watch::Ref<'_, Option<Arc<Snapshot>>> = self.follower.applied.borrow();
         let applied = applied.clone();
         let (producers, next_after) = self.page(&query)?;
+        let sinks: Vec<pb::SinkStatus> = self.sinks.iter().map(SinkView::status).collect();
         Ok(Response::new(pb::GetStatusResponse {
             collector_id: self.collector.to_string(),
             endpoint: stats.endpoint,
@@ -60,9 +61,10 @@ impl pb::collector_status_server::CollectorStatus for StatusService {
             reconnects: stats.reconnects,
             discards: stats.discards.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             held_reason: stats.held_reason.unwrap_or_default(),
-            samples_written: self.sink.written.load(Ordering::Relaxed),
-            samples_dropped: self.sink.dropped.load(Ordering::Relaxed),
-            sink_error: self.sink.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default(),
+            samples_written: sinks.iter().map(|s| s.samples_written).sum(),
+            samples_dropped: sinks.iter().map(|s| s.samples_dropped).sum(),
+            sink_error: sinks.iter().map(|s| &s.last_error).find(|e| !e.is_empty()).cloned().unwrap_or_default(),
+            sinks,
             producers,
             next_page_token: next_after.map(StatusQuery::page_token_after).unwrap_or_default(),
             persist_error: stats.persist_error.unwrap_or_default(),
@@ -152,7 +154,7 @@ mod tests {
             instance: None,
             follower: handle,
             tasks: Arc::new(std::sync::Mutex::new(views)),
-            sink: Arc::default(),
+            sinks: Vec::new(),
         }
     }
 

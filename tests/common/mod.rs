@@ -15,6 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod prometheus;
+
 pub use roster_testkit::{WAIT, wait_for, wait_until};
 
 /// The path of one of the workspace's binaries.

@@ -12,6 +12,7 @@ use roster::{
     pb,
     producer::{DemoOptions, Registration, run_demo},
 };
+use roster_collector::Destination;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,10 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(roster_server::run(server_listener, server_config, stop_server.clone().cancelled_owned()));
     let mut collector_config = roster_collector::Config::new(vec![server_url.clone()], &collector_dir);
     collector_config.metrics_listen = args.collector_metrics_listen.address();
+    let sink = collector_dir.join("samples.jsonl");
+    if let Some(remote_write) = &args.remote_write {
+        collector_config.sinks = vec![Destination::JsonLines(sink.clone()), remote_write.clone()];
+    }
     let collector = tokio::spawn(roster_collector::run(
         collector_listener,
         collector_config,
@@ -96,10 +101,12 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         })
         .collect();
 
-    let sink = collector_dir.join("samples.jsonl");
     println!("roster is up:");
     println!("  control plane    {server_addr}    store: {}", server_dir.display());
     println!("  collector        {collector_addr}    sink: {}", sink.display());
+    if let Some(remote_write) = &args.remote_write {
+        println!("                   and remote write to {remote_write}");
+    }
     for (addr, _) in &producers {
         println!("  demo producer    {addr}");
     }

@@ -104,8 +104,10 @@ impl fmt::Display for JsonLines {
 impl Exporter for JsonLines {
     type Error = WriteError;
 
-    async fn export(&mut self, batch: Vec<Sample>) -> Result<(), WriteError> {
-        let written = self.write(&batch).await;
+    const KIND: &'static str = "jsonl";
+
+    async fn export(&mut self, batch: &[Sample]) -> Result<(), WriteError> {
+        let written = self.write(batch).await;
         self.closing_on_error(written)
     }
 
@@ -146,11 +148,11 @@ mod tests {
         // A directory where the file should be: writes fail until it goes.
         std::fs::create_dir_all(&path).unwrap();
         let mut exporter = JsonLines::new(path.clone());
-        let error = exporter.export(vec![sample(0.0)]).await.unwrap_err();
+        let error = exporter.export(&[sample(0.0)]).await.unwrap_err();
         assert!(chain(&error).to_string().starts_with(&format!("{}: ", path.display())), "{}", chain(&error));
 
         std::fs::remove_dir(&path).unwrap();
-        exporter.export(vec![sample(1.0), sample(2.5)]).await.unwrap();
+        exporter.export(&[sample(1.0), sample(2.5)]).await.unwrap();
         exporter.shutdown().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -169,7 +171,7 @@ mod tests {
         let path = dir.path().join("samples.jsonl");
         let mut exporter = JsonLines::new(path.clone());
         let values = [f64::NAN, stale_nan(), f64::INFINITY, f64::NEG_INFINITY, -0.5, 1e300];
-        exporter.export(values.iter().map(|v| sample(*v)).collect()).await.unwrap();
+        exporter.export(&values.map(sample)).await.unwrap();
         exporter.shutdown().await.unwrap();
         let written: Vec<serde_json::Value> = std::fs::read_to_string(&path)
             .unwrap()

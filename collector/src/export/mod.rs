@@ -1,13 +1,13 @@
 //! Where samples go once they leave the sink's queue: the exporter interface.
 //!
-//! The [`sink`](crate::sink) owns the bounded queue that producer tasks hand batches to without waiting, and the
-//! one writer task that drains it; an [`Exporter`] is what that task writes through. Each kind of destination has
+//! The [`sink`](crate::sink) owns, for each destination, the bounded queue that producer tasks hand batches to
+//! without waiting, and the one writer task that drains it; an [`Exporter`] is what that task writes through. Each kind of destination has
 //! its exporter in a file of its own here.
 //!
-//! | destination | exporter |
+//! | destination (`--sink`) | exporter |
 //! |---|---|
-//! | JSON lines in a file | [`jsonl::JsonLines`] |
-//! | Prometheus remote-write 1.0, through a queue on disk | [`remote_write::RemoteWrite`] |
+//! | JSON lines in a file (`jsonl=PATH`, or a bare path) | [`jsonl::JsonLines`] |
+//! | Prometheus remote-write 1.0, through a queue on disk (`remote-write=URL,...`) | [`remote_write::RemoteWrite`] |
 //!
 //! An exporter is called by one task, one batch at a time, so it may keep state (an open file, a connection, a
 //! queue of its own) without locking. It may take its time: the queue in front of it absorbs the wait, and drops
@@ -19,7 +19,7 @@ pub(crate) mod jsonl;
 #[cfg_attr(not(test), expect(dead_code, reason = "the lead's `--sink remote-write=...` wiring is its user"))]
 pub(crate) mod remote_write;
 
-use std::{fmt::Display, future::Future};
+use std::{fmt::Display, future::Future, path::PathBuf, str::FromStr};
 
 use crate::sample::Sample;
 
@@ -28,9 +28,12 @@ pub(crate) trait Exporter: Display + Send + 'static {
     /// Why a batch could not be written. Its `Display` follows roster's rule (see [`roster::error_chain`]).
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// The kind of destination, as `--sink` names it (`jsonl`, `remote-write`).
+    const KIND: &'static str;
+
     /// Takes one batch. On an error the batch is counted as dropped; the exporter recovers by itself (reopens,
     /// reconnects) for the next one.
-    fn export(&mut self, batch: Vec<Sample>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn export(&mut self, batch: &[Sample]) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Makes what was exported so far reach its destination (called whenever the queue runs empty). An error
     /// counts the last batch as dropped.
@@ -38,4 +41,64 @@ pub(crate) trait Exporter: Display + Send + 'static {
 
     /// Flushes and releases the destination, once the queue is drained at shutdown.
     fn shutdown(self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// One destination of the samples, as `--sink` gives it: `jsonl=PATH` (or a bare `PATH`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    /// JSON lines appended to a file.
+    JsonLines(PathBuf),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::JsonLines(path) => write!(f, "jsonl={}", path.display()),
+        }
+    }
+}
+
+/// A `--sink` value that names no destination roster knows, or names one badly.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct DestinationError(String);
+
+impl FromStr for Destination {
+    type Err = DestinationError;
+
+    fn from_str(value: &str) -> Result<Self, DestinationError> {
+        let looks_like_a_kind =
+            |kind: &str| !kind.is_empty() && kind.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+        match value.split_once('=') {
+            Some(("jsonl", "")) => {
+                Err(DestinationError("jsonl= needs a file path: write jsonl=/var/lib/roster/samples.jsonl".into()))
+            }
+            Some(("jsonl", path)) => Ok(Self::JsonLines(path.into())),
+            Some((kind, _)) if looks_like_a_kind(kind) => Err(DestinationError(format!(
+                "unknown sink kind {kind:?}: write jsonl=PATH or remote-write=URL (a file path holding `=` is written \
+                 jsonl=PATH)"
+            ))),
+            _ if value.is_empty() => {
+                Err(DestinationError("the sink is empty: write jsonl=PATH or remote-write=URL".into()))
+            }
+            _ => Ok(Self::JsonLines(value.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_values_name_their_kind_or_are_a_file_path() {
+        let jsonl = |p: &str| Ok(Destination::JsonLines(p.into()));
+        assert_eq!("jsonl=/tmp/a=b.jsonl".parse(), jsonl("/tmp/a=b.jsonl"));
+        assert_eq!("/tmp/samples.jsonl".parse(), jsonl("/tmp/samples.jsonl"));
+        assert_eq!("./out/x=1.jsonl".parse(), jsonl("./out/x=1.jsonl"), "a path whose `=` follows a non-kind");
+        for bad in ["", "jsonl=", "kafka=broker:9092", "out=1.jsonl"] {
+            let error = bad.parse::<Destination>().unwrap_err().to_string();
+            assert!(error.contains("jsonl="), "{bad:?}: {error}");
+        }
+    }
 }

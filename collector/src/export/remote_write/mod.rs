@@ -108,9 +108,11 @@ impl fmt::Display for RemoteWrite {
 impl Exporter for RemoteWrite {
     type Error = QueueError;
 
+    const KIND: &'static str = "remote-write";
+
     /// Appends the batch to the queue, as one `WriteRequest`; never waits on the receiver.
-    async fn export(&mut self, batch: Vec<Sample>) -> Result<(), QueueError> {
-        let encoded = wire::encode(&batch);
+    async fn export(&mut self, batch: &[Sample]) -> Result<(), QueueError> {
+        let encoded = wire::encode(batch);
         self.writer.append(&Record {
             min_time_ms: encoded.min_time_ms,
             max_time_ms: encoded.max_time_ms,
@@ -194,7 +196,7 @@ mod tests {
         assert_eq!(exporter.to_string(), format!("remote-write {}", receiver.url()));
         let start_ms = now_ms();
         for n in 0..20 {
-            exporter.export(batch(8, n, start_ms)).await.unwrap();
+            exporter.export(&batch(8, n, start_ms)).await.unwrap();
         }
         roster_testkit::wait_for("every sample delivered and acknowledged", || {
             stats.samples_sent.load(Ordering::Relaxed) == 160 && stats.queue.records.load(Ordering::Relaxed) == 0
@@ -215,7 +217,7 @@ mod tests {
         let (mut exporter, stats) = RemoteWrite::start(&config(&receiver), data.path()).unwrap();
         let start_ms = now_ms();
         for n in 0..10 {
-            exporter.export(batch(4, n, start_ms)).await.unwrap();
+            exporter.export(&batch(4, n, start_ms)).await.unwrap();
         }
         roster_testkit::wait_for("a few retries", || stats.requests_retried.load(Ordering::Relaxed) >= 3).await;
         exporter.shutdown().await.unwrap();
@@ -239,8 +241,8 @@ mod tests {
         let config = RemoteWriteConfig { shards: 1, ..config(&receiver) };
         let (mut exporter, stats) = RemoteWrite::start(&config, data.path()).unwrap();
         let start_ms = now_ms();
-        exporter.export(batch(5, 0, start_ms)).await.unwrap();
-        exporter.export(batch(5, 1, start_ms)).await.unwrap();
+        exporter.export(&batch(5, 0, start_ms)).await.unwrap();
+        exporter.export(&batch(5, 1, start_ms)).await.unwrap();
         roster_testkit::wait_for("both batches answered", || {
             stats.queue.records.load(Ordering::Relaxed) == 0 && receiver.received().len() == 2
         })

@@ -1,0 +1,365 @@
+//! Samples written by a real roster-collector process to a real time-series database, Debian's Prometheus 2.42,
+//! through remote write (issue 14, item 4), and read back through Prometheus's query API: series arrive with the
+//! producer's labels; `up` is 0 while a target is down; a removed target's series end; a receiver outage of ten
+//! minutes' worth of samples loses none, across a collector `kill -9` in the middle of it too (every sample of the
+//! collector's JSON-lines sink is compared with what Prometheus holds); a receiver answering 400 gets no retries;
+//! a full disk under the queue is reported and recovers.
+//!
+//! Scrapes run every 100 ms, so that the outage test queues as many samples in about a minute as a 1 s interval
+//! would in ten: the queue, the retries and the catch-up see the same backlog, sooner.
+
+// Test helpers: a panic here is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    convert::Infallible,
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use common::{
+    Proc, binary, prometheus::Labels, prometheus::Prometheus, roster, sink_lines, start_collector_with,
+    start_node_exporter, start_server, status, wait_status,
+};
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Request, Response, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use roster::pb;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+/// The node_exporter's producer id.
+const NODE: &str = "0e6f1d2c-3b4a-4c5d-8e9f-a0b1c2d3e4f5";
+
+/// Registers node_exporter at `address`, scraped every 100 ms, as job `node`.
+fn register_node_exporter(url: &str, address: &str) {
+    roster(&[
+        "--server",
+        url,
+        "producers",
+        "register",
+        "--id",
+        NODE,
+        "--kind",
+        "prometheus",
+        "--address",
+        address,
+        "--interval",
+        "100ms",
+        "--label",
+        "job=node",
+    ])
+    .assert_ok();
+}
+
+fn deregister_node_exporter(url: &str) {
+    roster(&["--server", url, "producers", "deregister", NODE]).assert_ok();
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// The collector's remote-write destination in its status (the second `--sink` of these tests).
+fn receiver(status: &pb::GetStatusResponse) -> &pb::SinkStatus {
+    status.sinks.iter().find(|s| s.kind == "remote-write").expect("a remote-write sink in the status")
+}
+
+/// A value as Prometheus writes it in its API: the shortest decimal that reads back the same, `NaN`, `+Inf`, `-Inf`.
+fn as_prometheus_writes(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => {
+            let v = n.as_f64().unwrap();
+            Some(if v == v.trunc() && v.abs() < 1e21 { format!("{v:.0}") } else { format!("{v}") })
+        }
+        Value::String(s) if s == "stale" => None,
+        Value::String(s) => Some(s.clone()),
+        other => panic!("a value in the sink: {other}"),
+    }
+}
+
+/// Every sample of a JSON-lines sink except staleness markers (which Prometheus keeps but never returns from a range
+/// selector), as Prometheus would hold them: series (labels with `__name__`, empty values dropped) → time → value.
+fn jsonl_samples(path: &Path) -> BTreeMap<Labels, BTreeMap<u64, String>> {
+    let mut series: BTreeMap<Labels, BTreeMap<u64, String>> = BTreeMap::new();
+    for line in sink_lines(path) {
+        let Some(value) = as_prometheus_writes(&line["value"]) else { continue };
+        let mut labels: Labels = line["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        labels.insert("__name__".into(), line["name"].as_str().unwrap().to_owned());
+        series.entry(labels).or_default().insert(line["time_unix_ms"].as_u64().unwrap(), value);
+    }
+    series
+}
+
+/// Compares what Prometheus holds with what the JSON-lines sink holds, sample by sample, except samples within
+/// `skip` (a span in which one of the two may hold what the other lacks: a `kill -9`); returns how many matched.
+fn compare(
+    prometheus: &BTreeMap<Labels, BTreeMap<u64, String>>,
+    jsonl: &BTreeMap<Labels, BTreeMap<u64, String>>,
+    skip: std::ops::Range<u64>,
+) -> usize {
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    let mut matched = 0;
+    let keys: BTreeSet<&Labels> = prometheus.keys().chain(jsonl.keys()).collect();
+    let none = BTreeMap::new();
+    for labels in keys {
+        let (held, written) = (prometheus.get(labels).unwrap_or(&none), jsonl.get(labels).unwrap_or(&none));
+        for (time, value) in written.iter().filter(|(t, _)| !skip.contains(t)) {
+            match held.get(time) {
+                Some(v) if v == value => matched += 1,
+                other => missing.push(format!("{labels:?} @{time}: wrote {value}, Prometheus holds {other:?}")),
+            }
+        }
+        for (time, value) in held.iter().filter(|(t, _)| !skip.contains(t) && !written.contains_key(t)) {
+            extra.push(format!("{labels:?} @{time}: {value}"));
+        }
+    }
+    assert!(missing.is_empty(), "{} samples lost, e.g. {:#?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(extra.is_empty(), "{} samples never written, e.g. {:#?}", extra.len(), &extra[..extra.len().min(5)]);
+    matched
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_reach_prometheus_with_their_labels_and_up_and_end_when_their_target_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = Prometheus::start(&dir.path().join("prometheus"));
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let remote_write = format!("remote-write={}", tsdb.write_url());
+    let (_collector, status_addr, _) = start_collector_with(&url, &dir.path().join("c"), &["--sink", &remote_write]);
+    let textfiles = dir.path().join("textfiles");
+    std::fs::create_dir(&textfiles).unwrap();
+    let (mut exporter, exporter_addr) = start_node_exporter(&textfiles);
+    register_node_exporter(&url, &exporter_addr);
+
+    let target: Labels = [("instance", exporter_addr.as_str()), ("job", "node")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let with_name = |name: &str| {
+        let mut labels = target.clone();
+        labels.insert("__name__".into(), name.into());
+        labels
+    };
+    let up = common::wait_until(
+        "node_exporter's samples in Prometheus, up 1",
+        || tsdb.instant(r#"up{job="node"}"#),
+        |up: &BTreeMap<Labels, String>| up.get(&with_name("up")).is_some_and(|v| v == "1"),
+    )
+    .await;
+    assert_eq!(up.len(), 1, "one target: {up:?}");
+    let load = tsdb.instant(r#"node_load1{job="node"}"#).await;
+    assert!(load.contains_key(&with_name("node_load1")), "the target's labels on its own series: {load:?}");
+    let healthy = status(&status_addr).await;
+    assert!(receiver(&healthy).healthy && receiver(&healthy).samples_sent > 0, "{:?}", receiver(&healthy));
+
+    // node_exporter stops: its scrapes fail, `up` is 0, and its series end (staleness markers).
+    exporter.kill9();
+    common::wait_until(
+        "up 0 in Prometheus while node_exporter is down",
+        || tsdb.instant(r#"up{job="node"}"#),
+        |up: &BTreeMap<Labels, String>| up.get(&with_name("up")).is_some_and(|v| v == "0"),
+    )
+    .await;
+    common::wait_until(
+        "node_load1 ended in Prometheus",
+        || tsdb.instant(r#"node_load1{job="node"}"#),
+        BTreeMap::is_empty,
+    )
+    .await;
+
+    // Deregistered: the target leaves the assignment and its report series end too.
+    deregister_node_exporter(&url);
+    common::wait_until("up ended in Prometheus", || tsdb.instant(r#"up{job="node"}"#), BTreeMap::is_empty).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_outage_with_a_collector_kill_in_it_loses_no_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tsdb = Prometheus::start(&dir.path().join("prometheus"));
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let collector_dir = dir.path().join("c");
+    let remote_write = format!("remote-write={}", tsdb.write_url());
+    // Each collector process writes its own JSON-lines file: a line torn by the kill stays in the first.
+    let (before, after) = (dir.path().join("before.jsonl"), dir.path().join("after.jsonl"));
+    let sinks = |jsonl: &Path| {
+        ["--sink".to_owned(), format!("jsonl={}", jsonl.display()), "--sink".into(), remote_write.clone()]
+    };
+    let args = sinks(&before);
+    let (mut collector, status_addr, _) =
+        start_collector_with(&url, &collector_dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let textfiles = dir.path().join("textfiles");
+    std::fs::create_dir(&textfiles).unwrap();
+    let (_exporter, exporter_addr) = start_node_exporter(&textfiles);
+    register_node_exporter(&url, &exporter_addr);
+    wait_status(&status_addr, "samples delivered", |s| receiver(s).samples_sent > 1000).await;
+
+    // The receiver goes down. A 1 s interval would queue some 69 000 samples of this target in ten minutes: the
+    // collector queues half of them, is killed, and queues the other half after its restart.
+    tsdb.stop();
+    let half = 35_000;
+    let queued = wait_status(&status_addr, "half of the backlog queued", |s| receiver(s).queue_samples >= half).await;
+    assert!(!receiver(&queued).healthy, "the receiver is down: {:?}", receiver(&queued));
+    assert!(!receiver(&queued).receiver_error.is_empty());
+    let killed_at = unix_ms();
+    collector.kill9();
+    let args = sinks(&after);
+    let (_collector, status_addr, _) =
+        start_collector_with(&url, &collector_dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let resumed = status(&status_addr).await;
+    assert!(receiver(&resumed).queue_samples >= half, "the queue survived the kill: {:?}", receiver(&resumed));
+    wait_status(&status_addr, "the whole backlog queued", |s| receiver(s).queue_samples >= 2 * half).await;
+
+    // The receiver comes back; the target leaves (no more samples), and the queue drains.
+    tsdb.restart();
+    deregister_node_exporter(&url);
+    let drained = wait_status(&status_addr, "the backlog delivered", |s| {
+        receiver(s).queue_samples == 0 && receiver(s).healthy && s.applied_producer_count == 0
+    })
+    .await;
+    assert!(receiver(&drained).samples_discarded.is_empty(), "nothing given up: {:?}", receiver(&drained));
+
+    // Every sample written to the JSON-lines sinks is in Prometheus, and nothing else, except in the second before
+    // the kill (which one of the two sinks may have taken without the other).
+    let mut written = jsonl_samples(&before);
+    for (labels, samples) in jsonl_samples(&after) {
+        written.entry(labels).or_default().extend(samples);
+    }
+    let held = tsdb.samples(r#"{job="node"}"#, "1h").await;
+    let matched = compare(&held, &written, killed_at - 1000..killed_at + 1);
+    assert!(matched >= 2 * half as usize, "{matched} samples compared");
+    eprintln!("{matched} samples written and held by Prometheus, across an outage of {} queued", 2 * half);
+}
+
+/// A receiver that answers every request with 400 and keeps a digest of each body it was sent.
+async fn refusing_receiver() -> (SocketAddr, Arc<Mutex<Vec<u64>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        seen.lock().unwrap().push(xxhash_rust::xxh3::xxh3_64(&body));
+                        let answer = Full::new(Bytes::from_static(b"out of bounds\nsecond line"));
+                        Ok::<_, Infallible>(Response::builder().status(400).body(answer).unwrap())
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_answering_400_gets_no_retries_and_its_reason_is_counted_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiver_addr, bodies) = refusing_receiver().await;
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let remote_write = format!("remote-write=http://{receiver_addr}/api/v1/write");
+    let (collector, status_addr, _) = start_collector_with(&url, &dir.path().join("c"), &["--sink", &remote_write]);
+    // roster's own gRPC producer: its samples take the same path as scraped ones.
+    let _producer = Proc::start("roster-demo-producer", &["--server", &url, "--interval", "100ms"]);
+
+    let refused = wait_status(&status_addr, "samples refused", |s| {
+        receiver(s).samples_discarded.values().sum::<u64>() >= 50 && receiver(s).queue_samples == 0
+    })
+    .await;
+    let sink = receiver(&refused);
+    let reasons: Vec<&String> = sink.samples_discarded.keys().collect();
+    assert_eq!(reasons.len(), 1, "{sink:?}");
+    assert!(reasons[0].contains("400") && reasons[0].contains("out of bounds"), "{reasons:?}");
+    assert_eq!(sink.requests_retried, 0, "{sink:?}");
+    let bodies = bodies.lock().unwrap().clone();
+    let distinct: BTreeSet<u64> = bodies.iter().copied().collect();
+    assert_eq!(distinct.len(), bodies.len(), "no request was sent twice");
+    let logged = collector.stderr().lines().filter(|l| l.contains("out of bounds")).count();
+    assert_eq!(logged, 1, "logged once, not per batch:\n{}", collector.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_queue_is_reported_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tsdb = Prometheus::start(&dir.path().join("prometheus"));
+    tsdb.stop();
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    // The collector runs in a mount namespace of its own where its remote-write queues live on a 256 KiB tmpfs:
+    // the disk fills while the receiver is down.
+    let collector_dir = dir.path().join("c");
+    let queues = collector_dir.join("remote-write");
+    std::fs::create_dir_all(&queues).unwrap();
+    let remote_write = format!("remote-write={}", tsdb.write_url());
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=256k roster-queue "$0" && exec "$@""#)
+        .arg(&queues)
+        .arg(binary("roster-collector"))
+        .args(["--server", &url, "--listen", "127.0.0.1:0", "--sink", &remote_write])
+        .arg("--data-dir")
+        .arg(&collector_dir)
+        .env("RUST_LOG", "info")
+        .env("ROSTER_COLLECTOR_METRICS_LISTEN", "off");
+    let collector = Proc::spawn("roster-collector in its own mount namespace", command);
+    let status_addr = collector.logged("roster-collector running", "status=Some(");
+    let textfiles = dir.path().join("textfiles");
+    std::fs::create_dir(&textfiles).unwrap();
+    let (_exporter, exporter_addr) = start_node_exporter(&textfiles);
+    register_node_exporter(&url, &exporter_addr);
+
+    let full = wait_status(&status_addr, "the disk full, reported", |s| {
+        receiver(s).samples_dropped > 0 && receiver(s).last_error.contains("No space left on device")
+    })
+    .await;
+    let dropped = receiver(&full).samples_dropped;
+    assert!(receiver(&full).queue_samples > 0, "what fitted stays queued: {:?}", receiver(&full));
+
+    // The receiver comes back: the queue drains, its space is freed, and samples are taken again.
+    tsdb.restart();
+    let recovered = wait_status(&status_addr, "the queue drained and writing again", |s| {
+        let sink = receiver(s);
+        sink.healthy && sink.last_error.is_empty() && sink.samples_written > 0 && sink.queue_bytes < 128 * 1024
+    })
+    .await;
+    let written = receiver(&recovered).samples_written;
+    let recovered_at = unix_ms();
+    wait_status(&status_addr, "samples taken after the recovery", |s| receiver(s).samples_written > written + 100)
+        .await;
+    let last = status(&status_addr).await;
+    assert!(receiver(&last).samples_dropped >= dropped, "the drops stay counted");
+    let delivered_after = common::wait_until(
+        "samples scraped after the recovery in Prometheus",
+        || tsdb.query(r#"timestamp(up{job="node"}) * 1000"#),
+        |found: &Vec<Value>| {
+            found.iter().any(|r| {
+                r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).is_some_and(|t| t as u64 > recovered_at)
+            })
+        },
+    )
+    .await;
+    assert_eq!(delivered_after.len(), 1, "{delivered_after:?}");
+}
