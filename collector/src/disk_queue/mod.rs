@@ -41,13 +41,22 @@
 //!
 //! # fsync
 //!
+//! A process crash (`kill -9`, a panic) loses nothing under either policy: what `write(2)` took is in the page
+//! cache. The policy is about power loss and kernel crashes.
+//!
 //! [`FsyncPolicy::Always`] syncs each record (`fdatasync`) before `append` returns, and the cursor and directory
-//! at each `ack`: nothing is lost even on power loss, at the price of a disk flush on the caller's thread per
-//! append. [`FsyncPolicy::Interval`] (the default, [`defaults::QUEUE_FSYNC_INTERVAL`]) lets the kernel write back,
-//! and at most once per interval an append hands the segment files written since the last sync, and the
-//! directory, to a short-lived thread that syncs them: the append itself never waits for a disk flush, and a
-//! power loss costs at most about an interval of records (a process crash costs nothing). [`QueueWriter::sync`]
-//! syncs everything now, on the caller's thread (shutdown).
+//! at each `ack`: nothing acknowledged by `append` is lost even on power loss, at the price of a disk flush on
+//! the caller's thread per append (and per ack). [`FsyncPolicy::Interval`] (the default,
+//! [`defaults::QUEUE_FSYNC_INTERVAL`]) never flushes on the caller's thread: the first append at least an interval
+//! after the last sync hands the segment files written since, and the directory, to a short-lived thread that
+//! syncs them (one at a time: a sync still running when the next is due is not doubled). While appends go on,
+//! a power loss costs at most about an interval of records; after the last append, what is not yet synced is
+//! left to the kernel's writeback (`vm.dirty_expire_centisecs`, 30 s by default) or to [`QueueWriter::sync`],
+//! which syncs everything on the caller's thread (shutdown). The cursor is then written without a sync: a lost
+//! cursor only means records are sent again.
+//!
+//! [`open`] reads one segment at a time into memory to check it, and keeps an index entry (56 bytes)
+//! per record not yet acknowledged.
 
 mod format;
 #[cfg(test)]
@@ -648,6 +657,12 @@ impl QueueWriter {
     }
 }
 
+impl std::fmt::Debug for QueueWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueWriter").field("dir", &self.shared.dir).finish_non_exhaustive()
+    }
+}
+
 /// The reading half, owned by the sender task.
 pub(crate) struct QueueReader {
     shared: Arc<Shared>,
@@ -797,5 +812,11 @@ impl QueueReader {
                 .map_err(|source| QueueError::Write { path: dir.clone(), source })?;
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for QueueReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueReader").field("dir", &self.shared.dir).finish_non_exhaustive()
     }
 }

@@ -5,6 +5,7 @@ use std::{
     time::Duration,
 };
 
+use proptest::{collection::vec, prelude::*};
 use roster::error_chain::chain;
 
 use super::*;
@@ -302,6 +303,28 @@ fn an_append_that_fails_is_an_error_naming_the_file_and_the_writer_recovers_by_i
     assert_eq!(load(&stats.appended_samples), samples(&[record(0), record(2)]));
 }
 
+#[test]
+fn a_write_that_fails_is_an_error_naming_the_file_and_the_next_append_starts_a_new_segment() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (mut writer, mut reader, stats) = open_at(config(dir.path()));
+    writer.append(&record(0)).expect("the append succeeds");
+    // The disk fills up under the segment being appended to.
+    let segment = writer.segment.as_mut().expect("a segment is being appended to");
+    segment.file = OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let error = writer.append(&record(1)).expect_err("the append fails");
+    let text = chain(&error).to_string();
+    assert!(text.contains(&dir.path().join(segment_name(0)).display().to_string()), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+
+    writer.append(&record(2)).expect("the append succeeds");
+    assert_eq!(segments(dir.path()), [0, 1]);
+    assert_eq!(records_of(&read_all(&mut reader)), [record(0), record(2)]);
+    drop((writer, reader));
+    let (_, mut reader, _) = open_at(config(dir.path()));
+    assert_eq!(records_of(&read_all(&mut reader)), [record(0), record(2)]);
+    assert_eq!(load(&stats.appended_samples), samples(&[record(0), record(2)]));
+}
+
 #[tokio::test(start_paused = true)]
 async fn next_wakes_when_a_record_is_appended_from_another_task() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -348,4 +371,77 @@ fn headers_round_trip_and_segment_names_sort_as_numbers() {
     assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
     assert_eq!(parse_segment_name("42.seg"), None);
     assert_eq!(parse_segment_name("cursor"), None);
+}
+
+/// What a test does to the queue.
+#[derive(Debug, Clone)]
+enum Op {
+    Append(u32),
+    Read,
+    AckLastRead,
+    /// Drops both halves without a sync (as `kill -9` would) and opens the queue again.
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..40u32).prop_map(Op::Append),
+        3 => Just(Op::Read),
+        1 => Just(Op::AckLastRead),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Against a model (the records not acknowledged, and how many of them were read), with no bound reached:
+    /// every read hands out the next record in append order, a restart reads again what was not acknowledged, and
+    /// once all is acknowledged no segment is left but the one being appended to.
+    #[test]
+    fn reads_acks_and_restarts_follow_the_model(ops in vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = QueueConfig { segment_bytes: 300, ..config(dir.path()) };
+        let (mut writer, mut reader, mut stats) = open_at(config.clone());
+        let (mut unacked, mut read) = (VecDeque::new(), 0);
+        let mut last_read = None;
+        for op in ops {
+            match op {
+                Op::Append(i) => {
+                    writer.append(&record(i)).expect("the append succeeds");
+                    unacked.push_back(record(i));
+                }
+                Op::Read => {
+                    let got = reader.try_next().expect("the read succeeds");
+                    prop_assert_eq!(got.as_ref().map(|(_, r)| r), unacked.get(read));
+                    if let Some((id, _)) = got {
+                        prop_assert!(last_read < Some(id));
+                        last_read = Some(id);
+                        read += 1;
+                    }
+                }
+                Op::AckLastRead => {
+                    if let Some(id) = last_read {
+                        reader.ack(id).expect("the ack is written");
+                        unacked.drain(..read);
+                        read = 0;
+                    }
+                }
+                Op::Restart => {
+                    drop((writer, reader));
+                    (writer, reader, stats) = open_at(config.clone());
+                    (read, last_read) = (0, None);
+                }
+            }
+            prop_assert_eq!(load(&stats.records), unacked.len() as u64);
+            prop_assert_eq!(load(&stats.samples), samples(unacked.make_contiguous()));
+        }
+        let rest = read_all(&mut reader);
+        prop_assert_eq!(records_of(&rest), unacked.range(read..).cloned().collect::<Vec<_>>());
+        if let Some(id) = rest.last().map(|(id, _)| *id).or(last_read) {
+            reader.ack(id).expect("the ack is written");
+        }
+        prop_assert!(segments(dir.path()).len() <= 1, "{:?}", segments(dir.path()));
+        prop_assert_eq!(load(&stats.records), 0);
+    }
 }
