@@ -26,9 +26,11 @@
 //! **At least once.** A window is acknowledged only after all of it was delivered. After a crash (or a stop
 //! during a window, or an acknowledgement that could not be written), the next start sends the unacknowledged
 //! records again, some of whose requests the receiver may already hold: a sample can arrive twice. Prometheus
-//! accepts an identical sample again (same series, timestamp and value) without error or change, and so do the
-//! other receivers; what is never possible is a loss of acknowledged-but-undelivered samples. A receiver that
-//! refuses (4xx) drops only the request it refused; its samples are counted by the reason given.
+//! takes an identical sample again (same series, timestamp and value) without error or change, and refuses one
+//! older than its series' newest as "out of order", rolling back the whole request; requests are therefore cut so
+//! that sending one again never mixes such a sample with new ones (see [`shards`]), and a re-sent request is
+//! either taken or refused with nothing new in it. A receiver that refuses (4xx) drops only the request it refused;
+//! its samples are counted by the reason given.
 //!
 //! The queue's own bounds (bytes, sample age) are what limits how long samples wait for a receiver that is down:
 //! the sender itself retries forever.
