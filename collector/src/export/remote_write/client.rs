@@ -98,10 +98,8 @@ impl Receiver {
         http.enforce_http(false);
         let connector =
             HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(defaults::SCRAPE_IDLE_CONNECTION)
-            .build(connector);
+        // Idle connections are closed after hyper's default 90 s (the timer lets the pool see time pass).
+        let client = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(connector);
         Self {
             client,
             url: config.url.clone(),

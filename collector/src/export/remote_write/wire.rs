@@ -41,8 +41,9 @@ const KEY_TIMESTAMP: u8 = 2 << 3;
 pub(crate) struct Encoded {
     /// The `WriteRequest`'s protobuf, uncompressed.
     pub(crate) payload: Vec<u8>,
-    /// The earliest and the latest sample time (Unix ms).
+    /// The earliest sample time (Unix ms); 0 for no sample.
     pub(crate) min_time_ms: i64,
+    /// The latest sample time (Unix ms); 0 for no sample.
     pub(crate) max_time_ms: i64,
     /// How many samples.
     pub(crate) samples: u32,
