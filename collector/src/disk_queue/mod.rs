@@ -29,8 +29,9 @@
 //!   be trusted for its length, so the rest of *that* segment is cut (good records after it in the segment are
 //!   lost, counted in bytes; later segments are untouched); a record whose header checks but whose payload does
 //!   not is skipped alone (its samples counted as damaged) and the records after it are kept. A payload found
-//!   damaged later, when read, is skipped the same way. Open never refuses to start over damage; only a segment
-//!   that does not start with the magic (another layout) is an error, so that a newer queue is never destroyed.
+//!   damaged later, when read, is skipped the same way. A segment torn while it was made (a prefix of the magic,
+//!   or zeros) holds nothing and is removed. Open never refuses to start over damage; only a segment that starts
+//!   with other bytes (another layout) is an error, so that a newer queue is never destroyed.
 //! - **Bounded by bytes**: an append that would take the segments past `max_bytes` first deletes the oldest
 //!   segments (acknowledged or not; the reader moves on), counting their unacknowledged samples as dropped (full),
 //!   with one warning per drop. A record that alone exceeds `max_bytes` is dropped the same way. Append never

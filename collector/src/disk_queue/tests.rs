@@ -355,6 +355,21 @@ fn an_unreadable_cursor_means_every_record_is_read_again() {
 }
 
 #[test]
+fn a_segment_torn_while_it_was_made_holds_nothing_and_goes() {
+    for torn in [&b"rost"[..], &[0; 4096][..], b""] {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        append_all(&mut open_at(config(dir.path())).0, &[record(0), record(1)]);
+        fs::write(dir.path().join(segment_name(1)), torn).expect("a torn segment");
+        let (mut writer, mut reader, stats) = open_at(config(dir.path()));
+        assert_eq!(load(&stats.damaged_bytes), torn.len() as u64);
+        assert_eq!(segments(dir.path()), [0]);
+        writer.append(&record(2)).expect("the append succeeds");
+        assert_eq!(segments(dir.path()), [0, 2]);
+        assert_eq!(records_of(&read_all(&mut reader)), [record(0), record(1), record(2)]);
+    }
+}
+
+#[test]
 fn a_file_that_is_not_a_segment_is_an_error_naming_it() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join(segment_name(0));
