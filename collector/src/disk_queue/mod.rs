@@ -593,7 +593,13 @@ impl QueueWriter {
         let seq = self.next_seq;
         let path = self.shared.segment_path(seq);
         let file = OpenOptions::new().write(true).create_new(true).open(&path);
-        let file = file.and_then(|file| file.write_all_at(MAGIC, 0).map(|()| file)).map_err(|source| {
+        // Under `Always` the directory is synced too, so that the new file's name survives a power loss.
+        let sync_dir = || match self.fsync {
+            FsyncPolicy::Always => File::open(&self.shared.dir).and_then(|dir| dir.sync_all()),
+            FsyncPolicy::Interval(_) => Ok(()),
+        };
+        let file = file.and_then(|file| file.write_all_at(MAGIC, 0).and_then(|()| sync_dir()).map(|()| file));
+        let file = file.map_err(|source| {
             // A file half made is removed, so that the next attempt can make it whole.
             if source.kind() != io::ErrorKind::AlreadyExists {
                 let _ = fs::remove_file(&path);

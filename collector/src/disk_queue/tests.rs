@@ -379,13 +379,15 @@ fn a_file_that_is_not_a_segment_is_an_error_naming_it() {
 }
 
 #[test]
-fn headers_round_trip_and_segment_names_sort_as_numbers() {
+fn headers_round_trip_segment_names_sort_as_numbers_and_an_index_entry_takes_56_bytes() {
     let header = Header { len: 7, samples: 3, min_time_ms: -5, max_time_ms: i64::MAX, payload_crc: 0xdead_beef };
     assert_eq!(Header::decode(&header.encode()), Some(header));
     assert_eq!(segment_name(42), "00000000000000000042.seg");
     assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
     assert_eq!(parse_segment_name("42.seg"), None);
     assert_eq!(parse_segment_name("cursor"), None);
+    // As the module doc says of the index.
+    assert_eq!(std::mem::size_of::<Entry>(), 56);
 }
 
 /// What a test does to the queue.
