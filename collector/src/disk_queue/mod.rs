@@ -46,8 +46,9 @@
 //! cache. The policy is about power loss and kernel crashes.
 //!
 //! [`FsyncPolicy::Always`] syncs each record (`fdatasync`) before `append` returns, and the cursor and directory
-//! at each `ack`: nothing acknowledged by `append` is lost even on power loss, at the price of a disk flush on
-//! the caller's thread per append (and per ack). [`FsyncPolicy::Interval`] (the default,
+//! at each `ack`: no record `append` took is lost even on power loss, at the price of a disk flush on the
+//! caller's thread per append (and per ack): on the development VM's disk a flush took 0.2 to 4.5 ms, so a few
+//! hundred to a few thousand appends a second, where `Interval` takes some 150 000 records of 2 KiB a second. [`FsyncPolicy::Interval`] (the default,
 //! [`defaults::QUEUE_FSYNC_INTERVAL`]) never flushes on the caller's thread: the first append at least an interval
 //! after the last sync hands the segment files written since, and the directory, to a short-lived thread that
 //! syncs them (one at a time: a sync still running when the next is due is not doubled). While appends go on,
