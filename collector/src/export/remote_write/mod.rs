@@ -257,4 +257,19 @@ mod tests {
         assert_eq!(stats.samples_sent.load(Ordering::Relaxed), 5);
         exporter.shutdown().await.unwrap();
     }
+
+    #[tokio::test]
+    async fn a_queued_record_that_is_not_a_request_is_dropped_as_damaged_and_the_rest_delivered() {
+        let receiver = TestReceiver::start([]).await;
+        let data = tempfile::tempdir().unwrap();
+        let (mut exporter, stats) = RemoteWrite::start(&config(&receiver), data.path()).unwrap();
+        let start_ms = now_ms() as i64;
+        let junk = Record { min_time_ms: start_ms, max_time_ms: start_ms, samples: 7, payload: b"junk".to_vec() };
+        exporter.writer.append(&junk).unwrap();
+        exporter.export(&batch(3, 0, start_ms as u64)).await.unwrap();
+        roster_testkit::wait_for("the queue emptied", || stats.queue.records.load(Ordering::Relaxed) == 0).await;
+        assert_eq!(stats.dropped(), [(stats::DAMAGED.to_owned(), 7)].into_iter().collect());
+        assert_eq!(receiver.delivered().len(), 3);
+        exporter.shutdown().await.unwrap();
+    }
 }
