@@ -139,13 +139,22 @@ pub(crate) enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("remote-write {option} `{}` is empty or holds more than one line; write the secret alone in it", path.display())]
+    #[error(
+        "remote-write {option} `{}` is empty or holds more than one line; write the secret alone in it",
+        path.display()
+    )]
     Secret { option: &'static str, path: PathBuf },
     #[error("remote-write basic-auth-user `{0}` holds a `:`, which basic auth cannot carry; use another user name")]
     ColonInUser(String),
-    #[error("remote-write ca-file `{}` holds no PEM certificate; give a file with the CA's certificate in PEM", .0.display())]
+    #[error(
+        "remote-write ca-file `{}` holds no PEM certificate; give a file with the CA's certificate in PEM",
+        .0.display()
+    )]
     NoCertificate(PathBuf),
-    #[error("remote-write {option} `{}` is unusable in an HTTP header (control characters?); fix the file", path.display())]
+    #[error(
+        "remote-write {option} `{}` is unusable in an HTTP header (control characters?); fix the file",
+        path.display()
+    )]
     Header { option: &'static str, path: PathBuf },
 }
 

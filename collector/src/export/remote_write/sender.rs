@@ -121,7 +121,7 @@ impl Failing {
     fn failed(&mut self, error: &QueueError) -> Duration {
         if self.times == 0 {
             let what = self.what;
-            warn!(error = %chain(error), "remote-write queue: cannot {what}; trying again (logged once until it works)");
+            warn!(error = %chain(error), "remote-write queue: cannot {what}; trying again (logged once till it works)");
         }
         self.times = self.times.saturating_add(1);
         self.delays.next().unwrap_or(defaults::REMOTE_WRITE_BACKOFF.cap)
