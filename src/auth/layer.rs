@@ -54,6 +54,14 @@ impl Authenticator {
         matches!(self.mode, Mode::On { .. })
     }
 
+    /// The token file it accepts tokens from, if any: its owner keeps it current ([`TokenFile::watch`]).
+    pub fn tokens(&self) -> Option<&TokenFile> {
+        match &self.mode {
+            Mode::On { tokens, .. } => tokens.as_ref(),
+            Mode::Off => None,
+        }
+    }
+
     /// The caller of a request to `path` with these headers and extensions, if it may call `path` at all.
     ///
     /// # Errors
