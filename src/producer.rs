@@ -95,6 +95,8 @@ impl Registration {
 pub struct DemoOptions {
     /// roster-server URL to register with.
     pub server: crate::endpoint::ServerUrl,
+    /// What its calls to the registry carry to authenticate (a producer token, [`crate::auth`]).
+    pub credentials: crate::auth::CallCredentials,
     /// The producer's id.
     pub id: crate::domain::ProducerId,
     /// Collection interval asked for.
@@ -148,7 +150,8 @@ pub async fn run_demo(
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let registration = Registration { request, client: RosterClient::connect(&options.server, DEMO_CALL_TIMEOUT) };
+    let client = RosterClient::connect(&options.server, DEMO_CALL_TIMEOUT).with_credentials(options.credentials);
+    let registration = Registration { request, client };
     let keeper = tokio::spawn(registration.run(stop.clone()));
 
     let collections = Arc::new(AtomicU64::new(0));

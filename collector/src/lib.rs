@@ -77,6 +77,8 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Reconnect backoff of the feed.
     pub backoff: roster::backoff::BackoffPolicy,
+    /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
+    pub credentials: roster::auth::CallCredentials,
 }
 
 impl Config {
@@ -91,6 +93,7 @@ impl Config {
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             backoff: defaults::RECONNECT_BACKOFF,
+            credentials: roster::auth::CallCredentials::none(),
         }
     }
 
@@ -158,6 +161,7 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
+    follower_config.credentials = config.credentials.clone();
     // Every kind has its scraper here (`scrape`).
     follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;

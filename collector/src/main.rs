@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use roster::{domain::CollectorId, endpoint::ServerUrl, metrics_http::MetricsListen};
+use roster::{auth::CallCredentials, domain::CollectorId, endpoint::ServerUrl, metrics_http::MetricsListen};
 use roster_collector::{CollectorError, Destination, defaults};
 
 /// A roster metrics collector.
@@ -90,6 +90,12 @@ struct Args {
         value_parser = at_least_10ms
     )]
     reconnect_max_delay: humantime::Duration,
+
+    /// File holding the bearer token sent on the feed and with every report (a collector token bound to this
+    /// collector's id; `roster auth token --role collector --binding ID`). Re-read when it changes. A refused
+    /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
+    #[arg(long, env = "ROSTER_COLLECTOR_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
@@ -123,6 +129,9 @@ async fn start() -> anyhow::Result<()> {
     config.keepalive_timeout = args.keepalive_timeout.into();
     config.backoff.cap = args.reconnect_max_delay.into();
     config.backoff.initial = config.backoff.initial.min(config.backoff.cap);
+    if let Some(path) = &args.token_file {
+        config.credentials = CallCredentials::from_token_file(path).context("--token-file")?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;

@@ -3,6 +3,7 @@
 //! answer from `--server`.
 
 mod assignment;
+mod auth;
 mod collectors;
 mod demo_producer;
 mod producers;
@@ -13,7 +14,9 @@ mod watch;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use roster::{client::RosterClient, domain::CollectorId, endpoint::ServerUrl, pb, retry::CallError};
+use roster::{
+    auth::CallCredentials, client::RosterClient, domain::CollectorId, endpoint::ServerUrl, pb, retry::CallError,
+};
 
 use crate::{
     args::{Cli, Command, DEFAULT_SERVER},
@@ -26,19 +29,33 @@ struct Globals {
     timeout: Duration,
     max_attempts: u32,
     format: Format,
+    /// The token of `--token-file`, or none.
+    credentials: CallCredentials,
 }
 
 impl Globals {
-    /// The library's retrying client of `--server`, with `--timeout` and `--max-attempts` (R1–R5).
+    /// The library's retrying client of `--server`, with `--timeout`, `--max-attempts` (R1–R5) and the token of
+    /// `--token-file`.
     fn client(&self) -> RosterClient {
-        RosterClient::connect(&self.server, self.timeout).with_max_attempts(self.max_attempts)
+        RosterClient::connect(&self.server, self.timeout)
+            .with_max_attempts(self.max_attempts)
+            .with_credentials(self.credentials.clone())
     }
 }
 
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let globals =
-        Globals { server: cli.server, timeout: cli.timeout, max_attempts: cli.max_attempts, format: cli.output };
+    let credentials = match &cli.token_file {
+        Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
+        None => CallCredentials::none(),
+    };
+    let globals = Globals {
+        server: cli.server,
+        timeout: cli.timeout,
+        max_attempts: cli.max_attempts,
+        format: cli.output,
+        credentials,
+    };
     let result = match cli.command {
         Command::Producers(command) => producers::run(&globals, command).await,
         Command::Collectors(command) => collectors::run(&globals, command).await,
@@ -47,6 +64,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&globals, args).await,
         Command::DemoProducer(args) => demo_producer::run(&globals, args).await,
         Command::Up(args) => up::run(args).await,
+        Command::Auth(command) => auth::run(&globals, command),
     };
     result.map_err(|e| not_a_server(e, &globals.server))
 }

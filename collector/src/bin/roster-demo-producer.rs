@@ -2,11 +2,12 @@
 //! registered (renewed at a quarter of its lease, deregistered on exit). Used by tests, benchmarks and
 //! `roster up` (which runs the same code, `roster::producer::run_demo`, in its own process).
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{
+    auth::CallCredentials,
     domain::{ProducerId, labels_from_flags, parse_label_flag},
     endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
@@ -39,6 +40,10 @@ struct Args {
     /// after the first '=', verbatim: commas and '=' included.
     #[arg(long, value_parser = parse_label_flag)]
     label: Vec<(String, String)>,
+    /// File holding the bearer token sent with its registrations (a producer token; `roster auth token --role
+    /// producer`). Re-read when it changes.
+    #[arg(long, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -53,8 +58,13 @@ async fn start() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let credentials = match &args.token_file {
+        Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
+        None => CallCredentials::none(),
+    };
     let options = DemoOptions {
         server: args.server,
+        credentials,
         id: args.id.unwrap_or_else(ProducerId::new_random),
         interval: args.interval,
         lease: args.lease,
