@@ -259,7 +259,8 @@ mod tests {
 
         let collector = new_token();
         let id = uuid::Uuid::from_u128(3).to_string();
-        let any_role = authenticator(dir.path(), &[entry_line(Role::Collector, Some(&id), &collector)], Reflection::Authenticated);
+        let any_role =
+            authenticator(dir.path(), &[entry_line(Role::Collector, Some(&id), &collector)], Reflection::Authenticated);
         assert!(any_role.admit(reflect, &with_token(&collector), &none).is_ok(), "any authenticated caller reflects");
     }
 
