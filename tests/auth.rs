@@ -156,7 +156,8 @@ async fn a_producer_token_touches_only_its_ids_never_pins_and_an_operator_token_
         || async { op.get_producer(MINE.to_owned()).await.map(|p| p.address) },
         |address| address.as_ref().is_ok_and(|a| a != "127.0.0.1:9"),
     )
-    .await;
+    .await
+    .expect("the producer");
     wait_for("the foreign demo producer refused", || foreign.stderr().contains("PermissionDenied")).await;
     assert_eq!(code(op.get_producer(FOREIGN.to_owned()).await), Code::NotFound);
 }
@@ -194,13 +195,15 @@ async fn a_collector_whose_token_names_another_id_is_refused_its_watch_until_it_
         || async { operator.client(&url).list_collectors().await.map(|l| l.collectors) },
         |listed| listed.as_ref().is_ok_and(|c| c.iter().any(|c| c.id == COLLECTOR_A && c.open_streams > 0)),
     )
-    .await;
+    .await
+    .expect("the collectors");
     wait_until(
         "the collector's report of what it applied",
         || async { operator.client(&url).list_collectors().await.map(|l| l.collectors) },
         |listed| listed.as_ref().is_ok_and(|c| c.iter().any(|c| c.id == COLLECTOR_A && c.reported_generation >= 1)),
     )
-    .await;
+    .await
+    .expect("the collectors");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +222,8 @@ async fn a_token_removed_from_the_file_stops_working_without_a_restart() {
         || async { reading.list_collectors().await.map_err(|e| e.status().code()) },
         |answer| *answer == Err(Code::Unauthenticated),
     )
-    .await;
+    .await
+    .expect_err("refused");
     operator.client(&url).list_collectors().await.expect("the other tokens stay");
 
     // A bad edit is logged, naming the line, and the file read before stays in force.
