@@ -12,6 +12,7 @@
 //! The rules these pieces implement (S*, C*, R*, L*) are stated in `docs/DESIGN.md` and cited by number in the
 //! code and the proto files.
 
+pub mod auth;
 pub mod backoff;
 pub mod client;
 pub mod domain;

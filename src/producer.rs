@@ -95,6 +95,8 @@ impl Registration {
 pub struct DemoOptions {
     /// roster-server URL to register with.
     pub server: crate::endpoint::ServerUrl,
+    /// What its calls to the registry carry to authenticate (a producer token, [`crate::auth`]).
+    pub credentials: crate::auth::CallCredentials,
     /// The producer's id.
     pub id: crate::domain::ProducerId,
     /// Collection interval asked for.
@@ -152,7 +154,8 @@ pub async fn run_demo(
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let client = RosterClient::connect_tls(&options.server, DEMO_CALL_TIMEOUT, options.tls);
+    let client = RosterClient::connect_tls(&options.server, DEMO_CALL_TIMEOUT, options.tls)
+        .with_credentials(options.credentials);
     let registration = Registration { request, client };
     let keeper = tokio::spawn(registration.run(stop.clone()));
 

@@ -8,6 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use roster::{
+    auth::Role,
     domain::{CollectorId, ProducerId, ProducerKind, parse_label_flag},
     endpoint::{self, ServerUrl},
     metrics_http::MetricsListen,
@@ -75,6 +76,10 @@ pub(crate) struct Cli {
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Format::Table)]
     pub(crate) output: Format,
+    /// File holding the bearer token sent with every call to the server (re-read when it changes); needed when the
+    /// server runs with --auth-tokens. `roster auth token` makes one.
+    #[arg(long, global = true, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
     /// Log each attempt (request id, attempt n of max, delay, cause) on stderr; twice for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -111,7 +116,9 @@ const EXAMPLES: &str = "Examples:
   roster collectors list --output json
   roster watch --collector 11111111-1111-1111-1111-111111111111
   roster status --collector 127.0.0.1:50061
-  roster --server https://127.0.0.1:50051 --tls-ca ca.pem --tls-cert operator.pem --tls-key operator-key.pem producers list";
+  roster --server https://127.0.0.1:50051 --tls-ca ca.pem --tls-cert operator.pem --tls-key operator-key.pem producers list
+  roster auth token --role producer --binding '0b9d2a1c-*'
+  roster --token-file ~/.roster/token producers list";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -144,6 +151,9 @@ pub(crate) enum Command {
     /// Run the whole job on this machine: a server, a collector and demo producers, until Ctrl-C.
     #[command(after_help = "Example:\n  roster up --data-dir ./roster-data --producers 3")]
     Up(UpArgs),
+    /// Make credentials for a server that runs with --auth-tokens (no server is called).
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +275,33 @@ pub(crate) enum AssignmentCommand {
         #[arg(long, value_parser = CollectorId::from_str)]
         collector: CollectorId,
     },
+}
+
+/// `roster auth …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Make a new bearer token: prints the token (once: the server keeps only its hash) and the line that grants it
+    /// to add to the server's --auth-tokens file. The server picks an edited file up within a second.
+    ///
+    /// Give the token to its holder in a file (--token-file, readable by it alone); delete the line to revoke it.
+    #[command(after_help = "Examples:
+  roster auth token --role operator --binding alice
+  roster auth token --role collector --binding 0b9d2a1c-5e8f-4a4b-9d3e-2f6c7a8b9c0d
+  roster auth token --role producer --binding '0b9d2a1c-*' >> tokens.txt
+  roster auth token --role reader")]
+    Token(TokenArgs),
+}
+
+/// `roster auth token`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// What the token may do: operator, collector, producer or reader (see docs/SECURITY.md).
+    #[arg(long, value_parser = |s: &str| Role::parse_field("--role", s))]
+    pub(crate) role: Role,
+    /// What it is bound to: a collector's id (required for collector); for producer, ids (comma-separated) or one
+    /// id prefix ending in * (none: any id); for operator and reader, a name for the logs.
+    #[arg(long)]
+    pub(crate) binding: Option<String>,
 }
 
 /// `roster watch`.

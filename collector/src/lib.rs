@@ -84,6 +84,8 @@ pub struct Config {
     pub tls: Option<ClientTls>,
     /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
     pub status_tls: Option<ServerTls>,
+    /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
+    pub credentials: roster::auth::CallCredentials,
 }
 
 impl Config {
@@ -100,6 +102,7 @@ impl Config {
             backoff: defaults::RECONNECT_BACKOFF,
             tls: None,
             status_tls: None,
+            credentials: roster::auth::CallCredentials::none(),
         }
     }
 
@@ -177,6 +180,7 @@ pub async fn run(
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
     follower_config.tls = config.tls.clone();
+    follower_config.credentials = config.credentials.clone();
     // Every kind has its scraper here (`scrape`).
     follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;

@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{
+    auth::CallCredentials,
     domain::CollectorId,
     endpoint::ServerUrl,
     metrics_http::MetricsListen,
@@ -111,6 +112,11 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "ROSTER_COLLECTOR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// File holding the bearer token sent on the feed and with every report (a collector token bound to this
+    /// collector's id; `roster auth token --role collector --binding ID`). Re-read when it changes. A refused
+    /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
+    #[arg(long, env = "ROSTER_COLLECTOR_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
@@ -165,6 +171,9 @@ async fn start() -> anyhow::Result<()> {
     config.keepalive_timeout = args.keepalive_timeout.into();
     config.backoff.cap = args.reconnect_max_delay.into();
     config.backoff.initial = config.backoff.initial.min(config.backoff.cap);
+    if let Some(path) = &args.token_file {
+        config.credentials = CallCredentials::from_token_file(path).context("--token-file")?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use humantime::Duration as HumanDuration;
 use roster::{
+    auth::{Authenticator, Reflection, tokens::TokenFile},
     domain::{MAX_LEASE, MIN_LEASE},
     metrics_http::MetricsListen,
     transport::{IdentityFiles, ServerTls, ServerTlsFiles},
@@ -13,7 +14,8 @@ use roster::{
 use roster_server::{
     Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
     DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE, DEFAULT_LISTEN,
-    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, feed::snapshot::ChunkLimits,
+    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, check_exposure,
+    feed::snapshot::ChunkLimits,
 };
 
 /// The roster control plane.
@@ -117,6 +119,21 @@ struct Args {
     /// and authenticate otherwise (a bearer token).
     #[arg(long, env = "ROSTER_SERVER_TLS_CLIENT_CERT_REQUIRED", requires = "tls_ca")]
     tls_client_cert_required: bool,
+    /// Token file, turning authentication on: every call but health needs a token listed there (or a client
+    /// certificate). One credential a line, `ROLE[:BINDING] sha256:HEX`, hashes only; `roster auth token` makes
+    /// entries. Re-read when it changes; a bad new file is logged, naming the line, and the old one stays in force.
+    #[arg(long, env = "ROSTER_SERVER_AUTH_TOKENS", value_name = "FILE")]
+    auth_tokens: Option<PathBuf>,
+
+    /// With authentication on, let anyone use server reflection (it shows the public roster.v1 schema, nothing of
+    /// the registry). By default reflection needs a credential like every call but health.
+    #[arg(long, env = "ROSTER_SERVER_OPEN_REFLECTION")]
+    open_reflection: bool,
+
+    /// Serve on a non-loopback address without TLS and authentication. Anyone who reaches the port can then change
+    /// the registry: only for a network you trust. Without it, such a listen address is refused at start.
+    #[arg(long, env = "ROSTER_SERVER_INSECURE")]
+    insecure: bool,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -124,6 +141,7 @@ const EXAMPLES: &str = "Examples:
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
   roster-server --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem
   roster-server --metrics-listen 0.0.0.0:9471
+  roster-server --listen 0.0.0.0:50051 --auth-tokens /etc/roster/tokens --tls-cert server.pem --tls-key server.key
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
 
 /// A default lease within the bounds a registrant's own lease must keep ([`MIN_LEASE`], [`MAX_LEASE`]): the server
@@ -188,6 +206,13 @@ async fn start() -> anyhow::Result<()> {
         };
         config.tls = Some(ServerTls::load(files).context("cannot serve TLS (--tls-cert, --tls-key, --tls-ca)")?);
     }
+    if let Some(path) = &args.auth_tokens {
+        let tokens = TokenFile::load(path).context("--auth-tokens")?;
+        let reflection = if args.open_reflection { Reflection::Open } else { Reflection::Authenticated };
+        config.auth = Authenticator::on(Some(tokens), reflection);
+    }
+    check_exposure(args.listen, config.tls.is_some(), config.auth.is_on(), args.insecure)
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;

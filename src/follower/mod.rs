@@ -32,6 +32,7 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use self::assembler::{Assembler, Discard, Event, Snapshot};
 use crate::{
+    auth::CallCredentials,
     backoff::BackoffPolicy,
     client::RosterClient,
     domain::{CollectorId, SupportedKinds},
@@ -89,12 +90,14 @@ pub struct FollowerConfig {
     /// assigns it producers of these kinds only. A program lists a kind only once it can collect it; a snapshot
     /// entry of another kind is still read (it cannot come from a server that honours the list).
     pub supported_kinds: SupportedKinds,
+    /// What every `Watch` and report carries to authenticate (a bearer token, [`crate::auth`]); none by default.
+    pub credentials: CallCredentials,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, no TLS, reports on (each attempt limited to 5 s), no state file, not observe-only, failed saves
-    /// retried up to every 10 s, a new random instance id, and gRPC producers only.
+    /// 5 s connect timeout, no TLS, reports on (each attempt limited to 5 s), no state file, not observe-only,
+    /// failed saves retried up to every 10 s, a new random instance id, gRPC producers only, and no credentials.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -111,6 +114,7 @@ impl FollowerConfig {
             persist_backoff: BackoffPolicy::PERSIST,
             instance: Some(uuid::Uuid::new_v4()),
             supported_kinds: SupportedKinds::GRPC_ONLY,
+            credentials: CallCredentials::none(),
         }
     }
 }
@@ -429,8 +433,9 @@ impl Follower {
             supported_kinds: self.config.supported_kinds.to_pb(),
         };
         // Reports go on the feed's connection, through the retrying client (R3: a request id, a time limit, retries).
-        let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout);
-        let mut client = AssignmentFeedClient::new(channel);
+        let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout)
+            .with_credentials(self.config.credentials.clone());
+        let mut client = AssignmentFeedClient::with_interceptor(channel, self.config.credentials.clone());
         let watched = tokio::select! {
             () = shutdown.cancelled() => return None,
             watched = client.watch(request) => watched,

@@ -15,7 +15,7 @@ use tower::Service;
 use tracing::warn;
 
 use super::{DEFAULT_DRAIN, Keepalive, ServerTls, acceptor, health, reflection};
-use crate::{message_limit, rpc_trace::RequestTraceLayer};
+use crate::{auth::AuthLayer, message_limit, rpc_trace::RequestTraceLayer};
 
 /// How a server keeps its connections and how long it drains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +55,20 @@ pub struct ServerTransport {
     services: Vec<&'static str>,
     going_away: Option<CancellationToken>,
     tls: Option<ServerTls>,
+    auth: Option<AuthLayer>,
 }
 
 impl ServerTransport {
     /// A server with no service yet.
     pub fn new(options: ServeOptions) -> Self {
-        Self { options, routes: RoutesBuilder::default(), services: Vec::new(), going_away: None, tls: None }
+        Self {
+            options,
+            routes: RoutesBuilder::default(),
+            services: Vec::new(),
+            going_away: None,
+            tls: None,
+            auth: None,
+        }
     }
 
     /// Serves over TLS with `tls` (none: plaintext), through roster's own acceptor: the certificate is reloaded
@@ -94,6 +102,13 @@ impl ServerTransport {
         self
     }
 
+    /// Authenticates every call with `auth` ([`crate::auth`]): inside the request-trace layer, so a refused call
+    /// is logged with its request id, and before any service sees it.
+    pub fn authenticate(mut self, auth: AuthLayer) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Serves on `listener` until `shutdown` completes, then goes away and drains (see [`ServerTransport`]).
     /// Returns once every call is done or the drain ran out (then logging that calls are still open).
     ///
@@ -104,7 +119,7 @@ impl ServerTransport {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        let Self { options, mut routes, services, going_away, tls } = self;
+        let Self { options, mut routes, services, going_away, tls, auth } = self;
         let (mut health, health_service) = health::serving(&services).await;
         let mut advertised = vec![health::name_of(&health_service)];
         advertised.extend(&services);
@@ -116,6 +131,7 @@ impl ServerTransport {
             .http2_keepalive_interval(options.keepalive.map(|k| k.interval))
             .http2_keepalive_timeout(options.keepalive.map(|k| k.timeout))
             .layer(RequestTraceLayer)
+            .layer(tower::util::option_layer(auth))
             .layer(message_limit::layer())
             .add_routes(routes.routes());
         let accepting_stopped = async {

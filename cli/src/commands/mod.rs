@@ -3,6 +3,7 @@
 //! answer from `--server`.
 
 mod assignment;
+mod auth;
 mod collectors;
 mod demo_producer;
 mod producers;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roster::{
+    auth::CallCredentials,
     client::RosterClient,
     domain::CollectorId,
     endpoint::ServerUrl,
@@ -35,12 +37,17 @@ struct Globals {
     format: Format,
     /// `--tls-ca`, `--tls-cert` and `--tls-key`, loaded and checked.
     tls: Option<ClientTls>,
+    /// The token of `--token-file`, or none.
+    credentials: CallCredentials,
 }
 
 impl Globals {
-    /// The library's retrying client of `--server`, with `--timeout` and `--max-attempts` (R1–R5).
+    /// The library's retrying client of `--server`, with `--timeout`, `--max-attempts` (R1–R5) and the token of
+    /// `--token-file`.
     fn client(&self) -> RosterClient {
-        RosterClient::connect_tls(&self.server, self.timeout, self.tls.clone()).with_max_attempts(self.max_attempts)
+        RosterClient::connect_tls(&self.server, self.timeout, self.tls.clone())
+            .with_max_attempts(self.max_attempts)
+            .with_credentials(self.credentials.clone())
     }
 }
 
@@ -56,11 +63,21 @@ fn client_tls(cli: &Cli) -> anyhow::Result<Option<ClientTls>> {
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let tls = client_tls(&cli)?;
-    if !matches!(cli.command, Command::Up(_) | Command::Status(_)) {
+    if !matches!(cli.command, Command::Up(_) | Command::Status(_) | Command::Auth(_)) {
         cli.server.check_tls(tls.is_some(), "--tls-ca").context("--server")?;
     }
-    let globals =
-        Globals { server: cli.server, timeout: cli.timeout, max_attempts: cli.max_attempts, format: cli.output, tls };
+    let credentials = match &cli.token_file {
+        Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
+        None => CallCredentials::none(),
+    };
+    let globals = Globals {
+        server: cli.server,
+        timeout: cli.timeout,
+        max_attempts: cli.max_attempts,
+        format: cli.output,
+        tls,
+        credentials,
+    };
     let result = match cli.command {
         Command::Producers(command) => producers::run(&globals, command).await,
         Command::Collectors(command) => collectors::run(&globals, command).await,
@@ -69,6 +86,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&globals, args).await,
         Command::DemoProducer(args) => demo_producer::run(&globals, args).await,
         Command::Up(args) => up::run(args).await,
+        Command::Auth(command) => auth::run(&globals, command),
     };
     result.map_err(|e| not_a_server(e, &globals.server)).map_err(|e| tls_mismatch(e, &globals.server))
 }

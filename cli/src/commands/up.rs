@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roster::{
+    auth::CallCredentials,
     client::RosterClient,
     domain::ProducerId,
     pb,
@@ -76,6 +77,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let options = DemoOptions {
             server: server_url.clone(),
+            credentials: CallCredentials::none(),
             id: ProducerId::new_random(),
             interval: args.interval,
             lease: Duration::from_secs(60),

@@ -21,6 +21,7 @@ pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()
     config.tls = globals.tls.clone();
     config.report = false;
     config.observe_only = true;
+    config.credentials = globals.credentials.clone();
     // An observer, not the collector: it gives no instance id, so following a running collector's feed is not
     // taken for a second process with its id.
     config.instance = None;

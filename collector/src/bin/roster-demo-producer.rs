@@ -7,6 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use roster::{
+    auth::CallCredentials,
     domain::{ProducerId, labels_from_flags, parse_label_flag},
     endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
@@ -51,6 +52,10 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "ROSTER_PRODUCER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// File holding the bearer token sent with its registrations (a producer token; `roster auth token --role
+    /// producer`). Re-read when it changes.
+    #[arg(long, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -81,8 +86,13 @@ async fn start() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let credentials = match &args.token_file {
+        Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
+        None => CallCredentials::none(),
+    };
     let options = DemoOptions {
         server: args.server,
+        credentials,
         id: args.id.unwrap_or_else(ProducerId::new_random),
         interval: args.interval,
         lease: args.lease,
