@@ -81,25 +81,23 @@ fn grpcurl_reaches_reflection_and_health_over_tls_without_a_client_certificate_w
     assert!(mutual.status.success(), "a certificate presented is verified and accepted: {}", text(&mutual));
 }
 
-/// A collector, a demo producer and the CLI over TLS: the producer registers over TLS (verifying the server, with
-/// no certificate of its own, so it serves plaintext), the collector follows its feed with its client certificate
-/// and collects the producer, and the CLI reads both the server and the collector's status API over mutual TLS.
+/// A collector, a demo producer and the CLI over mutual TLS: the producer registers with its certificate and
+/// serves `roster.v1.Producer` over TLS, the collector follows its feed with its own certificate and calls the
+/// producer over TLS (`--producer-tls`), and the CLI reads both the server and the collector's status API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_follows_a_tls_server_and_the_cli_reads_both_over_mutual_tls() {
+async fn a_collector_follows_a_tls_server_and_collects_a_tls_producer_and_the_cli_reads_both() {
     let dir = tempfile::tempdir().unwrap();
     let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
-    let (_server, addr) = start_tls_server(dir.path(), &tls, false);
+    let (_server, addr) = start_tls_server(dir.path(), &tls, true);
     let url = format!("https://{addr}");
     let client_flags = tls_flags(&tls, true);
 
     let collector_dir = dir.path().join("collector");
-    let (_collector, status_addr, collector_id) =
-        common::start_collector_with(&url, &collector_dir, &strings(&client_flags));
-    let ca = tls_ca_flag(&tls);
-    let _producer = Proc::start(
-        "roster-demo-producer",
-        &[&["--server", url.as_str(), "--interval", "200ms"][..], &strings(&ca)].concat(),
-    );
+    let collector_flags = [&strings(&client_flags)[..], &["--producer-tls"]].concat();
+    let (_collector, status_addr, collector_id) = common::start_collector_with(&url, &collector_dir, &collector_flags);
+    let producer_flags = [&["--server", url.as_str(), "--interval", "200ms"][..], &strings(&client_flags)].concat();
+    let producer = Proc::start("roster-demo-producer", &producer_flags);
+    assert_eq!(producer.logged("demo producer serving", "tls="), "\"on\"");
 
     let cli = |words: &[&str]| {
         let args = [&["--server", url.as_str()][..], &strings(&client_flags), &["--output", "json"], words].concat();

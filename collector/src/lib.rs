@@ -84,6 +84,8 @@ pub struct Config {
     pub tls: Option<ClientTls>,
     /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
     pub status_tls: Option<ServerTls>,
+    /// When set, every `roster.v1.Producer` is called over TLS with it; `None` calls them in plaintext.
+    pub producer_tls: Option<ClientTls>,
     /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
     pub credentials: roster::auth::CallCredentials,
 }
@@ -102,6 +104,7 @@ impl Config {
             backoff: defaults::RECONNECT_BACKOFF,
             tls: None,
             status_tls: None,
+            producer_tls: None,
             credentials: roster::auth::CallCredentials::none(),
         }
     }
@@ -189,7 +192,7 @@ pub async fn run(
     let (sink, sinks, sink_writers) = start_sinks(&config)?;
     let scrape_metrics = ScrapeMetrics::default();
     let metrics_registry = metrics::registry(&scrape_metrics, &handle, sinks.clone());
-    let reconciler = Reconciler::new(id, sink, scrape_metrics);
+    let reconciler = Reconciler::new(id, sink, scrape_metrics, config.producer_tls.clone());
     let views = reconciler.views();
     let stop = CancellationToken::new();
     let metrics_local = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());

@@ -112,6 +112,11 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "ROSTER_COLLECTOR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+
+    /// Call every gRPC producer (roster.v1.Producer) over TLS, verifying it with --tls-ca and presenting
+    /// --tls-cert. Prometheus targets choose http or https each, in their registration.
+    #[arg(long, env = "ROSTER_COLLECTOR_PRODUCER_TLS", requires = "tls_ca")]
+    producer_tls: bool,
     /// File holding the bearer token sent on the feed and with every report (a collector token bound to this
     /// collector's id; `roster auth token --role collector --binding ID`). Re-read when it changes. A refused
     /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
@@ -162,6 +167,7 @@ async fn start() -> anyhow::Result<()> {
         .transpose()
         .context("cannot serve the status API over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
+    config.producer_tls = if args.producer_tls { tls.clone() } else { None };
     config.tls = tls;
     config.status_tls = status_tls;
     config.metrics_listen = args.metrics_listen.address();
