@@ -33,6 +33,7 @@ def main():
     parser.add_argument("--collector", required=True)
     parser.add_argument("--min-producers", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--token-file", help="send the bearer token in this file (a server with --auth-tokens)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out_dir:
@@ -45,7 +46,11 @@ def main():
         applied = None  # (epoch, generation, ids)
         partial = None
         discards = 0
-        for response in stub.Watch(request, timeout=args.timeout):
+        metadata = ()
+        if args.token_file:
+            with open(args.token_file) as f:
+                metadata = (("authorization", "Bearer " + f.read().strip()),)
+        for response in stub.Watch(request, timeout=args.timeout, metadata=metadata):
             kind = response.WhichOneof("frame")
             if kind != "chunk":
                 if partial is not None:  # C2: interleaved frame
