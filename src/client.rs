@@ -19,13 +19,13 @@ use crate::{
         registry_client::RegistryClient,
     },
     retry::{self, CallError},
-    transport::ClientOptions,
+    transport::{ClientOptions, ClientTls},
 };
 
 /// The channel of a client of unary calls: connecting lazily, each connection attempt limited to a call's
-/// `timeout`.
-fn unary_channel(url: &ServerUrl, timeout: Duration) -> Channel {
-    ClientOptions { connect_timeout: timeout, ..ClientOptions::default() }.connect_lazy(url)
+/// `timeout`, `https://` URLs dialled with `tls`.
+fn unary_channel(url: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> Channel {
+    ClientOptions { connect_timeout: timeout, keepalive: None, tls }.connect_lazy(url)
 }
 
 /// A client of one roster-server.
@@ -51,7 +51,12 @@ impl RosterClient {
     /// A client of `server` (connecting lazily, so a server that is down is retried per call), with the R3
     /// defaults: 5 attempts, each limited to `timeout`.
     pub fn connect(server: &ServerUrl, timeout: Duration) -> Self {
-        Self::on_channel(unary_channel(server, timeout), timeout)
+        Self::connect_tls(server, timeout, None)
+    }
+
+    /// As [`RosterClient::connect`], dialling an `https://` server with `tls`.
+    pub fn connect_tls(server: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> Self {
+        Self::on_channel(unary_channel(server, timeout, tls), timeout)
     }
 
     /// A client on `channel`, a connection to a roster-server made elsewhere (the follower reports on its feed's
@@ -245,7 +250,12 @@ impl StatusClient {
     /// [`ServerUrl::parse_address_or_url`]), connecting lazily, with the R3 defaults: 5 attempts, each limited to
     /// `timeout`.
     pub fn connect(url: &ServerUrl, timeout: Duration) -> Self {
-        let channel = unary_channel(url, timeout);
+        Self::connect_tls(url, timeout, None)
+    }
+
+    /// As [`StatusClient::connect`], dialling an `https://` collector with `tls`.
+    pub fn connect_tls(url: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> Self {
+        let channel = unary_channel(url, timeout, tls);
         Self { status: CollectorStatusClient::new(channel), policy: BackoffPolicy::UNARY, timeout }
     }
 

@@ -53,7 +53,7 @@ pub(crate) const MAX_UP_PRODUCERS: i64 = 100;
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
-    /// roster-server URL, as http://host:port (no TLS in this build: https:// is refused).
+    /// roster-server URL, as http://host:port, or https://host:port for TLS (with --tls-ca).
     #[arg(
         long,
         global = true,
@@ -83,6 +83,16 @@ pub(crate) struct Cli {
     /// Log each attempt (request id, attempt n of max, delay, cause) on stderr; twice for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+    /// CA bundle (PEM) that the server's certificate is verified against, for an https:// --server (and
+    /// --collector of `roster status`).
+    #[arg(long, global = true, env = "ROSTER_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented for mutual TLS; needs --tls-key and --tls-ca.
+    #[arg(long, global = true, env = "ROSTER_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "ROSTER_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -107,7 +117,8 @@ const EXAMPLES: &str = "Examples:
   roster watch --collector 11111111-1111-1111-1111-111111111111
   roster status --collector 127.0.0.1:50061
   roster auth token --role producer --binding '0b9d2a1c-*'
-  roster --token-file ~/.roster/token producers list";
+  roster --token-file ~/.roster/token producers list
+  roster --server https://127.0.0.1:50051 --tls-ca ca.pem --tls-cert operator.pem --tls-key operator-key.pem producers list";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    roster::transport::tls::install_crypto_provider();
     let cli = args::Cli::parse();
     roster::process::init_tracing_at(cli.log_level());
     let result = tokio::runtime::Runtime::new()

@@ -14,6 +14,7 @@
 //! | `exposition` | the Prometheus text and OpenMetrics formats, parsed as Prometheus 2.42 parses them |
 //! | `sample` | one collected sample, from scraper to exporter |
 //! | `sink` | the bounded queue that never blocks collection, and its writer task |
+//! | `disk_queue` | the durable FIFO of records on disk in front of a remote-write receiver: checksummed segments, bounded by bytes and age |
 //! | `export` | the destinations behind the queue, one exporter per kind (JSON lines today) |
 //! | `status` | `roster.v1.CollectorStatus` |
 //! | `metrics` | the collector's own Prometheus metrics, served by [`roster::metrics_http`] |
@@ -21,6 +22,7 @@
 //! The feed itself (connect, assemble, persist, report, reconnect) is [`roster::follower`].
 
 pub mod defaults;
+mod disk_queue;
 mod export;
 mod exposition;
 mod identity;
@@ -32,6 +34,7 @@ mod scrape;
 mod sink;
 mod status;
 
+pub use disk_queue::QueueError;
 pub use export::{Destination, DestinationError};
 pub use identity::IdentityError;
 
@@ -43,14 +46,14 @@ use roster::{
     follower::{Follower, FollowerConfig, FollowerError},
     message_limit::MAX_REQUEST_BYTES,
     pb::collector_status_server::CollectorStatusServer,
-    transport::{ServeOptions, ServerTransport},
+    transport::{ClientTls, ServeOptions, ServerTls, ServerTransport},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    export::jsonl::JsonLines,
+    export::{Kind, jsonl::JsonLines, remote_write::RemoteWrite},
     metrics::ScrapeMetrics,
     reconciler::Reconciler,
     sink::{Sink, SinkBuilder, SinkView},
@@ -79,10 +82,14 @@ pub struct Config {
     pub backoff: roster::backoff::BackoffPolicy,
     /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
     pub credentials: roster::auth::CallCredentials,
+    /// How `https://` servers are dialled: their CA and, for mutual TLS, this collector's certificate.
+    pub tls: Option<ClientTls>,
+    /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
+    pub status_tls: Option<ServerTls>,
 }
 
 impl Config {
-    /// The [`defaults`], with `servers` and `data_dir`, and no metrics served.
+    /// The [`defaults`], with `servers` and `data_dir`, no metrics served and no TLS.
     pub fn new(servers: Vec<ServerUrl>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             servers,
@@ -94,6 +101,8 @@ impl Config {
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             backoff: defaults::RECONNECT_BACKOFF,
             credentials: roster::auth::CallCredentials::none(),
+            tls: None,
+            status_tls: None,
         }
     }
 
@@ -121,6 +130,15 @@ pub enum CollectorError {
     /// The follower cannot start (no server URL, damaged state file).
     #[error(transparent)]
     Follower(#[from] FollowerError),
+    /// A remote-write receiver's disk queue cannot be opened.
+    #[error("cannot open the disk queue of {receiver}")]
+    Queue {
+        /// The receiver (its `--sink` value, without options).
+        receiver: String,
+        /// Why.
+        #[source]
+        source: QueueError,
+    },
     /// The status server failed.
     #[error("the status server failed")]
     Transport(#[from] tonic::transport::Error),
@@ -162,12 +180,13 @@ pub async fn run(
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
     follower_config.credentials = config.credentials.clone();
+    follower_config.tls = config.tls.clone();
     // Every kind has its scraper here (`scrape`).
     follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
-    let (sink, sinks, sink_writers) = start_sinks(&config);
+    let (sink, sinks, sink_writers) = start_sinks(&config)?;
     let scrape_metrics = ScrapeMetrics::default();
     let metrics_registry = metrics::registry(&scrape_metrics, &handle, sinks.clone());
     let reconciler = Reconciler::new(id, sink, scrape_metrics);
@@ -203,6 +222,7 @@ pub async fn run(
     );
     // Status calls are quick: the default drain is ample, and the collector's own shutdown goes on after it.
     let served = ServerTransport::new(ServeOptions::default())
+        .tls(config.status_tls.clone())
         .add_service(CollectorStatusServer::new(status).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve(listener, async {
             shutdown.await;
@@ -233,13 +253,19 @@ pub async fn run(
 }
 
 /// Starts a writer for each of `config.sinks` (or for the default JSON-lines file).
-fn start_sinks(config: &Config) -> (Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>) {
-    let default = [Destination::JsonLines(config.data_dir.join(defaults::SINK_FILE))];
+fn start_sinks(config: &Config) -> Result<(Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>), CollectorError> {
+    let default = [Destination::json_lines(config.data_dir.join(defaults::SINK_FILE))];
     let destinations = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
-    destinations
-        .iter()
-        .fold(SinkBuilder::default(), |builder, destination| match destination {
-            Destination::JsonLines(path) => builder.add(JsonLines::new(path.clone())),
-        })
-        .build()
+    let mut builder = SinkBuilder::default();
+    for destination in destinations {
+        builder = match destination.kind() {
+            Kind::JsonLines(path) => builder.add(JsonLines::new(path.clone()), None),
+            Kind::RemoteWrite(receiver) => {
+                let (exporter, stats) = RemoteWrite::start(receiver, &config.data_dir)
+                    .map_err(|source| CollectorError::Queue { receiver: receiver.to_string(), source })?;
+                builder.add(exporter, Some(stats))
+            }
+        };
+    }
+    Ok(builder.build())
 }

@@ -4,7 +4,13 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use roster::{auth::CallCredentials, domain::CollectorId, endpoint::ServerUrl, metrics_http::MetricsListen};
+use roster::{
+    auth::CallCredentials,
+    domain::CollectorId,
+    endpoint::ServerUrl,
+    metrics_http::MetricsListen,
+    transport::{ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles},
+};
 use roster_collector::{CollectorError, Destination, defaults};
 
 /// A roster metrics collector.
@@ -23,8 +29,9 @@ use roster_collector::{CollectorError, Destination, defaults};
 #[derive(Debug, Parser)]
 #[command(name = "roster-collector", version, about, long_about, after_help = EXAMPLES)]
 struct Args {
-    /// roster-server URL(s) as http://host:port, comma-separated; on failure the next one is tried. A value that is
-    /// not http://host:port (no scheme, https://, a port outside 1-65535, a bad host) stops the collector at start.
+    /// roster-server URL(s) as http://host:port (or https://host:port, with --tls-ca), comma-separated; on failure
+    /// the next one is tried. A value that is not a URL so (no scheme, a port outside 1-65535, a bad host) stops the
+    /// collector at start.
     #[arg(
         long,
         env = "ROSTER_COLLECTOR_SERVER",
@@ -96,6 +103,21 @@ struct Args {
     /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
     #[arg(long, env = "ROSTER_COLLECTOR_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that the server's certificate is verified against, for https:// --server URLs; it also
+    /// verifies the client certificates of status API callers when --tls-cert is given.
+    #[arg(long, env = "ROSTER_COLLECTOR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+
+    /// This collector's certificate chain (PEM): it serves the status API over TLS and is presented to the server
+    /// for mutual TLS (so it needs both serverAuth and clientAuth usages). Needs --tls-key; reloaded for the status
+    /// API when the file changes or on SIGHUP.
+    #[arg(long, env = "ROSTER_COLLECTOR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_COLLECTOR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
@@ -110,6 +132,7 @@ fn at_least_10ms(text: &str) -> Result<humantime::Duration, String> {
 const EXAMPLES: &str = "Examples:
   roster-collector
   roster-collector --server http://10.0.0.5:50051,http://10.0.0.6:50051 --data-dir /var/lib/roster-collector
+  roster-collector --server https://roster.example:50051 --tls-ca ca.pem --tls-cert collector.pem --tls-key collector-key.pem
   grpcurl -plaintext 127.0.0.1:50061 roster.v1.CollectorStatus/GetStatus
   curl http://127.0.0.1:9472/metrics";
 
@@ -119,9 +142,29 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
+    roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
+    for server in &args.server {
+        server.check_tls(args.tls_ca.is_some(), "--tls-ca").context("--server")?;
+    }
+    let identity = args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key });
+    let tls = args
+        .tls_ca
+        .clone()
+        .map(|ca| ClientTlsFiles { ca, identity: identity.clone() }.load())
+        .transpose()
+        .context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
+    let status_tls = identity
+        .map(|identity| {
+            let client_ca = args.tls_ca.clone();
+            ServerTls::load(ServerTlsFiles { identity, client_ca, client_cert_required: false })
+        })
+        .transpose()
+        .context("cannot serve the status API over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
+    config.tls = tls;
+    config.status_tls = status_tls;
     config.metrics_listen = args.metrics_listen.address();
     config.sinks = args.sink;
     config.id = args.id;

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use roster::{auth::Authenticator, domain::MAX_LEASE, message_limit::PAGE_BYTES};
+use roster::{auth::Authenticator, domain::MAX_LEASE, message_limit::PAGE_BYTES, transport::ServerTls};
 
 use crate::{
     clock::{Clock, SystemClock},
@@ -86,12 +86,14 @@ pub struct Config {
     /// Who may call (issue 15): off by default, so a server embedded in a test or `roster up` on loopback needs
     /// no credentials; `roster-server` turns it on with `--auth-tokens` (see [`check_exposure`]).
     pub auth: Authenticator,
+    /// TLS on the gRPC listener (reloaded when its files change); `None` serves plaintext.
+    pub tls: Option<ServerTls>,
     /// The clocks; replaced in tests.
     pub clock: Arc<dyn Clock>,
 }
 
 impl Config {
-    /// The defaults, with the store in `data_dir` and no metrics served.
+    /// The defaults, with the store in `data_dir`, no metrics served and no TLS.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -109,6 +111,7 @@ impl Config {
             settle: DEFAULT_SETTLE,
             absence_threshold: DEFAULT_ABSENCE_THRESHOLD,
             auth: Authenticator::off(),
+            tls: None,
             clock: Arc::new(SystemClock),
         }
     }

@@ -148,9 +148,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         drain: config.drain,
     };
     let metrics_at = metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    let tls = config.tls.as_ref().map_or("off", |_| "on");
     let auth = if config.auth.is_on() { "on" } else { "off" };
-    info!(listen = %local, metrics = %metrics_at, data_dir = %config.data_dir.display(), %epoch, auth, "roster-server serving");
+    info!(listen = %local, metrics = %metrics_at, tls, auth, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
     let served = ServerTransport::new(options)
+        .tls(config.tls.clone())
         .authenticate(AuthLayer::new(config.auth.clone()))
         .add_service(RegistryServer::new(registry_service).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AssignmentFeedServer::new(feed_service).max_decoding_message_size(MAX_REQUEST_BYTES))

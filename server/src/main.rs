@@ -9,6 +9,7 @@ use roster::{
     auth::{Authenticator, Reflection, tokens::TokenFile},
     domain::{MAX_LEASE, MIN_LEASE},
     metrics_http::MetricsListen,
+    transport::{IdentityFiles, ServerTls, ServerTlsFiles},
 };
 use roster_server::{
     Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
@@ -115,11 +116,32 @@ struct Args {
     /// the registry: only for a network you trust. Without it, such a listen address is refused at start.
     #[arg(long, env = "ROSTER_SERVER_INSECURE")]
     insecure: bool,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded without a
+    /// restart when the file changes or on SIGHUP; open streams keep their connection.
+    #[arg(long, env = "ROSTER_SERVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_SERVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates are verified against (mutual TLS). A client that presents a
+    /// certificate must present one this CA signed; see --tls-client-cert-required. With it, authentication is on:
+    /// a client certificate's roster:// URI SAN names the caller (docs/SECURITY.md).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+
+    /// Refuse TLS clients that present no certificate signed by --tls-ca. Without it, such a client may connect
+    /// and authenticate otherwise (a bearer token).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CLIENT_CERT_REQUIRED", requires = "tls_ca")]
+    tls_client_cert_required: bool,
 }
 
 const EXAMPLES: &str = "Examples:
   roster-server
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
+  roster-server --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem
   roster-server --metrics-listen 0.0.0.0:9471
   roster-server --listen 0.0.0.0:50051 --auth-tokens /etc/roster/tokens --tls-cert server.pem --tls-key server.key
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
@@ -154,6 +176,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
+    roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
@@ -177,12 +200,23 @@ async fn start() -> anyhow::Result<()> {
     config.reconnect_rate = args.reconnect_rate;
     config.keepalive_interval = args.keepalive_interval.into();
     config.keepalive_timeout = args.keepalive_timeout.into();
-    if let Some(path) = &args.auth_tokens {
-        let tokens = TokenFile::load(path).context("--auth-tokens")?;
-        let reflection = if args.open_reflection { Reflection::Open } else { Reflection::Authenticated };
-        config.auth = Authenticator::on(Some(tokens), reflection);
+    let client_certificates = args.tls_ca.is_some();
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        let files = ServerTlsFiles {
+            identity: IdentityFiles { cert, key },
+            client_ca: args.tls_ca,
+            client_cert_required: args.tls_client_cert_required,
+        };
+        config.tls = Some(ServerTls::load(files).context("cannot serve TLS (--tls-cert, --tls-key, --tls-ca)")?);
     }
-    check_exposure(args.listen, false, config.auth.is_on(), args.insecure).map_err(anyhow::Error::msg)?;
+    // Authentication is on with a token file, or with client certificates to read identities from.
+    if args.auth_tokens.is_some() || client_certificates {
+        let tokens = args.auth_tokens.as_ref().map(TokenFile::load).transpose().context("--auth-tokens")?;
+        let reflection = if args.open_reflection { Reflection::Open } else { Reflection::Authenticated };
+        config.auth = Authenticator::on(tokens, reflection);
+    }
+    check_exposure(args.listen, config.tls.is_some(), config.auth.is_on(), args.insecure)
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;

@@ -39,7 +39,7 @@ use crate::{
     endpoint::ServerUrl,
     error_chain::{chain, status_line},
     pb::{self, assignment_feed_client::AssignmentFeedClient},
-    transport::{ClientOptions, Keepalive},
+    transport::{ClientOptions, ClientTls, Keepalive},
 };
 
 /// The HTTP/2 keepalive ping interval of the feed connection, by default.
@@ -70,6 +70,8 @@ pub struct FollowerConfig {
     pub keepalive_timeout: Duration,
     /// Time limit for establishing a connection.
     pub connect_timeout: Duration,
+    /// How `https://` endpoints are dialled (the server's CA, and a client certificate for mutual TLS).
+    pub tls: Option<ClientTls>,
     /// Where the applied snapshot is kept (C5); `None` keeps it in memory only.
     pub state_file: Option<PathBuf>,
     /// Whether to report applied and rejected generations (C4).
@@ -94,8 +96,8 @@ pub struct FollowerConfig {
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on (each attempt limited to 5 s), no state file, not observe-only, failed saves
-    /// retried up to every 10 s, a new random instance id, gRPC producers only, and no credentials.
+    /// 5 s connect timeout, no TLS, reports on (each attempt limited to 5 s), no state file, not observe-only, failed
+    /// saves retried up to every 10 s, a new random instance id, gRPC producers only, and no credentials.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -104,6 +106,7 @@ impl FollowerConfig {
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
             state_file: None,
             report: true,
             report_timeout: DEFAULT_REPORT_TIMEOUT,
@@ -407,7 +410,11 @@ impl Follower {
     ) -> Option<String> {
         let endpoint = url.as_str();
         let keepalive = Keepalive { interval: self.config.keepalive_interval, timeout: self.config.keepalive_timeout };
-        let options = ClientOptions { connect_timeout: self.config.connect_timeout, keepalive: Some(keepalive) };
+        let options = ClientOptions {
+            connect_timeout: self.config.connect_timeout,
+            keepalive: Some(keepalive),
+            tls: self.config.tls.clone(),
+        };
         let connected = tokio::select! {
             () = shutdown.cancelled() => return None,
             connected = options.connect(url) => connected,

@@ -21,6 +21,8 @@ pub(super) async fn run(globals: &Globals, args: DemoProducerArgs) -> anyhow::Re
         interval,
         lease,
         labels: labels_from_flags("--label", label)?.into_map(),
+        tls: globals.tls.clone(),
+        serve_tls: None,
     };
     println!("demo producer {} serving on {}", options.id, listener.local_addr()?);
     run_demo(listener, options, roster::process::shutdown_signal()).await?;

@@ -18,6 +18,7 @@ use crate::{
 pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()> {
     let WatchArgs { collector, count } = args;
     let mut config = FollowerConfig::new(vec![globals.server.clone()], collector);
+    config.tls = globals.tls.clone();
     config.report = false;
     config.observe_only = true;
     config.credentials = globals.credentials.clone();

@@ -38,7 +38,7 @@ impl GrpcScraper {
     /// [`ScrapeError::BadAddress`] when the target's address is not a URI tonic can dial.
     pub(crate) fn new(target: &Target, collector: CollectorId, connect_timeout: Duration) -> Result<Self, ScrapeError> {
         let url = ServerUrl::parse(&target.address.to_uri()).map_err(|e| ScrapeError::BadAddress(e.into()))?;
-        let endpoint = ClientOptions { connect_timeout, keepalive: None }.endpoint(&url);
+        let endpoint = ClientOptions { connect_timeout, keepalive: None, tls: None }.endpoint(&url);
         Ok(Self {
             endpoint,
             client: None,

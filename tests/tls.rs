@@ -1,0 +1,254 @@
+//! TLS with real peers: roster-server, roster-collector, the demo producer and the CLI over TLS and mutual TLS,
+//! grpcurl with `-cacert` and `-cert`/`-key`, a certificate rotated under a live Watch, bad files at start and on
+//! reload, and the clear errors of a client whose scheme does not match the server's. Certificates are made by
+//! each test (`roster_testkit::tls`), never checked in.
+
+// Test helpers: a panic here is the test failing, with its message.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::{
+    Proc, grpcurl_tls, roster, served_serial, start_server_with, tls_ca_flag, tls_flags, wait_for, wait_until,
+};
+use roster::{
+    endpoint::ServerUrl,
+    pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
+    transport::ClientOptions,
+};
+use roster_testkit::{TlsSetup, Usage};
+
+/// The test client certificate's identity: an operator (with --tls-ca the server authenticates callers by their
+/// certificate's roster:// URI SAN, `roster::auth::certificate`).
+const CLIENT_URI: &str = "roster://operator/test";
+
+/// A roster-server serving TLS with the setup's server certificate; client certificates are verified against
+/// the setup's CA, and required when `required`.
+fn start_tls_server(dir: &Path, tls: &TlsSetup, required: bool) -> (Proc, String) {
+    let mut flags = tls_flags(tls, false);
+    if required {
+        flags.push("--tls-client-cert-required".to_owned());
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    start_server_with(&dir.join("server"), None, &flags)
+}
+
+fn strings(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// A client of `addr` over TLS, presenting the client certificate when `mutual`.
+async fn tls_channel(addr: &str, tls: &TlsSetup, mutual: bool) -> tonic::transport::Channel {
+    let options = ClientOptions { tls: Some(tls.client_files(mutual).load().unwrap()), ..ClientOptions::default() };
+    let url = ServerUrl::parse(&format!("https://{addr}")).unwrap();
+    options.connect(&url).await.unwrap()
+}
+
+#[test]
+fn grpcurl_calls_a_mutual_tls_server_with_its_client_certificate_and_is_refused_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    let (_server, addr) = start_tls_server(dir.path(), &tls, true);
+
+    let listed = grpcurl_tls(&addr, &tls, true, &["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    for service in ["roster.v1.Registry", "roster.v1.AssignmentFeed", "grpc.health.v1.Health"] {
+        assert!(String::from_utf8_lossy(&listed.stdout).lines().any(|l| l == service), "{}", text(&listed));
+    }
+    let called = grpcurl_tls(&addr, &tls, true, &["roster.v1.Registry/ListProducers"]);
+    assert!(called.status.success(), "{}", text(&called));
+
+    let refused = grpcurl_tls(&addr, &tls, false, &["list"]);
+    assert!(!refused.status.success(), "no client certificate, no call: {}", text(&refused));
+}
+
+#[test]
+fn grpcurl_reaches_reflection_and_health_over_tls_without_a_client_certificate_when_none_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    // Client certificates turn authentication on; --open-reflection lets a caller without one use reflection.
+    let flags = [tls_flags(&tls, false), vec!["--open-reflection".to_owned()]].concat();
+    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &strings(&flags));
+    let listed = grpcurl_tls(&addr, &tls, false, &["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("roster.v1.Registry"), "{}", text(&listed));
+    let health = grpcurl_tls(&addr, &tls, false, &["grpc.health.v1.Health/Check"]);
+    assert!(String::from_utf8_lossy(&health.stdout).contains("SERVING"), "{}", text(&health));
+    let mutual = grpcurl_tls(&addr, &tls, true, &["roster.v1.Registry/ListCollectors"]);
+    assert!(mutual.status.success(), "a certificate presented is verified and accepted: {}", text(&mutual));
+}
+
+/// A collector, a demo producer and the CLI over TLS: the producer registers over TLS (verifying the server, with
+/// no certificate of its own, so it serves plaintext, and a producer token), the collector follows its feed with
+/// its client certificate (naming its id) and collects the producer, and the CLI reads both the server and the
+/// collector's status API over mutual TLS (as the operator its certificate names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_follows_a_tls_server_and_the_cli_reads_both_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    let tokens = common::ServerTokens::new(&dir.path().join("tokens"));
+    let producer = tokens.grant("producer", None);
+    let server_flags = [tls_flags(&tls, false), vec!["--auth-tokens".to_owned(), tokens.path.display().to_string()]];
+    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &strings(&server_flags.concat()));
+    let url = format!("https://{addr}");
+    let client_flags = tls_flags(&tls, true);
+
+    let collector_dir = dir.path().join("collector");
+    let collector_id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    std::fs::write(collector_dir.join("collector-id"), &collector_id).unwrap();
+    let own = tls.ca.issue(Usage::Client, 101, &format!("roster://collector/{collector_id}")).write(dir.path(), "own");
+    let collector_flags: Vec<String> = [("--tls-cert", &own.cert), ("--tls-key", &own.key), ("--tls-ca", &tls.ca_file)]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .collect();
+    let (_collector, status_addr, _) = common::start_collector_with(&url, &collector_dir, &strings(&collector_flags));
+    let ca = tls_ca_flag(&tls);
+    let token = producer.token_file.display().to_string();
+    let _producer = Proc::start(
+        "roster-demo-producer",
+        &[&["--server", url.as_str(), "--interval", "200ms", "--token-file", &token][..], &strings(&ca)].concat(),
+    );
+
+    let cli = |words: &[&str]| {
+        let args = [&["--server", url.as_str()][..], &strings(&client_flags), &["--output", "json"], words].concat();
+        roster(&args)
+    };
+    wait_for("the collector and the producer to reach the server over TLS", || {
+        let collectors = cli(&["collectors", "list"]).stdout();
+        let producers = cli(&["producers", "list"]).stdout();
+        collectors.contains(&collector_id) && producers.contains("127.0.0.1")
+    })
+    .await;
+    let status_url = format!("https://{status_addr}");
+    let status = cli(&["status", "--collector", &status_url]);
+    assert!(status.stdout().contains(&collector_id), "{}{}", status.stdout(), status.stderr());
+    let sink = collector_dir.join("samples.jsonl");
+    wait_for("samples in the sink", || common::sink_lines(&sink).iter().any(|l| l["name"] == "demo_up")).await;
+}
+
+/// The certificate is replaced on disk while a collector's Watch is open: a bad file first (logged, the old
+/// certificate stays in force), then a good one. The open stream carries a new snapshot after both; a new
+/// connection sees the new certificate's serial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_rotated_under_a_live_watch_keeps_the_stream_and_new_connections_see_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    let (server, addr) = start_tls_server(dir.path(), &tls, true);
+    assert_eq!(served_serial(&addr, &tls).await, 1);
+
+    let channel = tls_channel(&addr, &tls, true).await;
+    let collector = uuid::Uuid::new_v4().to_string();
+    let request = pb::WatchRequest { collector_id: collector.clone(), ..Default::default() };
+    let mut watch = AssignmentFeedClient::new(channel.clone()).watch(request).await.unwrap().into_inner();
+    let mut registry = RegistryClient::new(channel);
+    // Reads frames until a chunk of a snapshot holding `id` arrives on the open stream.
+    async fn snapshot_with(watch: &mut tonic::Streaming<pb::WatchResponse>, id: &str) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let frame = watch.message().await.expect("the stream stays up").expect("the stream stays open");
+                if let Some(pb::watch_response::Frame::Chunk(chunk)) = frame.frame
+                    && chunk.producers.iter().any(|p| p.id == id)
+                {
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("a snapshot with the new producer on the open stream");
+    }
+    let register = |id: &str| pb::RegisterProducerRequest {
+        producer_id: id.to_owned(),
+        address: "127.0.0.1:9".to_owned(),
+        interval_ms: 3_600_000,
+        ..Default::default()
+    };
+
+    // A bad file: logged, and the old certificate stays in force.
+    std::fs::write(&tls.server.cert, "not a certificate").unwrap();
+    wait_for("the refused reload to be logged", || server.stderr().contains("TLS files not reloaded")).await;
+    assert!(server.stderr().contains(&tls.server.cert.display().to_string()), "the log names the file");
+    assert_eq!(served_serial(&addr, &tls).await, 1, "the old certificate stays in force");
+    let first = uuid::Uuid::new_v4().to_string();
+    registry.register_producer(register(&first)).await.unwrap();
+    snapshot_with(&mut watch, &first).await;
+
+    // A good one: in force for new connections, and the open stream goes on.
+    tls.ca.issue(Usage::Server, 2, "").write(dir.path(), "server");
+    wait_until("new connections to see serial 2", || served_serial(&addr, &tls), |serial| *serial == 2).await;
+    assert!(server.stderr().contains("TLS certificate reloaded"), "{}", server.stderr());
+    let second = uuid::Uuid::new_v4().to_string();
+    registry.register_producer(register(&second)).await.unwrap();
+    snapshot_with(&mut watch, &second).await;
+
+    // SIGHUP reloads too (the files unchanged: the same serial, one more reload logged).
+    let reloads = || server.stderr().matches("TLS certificate reloaded").count();
+    let before = reloads();
+    server.signal("-HUP");
+    wait_for("SIGHUP to reload", || reloads() > before).await;
+    assert_eq!(served_serial(&addr, &tls).await, 2);
+}
+
+#[test]
+fn a_server_with_an_expired_mismatched_or_missing_file_does_not_start_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    let expired = tls.ca.issue_valid(Usage::Server, 3, "", Some((2000, 2001))).write(dir.path(), "expired");
+    let other = tls.ca.issue(Usage::Server, 4, "").write(dir.path(), "other");
+    let missing = dir.path().join("missing.pem");
+    let server_dir = dir.path().join("server").display().to_string();
+    for (cert, key, expected) in [
+        (&expired.cert, &expired.key, format!("the certificate in {} expired on", expired.cert.display())),
+        (
+            &tls.server.cert,
+            &other.key,
+            format!("the private key in {} does not match the certificate in", other.key.display()),
+        ),
+        (&missing, &tls.server.key, format!("cannot read {}", missing.display())),
+    ] {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let args = ["--listen", "127.0.0.1:0", "--data-dir", &server_dir, "--tls-cert", &cert, "--tls-key", &key];
+        let mut server = Proc::start("roster-server", &args);
+        assert!(!server.wait_exit().success());
+        assert!(server.stderr().contains(&expected), "{expected:?} in:\n{}", server.stderr());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_scheme_does_not_match_the_server_gets_a_clear_error_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    let (_tls_server, tls_addr) = start_tls_server(dir.path(), &tls, false);
+    let (_plain_server, plain_addr) = start_server_with(&dir.path().join("plain"), None, &[]);
+    let ca = tls_ca_flag(&tls);
+
+    let started = std::time::Instant::now();
+    let mut plaintext_to_tls = roster(&["--server", &format!("http://{tls_addr}"), "producers", "list"]);
+    assert!(!plaintext_to_tls.wait_exit().success());
+    assert!(plaintext_to_tls.stderr().contains("this server requires TLS"), "{}", plaintext_to_tls.stderr());
+    assert!(plaintext_to_tls.stderr().contains("--tls-ca"), "{}", plaintext_to_tls.stderr());
+
+    let mut tls_to_plaintext =
+        roster(&[&["--server", &format!("https://{plain_addr}")][..], &strings(&ca), &["producers", "list"]].concat());
+    assert!(!tls_to_plaintext.wait_exit().success());
+    assert!(tls_to_plaintext.stderr().contains("answered in plaintext, not TLS"), "{}", tls_to_plaintext.stderr());
+    assert!(started.elapsed() < Duration::from_secs(10), "both fail at once: {:?}", started.elapsed());
+
+    let no_ca = roster(&["--server", &format!("https://{tls_addr}"), "producers", "list"]);
+    assert!(no_ca.stderr().contains("give --tls-ca"), "{}", no_ca.stderr());
+    let ca_for_http =
+        roster(&[&["--server", &format!("http://{tls_addr}")][..], &strings(&ca), &["producers", "list"]].concat());
+    assert!(ca_for_http.stderr().contains("use https://"), "{}", ca_for_http.stderr());
+
+    let grpcurl_plaintext = std::process::Command::new(common::grpcurl())
+        .args(["-plaintext", "-max-time", "20", &tls_addr, "roster.v1.Registry/ListProducers"])
+        .output()
+        .unwrap();
+    assert!(text(&grpcurl_plaintext).contains("this server requires TLS"), "{}", text(&grpcurl_plaintext));
+}
