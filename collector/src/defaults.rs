@@ -62,3 +62,7 @@ pub const STOP_TASKS_WITHIN: Duration = Duration::from_secs(30);
 
 /// On shutdown, how long the sink gets to write what is queued.
 pub const FLUSH_SINK_WITHIN: Duration = Duration::from_secs(30);
+
+/// How many bytes of JSON lines the JSON-lines exporter gathers before it writes them without waiting for a flush
+/// (it writes whatever it holds at each flush, and the sink flushes whenever its queue runs empty).
+pub const JSONL_WRITE_BYTES: usize = 256 * 1024;
