@@ -413,7 +413,7 @@ mod tests {
             vec![Sample {
                 time_ms: 0,
                 producer_id: "p".into(),
-                name: what.to_owned(),
+                name: what.into(),
                 labels: Default::default(),
                 value: 1.0,
             }]
@@ -460,7 +460,7 @@ mod tests {
         type Error = io::Error;
 
         async fn export(&mut self, batch: Vec<Sample>) -> io::Result<()> {
-            self.0.lock().unwrap().extend(batch.into_iter().map(|s| s.name));
+            self.0.lock().unwrap().extend(batch.into_iter().map(|s| s.name.to_string()));
             Ok(())
         }
 

@@ -106,9 +106,9 @@ fn write_line(out: &mut Vec<u8>, sample: &Sample) -> serde_json::Result<()> {
         serde_json::to_writer(&mut *out, value)?;
     }
     out.extend_from_slice(b"},\"name\":");
-    serde_json::to_writer(&mut *out, &sample.name)?;
+    serde_json::to_writer(&mut *out, &*sample.name)?;
     out.extend_from_slice(b",\"producer_id\":");
-    serde_json::to_writer(&mut *out, &sample.producer_id)?;
+    serde_json::to_writer(&mut *out, &*sample.producer_id)?;
     out.extend_from_slice(b",\"time_unix_ms\":");
     serde_json::to_writer(&mut *out, &sample.time_ms)?;
     out.extend_from_slice(b",\"value\":");
@@ -171,7 +171,7 @@ mod tests {
             time_ms: 7,
             producer_id: "p1".into(),
             name: "up".into(),
-            labels: [("job".to_owned(), "a,b=c".to_owned())].into(),
+            labels: [("job", "a,b=c")].into_iter().collect(),
             value,
         }
     }
@@ -233,7 +233,7 @@ mod tests {
             time_ms: u64::MAX,
             producer_id: "p\"1".into(),
             name: "a\u{1}\u{7f}é\\".into(),
-            labels: [("b".to_owned(), "\n\t\"x\u{2028}".to_owned()), ("a".to_owned(), String::new())].into(),
+            labels: [("b", "\n\t\"x\u{2028}"), ("a", "")].into_iter().collect(),
             value: 0.0,
         };
         let values = [0.0, -0.0, 3.0, 0.1, -1.5e-300, 1e21, 123_456_789.125, f64::MAX, f64::NAN, stale_nan()];
@@ -247,7 +247,7 @@ mod tests {
                 "time_unix_ms": sample.time_ms,
                 "producer_id": sample.producer_id,
                 "name": sample.name,
-                "labels": sample.labels,
+                "labels": sample.labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
                 "value": value,
             });
             let mut line = Vec::new();

@@ -14,11 +14,11 @@
 //! Series are told apart by a 64-bit hash of their name and final labels ([`series_hash`]), as Prometheus tells
 //! them apart by a 64-bit hash of their label set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::sample::{Sample, stale_nan};
+use crate::sample::{Labels, Sample, stale_nan};
 
 /// A sample of a successful scrape, as the tracker needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,9 +31,9 @@ pub(crate) struct Scraped {
     pub(crate) own_time: bool,
 }
 
-/// The hash that identifies a series: its name and labels. (UTF-8 never holds the bytes 0xfe and 0xff, so the
-/// separators make it unambiguous.)
-pub(crate) fn series_hash(name: &str, labels: &BTreeMap<String, String>) -> u64 {
+/// The hash that identifies a series: its name and labels, ordered by name. (UTF-8 never holds the bytes 0xfe
+/// and 0xff, so the separators make it unambiguous.)
+pub(crate) fn series_hash<'a>(name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut hasher = Xxh3::new();
     hasher.update(name.as_bytes());
     for (label, value) in labels {
@@ -45,11 +45,11 @@ pub(crate) fn series_hash(name: &str, labels: &BTreeMap<String, String>) -> u64 
     hasher.digest()
 }
 
-/// A series seen before.
+/// A series seen before: its name and labels, which the samples of its next scrapes share.
 #[derive(Debug)]
 struct Known {
-    name: String,
-    labels: BTreeMap<String, String>,
+    name: Arc<str>,
+    labels: Labels,
     /// Whether it gets a marker when it ends: seen without a timestamp of its own, and not ended yet.
     open: bool,
 }
@@ -58,20 +58,26 @@ struct Known {
 /// written with.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    producer_id: String,
-    known: HashMap<u64, Known>,
-    report_labels: Option<BTreeMap<String, String>>,
+    producer_id: Arc<str>,
+    known: foldhash::HashMap<u64, Known>,
+    report_labels: Option<Labels>,
 }
 
 impl Tracker {
     /// Nothing seen yet, for the producer `producer_id`.
-    pub(crate) fn new(producer_id: String) -> Self {
-        Self { producer_id, known: HashMap::new(), report_labels: None }
+    pub(crate) fn new(producer_id: Arc<str>) -> Self {
+        Self { producer_id, known: foldhash::HashMap::default(), report_labels: None }
+    }
+
+    /// The name and labels of the series with `hash`, if the last successful scrape had it: a new sample of it
+    /// shares them.
+    pub(crate) fn series(&self, hash: u64) -> Option<(&Arc<str>, &Labels)> {
+        self.known.get(&hash).map(|known| (&known.name, &known.labels))
     }
 
     /// The report series are written with `labels`: the labels they were written with before, if others (those
     /// series end).
-    pub(crate) fn report_labels(&mut self, labels: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn report_labels(&mut self, labels: &Labels) -> Option<Labels> {
         match &self.report_labels {
             Some(before) if before == labels => None,
             _ => self.report_labels.replace(labels.clone()),
@@ -84,14 +90,14 @@ impl Tracker {
     }
 
     /// The labels the report series were written with, if they were, which then end.
-    pub(crate) fn take_report_labels(&mut self) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn take_report_labels(&mut self) -> Option<Labels> {
         self.report_labels.take()
     }
 
     /// After a successful scrape at `at_ms`: its samples, followed by markers for the series it lacks; and how
     /// many of its series are new.
     pub(crate) fn scraped(&mut self, at_ms: u64, scraped: Vec<Scraped>) -> (Vec<Sample>, usize) {
-        let mut current = HashMap::with_capacity(scraped.len());
+        let mut current = foldhash::HashMap::with_capacity_and_hasher(scraped.len(), Default::default());
         let mut samples = Vec::with_capacity(scraped.len() + self.known.len().saturating_sub(scraped.len()));
         let mut added = 0;
         for Scraped { sample, hash, own_time } in scraped {
@@ -135,7 +141,7 @@ impl Tracker {
         known.into_values().filter(|k| k.open).map(|k| self.marker(k.name, k.labels, at_ms)).collect()
     }
 
-    fn marker(&self, name: String, labels: BTreeMap<String, String>, at_ms: u64) -> Sample {
+    fn marker(&self, name: Arc<str>, labels: Labels, at_ms: u64) -> Sample {
         Sample { time_ms: at_ms, producer_id: self.producer_id.clone(), name, labels, value: stale_nan() }
     }
 }
@@ -146,9 +152,9 @@ mod tests {
     use crate::sample::is_stale;
 
     fn scraped(name: &str, value: f64, own_time: Option<u64>) -> Scraped {
-        let labels: BTreeMap<String, String> = [("job".to_owned(), "j".to_owned())].into();
+        let labels: Labels = [("job", "j")].into_iter().collect();
         Scraped {
-            hash: series_hash(name, &labels),
+            hash: series_hash(name, labels.iter()),
             sample: Sample {
                 time_ms: own_time.unwrap_or(1_000),
                 producer_id: "p".into(),
@@ -162,7 +168,7 @@ mod tests {
 
     /// (name, value is a marker, time) of each sample, sorted.
     fn shown(samples: &[Sample]) -> Vec<(String, bool, u64)> {
-        let mut shown: Vec<_> = samples.iter().map(|s| (s.name.clone(), is_stale(s.value), s.time_ms)).collect();
+        let mut shown: Vec<_> = samples.iter().map(|s| (s.name.to_string(), is_stale(s.value), s.time_ms)).collect();
         shown.sort();
         shown
     }
@@ -198,17 +204,15 @@ mod tests {
 
     #[test]
     fn the_hash_tells_names_and_labels_apart() {
-        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-        };
+        let labels = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().copied().collect() };
         let hashes = [
-            series_hash("a", &labels(&[])),
-            series_hash("ab", &labels(&[])),
-            series_hash("a", &labels(&[("b", "")])),
-            series_hash("a", &labels(&[("b", "c")])),
-            series_hash("a", &labels(&[("bc", "")])),
-            series_hash("a", &labels(&[("b", "c"), ("d", "e")])),
-            series_hash("a", &labels(&[("b", "cd"), ("", "e")])),
+            series_hash("a", labels(&[]).iter()),
+            series_hash("ab", labels(&[]).iter()),
+            series_hash("a", labels(&[("b", "")]).iter()),
+            series_hash("a", labels(&[("b", "c")]).iter()),
+            series_hash("a", labels(&[("bc", "")]).iter()),
+            series_hash("a", labels(&[("b", "c"), ("d", "e")]).iter()),
+            series_hash("a", labels(&[("b", "cd"), ("", "e")]).iter()),
         ];
         let unique: std::collections::HashSet<_> = hashes.iter().collect();
         assert_eq!(unique.len(), hashes.len());
