@@ -28,13 +28,9 @@ const LABELS: LabelSyntax = LabelSyntax { loose: true, name_inside: true };
 pub(super) fn parse<'a>(body: &'a [u8], out: &mut Vec<Parsed<'a>>) -> Result<(), ParseError> {
     let mut cur = Cursor { body, pos: 0 };
     let mut series = SeriesBuf::new();
-    let mut line = 1;
-    let mut counted_to = 0;
     loop {
         cur.skip_blanks();
-        // Label values may span lines, so lines are counted between entries rather than split up front.
-        line += memchr::memchr_iter(b'\n', &body[counted_to..cur.pos]).count();
-        counted_to = cur.pos;
+        let entry_start = cur.pos;
         let entry = match cur.peek() {
             None => return Ok(()),
             Some(b'\n') => {
@@ -44,7 +40,9 @@ pub(super) fn parse<'a>(body: &'a [u8], out: &mut Vec<Parsed<'a>>) -> Result<(),
             Some(b'#') => metadata_or_comment(&mut cur),
             Some(_) => sample(&mut cur, &mut series).map(|sample| out.push(sample)),
         };
-        entry.map_err(|what| ParseError { line, what })?;
+        // Label values may span lines, so the line of an error is counted from the start (only then).
+        entry
+            .map_err(|what| ParseError { line: 1 + memchr::memchr_iter(b'\n', &body[..entry_start]).count(), what })?;
     }
 }
 

@@ -110,7 +110,7 @@ impl PrometheusScraper {
         let mut seen = HashSet::with_capacity_and_hasher(parsed.len(), foldhash::fast::RandomState::default());
         let mut repeated = false;
         let mut negative = None;
-        let mut labels = Vec::new();
+        let (mut labels, mut key) = (Vec::new(), Vec::new());
         let mut samples = Vec::with_capacity(parsed.len());
         for Parsed { name, labels: exposed, value, timestamp_ms } in &parsed {
             // A negative timestamp fails the scrape, after a duplicate would have (as the checks were ordered).
@@ -122,7 +122,7 @@ impl PrometheusScraper {
                 }
             });
             self.labels.apply(exposed, &mut labels);
-            let hash = series_hash(name, labels.iter().map(|(label, value)| (&**label, *value)));
+            let hash = series_hash(&mut key, name, labels.iter().map(|(label, value)| (&**label, *value)));
             repeated |= !seen.insert((hash, *timestamp_ms));
             let (name, labels) = match self.tracker.series(hash) {
                 Some((name, labels)) => (name.clone(), labels.clone()),
