@@ -5,8 +5,8 @@
 //! threads per write, where `tokio::fs` behind a `BufWriter` takes one per 8 KiB and collection pays for the
 //! thread switches. The file (and its directory) is opened at the first write, and again at the write after a
 //! failed one, so a disk that was full or a directory that was removed is picked up again once it recovers. The
-//! lines of a failed write are dropped with it: the batch it was written for is counted as dropped, and so are
-//! the lines of batches gathered before it since the last flush (as a `BufWriter`'s buffer was).
+//! lines of a failed write are dropped with it: the batch it was written for is counted as dropped, and the
+//! lines of batches gathered before it since the last flush are lost too, as any buffered writer loses them.
 //!
 //! A line: `{"labels":{…},"name":"…","producer_id":"…","time_unix_ms":…,"value":…}` (keys in this order, labels
 //! by name, strings escaped as `serde_json` escapes them). A finite value is a JSON number as `serde_json` writes

@@ -13,9 +13,9 @@
 //! - **Series as Prometheus stores them.** Labels come out in exposed order with empty values dropped, as
 //!   `labels.Builder` drops them; NaN values come out as Prometheus's normal NaN, so an exporter cannot forge a
 //!   stale marker; a label name given twice fails the body, as the TSDB refuses such a series.
-//! - **Cost bounded by the body.** Names, label values and numbers are borrowed slices of the body until the
-//!   output strings are made; only escaped values are copied to be unescaped. Everything is validated on the way,
-//!   and nothing is kept of metadata lines (HELP, TYPE, UNIT) beyond validating them.
+//! - **Cost bounded by the body.** Names and label values come out borrowed from the body ([`Parsed`] lives as
+//!   long as it); only escaped ones are copied to be unescaped. Everything is validated on the way, and nothing
+//!   is kept of metadata lines (HELP, TYPE, UNIT) beyond validating them.
 //!
 //! Whether one body exposes a series twice is for the scraper to judge ([`first_duplicate`]).
 
