@@ -118,7 +118,7 @@ async fn python_follower(addr: &str, collector: &str, min_producers: usize, toke
     if let Some(token_file) = token_file {
         command.arg("--token-file").arg(token_file);
     }
-    tokio::task::spawn_blocking(move || command.output().expect("python runs")).await.unwrap()
+    tokio::task::spawn_blocking(move || command.output().expect("python runs")).await.expect("the python task")
 }
 
 /// The Python grpcio client sends a bearer token as metadata: with its own collector token it follows its feed; with
