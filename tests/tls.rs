@@ -21,7 +21,9 @@ use roster::{
 };
 use roster_testkit::{TlsSetup, Usage};
 
-const COLLECTOR_URI: &str = "roster://collector/test";
+/// The test client certificate's identity: an operator (with --tls-ca the server authenticates callers by their
+/// certificate's roster:// URI SAN, `roster::auth::certificate`).
+const CLIENT_URI: &str = "roster://operator/test";
 
 /// A roster-server serving TLS with the setup's server certificate; client certificates are verified against
 /// the setup's CA, and required when `required`.
@@ -52,7 +54,7 @@ async fn tls_channel(addr: &str, tls: &TlsSetup, mutual: bool) -> tonic::transpo
 #[test]
 fn grpcurl_calls_a_mutual_tls_server_with_its_client_certificate_and_is_refused_without() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
     let (_server, addr) = start_tls_server(dir.path(), &tls, true);
 
     let listed = grpcurl_tls(&addr, &tls, true, &["list"]);
@@ -70,8 +72,10 @@ fn grpcurl_calls_a_mutual_tls_server_with_its_client_certificate_and_is_refused_
 #[test]
 fn grpcurl_reaches_reflection_and_health_over_tls_without_a_client_certificate_when_none_is_required() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
-    let (_server, addr) = start_tls_server(dir.path(), &tls, false);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    // Client certificates turn authentication on; --open-reflection lets a caller without one use reflection.
+    let flags = [tls_flags(&tls, false), vec!["--open-reflection".to_owned()]].concat();
+    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &strings(&flags));
     let listed = grpcurl_tls(&addr, &tls, false, &["list"]);
     assert!(listed.status.success(), "{}", text(&listed));
     assert!(String::from_utf8_lossy(&listed.stdout).contains("roster.v1.Registry"), "{}", text(&listed));
@@ -81,20 +85,29 @@ fn grpcurl_reaches_reflection_and_health_over_tls_without_a_client_certificate_w
     assert!(mutual.status.success(), "a certificate presented is verified and accepted: {}", text(&mutual));
 }
 
-/// A collector, a demo producer and the CLI over mutual TLS: the producer registers with its certificate and
-/// serves `roster.v1.Producer` over TLS, the collector follows its feed with its own certificate and calls the
-/// producer over TLS (`--producer-tls`), and the CLI reads both the server and the collector's status API.
+/// A collector, a demo producer and the CLI over mutual TLS, each caller named by its certificate's roster:// URI
+/// SAN: the producer registers with its certificate (an operator's here) and serves `roster.v1.Producer` over TLS,
+/// the collector follows its feed with its own certificate (naming its id) and calls the producer over TLS
+/// (`--producer-tls`), and the CLI reads both the server and the collector's status API as the operator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_follows_a_tls_server_and_collects_a_tls_producer_and_the_cli_reads_both() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
     let (_server, addr) = start_tls_server(dir.path(), &tls, true);
     let url = format!("https://{addr}");
     let client_flags = tls_flags(&tls, true);
 
     let collector_dir = dir.path().join("collector");
-    let collector_flags = [&strings(&client_flags)[..], &["--producer-tls"]].concat();
-    let (_collector, status_addr, collector_id) = common::start_collector_with(&url, &collector_dir, &collector_flags);
+    let collector_id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    std::fs::write(collector_dir.join("collector-id"), &collector_id).unwrap();
+    let own = tls.ca.issue(Usage::Client, 101, &format!("roster://collector/{collector_id}")).write(dir.path(), "own");
+    let collector_flags: Vec<String> = [("--tls-cert", &own.cert), ("--tls-key", &own.key), ("--tls-ca", &tls.ca_file)]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .chain(["--producer-tls".to_owned()])
+        .collect();
+    let (_collector, status_addr, _) = common::start_collector_with(&url, &collector_dir, &strings(&collector_flags));
     let producer_flags = [&["--server", url.as_str(), "--interval", "200ms"][..], &strings(&client_flags)].concat();
     let producer = Proc::start("roster-demo-producer", &producer_flags);
     assert_eq!(producer.logged("demo producer serving", "tls="), "\"on\"");
@@ -122,7 +135,7 @@ async fn a_collector_follows_a_tls_server_and_collects_a_tls_producer_and_the_cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_rotated_under_a_live_watch_keeps_the_stream_and_new_connections_see_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
     let (server, addr) = start_tls_server(dir.path(), &tls, true);
     assert_eq!(served_serial(&addr, &tls).await, 1);
 
@@ -181,7 +194,7 @@ async fn a_certificate_rotated_under_a_live_watch_keeps_the_stream_and_new_conne
 #[test]
 fn a_server_with_an_expired_mismatched_or_missing_file_does_not_start_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
     let expired = tls.ca.issue_valid(Usage::Server, 3, "", Some((2000, 2001))).write(dir.path(), "expired");
     let other = tls.ca.issue(Usage::Server, 4, "").write(dir.path(), "other");
     let missing = dir.path().join("missing.pem");
@@ -206,7 +219,7 @@ fn a_server_with_an_expired_mismatched_or_missing_file_does_not_start_and_names_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_scheme_does_not_match_the_server_gets_a_clear_error_quickly() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
     let (_tls_server, tls_addr) = start_tls_server(dir.path(), &tls, false);
     let (_plain_server, plain_addr) = start_server_with(&dir.path().join("plain"), None, &[]);
     let ca = tls_ca_flag(&tls);
@@ -242,7 +255,7 @@ async fn a_client_whose_scheme_does_not_match_the_server_gets_a_clear_error_quic
 async fn a_python_grpcio_follower_applies_the_collectors_set_over_mutual_tls() {
     const N: usize = 50;
     let dir = tempfile::tempdir().unwrap();
-    let tls = TlsSetup::new(dir.path(), COLLECTOR_URI);
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
     let (_server, addr) = start_tls_server(dir.path(), &tls, true);
     let url = format!("https://{addr}");
     let (_collector, status_addr, collector_id) =

@@ -116,9 +116,9 @@ const EXAMPLES: &str = "Examples:
   roster collectors list --output json
   roster watch --collector 11111111-1111-1111-1111-111111111111
   roster status --collector 127.0.0.1:50061
-  roster --server https://127.0.0.1:50051 --tls-ca ca.pem --tls-cert operator.pem --tls-key operator-key.pem producers list
   roster auth token --role producer --binding '0b9d2a1c-*'
-  roster --token-file ~/.roster/token producers list";
+  roster --token-file ~/.roster/token producers list
+  roster --server https://127.0.0.1:50051 --tls-ca ca.pem --tls-cert operator.pem --tls-key operator-key.pem producers list";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

@@ -120,3 +120,7 @@ pub const REMOTE_WRITE_QUEUE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Remote-write: queued samples older than this are dropped, counted, instead of sent. Prometheus refuses (400,
 /// "out of bounds") samples more than about an hour older than its newest; sending them would only cost requests.
 pub const REMOTE_WRITE_QUEUE_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// How many bytes of JSON lines the JSON-lines exporter gathers before it writes them without waiting for a flush
+/// (it writes whatever it holds at each flush, and the sink flushes whenever its queue runs empty).
+pub const JSONL_WRITE_BYTES: usize = 256 * 1024;

@@ -56,7 +56,7 @@ use crate::{
     export::{Kind, jsonl::JsonLines, remote_write::RemoteWrite},
     metrics::ScrapeMetrics,
     reconciler::Reconciler,
-    sink::{Sink, SinkBuilder, SinkView},
+    sink::SinkBuilder,
     status::StatusService,
 };
 
@@ -80,14 +80,14 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Reconnect backoff of the feed.
     pub backoff: roster::backoff::BackoffPolicy,
+    /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
+    pub credentials: roster::auth::CallCredentials,
     /// How `https://` servers are dialled: their CA and, for mutual TLS, this collector's certificate.
     pub tls: Option<ClientTls>,
     /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
     pub status_tls: Option<ServerTls>,
     /// When set, every `roster.v1.Producer` is called over TLS with it; `None` calls them in plaintext.
     pub producer_tls: Option<ClientTls>,
-    /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
-    pub credentials: roster::auth::CallCredentials,
 }
 
 impl Config {
@@ -102,10 +102,10 @@ impl Config {
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             backoff: defaults::RECONNECT_BACKOFF,
+            credentials: roster::auth::CallCredentials::none(),
             tls: None,
             status_tls: None,
             producer_tls: None,
-            credentials: roster::auth::CallCredentials::none(),
         }
     }
 
@@ -182,8 +182,8 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
-    follower_config.tls = config.tls.clone();
     follower_config.credentials = config.credentials.clone();
+    follower_config.tls = config.tls.clone();
     // Every kind has its scraper here (`scrape`).
     follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;
@@ -256,7 +256,7 @@ pub async fn run(
 }
 
 /// Starts a writer for each of `config.sinks` (or for the default JSON-lines file).
-fn start_sinks(config: &Config) -> Result<(Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>), CollectorError> {
+fn start_sinks(config: &Config) -> Result<sink::Started, CollectorError> {
     let default = [Destination::json_lines(config.data_dir.join(defaults::SINK_FILE))];
     let destinations = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
     let mut builder = SinkBuilder::default();

@@ -98,6 +98,12 @@ struct Args {
     )]
     reconnect_max_delay: humantime::Duration,
 
+    /// File holding the bearer token sent on the feed and with every report (a collector token bound to this
+    /// collector's id; `roster auth token --role collector --binding ID`). Re-read when it changes. A refused
+    /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
+    #[arg(long, env = "ROSTER_COLLECTOR_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
     /// CA bundle (PEM) that the server's certificate is verified against, for https:// --server URLs; it also
     /// verifies the client certificates of status API callers when --tls-cert is given.
     #[arg(long, env = "ROSTER_COLLECTOR_TLS_CA")]
@@ -117,11 +123,6 @@ struct Args {
     /// --tls-cert. Prometheus targets choose http or https each, in their registration.
     #[arg(long, env = "ROSTER_COLLECTOR_PRODUCER_TLS", requires = "tls_ca")]
     producer_tls: bool,
-    /// File holding the bearer token sent on the feed and with every report (a collector token bound to this
-    /// collector's id; `roster auth token --role collector --binding ID`). Re-read when it changes. A refused
-    /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
-    #[arg(long, env = "ROSTER_COLLECTOR_TOKEN_FILE", value_name = "FILE")]
-    token_file: Option<PathBuf>,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.

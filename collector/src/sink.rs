@@ -92,6 +92,9 @@ pub(crate) struct Sink {
     outputs: Arc<[Output]>,
 }
 
+/// A started sink: the producer tasks' side, a view of each destination, and the writers.
+pub(crate) type Started = (Sink, Vec<SinkView>, Vec<JoinHandle<()>>);
+
 /// Starts the writers of a [`Sink`], one destination at a time.
 #[derive(Debug, Default)]
 pub(crate) struct SinkBuilder {
@@ -115,7 +118,7 @@ impl SinkBuilder {
 
     /// The sink, a view of each destination in the order added, and the writers: drop every [`Sink`] clone, then
     /// await the writers, to flush and stop.
-    pub(crate) fn build(self) -> (Sink, Vec<SinkView>, Vec<JoinHandle<()>>) {
+    pub(crate) fn build(self) -> Started {
         (Sink { outputs: self.outputs.into() }, self.views, self.writers)
     }
 }

@@ -83,11 +83,11 @@ pub struct Config {
     /// How late the registry's periodic work may run before the server counts the time as its own absence, which
     /// no lease or grace period is charged for (L3; see `registry::absence`).
     pub absence_threshold: Duration,
-    /// TLS on the gRPC listener (reloaded when its files change); `None` serves plaintext.
-    pub tls: Option<ServerTls>,
     /// Who may call (issue 15): off by default, so a server embedded in a test or `roster up` on loopback needs
     /// no credentials; `roster-server` turns it on with `--auth-tokens` (see [`check_exposure`]).
     pub auth: Authenticator,
+    /// TLS on the gRPC listener (reloaded when its files change); `None` serves plaintext.
+    pub tls: Option<ServerTls>,
     /// The clocks; replaced in tests.
     pub clock: Arc<dyn Clock>,
 }
@@ -110,8 +110,8 @@ impl Config {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             settle: DEFAULT_SETTLE,
             absence_threshold: DEFAULT_ABSENCE_THRESHOLD,
-            tls: None,
             auth: Authenticator::off(),
+            tls: None,
             clock: Arc::new(SystemClock),
         }
     }

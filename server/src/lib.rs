@@ -148,9 +148,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         drain: config.drain,
     };
     let metrics_at = metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let auth = if config.auth.is_on() { "on" } else { "off" };
     let tls = config.tls.as_ref().map_or("off", |_| "on");
-    info!(listen = %local, metrics = %metrics_at, tls, data_dir = %config.data_dir.display(), %epoch, auth, "roster-server serving");
+    let auth = if config.auth.is_on() { "on" } else { "off" };
+    info!(listen = %local, metrics = %metrics_at, tls, auth, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
     let served = ServerTransport::new(options)
         .tls(config.tls.clone())
         .authenticate(AuthLayer::new(config.auth.clone()))

@@ -101,24 +101,6 @@ struct Args {
     #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_TIMEOUT", default_value_t = HumanDuration::from(DEFAULT_KEEPALIVE_TIMEOUT), value_parser = parse_duration)]
     keepalive_timeout: HumanDuration,
 
-    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded without a
-    /// restart when the file changes or on SIGHUP; open streams keep their connection.
-    #[arg(long, env = "ROSTER_SERVER_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-
-    /// The private key of --tls-cert (PEM).
-    #[arg(long, env = "ROSTER_SERVER_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-
-    /// CA bundle (PEM) that client certificates are verified against (mutual TLS). A client that presents a
-    /// certificate must present one this CA signed; see --tls-client-cert-required.
-    #[arg(long, env = "ROSTER_SERVER_TLS_CA", requires = "tls_cert")]
-    tls_ca: Option<PathBuf>,
-
-    /// Refuse TLS clients that present no certificate signed by --tls-ca. Without it, such a client may connect
-    /// and authenticate otherwise (a bearer token).
-    #[arg(long, env = "ROSTER_SERVER_TLS_CLIENT_CERT_REQUIRED", requires = "tls_ca")]
-    tls_client_cert_required: bool,
     /// Token file, turning authentication on: every call but health needs a token listed there (or a client
     /// certificate). One credential a line, `ROLE[:BINDING] sha256:HEX`, hashes only; `roster auth token` makes
     /// entries. Re-read when it changes; a bad new file is logged, naming the line, and the old one stays in force.
@@ -134,6 +116,26 @@ struct Args {
     /// the registry: only for a network you trust. Without it, such a listen address is refused at start.
     #[arg(long, env = "ROSTER_SERVER_INSECURE")]
     insecure: bool,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded without a
+    /// restart when the file changes or on SIGHUP; open streams keep their connection.
+    #[arg(long, env = "ROSTER_SERVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_SERVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates are verified against (mutual TLS). A client that presents a
+    /// certificate must present one this CA signed; see --tls-client-cert-required. With it, authentication is on:
+    /// a client certificate's roster:// URI SAN names the caller (docs/SECURITY.md).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+
+    /// Refuse TLS clients that present no certificate signed by --tls-ca. Without it, such a client may connect
+    /// and authenticate otherwise (a bearer token).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CLIENT_CERT_REQUIRED", requires = "tls_ca")]
+    tls_client_cert_required: bool,
 }
 
 const EXAMPLES: &str = "Examples:
@@ -198,6 +200,7 @@ async fn start() -> anyhow::Result<()> {
     config.reconnect_rate = args.reconnect_rate;
     config.keepalive_interval = args.keepalive_interval.into();
     config.keepalive_timeout = args.keepalive_timeout.into();
+    let client_certificates = args.tls_ca.is_some();
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         let files = ServerTlsFiles {
             identity: IdentityFiles { cert, key },
@@ -206,10 +209,11 @@ async fn start() -> anyhow::Result<()> {
         };
         config.tls = Some(ServerTls::load(files).context("cannot serve TLS (--tls-cert, --tls-key, --tls-ca)")?);
     }
-    if let Some(path) = &args.auth_tokens {
-        let tokens = TokenFile::load(path).context("--auth-tokens")?;
+    // Authentication is on with a token file, or with client certificates to read identities from.
+    if args.auth_tokens.is_some() || client_certificates {
+        let tokens = args.auth_tokens.as_ref().map(TokenFile::load).transpose().context("--auth-tokens")?;
         let reflection = if args.open_reflection { Reflection::Open } else { Reflection::Authenticated };
-        config.auth = Authenticator::on(Some(tokens), reflection);
+        config.auth = Authenticator::on(tokens, reflection);
     }
     check_exposure(args.listen, config.tls.is_some(), config.auth.is_on(), args.insecure)
         .map_err(anyhow::Error::msg)?;

@@ -7,10 +7,11 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{Extensions, HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
-use super::{AuthError, Principal, methods, tokens::TokenFile};
+use super::{AuthError, Principal, certificate, methods, tokens::TokenFile};
 
 /// Whether server reflection needs a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,12 +63,19 @@ impl Authenticator {
         }
     }
 
-    /// The caller of a request to `path` with these headers and extensions, if it may call `path` at all.
+    /// The caller of a request to `path` with these headers, over a connection whose client presented
+    /// `client_certificate` (the leaf, DER, verified by the TLS layer), if it may call `path` at all. A bearer token,
+    /// when sent, is the credential; otherwise the certificate is.
     ///
     /// # Errors
     /// [`AuthError::Unauthenticated`] when a credential is needed and none is valid; [`AuthError::Denied`] when
     /// the caller's role may not call `path`.
-    pub fn admit(&self, path: &str, headers: &HeaderMap, _extensions: &Extensions) -> Result<Principal, AuthError> {
+    pub fn admit(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        client_certificate: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
         let Mode::On { tokens, reflection } = &self.mode else { return Ok(Principal::Anyone) };
         if methods::is_open(path) || (methods::is_reflection(path) && *reflection == Reflection::Open) {
             return Ok(Principal::Anyone);
@@ -89,13 +97,16 @@ impl Authenticator {
                     )
                 })?
             }
-            None => {
-                return Err(AuthError::Unauthenticated(
-                    "no credentials: send a bearer token (authorization: Bearer …, --token-file) or a client \
-                     certificate"
-                        .to_owned(),
-                ));
-            }
+            None => match client_certificate {
+                Some(der) => certificate::principal_of(der)?,
+                None => {
+                    return Err(AuthError::Unauthenticated(
+                        "no credentials: send a bearer token (authorization: Bearer …, --token-file) or a client \
+                         certificate"
+                            .to_owned(),
+                    ));
+                }
+            },
         };
         if !methods::is_reflection(path) {
             principal.may_call(path)?;
@@ -162,7 +173,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.authenticator.admit(req.uri().path(), req.headers(), req.extensions()) {
+        // The certificates a TLS client presented and the TLS layer verified (leaf first), from the connection's
+        // information tonic puts into every request.
+        let certificates =
+            req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>().and_then(TlsConnectInfo::peer_certs);
+        let leaf = certificates.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        match self.authenticator.admit(req.uri().path(), req.headers(), leaf) {
             Ok(principal) => {
                 req.extensions_mut().insert(principal);
                 AuthFuture::Admitted { inner: self.inner.call(req) }
@@ -226,22 +242,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reader = new_token();
         let auth = authenticator(dir.path(), &[entry_line(Role::Reader, Some("dash"), &reader)], Reflection::default());
-        let none = Extensions::new();
-        let admitted = auth.admit(methods::LIST_PRODUCERS, &with_token(&reader), &none).unwrap();
+        let admitted = auth.admit(methods::LIST_PRODUCERS, &with_token(&reader), None).unwrap();
         assert_eq!(admitted, Principal::Reader { name: "dash".into() });
 
-        let denied = auth.admit(methods::SET_PRODUCER_PIN, &with_token(&reader), &none).unwrap_err();
+        let denied = auth.admit(methods::SET_PRODUCER_PIN, &with_token(&reader), None).unwrap_err();
         let status = tonic::Status::from(denied);
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert_eq!(status.message(), "reader \"dash\" may not call /roster.v1.Registry/SetProducerPin");
 
         for headers in [HeaderMap::new(), with_token(&new_token())] {
-            let status = tonic::Status::from(auth.admit(methods::LIST_PRODUCERS, &headers, &none).unwrap_err());
+            let status = tonic::Status::from(auth.admit(methods::LIST_PRODUCERS, &headers, None).unwrap_err());
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
         }
         let mut basic = HeaderMap::new();
         basic.insert(http::header::AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
-        let status = tonic::Status::from(auth.admit(methods::LIST_PRODUCERS, &basic, &none).unwrap_err());
+        let status = tonic::Status::from(auth.admit(methods::LIST_PRODUCERS, &basic, None).unwrap_err());
         assert!(status.message().contains("Bearer <token>"), "{status:?}");
     }
 
@@ -249,25 +264,41 @@ mod tests {
     fn health_is_open_and_reflection_follows_its_setting() {
         let dir = tempfile::tempdir().unwrap();
         let reflect = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
-        let (none, headers) = (Extensions::new(), HeaderMap::new());
+        let headers = HeaderMap::new();
         let guarded = authenticator(dir.path(), &[], Reflection::Authenticated);
-        assert_eq!(guarded.admit("/grpc.health.v1.Health/Check", &headers, &none), Ok(Principal::Anyone));
-        assert!(matches!(guarded.admit(reflect, &headers, &none), Err(AuthError::Unauthenticated(_))));
+        assert_eq!(guarded.admit("/grpc.health.v1.Health/Check", &headers, None), Ok(Principal::Anyone));
+        assert!(matches!(guarded.admit(reflect, &headers, None), Err(AuthError::Unauthenticated(_))));
         let open = authenticator(dir.path(), &[], Reflection::Open);
-        assert_eq!(open.admit(reflect, &headers, &none), Ok(Principal::Anyone));
-        assert!(open.admit(methods::LIST_COLLECTORS, &headers, &none).is_err());
+        assert_eq!(open.admit(reflect, &headers, None), Ok(Principal::Anyone));
+        assert!(open.admit(methods::LIST_COLLECTORS, &headers, None).is_err());
 
         let collector = new_token();
         let id = uuid::Uuid::from_u128(3).to_string();
         let any_role =
             authenticator(dir.path(), &[entry_line(Role::Collector, Some(&id), &collector)], Reflection::Authenticated);
-        assert!(any_role.admit(reflect, &with_token(&collector), &none).is_ok(), "any authenticated caller reflects");
+        assert!(any_role.admit(reflect, &with_token(&collector), None).is_ok(), "any authenticated caller reflects");
+    }
+
+    #[test]
+    fn a_client_certificate_is_the_credential_when_no_token_is_sent() {
+        let id = uuid::Uuid::from_u128(4);
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let uri = rcgen::string::Ia5String::try_from(format!("roster://collector/{id}")).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(uri));
+        let der = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().der().to_vec();
+        let certificates_only = Authenticator::on(None, Reflection::Authenticated);
+        let admitted = certificates_only.admit(methods::WATCH, &HeaderMap::new(), Some(&der)).unwrap();
+        assert_eq!(admitted, Principal::Collector(crate::domain::CollectorId(id)));
+        let denied = certificates_only.admit(methods::LIST_PRODUCERS, &HeaderMap::new(), Some(&der)).unwrap_err();
+        assert!(matches!(denied, AuthError::Denied { .. }), "{denied}");
+        let token = certificates_only.admit(methods::WATCH, &with_token("roster_x"), Some(&der)).unwrap_err();
+        assert!(token.to_string().contains("accepts no bearer tokens"), "a token sent is the credential: {token}");
     }
 
     #[test]
     fn with_authentication_off_everyone_may_call_everything() {
         let off = Authenticator::off();
         assert!(!off.is_on());
-        assert_eq!(off.admit(methods::FORGET_COLLECTOR, &HeaderMap::new(), &Extensions::new()), Ok(Principal::Anyone));
+        assert_eq!(off.admit(methods::FORGET_COLLECTOR, &HeaderMap::new(), None), Ok(Principal::Anyone));
     }
 }

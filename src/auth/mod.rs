@@ -6,6 +6,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`certificate`] | a client certificate's identity: its `roster://ROLE/BINDING` URI SAN |
 //! | [`methods`] | the one table of `roster.v1` method → roles, and the paths open to anyone (health) |
 //! | [`tokens`] | bearer tokens: making one, hashing it (SHA-256), the token file's format, its reload |
 //! | `layer` | [`AuthLayer`]: the one tower layer that authenticates every call and checks the table |
@@ -17,6 +18,7 @@
 //! for, which producer a call touches) is checked by the handler through [`Principal::may`], the one function
 //! that knows the bindings.
 
+pub mod certificate;
 mod credentials;
 mod layer;
 pub mod methods;

@@ -96,8 +96,8 @@ pub struct FollowerConfig {
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, no TLS, reports on (each attempt limited to 5 s), no state file, not observe-only,
-    /// failed saves retried up to every 10 s, a new random instance id, gRPC producers only, and no credentials.
+    /// 5 s connect timeout, no TLS, reports on (each attempt limited to 5 s), no state file, not observe-only, failed
+    /// saves retried up to every 10 s, a new random instance id, gRPC producers only, and no credentials.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,

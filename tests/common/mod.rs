@@ -464,57 +464,6 @@ impl SetWatcher {
     }
 }
 
-/// `--tls-cert`, `--tls-key` and `--tls-ca` of a TLS server (or a collector or producer serving with a client
-/// certificate that also serves) from a test's [`roster_testkit::TlsSetup`]: the server's certificate, or the
-/// client's when `as_client`.
-pub fn tls_flags(tls: &roster_testkit::TlsSetup, as_client: bool) -> Vec<String> {
-    let identity = if as_client { &tls.client } else { &tls.server };
-    [("--tls-cert", &identity.cert), ("--tls-key", &identity.key), ("--tls-ca", &tls.ca_file)]
-        .into_iter()
-        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
-        .collect()
-}
-
-/// `--tls-ca` alone: a client that verifies the server and presents no certificate.
-pub fn tls_ca_flag(tls: &roster_testkit::TlsSetup) -> Vec<String> {
-    vec!["--tls-ca".to_owned(), tls.ca_file.display().to_string()]
-}
-
-/// Runs `grpcurl -max-time 20 -cacert CA [-cert C -key K] ADDR WORDS` over TLS (the client certificate when
-/// `mutual`); returns its output, successful or not.
-pub fn grpcurl_tls(addr: &str, tls: &roster_testkit::TlsSetup, mutual: bool, words: &[&str]) -> std::process::Output {
-    let mut command = Command::new(grpcurl());
-    command.args(["-max-time", "20", "-cacert"]).arg(&tls.ca_file);
-    if mutual {
-        command.arg("-cert").arg(&tls.client.cert).arg("-key").arg(&tls.client.key);
-    }
-    command.arg(addr).args(words).output().expect("grpcurl runs")
-}
-
-/// The serial number of the certificate the TLS server at `addr` presents to a new connection, read from a
-/// handshake of its own (presenting the test's client certificate, so a server that requires one answers too).
-pub async fn served_serial(addr: &str, tls: &roster_testkit::TlsSetup) -> u64 {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&tls.ca_file).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain = CertificateDer::pem_file_iter(&tls.client.cert).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(&tls.client.key).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
-    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
-    cert.tbs_certificate.raw_serial().iter().fold(0u64, |serial, byte| serial << 8 | u64::from(*byte))
-}
-
 /// A credential made by `roster auth token`: the token, a file holding it (for `--token-file`), and the line that
 /// grants it in the server's token file.
 pub struct Grant {
@@ -604,4 +553,55 @@ pub fn grpcurl_refused(addr: &str, flags: &[&str], words: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `--tls-cert`, `--tls-key` and `--tls-ca` of a TLS server (or a collector or producer serving with a client
+/// certificate that also serves) from a test's [`roster_testkit::TlsSetup`]: the server's certificate, or the
+/// client's when `as_client`.
+pub fn tls_flags(tls: &roster_testkit::TlsSetup, as_client: bool) -> Vec<String> {
+    let identity = if as_client { &tls.client } else { &tls.server };
+    [("--tls-cert", &identity.cert), ("--tls-key", &identity.key), ("--tls-ca", &tls.ca_file)]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .collect()
+}
+
+/// `--tls-ca` alone: a client that verifies the server and presents no certificate.
+pub fn tls_ca_flag(tls: &roster_testkit::TlsSetup) -> Vec<String> {
+    vec!["--tls-ca".to_owned(), tls.ca_file.display().to_string()]
+}
+
+/// Runs `grpcurl -max-time 20 -cacert CA [-cert C -key K] ADDR WORDS` over TLS (the client certificate when
+/// `mutual`); returns its output, successful or not.
+pub fn grpcurl_tls(addr: &str, tls: &roster_testkit::TlsSetup, mutual: bool, words: &[&str]) -> std::process::Output {
+    let mut command = Command::new(grpcurl());
+    command.args(["-max-time", "20", "-cacert"]).arg(&tls.ca_file);
+    if mutual {
+        command.arg("-cert").arg(&tls.client.cert).arg("-key").arg(&tls.client.key);
+    }
+    command.arg(addr).args(words).output().expect("grpcurl runs")
+}
+
+/// The serial number of the certificate the TLS server at `addr` presents to a new connection, read from a
+/// handshake of its own (presenting the test's client certificate, so a server that requires one answers too).
+pub async fn served_serial(addr: &str, tls: &roster_testkit::TlsSetup) -> u64 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&tls.ca_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&tls.client.cert).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(&tls.client.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    cert.tbs_certificate.raw_serial().iter().fold(0u64, |serial, byte| serial << 8 | u64::from(*byte))
 }

@@ -33,6 +33,7 @@ def main():
     parser.add_argument("--collector", required=True)
     parser.add_argument("--min-producers", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--token-file", help="send the bearer token in this file (a server with --auth-tokens)")
     parser.add_argument("--ca", help="PEM CA bundle: call the server over TLS, verifying its certificate")
     parser.add_argument("--cert", help="PEM client certificate for mutual TLS (with --ca and --key)")
     parser.add_argument("--key", help="PEM private key of --cert")
@@ -55,7 +56,11 @@ def main():
         applied = None  # (epoch, generation, ids)
         partial = None
         discards = 0
-        for response in stub.Watch(request, timeout=args.timeout):
+        metadata = ()
+        if args.token_file:
+            with open(args.token_file) as f:
+                metadata = (("authorization", "Bearer " + f.read().strip()),)
+        for response in stub.Watch(request, timeout=args.timeout, metadata=metadata):
             kind = response.WhichOneof("frame")
             if kind != "chunk":
                 if partial is not None:  # C2: interleaved frame

@@ -35,10 +35,10 @@ struct Globals {
     timeout: Duration,
     max_attempts: u32,
     format: Format,
-    /// `--tls-ca`, `--tls-cert` and `--tls-key`, loaded and checked.
-    tls: Option<ClientTls>,
     /// The token of `--token-file`, or none.
     credentials: CallCredentials,
+    /// `--tls-ca`, `--tls-cert` and `--tls-key`, loaded and checked.
+    tls: Option<ClientTls>,
 }
 
 impl Globals {
@@ -62,21 +62,21 @@ fn client_tls(cli: &Cli) -> anyhow::Result<Option<ClientTls>> {
 
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let tls = client_tls(&cli)?;
-    if !matches!(cli.command, Command::Up(_) | Command::Status(_) | Command::Auth(_)) {
-        cli.server.check_tls(tls.is_some(), "--tls-ca").context("--server")?;
-    }
     let credentials = match &cli.token_file {
         Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
         None => CallCredentials::none(),
     };
+    let tls = client_tls(&cli)?;
+    if !matches!(cli.command, Command::Up(_) | Command::Status(_) | Command::Auth(_)) {
+        cli.server.check_tls(tls.is_some(), "--tls-ca").context("--server")?;
+    }
     let globals = Globals {
         server: cli.server,
         timeout: cli.timeout,
         max_attempts: cli.max_attempts,
         format: cli.output,
-        tls,
         credentials,
+        tls,
     };
     let result = match cli.command {
         Command::Producers(command) => producers::run(&globals, command).await,

@@ -41,6 +41,10 @@ struct Args {
     /// after the first '=', verbatim: commas and '=' included.
     #[arg(long, value_parser = parse_label_flag)]
     label: Vec<(String, String)>,
+    /// File holding the bearer token sent with its registrations (a producer token; `roster auth token --role
+    /// producer`). Re-read when it changes.
+    #[arg(long, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// CA bundle (PEM) that the server's certificate is verified against, for an https:// --server; with
     /// --tls-cert, it also verifies the client certificates of collectors calling roster.v1.Producer.
     #[arg(long, env = "ROSTER_PRODUCER_TLS_CA")]
@@ -52,10 +56,6 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "ROSTER_PRODUCER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// File holding the bearer token sent with its registrations (a producer token; `roster auth token --role
-    /// producer`). Re-read when it changes.
-    #[arg(long, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
-    token_file: Option<PathBuf>,
 }
 
 #[tokio::main]

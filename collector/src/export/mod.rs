@@ -43,7 +43,7 @@ pub(crate) trait Exporter: Display + Send + 'static {
 }
 
 /// One destination of the samples, as `--sink` gives it: `jsonl=PATH` (or a bare `PATH`), or
-/// `remote-write=URL[,option=value...]` (see [`remote_write::config`]).
+/// `remote-write=URL[,bearer-token-file=PATH|,basic-auth-user=NAME,basic-auth-password-file=PATH][,ca-file=PATH]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Destination(Kind);
 
