@@ -9,6 +9,9 @@
 //! The scrape scenario ([`scrape`]) runs a real `roster-collector` and, after it, Debian's `prometheus` 2.42 in
 //! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness.
 //!
+//! The TLS scenario ([`tls`]) runs the registration, propagation and idle-stream measurements against a plaintext
+//! server and against one serving mutual TLS with authentication on.
+//!
 //! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
 //! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
 //! its speed.
@@ -19,6 +22,7 @@ pub mod fleet;
 pub mod scenarios;
 pub mod scrape;
 pub mod server;
+pub mod tls;
 
 /// Sizes of every scenario.
 #[derive(Debug, Clone, Copy)]

@@ -5,11 +5,12 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, scenarios, scrape};
+use roster_bench::{Figure, Scale, scenarios, scrape, tls};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
 /// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, and roster-collector
-/// scraping Prometheus targets beside Prometheus 2.42's agent ($ROSTER_PROMETHEUS).
+/// scraping Prometheus targets beside Prometheus 2.42's agent ($ROSTER_PROMETHEUS), and what mutual TLS with
+/// authentication costs beside plaintext.
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -47,6 +48,7 @@ enum Scenario {
     ChunkEncoding,
     BigSnapshot,
     ScrapeVsPrometheus,
+    Tls,
 }
 
 #[tokio::main]
@@ -70,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Storm,
         Scenario::BigSnapshot,
         Scenario::ScrapeVsPrometheus,
+        Scenario::Tls,
     ] {
         if !wanted(scenario) {
             continue;
@@ -83,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
             Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
+            Scenario::Tls => tls::tls_cost(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(

@@ -1,0 +1,229 @@
+//! What TLS costs (issue 15): the same runs against a plaintext roster-server and against one serving mutual TLS
+//! with authentication on (`--tls-cert`, `--tls-key`, `--tls-ca`: every caller is named by its client
+//! certificate), side by side.
+//!
+//! Each run measures durable registrations per second (16 clients, each on its own connection), propagation (a
+//! registration until the assigned follower applied it, with followers watching over their own connections) and
+//! server memory per idle Watch stream (each on its own connection: under TLS each holds a rustls session). The
+//! certificates come from a CA made for the run (`roster_testkit::tls`); the clients present an operator's
+//! certificate, which may do everything, so authorization never refuses and only its cost is measured.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use roster::{
+    domain::{CollectorId, ProducerId},
+    endpoint::ServerUrl,
+    follower::{Follower, FollowerConfig, FollowerEvent},
+    pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
+    transport::ClientOptions,
+};
+use roster_testkit::TlsSetup;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Figure, Scale, percentiles,
+    scenarios::{LIMIT, STEADY},
+    server::ServerProcess,
+};
+
+/// The identity of the benchmark's client certificate.
+const OPERATOR_URI: &str = "roster://operator/bench";
+
+/// The figures of one run.
+struct Run {
+    registrations_per_s: f64,
+    applied_p50_ms: f64,
+    applied_p99_ms: f64,
+    kib_per_stream: f64,
+}
+
+/// Runs the plaintext and the TLS run and reports both, and the TLS run against the plaintext one.
+///
+/// # Errors
+/// When a process fails, a call fails, or a wait passes [`LIMIT`].
+pub async fn tls_cost(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
+    let certs = dir.join("tls-certs");
+    std::fs::create_dir_all(&certs)?;
+    let setup = TlsSetup::new(&certs, OPERATOR_URI);
+    let plain = run(scale, &dir.join("tls-plaintext-server"), None).await?;
+    let secure = run(scale, &dir.join("tls-mutual-server"), Some(&setup)).await?;
+    let mut figures = Vec::new();
+    for (mode, run) in [("plaintext", &plain), ("mutual TLS + auth", &secure)] {
+        figures.push(Figure::new(
+            "tls",
+            format!("durable RegisterProducer, 16 clients, {mode}"),
+            run.registrations_per_s,
+            "/s",
+        ));
+        figures.push(Figure::new("tls", format!("propagation applied p50, {mode}"), run.applied_p50_ms, "ms"));
+        figures.push(Figure::new("tls", format!("propagation applied p99, {mode}"), run.applied_p99_ms, "ms"));
+        figures.push(Figure::new("tls", format!("server memory per idle stream, {mode}"), run.kib_per_stream, "KiB"));
+    }
+    let change = |tls: f64, plain: f64| (tls / plain - 1.0) * 100.0;
+    figures.push(
+        Figure::new(
+            "tls",
+            "registrations/s with TLS vs plaintext",
+            change(secure.registrations_per_s, plain.registrations_per_s),
+            "%",
+        )
+        .against("≥ -10 %"),
+    );
+    figures.push(
+        Figure::new(
+            "tls",
+            "applied p99 with TLS vs plaintext",
+            change(secure.applied_p99_ms, plain.applied_p99_ms),
+            "%",
+        )
+        .against("≤ +10 %"),
+    );
+    figures.push(
+        Figure::new("tls", "server memory per idle TLS stream", secure.kib_per_stream, "KiB").against("≤ 32 KiB"),
+    );
+    Ok(figures)
+}
+
+/// One server (plaintext, or mutual TLS with `setup`'s certificates), measured.
+async fn run(scale: Scale, data_dir: &Path, setup: Option<&TlsSetup>) -> anyhow::Result<Run> {
+    let mut flags: Vec<String> = STEADY.iter().map(|s| (*s).to_owned()).collect();
+    if let Some(setup) = setup {
+        for (flag, path) in
+            [("--tls-cert", &setup.server.cert), ("--tls-key", &setup.server.key), ("--tls-ca", &setup.ca_file)]
+        {
+            flags.extend([flag.to_owned(), path.display().to_string()]);
+        }
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(data_dir, "127.0.0.1:0", &flags)?;
+    let scheme = if setup.is_some() { "https" } else { "http" };
+    let url = ServerUrl::parse(&format!("{scheme}://{}", server.addr))?;
+    let tls = setup.map(|s| s.client_files(true).load()).transpose()?;
+    let options = ClientOptions { tls: tls.clone(), ..ClientOptions::default() };
+
+    let registrations = scale.registrations[1];
+    let took = register(&url, &options, registrations, 16).await?;
+    let (applied_p50_ms, applied_p99_ms) = propagation(scale, &url, &options).await?;
+    drop(server);
+    // Memory on a fresh server, as the fan-out scenario measures it: streams of collectors with nothing assigned.
+    let server = ServerProcess::start(&data_dir.with_extension("fresh"), &server_addr_of(&url), &flags)?;
+    let kib_per_stream = memory_per_stream(&server, &url, &options, scale.fanout[0]).await?;
+    Ok(Run {
+        registrations_per_s: registrations as f64 / took.as_secs_f64(),
+        applied_p50_ms,
+        applied_p99_ms,
+        kib_per_stream,
+    })
+}
+
+/// `host:port` of `url`, for a server started again on the same address.
+fn server_addr_of(url: &ServerUrl) -> String {
+    url.as_str().split_once("://").map_or_else(String::new, |(_, address)| address.to_owned())
+}
+
+/// Registers `count` never-due producers with `clients` clients, each on its own connection (made before the
+/// clock starts); returns the time the registrations took.
+async fn register(url: &ServerUrl, options: &ClientOptions, count: usize, clients: usize) -> anyhow::Result<Duration> {
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(RegistryClient::new(options.connect(url).await?));
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut client) in connected.into_iter().enumerate() {
+        let share = count / clients + usize::from(i < count % clients);
+        tasks.spawn(async move {
+            for _ in 0..share {
+                client.register_producer(roster_testkit::never_due()).await?;
+            }
+            Ok::<_, tonic::Status>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+/// `scale.collectors` followers watch; `scale.changes` registrations are each timed until the follower they
+/// are assigned to applied them. Returns p50 and p99, in milliseconds.
+async fn propagation(scale: Scale, url: &ServerUrl, options: &ClientOptions) -> anyhow::Result<(f64, f64)> {
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
+    let ids: Vec<CollectorId> = (0..scale.collectors).map(|_| CollectorId::new_random()).collect();
+    let mut events = HashMap::new();
+    let mut handles = Vec::new();
+    for id in &ids {
+        let mut config = FollowerConfig::new(vec![url.clone()], *id);
+        config.tls.clone_from(&options.tls);
+        let (follower, handle) = Follower::new(config)?;
+        events.insert(id.to_string(), handle.events.subscribe());
+        tokio::spawn(follower.run(stop.clone()));
+        handles.push(handle);
+    }
+    let first = Instant::now();
+    while !handles.iter().all(|h| h.applied.borrow().is_some()) {
+        anyhow::ensure!(first.elapsed() < LIMIT, "followers' first snapshots: not within {LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut client = RegistryClient::new(options.connect(url).await?);
+    let mut applied = Vec::with_capacity(scale.changes);
+    for _ in 0..scale.changes {
+        for rx in events.values_mut() {
+            while !matches!(rx.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty)) {}
+        }
+        let request = roster_testkit::never_due();
+        let producer: ProducerId = request.producer_id.parse()?;
+        let started = Instant::now();
+        let info = client.register_producer(request).await?.into_inner().producer.context("a producer")?;
+        let rx = events.get_mut(&info.assigned_collector_id).context("assigned to a follower of this run")?;
+        loop {
+            match tokio::time::timeout(LIMIT, rx.recv()).await?? {
+                FollowerEvent::Applied(s) if s.targets.iter().any(|t| t.id == producer) => break,
+                _ => {}
+            }
+        }
+        applied.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (p50, p99, _) = percentiles(&mut applied);
+    Ok((p50, p99))
+}
+
+/// Opens `count` idle Watch streams, each on its own connection, and returns the server's resident memory they
+/// added, per stream, in KiB.
+async fn memory_per_stream(
+    server: &ServerProcess,
+    url: &ServerUrl,
+    options: &ClientOptions,
+    count: usize,
+) -> anyhow::Result<f64> {
+    // Settle the server's allocations (one stream opened and closed) before the baseline.
+    drop(open_stream(url, options).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = server.rss_bytes()?;
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        open.push(open_stream(url, options).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = server.rss_bytes()?;
+    drop(open);
+    Ok(rss.saturating_sub(base) as f64 / count as f64 / 1024.0)
+}
+
+/// A Watch stream for a new collector id on a connection of its own, its first frame read.
+async fn open_stream(
+    url: &ServerUrl,
+    options: &ClientOptions,
+) -> anyhow::Result<(AssignmentFeedClient<tonic::transport::Channel>, tonic::Streaming<pb::WatchResponse>)> {
+    let mut client = AssignmentFeedClient::new(options.connect(url).await?);
+    let request = pb::WatchRequest { collector_id: CollectorId::new_random().to_string(), ..Default::default() };
+    let mut stream = client.watch(request).await?.into_inner();
+    stream.message().await?.context("a first frame")?;
+    Ok((client, stream))
+}
