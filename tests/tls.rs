@@ -338,3 +338,47 @@ async fn roster_up_secure_runs_over_mutual_tls_prints_working_commands_and_reuse
         assert!(up.wait_exit().success(), "{}", up.stderr());
     }
 }
+
+/// In process, roster's acceptor counts what it refuses and keeps serving: a plaintext client (answered that TLS is
+/// required), a client that never starts its handshake (dropped at the handshake limit), and a reload of a file
+/// that cannot be used (the certificate in force stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acceptor_counts_failed_handshakes_and_refused_reloads_and_keeps_serving() {
+    use std::sync::{Arc, atomic::Ordering::Relaxed};
+
+    use tokio::io::AsyncReadExt as _;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let setup = TlsSetup::new(dir.path(), CLIENT_URI);
+    let mut tls = roster::transport::ServerTls::load(setup.server_files(false)).unwrap();
+    tls.handshake_timeout = Duration::from_millis(200);
+    tls.reload_poll = Duration::from_millis(50);
+    let counters = Arc::clone(tls.counters());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = roster::transport::ServerTransport::new(roster::transport::ServeOptions::default()).tls(Some(tls));
+    let served = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    let plain = ClientOptions::default().connect(&ServerUrl::parse(&format!("http://{addr}")).unwrap()).await.unwrap();
+    let refused = HealthClient::new(plain).check(HealthCheckRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("this server requires TLS"), "{refused:?}");
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let read = tokio::time::timeout(roster_testkit::WAIT, silent.read(&mut [0u8; 1])).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "a silent client is dropped at the handshake limit: {read:?}");
+    wait_for("both failures counted", || counters.handshake_failures.load(Relaxed) >= 2).await;
+
+    std::fs::write(&setup.server.key, "not a key").unwrap();
+    wait_for("the refused reload counted", || counters.reload_failures.load(Relaxed) == 1).await;
+    assert_eq!(counters.reloads.load(Relaxed), 0);
+    let mut health = HealthClient::new(tls_channel(&addr, &setup, false).await);
+    let answer = health.check(HealthCheckRequest::default()).await.unwrap();
+    assert_eq!(answer.get_ref().status(), ServingStatus::Serving, "still serving, with the certificate in force");
+
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+}
