@@ -1,12 +1,14 @@
-//! What TLS costs (issue 15): the same runs against a plaintext roster-server and against one serving mutual TLS
-//! with authentication on (`--tls-cert`, `--tls-key`, `--tls-ca`: every caller is named by its client
-//! certificate), side by side.
+//! What TLS costs (issue 15): the same runs against a plaintext roster-server, one serving TLS (`--tls-cert`,
+//! `--tls-key`: clients verify the server, authentication stays off) and one serving mutual TLS with
+//! authentication on (`--tls-ca` too: every caller is named by its client certificate, and every call is
+//! authorized), side by side, so the cost of the encryption and the cost of authentication show apart.
 //!
 //! Each run measures durable registrations per second (16 clients, each on its own connection), propagation (a
 //! registration until the assigned follower applied it, with followers watching over their own connections) and
 //! server memory per idle Watch stream (each on its own connection: under TLS each holds a rustls session). The
 //! certificates come from a CA made for the run (`roster_testkit::tls`); the clients present an operator's
-//! certificate, which may do everything, so authorization never refuses and only its cost is measured.
+//! certificate (in the mutual run), which may do everything, so authorization never refuses and only its cost is
+//! measured.
 
 use std::{
     collections::HashMap,
@@ -34,6 +36,27 @@ use crate::{
 /// The identity of the benchmark's client certificate.
 const OPERATOR_URI: &str = "roster://operator/bench";
 
+/// How the server of a run is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    /// Plaintext, no authentication.
+    Plaintext,
+    /// TLS; no client certificate, no authentication.
+    Tls,
+    /// Mutual TLS, every call authenticated by the client's certificate and authorized.
+    MutualTlsAuth,
+}
+
+impl Security {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Tls => "TLS",
+            Self::MutualTlsAuth => "mutual TLS + auth",
+        }
+    }
+}
+
 /// The figures of one run.
 struct Run {
     registrations_per_s: f64,
@@ -50,10 +73,14 @@ pub async fn tls_cost(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let certs = dir.join("tls-certs");
     std::fs::create_dir_all(&certs)?;
     let setup = TlsSetup::new(&certs, OPERATOR_URI);
-    let plain = run(scale, &dir.join("tls-plaintext-server"), None).await?;
-    let secure = run(scale, &dir.join("tls-mutual-server"), Some(&setup)).await?;
+    let plain = run(scale, &dir.join("tls-plaintext-server"), &setup, Security::Plaintext).await?;
+    let tls_only = run(scale, &dir.join("tls-server"), &setup, Security::Tls).await?;
+    let secure = run(scale, &dir.join("tls-mutual-server"), &setup, Security::MutualTlsAuth).await?;
     let mut figures = Vec::new();
-    for (mode, run) in [("plaintext", &plain), ("mutual TLS + auth", &secure)] {
+    for (security, run) in
+        [(Security::Plaintext, &plain), (Security::Tls, &tls_only), (Security::MutualTlsAuth, &secure)]
+    {
+        let mode = security.name();
         figures.push(Figure::new(
             "tls",
             format!("durable RegisterProducer, 16 clients, {mode}"),
@@ -89,21 +116,27 @@ pub async fn tls_cost(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// One server (plaintext, or mutual TLS with `setup`'s certificates), measured.
-async fn run(scale: Scale, data_dir: &Path, setup: Option<&TlsSetup>) -> anyhow::Result<Run> {
+/// One server, secured as `security` says with `setup`'s certificates, measured.
+async fn run(scale: Scale, data_dir: &Path, setup: &TlsSetup, security: Security) -> anyhow::Result<Run> {
     let mut flags: Vec<String> = STEADY.iter().map(|s| (*s).to_owned()).collect();
-    if let Some(setup) = setup {
-        for (flag, path) in
-            [("--tls-cert", &setup.server.cert), ("--tls-key", &setup.server.key), ("--tls-ca", &setup.ca_file)]
-        {
-            flags.extend([flag.to_owned(), path.display().to_string()]);
-        }
+    let files = [("--tls-cert", &setup.server.cert), ("--tls-key", &setup.server.key), ("--tls-ca", &setup.ca_file)];
+    let given = match security {
+        Security::Plaintext => 0,
+        Security::Tls => 2,
+        Security::MutualTlsAuth => 3,
+    };
+    for (flag, path) in &files[..given] {
+        flags.extend([(*flag).to_owned(), path.display().to_string()]);
     }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = ServerProcess::start(data_dir, "127.0.0.1:0", &flags)?;
-    let scheme = if setup.is_some() { "https" } else { "http" };
+    let scheme = if security == Security::Plaintext { "http" } else { "https" };
     let url = ServerUrl::parse(&format!("{scheme}://{}", server.addr))?;
-    let tls = setup.map(|s| s.client_files(true).load()).transpose()?;
+    let tls = match security {
+        Security::Plaintext => None,
+        Security::Tls => Some(setup.client_files(false).load()?),
+        Security::MutualTlsAuth => Some(setup.client_files(true).load()?),
+    };
     let options = ClientOptions { tls: tls.clone(), ..ClientOptions::default() };
 
     let registrations = scale.registrations[1];
