@@ -260,6 +260,7 @@ fn a_non_loopback_listen_without_tls_and_authentication_is_refused_with_the_reas
     let insecure = Proc::start("roster-server", &["--listen", "0.0.0.0:0", "--data-dir", &data, "--insecure"]);
     let listen = insecure.logged("roster-server serving", "listen=");
     assert!(listen.starts_with("0.0.0.0:"), "{listen}");
+    assert!(insecure.stderr().contains("serving another network without TLS and authentication"), "and warns");
 }
 
 /// Mutual TLS: a client certificate's `roster://` URI SAN is the credential. A collector whose certificate names
