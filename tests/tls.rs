@@ -14,6 +14,7 @@ use common::{
     Proc, grpcurl_tls, roster, served_serial, start_server_with, tls_ca_flag, tls_flags, wait_for, wait_until,
 };
 use roster::{
+    client::StatusClient,
     endpoint::ServerUrl,
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
     transport::ClientOptions,
@@ -84,18 +85,15 @@ fn grpcurl_reaches_reflection_and_health_over_tls_without_a_client_certificate_w
     assert!(mutual.status.success(), "a certificate presented is verified and accepted: {}", text(&mutual));
 }
 
-/// A collector, a demo producer and the CLI over TLS: the producer registers over TLS (verifying the server, with
-/// no certificate of its own, so it serves plaintext, and a producer token), the collector follows its feed with
-/// its client certificate (naming its id) and collects the producer, and the CLI reads both the server and the
-/// collector's status API over mutual TLS (as the operator its certificate names).
+/// A collector, a demo producer and the CLI over mutual TLS, each caller named by its certificate's roster:// URI
+/// SAN: the producer registers with its certificate (an operator's here) and serves `roster.v1.Producer` over TLS,
+/// the collector follows its feed with its own certificate (naming its id) and calls the producer over TLS
+/// (`--producer-tls`), and the CLI reads both the server and the collector's status API as the operator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_follows_a_tls_server_and_the_cli_reads_both_over_mutual_tls() {
+async fn a_collector_follows_a_tls_server_and_collects_a_tls_producer_and_the_cli_reads_both() {
     let dir = tempfile::tempdir().unwrap();
     let tls = TlsSetup::new(dir.path(), CLIENT_URI);
-    let tokens = common::ServerTokens::new(&dir.path().join("tokens"));
-    let producer = tokens.grant("producer", None);
-    let server_flags = [tls_flags(&tls, false), vec!["--auth-tokens".to_owned(), tokens.path.display().to_string()]];
-    let (_server, addr) = start_server_with(&dir.path().join("server"), None, &strings(&server_flags.concat()));
+    let (_server, addr) = start_tls_server(dir.path(), &tls, true);
     let url = format!("https://{addr}");
     let client_flags = tls_flags(&tls, true);
 
@@ -107,14 +105,12 @@ async fn a_collector_follows_a_tls_server_and_the_cli_reads_both_over_mutual_tls
     let collector_flags: Vec<String> = [("--tls-cert", &own.cert), ("--tls-key", &own.key), ("--tls-ca", &tls.ca_file)]
         .into_iter()
         .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .chain(["--producer-tls".to_owned()])
         .collect();
     let (_collector, status_addr, _) = common::start_collector_with(&url, &collector_dir, &strings(&collector_flags));
-    let ca = tls_ca_flag(&tls);
-    let token = producer.token_file.display().to_string();
-    let _producer = Proc::start(
-        "roster-demo-producer",
-        &[&["--server", url.as_str(), "--interval", "200ms", "--token-file", &token][..], &strings(&ca)].concat(),
-    );
+    let producer_flags = [&["--server", url.as_str(), "--interval", "200ms"][..], &strings(&client_flags)].concat();
+    let producer = Proc::start("roster-demo-producer", &producer_flags);
+    assert_eq!(producer.logged("demo producer serving", "tls="), "\"on\"");
 
     let cli = |words: &[&str]| {
         let args = [&["--server", url.as_str()][..], &strings(&client_flags), &["--output", "json"], words].concat();
@@ -251,4 +247,65 @@ async fn a_client_whose_scheme_does_not_match_the_server_gets_a_clear_error_quic
         .output()
         .unwrap();
     assert!(text(&grpcurl_plaintext).contains("this server requires TLS"), "{}", text(&grpcurl_plaintext));
+}
+
+/// A gRPC peer that is not ours, Python grpcio with `ssl_channel_credentials`, follows a collector's feed over
+/// mutual TLS and applies the same set as the Rust collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_grpcio_follower_applies_the_collectors_set_over_mutual_tls() {
+    const N: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    let (_server, addr) = start_tls_server(dir.path(), &tls, true);
+    let url = format!("https://{addr}");
+    let (_collector, status_addr, collector_id) =
+        common::start_collector_with(&url, &dir.path().join("collector"), &strings(&tls_flags(&tls, true)));
+    let mut registry = RegistryClient::new(tls_channel(&addr, &tls, true).await);
+    for i in 0..N {
+        let request = pb::RegisterProducerRequest {
+            producer_id: uuid::Uuid::new_v4().to_string(),
+            address: format!("127.0.0.1:{}", 10_000 + i),
+            interval_ms: 3_600_000,
+            ..Default::default()
+        };
+        registry.register_producer(request).await.unwrap();
+    }
+    let status_url = format!("https://{status_addr}");
+    let status = wait_until(
+        &format!("the collector applying all {N}"),
+        || {
+            let url = ServerUrl::parse(&status_url).unwrap();
+            let tls = Some(tls.client_files(true).load().unwrap());
+            async move { StatusClient::connect_tls(&url, Duration::from_secs(10), tls).get_full_status().await }
+        },
+        |status| status.as_ref().is_ok_and(|s| s.applied_producer_count == N as u64 && s.producers.len() == N),
+    )
+    .await
+    .unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/follow_feed.py");
+    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let (ca, cert, key) = (tls.ca_file.clone(), tls.client.cert.clone(), tls.client.key.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::python())
+            .arg(script)
+            .arg("--proto-root")
+            .arg(proto_root)
+            .args(["--server", &addr, "--collector", &collector_id, "--min-producers", &N.to_string()])
+            .args(["--timeout", "60", "--ca"])
+            .arg(ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "python follower failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let applied: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON from the python follower");
+    let python_ids: Vec<&str> = applied["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let rust_ids: Vec<&str> = status.producers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(python_ids, rust_ids, "the same set, producer for producer");
 }

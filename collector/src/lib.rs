@@ -86,6 +86,8 @@ pub struct Config {
     pub tls: Option<ClientTls>,
     /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
     pub status_tls: Option<ServerTls>,
+    /// When set, every `roster.v1.Producer` is called over TLS with it; `None` calls them in plaintext.
+    pub producer_tls: Option<ClientTls>,
 }
 
 impl Config {
@@ -103,6 +105,7 @@ impl Config {
             credentials: roster::auth::CallCredentials::none(),
             tls: None,
             status_tls: None,
+            producer_tls: None,
         }
     }
 
@@ -189,7 +192,7 @@ pub async fn run(
     let (sink, sinks, sink_writers) = start_sinks(&config)?;
     let scrape_metrics = ScrapeMetrics::default();
     let metrics_registry = metrics::registry(&scrape_metrics, &handle, sinks.clone());
-    let reconciler = Reconciler::new(id, sink, scrape_metrics);
+    let reconciler = Reconciler::new(id, sink, scrape_metrics, config.producer_tls.clone());
     let views = reconciler.views();
     let stop = CancellationToken::new();
     let metrics_local = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());

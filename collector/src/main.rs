@@ -118,6 +118,11 @@ struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "ROSTER_COLLECTOR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+
+    /// Call every gRPC producer (roster.v1.Producer) over TLS, verifying it with --tls-ca and presenting
+    /// --tls-cert. Prometheus targets choose http or https each, in their registration.
+    #[arg(long, env = "ROSTER_COLLECTOR_PRODUCER_TLS", requires = "tls_ca")]
+    producer_tls: bool,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
@@ -163,6 +168,7 @@ async fn start() -> anyhow::Result<()> {
         .transpose()
         .context("cannot serve the status API over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
+    config.producer_tls = if args.producer_tls { tls.clone() } else { None };
     config.tls = tls;
     config.status_tls = status_tls;
     config.metrics_listen = args.metrics_listen.address();
