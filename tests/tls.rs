@@ -309,3 +309,32 @@ async fn a_python_grpcio_follower_applies_the_collectors_set_over_mutual_tls() {
     let rust_ids: Vec<&str> = status.producers.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(python_ids, rust_ids, "the same set, producer for producer");
 }
+
+/// `roster up --secure`: the pair, the demo producers and the printed CLI and grpcurl commands all over mutual
+/// TLS with certificates of a local CA made in the data directory, and reused by the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_up_secure_runs_over_mutual_tls_prints_working_commands_and_reuses_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--secure", "--metrics-listen", "off", "--collector-metrics-listen", "off", "--producers", "2"];
+    for (run, expected) in [(1, "local CA made now"), (2, "local CA reused")] {
+        let mut up = common::start_roster_up(dir.path(), &[&flags[..], &["--interval", "200ms"]].concat());
+        wait_for("roster up to print its commands", || up.stdout().contains("Ctrl-C stops everything")).await;
+        let printed = up.stdout();
+        assert!(printed.contains(expected), "run {run}: {printed}");
+        let command = |needle: &str| -> Vec<String> {
+            let line = printed.lines().find(|l| l.contains(needle) && !l.contains("(mutual TLS"));
+            let line = line.unwrap_or_else(|| panic!("{needle}: {printed}"));
+            line.split_whitespace().skip(1).map(str::to_owned).collect()
+        };
+        let listed = roster(&strings(&command("producers list")));
+        assert!(listed.stdout().contains("2 producers"), "{}{}", listed.stdout(), listed.stderr());
+        let mut status = roster(&strings(&command("status --collector")));
+        assert!(status.wait_exit().success(), "{}{}", status.stdout(), status.stderr());
+        let grpcurl = std::process::Command::new(common::grpcurl()).args(command("grpcurl -cacert")).output().unwrap();
+        assert!(String::from_utf8_lossy(&grpcurl.stdout).contains("roster.v1.Registry"), "{}", text(&grpcurl));
+        let sink = dir.path().join("collector/samples.jsonl");
+        wait_for("samples from the producers over TLS", || common::sink_lines(&sink).len() > 10).await;
+        up.signal("-INT");
+        assert!(up.wait_exit().success(), "{}", up.stderr());
+    }
+}

@@ -379,6 +379,11 @@ pub(crate) struct UpArgs {
     /// does not take waits in a queue in DIR/collector/remote-write.
     #[arg(long, value_name = "URL", value_parser = remote_write_sink)]
     pub(crate) remote_write: Option<Destination>,
+    /// Run secured: every gRPC connection over mutual TLS, each party named by its certificate. A local CA and the
+    /// certificates of the server, the collector, the demo producers and you (the operator) are made in DIR/tls
+    /// (reused on the next run while valid); how to call the pair with them is printed.
+    #[arg(long)]
+    pub(crate) secure: bool,
 }
 
 /// `--remote-write URL` as the collector's `--sink remote-write=URL`.

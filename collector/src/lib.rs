@@ -7,7 +7,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`defaults`] | every default, once |
-//! | `identity` | the collector's UUID in its data directory |
+//! | [`identity`] | the collector's UUID in its data directory (public: `roster up --secure` names it in a certificate) |
 //! | `reconciler` | running tasks ↔ applied snapshot, touching only what changed (C6) |
 //! | `producer_task` | one task per producer (handle/actor): the schedule and the counters |
 //! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer`, Prometheus HTTP) |
@@ -25,7 +25,7 @@ pub mod defaults;
 mod disk_queue;
 mod export;
 mod exposition;
-mod identity;
+pub mod identity;
 mod metrics;
 mod producer_task;
 mod reconciler;

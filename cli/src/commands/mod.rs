@@ -6,6 +6,7 @@ mod assignment;
 mod auth;
 mod collectors;
 mod demo_producer;
+mod local_ca;
 mod producers;
 mod status;
 mod up;
