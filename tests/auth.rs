@@ -183,12 +183,14 @@ async fn a_collector_whose_token_names_another_id_is_refused_its_watch_until_it_
     let data = dir.path().join("collector");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("collector-id"), COLLECTOR_A).unwrap();
-    let (collector, _status, id) =
+    let (collector, status_addr, id) =
         start_collector_with(&url, &data, &["--token-file", &token, "--reconnect-max-delay", "1s"]);
     assert_eq!(id, COLLECTOR_A);
     let refused = format!("collector {COLLECTOR_B} may not call /roster.v1.AssignmentFeed/Watch");
     wait_for("the collector's feed refused", || collector.stderr().contains(&refused)).await;
     assert!(collector.stderr().contains("the server refused this collector's feed"), "{}", collector.stderr());
+    let status = common::status(&status_addr).await;
+    assert!(status.feed_refused.starts_with("PermissionDenied: "), "its status says so too: {}", status.feed_refused);
     assert_eq!(registry_state(&operator.client(&url)).await, before, "a refused Watch makes no collector live");
 
     // Its own token, written to the same file, is read again: the feed opens without a restart.
