@@ -1,14 +1,18 @@
 //! Authentication and roles (issue 15) with real processes: roster-server with `--auth-tokens`, tokens made by
 //! `roster auth token`, and the CLI, grpcurl, roster-collector, roster-demo-producer and the library's client
-//! calling it. Every refusal is checked to leave the registry as it was.
+//! calling it; and over mutual TLS, client certificates naming the caller. Every refusal is checked to leave the
+//! registry as it was.
 
 mod common;
 
+use std::time::Duration;
+
 use common::{
-    Grant, Proc, ServerTokens, client, grpcurl_refused, roster, run_grpcurl, start_collector_with,
+    Proc, ServerTokens, client, grpcurl_output, grpcurl_refused, roster, run_grpcurl, start_collector_with,
     start_secured_server, wait_for, wait_until,
 };
-use roster::{client::RosterClient, pb, retry::CallError};
+use roster::{client::RosterClient, endpoint::ServerUrl, pb, retry::CallError};
+use roster_testkit::{TlsSetup, Usage};
 use tonic::Code;
 
 const MINE: &str = "0b9d2a1c-0000-4000-8000-000000000001";
@@ -17,9 +21,8 @@ const FOREIGN: &str = "7e3f0c55-0000-4000-8000-000000000001";
 const COLLECTOR_A: &str = "a0000000-0000-4000-8000-00000000000a";
 const COLLECTOR_B: &str = "b0000000-0000-4000-8000-00000000000b";
 
-/// The registry as an operator reads it: every producer and every collector, in full.
-async fn registry_state(url: &str, operator: &Grant) -> String {
-    let client = operator.client(url);
+/// The registry as an operator's `client` reads it: every producer and every collector, in full.
+async fn registry_state(client: &RosterClient) -> String {
     let producers = client.list_all_producers(String::new()).await.expect("ListProducers");
     let collectors = client.list_collectors().await.expect("ListCollectors").collectors;
     format!("{producers:?}\n{collectors:?}")
@@ -64,7 +67,7 @@ async fn the_cli_and_grpcurl_call_with_a_token_and_everything_but_health_is_refu
         "1h",
     ]);
     registered.assert_ok();
-    let before = registry_state(&url, &operator).await;
+    let before = registry_state(&operator.client(&url)).await;
 
     let mut anonymous = roster(&["--server", &url, "producers", "list"]);
     assert!(!anonymous.wait_exit().success(), "a call without a token is refused");
@@ -100,7 +103,7 @@ async fn the_cli_and_grpcurl_call_with_a_token_and_everything_but_health_is_refu
     let refused = grpcurl_refused(&addr, &["-d", &deregister], &["roster.v1.Registry/DeregisterProducer"]);
     assert!(refused.contains("Unauthenticated"), "{refused}");
 
-    assert_eq!(registry_state(&url, &operator).await, before, "no refusal changed the registry");
+    assert_eq!(registry_state(&operator.client(&url)).await, before, "no refusal changed the registry");
 
     // With --open-reflection, tools that cannot send credentials to reflection (grpcurl -rpc-header) work.
     let (_open, open_addr) = start_secured_server(&dir.path().join("open"), &tokens, &["--open-reflection"]);
@@ -125,7 +128,7 @@ async fn a_producer_token_touches_only_its_ids_never_pins_and_an_operator_token_
     op.register_producer(registration(FOREIGN, "")).await.expect("an operator registers any id");
     mine.register_producer(registration(MINE, "")).await.expect("a producer registers its own id");
 
-    let before = registry_state(&url, &operator).await;
+    let before = registry_state(&operator.client(&url)).await;
     assert_eq!(code(mine.register_producer(registration(MINE, COLLECTOR_A)).await), Code::PermissionDenied);
     assert_eq!(code(mine.register_producer(registration(FOREIGN, "")).await), Code::PermissionDenied);
     assert_eq!(code(mine.register_producer(registration(MINE_TOO, "")).await), Code::PermissionDenied);
@@ -135,7 +138,7 @@ async fn a_producer_token_touches_only_its_ids_never_pins_and_an_operator_token_
     assert_eq!(code(mine.set_producer_pin(MINE.to_owned(), COLLECTOR_A.to_owned()).await), Code::PermissionDenied);
     assert_eq!(code(mine.list_collectors().await), Code::PermissionDenied);
     assert_eq!(code(client(&url).deregister_producer(FOREIGN.to_owned()).await), Code::Unauthenticated);
-    assert_eq!(registry_state(&url, &operator).await, before, "no refusal changed the registry");
+    assert_eq!(registry_state(&operator.client(&url)).await, before, "no refusal changed the registry");
 
     // A prefix binding covers every id under it, and nothing else.
     let by_prefix = prefix.client(&url);
@@ -171,7 +174,7 @@ async fn a_collector_whose_token_names_another_id_is_refused_its_watch_until_it_
     let (_server, addr) = start_secured_server(&dir.path().join("server"), &tokens, &[]);
     let url = format!("http://{addr}");
     operator.client(&url).register_producer(registration(FOREIGN, "")).await.unwrap();
-    let before = registry_state(&url, &operator).await;
+    let before = registry_state(&operator.client(&url)).await;
 
     // The collector's own token file first holds the other collector's token.
     let token_file = dir.path().join("collector-token");
@@ -180,13 +183,15 @@ async fn a_collector_whose_token_names_another_id_is_refused_its_watch_until_it_
     let data = dir.path().join("collector");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("collector-id"), COLLECTOR_A).unwrap();
-    let (collector, _status, id) =
+    let (collector, status_addr, id) =
         start_collector_with(&url, &data, &["--token-file", &token, "--reconnect-max-delay", "1s"]);
     assert_eq!(id, COLLECTOR_A);
     let refused = format!("collector {COLLECTOR_B} may not call /roster.v1.AssignmentFeed/Watch");
     wait_for("the collector's feed refused", || collector.stderr().contains(&refused)).await;
     assert!(collector.stderr().contains("the server refused this collector's feed"), "{}", collector.stderr());
-    assert_eq!(registry_state(&url, &operator).await, before, "a refused Watch makes no collector live");
+    let status = common::status(&status_addr).await;
+    assert!(status.feed_refused.starts_with("PermissionDenied: "), "its status says so too: {}", status.feed_refused);
+    assert_eq!(registry_state(&operator.client(&url)).await, before, "a refused Watch makes no collector live");
 
     // Its own token, written to the same file, is read again: the feed opens without a restart.
     std::fs::write(&token_file, &own.token).unwrap();
@@ -257,4 +262,93 @@ fn a_non_loopback_listen_without_tls_and_authentication_is_refused_with_the_reas
     let insecure = Proc::start("roster-server", &["--listen", "0.0.0.0:0", "--data-dir", &data, "--insecure"]);
     let listen = insecure.logged("roster-server serving", "listen=");
     assert!(listen.starts_with("0.0.0.0:"), "{listen}");
+    assert!(insecure.stderr().contains("serving another network without TLS and authentication"), "and warns");
+}
+
+/// Mutual TLS: a client certificate's `roster://` URI SAN is the credential. A collector whose certificate names
+/// another id is refused its Watch (and makes no collector), its own certificate is accepted; an expired client
+/// certificate is refused at the handshake; grpcurl over TLS sends a bearer token with `-H` instead of a
+/// certificate. No refusal changes the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_mutual_tls_the_certificate_names_the_caller_and_an_expired_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), "roster://operator/test");
+    let tokens = ServerTokens::new(&dir.path().join("tokens"));
+    let reader = tokens.grant("reader", None);
+    let mut flags = common::tls_flags(&tls, false);
+    flags.extend(["--auth-tokens".to_owned(), tokens.path.display().to_string()]);
+    let (_server, addr) = common::start_server_with(&dir.path().join("server"), None, &strs(&flags));
+    let url = format!("https://{addr}");
+    let operator = RosterClient::connect_tls(
+        &ServerUrl::parse(&url).unwrap(),
+        Duration::from_secs(10),
+        Some(tls.client_files(true).load().unwrap()),
+    );
+    operator.register_producer(registration(FOREIGN, "")).await.expect("the operator's certificate");
+    let before = registry_state(&operator).await;
+
+    // A collector presenting another collector's certificate.
+    let data = dir.path().join("collector");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("collector-id"), COLLECTOR_A).unwrap();
+    let identity = |serial, uri: &str, name| {
+        let files = tls.ca.issue(Usage::Client, serial, uri).write(dir.path(), name);
+        vec![
+            "--tls-ca".to_owned(),
+            tls.ca_file.display().to_string(),
+            "--tls-cert".to_owned(),
+            files.cert.display().to_string(),
+            "--tls-key".to_owned(),
+            files.key.display().to_string(),
+        ]
+    };
+    let other = identity(101, &format!("roster://collector/{COLLECTOR_B}"), "other");
+    let (refused, _, _) = start_collector_with(&url, &data, &strs(&other));
+    let message = format!("collector {COLLECTOR_B} may not call /roster.v1.AssignmentFeed/Watch");
+    wait_for("the collector's feed refused", || refused.stderr().contains(&message)).await;
+    assert_eq!(registry_state(&operator).await, before, "a refused Watch makes no collector live");
+    drop(refused);
+    let own = identity(102, &format!("roster://collector/{COLLECTOR_A}"), "own");
+    let (_collector, _, _) = start_collector_with(&url, &data, &strs(&own));
+    wait_until(
+        "the collector live with its own certificate",
+        || async { operator.list_collectors().await.map(|l| l.collectors) },
+        |listed| listed.as_ref().is_ok_and(|c| c.iter().any(|c| c.id == COLLECTOR_A && c.open_streams > 0)),
+    )
+    .await
+    .expect("the collectors");
+    let before = registry_state(&operator).await;
+
+    // An expired client certificate: the TLS layer refuses the handshake, so no call is made; the same identity in
+    // a certificate that has not expired is accepted.
+    let ca = tls.ca_file.display().to_string();
+    let deregister = format!(r#"{{"producer_id":"{FOREIGN}"}}"#);
+    let valid_years = [Some((2000, 2001)), None];
+    for (serial, years) in (103..).zip(valid_years) {
+        let files = tls.ca.issue_valid(Usage::Client, serial, "roster://operator/old", years).write(dir.path(), "old");
+        let (cert, key) = (files.cert.display().to_string(), files.key.display().to_string());
+        let listed = grpcurl_output(&["-cacert", &ca, "-cert", &cert, "-key", &key], &addr, &["list"]);
+        assert_eq!(listed.status.success(), years.is_none(), "expired: {}; {listed:?}", years.is_some());
+        if years.is_some() {
+            let call = ["-cacert", &ca, "-cert", &cert, "-key", &key, "-d", &deregister];
+            let output = grpcurl_output(&call, &addr, &["roster.v1.Registry/DeregisterProducer"]);
+            assert!(!output.status.success(), "an expired certificate is refused: {output:?}");
+        }
+    }
+
+    // grpcurl over TLS with -cacert and a bearer token (-H reaches reflection too).
+    let header = reader.header();
+    let listed = grpcurl_output(&["-cacert", &ca, "-H", &header], &addr, &["roster.v1.Registry/ListProducers"]);
+    assert!(listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains(FOREIGN), "{listed:?}");
+    let denied = grpcurl_output(
+        &["-cacert", &ca, "-H", &header, "-d", &deregister],
+        &addr,
+        &["roster.v1.Registry/DeregisterProducer"],
+    );
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("PermissionDenied"), "{denied:?}");
+    assert_eq!(registry_state(&operator).await, before, "no refusal changed the registry");
+}
+
+fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
 }

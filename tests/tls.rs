@@ -326,8 +326,11 @@ async fn roster_up_secure_runs_over_mutual_tls_prints_working_commands_and_reuse
             let line = line.unwrap_or_else(|| panic!("{needle}: {printed}"));
             line.split_whitespace().skip(1).map(str::to_owned).collect()
         };
-        let listed = roster(&strings(&command("producers list")));
-        assert!(listed.stdout().contains("2 producers"), "{}{}", listed.stdout(), listed.stderr());
+        // The demo producers register in the background: `roster up` prints before they are done.
+        wait_for("the listing to show both demo producers", || {
+            roster(&strings(&command("producers list"))).stdout().contains("2 producers")
+        })
+        .await;
         let mut status = roster(&strings(&command("status --collector")));
         assert!(status.wait_exit().success(), "{}{}", status.stdout(), status.stderr());
         let grpcurl = std::process::Command::new(common::grpcurl()).args(command("grpcurl -cacert")).output().unwrap();

@@ -287,7 +287,7 @@ pub(crate) enum AuthCommand {
     #[command(after_help = "Examples:
   roster auth token --role operator --binding alice
   roster auth token --role collector --binding 0b9d2a1c-5e8f-4a4b-9d3e-2f6c7a8b9c0d
-  roster auth token --role producer --binding '0b9d2a1c-*' >> tokens.txt
+  roster auth token --role producer --binding '0b9d2a1c-*' --output json | jq -r .line >> /etc/roster/tokens
   roster auth token --role reader")]
     Token(TokenArgs),
 }
@@ -296,7 +296,7 @@ pub(crate) enum AuthCommand {
 #[derive(Debug, Args)]
 pub(crate) struct TokenArgs {
     /// What the token may do: operator, collector, producer or reader (see docs/SECURITY.md).
-    #[arg(long, value_parser = |s: &str| Role::parse_field("--role", s))]
+    #[arg(long, value_parser = |s: &str| Role::parse_field("--role", s).map_err(|e| e.problem))]
     pub(crate) role: Role,
     /// What it is bound to: a collector's id (required for collector); for producer, ids (comma-separated) or one
     /// id prefix ending in * (none: any id); for operator and reader, a name for the logs.

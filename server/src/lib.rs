@@ -10,7 +10,7 @@
 //! | module | owns | uses |
 //! |---|---|---|
 //! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `clock` |
-//! | `rpc` | the gRPC edge: request conversion and response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
+//! | `rpc` | the gRPC edge: request conversion, the body's authorization ([`roster::auth::Principal::may`]), response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
 //! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
 //! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `metrics`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
 //! | `metrics` | the server's own Prometheus metrics, served by [`roster::metrics_http`] | `feed::stream`, `registry::state`, `records` |

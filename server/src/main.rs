@@ -217,6 +217,15 @@ async fn start() -> anyhow::Result<()> {
     }
     check_exposure(args.listen, config.tls.is_some(), config.auth.is_on(), args.insecure)
         .map_err(anyhow::Error::msg)?;
+    if args.insecure && !args.listen.ip().is_loopback() && !(config.tls.is_some() && config.auth.is_on()) {
+        tracing::warn!(
+            listen = %args.listen,
+            tls = config.tls.is_some(),
+            auth = config.auth.is_on(),
+            "serving another network without TLS and authentication (--insecure): whoever reaches this port may \
+             change the registry"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;

@@ -95,7 +95,10 @@ fn read_token(path: &Path) -> Result<(AsciiMetadataValue, Option<SystemTime>), T
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad("a token is one word of visible ASCII; the file holds something else"));
     }
-    let header = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| bad("not a valid header value"))?;
+    let mut header: AsciiMetadataValue =
+        MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| bad("not a valid header value"))?;
+    // Never printed (Debug shows "Sensitive") and never put in HTTP/2's header compression table.
+    header.set_sensitive(true);
     Ok((header, modified))
 }
 
@@ -124,6 +127,7 @@ mod tests {
         std::fs::write(&path, "roster_first\n").unwrap();
         let mut credentials = CallCredentials::from_token_file(&path).unwrap();
         assert_eq!(sent(&mut credentials).as_deref(), Some("Bearer roster_first"));
+        assert!(!format!("{credentials:?}").contains("roster_first"), "a debug print never shows the token");
 
         std::fs::write(&path, "roster_second").unwrap();
         let later = SystemTime::now() + std::time::Duration::from_secs(5);

@@ -38,8 +38,9 @@ impl Default for ServeOptions {
 ///
 /// - connections with `TCP_NODELAY` (a feed frame or an answer is sent at once, not held back by Nagle's
 ///   algorithm), and the HTTP/2 keepalive of [`ServeOptions::keepalive`];
-/// - every call through the layers of [`rpc_trace`](crate::rpc_trace) (a request id and a tracing span, R5) and
-///   of [`message_limit`] (an oversize request is answered `RESOURCE_EXHAUSTED`);
+/// - every call through the layers of [`rpc_trace`](crate::rpc_trace) (a request id and a tracing span, R5), of
+///   [`crate::auth`] when [`ServerTransport::authenticate`] gives one (the caller's credential and role), and of
+///   [`message_limit`] (an oversize request is answered `RESOURCE_EXHAUSTED`);
 /// - `grpc.health.v1.Health` beside the services, SERVING for the server (`""`) and for each service while it
 ///   serves;
 /// - reflection v1 and v1alpha (grpcurl 1.8.6 asks for v1alpha), advertising exactly the services served.

@@ -605,3 +605,9 @@ pub async fn served_serial(addr: &str, tls: &roster_testkit::TlsSetup) -> u64 {
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
     cert.tbs_certificate.raw_serial().iter().fold(0u64, |serial, byte| serial << 8 | u64::from(*byte))
 }
+
+/// Runs `grpcurl -max-time 20 FLAGS ADDR WORDS` (TLS unless FLAGS say `-plaintext`); returns its output, successful
+/// or not.
+pub fn grpcurl_output(flags: &[&str], addr: &str, words: &[&str]) -> std::process::Output {
+    Command::new(grpcurl()).args(["-max-time", "20"]).args(flags).arg(addr).args(words).output().expect("grpcurl runs")
+}
