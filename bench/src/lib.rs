@@ -7,7 +7,8 @@
 //! with is a bare tonic server streaming the very same encoded chunks from memory to bare clients ([`bare`]).
 //!
 //! The scrape scenario ([`scrape`]) runs a real `roster-collector` and, after it, Debian's `prometheus` 2.42 in
-//! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness.
+//! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness
+//! ([`prometheus`]).
 //!
 //! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
 //! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
@@ -16,6 +17,7 @@
 pub mod bare;
 pub mod collector;
 pub mod fleet;
+pub mod prometheus;
 pub mod scenarios;
 pub mod scrape;
 pub mod server;
