@@ -8,7 +8,8 @@
 //!
 //! The scrape scenario ([`scrape`]) runs a real `roster-collector` and, after it, Debian's `prometheus` 2.42 in
 //! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness
-//! ([`prometheus`]).
+//! ([`prometheus`]). The harness's own remote-write receiver is
+//! [`receiver`].
 //!
 //! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
 //! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
@@ -18,6 +19,7 @@ pub mod bare;
 pub mod collector;
 pub mod fleet;
 pub mod prometheus;
+pub mod receiver;
 pub mod scenarios;
 pub mod scrape;
 pub mod server;
