@@ -62,3 +62,60 @@ pub const STOP_TASKS_WITHIN: Duration = Duration::from_secs(30);
 
 /// On shutdown, how long the sink gets to write what is queued.
 pub const FLUSH_SINK_WITHIN: Duration = Duration::from_secs(30);
+
+/// Remote-write: parallel senders per receiver. Each series is pinned to one shard (by a hash of its labels), so
+/// the samples of a series arrive in time order while the shards' requests overlap. Prometheus adjusts its shard
+/// count between 1 and 50 by load; a fixed 4 keeps a receiver's round trips off the critical path on a small host.
+pub const REMOTE_WRITE_SHARDS: usize = 4;
+
+/// Remote-write: most samples in one request. Prometheus 2.42 sends 500; Prometheus raised its default to 2000 in
+/// 2.44 (prometheus/prometheus PR 12203: per-request overheads spread over more samples), which roster takes.
+pub const REMOTE_WRITE_MAX_SAMPLES_PER_SEND: usize = 2000;
+
+/// Remote-write: most bytes of one request's protobuf before compression (a single series larger than this goes
+/// alone). Some 1 KiB per sample at [`REMOTE_WRITE_MAX_SAMPLES_PER_SEND`] stays under it; receivers refuse bodies
+/// of tens of MiB.
+pub const REMOTE_WRITE_MAX_BYTES_PER_SEND: usize = 4 * 1024 * 1024;
+
+/// Remote-write: how long one request may take before it is cut and retried (Prometheus's `remote_timeout`).
+pub const REMOTE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Remote-write: the backoff between retries of a request (5xx, 429, network errors, timeouts), forever, as
+/// Prometheus's `min_backoff` 30 ms and `max_backoff` 5 s, each delay shortened by up to half at random.
+pub const REMOTE_WRITE_BACKOFF: BackoffPolicy =
+    BackoffPolicy { initial: Duration::from_millis(30), cap: Duration::from_secs(5), jitter: 0.5, max_attempts: None };
+
+/// Remote-write: the longest wait a receiver's `Retry-After` is taken for; a longer one is cut to this, so a
+/// receiver's mistake cannot stall delivery for hours.
+pub const REMOTE_WRITE_RETRY_AFTER_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// Remote-write: how many full requests per shard the sender takes from the disk queue at a time (a window, split
+/// over the shards and acknowledged once all of it is delivered): several, so that a shard's requests follow each
+/// other without a pause for the next window.
+pub const REMOTE_WRITE_WINDOW_REQUESTS: usize = 4;
+
+/// Remote-write: how much of a receiver's answer to a refused request is kept as the reason it gives (its first
+/// line, cut at this many bytes).
+pub const REMOTE_WRITE_REASON_BYTES: usize = 256;
+
+/// Remote-write: how many distinct reasons for refused samples are counted apart; refusals for further reasons
+/// are counted together, so a receiver that words every refusal differently cannot grow the collector's memory
+/// or its metrics without bound.
+pub const REMOTE_WRITE_MAX_REASONS: usize = 16;
+
+/// The disk queue's default fsync policy syncs what was appended at most this long after (a power loss costs at
+/// most about this much; a process crash costs nothing).
+pub const QUEUE_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A disk-queue segment is closed, and a new one begun, at this size. The byte bound drops whole segments, so this
+/// is also how much one drop takes.
+pub const QUEUE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Remote-write: the most disk one receiver's queue takes (in its own directory under the data directory); past
+/// it, the oldest queued samples are dropped, counted. At some 100 bytes a sample on disk, 1 GiB holds about ten
+/// million samples: a 10-minute outage of a collector writing some 15 thousand samples a second.
+pub const REMOTE_WRITE_QUEUE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Remote-write: queued samples older than this are dropped, counted, instead of sent. Prometheus refuses (400,
+/// "out of bounds") samples more than about an hour older than its newest; sending them would only cost requests.
+pub const REMOTE_WRITE_QUEUE_MAX_AGE: Duration = Duration::from_secs(60 * 60);

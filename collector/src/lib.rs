@@ -14,6 +14,7 @@
 //! | `exposition` | the Prometheus text and OpenMetrics formats, parsed as Prometheus 2.42 parses them |
 //! | `sample` | one collected sample, from scraper to exporter |
 //! | `sink` | the bounded queue that never blocks collection, and its writer task |
+//! | `disk_queue` | the durable FIFO of records on disk in front of a remote-write receiver: checksummed segments, bounded by bytes and age |
 //! | `export` | the destinations behind the queue, one exporter per kind (JSON lines today) |
 //! | `status` | `roster.v1.CollectorStatus` |
 //! | `metrics` | the collector's own Prometheus metrics, served by [`roster::metrics_http`] |
@@ -21,6 +22,7 @@
 //! The feed itself (connect, assemble, persist, report, reconnect) is [`roster::follower`].
 
 pub mod defaults;
+mod disk_queue;
 mod export;
 mod exposition;
 mod identity;

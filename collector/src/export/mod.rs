@@ -7,6 +7,7 @@
 //! | destination (`--sink`) | exporter |
 //! |---|---|
 //! | JSON lines in a file (`jsonl=PATH`, or a bare path) | [`jsonl::JsonLines`] |
+//! | Prometheus remote-write 1.0, through a queue on disk (`remote-write=URL,...`) | [`remote_write::RemoteWrite`] |
 //!
 //! An exporter is called by one task, one batch at a time, so it may keep state (an open file, a connection, a
 //! queue of its own) without locking. It may take its time: the queue in front of it absorbs the wait, and drops
@@ -15,6 +16,8 @@
 //! there, not once it is delivered.
 
 pub(crate) mod jsonl;
+#[cfg_attr(not(test), expect(dead_code, reason = "the lead's `--sink remote-write=...` wiring is its user"))]
+pub(crate) mod remote_write;
 
 use std::{fmt::Display, future::Future, path::PathBuf, str::FromStr};
 

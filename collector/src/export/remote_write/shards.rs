@@ -1,0 +1,335 @@
+//! A window of queued requests, split over the shards by series and sent by them in parallel.
+//!
+//! Each series goes to the shard a hash of its labels names, so all of a series' samples go through one shard,
+//! which sends its requests one after another: the samples of a series reach the receiver in the order they were
+//! queued, while the shards' requests overlap. A shard's requests are bounded in samples and in bytes; each is
+//! built by copying the series' bytes (see [`wire`](super::wire)), compressed, and sent until the receiver
+//! delivers or refuses it ([`Receiver::send`]). A window is done once every shard has sent all of its part.
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{
+    client::{Receiver, Stopped},
+    wire::{self, Damaged, Series},
+};
+
+/// How requests are cut.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Shards, at least 1.
+    pub(crate) shards: usize,
+    /// Most samples in one request (a series with more goes alone).
+    pub(crate) max_samples: usize,
+    /// Most bytes of one request's protobuf (a series with more goes alone).
+    pub(crate) max_bytes: usize,
+}
+
+/// The requests of one window, by shard, being built.
+#[derive(Debug)]
+pub(crate) struct Window {
+    limits: Limits,
+    /// Per shard: its finished requests (protobuf, samples), then the one being filled.
+    shards: Vec<Vec<(Vec<u8>, u32)>>,
+    samples: usize,
+    /// Scratch for [`Series::split`].
+    series: Vec<Series>,
+}
+
+impl Window {
+    /// An empty window.
+    pub(crate) fn new(limits: Limits) -> Self {
+        let limits = Limits { shards: limits.shards.max(1), max_samples: limits.max_samples.max(1), ..limits };
+        Self { limits, shards: vec![Vec::new(); limits.shards], samples: 0, series: Vec::new() }
+    }
+
+    /// Samples in the window.
+    pub(crate) fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Adds the series of one queued request (an encoded `WriteRequest`) to their shards' requests.
+    pub(crate) fn push(&mut self, request: &[u8]) -> Result<(), Damaged> {
+        self.series.clear();
+        Series::split(request, &mut self.series)?;
+        let Limits { shards, max_samples, max_bytes } = self.limits;
+        for series in &self.series {
+            let key = &request[series.key.0..series.key.1];
+            let entry = &request[series.entry.0..series.entry.1];
+            // The modulo of a 64-bit hash by a small count: spread even enough, and stable across runs.
+            let shard = &mut self.shards[(xxh3_64(key) % shards as u64) as usize];
+            let fits = shard.last().is_some_and(|(bytes, samples)| {
+                *samples as usize + series.samples as usize <= max_samples && bytes.len() + entry.len() <= max_bytes
+            });
+            if !fits {
+                shard.push((Vec::with_capacity(entry.len().max(max_bytes.min(1 << 16))), 0));
+            }
+            if let Some((bytes, samples)) = shard.last_mut() {
+                bytes.extend_from_slice(entry);
+                *samples = samples.saturating_add(series.samples);
+            }
+            self.samples += series.samples as usize;
+        }
+        Ok(())
+    }
+
+    /// Sends every shard's requests, the shards in parallel, and empties the window. `Stopped` if `stop` fired
+    /// before all were delivered or refused (each shard finishes the request it has in flight).
+    pub(crate) async fn send(&mut self, receiver: &Receiver, stop: &CancellationToken) -> Result<(), Stopped> {
+        let mut tasks = JoinSet::new();
+        for requests in &mut self.shards {
+            if requests.is_empty() {
+                continue;
+            }
+            let requests = std::mem::take(requests);
+            let (receiver, stop) = (receiver.clone(), stop.clone());
+            tasks.spawn(async move {
+                for (request, samples) in requests {
+                    match wire::compress(&request) {
+                        Ok(body) => receiver.send(Bytes::from(body), samples, &stop).await?,
+                        // Only a request past snappy's 4 GiB limit, which the byte bound rules out.
+                        Err(e) => error!(error = %e, samples, "remote-write request not compressible; dropped"),
+                    }
+                }
+                Ok(())
+            });
+        }
+        self.samples = 0;
+        let mut result = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(Stopped)) => result = Err(Stopped),
+                // A shard is never aborted: the error is a panic, passed on.
+                Err(e) => {
+                    if let Ok(panic) = e.try_into_panic() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, atomic::Ordering},
+        time::{Duration, Instant},
+    };
+
+    use roster::backoff::BackoffPolicy;
+
+    use super::*;
+    use crate::{
+        export::remote_write::{
+            config::{Auth, RemoteWriteConfig},
+            stats::RemoteWriteStats,
+            test_receiver::{Answer, TestReceiver},
+            wire::{encode, tests::sample},
+        },
+        sample::{STALE_NAN_BITS, stale_nan},
+    };
+
+    /// A configuration for `receiver` that retries within milliseconds.
+    fn config(receiver: &TestReceiver) -> RemoteWriteConfig {
+        RemoteWriteConfig {
+            backoff: BackoffPolicy {
+                initial: Duration::from_millis(1),
+                cap: Duration::from_millis(5),
+                jitter: 0.5,
+                max_attempts: None,
+            },
+            ..RemoteWriteConfig::new(receiver.url())
+        }
+    }
+
+    fn limits(config: &RemoteWriteConfig) -> Limits {
+        Limits { shards: config.shards, max_samples: config.max_samples_per_send, max_bytes: config.max_bytes_per_send }
+    }
+
+    /// Sends `batches` as one window through `config`; the stats it counted.
+    async fn send(config: &RemoteWriteConfig, batches: &[Vec<crate::sample::Sample>]) -> Arc<RemoteWriteStats> {
+        let stats = RemoteWriteStats::new(Arc::default());
+        let receiver = Receiver::new(config, stats.clone());
+        let mut window = Window::new(limits(config));
+        for batch in batches {
+            window.push(&encode(batch).payload).unwrap();
+        }
+        window.send(&receiver, &CancellationToken::new()).await.unwrap();
+        assert_eq!(window.samples(), 0, "the window is emptied");
+        stats
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_spec_headers_and_decode_to_the_samples_sent() {
+        let receiver = TestReceiver::start([]).await;
+        let batch = vec![
+            sample("up", &[("job", "node"), ("instance", "a")], 1_000, 1.0),
+            sample("gone", &[], 2_000, stale_nan()),
+        ];
+        let stats = send(&RemoteWriteConfig { shards: 1, ..config(&receiver) }, &[batch]).await;
+        let received = receiver.received();
+        assert_eq!(received.len(), 1);
+        let headers = &received[0].headers;
+        for (name, value) in [
+            ("content-encoding", "snappy"),
+            ("content-type", "application/x-protobuf"),
+            ("x-prometheus-remote-write-version", "0.1.0"),
+            ("user-agent", concat!("roster-collector/", env!("CARGO_PKG_VERSION"))),
+        ] {
+            assert_eq!(headers[name], value, "{name}");
+        }
+        assert!(headers.get("authorization").is_none());
+        let series = &received[0].request.timeseries;
+        let labels: Vec<(&str, &str)> = series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(labels, [("__name__", "up"), ("instance", "a"), ("job", "node")]);
+        assert_eq!(
+            receiver.delivered(),
+            [("up".into(), 1_000, 1f64.to_bits()), ("gone".into(), 2_000, STALE_NAN_BITS)]
+        );
+        assert_eq!(stats.samples_sent.load(Ordering::Relaxed), 2);
+        assert!(stats.healthy());
+    }
+
+    #[tokio::test]
+    async fn credentials_go_in_the_authorization_header() {
+        let receiver = TestReceiver::start([]).await;
+        let bearer = Auth::bearer("t0ken").unwrap();
+        send(&RemoteWriteConfig { auth: Some(bearer), ..config(&receiver) }, &[vec![sample("a", &[], 1, 1.0)]]).await;
+        let basic = Auth::basic("ali", "pw");
+        send(&RemoteWriteConfig { auth: Some(basic), ..config(&receiver) }, &[vec![sample("a", &[], 2, 1.0)]]).await;
+        let received = receiver.received();
+        assert_eq!(received[0].headers["authorization"], "Bearer t0ken");
+        assert_eq!(received[1].headers["authorization"], "Basic YWxpOnB3");
+    }
+
+    #[tokio::test]
+    async fn each_series_keeps_its_order_across_shards_requests_and_windows() {
+        let receiver = TestReceiver::start([]).await;
+        let config = RemoteWriteConfig { shards: 4, max_samples_per_send: 7, ..config(&receiver) };
+        let names: Vec<String> = (0..40).map(|n| format!("m{n}")).collect();
+        // Three windows of two batches; each batch holds every series once, at a later time.
+        for window in 0..3u64 {
+            let batches: Vec<Vec<_>> = (0..2u64)
+                .map(|b| names.iter().map(|n| sample(n, &[("k", "v")], 10 * (2 * window + b) + 1, 1.0)).collect())
+                .collect();
+            send(&config, &batches).await;
+        }
+        let delivered = receiver.delivered();
+        assert_eq!(delivered.len(), 40 * 6, "every sample, once");
+        for name in &names {
+            let times: Vec<i64> = delivered.iter().filter(|d| &d.0 == name).map(|d| d.1).collect();
+            assert_eq!(times, [1, 11, 21, 31, 41, 51], "{name}");
+        }
+        let received = receiver.received();
+        assert!(received.iter().all(|r| r.request.timeseries.len() <= 7), "bounded in samples");
+        let shards_used: std::collections::BTreeSet<String> =
+            received.iter().map(|r| format!("{:?}", r.request.timeseries[0].labels)).collect();
+        assert!(shards_used.len() > 1);
+    }
+
+    #[tokio::test]
+    async fn requests_are_bounded_in_bytes_and_a_larger_series_goes_alone() {
+        let receiver = TestReceiver::start([]).await;
+        let config = RemoteWriteConfig { shards: 1, max_bytes_per_send: 100, ..config(&receiver) };
+        let big = "x".repeat(200);
+        let batch = vec![sample("a", &[], 1, 1.0), sample("b", &[], 1, 1.0), sample("c", &[("big", &big)], 1, 1.0)];
+        let bytes: Vec<usize> = batch.iter().map(|s| encode(std::slice::from_ref(s)).payload.len()).collect();
+        assert!(bytes[0] + bytes[1] <= 100 && bytes[2] > 100, "{bytes:?}");
+        send(&config, &[batch]).await;
+        let sizes: Vec<usize> = receiver.received().iter().map(|r| r.request.timeseries.len()).collect();
+        assert_eq!(sizes, [2, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_5xx_is_retried_until_delivered_once() {
+        let receiver = TestReceiver::start([Answer::status(503, "busy"), Answer::status(500, "oops")]).await;
+        let stats = send(&config(&receiver), &[vec![sample("a", &[], 1, 1.0)]]).await;
+        let answered: Vec<_> = receiver.received().iter().map(|r| r.answered).collect();
+        assert_eq!(answered, [Some(503), Some(500), Some(204)]);
+        assert_eq!(receiver.delivered().len(), 1);
+        assert_eq!(stats.requests_retried.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.samples_sent.load(Ordering::Relaxed), 1);
+        assert!(stats.healthy() && stats.last_error().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_429_waits_what_retry_after_asks_capped() {
+        let receiver = TestReceiver::start([Answer::Status(429, vec![("retry-after", "1".into())], "slow down")]).await;
+        let started = Instant::now();
+        let stats = send(&config(&receiver), &[vec![sample("a", &[], 1, 1.0)]]).await;
+        assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
+        assert_eq!(receiver.received().len(), 2);
+        assert_eq!(stats.requests_retried.load(Ordering::Relaxed), 1);
+
+        // An hour is cut to the configured maximum.
+        receiver.script([Answer::Status(429, vec![("retry-after", "3600".into())], "")]);
+        let config = RemoteWriteConfig { retry_after_max: Duration::from_millis(300), ..config(&receiver) };
+        let started = Instant::now();
+        send(&config, &[vec![sample("a", &[], 2, 1.0)]]).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(60), "waited {waited:?}");
+        assert_eq!(receiver.delivered().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_4xx_is_never_retried_and_counted_by_its_reason() {
+        let receiver = TestReceiver::start([
+            Answer::status(400, "out of order sample\nseries {...}"),
+            Answer::status(400, "out of order sample"),
+            Answer::status(404, ""),
+        ])
+        .await;
+        let config = RemoteWriteConfig { shards: 1, max_samples_per_send: 1, ..config(&receiver) };
+        let batch: Vec<_> = (0..4).map(|t| sample("a", &[], t, 1.0)).collect();
+        let stats = send(&config, &[batch]).await;
+        let answered: Vec<_> = receiver.received().iter().map(|r| r.answered).collect();
+        assert_eq!(answered, [Some(400), Some(400), Some(404), Some(204)], "no retries");
+        let refused = stats.refused();
+        assert_eq!(refused.len(), 2);
+        assert_eq!(refused["400 out of order sample"], 2);
+        assert_eq!(refused["404 Not Found"], 1);
+        assert_eq!(stats.requests_retried.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.samples_sent.load(Ordering::Relaxed), 1);
+        assert!(stats.healthy(), "a refusal is an answer");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_receiver_is_cut_by_the_timeout_and_retried() {
+        let receiver = TestReceiver::start([Answer::Hang]).await;
+        let config = RemoteWriteConfig { timeout: Duration::from_millis(200), ..config(&receiver) };
+        let stats = send(&config, &[vec![sample("a", &[], 1, 1.0)]]).await;
+        let answered: Vec<_> = receiver.received().iter().map(|r| r.answered).collect();
+        assert_eq!(answered, [None, Some(204)]);
+        assert_eq!(stats.requests_retried.load(Ordering::Relaxed), 1);
+        assert_eq!(receiver.delivered().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_retries_and_the_window_is_not_done() {
+        let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(503, ""), 1000)).await;
+        let stats = RemoteWriteStats::new(Arc::default());
+        let config = config(&receiver);
+        let sender = Receiver::new(&config, stats.clone());
+        let mut window = Window::new(limits(&config));
+        window.push(&encode(&[sample("a", &[], 1, 1.0)]).payload).unwrap();
+        let stop = CancellationToken::new();
+        let stopper = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            tokio::spawn(async move {
+                roster_testkit::wait_for("a few retries", || stats.requests_retried.load(Ordering::Relaxed) >= 3).await;
+                stop.cancel();
+            })
+        };
+        assert!(window.send(&sender, &stop).await.is_err(), "stopped before delivery");
+        stopper.await.unwrap();
+        assert!(!stats.healthy());
+        assert_eq!(stats.last_error().as_deref(), Some("503 Service Unavailable"));
+        assert!(receiver.delivered().is_empty());
+    }
+}
