@@ -72,16 +72,6 @@ impl Targets {
         Ok(Self { addrs, _servers: servers })
     }
 
-    /// How many there are.
-    pub fn len(&self) -> usize {
-        self.addrs.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.addrs.is_empty()
-    }
-
     /// Samples per second of the targets' own series when every target is scraped every [`INTERVAL`] (each
     /// scraper adds five synthetic series per target and scrape: `up` and `scrape_*`).
     pub fn series_per_sec(&self) -> f64 {
