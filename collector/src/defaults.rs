@@ -112,8 +112,9 @@ pub const QUEUE_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub const QUEUE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Remote-write: the most disk one receiver's queue takes (in its own directory under the data directory); past
-/// it, the oldest queued samples are dropped, counted. At some 100 bytes a sample on disk, 1 GiB holds about ten
-/// million samples: a 10-minute outage of a collector writing some 15 thousand samples a second.
+/// it, the oldest queued samples are dropped, counted. At some 120 bytes a sample on disk (node_exporter-like
+/// series, queued uncompressed), 1 GiB holds about nine million samples: a 10-minute outage of a collector writing
+/// some 15 thousand samples a second.
 pub const REMOTE_WRITE_QUEUE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Remote-write: queued samples older than this are dropped, counted, instead of sent. Prometheus refuses (400,

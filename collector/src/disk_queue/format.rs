@@ -81,11 +81,13 @@ pub(super) struct NotASegment;
 /// Walks a segment's records. A header that fails its checksum, or a record shorter than its header says, ends
 /// the walk (what follows cannot be framed); a payload that fails its checksum is skipped, and the walk goes on.
 pub(super) fn scan(bytes: &[u8]) -> Result<Scan, NotASegment> {
-    if bytes.len() < MAGIC.len() {
-        // A segment torn while it was created holds a prefix of the magic: it is empty.
-        return if MAGIC.starts_with(bytes) { Ok(Scan::default()) } else { Err(NotASegment) };
+    let head = &bytes[..bytes.len().min(MAGIC.len())];
+    // A segment torn while it was created holds a prefix of the magic, or zeros (blocks allocated but never
+    // written, after a power loss): it holds nothing good.
+    if (head.len() < MAGIC.len() && MAGIC.starts_with(head)) || head.iter().all(|&b| b == 0) {
+        return Ok(Scan::default());
     }
-    if &bytes[..MAGIC.len()] != MAGIC {
+    if head != MAGIC {
         return Err(NotASegment);
     }
     let mut scan = Scan::default();

@@ -325,6 +325,40 @@ fn a_write_that_fails_is_an_error_naming_the_file_and_the_next_append_starts_a_n
     assert_eq!(load(&stats.appended_samples), samples(&[record(0), record(2)]));
 }
 
+#[test]
+fn a_reader_racing_a_writer_that_drops_segments_gets_whole_records_in_order() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = QueueConfig { max_bytes: 4 * FOUR_RECORDS, ..config(dir.path()) };
+    let (mut writer, mut reader, stats) = open_at(config);
+    let appender = std::thread::spawn(move || {
+        for i in 0..5000 {
+            writer.append(&fixed(i)).expect("the append succeeds");
+        }
+    });
+    let mut got = Vec::new();
+    // Bounded: the writer stops after 5000 records, and the last look after it finished drains the rest.
+    loop {
+        let finished = appender.is_finished();
+        while let Some((id, r)) = reader.try_next().expect("the read succeeds") {
+            got.push(r);
+            reader.ack(id).expect("the ack is written");
+        }
+        if finished {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    appender.join().expect("the writer thread");
+    // Whole records (the payload checksum held), a subsequence of what was appended, ending with the last one.
+    // Record i has its min time at NOW - 1000 + i.
+    let indexes: Vec<u32> = got.iter().map(|r| (r.min_time_ms - NOW + 1000) as u32).collect();
+    assert!(got.iter().zip(&indexes).all(|(r, &i)| *r == fixed(i)), "a record came back altered");
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "records came back out of order");
+    assert_eq!(got.last(), Some(&fixed(4999)));
+    assert!(load(&stats.bytes) <= 4 * FOUR_RECORDS);
+    assert_eq!(load(&stats.records), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn next_wakes_when_a_record_is_appended_from_another_task() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -355,6 +389,21 @@ fn an_unreadable_cursor_means_every_record_is_read_again() {
 }
 
 #[test]
+fn a_segment_torn_while_it_was_made_holds_nothing_and_goes() {
+    for torn in [&b"rost"[..], &[0; 4096][..], b""] {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        append_all(&mut open_at(config(dir.path())).0, &[record(0), record(1)]);
+        fs::write(dir.path().join(segment_name(1)), torn).expect("a torn segment");
+        let (mut writer, mut reader, stats) = open_at(config(dir.path()));
+        assert_eq!(load(&stats.damaged_bytes), torn.len() as u64);
+        assert_eq!(segments(dir.path()), [0]);
+        writer.append(&record(2)).expect("the append succeeds");
+        assert_eq!(segments(dir.path()), [0, 2]);
+        assert_eq!(records_of(&read_all(&mut reader)), [record(0), record(1), record(2)]);
+    }
+}
+
+#[test]
 fn a_file_that_is_not_a_segment_is_an_error_naming_it() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join(segment_name(0));
@@ -364,13 +413,15 @@ fn a_file_that_is_not_a_segment_is_an_error_naming_it() {
 }
 
 #[test]
-fn headers_round_trip_and_segment_names_sort_as_numbers() {
+fn headers_round_trip_segment_names_sort_as_numbers_and_an_index_entry_takes_56_bytes() {
     let header = Header { len: 7, samples: 3, min_time_ms: -5, max_time_ms: i64::MAX, payload_crc: 0xdead_beef };
     assert_eq!(Header::decode(&header.encode()), Some(header));
     assert_eq!(segment_name(42), "00000000000000000042.seg");
     assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
     assert_eq!(parse_segment_name("42.seg"), None);
     assert_eq!(parse_segment_name("cursor"), None);
+    // As the module doc says of the index.
+    assert_eq!(std::mem::size_of::<Entry>(), 56);
 }
 
 /// What a test does to the queue.

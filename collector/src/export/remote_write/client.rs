@@ -86,7 +86,8 @@ impl Receiver {
                 Ok(builder) => builder.with_no_client_auth(),
                 Err(e) => {
                     if config.url.scheme_str() == Some("https") {
-                        warn!(error = %e, "no CA certificates: https remote-write will fail (set SSL_CERT_FILE, or ca-file)");
+                        let fix = "set SSL_CERT_FILE, or give ca-file";
+                        warn!(error = %e, fix, "no CA certificates: https remote-write will fail");
                     }
                     ClientConfig::builder().with_root_certificates(RootCertStore::empty()).with_no_client_auth()
                 }
@@ -98,10 +99,8 @@ impl Receiver {
         http.enforce_http(false);
         let connector =
             HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(defaults::SCRAPE_IDLE_CONNECTION)
-            .build(connector);
+        // Idle connections are closed after hyper's default 90 s (the timer lets the pool see time pass).
+        let client = Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(connector);
         Self {
             client,
             url: config.url.clone(),
@@ -130,8 +129,9 @@ impl Receiver {
                 }
                 Outcome::Refused { reason } => {
                     if self.stats.refused_for(samples, &reason) {
-                        warn!(receiver = %self.url, %reason, samples,
-                            "remote-write receiver refused a request for good; its samples are dropped (logged once per reason)");
+                        let note = "logged once for each reason";
+                        warn!(receiver = %self.url, %reason, samples, note,
+                            "remote-write receiver refused a request for good; its samples are dropped");
                     }
                     return Ok(());
                 }
@@ -139,7 +139,7 @@ impl Receiver {
                     let backoff = delays.next().unwrap_or(self.backoff.cap);
                     let delay = after.map_or(backoff, |after| after.min(self.retry_after_max));
                     if self.stats.retrying(samples, error.clone()) {
-                        warn!(receiver = %self.url, %error, "remote-write failed; retrying until the receiver accepts");
+                        warn!(receiver = %self.url, %error, "remote-write failed; retrying until it is taken");
                     }
                     delay
                 }

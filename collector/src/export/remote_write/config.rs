@@ -22,8 +22,9 @@ use crate::defaults;
 /// The prefix of the command-line value of a remote-write receiver.
 pub(crate) const PREFIX: &str = "remote-write=";
 
-/// One receiver and how roster-collector writes to it.
-#[derive(Debug, Clone)]
+/// One receiver and how roster-collector writes to it. Its `Display` is the command-line value without the
+/// options (no secret, no file name).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RemoteWriteConfig {
     /// Where requests go: an `http` or `https` URL with a host.
     pub(crate) url: Uri,
@@ -50,7 +51,7 @@ pub(crate) struct RemoteWriteConfig {
 }
 
 /// Credentials for a receiver: the `Authorization` header sent with every request, built once.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub(crate) enum Auth {
     /// `Authorization: Bearer <token>`.
     Bearer(HeaderValue),
@@ -102,7 +103,7 @@ impl fmt::Debug for Auth {
 }
 
 /// The certificates of a CA file, at least one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CaFile(pub(crate) Vec<CertificateDer<'static>>);
 
 /// What is wrong with a remote-write value; each names the option and the fix.
@@ -138,13 +139,22 @@ pub(crate) enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("remote-write {option} `{}` is empty or holds more than one line; write the secret alone in it", path.display())]
+    #[error(
+        "remote-write {option} `{}` is empty or holds more than one line; write the secret alone in it",
+        path.display()
+    )]
     Secret { option: &'static str, path: PathBuf },
     #[error("remote-write basic-auth-user `{0}` holds a `:`, which basic auth cannot carry; use another user name")]
     ColonInUser(String),
-    #[error("remote-write ca-file `{}` holds no PEM certificate; give a file with the CA's certificate in PEM", .0.display())]
+    #[error(
+        "remote-write ca-file `{}` holds no PEM certificate; give a file with the CA's certificate in PEM",
+        .0.display()
+    )]
     NoCertificate(PathBuf),
-    #[error("remote-write {option} `{}` is unusable in an HTTP header (control characters?); fix the file", path.display())]
+    #[error(
+        "remote-write {option} `{}` is unusable in an HTTP header (control characters?); fix the file",
+        path.display()
+    )]
     Header { option: &'static str, path: PathBuf },
 }
 
@@ -183,6 +193,12 @@ impl RemoteWriteConfig {
         let port = self.url.port_u16().unwrap_or(if self.url.scheme_str() == Some("https") { 443 } else { 80 });
         let hash = xxhash_rust::xxh3::xxh3_64(self.url.to_string().as_bytes());
         data_dir.join("remote-write").join(format!("{host}-{port}-{hash:016x}"))
+    }
+}
+
+impl fmt::Display for RemoteWriteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}{}", self.url)
     }
 }
 
@@ -279,6 +295,7 @@ mod tests {
         assert_eq!(config.shards, defaults::REMOTE_WRITE_SHARDS);
         assert_eq!(config.max_samples_per_send, defaults::REMOTE_WRITE_MAX_SAMPLES_PER_SEND);
         assert_eq!(config.timeout, defaults::REMOTE_WRITE_TIMEOUT);
+        assert_eq!(config.to_string(), "remote-write=http://127.0.0.1:9090/api/v1/write");
         assert!(parse("remote-write=https://tsdb.example/api/v1/push").is_ok());
     }
 
@@ -298,10 +315,10 @@ mod tests {
         let token = dir.path().join("token");
         std::fs::write(&token, "s3cret\n").unwrap();
         let config = parse(&format!("remote-write=http://h/w,bearer-token-file={}", token.display())).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
         let auth = config.auth.unwrap();
         assert_eq!(auth.header(), "Bearer s3cret");
         assert!(auth.header().is_sensitive());
-        assert!(!format!("{auth:?}").contains("s3cret"));
 
         let password = dir.path().join("password");
         std::fs::write(&password, "open sesame\r\n").unwrap();

@@ -11,20 +11,27 @@
 //! | `sender` | the task that reads the queue a window at a time and acknowledges what was delivered |
 //! | `stats` | what was sent, retried and dropped, and whether the receiver is healthy |
 //!
-//! The path of a sample: [`RemoteWrite::export`] encodes a batch as one `WriteRequest` (uncompressed: the sender
-//! re-cuts it by series, and compressing it twice would cost more CPU than the disk bytes it saves) and appends it
-//! to the receiver's [`disk_queue`](crate::disk_queue), then returns: collection never waits on the receiver. The
-//! sender task reads records in order, takes a window of them (enough for [`defaults::REMOTE_WRITE_WINDOW_REQUESTS`] full requests per shard),
-//! splits its series over the shards by a hash of their labels, and the shards send their requests in parallel,
-//! each retried until delivered or refused for good. Once every shard is done, the window is acknowledged and the
-//! queue deletes it.
+//! The path of a sample: [`RemoteWrite::export`] encodes a batch as one `WriteRequest` and appends it to the receiver's
+//! [`disk_queue`](crate::disk_queue), then returns: collection never waits on the receiver. The sender task reads
+//! records in order, takes a window of them (enough for [`defaults::REMOTE_WRITE_WINDOW_REQUESTS`] full requests per
+//! shard), splits its series over the shards by a hash of their labels, and the shards send their requests in parallel,
+//! each retried until delivered or refused for good. Once every shard is done, the window is acknowledged and the queue
+//! deletes it.
+//!
+//! A record is the protobuf uncompressed, because the sender cuts it by series again. Measured on node_exporter-like
+//! series (5 labels; optimised build on a loaded 2-core machine), a sample takes 121 bytes so, 14 with snappy; but
+//! compressing each record, and undoing it in the sender, would add some 50 ns of CPU per sample to the 73 ns of
+//! encoding and the 110 ns of cutting, sharding and compressing the requests. The CPU goal of issue 14 weighs more than
+//! disk bytes within the queue's bound.
 //!
 //! **At least once.** A window is acknowledged only after all of it was delivered. After a crash (or a stop
 //! during a window, or an acknowledgement that could not be written), the next start sends the unacknowledged
 //! records again, some of whose requests the receiver may already hold: a sample can arrive twice. Prometheus
-//! accepts an identical sample again (same series, timestamp and value) without error or change, and so do the
-//! other receivers; what is never possible is a loss of acknowledged-but-undelivered samples. A receiver that
-//! refuses (4xx) drops only the request it refused; its samples are counted by the reason given.
+//! takes an identical sample again (same series, timestamp and value) without error or change, and refuses one
+//! older than its series' newest as "out of order", rolling back the whole request; requests are therefore cut so
+//! that sending one again never mixes such a sample with new ones (see [`shards`]), and a re-sent request is
+//! either taken or refused with nothing new in it. A receiver that refuses (4xx) drops only the request it refused;
+//! its samples are counted by the reason given.
 //!
 //! The queue's own bounds (bytes, sample age) are what limits how long samples wait for a receiver that is down:
 //! the sender itself retries forever.
@@ -249,6 +256,21 @@ mod tests {
         .await;
         assert_eq!(stats.dropped(), [("400 out of bounds".to_owned(), 5)].into_iter().collect());
         assert_eq!(stats.samples_sent.load(Ordering::Relaxed), 5);
+        exporter.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_queued_record_that_is_not_a_request_is_dropped_as_damaged_and_the_rest_delivered() {
+        let receiver = TestReceiver::start([]).await;
+        let data = tempfile::tempdir().unwrap();
+        let (mut exporter, stats) = RemoteWrite::start(&config(&receiver), data.path()).unwrap();
+        let start_ms = now_ms() as i64;
+        let junk = Record { min_time_ms: start_ms, max_time_ms: start_ms, samples: 7, payload: b"junk".to_vec() };
+        exporter.writer.append(&junk).unwrap();
+        exporter.export(&batch(3, 0, start_ms as u64)).await.unwrap();
+        roster_testkit::wait_for("the queue emptied", || stats.queue.records.load(Ordering::Relaxed) == 0).await;
+        assert_eq!(stats.dropped(), [(stats::DAMAGED.to_owned(), 7)].into_iter().collect());
+        assert_eq!(receiver.delivered().len(), 3);
         exporter.shutdown().await.unwrap();
     }
 }

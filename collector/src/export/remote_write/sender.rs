@@ -41,7 +41,9 @@ impl Sender {
     /// Runs until `stop` fires.
     pub(crate) async fn run(mut self) {
         let mut window = Window::new(self.limits);
-        let mut failing = Failing { delays: self.backoff.delays(), times: 0 };
+        // Reading and acknowledging fail and recover apart (a full disk fails the cursor, not the reads).
+        let mut reading = Failing { what: "read", delays: self.backoff.delays(), times: 0 };
+        let mut acking = Failing { what: "acknowledge", delays: self.backoff.delays(), times: 0 };
         loop {
             let read = tokio::select! {
                 () = self.stop.cancelled() => break,
@@ -49,12 +51,12 @@ impl Sender {
             };
             let mut through = match read {
                 Ok((id, record)) => {
-                    failing.ok();
+                    reading.ok();
                     self.take(&mut window, &record);
                     id
                 }
                 Err(e) => {
-                    let delay = failing.failed("read", &e);
+                    let delay = reading.failed(&e);
                     tokio::select! {
                         () = self.stop.cancelled() => break,
                         () = tokio::time::sleep(delay) => continue,
@@ -70,7 +72,7 @@ impl Sender {
                     Ok(None) => break,
                     // Sent with what it has; the record that failed is read again next time.
                     Err(e) => {
-                        let _ = failing.failed("read", &e);
+                        let _ = reading.failed(&e);
                         break;
                     }
                 }
@@ -80,9 +82,9 @@ impl Sender {
             }
             // A failed acknowledgement is made good by the next one, which covers this window too.
             match self.reader.ack(through) {
-                Ok(()) => failing.ok(),
+                Ok(()) => acking.ok(),
                 Err(e) => {
-                    let _ = failing.failed("acknowledge", &e);
+                    let _ = acking.failed(&e);
                 }
             }
         }
@@ -98,9 +100,10 @@ impl Sender {
     }
 }
 
-/// Failures of the queue in a row: logged at the first and at the recovery, not in between.
+/// Failures of one use of the queue in a row: logged at the first and at the recovery, not in between.
 #[derive(Debug)]
 struct Failing {
+    what: &'static str,
     delays: Delays,
     times: u32,
 }
@@ -108,16 +111,17 @@ struct Failing {
 impl Failing {
     fn ok(&mut self) {
         if self.times > 0 {
-            info!(failures = self.times, "remote-write queue works again");
+            info!(failures = self.times, "remote-write queue: can {} again", self.what);
         }
         self.times = 0;
         self.delays.reset();
     }
 
     /// Counts a failure; how long to wait before trying again.
-    fn failed(&mut self, what: &str, error: &QueueError) -> Duration {
+    fn failed(&mut self, error: &QueueError) -> Duration {
         if self.times == 0 {
-            warn!(error = %chain(error), "remote-write queue: cannot {what}; trying again (logged once until it works)");
+            let what = self.what;
+            warn!(error = %chain(error), "remote-write queue: cannot {what}; trying again (logged once till it works)");
         }
         self.times = self.times.saturating_add(1);
         self.delays.next().unwrap_or(defaults::REMOTE_WRITE_BACKOFF.cap)

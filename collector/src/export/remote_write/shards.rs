@@ -5,6 +5,19 @@
 //! queued, while the shards' requests overlap. A shard's requests are bounded in samples and in bytes; each is
 //! built by copying the series' bytes (see [`wire`](super::wire)), compressed, and sent until the receiver
 //! delivers or refuses it ([`Receiver::send`]). A window is done once every shard has sent all of its part.
+//!
+//! **A request holds at most one sample of a series**, so that sending it again never loses anything. Prometheus
+//! (2.42, `storage/remote/write_handler.go`) appends a request's samples one by one and rolls the whole request
+//! back at the first it refuses; a sample older than the newest its series holds is refused ("out of order
+//! sample"), an identical one is taken as it is. A request is sent again when its answer was lost (a timeout after
+//! the receiver took it) or after a restart, when the unacknowledged window is read again. Were a series twice in
+//! one request, its earlier sample would then be refused and the whole request with it, new samples included.
+//! With one sample per series per request, and the requests of a shard cut the same way from the same records
+//! (a restart's window starts with the same records, so its first requests are the same, the last one possibly
+//! with more series), a request sent again holds, for each series, either the newest sample it has (taken again)
+//! or one the receiver never saw. The price: a backlog of few series goes out in more, smaller requests.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use tokio::task::JoinSet;
@@ -32,18 +45,28 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub(crate) struct Window {
     limits: Limits,
-    /// Per shard: its finished requests (protobuf, samples), then the one being filled.
-    shards: Vec<Vec<(Vec<u8>, u32)>>,
+    shards: Vec<Part>,
     samples: usize,
     /// Scratch for [`Series::split`].
     series: Vec<Series>,
+}
+
+/// One shard's part of a window.
+#[derive(Debug, Default)]
+struct Part {
+    /// Its requests (protobuf, samples); the last one is being filled.
+    requests: Vec<(Vec<u8>, u32)>,
+    /// The hashes of the series in the last request (the identity of a series: a hash collision only starts a
+    /// request early).
+    open: HashSet<u64>,
 }
 
 impl Window {
     /// An empty window.
     pub(crate) fn new(limits: Limits) -> Self {
         let limits = Limits { shards: limits.shards.max(1), max_samples: limits.max_samples.max(1), ..limits };
-        Self { limits, shards: vec![Vec::new(); limits.shards], samples: 0, series: Vec::new() }
+        let shards = (0..limits.shards).map(|_| Part::default()).collect();
+        Self { limits, shards, samples: 0, series: Vec::new() }
     }
 
     /// Samples in the window.
@@ -59,18 +82,23 @@ impl Window {
         for series in &self.series {
             let key = &request[series.key.0..series.key.1];
             let entry = &request[series.entry.0..series.entry.1];
+            let hash = xxh3_64(key);
             // The modulo of a 64-bit hash by a small count: spread even enough, and stable across runs.
-            let shard = &mut self.shards[(xxh3_64(key) % shards as u64) as usize];
-            let fits = shard.last().is_some_and(|(bytes, samples)| {
-                *samples as usize + series.samples as usize <= max_samples && bytes.len() + entry.len() <= max_bytes
+            let part = &mut self.shards[(hash % shards as u64) as usize];
+            let fits = part.requests.last().is_some_and(|(bytes, samples)| {
+                *samples as usize + series.samples as usize <= max_samples
+                    && bytes.len() + entry.len() <= max_bytes
+                    && !part.open.contains(&hash)
             });
             if !fits {
-                shard.push((Vec::with_capacity(entry.len().max(max_bytes.min(1 << 16))), 0));
+                part.requests.push((Vec::with_capacity(entry.len().max(max_bytes.min(1 << 16))), 0));
+                part.open.clear();
             }
-            if let Some((bytes, samples)) = shard.last_mut() {
+            if let Some((bytes, samples)) = part.requests.last_mut() {
                 bytes.extend_from_slice(entry);
                 *samples = samples.saturating_add(series.samples);
             }
+            part.open.insert(hash);
             self.samples += series.samples as usize;
         }
         Ok(())
@@ -80,11 +108,12 @@ impl Window {
     /// before all were delivered or refused (each shard finishes the request it has in flight).
     pub(crate) async fn send(&mut self, receiver: &Receiver, stop: &CancellationToken) -> Result<(), Stopped> {
         let mut tasks = JoinSet::new();
-        for requests in &mut self.shards {
-            if requests.is_empty() {
+        for part in &mut self.shards {
+            part.open.clear();
+            if part.requests.is_empty() {
                 continue;
             }
-            let requests = std::mem::take(requests);
+            let requests = std::mem::take(&mut part.requests);
             let (receiver, stop) = (receiver.clone(), stop.clone());
             tasks.spawn(async move {
                 for (request, samples) in requests {
@@ -130,7 +159,10 @@ mod tests {
             config::{Auth, RemoteWriteConfig},
             stats::RemoteWriteStats,
             test_receiver::{Answer, TestReceiver},
-            wire::{encode, tests::sample},
+            wire::{
+                encode,
+                tests::{decode, sample},
+            },
         },
         sample::{STALE_NAN_BITS, stale_nan},
     };
@@ -244,6 +276,32 @@ mod tests {
         send(&config, &[batch]).await;
         let sizes: Vec<usize> = receiver.received().iter().map(|r| r.request.timeseries.len()).collect();
         assert_eq!(sizes, [2, 1]);
+    }
+
+    #[test]
+    fn a_request_holds_one_sample_per_series_and_a_longer_window_starts_with_the_same_requests() {
+        let limits = Limits { shards: 1, max_samples: 100, max_bytes: 1 << 20 };
+        let mut records: Vec<Vec<u8>> =
+            (0..3).map(|t| encode(&[sample("a", &[], t, 1.0), sample("b", &[], t, 1.0)]).payload).collect();
+        let cut = |records: &[Vec<u8>]| {
+            let mut window = Window::new(limits);
+            for record in records {
+                window.push(record).unwrap();
+            }
+            window.shards[0].requests.clone()
+        };
+        let short = cut(&records);
+        assert_eq!(short.len(), 3, "a and b again start a request each time");
+        for (request, samples) in &short {
+            let names: Vec<_> = decode(request).timeseries.iter().map(|t| t.labels[0].value.clone()).collect();
+            assert_eq!((names, *samples), (vec!["a".to_owned(), "b".to_owned()], 2));
+        }
+        // After a restart the window may hold more records: its requests start the same, the last one may grow.
+        records.push(encode(&[sample("c", &[], 3, 1.0), sample("a", &[], 3, 1.0)]).payload);
+        let long = cut(&records);
+        assert_eq!(long[..2], short[..2]);
+        assert!(long[2].0.starts_with(&short[2].0) && long[2].1 == 3, "c joins the last request");
+        assert_eq!(long.len(), 4, "a's next sample starts a new one");
     }
 
     #[tokio::test]

@@ -41,8 +41,9 @@ const KEY_TIMESTAMP: u8 = 2 << 3;
 pub(crate) struct Encoded {
     /// The `WriteRequest`'s protobuf, uncompressed.
     pub(crate) payload: Vec<u8>,
-    /// The earliest and the latest sample time (Unix ms).
+    /// The earliest sample time (Unix ms); 0 for no sample.
     pub(crate) min_time_ms: i64,
+    /// The latest sample time (Unix ms); 0 for no sample.
     pub(crate) max_time_ms: i64,
     /// How many samples.
     pub(crate) samples: u32,
@@ -102,23 +103,24 @@ pub(crate) fn encode(batch: &[Sample]) -> Encoded {
         let labels_len: usize = labels(sample).map(|(k, v)| field_len(label_len(k, v))).sum();
         let sample_len = sample_len(sample.value, time);
         let series_len = labels_len + field_len(sample_len);
+        payload.reserve(field_len(series_len));
         payload.push(KEY_1_LEN);
-        encode_varint(series_len as u64, &mut payload);
+        put_varint(&mut payload, series_len as u64);
         for (name, value) in labels(sample) {
             payload.push(KEY_1_LEN);
-            encode_varint(label_len(name, value) as u64, &mut payload);
+            put_varint(&mut payload, label_len(name, value) as u64);
             put_bytes(&mut payload, KEY_1_LEN, name.as_bytes());
             put_bytes(&mut payload, KEY_2_LEN, value.as_bytes());
         }
         payload.push(KEY_2_LEN);
-        encode_varint(sample_len as u64, &mut payload);
+        put_varint(&mut payload, sample_len as u64);
         if sample.value.to_bits() != 0 {
             payload.push(KEY_VALUE);
             payload.extend_from_slice(&sample.value.to_bits().to_le_bytes());
         }
         if time != 0 {
             payload.push(KEY_TIMESTAMP);
-            encode_varint(time as u64, &mut payload);
+            put_varint(&mut payload, time as u64);
         }
     }
     let samples = u32::try_from(batch.len()).unwrap_or(u32::MAX);
@@ -130,8 +132,17 @@ pub(crate) fn encode(batch: &[Sample]) -> Encoded {
 
 fn put_bytes(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
     out.push(key);
-    encode_varint(bytes.len() as u64, out);
+    put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// A varint; the one-byte case (every label and most series) without prost's loop.
+fn put_varint(out: &mut Vec<u8>, value: u64) {
+    if value < 0x80 {
+        out.push(value as u8);
+    } else {
+        encode_varint(value, out);
+    }
 }
 
 /// One `timeseries` entry of an encoded `WriteRequest`, as offsets into it.
@@ -190,10 +201,16 @@ impl Series {
 
 /// Reads the varint length at `at`: where the content starts and where it ends.
 fn length_delimited(bytes: &[u8], at: usize) -> Result<(usize, usize), Damaged> {
-    let mut rest = bytes.get(at..).ok_or(Damaged(at))?;
-    let before = rest.remaining();
-    let len = prost::encoding::decode_varint(&mut rest).map_err(|_| Damaged(at))?;
-    let start = at + (before - rest.remaining());
+    let (len, start) = match bytes.get(at) {
+        // One byte: every label and most series.
+        Some(&len) if len < 0x80 => (u64::from(len), at + 1),
+        _ => {
+            let mut rest = bytes.get(at..).ok_or(Damaged(at))?;
+            let before = rest.remaining();
+            let len = prost::encoding::decode_varint(&mut rest).map_err(|_| Damaged(at))?;
+            (len, at + (before - rest.remaining()))
+        }
+    };
     let end = usize::try_from(len).ok().and_then(|len| start.checked_add(len)).ok_or(Damaged(at))?;
     if end > bytes.len() {
         return Err(Damaged(at));
