@@ -369,6 +369,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_receiver_that_is_not_there_is_retried_until_it_is() {
+        // A port nothing listens on, then a receiver on it.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url: http::Uri = format!("http://{addr}/api/v1/write").parse().unwrap();
+        let stats = RemoteWriteStats::new(Arc::default());
+        let config = RemoteWriteConfig { url, ..config(&TestReceiver::start([]).await) };
+        let sender = Receiver::new(&config, stats.clone());
+        let mut window = Window::new(limits(&config));
+        window.push(&encode(&[sample("a", &[], 1, 1.0)]).payload).unwrap();
+        let sending = tokio::spawn(async move { window.send(&sender, &CancellationToken::new()).await.is_ok() });
+        roster_testkit::wait_for("retries", || stats.requests_retried.load(Ordering::Relaxed) >= 3).await;
+        assert!(!stats.healthy());
+        assert!(stats.last_error().is_some_and(|e| e.contains("onnect")), "{:?}", stats.last_error());
+        let receiver = TestReceiver::start_on(addr).await;
+        assert!(sending.await.unwrap(), "delivered once the receiver is there");
+        assert_eq!(receiver.delivered().len(), 1);
+        assert!(stats.healthy());
+    }
+
+    #[tokio::test]
     async fn a_stop_ends_the_retries_and_the_window_is_not_done() {
         let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(503, ""), 1000)).await;
         let stats = RemoteWriteStats::new(Arc::default());

@@ -57,7 +57,15 @@ pub(crate) struct TestReceiver {
 impl TestReceiver {
     /// Starts a receiver that answers with `script`, then 204.
     pub(crate) async fn start(script: impl IntoIterator<Item = Answer>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(TcpListener::bind("127.0.0.1:0").await.unwrap(), script)
+    }
+
+    /// Starts a receiver on `addr` that answers 204.
+    pub(crate) async fn start_on(addr: SocketAddr) -> Self {
+        Self::serve(TcpListener::bind(addr).await.unwrap(), [])
+    }
+
+    fn serve(listener: TcpListener, script: impl IntoIterator<Item = Answer>) -> Self {
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(script.into_iter().collect::<VecDeque<_>>()));
         let received = Arc::new(Mutex::new(Vec::new()));

@@ -50,13 +50,14 @@ pub(crate) struct Encoded {
 }
 
 /// The labels of `sample` as remote-write sends them: `__name__` merged in its sorted place, empty values and a
-/// stray `__name__` left out. The one place that reads a sample's labels.
+/// stray `__name__` left out. The one place that reads a sample's name and labels (through `AsRef<str>`, whatever
+/// string type holds them).
 fn labels(sample: &Sample) -> impl Iterator<Item = (&str, &str)> {
-    let mut name = Some((NAME_LABEL, sample.name.as_str()));
+    let mut name = Some((NAME_LABEL, sample.name.as_ref()));
     let mut rest = sample
         .labels
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| -> (&str, &str) { (k.as_ref(), v.as_ref()) })
         .filter(|(k, v)| !v.is_empty() && *k != NAME_LABEL)
         .peekable();
     std::iter::from_fn(move || match (name, rest.peek()) {
@@ -251,8 +252,9 @@ pub(crate) mod tests {
             .iter()
             .map(|s| {
                 let mut labels: BTreeMap<&str, &str> =
-                    s.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                labels.insert(NAME_LABEL, &s.name);
+                    s.labels.iter().map(|(k, v)| -> (&str, &str) { (k.as_ref(), v.as_ref()) }).collect();
+                labels.retain(|_, v| !v.is_empty());
+                labels.insert(NAME_LABEL, s.name.as_ref());
                 TimeSeries {
                     labels: labels
                         .into_iter()
