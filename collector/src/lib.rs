@@ -34,6 +34,7 @@ mod scrape;
 mod sink;
 mod status;
 
+pub use disk_queue::QueueError;
 pub use export::{Destination, DestinationError};
 pub use identity::IdentityError;
 
@@ -52,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    export::jsonl::JsonLines,
+    export::{Kind, jsonl::JsonLines, remote_write::RemoteWrite},
     metrics::ScrapeMetrics,
     reconciler::Reconciler,
     sink::{Sink, SinkBuilder, SinkView},
@@ -120,6 +121,15 @@ pub enum CollectorError {
     /// The follower cannot start (no server URL, damaged state file).
     #[error(transparent)]
     Follower(#[from] FollowerError),
+    /// A remote-write receiver's disk queue cannot be opened.
+    #[error("cannot open the disk queue of {receiver}")]
+    Queue {
+        /// The receiver (its `--sink` value, without options).
+        receiver: String,
+        /// Why.
+        #[source]
+        source: QueueError,
+    },
     /// The status server failed.
     #[error("the status server failed")]
     Transport(#[from] tonic::transport::Error),
@@ -165,7 +175,7 @@ pub async fn run(
     let instance = follower_config.instance;
     let (follower, handle) = Follower::new(follower_config)?;
 
-    let (sink, sinks, sink_writers) = start_sinks(&config);
+    let (sink, sinks, sink_writers) = start_sinks(&config)?;
     let scrape_metrics = ScrapeMetrics::default();
     let metrics_registry = metrics::registry(&scrape_metrics, &handle, sinks.clone());
     let reconciler = Reconciler::new(id, sink, scrape_metrics);
@@ -231,13 +241,19 @@ pub async fn run(
 }
 
 /// Starts a writer for each of `config.sinks` (or for the default JSON-lines file).
-fn start_sinks(config: &Config) -> (Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>) {
-    let default = [Destination::JsonLines(config.data_dir.join(defaults::SINK_FILE))];
+fn start_sinks(config: &Config) -> Result<(Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>), CollectorError> {
+    let default = [Destination::json_lines(config.data_dir.join(defaults::SINK_FILE))];
     let destinations = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
-    destinations
-        .iter()
-        .fold(SinkBuilder::default(), |builder, destination| match destination {
-            Destination::JsonLines(path) => builder.add(JsonLines::new(path.clone())),
-        })
-        .build()
+    let mut builder = SinkBuilder::default();
+    for destination in destinations {
+        builder = match destination.kind() {
+            Kind::JsonLines(path) => builder.add(JsonLines::new(path.clone()), None),
+            Kind::RemoteWrite(receiver) => {
+                let (exporter, stats) = RemoteWrite::start(receiver, &config.data_dir)
+                    .map_err(|source| CollectorError::Queue { receiver: receiver.to_string(), source })?;
+                builder.add(exporter, Some(stats))
+            }
+        };
+    }
+    Ok(builder.build())
 }

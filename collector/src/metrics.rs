@@ -10,7 +10,11 @@
 //!
 //! Every name starts `roster_collector_`; label values are fixed words.
 
-use std::{fmt, sync::atomic::Ordering, time::Duration};
+use std::{
+    fmt,
+    sync::atomic::Ordering,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use prometheus_client::{
     collector::Collector,
@@ -29,7 +33,7 @@ use roster::{
     follower::{FollowerHandle, assembler::DiscardReason},
 };
 
-use crate::sink::SinkView;
+use crate::{export::remote_write::stats::RemoteWriteStats, sink::SinkView};
 
 /// A label set of fixed words.
 type Words<const N: usize> = [(&'static str, &'static str); N];
@@ -221,7 +225,78 @@ impl Collector for Observed {
             MetricType::Counter,
             &self.sinks,
             |s| s.stats.dropped.load(Ordering::Relaxed),
-        )
+        )?;
+        self.encode_remote_write(&mut encoder)
+    }
+}
+
+impl Observed {
+    /// Each remote-write receiver's figures, labelled with its URL.
+    fn encode_remote_write(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let receivers: Vec<(&str, &RemoteWriteStats)> =
+            self.sinks.iter().filter_map(|s| Some((s.destination.as_str(), s.remote.as_deref()?))).collect();
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let figures: [(&str, &str, MetricType, fn(&RemoteWriteStats, u128) -> u64); 6] = [
+            ("remote_write_samples_sent", "Samples a receiver acknowledged (2xx).", MetricType::Counter, |r, _| {
+                r.samples_sent.load(Ordering::Relaxed)
+            }),
+            (
+                "remote_write_requests_retried",
+                "Requests sent again after a 5xx, a 429, a timeout or a network error.",
+                MetricType::Counter,
+                |r, _| r.requests_retried.load(Ordering::Relaxed),
+            ),
+            ("remote_write_queue_bytes", "Bytes of a receiver's disk queue.", MetricType::Gauge, |r, _| {
+                r.queue.bytes.load(Ordering::Relaxed)
+            }),
+            (
+                "remote_write_queue_samples",
+                "Samples waiting in a receiver's disk queue (not yet acknowledged).",
+                MetricType::Gauge,
+                |r, _| r.queue.samples.load(Ordering::Relaxed),
+            ),
+            (
+                "remote_write_oldest_queued_sample_age_seconds",
+                "Age of the oldest sample waiting in a receiver's disk queue; 0 when it is empty.",
+                MetricType::Gauge,
+                |r, now_ms| match u128::try_from(r.queue.oldest_sample_ms.load(Ordering::Relaxed)) {
+                    Ok(oldest) if oldest > 0 => u64::try_from(now_ms.saturating_sub(oldest) / 1000).unwrap_or(u64::MAX),
+                    _ => 0,
+                },
+            ),
+            (
+                "remote_write_healthy",
+                "1 while a receiver's last request succeeded (or none was made yet), else 0.",
+                MetricType::Gauge,
+                |r, _| u64::from(r.healthy()),
+            ),
+        ];
+        for (name, help, metric_type, value) in figures {
+            let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+            for (receiver, stats) in &receivers {
+                let labels = [("receiver", *receiver)];
+                let family = metric.encode_family(&labels)?;
+                match metric_type {
+                    MetricType::Counter => ConstCounter::new(value(stats, now_ms)).encode(family)?,
+                    _ => ConstGauge::new(as_i64(value(stats, now_ms))).encode(family)?,
+                }
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "remote_write_samples_discarded",
+            "Samples given up, by receiver and reason: the receiver's refusal (4xx, never retried), or the disk \
+             queue's bounds (queue full, too old) and damage.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (receiver, stats) in &receivers {
+            for (reason, count) in stats.dropped() {
+                let labels = [("receiver", *receiver), ("reason", reason.as_str())];
+                let family = metric.encode_family(&labels)?;
+                ConstCounter::new(count).encode(family)?;
+            }
+        }
+        Ok(())
     }
 }
 

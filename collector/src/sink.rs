@@ -17,7 +17,11 @@ use roster::error_chain::chain;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{Instrument as _, error, info, info_span};
 
-use crate::{defaults, export::Exporter, sample::Sample};
+use crate::{
+    defaults,
+    export::{Exporter, remote_write::stats::RemoteWriteStats},
+    sample::Sample,
+};
 
 /// A batch of samples, shared by every destination's queue.
 type Batch = Arc<Vec<Sample>>;
@@ -44,18 +48,33 @@ pub(crate) struct SinkView {
     pub(crate) destination: String,
     /// Its counters.
     pub(crate) stats: Arc<SinkStats>,
+    /// A remote-write receiver's own counters, and its disk queue's.
+    pub(crate) remote: Option<Arc<RemoteWriteStats>>,
 }
 
 impl SinkView {
     /// As the status API shows it.
     pub(crate) fn status(&self) -> roster::pb::SinkStatus {
-        roster::pb::SinkStatus {
+        let status = roster::pb::SinkStatus {
             kind: self.kind.to_owned(),
             destination: self.destination.clone(),
             samples_written: self.stats.written.load(Ordering::Relaxed),
             samples_dropped: self.stats.dropped.load(Ordering::Relaxed),
             last_error: self.stats.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default(),
             ..Default::default()
+        };
+        let Some(remote) = &self.remote else { return status };
+        let queue = &remote.queue;
+        roster::pb::SinkStatus {
+            samples_sent: remote.samples_sent.load(Ordering::Relaxed),
+            requests_retried: remote.requests_retried.load(Ordering::Relaxed),
+            samples_discarded: remote.dropped().into_iter().collect(),
+            queue_bytes: queue.bytes.load(Ordering::Relaxed),
+            queue_samples: queue.samples.load(Ordering::Relaxed),
+            oldest_queued_sample_unix_ms: u64::try_from(queue.oldest_sample_ms.load(Ordering::Relaxed)).unwrap_or(0),
+            healthy: remote.healthy(),
+            receiver_error: remote.last_error().unwrap_or_default(),
+            ..status
         }
     }
 }
@@ -82,14 +101,14 @@ pub(crate) struct SinkBuilder {
 }
 
 impl SinkBuilder {
-    /// Starts a writer exporting through `exporter`.
-    pub(crate) fn add<E: Exporter>(mut self, exporter: E) -> Self {
+    /// Starts a writer exporting through `exporter`; `remote` is a remote-write exporter's own counters.
+    pub(crate) fn add<E: Exporter>(mut self, exporter: E, remote: Option<Arc<RemoteWriteStats>>) -> Self {
         let (tx, rx) = mpsc::channel(defaults::SINK_QUEUE_BATCHES);
         let stats = Arc::new(SinkStats::default());
         let destination = exporter.to_string();
         let span = info_span!("sink", exporter = %destination);
         self.writers.push(tokio::spawn(write_loop(exporter, rx, stats.clone()).instrument(span)));
-        self.views.push(SinkView { kind: E::KIND, destination, stats: stats.clone() });
+        self.views.push(SinkView { kind: E::KIND, destination, stats: stats.clone(), remote });
         self.outputs.push(Output { tx, stats });
         self
     }
@@ -105,7 +124,7 @@ impl Sink {
     /// A sink with one destination, for tests (the collector uses [`SinkBuilder`]).
     #[cfg(test)]
     pub(crate) fn start(exporter: impl Exporter) -> (Self, Arc<SinkStats>, JoinHandle<()>) {
-        let (sink, mut views, mut writers) = SinkBuilder::default().add(exporter).build();
+        let (sink, mut views, mut writers) = SinkBuilder::default().add(exporter, None).build();
         let (Some(view), Some(writer)) = (views.pop(), writers.pop()) else { unreachable!("one destination added") };
         (sink, view.stats, writer)
     }

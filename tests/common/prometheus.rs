@@ -51,7 +51,7 @@ impl Prometheus {
 
     /// Stops it (SIGTERM) and waits for it to exit: its TSDB keeps what it took.
     pub fn stop(&mut self) {
-        self.proc.signal("TERM");
+        self.proc.signal("-TERM");
         let status = self.proc.wait_exit();
         assert!(status.success(), "prometheus exited {status}:\n{}", self.proc.stderr());
     }

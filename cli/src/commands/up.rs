@@ -63,7 +63,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     collector_config.metrics_listen = args.collector_metrics_listen.address();
     let sink = collector_dir.join("samples.jsonl");
     if let Some(remote_write) = &args.remote_write {
-        collector_config.sinks = vec![Destination::JsonLines(sink.clone()), remote_write.clone()];
+        collector_config.sinks = vec![Destination::json_lines(&sink), remote_write.clone()];
     }
     let collector = tokio::spawn(roster_collector::run(
         collector_listener,

@@ -168,7 +168,7 @@ pub(crate) struct QueueStats {
 
 /// Why the queue failed; each names the file.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum QueueError {
+pub enum QueueError {
     /// The directory cannot be created or listed.
     #[error("cannot use the queue directory {path}")]
     Dir {
@@ -459,7 +459,7 @@ pub(crate) struct QueueWriter {
     next_seq: u64,
     segment: Option<ActiveSegment>,
     /// Segments closed since the last sync, still to be synced ([`FsyncPolicy::Interval`]).
-    unsynced: Vec<(PathBuf, File)>,
+    unsynced: Vec<PathBuf>,
     last_sync: Instant,
     /// The thread of the last interval sync.
     syncing: Option<JoinHandle<()>>,
@@ -623,14 +623,23 @@ impl QueueWriter {
             state.active = None;
         }
         drop(state);
+        // Only its name is kept: an open handle would hold the disk space of a segment deleted before the sync.
         if let FsyncPolicy::Interval(_) = self.fsync {
-            self.unsynced.push((segment.path, segment.file));
+            self.unsynced.push(segment.path);
         }
     }
 
     /// The files a sync covers now: the closed segments not yet synced, the active one, and the directory.
     fn take_unsynced(&mut self) -> Vec<(PathBuf, File)> {
-        let mut files = std::mem::take(&mut self.unsynced);
+        let mut files = Vec::new();
+        for path in std::mem::take(&mut self.unsynced) {
+            // A segment deleted since it was closed (acknowledged, or dropped for room) needs no sync.
+            match File::open(&path) {
+                Ok(file) => files.push((path, file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => warn!(file = %path.display(), error = %chain(&e), "cannot sync a queue segment"),
+            }
+        }
         if let Some(segment) = &self.segment {
             match segment.file.try_clone() {
                 Ok(file) => files.push((segment.path.clone(), file)),

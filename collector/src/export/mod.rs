@@ -1,8 +1,8 @@
 //! Where samples go once they leave the sink's queue: the exporter interface.
 //!
 //! The [`sink`](crate::sink) owns, for each destination, the bounded queue that producer tasks hand batches to
-//! without waiting, and the one writer task that drains it; an [`Exporter`] is what that task writes through. Each kind of destination has
-//! its exporter in a file of its own here.
+//! without waiting, and the one writer task that drains it; an [`Exporter`] is what that task writes through. Each
+//! kind of destination has its exporter in a file of its own here.
 //!
 //! | destination (`--sink`) | exporter |
 //! |---|---|
@@ -16,7 +16,6 @@
 //! there, not once it is delivered.
 
 pub(crate) mod jsonl;
-#[cfg_attr(not(test), expect(dead_code, reason = "the lead's `--sink remote-write=...` wiring is its user"))]
 pub(crate) mod remote_write;
 
 use std::{fmt::Display, future::Future, path::PathBuf, str::FromStr};
@@ -43,17 +42,36 @@ pub(crate) trait Exporter: Display + Send + 'static {
     fn shutdown(self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// One destination of the samples, as `--sink` gives it: `jsonl=PATH` (or a bare `PATH`).
+/// One destination of the samples, as `--sink` gives it: `jsonl=PATH` (or a bare `PATH`), or
+/// `remote-write=URL[,option=value...]` (see [`remote_write::config`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Destination {
+pub struct Destination(Kind);
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Kind {
     /// JSON lines appended to a file.
     JsonLines(PathBuf),
+    /// A Prometheus remote-write receiver, behind a disk queue in the data directory.
+    RemoteWrite(Box<remote_write::config::RemoteWriteConfig>),
 }
 
+impl Destination {
+    /// JSON lines appended to the file at `path`.
+    pub fn json_lines(path: impl Into<PathBuf>) -> Self {
+        Self(Kind::JsonLines(path.into()))
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.0
+    }
+}
+
+/// The `--sink` value again, without the options (so no secret and no file of one).
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::JsonLines(path) => write!(f, "jsonl={}", path.display()),
+        match &self.0 {
+            Kind::JsonLines(path) => write!(f, "jsonl={}", path.display()),
+            Kind::RemoteWrite(config) => write!(f, "{config}"),
         }
     }
 }
@@ -73,7 +91,11 @@ impl FromStr for Destination {
             Some(("jsonl", "")) => {
                 Err(DestinationError("jsonl= needs a file path: write jsonl=/var/lib/roster/samples.jsonl".into()))
             }
-            Some(("jsonl", path)) => Ok(Self::JsonLines(path.into())),
+            Some(("jsonl", path)) => Ok(Self::json_lines(path)),
+            Some(("remote-write", _)) => match value.parse() {
+                Ok(config) => Ok(Self(Kind::RemoteWrite(Box::new(config)))),
+                Err(e) => Err(DestinationError(roster::error_chain::chain(&e).to_string())),
+            },
             Some((kind, _)) if looks_like_a_kind(kind) => Err(DestinationError(format!(
                 "unknown sink kind {kind:?}: write jsonl=PATH or remote-write=URL (a file path holding `=` is written \
                  jsonl=PATH)"
@@ -81,7 +103,7 @@ impl FromStr for Destination {
             _ if value.is_empty() => {
                 Err(DestinationError("the sink is empty: write jsonl=PATH or remote-write=URL".into()))
             }
-            _ => Ok(Self::JsonLines(value.into())),
+            _ => Ok(Self::json_lines(value)),
         }
     }
 }
@@ -92,7 +114,7 @@ mod tests {
 
     #[test]
     fn sink_values_name_their_kind_or_are_a_file_path() {
-        let jsonl = |p: &str| Ok(Destination::JsonLines(p.into()));
+        let jsonl = |p: &str| Ok(Destination::json_lines(p));
         assert_eq!("jsonl=/tmp/a=b.jsonl".parse(), jsonl("/tmp/a=b.jsonl"));
         assert_eq!("/tmp/samples.jsonl".parse(), jsonl("/tmp/samples.jsonl"));
         assert_eq!("./out/x=1.jsonl".parse(), jsonl("./out/x=1.jsonl"), "a path whose `=` follows a non-kind");
