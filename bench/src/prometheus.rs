@@ -1,4 +1,4 @@
-//! What the scenarios beside Prometheus share ([`scrape`](crate::scrape)):
+//! What the scenarios beside Prometheus share ([`scrape`](crate::scrape), [`remote_write`](crate::remote_write)):
 //! the Prometheus text targets both scrapers scrape, served from memory by this harness; the targets registered
 //! on a roster-server for roster-collector to collect; Debian's `prometheus` 2.42 in agent mode, the peer roster is
 //! measured against; and the one way each scraper's steady rate, CPU and memory are measured.

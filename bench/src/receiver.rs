@@ -1,5 +1,5 @@
 //! The harness's own Prometheus remote-write receiver, held in memory: what the remote-write scenario
-//! delivers to, so that delivery is measured without a database's cost.
+//! ([`remote_write`](crate::remote_write)) delivers to, so that delivery is measured without a database's cost.
 //!
 //! It is a hyper HTTP/1.1 server on a free loopback port. Each sender writes to a path of its own (`/roster`,
 //! `/agent`), so one receiver counts both. Each `POST` is decoded as remote-write 1.0 requires (the snappy *block*
