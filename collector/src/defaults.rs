@@ -34,6 +34,12 @@ pub const RECONNECT_BACKOFF: BackoffPolicy = BackoffPolicy::FEED;
 /// Batches the sink's queue holds, at most; a batch that finds it full is dropped and counted.
 pub const SINK_QUEUE_BATCHES: usize = 1024;
 
+/// The sink flushes a destination when its queue runs empty, but at most this often: a thousand targets finishing
+/// their scrapes one after another would otherwise cost a file write each (measured: some 12 % of the collector's
+/// CPU at 1 000 targets × 200 series). What waits is flushed when the time is up, so a sample is at most this late
+/// in the file.
+pub const SINK_FLUSH_EVERY: Duration = Duration::from_millis(50);
+
 /// The deadline of one collection, as a share of the producer's interval (up to [`COLLECT_TIMEOUT_MAX`]), when
 /// the producer sets none of its own (a Prometheus target's scrape timeout).
 pub const COLLECT_TIMEOUT_SHARE: f64 = 0.8;
@@ -120,3 +126,7 @@ pub const REMOTE_WRITE_QUEUE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Remote-write: queued samples older than this are dropped, counted, instead of sent. Prometheus refuses (400,
 /// "out of bounds") samples more than about an hour older than its newest; sending them would only cost requests.
 pub const REMOTE_WRITE_QUEUE_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// How many bytes of JSON lines the JSON-lines exporter gathers before it writes them without waiting for a flush
+/// (it writes whatever it holds at each flush; see [`SINK_FLUSH_EVERY`]).
+pub const JSONL_WRITE_BYTES: usize = 256 * 1024;

@@ -56,7 +56,7 @@ use crate::{
     export::{Kind, jsonl::JsonLines, remote_write::RemoteWrite},
     metrics::ScrapeMetrics,
     reconciler::Reconciler,
-    sink::{Sink, SinkBuilder, SinkView},
+    sink::SinkBuilder,
     status::StatusService,
 };
 
@@ -241,7 +241,7 @@ pub async fn run(
 }
 
 /// Starts a writer for each of `config.sinks` (or for the default JSON-lines file).
-fn start_sinks(config: &Config) -> Result<(Sink, Vec<SinkView>, Vec<tokio::task::JoinHandle<()>>), CollectorError> {
+fn start_sinks(config: &Config) -> Result<sink::Started, CollectorError> {
     let default = [Destination::json_lines(config.data_dir.join(defaults::SINK_FILE))];
     let destinations = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
     let mut builder = SinkBuilder::default();

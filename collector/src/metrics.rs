@@ -230,13 +230,16 @@ impl Collector for Observed {
     }
 }
 
+/// One figure of every remote-write receiver: name, help, type, and how it is read (given the time, Unix ms).
+type ReceiverFigure = (&'static str, &'static str, MetricType, fn(&RemoteWriteStats, u128) -> u64);
+
 impl Observed {
     /// Each remote-write receiver's figures, labelled with its URL.
     fn encode_remote_write(&self, encoder: &mut DescriptorEncoder<'_>) -> fmt::Result {
         let receivers: Vec<(&str, &RemoteWriteStats)> =
             self.sinks.iter().filter_map(|s| Some((s.destination.as_str(), s.remote.as_deref()?))).collect();
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let figures: [(&str, &str, MetricType, fn(&RemoteWriteStats, u128) -> u64); 6] = [
+        let figures: [ReceiverFigure; 6] = [
             ("remote_write_samples_sent", "Samples a receiver acknowledged (2xx).", MetricType::Counter, |r, _| {
                 r.samples_sent.load(Ordering::Relaxed)
             }),
@@ -336,10 +339,23 @@ mod tests {
         let (_follower, handle) =
             Follower::new(FollowerConfig::new(vec!["http://127.0.0.1:9".parse().unwrap()], CollectorId::new_random()))
                 .unwrap();
-        let sink = SinkView { kind: "jsonl", destination: "/tmp/s.jsonl".into(), stats: Default::default() };
+        let sink =
+            SinkView { kind: "jsonl", destination: "/tmp/s.jsonl".into(), stats: Default::default(), remote: None };
         sink.stats.written.store(7, Ordering::Relaxed);
+        let remote = RemoteWriteStats::new(Default::default());
+        remote.samples_sent.store(5, Ordering::Relaxed);
+        remote.queue.samples.store(3, Ordering::Relaxed);
+        remote.queue.dropped_too_old.store(2, Ordering::Relaxed);
+        remote.refused_for(4, "400 out of bounds");
+        let receiver = "http://tsdb:9090/api/v1/write";
+        let remote_view = SinkView {
+            kind: "remote-write",
+            destination: receiver.into(),
+            stats: Default::default(),
+            remote: Some(remote),
+        };
         let scrapes = ScrapeMetrics::default();
-        let registry = registry(&scrapes, &handle, vec![sink]);
+        let registry = registry(&scrapes, &handle, vec![sink, remote_view]);
         let grpc = scrapes.for_kind(ProducerKind::Grpc);
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Ok(())), false), Duration::from_millis(2));
         grpc.scraped(Outcome::of::<(), (), ()>(&Ok(Ok(())), true), Duration::from_millis(2));
@@ -363,6 +379,16 @@ mod tests {
             "roster_collector_sink_queue_batches{kind=\"jsonl\",destination=\"/tmp/s.jsonl\"} 0",
             "roster_collector_sink_samples_written_total{kind=\"jsonl\",destination=\"/tmp/s.jsonl\"} 7",
             "roster_collector_sink_samples_dropped_total{kind=\"jsonl\",destination=\"/tmp/s.jsonl\"} 0",
+            &format!("roster_collector_remote_write_samples_sent_total{{receiver=\"{receiver}\"}} 5"),
+            &format!("roster_collector_remote_write_queue_samples{{receiver=\"{receiver}\"}} 3"),
+            &format!("roster_collector_remote_write_oldest_queued_sample_age_seconds{{receiver=\"{receiver}\"}} 0"),
+            &format!("roster_collector_remote_write_healthy{{receiver=\"{receiver}\"}} 1"),
+            &format!(
+                "roster_collector_remote_write_samples_discarded_total{{receiver=\"{receiver}\",reason=\"400 out of bounds\"}} 4"
+            ),
+            &format!(
+                "roster_collector_remote_write_samples_discarded_total{{receiver=\"{receiver}\",reason=\"too old\"}} 2"
+            ),
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

@@ -413,7 +413,7 @@ mod tests {
             vec![Sample {
                 time_ms: 0,
                 producer_id: "p".into(),
-                name: what.to_owned(),
+                name: what.into(),
                 labels: Default::default(),
                 value: 1.0,
             }]
@@ -462,7 +462,7 @@ mod tests {
         const KIND: &'static str = "recording";
 
         async fn export(&mut self, batch: &[Sample]) -> io::Result<()> {
-            self.0.lock().unwrap().extend(batch.iter().map(|s| s.name.clone()));
+            self.0.lock().unwrap().extend(batch.iter().map(|s| s.name.to_string()));
             Ok(())
         }
 

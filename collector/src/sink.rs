@@ -5,7 +5,8 @@
 //! destination's queue without waiting (`try_send`; the batch is shared, not copied): when a queue is full the
 //! batch is dropped for that destination only and counted there, so a slow or failing destination never blocks
 //! collection, the feed or the other destinations. One writer task per destination drains its queue into its
-//! exporter, flushes it whenever the queue runs empty, and counts and logs failed batches (the exporter recovers
+//! exporter, flushes it when the queue runs empty but at most every [`SINK_FLUSH_EVERY`](defaults::SINK_FLUSH_EVERY)
+//! (what waits is flushed when that time is up), and counts and logs failed batches (the exporter recovers
 //! for the next one) instead of failing. On shutdown each writes what is queued and shuts its exporter down.
 
 use std::sync::{
@@ -14,7 +15,7 @@ use std::sync::{
 };
 
 use roster::error_chain::chain;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tracing::{Instrument as _, error, info, info_span};
 
 use crate::{
@@ -92,6 +93,9 @@ pub(crate) struct Sink {
     outputs: Arc<[Output]>,
 }
 
+/// A started sink: the producer tasks' side, a view of each destination, and the writers.
+pub(crate) type Started = (Sink, Vec<SinkView>, Vec<JoinHandle<()>>);
+
 /// Starts the writers of a [`Sink`], one destination at a time.
 #[derive(Debug, Default)]
 pub(crate) struct SinkBuilder {
@@ -115,7 +119,7 @@ impl SinkBuilder {
 
     /// The sink, a view of each destination in the order added, and the writers: drop every [`Sink`] clone, then
     /// await the writers, to flush and stop.
-    pub(crate) fn build(self) -> (Sink, Vec<SinkView>, Vec<JoinHandle<()>>) {
+    pub(crate) fn build(self) -> Started {
         (Sink { outputs: self.outputs.into() }, self.views, self.writers)
     }
 }
@@ -148,41 +152,81 @@ impl Sink {
     }
 }
 
+/// What the writer does next.
+enum Step {
+    Export(Batch),
+    Flush,
+    Stop,
+}
+
 async fn write_loop<E: Exporter>(mut exporter: E, mut rx: mpsc::Receiver<Batch>, stats: Arc<SinkStats>) {
-    while let Some(batch) = rx.recv().await {
-        stats.queued.fetch_sub(1, Ordering::Relaxed);
-        let n = batch.len() as u64;
-        let result = match exporter.export(&batch).await {
-            Ok(()) if rx.is_empty() => exporter.flush().await,
-            exported => exported,
+    // Samples exported since the last flush: written once a flush succeeds, dropped if it fails.
+    let mut unflushed = 0;
+    let mut flushed_at = Instant::now().checked_sub(defaults::SINK_FLUSH_EVERY).unwrap_or_else(Instant::now);
+    loop {
+        let step = if unflushed == 0 {
+            rx.recv().await.map_or(Step::Stop, Step::Export)
+        } else {
+            tokio::select! {
+                batch = rx.recv() => batch.map_or(Step::Stop, Step::Export),
+                () = tokio::time::sleep_until(flushed_at + defaults::SINK_FLUSH_EVERY) => Step::Flush,
+            }
         };
-        drop(batch);
-        match result {
-            Ok(()) => {
-                stats.written.fetch_add(n, Ordering::Relaxed);
-                if let Ok(mut last) = stats.last_error.lock() {
-                    *last = None;
+        match step {
+            Step::Export(batch) => {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                let n = batch.len() as u64;
+                match exporter.export(&batch).await {
+                    Ok(()) => unflushed += n,
+                    Err(e) => failed(&stats, n, &e),
+                }
+                drop(batch);
+                if unflushed > 0 && rx.is_empty() && flushed_at.elapsed() >= defaults::SINK_FLUSH_EVERY {
+                    let flushed = exporter.flush().await;
+                    counted(&stats, std::mem::take(&mut unflushed), flushed);
+                    flushed_at = Instant::now();
                 }
             }
-            Err(e) => {
-                stats.dropped.fetch_add(n, Ordering::Relaxed);
-                let e = chain(&e).to_string();
-                error!(error = %e, "sink write failed; samples dropped, trying again with the next batch");
-                if let Ok(mut last) = stats.last_error.lock() {
-                    *last = Some(e);
-                }
+            Step::Flush => {
+                let flushed = exporter.flush().await;
+                counted(&stats, std::mem::take(&mut unflushed), flushed);
+                flushed_at = Instant::now();
             }
+            Step::Stop => break,
         }
     }
-    if let Err(e) = exporter.shutdown().await {
-        error!(error = %chain(&e), "sink flush failed at shutdown");
-    }
+    let flushed = exporter.shutdown().await;
+    counted(&stats, unflushed, flushed);
     info!(written = stats.written.load(Ordering::Relaxed), "sink flushed and closed");
+}
+
+/// Counts the `n` samples of a flush: written (clearing the last error, if any were), or dropped with the error.
+fn counted<E: std::error::Error + 'static>(stats: &SinkStats, n: u64, flushed: Result<(), E>) {
+    match flushed {
+        Ok(()) if n == 0 => {}
+        Ok(()) => {
+            stats.written.fetch_add(n, Ordering::Relaxed);
+            if let Ok(mut last) = stats.last_error.lock() {
+                *last = None;
+            }
+        }
+        Err(e) => failed(stats, n, &e),
+    }
+}
+
+/// Counts `n` samples dropped by `error`, and shows it until a write succeeds.
+fn failed<E: std::error::Error + 'static>(stats: &SinkStats, n: u64, error: &E) {
+    stats.dropped.fetch_add(n, Ordering::Relaxed);
+    let error = chain(error).to_string();
+    error!(error = %error, "sink write failed; samples dropped, trying again with the next batch");
+    if let Ok(mut last) = stats.last_error.lock() {
+        *last = Some(error);
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::VecDeque, fmt, io};
+    use std::{collections::VecDeque, fmt, io, time::Duration};
 
     use tokio::sync::Semaphore;
 
@@ -195,6 +239,7 @@ mod tests {
         failures: VecDeque<bool>,
         exported: Arc<Mutex<Vec<usize>>>,
         shut_down: Arc<AtomicU64>,
+        flushes: Arc<AtomicU64>,
     }
 
     impl Scripted {
@@ -206,6 +251,7 @@ mod tests {
                 failures: failures.iter().copied().collect(),
                 exported: exported.clone(),
                 shut_down: shut_down.clone(),
+                flushes: Arc::default(),
             };
             (scripted, exported, shut_down)
         }
@@ -232,6 +278,7 @@ mod tests {
         }
 
         async fn flush(&mut self) -> io::Result<()> {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
 
@@ -291,5 +338,42 @@ mod tests {
         assert_eq!((stats.written.load(Ordering::Relaxed), stats.dropped.load(Ordering::Relaxed)), (3, 2));
         assert_eq!(*stats.last_error.lock().unwrap(), None, "the error is cleared by the next success");
         assert_eq!(*exported.lock().unwrap(), vec![3]);
+    }
+
+    /// Lets the writer task run until it waits again (the test runtime has one thread; time is paused).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_destination_is_flushed_when_its_queue_runs_empty_at_most_every_interval_and_when_that_time_is_up() {
+        let gate = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        let (exporter, _, _) = Scripted::new(&gate, &[]);
+        let flushes = exporter.flushes.clone();
+        let (sink, stats, writer) = Sink::start(exporter);
+        let seen = || (flushes.load(Ordering::Relaxed), stats.written.load(Ordering::Relaxed));
+
+        sink.push(batch(2));
+        settle().await;
+        assert_eq!(seen(), (1, 2), "the first batch is flushed at once, and counted written then");
+        sink.push(batch(3));
+        settle().await;
+        assert_eq!(seen(), (1, 2), "the next one waits: the last flush was less than an interval ago");
+        tokio::time::sleep(defaults::SINK_FLUSH_EVERY - Duration::from_millis(1)).await;
+        settle().await;
+        assert_eq!(seen(), (1, 2));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        settle().await;
+        assert_eq!(seen(), (2, 5), "flushed when the interval was up, with nothing more arriving");
+
+        tokio::time::sleep(defaults::SINK_FLUSH_EVERY * 3).await;
+        sink.push(batch(1));
+        settle().await;
+        assert_eq!(seen(), (3, 6), "after a quiet interval, at once again");
+        drop(sink);
+        writer.await.unwrap();
+        assert_eq!(seen(), (3, 6), "nothing left for the shutdown");
     }
 }

@@ -34,8 +34,9 @@ pub(crate) trait Exporter: Display + Send + 'static {
     /// reconnects) for the next one.
     fn export(&mut self, batch: &[Sample]) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Makes what was exported so far reach its destination (called whenever the queue runs empty). An error
-    /// counts the last batch as dropped.
+    /// Makes what was exported so far reach its destination (called when the queue runs empty, at most every
+    /// [`SINK_FLUSH_EVERY`](crate::defaults::SINK_FLUSH_EVERY), and when that time is up). An error counts the
+    /// samples exported since the last flush as dropped.
     fn flush(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Flushes and releases the destination, once the queue is drained at shutdown.
@@ -43,7 +44,7 @@ pub(crate) trait Exporter: Display + Send + 'static {
 }
 
 /// One destination of the samples, as `--sink` gives it: `jsonl=PATH` (or a bare `PATH`), or
-/// `remote-write=URL[,option=value...]` (see [`remote_write::config`]).
+/// `remote-write=URL[,bearer-token-file=PATH|,basic-auth-user=NAME,basic-auth-password-file=PATH][,ca-file=PATH]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Destination(Kind);
 

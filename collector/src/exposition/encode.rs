@@ -18,7 +18,7 @@ pub(super) fn encode(samples: &[Parsed], format: Format) -> String {
             items.push(quote(&sample.name));
         }
         for (name, value) in &sample.labels {
-            let name = if is_identifier(name, false) { name.clone() } else { quote(name) };
+            let name = if is_identifier(name, false) { name.to_string() } else { quote(name) };
             items.push(format!("{name}={}", quote(value)));
         }
         if !items.is_empty() {

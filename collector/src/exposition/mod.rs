@@ -13,9 +13,9 @@
 //! - **Series as Prometheus stores them.** Labels come out in exposed order with empty values dropped, as
 //!   `labels.Builder` drops them; NaN values come out as Prometheus's normal NaN, so an exporter cannot forge a
 //!   stale marker; a label name given twice fails the body, as the TSDB refuses such a series.
-//! - **Cost bounded by the body.** Names, label values and numbers are borrowed slices of the body until the
-//!   output strings are made; only escaped values are copied to be unescaped. Everything is validated on the way,
-//!   and nothing is kept of metadata lines (HELP, TYPE, UNIT) beyond validating them.
+//! - **Cost bounded by the body.** Names and label values come out borrowed from the body ([`Parsed`] lives as
+//!   long as it); only escaped ones are copied to be unescaped. Everything is validated on the way, and nothing
+//!   is kept of metadata lines (HELP, TYPE, UNIT) beyond validating them.
 //!
 //! Whether one body exposes a series twice is for the scraper to judge ([`first_duplicate`]).
 
@@ -126,13 +126,13 @@ fn is_mime_token_char(c: char) -> bool {
     c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(c)
 }
 
-/// One sample line of a body.
+/// One sample line of a body, its strings borrowed from the body unless unescaping changed them.
 #[derive(Debug, Clone)]
-pub(crate) struct Parsed {
+pub(crate) struct Parsed<'a> {
     /// The metric name, unescaped if it was quoted.
-    pub(crate) name: String,
+    pub(crate) name: Cow<'a, str>,
     /// The labels in the order the body gives them, unescaped, without those whose value is empty.
-    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The value; any NaN has the bits of [`NORMAL_NAN`].
     pub(crate) value: f64,
     /// The sample's own timestamp (Unix ms), if it has one.
@@ -154,7 +154,7 @@ pub(crate) struct ParseError {
 /// # Errors
 /// Anything 2.42 refuses in that format (see [`text`] and [`openmetrics`]), and a label name given twice in a
 /// series.
-pub(crate) fn parse(body: &[u8], format: Format) -> Result<Vec<Parsed>, ParseError> {
+pub(crate) fn parse(body: &[u8], format: Format) -> Result<Vec<Parsed<'_>>, ParseError> {
     let mut samples = Vec::new();
     match format {
         Format::Text004 => text::parse(body, &mut samples)?,
@@ -168,16 +168,16 @@ pub(crate) fn parse(body: &[u8], format: Format) -> Result<Vec<Parsed>, ParseErr
 ///
 /// 2.42 keeps the first value of such a pair and drops the other without failing the scrape; the exposition
 /// format calls its ingestion undefined. The scraper decides what to do with one.
-pub(crate) fn first_duplicate(samples: &[Parsed]) -> Option<&Parsed> {
+pub(crate) fn first_duplicate<'s, 'a>(samples: &'s [Parsed<'a>]) -> Option<&'s Parsed<'a>> {
     let mut seen = HashSet::with_capacity(samples.len());
     samples.iter().find(|sample| {
-        let mut labels: Vec<(&str, &str)> = sample.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut labels: Vec<(&str, &str)> = sample.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
         labels.sort_unstable();
-        !seen.insert((sample.name.as_str(), labels, sample.timestamp_ms))
+        !seen.insert((sample.name.as_ref(), labels, sample.timestamp_ms))
     })
 }
 
-/// A series being read: borrowed from the body until [`SeriesBuf::finish`] makes the output strings.
+/// A series being read, its label pairs gathered in a vector kept from one line to the next.
 struct SeriesBuf<'a> {
     name: Option<Cow<'a, str>>,
     labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
@@ -192,19 +192,14 @@ impl<'a> SeriesBuf<'a> {
     /// given twice (2.42's TSDB refuses such a series, which fails the scrape; `__name__` is the metric name's).
     /// The check comes before empty values are dropped: `{x="",x="1"}` fails here, where 2.42's label builder
     /// deletes both pairs first and stores the series without `x`.
-    fn finish(&mut self, value: f64, timestamp_ms: Option<i64>) -> Result<Parsed, String> {
+    fn finish(&mut self, value: f64, timestamp_ms: Option<i64>) -> Result<Parsed<'a>, String> {
         let name = self.name.take().ok_or("missing metric name")?;
         if let Some(label) = duplicate_label(&self.labels) {
             return Err(format!("duplicate label name {label:?}"));
         }
-        let labels = self
-            .labels
-            .drain(..)
-            .filter(|(_, value)| !value.is_empty())
-            .map(|(label, value)| (label.into_owned(), value.into_owned()))
-            .collect();
+        let labels = self.labels.drain(..).filter(|(_, value)| !value.is_empty()).collect();
         let value = if value.is_nan() { f64::from_bits(NORMAL_NAN) } else { value };
-        Ok(Parsed { name: name.into_owned(), labels, value, timestamp_ms })
+        Ok(Parsed { name, labels, value, timestamp_ms })
     }
 }
 
@@ -427,7 +422,7 @@ fn token(cur: &Cursor<'_>) -> &'static str {
 
 /// Values compare by their bits, so that NaN equals NaN and `-0.0` differs from `0.0`.
 #[cfg(test)]
-impl PartialEq for Parsed {
+impl PartialEq for Parsed<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
             && self.labels == other.labels
@@ -438,10 +433,10 @@ impl PartialEq for Parsed {
 
 /// A sample to compare with, NaN already normal.
 #[cfg(test)]
-fn parsed(name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: Option<i64>) -> Parsed {
+fn parsed(name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: Option<i64>) -> Parsed<'static> {
     Parsed {
-        name: name.to_owned(),
-        labels: labels.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        name: name.to_owned().into(),
+        labels: labels.iter().map(|&(k, v)| (k.to_owned().into(), v.to_owned().into())).collect(),
         value: if value.is_nan() { f64::from_bits(NORMAL_NAN) } else { value },
         timestamp_ms,
     }
@@ -454,7 +449,7 @@ mod tests {
     const NODE_EXPORTER: &str = include_str!("../../../testdata/exposition/node_exporter-1.5.0-e2e-output.txt");
     const PROMETHEUS: &str = include_str!("../../../testdata/exposition/prometheus-2.42.0-promtestdata.txt");
 
-    fn text(body: &str) -> Result<Vec<super::Parsed>, ParseError> {
+    fn text(body: &str) -> Result<Vec<super::Parsed<'_>>, ParseError> {
         parse(body.as_bytes(), Format::Text004)
     }
 
@@ -500,7 +495,7 @@ mod tests {
         assert_eq!(samples.len(), NODE_EXPORTER.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count());
         assert!(first_duplicate(&samples).is_none());
         let bios = samples.iter().find(|s| s.name == "node_dmi_info").unwrap();
-        assert!(bios.labels.contains(&("bios_vendor".to_owned(), "Dell Inc.".to_owned())));
+        assert!(bios.labels.contains(&("bios_vendor".into(), "Dell Inc.".into())));
         // `lv_layer=""` and its like are dropped, as Prometheus drops empty values.
         assert!(samples.iter().all(|s| s.labels.iter().all(|(_, v)| !v.is_empty())));
         assert!(NODE_EXPORTER.contains("=\"\""));
@@ -565,7 +560,8 @@ mod tests {
             [parsed("a", &[("a", "x,y"), ("b", "k=v"), ("c", "}{"), ("d", "\"q\"")], 1.0, None)]
         );
         let long = "é".repeat(32 * 1024);
-        let samples = text(&format!("a{{v=\"{long}\"}} 1\n")).unwrap();
+        let body = format!("a{{v=\"{long}\"}} 1\n");
+        let samples = text(&body).unwrap();
         assert_eq!(samples[0].labels[0].1, long);
     }
 

@@ -26,7 +26,7 @@ const EXEMPLAR_LABELS: LabelSyntax = LabelSyntax { loose: false, name_inside: fa
 const MISSING_EOF: &str = "data does not end with # EOF";
 
 /// Every sample of an OpenMetrics `body` into `out`, or the first error.
-pub(super) fn parse(body: &[u8], out: &mut Vec<Parsed>) -> Result<(), ParseError> {
+pub(super) fn parse<'a>(body: &'a [u8], out: &mut Vec<Parsed<'a>>) -> Result<(), ParseError> {
     let mut series = SeriesBuf::new();
     let mut exemplar = SeriesBuf::new();
     let mut start = 0;
@@ -105,7 +105,7 @@ fn sample<'a>(
     cur: &mut Cursor<'a>,
     series: &mut SeriesBuf<'a>,
     exemplar: &mut SeriesBuf<'a>,
-) -> Result<Parsed, String> {
+) -> Result<Parsed<'a>, String> {
     if let Some(name) = cur.metric_name() {
         series.name = Some(Cow::Borrowed(name));
     } else if cur.peek() != Some(b'{') {
@@ -209,7 +209,7 @@ mod tests {
 
     use super::super::{Format, Parsed, first_duplicate, parse, parsed};
 
-    fn om(body: &[u8]) -> Result<Vec<Parsed>, String> {
+    fn om(body: &[u8]) -> Result<Vec<Parsed<'_>>, String> {
         parse(body, Format::OpenMetrics).map_err(|e| e.what)
     }
 
@@ -481,7 +481,7 @@ acme_http_router_request_seconds_created{path=\"/api/v1\",method=\"GET\"} 160528
         assert!(first_duplicate(&samples).is_none());
         let find = |name: &str, labels: &[(&str, &str)]| {
             samples.iter().find(|s| {
-                s.name == name && s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).eq(labels.iter().copied())
+                s.name == name && s.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).eq(labels.iter().copied())
             })
         };
         assert_eq!(find("roster_scrape_duration_seconds_sum", &[]).map(|s| s.value), Some(5.05), "{body}");

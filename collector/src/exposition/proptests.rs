@@ -75,19 +75,35 @@ fn labels(names: impl Strategy<Value = String>) -> impl Strategy<Value = Vec<(St
     })
 }
 
-fn model(format: Format) -> impl Strategy<Value = Vec<Parsed>> {
+fn model(format: Format) -> impl Strategy<Value = Vec<Parsed<'static>>> {
     // Text timestamps are unsigned ms; OpenMetrics ones are seconds, here within some 30 000 years of 1970.
     let timestamp = match format {
         Format::Text004 => (0..=i64::MAX).boxed(),
         Format::OpenMetrics => (-1_000_000_000_000_000..1_000_000_000_000_000_i64).boxed(),
     };
-    let sample = (name(), labels(label_name()), value(), proptest::option::of(timestamp))
-        .prop_map(|(name, labels, value, timestamp_ms)| Parsed { name, labels, value, timestamp_ms });
+    let sample = (name(), labels(label_name()), value(), proptest::option::of(timestamp)).prop_map(
+        |(name, labels, value, timestamp_ms)| Parsed {
+            name: name.into(),
+            labels: labels.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            value,
+            timestamp_ms,
+        },
+    );
     vec(sample, 0..12)
 }
 
+/// An owned sample of `name` with `labels`, without a timestamp.
+fn parsed_owned(name: &str, labels: &[(String, String)], value: f64) -> Parsed<'static> {
+    Parsed {
+        name: name.to_owned().into(),
+        labels: labels.iter().map(|(k, v)| (k.clone().into(), v.clone().into())).collect(),
+        value,
+        timestamp_ms: None,
+    }
+}
+
 /// What the parser must give back for `model`: empty values dropped, NaN normal.
-fn expected(model: &[Parsed]) -> Vec<Parsed> {
+fn expected<'a>(model: &[Parsed<'a>]) -> Vec<Parsed<'a>> {
     model
         .iter()
         .map(|sample| Parsed {
@@ -194,14 +210,14 @@ proptest! {
                     // A counter only goes up from zero.
                     let value = if value.is_finite() { value.abs() } else { 1.0 };
                     family.get_or_create(labels).inc_by(value);
-                    want.push(Parsed { name: exposed.clone(), labels: labels.clone(), value, timestamp_ms: None });
+                    want.push(parsed_owned(&exposed, labels, value));
                 }
                 registry.register(name, "A counter.", family);
             } else {
                 let family = Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
                 for (labels, value) in &series {
                     family.get_or_create(labels).set(*value);
-                    want.push(Parsed { name: exposed.clone(), labels: labels.clone(), value: *value, timestamp_ms: None });
+                    want.push(parsed_owned(&exposed, labels, *value));
                 }
                 registry.register(name, "A gauge.", family);
             }
@@ -210,7 +226,10 @@ proptest! {
         client_encode(&mut body, &registry).expect("writing to a String cannot fail");
         let mut got = parse(body.as_bytes(), Format::OpenMetrics).map_err(|e| e.to_string());
         // A family's series come out in hash order.
-        let key = |s: &Parsed| (s.name.clone(), s.labels.clone(), s.value.to_bits());
+        let key = |s: &Parsed<'_>| {
+            let labels: Vec<(String, String)> = s.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            (s.name.to_string(), labels, s.value.to_bits())
+        };
         if let Ok(got) = got.as_mut() {
             got.sort_by_key(key);
         }

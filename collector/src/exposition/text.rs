@@ -25,16 +25,12 @@ use super::{Cursor, LabelSyntax, ParseError, Parsed, SeriesBuf, float, label_set
 const LABELS: LabelSyntax = LabelSyntax { loose: true, name_inside: true };
 
 /// Every sample of a text-format `body` into `out`, or the first error.
-pub(super) fn parse(body: &[u8], out: &mut Vec<Parsed>) -> Result<(), ParseError> {
+pub(super) fn parse<'a>(body: &'a [u8], out: &mut Vec<Parsed<'a>>) -> Result<(), ParseError> {
     let mut cur = Cursor { body, pos: 0 };
     let mut series = SeriesBuf::new();
-    let mut line = 1;
-    let mut counted_to = 0;
     loop {
         cur.skip_blanks();
-        // Label values may span lines, so lines are counted between entries rather than split up front.
-        line += memchr::memchr_iter(b'\n', &body[counted_to..cur.pos]).count();
-        counted_to = cur.pos;
+        let entry_start = cur.pos;
         let entry = match cur.peek() {
             None => return Ok(()),
             Some(b'\n') => {
@@ -44,7 +40,9 @@ pub(super) fn parse(body: &[u8], out: &mut Vec<Parsed>) -> Result<(), ParseError
             Some(b'#') => metadata_or_comment(&mut cur),
             Some(_) => sample(&mut cur, &mut series).map(|sample| out.push(sample)),
         };
-        entry.map_err(|what| ParseError { line, what })?;
+        // Label values may span lines, so the line of an error is counted from the start (only then).
+        entry
+            .map_err(|what| ParseError { line: 1 + memchr::memchr_iter(b'\n', &body[..entry_start]).count(), what })?;
     }
 }
 
@@ -90,7 +88,7 @@ fn metadata_or_comment(cur: &mut Cursor<'_>) -> Result<(), String> {
 }
 
 /// A sample line, the cursor on its first byte; on return the cursor is past its newline.
-fn sample<'a>(cur: &mut Cursor<'a>, series: &mut SeriesBuf<'a>) -> Result<Parsed, String> {
+fn sample<'a>(cur: &mut Cursor<'a>, series: &mut SeriesBuf<'a>) -> Result<Parsed<'a>, String> {
     if let Some(name) = cur.metric_name() {
         series.name = Some(Cow::Borrowed(name));
         cur.skip_blanks();
@@ -149,7 +147,7 @@ fn is_blank(b: u8) -> bool {
 mod tests {
     use super::super::{Format, Parsed, parse, parsed};
 
-    fn text(body: &[u8]) -> Result<Vec<Parsed>, String> {
+    fn text(body: &[u8]) -> Result<Vec<Parsed<'_>>, String> {
         parse(body, Format::Text004).map_err(|e| e.what)
     }
 

@@ -8,7 +8,7 @@
 //! are the Prometheus kind's ([`super::prometheus`]). The producer's registered labels win over a sample's own of
 //! the same name, without an `exported_` copy.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use roster::{
     domain::{CollectorId, Labels, Target},
@@ -27,7 +27,7 @@ pub(crate) struct GrpcScraper {
     endpoint: Endpoint,
     client: Option<ProducerClient<Channel>>,
     request: pb::CollectRequest,
-    producer_id: String,
+    producer_id: Arc<str>,
     labels: Labels,
 }
 
@@ -43,7 +43,7 @@ impl GrpcScraper {
             endpoint,
             client: None,
             request: pb::CollectRequest { collector_id: collector.to_string() },
-            producer_id: target.id.to_string(),
+            producer_id: target.id.to_string().into(),
             labels: target.labels.clone(),
         })
     }
@@ -63,13 +63,13 @@ impl Scraper for GrpcScraper {
             .samples
             .into_iter()
             .map(|s| {
-                // The producer's registered labels win over the sample's own.
-                let mut labels = s.labels;
-                labels.extend(self.labels.as_map().iter().map(|(k, v)| (k.clone(), v.clone())));
+                // The producer's registered labels win over the sample's own (of a name given twice, the last).
+                let registered = self.labels.as_map().iter().map(|(k, v)| (k.clone(), v.clone()));
+                let labels = s.labels.into_iter().chain(registered).collect();
                 Sample {
                     time_ms: if s.timestamp_unix_ms == 0 { at_ms } else { s.timestamp_unix_ms },
                     producer_id: self.producer_id.clone(),
-                    name: s.name,
+                    name: s.name.into(),
                     labels,
                     value: s.value,
                 }

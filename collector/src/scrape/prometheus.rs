@@ -31,7 +31,7 @@ pub(crate) mod staleness;
 #[cfg(test)]
 pub(crate) mod test_target;
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{collections::HashSet, fmt::Write as _, sync::Arc, time::Duration};
 
 use ::http::Uri;
 use roster::domain::{PrometheusTarget, Target};
@@ -44,7 +44,7 @@ use self::{
 use super::{ScrapeError, Scraper};
 use crate::{
     exposition::{self, Format, Parsed},
-    sample::{Sample, stale_nan},
+    sample::{Labels, Sample, stale_nan},
 };
 
 /// The report series, in Prometheus's order.
@@ -62,8 +62,10 @@ pub(crate) struct PrometheusScraper {
     http: HttpClient,
     uri: Uri,
     timeout: Duration,
-    producer_id: String,
+    producer_id: Arc<str>,
     labels: TargetLabels,
+    /// The names of [`REPORT`], shared by the report samples.
+    report_names: [Arc<str>; 5],
     tracker: Tracker,
 }
 
@@ -87,57 +89,74 @@ impl PrometheusScraper {
     ) -> Result<Self, ScrapeError> {
         let url = prometheus.url(&target.address);
         let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(NotAUrl(url, e).into()))?;
-        let producer_id = target.id.to_string();
+        let producer_id: Arc<str> = target.id.to_string().into();
         Ok(Self {
             http: http.clone(),
             uri,
             timeout,
             labels: TargetLabels::new(target),
+            report_names: REPORT.map(Arc::from),
             tracker: handed.unwrap_or_else(|| Tracker::new(producer_id.clone())),
             producer_id,
         })
     }
 
-    /// The samples of a body in `format`, labelled, at `at_ms` unless they carry their own time.
+    /// The samples of a body in `format`, labelled, at `at_ms` unless they carry their own time. A series the
+    /// last successful scrape had shares the name and labels kept for it: a sample allocates nothing of its own.
     fn samples(&self, body: &[u8], format: Format, at_ms: u64) -> Result<Vec<Scraped>, ScrapeError> {
         let parsed = exposition::parse(body, format).map_err(ScrapeError::Parse)?;
-        if let Some(duplicate) = exposition::first_duplicate(&parsed) {
+        // Series and timestamps seen, by the hash of the final series: the same exposed series twice has the same
+        // hash, so only a repeated hash calls for the exact check (which compares the exposed label sets).
+        let mut seen = HashSet::with_capacity_and_hasher(parsed.len(), foldhash::fast::RandomState::default());
+        let mut repeated = false;
+        let mut negative = None;
+        let (mut labels, mut key) = (Vec::new(), Vec::new());
+        let mut samples = Vec::with_capacity(parsed.len());
+        for Parsed { name, labels: exposed, value, timestamp_ms } in &parsed {
+            // A negative timestamp fails the scrape, after a duplicate would have (as the checks were ordered).
+            let own_time = timestamp_ms.and_then(|ms| match u64::try_from(ms) {
+                Ok(ms) => Some(ms),
+                Err(_) => {
+                    negative.get_or_insert(ms);
+                    None
+                }
+            });
+            self.labels.apply(exposed, &mut labels);
+            let hash = series_hash(&mut key, name, labels.iter().map(|(label, value)| (&**label, *value)));
+            repeated |= !seen.insert((hash, *timestamp_ms));
+            let (name, labels) = match self.tracker.series(hash) {
+                Some((name, labels)) => (name.clone(), labels.clone()),
+                None => {
+                    (Arc::from(&**name), Labels::from_sorted(labels.iter().map(|(label, value)| (&**label, *value))))
+                }
+            };
+            samples.push(Scraped {
+                hash,
+                own_time: timestamp_ms.is_some(),
+                sample: Sample {
+                    time_ms: own_time.unwrap_or(at_ms),
+                    producer_id: self.producer_id.clone(),
+                    name,
+                    labels,
+                    value: *value,
+                },
+            });
+        }
+        if repeated && let Some(duplicate) = exposition::first_duplicate(&parsed) {
             return Err(ScrapeError::DuplicateSeries(series_text(duplicate)));
         }
-        parsed
-            .into_iter()
-            .map(|Parsed { name, labels, value, timestamp_ms }| {
-                let own_time = match timestamp_ms {
-                    None => None,
-                    Some(ms) => Some(u64::try_from(ms).map_err(|_| ScrapeError::NegativeTimestamp(ms))?),
-                };
-                let labels = self.labels.apply(labels.into_iter().collect());
-                Ok(Scraped {
-                    hash: series_hash(&name, &labels),
-                    own_time: own_time.is_some(),
-                    sample: Sample {
-                        time_ms: own_time.unwrap_or(at_ms),
-                        producer_id: self.producer_id.clone(),
-                        name,
-                        labels,
-                        value,
-                    },
-                })
-            })
-            .collect()
+        match negative {
+            Some(ms) => Err(ScrapeError::NegativeTimestamp(ms)),
+            None => Ok(samples),
+        }
     }
 
     /// The five report series at `at_ms` with `labels`, with these values.
-    fn report<'a>(
-        &'a self,
-        at_ms: u64,
-        values: [f64; 5],
-        labels: &'a BTreeMap<String, String>,
-    ) -> impl Iterator<Item = Sample> + 'a {
-        REPORT.iter().zip(values).map(move |(name, value)| Sample {
+    fn report<'a>(&'a self, at_ms: u64, values: [f64; 5], labels: &'a Labels) -> impl Iterator<Item = Sample> + 'a {
+        self.report_names.iter().zip(values).map(move |(name, value)| Sample {
             time_ms: at_ms,
             producer_id: self.producer_id.clone(),
-            name: (*name).to_owned(),
+            name: name.clone(),
             labels: labels.clone(),
             value,
         })
@@ -146,7 +165,7 @@ impl PrometheusScraper {
 
 /// A series as a body would write it, for the duplicate's error: `name{a="b"}`.
 fn series_text(sample: &Parsed) -> String {
-    let mut text = sample.name.clone();
+    let mut text = sample.name.to_string();
     if !sample.labels.is_empty() {
         text.push('{');
         for (i, (name, value)) in sample.labels.iter().enumerate() {
@@ -177,11 +196,11 @@ impl Scraper for PrometheusScraper {
             Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0),
         };
         // Report series written before under other target labels (the entry changed) end here.
-        if let Some(before) = self.tracker.report_labels(self.labels.as_map()) {
+        if let Some(before) = self.tracker.report_labels(self.labels.as_labels()) {
             samples.extend(self.report(at_ms, [stale_nan(); 5], &before));
         }
         let (scraped, added) = (scraped as f64, added as f64);
-        samples.extend(self.report(at_ms, [up, took.as_secs_f64(), scraped, scraped, added], self.labels.as_map()));
+        samples.extend(self.report(at_ms, [up, took.as_secs_f64(), scraped, scraped, added], self.labels.as_labels()));
         samples
     }
 
@@ -249,11 +268,11 @@ mod tests {
     }
 
     fn value(samples: &[Sample], name: &str) -> f64 {
-        samples.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name} in {samples:?}")).value
+        samples.iter().find(|s| &*s.name == name).unwrap_or_else(|| panic!("no {name} in {samples:?}")).value
     }
 
     fn stale_names(samples: &[Sample]) -> Vec<&str> {
-        let mut names: Vec<&str> = samples.iter().filter(|s| is_stale(s.value)).map(|s| s.name.as_str()).collect();
+        let mut names: Vec<&str> = samples.iter().filter(|s| is_stale(s.value)).map(|s| &*s.name).collect();
         names.sort_unstable();
         names
     }
@@ -268,20 +287,18 @@ mod tests {
         let mut scraper = scraper(&target);
         let (result, samples) = scrape(&mut scraper, AT).await;
         result.unwrap();
-        let a = samples.iter().find(|s| s.name == "a_total").unwrap();
+        let a = samples.iter().find(|s| &*s.name == "a_total").unwrap();
         let instance = server.addr.to_string();
         assert_eq!(
             a.labels,
-            [("exported_instance", "spoofed"), ("instance", instance.as_str()), ("job", "node")]
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .into()
+            [("exported_instance", "spoofed"), ("instance", instance.as_str()), ("job", "node")].into_iter().collect()
         );
-        assert_eq!((a.time_ms, a.value, a.producer_id.clone()), (AT, 3.0, target.id.to_string()));
-        assert_eq!(samples.iter().find(|s| s.name == "b").unwrap().time_ms, 1_600_000_000_000, "its own time");
+        assert_eq!((a.time_ms, a.value, a.producer_id.clone()), (AT, 3.0, target.id.to_string().into()));
+        assert_eq!(samples.iter().find(|s| &*s.name == "b").unwrap().time_ms, 1_600_000_000_000, "its own time");
         assert_eq!(value(&samples, "c").to_bits(), exposition::NORMAL_NAN);
-        let reports: Vec<&Sample> = samples.iter().filter(|s| REPORT.contains(&s.name.as_str())).collect();
-        assert_eq!(reports.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), REPORT);
-        assert!(reports.iter().all(|s| s.time_ms == AT && s.labels == *scraper.labels.as_map()));
+        let reports: Vec<&Sample> = samples.iter().filter(|s| REPORT.contains(&&*s.name)).collect();
+        assert_eq!(reports.iter().map(|s| &*s.name).collect::<Vec<_>>(), REPORT);
+        assert!(reports.iter().all(|s| s.time_ms == AT && s.labels == *scraper.labels.as_labels()));
         assert_eq!(value(&samples, "up"), 1.0);
         assert_eq!(value(&samples, "scrape_duration_seconds"), 0.005);
         assert_eq!(value(&samples, "scrape_samples_scraped"), 3.0);
@@ -289,6 +306,22 @@ mod tests {
         assert_eq!(value(&samples, "scrape_series_added"), 3.0);
         let (_, again) = scrape(&mut scraper, AT + 1000).await;
         assert_eq!(value(&again, "scrape_series_added"), 0.0);
+        let a_again = again.iter().find(|s| &*s.name == "a_total").unwrap();
+        assert_eq!((&a_again.labels, a_again.value), (&a.labels, 3.0));
+        assert!(Arc::ptr_eq(&a.name, &a_again.name), "a series seen before shares its strings");
+    }
+
+    #[tokio::test]
+    async fn two_exposed_series_that_end_up_with_the_same_labels_are_no_duplicate_and_a_repeated_one_is() {
+        // `{instance="a"}` is renamed to `exported_instance="a"`: the same labels as the second line's.
+        let server = TestTarget::start(Answer::text("m{instance=\"a\"} 1\nm{exported_instance=\"a\"} 2\n")).await;
+        let mut scraper = scraper(&target(&server.addr.to_string(), &[]));
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        assert_eq!(samples.iter().filter(|s| &*s.name == "m").count(), 2);
+        server.set(Answer::text("m{b=\"1\",a=\"2\"} 1\nm{a=\"2\",b=\"1\"} 2\n"));
+        let error = scrape(&mut scraper, AT + 1000).await.0.unwrap_err();
+        assert_eq!(error.to_string(), "duplicate series m{a=\"2\",b=\"1\"}");
     }
 
     #[tokio::test]
@@ -318,7 +351,7 @@ mod tests {
             assert_eq!(error.reason(), reason, "{}", chain(&error));
             assert_eq!(stale_names(&written), ["a"], "only the series without a time of its own: {written:?}");
             assert!(written.iter().all(|s| s.time_ms == at + 1000));
-            assert!(!written.iter().any(|s| s.name == "z" || s.name == "b"), "nothing of the body");
+            assert!(!written.iter().any(|s| &*s.name == "z" || &*s.name == "b"), "nothing of the body");
             assert_eq!(value(&written, "up"), 0.0);
             assert_eq!(value(&written, "scrape_samples_scraped"), 0.0);
             let (_, again) = scrape(&mut scraper, at + 2000).await;
@@ -367,12 +400,15 @@ mod tests {
         let ended: Vec<(&str, &str)> = written
             .iter()
             .filter(|s| is_stale(s.value))
-            .map(|s| (s.name.as_str(), s.labels["zone"].as_str()))
+            .map(|s| (&*s.name, s.labels.iter().find(|(k, _)| *k == "zone").unwrap().1))
             .collect();
         assert_eq!(ended.len(), 2 + REPORT.len(), "{ended:?}");
         assert!(ended.contains(&("a", "1")) && ended.contains(&("b", "1")), "{ended:?}");
         assert!(REPORT.iter().all(|name| ended.contains(&(name, "1"))), "the report series of zone 1: {ended:?}");
-        let added = written.iter().find(|s| s.name == "scrape_series_added" && s.labels["zone"] == "2").unwrap();
+        let added = written
+            .iter()
+            .find(|s| &*s.name == "scrape_series_added" && s.labels.iter().any(|l| l == ("zone", "2")))
+            .unwrap();
         assert_eq!(added.value, 1.0, "a with zone 2");
         let retired = second.retire(AT + 2000);
         assert_eq!(stale_names(&retired).len(), 1 + REPORT.len(), "a and the report series: {retired:?}");
@@ -389,7 +425,7 @@ mod tests {
         let mut scraper = scraper(&target(&server.addr.to_string(), &[]));
         let (result, samples) = scrape(&mut scraper, AT).await;
         result.unwrap();
-        assert_eq!(samples.iter().find(|s| s.name == "a_total").unwrap().time_ms, 1_600_000_000_500);
+        assert_eq!(samples.iter().find(|s| &*s.name == "a_total").unwrap().time_ms, 1_600_000_000_500);
         // Without its # EOF it is not OpenMetrics: the scrape fails.
         server.set(Answer::ok("application/openmetrics-text; version=1.0.0", b"a_total 1\n"));
         assert_eq!(scrape(&mut scraper, AT + 1000).await.0.unwrap_err().reason(), "parse");

@@ -108,7 +108,7 @@ impl RemoteWrite {
 
 impl fmt::Display for RemoteWrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "remote-write {}", self.url)
+        write!(f, "{}", self.url)
     }
 }
 
@@ -200,7 +200,7 @@ mod tests {
         let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(503, "down"), 30)).await;
         let data = tempfile::tempdir().unwrap();
         let (mut exporter, stats) = RemoteWrite::start(&config(&receiver), data.path()).unwrap();
-        assert_eq!(exporter.to_string(), format!("remote-write {}", receiver.url()));
+        assert_eq!(exporter.to_string(), receiver.url().to_string());
         let start_ms = now_ms();
         for n in 0..20 {
             exporter.export(&batch(8, n, start_ms)).await.unwrap();

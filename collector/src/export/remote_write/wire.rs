@@ -50,16 +50,10 @@ pub(crate) struct Encoded {
 }
 
 /// The labels of `sample` as remote-write sends them: `__name__` merged in its sorted place, empty values and a
-/// stray `__name__` left out. The one place that reads a sample's name and labels (through `AsRef<str>`, whatever
-/// string type holds them).
+/// stray `__name__` left out. The one place that reads a sample's name and labels.
 fn labels(sample: &Sample) -> impl Iterator<Item = (&str, &str)> {
     let mut name = Some((NAME_LABEL, sample.name.as_ref()));
-    let mut rest = sample
-        .labels
-        .iter()
-        .map(|(k, v)| -> (&str, &str) { (k.as_ref(), v.as_ref()) })
-        .filter(|(k, v)| !v.is_empty() && *k != NAME_LABEL)
-        .peekable();
+    let mut rest = sample.labels.iter().filter(|(k, v)| !v.is_empty() && *k != NAME_LABEL).peekable();
     std::iter::from_fn(move || match (name, rest.peek()) {
         (Some(n), Some(next)) if next.0 < NAME_LABEL => rest.next().or(Some(n)),
         (Some(n), _) => {
@@ -251,8 +245,7 @@ pub(crate) mod tests {
         let timeseries = samples
             .iter()
             .map(|s| {
-                let mut labels: BTreeMap<&str, &str> =
-                    s.labels.iter().map(|(k, v)| -> (&str, &str) { (k.as_ref(), v.as_ref()) }).collect();
+                let mut labels: BTreeMap<&str, &str> = s.labels.iter().collect();
                 labels.retain(|_, v| !v.is_empty());
                 labels.insert(NAME_LABEL, s.name.as_ref());
                 TimeSeries {

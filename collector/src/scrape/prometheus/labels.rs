@@ -9,14 +9,16 @@
 //! `exported_instance="b"`, `exported_exported_instance="a"`). Exposed labels with empty values are dropped, as
 //! Prometheus's label builder drops them.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use roster::domain::Target;
+
+use crate::sample::Labels;
 
 /// The labels of one target, and the series labels they make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TargetLabels {
-    labels: BTreeMap<String, String>,
+    labels: Labels,
 }
 
 impl TargetLabels {
@@ -26,37 +28,48 @@ impl TargetLabels {
         labels.entry("instance".to_owned()).or_insert_with(|| target.address.as_str().to_owned());
         labels.entry("job".to_owned()).or_insert_with(|| target.id.to_string());
         labels.retain(|_, value| !value.is_empty());
-        Self { labels }
+        Self { labels: labels.into_iter().collect() }
     }
 
     /// The target labels alone (those of the report series: `up` and the others).
-    pub(crate) fn as_map(&self) -> &BTreeMap<String, String> {
+    pub(crate) fn as_labels(&self) -> &Labels {
         &self.labels
     }
 
-    /// The labels of a series exposed with `exposed` (names unique, without `__name__`).
-    pub(crate) fn apply(&self, mut exposed: BTreeMap<String, String>) -> BTreeMap<String, String> {
-        exposed.retain(|_, value| !value.is_empty());
+    /// Into `out`, ordered by name: the labels of a series exposed with `exposed` (names unique, without
+    /// `__name__`). Borrowed from both, but for the names made by renaming.
+    pub(crate) fn apply<'a>(
+        &'a self,
+        exposed: &'a [(Cow<'a, str>, Cow<'a, str>)],
+        out: &mut Vec<(Cow<'a, str>, &'a str)>,
+    ) {
+        out.clear();
+        out.extend(exposed.iter().filter(|(_, value)| !value.is_empty()).map(|(n, v)| (Cow::Borrowed(&**n), &**v)));
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let position = |out: &[(Cow<'a, str>, &'a str)], name: &str| out.binary_search_by(|(n, _)| (**n).cmp(name));
+        // Vec::new allocates nothing: conflicts are rare.
         let mut conflicts = Vec::new();
-        for (name, value) in &self.labels {
-            if let Some(theirs) = exposed.insert(name.clone(), value.clone()) {
-                conflicts.push((name.clone(), theirs));
+        for (name, value) in self.labels.iter() {
+            match position(out, name) {
+                Ok(at) => conflicts.push((name, std::mem::replace(&mut out[at].1, value))),
+                Err(at) => out.insert(at, (Cow::Borrowed(name), value)),
             }
-        }
-        if conflicts.is_empty() {
-            return exposed;
         }
         // Shortest name first, as Prometheus renames them (a stable sort of names given in order).
         conflicts.sort_by_key(|(name, _)| name.len());
         for (name, value) in conflicts {
             let mut renamed = format!("exported_{name}");
-            // Bounded: each round makes a name longer than every name in the map after a finite number of rounds.
-            while exposed.contains_key(&renamed) {
-                renamed.insert_str(0, "exported_");
+            // Bounded: each round makes a name longer than every name in the set after a finite number of rounds.
+            loop {
+                match position(out, &renamed) {
+                    Ok(_) => renamed.insert_str(0, "exported_"),
+                    Err(at) => {
+                        out.insert(at, (Cow::Owned(renamed), value));
+                        break;
+                    }
+                }
             }
-            exposed.insert(renamed, value);
         }
-        exposed
     }
 }
 
@@ -68,8 +81,17 @@ mod tests {
         super::super::tests::target("node-1:9100", labels)
     }
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    fn map(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().copied().collect()
+    }
+
+    /// `labels.apply` to `exposed`, as labels.
+    fn applied(labels: &TargetLabels, exposed: &[(&str, &str)]) -> Labels {
+        let exposed: Vec<(Cow<'_, str>, Cow<'_, str>)> = exposed.iter().map(|&(k, v)| (k.into(), v.into())).collect();
+        let mut out = Vec::new();
+        labels.apply(&exposed, &mut out);
+        assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "ordered by name, each once: {out:?}");
+        Labels::from_sorted(out.iter().map(|(k, v)| (&**k, *v)))
     }
 
     #[test]
@@ -77,11 +99,11 @@ mod tests {
         let plain = target(&[("env", "prod")]);
         let labels = TargetLabels::new(&plain);
         assert_eq!(
-            labels.as_map(),
+            labels.as_labels(),
             &map(&[("env", "prod"), ("instance", "node-1:9100"), ("job", &plain.id.to_string())])
         );
         let named = TargetLabels::new(&target(&[("job", "node"), ("instance", "db-1")]));
-        assert_eq!(named.as_map(), &map(&[("instance", "db-1"), ("job", "node")]));
+        assert_eq!(named.as_labels(), &map(&[("instance", "db-1"), ("job", "node")]));
     }
 
     #[test]
@@ -89,7 +111,7 @@ mod tests {
         let labels = TargetLabels::new(&target(&[("job", "node")]));
         // The example of resolveConflictingExposedLabels.
         assert_eq!(
-            labels.apply(map(&[("instance", "a"), ("exported_instance", "b"), ("cpu", "0")])),
+            applied(&labels, &[("instance", "a"), ("exported_instance", "b"), ("cpu", "0")]),
             map(&[
                 ("cpu", "0"),
                 ("exported_exported_instance", "a"),
@@ -100,12 +122,12 @@ mod tests {
         );
         // An empty exposed value is no conflict, and is dropped.
         assert_eq!(
-            labels.apply(map(&[("job", ""), ("mode", "")])),
+            applied(&labels, &[("job", ""), ("mode", "")]),
             map(&[("instance", "node-1:9100"), ("job", "node")])
         );
         // Shortest name first: `job` takes `exported_job`, and `instance` cannot collide with it.
         assert_eq!(
-            labels.apply(map(&[("job", "j"), ("instance", "i"), ("exported_job", "e")])),
+            applied(&labels, &[("job", "j"), ("instance", "i"), ("exported_job", "e")]),
             map(&[
                 ("exported_exported_job", "j"),
                 ("exported_instance", "i"),

@@ -14,11 +14,11 @@
 //! Series are told apart by a 64-bit hash of their name and final labels ([`series_hash`]), as Prometheus tells
 //! them apart by a 64-bit hash of their label set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{collections::hash_map::Entry, sync::Arc};
 
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
-use crate::sample::{Sample, stale_nan};
+use crate::sample::{Labels, Sample, stale_nan};
 
 /// A sample of a successful scrape, as the tracker needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,47 +31,58 @@ pub(crate) struct Scraped {
     pub(crate) own_time: bool,
 }
 
-/// The hash that identifies a series: its name and labels. (UTF-8 never holds the bytes 0xfe and 0xff, so the
+/// The hash that identifies a series: its name and labels, ordered by name, laid out in `key` (a buffer kept
+/// from one series to the next) and hashed at once. (UTF-8 never holds the bytes 0xfe and 0xff, so the
 /// separators make it unambiguous.)
-pub(crate) fn series_hash(name: &str, labels: &BTreeMap<String, String>) -> u64 {
-    let mut hasher = Xxh3::new();
-    hasher.update(name.as_bytes());
+pub(crate) fn series_hash<'a>(key: &mut Vec<u8>, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    key.clear();
+    key.extend_from_slice(name.as_bytes());
     for (label, value) in labels {
-        hasher.update(&[0xff]);
-        hasher.update(label.as_bytes());
-        hasher.update(&[0xfe]);
-        hasher.update(value.as_bytes());
+        key.push(0xff);
+        key.extend_from_slice(label.as_bytes());
+        key.push(0xfe);
+        key.extend_from_slice(value.as_bytes());
     }
-    hasher.digest()
+    xxh3_64(key)
 }
 
-/// A series seen before.
+/// A series seen before: its name and labels, which the samples of its next scrapes share.
 #[derive(Debug)]
 struct Known {
-    name: String,
-    labels: BTreeMap<String, String>,
+    name: Arc<str>,
+    labels: Labels,
     /// Whether it gets a marker when it ends: seen without a timestamp of its own, and not ended yet.
     open: bool,
+    /// The number of the successful scrape that last had it.
+    seen: u64,
 }
 
 /// The series of one target, from its last successful scrape, and the labels its report series were last
 /// written with.
 #[derive(Debug)]
 pub(crate) struct Tracker {
-    producer_id: String,
-    known: HashMap<u64, Known>,
-    report_labels: Option<BTreeMap<String, String>>,
+    producer_id: Arc<str>,
+    known: foldhash::HashMap<u64, Known>,
+    /// Successful scrapes so far.
+    scrapes: u64,
+    report_labels: Option<Labels>,
 }
 
 impl Tracker {
     /// Nothing seen yet, for the producer `producer_id`.
-    pub(crate) fn new(producer_id: String) -> Self {
-        Self { producer_id, known: HashMap::new(), report_labels: None }
+    pub(crate) fn new(producer_id: Arc<str>) -> Self {
+        Self { producer_id, known: foldhash::HashMap::default(), scrapes: 0, report_labels: None }
+    }
+
+    /// The name and labels of the series with `hash`, if the last successful scrape had it: a new sample of it
+    /// shares them.
+    pub(crate) fn series(&self, hash: u64) -> Option<(&Arc<str>, &Labels)> {
+        self.known.get(&hash).map(|known| (&known.name, &known.labels))
     }
 
     /// The report series are written with `labels`: the labels they were written with before, if others (those
     /// series end).
-    pub(crate) fn report_labels(&mut self, labels: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn report_labels(&mut self, labels: &Labels) -> Option<Labels> {
         match &self.report_labels {
             Some(before) if before == labels => None,
             _ => self.report_labels.replace(labels.clone()),
@@ -84,32 +95,43 @@ impl Tracker {
     }
 
     /// The labels the report series were written with, if they were, which then end.
-    pub(crate) fn take_report_labels(&mut self) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn take_report_labels(&mut self) -> Option<Labels> {
         self.report_labels.take()
     }
 
     /// After a successful scrape at `at_ms`: its samples, followed by markers for the series it lacks; and how
-    /// many of its series are new.
+    /// many of its series are new. The series are kept in place: those of this scrape are marked with its number,
+    /// and those left unmarked are ended and forgotten.
     pub(crate) fn scraped(&mut self, at_ms: u64, scraped: Vec<Scraped>) -> (Vec<Sample>, usize) {
-        let mut current = HashMap::with_capacity(scraped.len());
+        self.scrapes += 1;
+        let this = self.scrapes;
         let mut samples = Vec::with_capacity(scraped.len() + self.known.len().saturating_sub(scraped.len()));
         let mut added = 0;
         for Scraped { sample, hash, own_time } in scraped {
-            let known = match self.known.remove(&hash) {
-                Some(mut known) => {
+            match self.known.entry(hash) {
+                Entry::Occupied(mut known) => {
+                    let known = known.get_mut();
                     known.open = !own_time;
-                    known
+                    known.seen = this;
                 }
-                None => {
+                Entry::Vacant(vacant) => {
                     added += 1;
-                    Known { name: sample.name.clone(), labels: sample.labels.clone(), open: !own_time }
+                    let (name, labels) = (sample.name.clone(), sample.labels.clone());
+                    vacant.insert(Known { name, labels, open: !own_time, seen: this });
                 }
-            };
-            current.insert(hash, known);
+            }
             samples.push(sample);
         }
-        let vanished = std::mem::replace(&mut self.known, current);
-        samples.extend(vanished.into_values().filter(|k| k.open).map(|k| self.marker(k.name, k.labels, at_ms)));
+        let producer_id = &self.producer_id;
+        self.known.retain(|_, known| {
+            if known.seen == this {
+                return true;
+            }
+            if known.open {
+                samples.push(marker(producer_id, known.name.clone(), known.labels.clone(), at_ms));
+            }
+            false
+        });
         (samples, added)
     }
 
@@ -118,13 +140,7 @@ impl Tracker {
         let mut markers = Vec::new();
         for known in self.known.values_mut().filter(|k| k.open) {
             known.open = false;
-            markers.push(Sample {
-                time_ms: at_ms,
-                producer_id: self.producer_id.clone(),
-                name: known.name.clone(),
-                labels: known.labels.clone(),
-                value: stale_nan(),
-            });
+            markers.push(marker(&self.producer_id, known.name.clone(), known.labels.clone(), at_ms));
         }
         markers
     }
@@ -132,12 +148,13 @@ impl Tracker {
     /// The target has left the assignment: markers at `at_ms` for every series not yet ended, and nothing kept.
     pub(crate) fn retire(&mut self, at_ms: u64) -> Vec<Sample> {
         let known = std::mem::take(&mut self.known);
-        known.into_values().filter(|k| k.open).map(|k| self.marker(k.name, k.labels, at_ms)).collect()
+        known.into_values().filter(|k| k.open).map(|k| marker(&self.producer_id, k.name, k.labels, at_ms)).collect()
     }
+}
 
-    fn marker(&self, name: String, labels: BTreeMap<String, String>, at_ms: u64) -> Sample {
-        Sample { time_ms: at_ms, producer_id: self.producer_id.clone(), name, labels, value: stale_nan() }
-    }
+/// The staleness marker of a series at `at_ms`.
+fn marker(producer_id: &Arc<str>, name: Arc<str>, labels: Labels, at_ms: u64) -> Sample {
+    Sample { time_ms: at_ms, producer_id: producer_id.clone(), name, labels, value: stale_nan() }
 }
 
 #[cfg(test)]
@@ -146,9 +163,9 @@ mod tests {
     use crate::sample::is_stale;
 
     fn scraped(name: &str, value: f64, own_time: Option<u64>) -> Scraped {
-        let labels: BTreeMap<String, String> = [("job".to_owned(), "j".to_owned())].into();
+        let labels: Labels = [("job", "j")].into_iter().collect();
         Scraped {
-            hash: series_hash(name, &labels),
+            hash: series_hash(&mut Vec::new(), name, labels.iter()),
             sample: Sample {
                 time_ms: own_time.unwrap_or(1_000),
                 producer_id: "p".into(),
@@ -162,7 +179,7 @@ mod tests {
 
     /// (name, value is a marker, time) of each sample, sorted.
     fn shown(samples: &[Sample]) -> Vec<(String, bool, u64)> {
-        let mut shown: Vec<_> = samples.iter().map(|s| (s.name.clone(), is_stale(s.value), s.time_ms)).collect();
+        let mut shown: Vec<_> = samples.iter().map(|s| (s.name.to_string(), is_stale(s.value), s.time_ms)).collect();
         shown.sort();
         shown
     }
@@ -198,17 +215,15 @@ mod tests {
 
     #[test]
     fn the_hash_tells_names_and_labels_apart() {
-        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-        };
+        let labels = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().copied().collect() };
         let hashes = [
-            series_hash("a", &labels(&[])),
-            series_hash("ab", &labels(&[])),
-            series_hash("a", &labels(&[("b", "")])),
-            series_hash("a", &labels(&[("b", "c")])),
-            series_hash("a", &labels(&[("bc", "")])),
-            series_hash("a", &labels(&[("b", "c"), ("d", "e")])),
-            series_hash("a", &labels(&[("b", "cd"), ("", "e")])),
+            series_hash(&mut Vec::new(), "a", labels(&[]).iter()),
+            series_hash(&mut Vec::new(), "ab", labels(&[]).iter()),
+            series_hash(&mut Vec::new(), "a", labels(&[("b", "")]).iter()),
+            series_hash(&mut Vec::new(), "a", labels(&[("b", "c")]).iter()),
+            series_hash(&mut Vec::new(), "a", labels(&[("bc", "")]).iter()),
+            series_hash(&mut Vec::new(), "a", labels(&[("b", "c"), ("d", "e")]).iter()),
+            series_hash(&mut Vec::new(), "a", labels(&[("b", "cd"), ("", "e")]).iter()),
         ];
         let unique: std::collections::HashSet<_> = hashes.iter().collect();
         assert_eq!(unique.len(), hashes.len());
