@@ -5,11 +5,12 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, scenarios, scrape};
+use roster_bench::{Figure, Scale, remote_write, scenarios, scrape};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
 /// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, and roster-collector
-/// scraping Prometheus targets beside Prometheus 2.42's agent ($ROSTER_PROMETHEUS).
+/// scraping Prometheus targets, and remote-writing them through a receiver outage, beside Prometheus 2.42's agent
+/// ($ROSTER_PROMETHEUS).
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -17,7 +18,7 @@ use roster_bench::{Figure, Scale, scenarios, scrape};
 #[command(name = "roster-bench", version, about, long_about)]
 struct Args {
     /// Sizes: `full` (100 collectors, 100 000 producers, 1 000 changes, 1 000/5 000 streams, a storm of 1 000,
-    /// 1 000 Prometheus targets of 200 series),
+    /// 1 000 Prometheus targets of 200 series, a remote-write outage of 30 s),
     /// or `smoke` (a few seconds; checks the harness works, not its speed).
     #[arg(long, value_enum, default_value = "full")]
     scale: ScaleArg,
@@ -47,6 +48,7 @@ enum Scenario {
     ChunkEncoding,
     BigSnapshot,
     ScrapeVsPrometheus,
+    RemoteWriteVsPrometheus,
 }
 
 #[tokio::main]
@@ -70,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Storm,
         Scenario::BigSnapshot,
         Scenario::ScrapeVsPrometheus,
+        Scenario::RemoteWriteVsPrometheus,
     ] {
         if !wanted(scenario) {
             continue;
@@ -83,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
             Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
+            Scenario::RemoteWriteVsPrometheus => remote_write::remote_write_vs_prometheus(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(
