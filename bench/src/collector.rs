@@ -19,15 +19,17 @@ pub struct CollectorProcess {
 }
 
 impl CollectorProcess {
-    /// Starts a collector following `server_url` with its data in `data_dir`, and waits until it runs.
+    /// Starts a collector following `server_url` with its data in `data_dir` and `extra` arguments (`--sink …`),
+    /// and waits until it runs.
     ///
     /// # Errors
     /// When it does not start or does not say where its status API listens within 60 s.
-    pub fn start(server_url: &str, data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn start(server_url: &str, data_dir: &Path, extra: &[String]) -> anyhow::Result<Self> {
         let mut command = Command::new(binary("roster-collector", "ROSTER_COLLECTOR_BIN")?);
         command
             .args(["--server", server_url, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn,roster_collector=info");
         let (child, status_addr) = spawn_until_logged(command, "roster-collector running", "status=Some(")?;
         Ok(Self { child, status_addr })

@@ -5,12 +5,12 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, scenarios, scrape, tls};
+use roster_bench::{Figure, Scale, remote_write, scenarios, scrape, tls};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
-/// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, and roster-collector
-/// scraping Prometheus targets beside Prometheus 2.42's agent ($ROSTER_PROMETHEUS), and what mutual TLS with
-/// authentication costs beside plaintext.
+/// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, roster-collector
+/// scraping Prometheus targets, and remote-writing them through a receiver outage, beside Prometheus 2.42's agent
+/// ($ROSTER_PROMETHEUS), and what TLS and mutual TLS with authentication cost beside plaintext.
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -18,7 +18,7 @@ use roster_bench::{Figure, Scale, scenarios, scrape, tls};
 #[command(name = "roster-bench", version, about, long_about)]
 struct Args {
     /// Sizes: `full` (100 collectors, 100 000 producers, 1 000 changes, 1 000/5 000 streams, a storm of 1 000,
-    /// 1 000 Prometheus targets of 200 series),
+    /// 1 000 Prometheus targets of 200 series, a remote-write outage of 30 s),
     /// or `smoke` (a few seconds; checks the harness works, not its speed).
     #[arg(long, value_enum, default_value = "full")]
     scale: ScaleArg,
@@ -48,6 +48,7 @@ enum Scenario {
     ChunkEncoding,
     BigSnapshot,
     ScrapeVsPrometheus,
+    RemoteWriteVsPrometheus,
     Tls,
 }
 
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Storm,
         Scenario::BigSnapshot,
         Scenario::ScrapeVsPrometheus,
+        Scenario::RemoteWriteVsPrometheus,
         Scenario::Tls,
     ] {
         if !wanted(scenario) {
@@ -86,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
             Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
+            Scenario::RemoteWriteVsPrometheus => remote_write::remote_write_vs_prometheus(scale, dir.path()).await,
             Scenario::Tls => tls::tls_cost(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {

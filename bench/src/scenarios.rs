@@ -416,7 +416,7 @@ pub async fn big_snapshot(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure
     roster_testkit::register_all(&registry, requests, 16).await;
 
     let started = Instant::now();
-    let collector = CollectorProcess::start(&url, &dir.join("big-collector"))?;
+    let collector = CollectorProcess::start(&url, &dir.join("big-collector"), &[])?;
     let converged = |generation: u64| {
         let (url, collector) = (url.clone(), &collector);
         async move {

@@ -33,6 +33,7 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
         "reconnect storm",
         "big snapshot",
         "scrape vs prometheus",
+        "remote write vs prometheus",
     ] {
         assert!(scenarios.contains(scenario), "{scenario} missing from {scenarios:?}");
     }
