@@ -6,7 +6,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use roster::{
     auth::Role,
     domain::{CollectorId, ProducerId, ProducerKind, parse_label_flag},
@@ -98,6 +98,21 @@ pub(crate) struct Cli {
 }
 
 impl Cli {
+    /// Exits with a usage error (code 2, as clap's own) when the URL called and `--tls-ca` disagree: an `https://`
+    /// URL without a CA to verify the server, or a CA given for an `http://` URL. `--collector` for `roster
+    /// status`, `--server` for the commands that call the server.
+    pub(crate) fn check_tls_schemes(&self) {
+        let has_ca = self.tls_ca.is_some();
+        let refused = match &self.command {
+            Command::Up(_) | Command::Auth(_) => None,
+            Command::Status(args) => args.collector.check_tls(has_ca, "--tls-ca").err().map(|e| ("--collector", e)),
+            _ => self.server.check_tls(has_ca, "--tls-ca").err().map(|e| ("--server", e)),
+        };
+        if let Some((flag, e)) = refused {
+            Self::command().error(clap::error::ErrorKind::ValueValidation, format!("{flag}: {}", e.0)).exit();
+        }
+    }
+
     /// The log level `-v` asks for: errors only, then each attempt (`-v`), then everything (`-vv`).
     pub(crate) fn log_level(&self) -> &'static str {
         match self.verbose {

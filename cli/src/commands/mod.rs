@@ -68,9 +68,6 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         None => CallCredentials::none(),
     };
     let tls = client_tls(&cli)?;
-    if !matches!(cli.command, Command::Up(_) | Command::Status(_) | Command::Auth(_)) {
-        cli.server.check_tls(tls.is_some(), "--tls-ca").context("--server")?;
-    }
     let globals = Globals {
         server: cli.server,
         timeout: cli.timeout,

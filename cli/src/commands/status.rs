@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 
 use roster::{client::StatusClient, endpoint::ServerUrl, retry::CallError, transport::ClientOptions};
 use tonic::transport::Channel;
@@ -16,7 +15,6 @@ use crate::{
 
 pub(super) async fn run(globals: &Globals, args: StatusArgs) -> anyhow::Result<()> {
     let StatusArgs { collector } = args;
-    collector.check_tls(globals.tls.is_some(), "--tls-ca").context("--collector")?;
     let status = match StatusClient::connect_tls(&collector, globals.timeout, globals.tls.clone())
         .with_max_attempts(globals.max_attempts)
         .get_full_status()

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use roster::{
     auth::CallCredentials,
     domain::{ProducerId, labels_from_flags, parse_label_flag},
@@ -67,7 +67,10 @@ async fn start() -> anyhow::Result<()> {
     roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
-    args.server.check_tls(args.tls_ca.is_some(), "--tls-ca").context("--server")?;
+    // A usage error (exit 2, as clap's own), before anything is made.
+    if let Err(e) = args.server.check_tls(args.tls_ca.is_some(), "--tls-ca") {
+        Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
+    }
     let identity = args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key });
     let tls = args
         .tls_ca
