@@ -2,13 +2,15 @@
 //! and of a collector's status API (`roster.v1.CollectorStatus`). Every call goes through [`retry::call`], so each
 //! one retries transient failures within R3's bounds, carries a request id, and fails with an error naming the
 //! call, the attempts, the time spent and the last cause. Listings that come in pages are followed to the end here,
-//! once, for every caller.
+//! once, for every caller. Every call to the control plane carries the client's [`CallCredentials`] (none unless
+//! [`RosterClient::with_credentials`] gives some).
 
 use std::time::Duration;
 
 use tonic::transport::Channel;
 
 use crate::{
+    auth::{AuthChannel, CallCredentials},
     backoff::BackoffPolicy,
     domain::FieldError,
     endpoint::ServerUrl,
@@ -17,20 +19,21 @@ use crate::{
         registry_client::RegistryClient,
     },
     retry::{self, CallError},
-    transport::ClientOptions,
+    transport::{ClientOptions, ClientTls},
 };
 
 /// The channel of a client of unary calls: connecting lazily, each connection attempt limited to a call's
-/// `timeout`.
-fn unary_channel(url: &ServerUrl, timeout: Duration) -> Channel {
-    ClientOptions { connect_timeout: timeout, ..ClientOptions::default() }.connect_lazy(url)
+/// `timeout`, `https://` URLs dialled with `tls`.
+fn unary_channel(url: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> Channel {
+    ClientOptions { connect_timeout: timeout, keepalive: None, tls }.connect_lazy(url)
 }
 
 /// A client of one roster-server.
 #[derive(Debug, Clone)]
 pub struct RosterClient {
-    registry: RegistryClient<Channel>,
-    feed: AssignmentFeedClient<Channel>,
+    channel: Channel,
+    registry: RegistryClient<AuthChannel>,
+    feed: AssignmentFeedClient<AuthChannel>,
     policy: BackoffPolicy,
     timeout: Duration,
 }
@@ -48,24 +51,32 @@ impl RosterClient {
     /// A client of `server` (connecting lazily, so a server that is down is retried per call), with the R3
     /// defaults: 5 attempts, each limited to `timeout`.
     pub fn connect(server: &ServerUrl, timeout: Duration) -> Self {
-        let channel = unary_channel(server, timeout);
-        Self {
-            registry: RegistryClient::new(channel.clone()),
-            feed: AssignmentFeedClient::new(channel),
-            policy: BackoffPolicy::UNARY,
-            timeout,
-        }
+        Self::connect_tls(server, timeout, None)
+    }
+
+    /// As [`RosterClient::connect`], dialling an `https://` server with `tls`.
+    pub fn connect_tls(server: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> Self {
+        Self::on_channel(unary_channel(server, timeout, tls), timeout)
     }
 
     /// A client on `channel`, a connection to a roster-server made elsewhere (the follower reports on its feed's
     /// connection), with the R3 defaults: 5 attempts, each limited to `timeout`.
     pub fn on_channel(channel: Channel, timeout: Duration) -> Self {
+        let credentials = CallCredentials::none();
         Self {
-            registry: RegistryClient::new(channel.clone()),
-            feed: AssignmentFeedClient::new(channel),
+            registry: RegistryClient::with_interceptor(channel.clone(), credentials.clone()),
+            feed: AssignmentFeedClient::with_interceptor(channel.clone(), credentials),
+            channel,
             policy: BackoffPolicy::UNARY,
             timeout,
         }
+    }
+
+    /// Sends `credentials` with every call (a bearer token, `roster::auth`).
+    pub fn with_credentials(mut self, credentials: CallCredentials) -> Self {
+        self.registry = RegistryClient::with_interceptor(self.channel.clone(), credentials.clone());
+        self.feed = AssignmentFeedClient::with_interceptor(self.channel.clone(), credentials);
+        self
     }
 
     /// Sets the most attempts per call (at least 1).
@@ -239,7 +250,12 @@ impl StatusClient {
     /// [`ServerUrl::parse_address_or_url`]), connecting lazily, with the R3 defaults: 5 attempts, each limited to
     /// `timeout`.
     pub fn connect(url: &ServerUrl, timeout: Duration) -> Self {
-        let channel = unary_channel(url, timeout);
+        Self::connect_tls(url, timeout, None)
+    }
+
+    /// As [`StatusClient::connect`], dialling an `https://` collector with `tls`.
+    pub fn connect_tls(url: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> Self {
+        let channel = unary_channel(url, timeout, tls);
         Self { status: CollectorStatusClient::new(channel), policy: BackoffPolicy::UNARY, timeout }
     }
 

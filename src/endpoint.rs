@@ -5,9 +5,10 @@
 //! follower ([`crate::follower`]), the demo producer and roster-collector get from text to a channel (made by
 //! [`crate::transport::ClientOptions`]), so each refuses the same things with the same words, before any
 //! connection is tried: a URL without a scheme, a
-//! scheme other than `http://` (this build has no TLS, and a silent fall-back to plaintext would mislead), a
-//! path, a port outside 1–65535, and a host that [`crate::domain::parse_host_port`] refuses. A refused value
-//! is a usage error, never a connection failure to retry (R2).
+//! scheme other than `http://` (plaintext) or `https://` (TLS), a path, a port outside 1–65535, and a host that
+//! [`crate::domain::parse_host_port`] refuses. A refused value is a usage error, never a connection failure to
+//! retry (R2). The scheme alone says whether a connection uses TLS; [`ServerUrl::check_tls`] refuses a URL whose
+//! scheme disagrees with the client's TLS settings, so a client never falls back to plaintext silently.
 
 use std::{fmt, str::FromStr};
 
@@ -31,18 +32,18 @@ pub const DEFAULT_SERVER_URL: &str = concat!("http://", server_listen!());
 pub const DEFAULT_COLLECTOR_LISTEN: &str = "127.0.0.1:50061";
 
 /// The form a server URL takes, for error messages.
-pub const EXPECTED_URL: &str = "expected http://host:port, e.g. http://127.0.0.1:50051";
+pub const EXPECTED_URL: &str = "expected http://host:port or https://host:port, e.g. http://127.0.0.1:50051";
 
-/// A validated `http://host:port` URL of a gRPC service; see the module docs.
+/// A validated `http://host:port` or `https://host:port` URL of a gRPC service; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerUrl {
-    /// `http://host:port`, host and port normalised as [`parse_host_port`] does.
+    /// `http://host:port` or `https://host:port`, host and port normalised as [`parse_host_port`] does.
     text: String,
     uri: http::Uri,
 }
 
 impl ServerUrl {
-    /// Parses `http://host:port` (a trailing `/` is allowed).
+    /// Parses `http://host:port` or `https://host:port` (a trailing `/` is allowed).
     ///
     /// # Errors
     /// What is wrong and what is expected, without naming where the value came from.
@@ -51,16 +52,13 @@ impl ServerUrl {
         let Some((scheme, rest)) = value.split_once("://") else {
             return Err(bad("has no scheme".into()));
         };
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(InvalidValue(format!(
-                "{:?} asks for TLS (https://), which this build of roster does not support yet; use \
-                 http://host:port for a plaintext connection",
-                clip(value)
-            )));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(bad(format!("has scheme {scheme:?}; only http:// is supported")));
-        }
+        let tls = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return Err(bad(format!("has scheme {scheme:?}; only http:// and https:// are supported")));
+        };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains(['/', '?', '#']) {
             return Err(bad("has a path; give only the scheme, host and port".into()));
@@ -69,10 +67,10 @@ impl ServerUrl {
             return Err(bad("has user information; give only the scheme, host and port".into()));
         }
         let host_port = parse_host_port(authority).map_err(bad)?;
-        Self::from_host_port(&host_port).map_err(bad)
+        Self::from_host_port(&host_port, tls).map_err(bad)
     }
 
-    /// Parses a service address given either as `host:port` or as `http://host:port` (for flags documented so,
+    /// Parses a service address given either as `host:port` (plaintext) or as a URL (for flags documented so,
     /// such as `roster status --collector`).
     ///
     /// # Errors
@@ -87,7 +85,7 @@ impl ServerUrl {
                 clip(value)
             ))
         })?;
-        Self::from_host_port(&host_port).map_err(InvalidValue)
+        Self::from_host_port(&host_port, false).map_err(InvalidValue)
     }
 
     /// As [`ServerUrl::parse`], naming `field` in the error.
@@ -98,16 +96,41 @@ impl ServerUrl {
         Self::parse(value).map_err(|e| FieldError::new(field, e.0))
     }
 
-    fn from_host_port(host_port: &str) -> Result<Self, String> {
-        let text = format!("http://{host_port}");
+    fn from_host_port(host_port: &str, tls: bool) -> Result<Self, String> {
+        let text = format!("{}://{host_port}", if tls { "https" } else { "http" });
         // Every normalised host:port makes a valid URI; this only turns the text into tonic's type.
         let uri = text.parse::<http::Uri>().map_err(|e| format!("is not a valid URI ({e})"))?;
         Ok(Self { text, uri })
     }
 
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// Whether this URL is dialled over TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+    }
+
+    /// Checks that this URL's scheme goes with a client's TLS settings: an `https://` URL needs the CA that
+    /// signed the server's certificate (`has_ca`), and a CA given for an `http://` URL means the URL was meant to
+    /// be `https://`. `ca_flag` names where the CA is given (such as `--tls-ca`).
+    ///
+    /// # Errors
+    /// The mismatch and its fix.
+    pub fn check_tls(&self, has_ca: bool, ca_flag: &str) -> Result<(), InvalidValue> {
+        match (self.is_tls(), has_ca) {
+            (true, false) => Err(InvalidValue(format!(
+                "{self} asks for TLS (https://), but no CA is given to verify the server's certificate: give \
+                 {ca_flag}, or use http:// for a plaintext server"
+            ))),
+            (false, true) => Err(InvalidValue(format!(
+                "{ca_flag} is given, but {self} is plaintext (http://): use https:// to call it over TLS, or drop \
+                 {ca_flag}"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// A tonic endpoint for this URL, with tonic's defaults; a client's channel is made by
@@ -143,8 +166,10 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_urls_are_accepted_and_normalised() {
+    fn http_and_https_urls_are_accepted_and_normalised() {
         for (given, kept) in [
+            ("https://127.0.0.1:50051/", "https://127.0.0.1:50051"),
+            ("HTTPS://Roster.Example:443", "https://roster.example:443"),
             ("http://127.0.0.1:50051", "http://127.0.0.1:50051"),
             ("http://127.0.0.1:50051/", "http://127.0.0.1:50051"),
             ("HTTP://Roster.Example:080", "http://roster.example:80"),
@@ -153,14 +178,27 @@ mod tests {
             assert_eq!(ServerUrl::parse(given).expect(given).as_str(), kept);
         }
         assert_eq!(ServerUrl::parse_address_or_url("127.0.0.1:50061").unwrap().as_str(), "http://127.0.0.1:50061");
+        assert!(ServerUrl::parse("https://h:1").unwrap().is_tls());
+        assert!(!ServerUrl::parse("http://h:1").unwrap().is_tls());
+    }
+
+    #[test]
+    fn a_scheme_that_disagrees_with_the_tls_settings_is_refused_naming_the_flag() {
+        let https = ServerUrl::parse("https://h:1").unwrap();
+        let http = ServerUrl::parse("http://h:1").unwrap();
+        assert!(https.check_tls(true, "--tls-ca").is_ok() && http.check_tls(false, "--tls-ca").is_ok());
+        let message = https.check_tls(false, "--tls-ca").unwrap_err().0;
+        assert!(message.contains("https://h:1 asks for TLS") && message.contains("give --tls-ca"), "{message}");
+        let message = http.check_tls(true, "--tls-ca").unwrap_err().0;
+        assert!(message.contains("--tls-ca is given, but http://h:1 is plaintext"), "{message}");
     }
 
     #[test]
     fn each_refusal_says_what_is_wrong_and_what_is_expected() {
         for (value, needle) in [
-            ("https://127.0.0.1:50051", "TLS (https://), which this build of roster does not support yet"),
             ("127.0.0.1:50051", "has no scheme"),
-            ("grpc://h:1", "only http:// is supported"),
+            ("grpc://h:1", "only http:// and https:// are supported"),
+            ("https://h:1/roster", "has a path"),
             ("http://h:1/roster", "has a path"),
             ("http://u@h:1", "user information"),
             ("http://h:99999", "port 99999, which is out of range; use 1-65535"),
@@ -173,9 +211,7 @@ mod tests {
         ] {
             let message = refused(value);
             assert!(message.contains(needle), "{value}: {message}");
-            if !value.starts_with("https") {
-                assert!(message.contains("http://host:port"), "{value}: {message}");
-            }
+            assert!(message.contains("http://host:port or https://host:port"), "{value}: {message}");
         }
         let message = ServerUrl::parse_address_or_url("h:70000").unwrap_err().0;
         assert!(message.contains("out of range") && message.contains("host:port or http://host:port"), "{message}");

@@ -4,7 +4,9 @@
 //! messages in [`remote_write_pb`]), the domain types that client-supplied fields are converted into once, at the edge
 //! ([`domain`]), the one parser of the service URLs it dials ([`endpoint`]), the snapshot digest both ends of the
 //! assignment feed compute ([`snapshot`]), the one way every roster server serves gRPC and every client makes its
-//! channel ([`transport`]), and the tower layer that gives every RPC a request id and a tracing span ([`rpc_trace`]),
+//! channel ([`transport`]), the tower layer that gives every RPC a request id and a tracing span ([`rpc_trace`]),
+//! who a caller is and what its role may do ([`auth`]: tokens, client certificates, the method table, the auth
+//! layer and the clients' credentials),
 //! the clients (the retrying unary client, [`client`] and [`retry`]; the feed follower, [`follower`]), the one HTTP
 //! server of roster's own Prometheus metrics ([`metrics_http`]), and what every binary does alike ([`process`],
 //! [`error_chain`]).
@@ -12,6 +14,7 @@
 //! The rules these pieces implement (S*, C*, R*, L*) are stated in `docs/DESIGN.md` and cited by number in the
 //! code and the proto files.
 
+pub mod auth;
 pub mod backoff;
 pub mod client;
 pub mod domain;

@@ -95,6 +95,8 @@ impl Registration {
 pub struct DemoOptions {
     /// roster-server URL to register with.
     pub server: crate::endpoint::ServerUrl,
+    /// What its calls to the registry carry to authenticate (a producer token, [`crate::auth`]).
+    pub credentials: crate::auth::CallCredentials,
     /// The producer's id.
     pub id: crate::domain::ProducerId,
     /// Collection interval asked for.
@@ -103,6 +105,10 @@ pub struct DemoOptions {
     pub lease: Duration,
     /// Labels added to its samples.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// How an `https://` server is dialled to register.
+    pub tls: Option<crate::transport::ClientTls>,
+    /// TLS on `roster.v1.Producer` (reloaded when its files change); `None` serves plaintext.
+    pub serve_tls: Option<crate::transport::ServerTls>,
 }
 
 /// Why the demo producer cannot run.
@@ -148,7 +154,9 @@ pub async fn run_demo(
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let registration = Registration { request, client: RosterClient::connect(&options.server, DEMO_CALL_TIMEOUT) };
+    let client = RosterClient::connect_tls(&options.server, DEMO_CALL_TIMEOUT, options.tls)
+        .with_credentials(options.credentials);
+    let registration = Registration { request, client };
     let keeper = tokio::spawn(registration.run(stop.clone()));
 
     let collections = Arc::new(AtomicU64::new(0));
@@ -162,8 +170,13 @@ pub async fn run_demo(
             sample("demo_wave", (started.elapsed().as_secs_f64() / 10.0).sin()),
         ]
     });
-    info!(producer.id = %options.id, listen = %local, server = %options.server, "demo producer serving");
-    let served = ServerTransport::new(ServeOptions::default()).add_service(service).serve(listener, shutdown).await;
+    let tls = options.serve_tls.as_ref().map_or("off", |_| "on");
+    info!(producer.id = %options.id, listen = %local, tls, server = %options.server, "demo producer serving");
+    let served = ServerTransport::new(ServeOptions::default())
+        .tls(options.serve_tls)
+        .add_service(service)
+        .serve(listener, shutdown)
+        .await;
     stop.cancel();
     let _ = keeper.await;
     served.map_err(DemoError::Transport)

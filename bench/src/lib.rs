@@ -11,6 +11,9 @@
 //! ([`prometheus`]). The remote-write scenario ([`remote_write`]) does the same with both delivering what they
 //! scrape to the harness's own remote-write receiver ([`receiver`]), through an outage of that receiver.
 //!
+//! The TLS scenario ([`tls`]) runs the registration, propagation and idle-stream measurements against a plaintext
+//! server and against one serving mutual TLS with authentication on.
+//!
 //! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
 //! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
 //! its speed.
@@ -24,6 +27,7 @@ pub mod remote_write;
 pub mod scenarios;
 pub mod scrape;
 pub mod server;
+pub mod tls;
 
 /// Sizes of every scenario.
 #[derive(Debug, Clone, Copy)]

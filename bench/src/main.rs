@@ -5,12 +5,12 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, remote_write, scenarios, scrape};
+use roster_bench::{Figure, Scale, remote_write, scenarios, scrape, tls};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
-/// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, and roster-collector
+/// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, roster-collector
 /// scraping Prometheus targets, and remote-writing them through a receiver outage, beside Prometheus 2.42's agent
-/// ($ROSTER_PROMETHEUS).
+/// ($ROSTER_PROMETHEUS), and what TLS and mutual TLS with authentication cost beside plaintext.
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -49,6 +49,7 @@ enum Scenario {
     BigSnapshot,
     ScrapeVsPrometheus,
     RemoteWriteVsPrometheus,
+    Tls,
 }
 
 #[tokio::main]
@@ -73,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::BigSnapshot,
         Scenario::ScrapeVsPrometheus,
         Scenario::RemoteWriteVsPrometheus,
+        Scenario::Tls,
     ] {
         if !wanted(scenario) {
             continue;
@@ -87,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
             Scenario::RemoteWriteVsPrometheus => remote_write::remote_write_vs_prometheus(scale, dir.path()).await,
+            Scenario::Tls => tls::tls_cost(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(

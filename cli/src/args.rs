@@ -6,8 +6,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use roster::{
+    auth::Role,
     domain::{CollectorId, ProducerId, ProducerKind, parse_label_flag},
     endpoint::{self, ServerUrl},
     metrics_http::MetricsListen,
@@ -52,7 +53,7 @@ pub(crate) const MAX_UP_PRODUCERS: i64 = 100;
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
-    /// roster-server URL, as http://host:port (no TLS in this build: https:// is refused).
+    /// roster-server URL, as http://host:port, or https://host:port for TLS (with --tls-ca).
     #[arg(
         long,
         global = true,
@@ -75,14 +76,43 @@ pub(crate) struct Cli {
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Format::Table)]
     pub(crate) output: Format,
+    /// File holding the bearer token sent with every call to the server (re-read when it changes); needed when the
+    /// server runs with --auth-tokens. `roster auth token` makes one.
+    #[arg(long, global = true, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
     /// Log each attempt (request id, attempt n of max, delay, cause) on stderr; twice for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
+    /// CA bundle (PEM) that the server's certificate is verified against, for an https:// --server (and
+    /// --collector of `roster status`).
+    #[arg(long, global = true, env = "ROSTER_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented for mutual TLS; needs --tls-key and --tls-ca.
+    #[arg(long, global = true, env = "ROSTER_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "ROSTER_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
 
 impl Cli {
+    /// Exits with a usage error (code 2, as clap's own) when the URL called and `--tls-ca` disagree: an `https://`
+    /// URL without a CA to verify the server, or a CA given for an `http://` URL. `--collector` for `roster
+    /// status`, `--server` for the commands that call the server.
+    pub(crate) fn check_tls_schemes(&self) {
+        let has_ca = self.tls_ca.is_some();
+        let refused = match &self.command {
+            Command::Up(_) | Command::Auth(_) => None,
+            Command::Status(args) => args.collector.check_tls(has_ca, "--tls-ca").err().map(|e| ("--collector", e)),
+            _ => self.server.check_tls(has_ca, "--tls-ca").err().map(|e| ("--server", e)),
+        };
+        if let Some((flag, e)) = refused {
+            Self::command().error(clap::error::ErrorKind::ValueValidation, format!("{flag}: {}", e.0)).exit();
+        }
+    }
+
     /// The log level `-v` asks for: errors only, then each attempt (`-v`), then everything (`-vv`).
     pub(crate) fn log_level(&self) -> &'static str {
         match self.verbose {
@@ -100,7 +130,10 @@ const EXAMPLES: &str = "Examples:
   roster producers register --id 9b2f4d1e-5c3a-4e8b-a1d2-3f4e5a6b7c8d --kind prometheus --address 127.0.0.1:9100
   roster collectors list --output json
   roster watch --collector 11111111-1111-1111-1111-111111111111
-  roster status --collector 127.0.0.1:50061";
+  roster status --collector 127.0.0.1:50061
+  roster auth token --role producer --binding '0b9d2a1c-*'
+  roster --token-file ~/.roster/token producers list
+  roster --server https://127.0.0.1:50051 --tls-ca ca.pem --tls-cert operator.pem --tls-key operator-key.pem producers list";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -133,6 +166,9 @@ pub(crate) enum Command {
     /// Run the whole job on this machine: a server, a collector and demo producers, until Ctrl-C.
     #[command(after_help = "Example:\n  roster up --data-dir ./roster-data --producers 3")]
     Up(UpArgs),
+    /// Make credentials for a server that runs with --auth-tokens (no server is called).
+    #[command(subcommand)]
+    Auth(AuthCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -256,6 +292,33 @@ pub(crate) enum AssignmentCommand {
     },
 }
 
+/// `roster auth …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Make a new bearer token: prints the token (once: the server keeps only its hash) and the line that grants it
+    /// to add to the server's --auth-tokens file. The server picks an edited file up within a second.
+    ///
+    /// Give the token to its holder in a file (--token-file, readable by it alone); delete the line to revoke it.
+    #[command(after_help = "Examples:
+  roster auth token --role operator --binding alice
+  roster auth token --role collector --binding 0b9d2a1c-5e8f-4a4b-9d3e-2f6c7a8b9c0d
+  roster auth token --role producer --binding '0b9d2a1c-*' --output json | jq -r .line >> /etc/roster/tokens
+  roster auth token --role reader")]
+    Token(TokenArgs),
+}
+
+/// `roster auth token`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// What the token may do: operator, collector, producer or reader (see docs/SECURITY.md).
+    #[arg(long, value_parser = |s: &str| Role::parse_field("--role", s).map_err(|e| e.problem))]
+    pub(crate) role: Role,
+    /// What it is bound to: a collector's id (required for collector); for producer, ids (comma-separated) or one
+    /// id prefix ending in * (none: any id); for operator and reader, a name for the logs.
+    #[arg(long)]
+    pub(crate) binding: Option<String>,
+}
+
 /// `roster watch`.
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
@@ -331,6 +394,11 @@ pub(crate) struct UpArgs {
     /// does not take waits in a queue in DIR/collector/remote-write.
     #[arg(long, value_name = "URL", value_parser = remote_write_sink)]
     pub(crate) remote_write: Option<Destination>,
+    /// Run secured: every gRPC connection over mutual TLS, each party named by its certificate. A local CA and the
+    /// certificates of the server, the collector, the demo producers and you (the operator) are made in DIR/tls
+    /// (reused on the next run while valid); how to call the pair with them is printed.
+    #[arg(long)]
+    pub(crate) secure: bool,
 }
 
 /// `--remote-write URL` as the collector's `--sink remote-write=URL`.

@@ -18,7 +18,9 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    roster::transport::tls::install_crypto_provider();
     let cli = args::Cli::parse();
+    cli.check_tls_schemes();
     roster::process::init_tracing_at(cli.log_level());
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")

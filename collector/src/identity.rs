@@ -35,7 +35,7 @@ pub enum IdentityError {
 ///
 /// # Errors
 /// When the file cannot be read or written, or holds something other than a UUID (or the nil UUID).
-pub(crate) fn load_or_create(data_dir: &Path, overridden: Option<CollectorId>) -> Result<CollectorId, IdentityError> {
+pub fn load_or_create(data_dir: &Path, overridden: Option<CollectorId>) -> Result<CollectorId, IdentityError> {
     if let Some(id) = overridden {
         return Ok(id);
     }

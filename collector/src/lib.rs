@@ -7,7 +7,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`defaults`] | every default, once |
-//! | `identity` | the collector's UUID in its data directory |
+//! | [`identity`] | the collector's UUID in its data directory (public: `roster up --secure` names it in a certificate) |
 //! | `reconciler` | running tasks ↔ applied snapshot, touching only what changed (C6) |
 //! | `producer_task` | one task per producer (handle/actor): the schedule and the counters |
 //! | `scrape` | the producer protocols, one scraper per kind of producer (`roster.v1.Producer`, Prometheus HTTP) |
@@ -25,7 +25,7 @@ pub mod defaults;
 mod disk_queue;
 mod export;
 mod exposition;
-mod identity;
+pub mod identity;
 mod metrics;
 mod producer_task;
 mod reconciler;
@@ -46,7 +46,7 @@ use roster::{
     follower::{Follower, FollowerConfig, FollowerError},
     message_limit::MAX_REQUEST_BYTES,
     pb::collector_status_server::CollectorStatusServer,
-    transport::{ServeOptions, ServerTransport},
+    transport::{ClientTls, ServeOptions, ServerTls, ServerTransport},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,10 +80,18 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Reconnect backoff of the feed.
     pub backoff: roster::backoff::BackoffPolicy,
+    /// What the feed and its reports carry to authenticate (a collector token bound to this collector's id).
+    pub credentials: roster::auth::CallCredentials,
+    /// How `https://` servers are dialled: their CA and, for mutual TLS, this collector's certificate.
+    pub tls: Option<ClientTls>,
+    /// TLS on the status API (reloaded when its files change); `None` serves plaintext.
+    pub status_tls: Option<ServerTls>,
+    /// When set, every `roster.v1.Producer` is called over TLS with it; `None` calls them in plaintext.
+    pub producer_tls: Option<ClientTls>,
 }
 
 impl Config {
-    /// The [`defaults`], with `servers` and `data_dir`, and no metrics served.
+    /// The [`defaults`], with `servers` and `data_dir`, no metrics served and no TLS.
     pub fn new(servers: Vec<ServerUrl>, data_dir: impl Into<PathBuf>) -> Self {
         Self {
             servers,
@@ -94,6 +102,10 @@ impl Config {
             keepalive_interval: defaults::KEEPALIVE_INTERVAL,
             keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
             backoff: defaults::RECONNECT_BACKOFF,
+            credentials: roster::auth::CallCredentials::none(),
+            tls: None,
+            status_tls: None,
+            producer_tls: None,
         }
     }
 
@@ -170,6 +182,8 @@ pub async fn run(
     follower_config.keepalive_interval = config.keepalive_interval;
     follower_config.keepalive_timeout = config.keepalive_timeout;
     follower_config.backoff = config.backoff;
+    follower_config.credentials = config.credentials.clone();
+    follower_config.tls = config.tls.clone();
     // Every kind has its scraper here (`scrape`).
     follower_config.supported_kinds = SupportedKinds::ALL;
     let instance = follower_config.instance;
@@ -178,7 +192,7 @@ pub async fn run(
     let (sink, sinks, sink_writers) = start_sinks(&config)?;
     let scrape_metrics = ScrapeMetrics::default();
     let metrics_registry = metrics::registry(&scrape_metrics, &handle, sinks.clone());
-    let reconciler = Reconciler::new(id, sink, scrape_metrics);
+    let reconciler = Reconciler::new(id, sink, scrape_metrics, config.producer_tls.clone());
     let views = reconciler.views();
     let stop = CancellationToken::new();
     let metrics_local = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -211,6 +225,7 @@ pub async fn run(
     );
     // Status calls are quick: the default drain is ample, and the collector's own shutdown goes on after it.
     let served = ServerTransport::new(ServeOptions::default())
+        .tls(config.status_tls.clone())
         .add_service(CollectorStatusServer::new(status).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve(listener, async {
             shutdown.await;

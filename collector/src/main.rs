@@ -3,8 +3,14 @@
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser;
-use roster::{domain::CollectorId, endpoint::ServerUrl, metrics_http::MetricsListen};
+use clap::{CommandFactory as _, Parser};
+use roster::{
+    auth::CallCredentials,
+    domain::CollectorId,
+    endpoint::ServerUrl,
+    metrics_http::MetricsListen,
+    transport::{ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles},
+};
 use roster_collector::{CollectorError, Destination, defaults};
 
 /// A roster metrics collector.
@@ -23,8 +29,9 @@ use roster_collector::{CollectorError, Destination, defaults};
 #[derive(Debug, Parser)]
 #[command(name = "roster-collector", version, about, long_about, after_help = EXAMPLES)]
 struct Args {
-    /// roster-server URL(s) as http://host:port, comma-separated; on failure the next one is tried. A value that is
-    /// not http://host:port (no scheme, https://, a port outside 1-65535, a bad host) stops the collector at start.
+    /// roster-server URL(s) as http://host:port (or https://host:port, with --tls-ca), comma-separated; on failure
+    /// the next one is tried. A value that is not a URL so (no scheme, a port outside 1-65535, a bad host) stops the
+    /// collector at start.
     #[arg(
         long,
         env = "ROSTER_COLLECTOR_SERVER",
@@ -90,6 +97,32 @@ struct Args {
         value_parser = at_least_10ms
     )]
     reconnect_max_delay: humantime::Duration,
+
+    /// File holding the bearer token sent on the feed and with every report (a collector token bound to this
+    /// collector's id; `roster auth token --role collector --binding ID`). Re-read when it changes. A refused
+    /// token is logged; the collector keeps collecting its last known set and retries with its backoff.
+    #[arg(long, env = "ROSTER_COLLECTOR_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) that the server's certificate is verified against, for https:// --server URLs; it also
+    /// verifies the client certificates of status API callers when --tls-cert is given.
+    #[arg(long, env = "ROSTER_COLLECTOR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+
+    /// This collector's certificate chain (PEM): it serves the status API over TLS and is presented to the server
+    /// for mutual TLS (so it needs both serverAuth and clientAuth usages). Needs --tls-key; reloaded for the status
+    /// API when the file changes or on SIGHUP.
+    #[arg(long, env = "ROSTER_COLLECTOR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_COLLECTOR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Call every gRPC producer (roster.v1.Producer) over TLS, verifying it with --tls-ca and presenting
+    /// --tls-cert. Prometheus targets choose http or https each, in their registration.
+    #[arg(long, env = "ROSTER_COLLECTOR_PRODUCER_TLS", requires = "tls_ca")]
+    producer_tls: bool,
 }
 
 /// A duration such as `500ms` or `30s`, at least 10 ms: shorter ones would make the feed spin.
@@ -104,6 +137,7 @@ fn at_least_10ms(text: &str) -> Result<humantime::Duration, String> {
 const EXAMPLES: &str = "Examples:
   roster-collector
   roster-collector --server http://10.0.0.5:50051,http://10.0.0.6:50051 --data-dir /var/lib/roster-collector
+  roster-collector --server https://roster.example:50051 --tls-ca ca.pem --tls-cert collector.pem --tls-key collector-key.pem
   grpcurl -plaintext 127.0.0.1:50061 roster.v1.CollectorStatus/GetStatus
   curl http://127.0.0.1:9472/metrics";
 
@@ -113,9 +147,31 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
+    roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
+    // A usage error (exit 2, as clap's own), before anything is made.
+    if let Some(e) = args.server.iter().find_map(|server| server.check_tls(args.tls_ca.is_some(), "--tls-ca").err()) {
+        Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
+    }
+    let identity = args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key });
+    let tls = args
+        .tls_ca
+        .clone()
+        .map(|ca| ClientTlsFiles { ca, identity: identity.clone() }.load())
+        .transpose()
+        .context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
+    let status_tls = identity
+        .map(|identity| {
+            let client_ca = args.tls_ca.clone();
+            ServerTls::load(ServerTlsFiles { identity, client_ca, client_cert_required: false })
+        })
+        .transpose()
+        .context("cannot serve the status API over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
+    config.producer_tls = if args.producer_tls { tls.clone() } else { None };
+    config.tls = tls;
+    config.status_tls = status_tls;
     config.metrics_listen = args.metrics_listen.address();
     config.sinks = args.sink;
     config.id = args.id;
@@ -123,6 +179,9 @@ async fn start() -> anyhow::Result<()> {
     config.keepalive_timeout = args.keepalive_timeout.into();
     config.backoff.cap = args.reconnect_max_delay.into();
     config.backoff.initial = config.backoff.initial.min(config.backoff.cap);
+    if let Some(path) = &args.token_file {
+        config.credentials = CallCredentials::from_token_file(path).context("--token-file")?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| {
         format!("cannot listen on {} (is another collector running there? use --listen)", args.listen)
     })?;

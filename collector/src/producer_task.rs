@@ -29,6 +29,7 @@ use roster::{
     domain::{Collection, CollectorId, Target},
     error_chain::chain,
     follower::now_ms,
+    transport::ClientTls,
 };
 use tokio::{
     sync::watch,
@@ -116,7 +117,7 @@ impl TaskHandle {
         match &target.collection {
             Collection::Grpc => {
                 let deadline = collect_timeout(target.interval);
-                let scraper = GrpcScraper::new(&target, kit.collector, deadline);
+                let scraper = GrpcScraper::new(&target, kit.collector, deadline, kit.producer_tls.as_ref());
                 Self::spawn(scraper, target, sink, first_delay, deadline, metrics)
             }
             Collection::Prometheus(prometheus) => {
@@ -191,12 +192,14 @@ pub(crate) struct ScrapeKit {
     pub(crate) collector: CollectorId,
     /// The HTTP client of Prometheus targets, one pool for all.
     pub(crate) http: HttpClient,
+    /// When set, gRPC producers are called over TLS with it (`https://`); otherwise in plaintext.
+    pub(crate) producer_tls: Option<ClientTls>,
 }
 
 impl ScrapeKit {
-    /// The kit of `collector`, with the default body limit.
-    pub(crate) fn new(collector: CollectorId) -> Self {
-        Self { collector, http: HttpClient::new(defaults::SCRAPE_BODY_LIMIT) }
+    /// The kit of `collector`, with the default body limit, calling gRPC producers with `producer_tls`.
+    pub(crate) fn new(collector: CollectorId, producer_tls: Option<ClientTls>) -> Self {
+        Self { collector, http: HttpClient::new(defaults::SCRAPE_BODY_LIMIT), producer_tls }
     }
 }
 

@@ -21,6 +21,7 @@ use std::{
 use roster::{
     domain::{Collection, CollectorId, ProducerId, Target},
     follower::assembler::Snapshot,
+    transport::ClientTls,
 };
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -75,11 +76,17 @@ pub(crate) struct Reconciler {
 }
 
 impl Reconciler {
-    /// No tasks yet; the tasks will hand their samples to `sink` and count their scrapes in `metrics`.
-    pub(crate) fn new(collector: CollectorId, sink: Sink, metrics: ScrapeMetrics) -> Self {
+    /// No tasks yet; the tasks will hand their samples to `sink`, count their scrapes in `metrics`, and call gRPC
+    /// producers over TLS with `producer_tls` when given.
+    pub(crate) fn new(
+        collector: CollectorId,
+        sink: Sink,
+        metrics: ScrapeMetrics,
+        producer_tls: Option<ClientTls>,
+    ) -> Self {
         Self {
             collector,
-            kit: ScrapeKit::new(collector),
+            kit: ScrapeKit::new(collector, producer_tls),
             sink,
             metrics,
             tasks: BTreeMap::new(),

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use roster::{domain::MAX_LEASE, message_limit::PAGE_BYTES};
+use roster::{auth::Authenticator, domain::MAX_LEASE, message_limit::PAGE_BYTES, transport::ServerTls};
 
 use crate::{
     clock::{Clock, SystemClock},
@@ -83,12 +83,17 @@ pub struct Config {
     /// How late the registry's periodic work may run before the server counts the time as its own absence, which
     /// no lease or grace period is charged for (L3; see `registry::absence`).
     pub absence_threshold: Duration,
+    /// Who may call (issue 15): off by default, so a server embedded in a test or `roster up` on loopback needs
+    /// no credentials; `roster-server` turns it on with `--auth-tokens` (see [`check_exposure`]).
+    pub auth: Authenticator,
+    /// TLS on the gRPC listener (reloaded when its files change); `None` serves plaintext.
+    pub tls: Option<ServerTls>,
     /// The clocks; replaced in tests.
     pub clock: Arc<dyn Clock>,
 }
 
 impl Config {
-    /// The defaults, with the store in `data_dir` and no metrics served.
+    /// The defaults, with the store in `data_dir`, no metrics served and no TLS.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -105,7 +110,52 @@ impl Config {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             settle: DEFAULT_SETTLE,
             absence_threshold: DEFAULT_ABSENCE_THRESHOLD,
+            auth: Authenticator::off(),
+            tls: None,
             clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Refuses to serve `listen` to other machines unprotected, the way Redis's protected mode does: a non-loopback
+/// address needs TLS (`tls`) and authentication (`auth`), unless the operator said `insecure`. Loopback stays open,
+/// for the quick start. The error says why and what to do.
+///
+/// # Errors
+/// The reason, naming the flags that fix it.
+pub fn check_exposure(listen: SocketAddr, tls: bool, auth: bool, insecure: bool) -> Result<(), String> {
+    if insecure || listen.ip().is_loopback() || (tls && auth) {
+        return Ok(());
+    }
+    let missing = match (tls, auth) {
+        (false, false) => "TLS and authentication",
+        (false, true) => "TLS (tokens would cross the network in the clear)",
+        _ => "authentication",
+    };
+    Err(format!(
+        "refusing to serve on {listen} without {missing}: anyone who reaches this port could deregister every \
+         producer, pin them all to one collector, or read and report for any collector. Give --tls-cert and \
+         --tls-key (and --tls-ca for client certificates) and --auth-tokens FILE (tokens from `roster auth \
+         token`); or listen on 127.0.0.1; or, on a network you trust, pass --insecure. See docs/SECURITY.md"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_or_a_protected_or_an_insecure_server_may_listen() {
+        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let e = check_exposure(any, false, false, false).unwrap_err();
+        assert!(e.starts_with("refusing to serve on 0.0.0.0:50051 without TLS and authentication:"), "{e}");
+        assert!(e.contains("--insecure") && e.contains("--auth-tokens") && e.contains("--tls-cert"), "{e}");
+        assert!(check_exposure(any, false, true, false).unwrap_err().contains("without TLS (tokens"));
+        assert!(check_exposure(any, true, false, false).unwrap_err().contains("without authentication:"));
+        assert_eq!(check_exposure(any, true, true, false), Ok(()));
+        assert_eq!(check_exposure(any, false, false, true), Ok(()));
+        for loopback in ["127.0.0.1:50051", "[::1]:50051"] {
+            assert_eq!(check_exposure(loopback.parse().unwrap(), false, false, false), Ok(()), "{loopback}");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The server's errors, and the one mapping from them to gRPC statuses: every status the server sends is made
 //! here, from an [`Error`] (`From<Error> for Status`), and nowhere else.
 //!
-//! Retry semantics follow from the codes (R2): bad input is `INVALID_ARGUMENT` (never retried); a store fault and
+//! Retry semantics follow from the codes (R2): bad input is `INVALID_ARGUMENT` (never retried); a caller without
+//! valid credentials is `UNAUTHENTICATED`, one whose role may not do what it asks `PERMISSION_DENIED` (neither
+//! retried at once; both made by [`roster::auth::AuthError`]'s mapping, which the auth layer uses too); a store fault and
 //! shutdown are `UNAVAILABLE` (retried: nothing was changed); asking to forget a collector that is not gone is
 //! `FAILED_PRECONDITION` (not retried: the state must change first), and so is a second process with a
 //! collector's id (not retried at once: a feed follower retries it with its capped backoff). A status's message
@@ -10,6 +12,7 @@
 use std::sync::Arc;
 
 use roster::{
+    auth::AuthError,
     domain::{CollectorId, FieldError, ProducerId},
     error_chain::chain,
 };
@@ -23,6 +26,10 @@ pub(crate) enum Error {
     /// A request field is invalid.
     #[error(transparent)]
     Field(FieldError),
+    /// The caller may not act on what the request names (another collector's id, a producer outside its binding,
+    /// a pin), or carries no principal at all.
+    #[error(transparent)]
+    Auth(AuthError),
     /// The store could not make the change durable; nothing was changed.
     #[error("the store could not write this change, so nothing was changed; retry when the fault is fixed")]
     Store(#[source] Arc<StoreError>),
@@ -103,6 +110,8 @@ impl From<Error> for Status {
         match e {
             // The library maps a bad field for every roster service alike (the collector's status API too).
             Error::Field(field) => Status::from(field),
+            // The auth layer refuses with the same mapping, so a refusal reads alike wherever it is made.
+            Error::Auth(auth) => Status::from(auth),
             Error::UnknownCollector(_) | Error::UnknownProducer(_) | Error::ObserveUnknown(_) => {
                 Status::not_found(message)
             }

@@ -10,7 +10,7 @@
 //! | module | owns | uses |
 //! |---|---|---|
 //! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `clock` |
-//! | `rpc` | the gRPC edge: request conversion and response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
+//! | `rpc` | the gRPC edge: request conversion, the body's authorization ([`roster::auth::Principal::may`]), response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
 //! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
 //! | `registry` | the actor that owns the state, batches writes, publishes snapshots | `registry::state`, `registry::absence`, `metrics`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
 //! | `metrics` | the server's own Prometheus metrics, served by [`roster::metrics_http`] | `feed::stream`, `registry::state`, `records` |
@@ -43,6 +43,7 @@ pub mod wire;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use roster::{
+    auth::AuthLayer,
     message_limit::MAX_REQUEST_BYTES,
     pb::registry_server::RegistryServer,
     transport::{Keepalive, ServeOptions, ServerTransport},
@@ -56,6 +57,7 @@ pub use crate::{
         Config, DEFAULT_ABSENCE_THRESHOLD, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER,
         DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE,
         DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, DEFAULT_SWEEP_INTERVAL,
+        check_exposure,
     },
     store::StoreError,
 };
@@ -124,6 +126,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let epoch = registry.epoch();
     let stop = CancellationToken::new();
     let actor = tokio::spawn(registry.run(stop.clone()));
+    // An edited token file is in force within a second; a bad one is logged and the old one kept.
+    if let Some(tokens) = config.auth.tokens() {
+        tokio::spawn(tokens.clone().watch(stop.clone()));
+    }
     // Metrics are served until shutdown begins (the token is cancelled when the server goes away).
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(roster::metrics_http::serve(listener, Arc::new(metrics_registry), stop.clone().cancelled_owned()))
@@ -142,8 +148,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         drain: config.drain,
     };
     let metrics_at = metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    info!(listen = %local, metrics = %metrics_at, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
+    let tls = config.tls.as_ref().map_or("off", |_| "on");
+    let auth = if config.auth.is_on() { "on" } else { "off" };
+    info!(listen = %local, metrics = %metrics_at, tls, auth, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
     let served = ServerTransport::new(options)
+        .tls(config.tls.clone())
+        .authenticate(AuthLayer::new(config.auth.clone()))
         .add_service(RegistryServer::new(registry_service).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AssignmentFeedServer::new(feed_service).max_decoding_message_size(MAX_REQUEST_BYTES))
         // Going away ends every feed stream with UNAVAILABLE (and stops the registry's periodic work).

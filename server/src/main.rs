@@ -6,13 +6,16 @@ use anyhow::Context as _;
 use clap::Parser;
 use humantime::Duration as HumanDuration;
 use roster::{
+    auth::{Authenticator, Reflection, tokens::TokenFile},
     domain::{MAX_LEASE, MIN_LEASE},
     metrics_http::MetricsListen,
+    transport::{IdentityFiles, ServerTls, ServerTlsFiles},
 };
 use roster_server::{
     Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
     DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE, DEFAULT_LISTEN,
-    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, feed::snapshot::ChunkLimits,
+    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, check_exposure,
+    feed::snapshot::ChunkLimits,
 };
 
 /// The roster control plane.
@@ -97,12 +100,50 @@ struct Args {
     /// HTTP/2 keepalive: how long a ping may go unanswered.
     #[arg(long, env = "ROSTER_SERVER_KEEPALIVE_TIMEOUT", default_value_t = HumanDuration::from(DEFAULT_KEEPALIVE_TIMEOUT), value_parser = parse_duration)]
     keepalive_timeout: HumanDuration,
+
+    /// Token file, turning authentication on: every call but health needs a token listed there (or a client
+    /// certificate). One credential a line, `ROLE[:BINDING] sha256:HEX`, hashes only; `roster auth token` makes
+    /// entries. Re-read when it changes; a bad new file is logged, naming the line, and the old one stays in force.
+    #[arg(long, env = "ROSTER_SERVER_AUTH_TOKENS", value_name = "FILE")]
+    auth_tokens: Option<PathBuf>,
+
+    /// With authentication on, let anyone use server reflection (it shows the public roster.v1 schema, nothing of
+    /// the registry). By default reflection needs a credential like every call but health.
+    #[arg(long, env = "ROSTER_SERVER_OPEN_REFLECTION")]
+    open_reflection: bool,
+
+    /// Serve on a non-loopback address without TLS and authentication. Anyone who reaches the port can then change
+    /// the registry: only for a network you trust. Without it, such a listen address is refused at start.
+    #[arg(long, env = "ROSTER_SERVER_INSECURE")]
+    insecure: bool,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded without a
+    /// restart when the file changes or on SIGHUP; open streams keep their connection.
+    #[arg(long, env = "ROSTER_SERVER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_SERVER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) that client certificates are verified against (mutual TLS). A client that presents a
+    /// certificate must present one this CA signed; see --tls-client-cert-required. With it, authentication is on:
+    /// a client certificate's roster:// URI SAN names the caller (docs/SECURITY.md).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
+
+    /// Refuse TLS clients that present no certificate signed by --tls-ca. Without it, such a client may connect
+    /// and authenticate otherwise (a bearer token).
+    #[arg(long, env = "ROSTER_SERVER_TLS_CLIENT_CERT_REQUIRED", requires = "tls_ca")]
+    tls_client_cert_required: bool,
 }
 
 const EXAMPLES: &str = "Examples:
   roster-server
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
+  roster-server --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem
   roster-server --metrics-listen 0.0.0.0:9471
+  roster-server --listen 0.0.0.0:50051 --auth-tokens /etc/roster/tokens --tls-cert server.pem --tls-key server.key
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
 
 /// A default lease within the bounds a registrant's own lease must keep ([`MIN_LEASE`], [`MAX_LEASE`]): the server
@@ -135,6 +176,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
+    roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
@@ -158,6 +200,32 @@ async fn start() -> anyhow::Result<()> {
     config.reconnect_rate = args.reconnect_rate;
     config.keepalive_interval = args.keepalive_interval.into();
     config.keepalive_timeout = args.keepalive_timeout.into();
+    let client_certificates = args.tls_ca.is_some();
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        let files = ServerTlsFiles {
+            identity: IdentityFiles { cert, key },
+            client_ca: args.tls_ca,
+            client_cert_required: args.tls_client_cert_required,
+        };
+        config.tls = Some(ServerTls::load(files).context("cannot serve TLS (--tls-cert, --tls-key, --tls-ca)")?);
+    }
+    // Authentication is on with a token file, or with client certificates to read identities from.
+    if args.auth_tokens.is_some() || client_certificates {
+        let tokens = args.auth_tokens.as_ref().map(TokenFile::load).transpose().context("--auth-tokens")?;
+        let reflection = if args.open_reflection { Reflection::Open } else { Reflection::Authenticated };
+        config.auth = Authenticator::on(tokens, reflection);
+    }
+    check_exposure(args.listen, config.tls.is_some(), config.auth.is_on(), args.insecure)
+        .map_err(anyhow::Error::msg)?;
+    if args.insecure && !args.listen.ip().is_loopback() && !(config.tls.is_some() && config.auth.is_on()) {
+        tracing::warn!(
+            listen = %args.listen,
+            tls = config.tls.is_some(),
+            auth = config.auth.is_on(),
+            "serving another network without TLS and authentication (--insecure): whoever reaches this port may \
+             change the registry"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (is another server running there? use --listen)", args.listen))?;

@@ -3,10 +3,15 @@
 //! Each handler converts its request into domain types once (`TryFrom`, which names a bad field), calls the
 //! registry, and converts the answer back into wire types. No rule lives here, and no status code: every failure
 //! is an [`Error`], made a status by its one mapping (`crate::error`).
+//!
+//! The auth layer ([`roster::auth::AuthLayer`]) has checked the caller's role against the method before a handler
+//! runs; what only the body shows (which collector, which producer, a pin) is checked by [`authorize`], before
+//! the registry is asked anything, so a refused call changes nothing.
 
 use std::pin::Pin;
 
 use roster::{
+    auth::{AuthError, Principal, Target},
     domain::{
         ApplyOutcome, ApplyReport, CollectorId, PinChange, ProducerId, ProducerQuery, Registration, WatchParams,
         duration_ms_u32,
@@ -28,6 +33,15 @@ use crate::{
     },
     wire::{WatchFrame, feed_server::assignment_feed_server::AssignmentFeed},
 };
+
+/// Whether the caller of `request` may act on `target`: the [`Principal`] the auth layer put into the request,
+/// asked through its one check ([`Principal::may`]). A request without one never passed the layer, and is refused.
+fn authorize(extensions: &tonic::Extensions, target: Target) -> Result<(), Error> {
+    let principal = extensions.get::<Principal>().ok_or_else(|| {
+        Error::Auth(AuthError::Unauthenticated("the call did not pass the server's authentication".to_owned()))
+    })?;
+    principal.may(target).map_err(Error::Auth)
+}
 
 fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
     let (kind, prometheus) = r.spec.collection.to_info_pb();
@@ -113,7 +127,10 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::RegisterProducerRequest>,
     ) -> Result<Response<pb::RegisterProducerResponse>, Status> {
-        let registration = Registration::try_from(request.into_inner()).map_err(Error::Field)?;
+        let (_, extensions, request) = request.into_parts();
+        let registration = Registration::try_from(request).map_err(Error::Field)?;
+        let spec = &registration.spec;
+        authorize(&extensions, Target::Register { producer: spec.id, pinned: spec.pinned.is_some() })?;
         let registered = self.registry.register(registration).await?;
         if registered.created {
             let spec = &registered.record.spec;
@@ -130,7 +147,9 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::DeregisterProducerRequest>,
     ) -> Result<Response<pb::DeregisterProducerResponse>, Status> {
-        let id = ProducerId::parse_field("producer_id", &request.into_inner().producer_id).map_err(Error::Field)?;
+        let (_, extensions, request) = request.into_parts();
+        let id = ProducerId::parse_field("producer_id", &request.producer_id).map_err(Error::Field)?;
+        authorize(&extensions, Target::Deregister(id))?;
         let existed = self.registry.deregister(id).await?;
         if existed {
             info!(producer.id = %id, "producer deregistered");
@@ -222,7 +241,9 @@ impl AssignmentFeed for FeedService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        let params = WatchParams::try_from(request.into_inner()).map_err(Error::Field)?;
+        let (_, extensions, request) = request.into_parts();
+        let params = WatchParams::try_from(request).map_err(Error::Field)?;
+        authorize(&extensions, Target::Feed { collector: params.collector, observe_only: params.observe })?;
         if self.stream.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown.into());
         }
@@ -247,7 +268,9 @@ impl AssignmentFeed for FeedService {
         &self,
         request: Request<pb::ReportAppliedRequest>,
     ) -> Result<Response<pb::ReportAppliedResponse>, Status> {
-        let report = ApplyReport::try_from(request.into_inner()).map_err(Error::Field)?;
+        let (_, extensions, request) = request.into_parts();
+        let report = ApplyReport::try_from(request).map_err(Error::Field)?;
+        authorize(&extensions, Target::Report(report.collector))?;
         let (collector, generation) = (report.collector, report.generation);
         let outcome = match &report.outcome {
             ApplyOutcome::Applied => "applied".to_owned(),

@@ -32,13 +32,14 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use self::assembler::{Assembler, Discard, Event, Snapshot};
 use crate::{
+    auth::CallCredentials,
     backoff::BackoffPolicy,
     client::RosterClient,
     domain::{CollectorId, SupportedKinds},
     endpoint::ServerUrl,
     error_chain::{chain, status_line},
     pb::{self, assignment_feed_client::AssignmentFeedClient},
-    transport::{ClientOptions, Keepalive},
+    transport::{ClientOptions, ClientTls, Keepalive},
 };
 
 /// The HTTP/2 keepalive ping interval of the feed connection, by default.
@@ -69,6 +70,8 @@ pub struct FollowerConfig {
     pub keepalive_timeout: Duration,
     /// Time limit for establishing a connection.
     pub connect_timeout: Duration,
+    /// How `https://` endpoints are dialled (the server's CA, and a client certificate for mutual TLS).
+    pub tls: Option<ClientTls>,
     /// Where the applied snapshot is kept (C5); `None` keeps it in memory only.
     pub state_file: Option<PathBuf>,
     /// Whether to report applied and rejected generations (C4).
@@ -87,12 +90,14 @@ pub struct FollowerConfig {
     /// assigns it producers of these kinds only. A program lists a kind only once it can collect it; a snapshot
     /// entry of another kind is still read (it cannot come from a server that honours the list).
     pub supported_kinds: SupportedKinds,
+    /// What every `Watch` and report carries to authenticate (a bearer token, [`crate::auth`]); none by default.
+    pub credentials: CallCredentials,
 }
 
 impl FollowerConfig {
     /// The defaults: feed backoff (200 ms doubling to a hard 30 s), keepalive every 10 s with a 10 s timeout,
-    /// 5 s connect timeout, reports on (each attempt limited to 5 s), no state file, not observe-only, failed saves
-    /// retried up to every 10 s, a new random instance id, and gRPC producers only.
+    /// 5 s connect timeout, no TLS, reports on (each attempt limited to 5 s), no state file, not observe-only, failed
+    /// saves retried up to every 10 s, a new random instance id, gRPC producers only, and no credentials.
     pub fn new(endpoints: Vec<ServerUrl>, collector: CollectorId) -> Self {
         Self {
             endpoints,
@@ -101,6 +106,7 @@ impl FollowerConfig {
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
             state_file: None,
             report: true,
             report_timeout: DEFAULT_REPORT_TIMEOUT,
@@ -108,6 +114,7 @@ impl FollowerConfig {
             persist_backoff: BackoffPolicy::PERSIST,
             instance: Some(uuid::Uuid::new_v4()),
             supported_kinds: SupportedKinds::GRPC_ONLY,
+            credentials: CallCredentials::none(),
         }
     }
 }
@@ -403,7 +410,11 @@ impl Follower {
     ) -> Option<String> {
         let endpoint = url.as_str();
         let keepalive = Keepalive { interval: self.config.keepalive_interval, timeout: self.config.keepalive_timeout };
-        let options = ClientOptions { connect_timeout: self.config.connect_timeout, keepalive: Some(keepalive) };
+        let options = ClientOptions {
+            connect_timeout: self.config.connect_timeout,
+            keepalive: Some(keepalive),
+            tls: self.config.tls.clone(),
+        };
         let connected = tokio::select! {
             () = shutdown.cancelled() => return None,
             connected = options.connect(url) => connected,
@@ -422,8 +433,9 @@ impl Follower {
             supported_kinds: self.config.supported_kinds.to_pb(),
         };
         // Reports go on the feed's connection, through the retrying client (R3: a request id, a time limit, retries).
-        let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout);
-        let mut client = AssignmentFeedClient::new(channel);
+        let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout)
+            .with_credentials(self.config.credentials.clone());
+        let mut client = AssignmentFeedClient::with_interceptor(channel, self.config.credentials.clone());
         let watched = tokio::select! {
             () = shutdown.cancelled() => return None,
             watched = client.watch(request) => watched,

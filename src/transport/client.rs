@@ -4,32 +4,42 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use super::{DEFAULT_CONNECT_TIMEOUT, Keepalive};
+use super::{ClientTls, DEFAULT_CONNECT_TIMEOUT, Keepalive};
 use crate::endpoint::ServerUrl;
 
 /// How a client dials a gRPC service. Every channel also has `TCP_NODELAY`: calls are small and latency is what
 /// matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The longest wait for a connection.
     pub connect_timeout: Duration,
     /// HTTP/2 keepalive pings, sent even while no call is open; `None` for none (a unary client's per-call time
     /// limit bounds each call instead).
     pub keepalive: Option<Keepalive>,
+    /// How `https://` URLs are dialled: the CA that signed the server's certificate and, for mutual TLS, the
+    /// client's own. An `http://` URL is dialled in plaintext whatever this says; whether a URL's scheme and the
+    /// TLS settings go together is checked where both enter ([`ServerUrl::check_tls`]).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
-    /// A connect timeout of [`DEFAULT_CONNECT_TIMEOUT`], no keepalive pings.
+    /// A connect timeout of [`DEFAULT_CONNECT_TIMEOUT`], no keepalive pings, no TLS.
     fn default() -> Self {
-        Self { connect_timeout: DEFAULT_CONNECT_TIMEOUT, keepalive: None }
+        Self { connect_timeout: DEFAULT_CONNECT_TIMEOUT, keepalive: None, tls: None }
     }
 }
 
 impl ClientOptions {
-    /// The endpoint of `url` with these options. The one place a client's connection settings are made: TLS
-    /// (issue 15) adds its client configuration here.
+    /// The endpoint of `url` with these options. The one place a client's connection settings are made.
     pub fn endpoint(&self, url: &ServerUrl) -> Endpoint {
-        let endpoint = url.endpoint().connect_timeout(self.connect_timeout).tcp_nodelay(true);
+        let mut endpoint = url.endpoint().connect_timeout(self.connect_timeout).tcp_nodelay(true);
+        if url.is_tls()
+            && let Some(tls) = &self.tls
+        {
+            endpoint = endpoint
+                .tls_config(tls.0.clone())
+                .expect("the TLS files were checked at load, and a ServerUrl's host is a valid server name");
+        }
         match self.keepalive {
             Some(keepalive) => endpoint
                 .http2_keep_alive_interval(keepalive.interval)

@@ -8,19 +8,23 @@
 //! - [`ClientOptions`] (in `client.rs`) makes the channel of every roster client: the library's clients, the feed
 //!   follower, the test kit and the benchmark.
 //!
-//! Each side has one place where TLS will plug in (issue 15): the server's `incoming`, which a rustls acceptor
-//! will wrap before the connections reach tonic, and [`ClientOptions::endpoint`], which will add the client's TLS
-//! settings for an `https://` [`ServerUrl`](crate::endpoint::ServerUrl).
+//! - [`tls`] reads and checks certificates, keys and CA bundles, and holds a server's reloadable configuration
+//!   ([`ServerTls`]) and a client's ([`ClientTls`]). A TLS server accepts through roster's own acceptor
+//!   (`acceptor.rs`), so that certificates reload without a restart; a client dials `https://` URLs with
+//!   [`ClientOptions::tls`].
 
+mod acceptor;
 mod client;
 mod health;
 mod reflection;
 mod server;
+pub mod tls;
 
 use std::time::Duration;
 
 pub use client::ClientOptions;
 pub use server::{ServeOptions, ServerTransport};
+pub use tls::{ClientTls, ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles, TlsError};
 
 /// How long a client waits for a connection, unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,8 +14,8 @@ use tonic::{
 use tower::Service;
 use tracing::warn;
 
-use super::{DEFAULT_DRAIN, Keepalive, health, reflection};
-use crate::{message_limit, rpc_trace::RequestTraceLayer};
+use super::{DEFAULT_DRAIN, Keepalive, ServerTls, acceptor, health, reflection};
+use crate::{auth::AuthLayer, message_limit, rpc_trace::RequestTraceLayer};
 
 /// How a server keeps its connections and how long it drains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +38,9 @@ impl Default for ServeOptions {
 ///
 /// - connections with `TCP_NODELAY` (a feed frame or an answer is sent at once, not held back by Nagle's
 ///   algorithm), and the HTTP/2 keepalive of [`ServeOptions::keepalive`];
-/// - every call through the layers of [`rpc_trace`](crate::rpc_trace) (a request id and a tracing span, R5) and
-///   of [`message_limit`] (an oversize request is answered `RESOURCE_EXHAUSTED`);
+/// - every call through the layers of [`rpc_trace`](crate::rpc_trace) (a request id and a tracing span, R5), of
+///   [`crate::auth`] when [`ServerTransport::authenticate`] gives one (the caller's credential and role), and of
+///   [`message_limit`] (an oversize request is answered `RESOURCE_EXHAUSTED`);
 /// - `grpc.health.v1.Health` beside the services, SERVING for the server (`""`) and for each service while it
 ///   serves;
 /// - reflection v1 and v1alpha (grpcurl 1.8.6 asks for v1alpha), advertising exactly the services served.
@@ -54,12 +55,29 @@ pub struct ServerTransport {
     routes: RoutesBuilder,
     services: Vec<&'static str>,
     going_away: Option<CancellationToken>,
+    tls: Option<ServerTls>,
+    auth: Option<AuthLayer>,
 }
 
 impl ServerTransport {
     /// A server with no service yet.
     pub fn new(options: ServeOptions) -> Self {
-        Self { options, routes: RoutesBuilder::default(), services: Vec::new(), going_away: None }
+        Self {
+            options,
+            routes: RoutesBuilder::default(),
+            services: Vec::new(),
+            going_away: None,
+            tls: None,
+            auth: None,
+        }
+    }
+
+    /// Serves over TLS with `tls` (none: plaintext), through roster's own acceptor: the certificate is reloaded
+    /// when its files change or on SIGHUP, and every request carries the client's verified certificate chain
+    /// (`tonic::Request::peer_certs`).
+    pub fn tls(mut self, tls: Option<ServerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Adds a service, which health and reflection then name.
@@ -85,6 +103,13 @@ impl ServerTransport {
         self
     }
 
+    /// Authenticates every call with `auth` ([`crate::auth`]): inside the request-trace layer, so a refused call
+    /// is logged with its request id, and before any service sees it.
+    pub fn authenticate(mut self, auth: AuthLayer) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Serves on `listener` until `shutdown` completes, then goes away and drains (see [`ServerTransport`]).
     /// Returns once every call is done or the drain ran out (then logging that calls are still open).
     ///
@@ -95,7 +120,7 @@ impl ServerTransport {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        let Self { options, mut routes, services, going_away } = self;
+        let Self { options, mut routes, services, going_away, tls, auth } = self;
         let (mut health, health_service) = health::serving(&services).await;
         let mut advertised = vec![health::name_of(&health_service)];
         advertised.extend(&services);
@@ -103,39 +128,61 @@ impl ServerTransport {
         routes.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha);
 
         let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::builder()
+        let router = Server::builder()
             .http2_keepalive_interval(options.keepalive.map(|k| k.interval))
             .http2_keepalive_timeout(options.keepalive.map(|k| k.timeout))
             .layer(RequestTraceLayer)
+            .layer(tower::util::option_layer(auth))
             .layer(message_limit::layer())
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming(listener), async {
-                let _ = accepting_stopped.await;
-            });
-        tokio::pin!(server);
-        tokio::select! {
-            served = &mut server => served,
-            () = shutdown => {
-                health.going_away(&services).await;
-                if let Some(token) = going_away {
-                    token.cancel();
-                }
-                let _ = stop_accepting.send(());
-                match tokio::time::timeout(options.drain, &mut server).await {
-                    Ok(served) => served,
-                    Err(_) => {
-                        warn!(drain_s = options.drain.as_secs_f64(), "drain limit reached; exiting with calls still open");
-                        Ok(())
-                    }
+            .add_routes(routes.routes());
+        let accepting_stopped = async {
+            let _ = accepting_stopped.await;
+        };
+        let going_away = async move {
+            health.going_away(&services).await;
+            if let Some(token) = going_away {
+                token.cancel();
+            }
+            let _ = stop_accepting.send(());
+        };
+        match tls {
+            Some(tls) => {
+                let server = router.serve_with_incoming_shutdown(acceptor::incoming(listener, tls), accepting_stopped);
+                until_drained(server, shutdown, going_away, options.drain).await
+            }
+            None => {
+                let server = router.serve_with_incoming_shutdown(incoming(listener), accepting_stopped);
+                until_drained(server, shutdown, going_away, options.drain).await
+            }
+        }
+    }
+}
+
+/// Runs `server` until `shutdown` completes, then `going_away` (which stops it accepting), then gives it `drain`
+/// to finish its calls.
+async fn until_drained(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: impl Future<Output = ()>,
+    going_away: impl Future<Output = ()>,
+    drain: Duration,
+) -> Result<(), tonic::transport::Error> {
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served,
+        () = shutdown => {
+            going_away.await;
+            match tokio::time::timeout(drain, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    warn!(drain_s = drain.as_secs_f64(), "drain limit reached; exiting with calls still open");
+                    Ok(())
                 }
             }
         }
     }
 }
 
-/// The connections the server accepts. The one place a connection is made before gRPC sees it: TLS (issue 15)
-/// plugs in here, as a rustls acceptor wrapping this stream, so that certificates can be reloaded without
-/// rebuilding the server.
+/// The connections a plaintext server accepts (a TLS server's are [`acceptor::incoming`]'s).
 fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }

@@ -7,11 +7,13 @@
 //!   connection was accepted, so a test can count connection attempts per second ([`per_window`]).
 //! - [`registry`]: registering producers in bulk.
 //! - [`server`]: a roster-server in the test's own process ([`TestServer`]).
+//! - [`tls`]: test certificates made with rcgen, written as PEM files ([`TlsSetup`]).
 //! - [`wait`]: bounded waiting on a condition ([`wait_for`] and its siblings, all bounded by [`WAIT`]).
 
 pub mod fault_proxy;
 pub mod registry;
 pub mod server;
+pub mod tls;
 pub mod wait;
 
 pub use fault_proxy::{FaultProxy, Mode, per_window};
@@ -19,4 +21,5 @@ pub use registry::{
     largest_labels, longest_address, never_due, register_all, register_many, register_many_like, registration,
 };
 pub use server::TestServer;
+pub use tls::{TestCa, TestCert, TlsSetup, Usage};
 pub use wait::{WAIT, wait_for, wait_for_some, wait_until};

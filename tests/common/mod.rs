@@ -463,3 +463,151 @@ impl SetWatcher {
         (self.smallest.load(Ordering::SeqCst), polls)
     }
 }
+
+/// A credential made by `roster auth token`: the token, a file holding it (for `--token-file`), and the line that
+/// grants it in the server's token file.
+pub struct Grant {
+    pub token: String,
+    pub token_file: PathBuf,
+    pub line: String,
+}
+
+impl Grant {
+    /// `authorization: Bearer <token>`, as grpcurl's `-H` takes it.
+    pub fn header(&self) -> String {
+        format!("authorization: Bearer {}", self.token)
+    }
+
+    /// The library's retrying client of `server_url`, sending this token (10 s per attempt, one attempt: a
+    /// refusal is not retried anyway).
+    pub fn client(&self, server_url: &str) -> roster::client::RosterClient {
+        let credentials = roster::auth::CallCredentials::from_token_file(&self.token_file).expect("the token file");
+        client(server_url).with_max_attempts(1).with_credentials(credentials)
+    }
+}
+
+/// A server's token file (`--auth-tokens`) under a test's directory, and the credentials granted in it, each made
+/// with the CLI (`roster auth token`), as an operator would.
+pub struct ServerTokens {
+    pub path: PathBuf,
+    made: AtomicU64,
+}
+
+impl ServerTokens {
+    /// An empty token file in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, "# roster-server --auth-tokens\n").unwrap();
+        Self { path, made: AtomicU64::new(0) }
+    }
+
+    /// Makes a token for `role` bound to `binding` with `roster auth token`, adds its line to the file, and writes
+    /// the token to a file of its own.
+    pub fn grant(&self, role: &str, binding: Option<&str>) -> Grant {
+        let mut args = vec!["auth", "token", "--role", role, "--output", "json"];
+        if let Some(binding) = binding {
+            args.extend(["--binding", binding]);
+        }
+        let mut cli = roster(&args);
+        cli.assert_ok();
+        let made = cli.json();
+        let (token, line) = (made["token"].as_str().unwrap().to_owned(), made["line"].as_str().unwrap().to_owned());
+        let n = self.made.fetch_add(1, Ordering::Relaxed);
+        let token_file = self.path.with_file_name(format!("token-{n}-{role}"));
+        std::fs::write(&token_file, &token).unwrap();
+        let mut text = std::fs::read_to_string(&self.path).unwrap();
+        text.push_str(&line);
+        text.push('\n');
+        std::fs::write(&self.path, text).unwrap();
+        Grant { token, token_file, line }
+    }
+
+    /// Deletes `grant`'s line from the file (the server picks the change up while running).
+    pub fn revoke(&self, grant: &Grant) {
+        let text = std::fs::read_to_string(&self.path).unwrap();
+        let kept: String = text.lines().filter(|l| *l != grant.line).map(|l| format!("{l}\n")).collect();
+        assert_ne!(kept, text, "the grant's line is in the file");
+        std::fs::write(&self.path, kept).unwrap();
+    }
+}
+
+/// A roster-server on 127.0.0.1 with authentication on (`--auth-tokens` of `tokens`) and `extra` flags.
+pub fn start_secured_server(data_dir: &Path, tokens: &ServerTokens, extra: &[&str]) -> (Proc, String) {
+    let path = tokens.path.display().to_string();
+    start_server_with(data_dir, None, &[&["--auth-tokens", path.as_str()], extra].concat())
+}
+
+/// Runs `grpcurl -plaintext -max-time 20 FLAGS ADDR WORDS` expecting it to fail; returns its stderr.
+pub fn grpcurl_refused(addr: &str, flags: &[&str], words: &[&str]) -> String {
+    let output = Command::new(grpcurl())
+        .args(["-plaintext", "-max-time", "20"])
+        .args(flags)
+        .arg(addr)
+        .args(words)
+        .output()
+        .expect("grpcurl runs");
+    assert!(
+        !output.status.success(),
+        "grpcurl {flags:?} {words:?} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `--tls-cert`, `--tls-key` and `--tls-ca` of a TLS server (or a collector or producer serving with a client
+/// certificate that also serves) from a test's [`roster_testkit::TlsSetup`]: the server's certificate, or the
+/// client's when `as_client`.
+pub fn tls_flags(tls: &roster_testkit::TlsSetup, as_client: bool) -> Vec<String> {
+    let identity = if as_client { &tls.client } else { &tls.server };
+    [("--tls-cert", &identity.cert), ("--tls-key", &identity.key), ("--tls-ca", &tls.ca_file)]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .collect()
+}
+
+/// `--tls-ca` alone: a client that verifies the server and presents no certificate.
+pub fn tls_ca_flag(tls: &roster_testkit::TlsSetup) -> Vec<String> {
+    vec!["--tls-ca".to_owned(), tls.ca_file.display().to_string()]
+}
+
+/// Runs `grpcurl -max-time 20 -cacert CA [-cert C -key K] ADDR WORDS` over TLS (the client certificate when
+/// `mutual`); returns its output, successful or not.
+pub fn grpcurl_tls(addr: &str, tls: &roster_testkit::TlsSetup, mutual: bool, words: &[&str]) -> std::process::Output {
+    let mut command = Command::new(grpcurl());
+    command.args(["-max-time", "20", "-cacert"]).arg(&tls.ca_file);
+    if mutual {
+        command.arg("-cert").arg(&tls.client.cert).arg("-key").arg(&tls.client.key);
+    }
+    command.arg(addr).args(words).output().expect("grpcurl runs")
+}
+
+/// The serial number of the certificate the TLS server at `addr` presents to a new connection, read from a
+/// handshake of its own (presenting the test's client certificate, so a server that requires one answers too).
+pub async fn served_serial(addr: &str, tls: &roster_testkit::TlsSetup) -> u64 {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&tls.ca_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&tls.client.cert).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(&tls.client.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    cert.tbs_certificate.raw_serial().iter().fold(0u64, |serial, byte| serial << 8 | u64::from(*byte))
+}
+
+/// Runs `grpcurl -max-time 20 FLAGS ADDR WORDS` (TLS unless FLAGS say `-plaintext`); returns its output, successful
+/// or not.
+pub fn grpcurl_output(flags: &[&str], addr: &str, words: &[&str]) -> std::process::Output {
+    Command::new(grpcurl()).args(["-max-time", "20"]).args(flags).arg(addr).args(words).output().expect("grpcurl runs")
+}

@@ -33,19 +33,34 @@ def main():
     parser.add_argument("--collector", required=True)
     parser.add_argument("--min-producers", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--token-file", help="send the bearer token in this file (a server with --auth-tokens)")
+    parser.add_argument("--ca", help="PEM CA bundle: call the server over TLS, verifying its certificate")
+    parser.add_argument("--cert", help="PEM client certificate for mutual TLS (with --ca and --key)")
+    parser.add_argument("--key", help="PEM private key of --cert")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out_dir:
         generate_stubs(args.proto_root, out_dir)
         from roster.v1 import feed_pb2, feed_pb2_grpc  # noqa: E402  (generated above)
 
-        channel = grpc.insecure_channel(args.server)
+        if args.ca:
+            read = lambda path: open(path, "rb").read() if path else None  # noqa: E731
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=read(args.ca), private_key=read(args.key), certificate_chain=read(args.cert)
+            )
+            channel = grpc.secure_channel(args.server, credentials)
+        else:
+            channel = grpc.insecure_channel(args.server)
         stub = feed_pb2_grpc.AssignmentFeedStub(channel)
         request = feed_pb2.WatchRequest(collector_id=args.collector)
         applied = None  # (epoch, generation, ids)
         partial = None
         discards = 0
-        for response in stub.Watch(request, timeout=args.timeout):
+        metadata = ()
+        if args.token_file:
+            with open(args.token_file) as f:
+                metadata = (("authorization", "Bearer " + f.read().strip()),)
+        for response in stub.Watch(request, timeout=args.timeout, metadata=metadata):
             kind = response.WhichOneof("frame")
             if kind != "chunk":
                 if partial is not None:  # C2: interleaved frame

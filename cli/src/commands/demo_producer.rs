@@ -16,10 +16,13 @@ pub(super) async fn run(globals: &Globals, args: DemoProducerArgs) -> anyhow::Re
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let options = DemoOptions {
         server: globals.server.clone(),
+        credentials: globals.credentials.clone(),
         id: id.unwrap_or_else(ProducerId::new_random),
         interval,
         lease,
         labels: labels_from_flags("--label", label)?.into_map(),
+        tls: globals.tls.clone(),
+        serve_tls: None,
     };
     println!("demo producer {} serving on {}", options.id, listener.local_addr()?);
     run_demo(listener, options, roster::process::shutdown_signal()).await?;

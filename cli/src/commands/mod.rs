@@ -3,8 +3,10 @@
 //! answer from `--server`.
 
 mod assignment;
+mod auth;
 mod collectors;
 mod demo_producer;
+mod local_ca;
 mod producers;
 mod status;
 mod up;
@@ -13,7 +15,15 @@ mod watch;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use roster::{client::RosterClient, domain::CollectorId, endpoint::ServerUrl, pb, retry::CallError};
+use roster::{
+    auth::CallCredentials,
+    client::RosterClient,
+    domain::CollectorId,
+    endpoint::ServerUrl,
+    pb,
+    retry::CallError,
+    transport::{ClientTls, ClientTlsFiles, IdentityFiles, tls::answered_in_plaintext},
+};
 
 use crate::{
     args::{Cli, Command, DEFAULT_SERVER},
@@ -26,19 +36,46 @@ struct Globals {
     timeout: Duration,
     max_attempts: u32,
     format: Format,
+    /// The token of `--token-file`, or none.
+    credentials: CallCredentials,
+    /// `--tls-ca`, `--tls-cert` and `--tls-key`, loaded and checked.
+    tls: Option<ClientTls>,
 }
 
 impl Globals {
-    /// The library's retrying client of `--server`, with `--timeout` and `--max-attempts` (R1–R5).
+    /// The library's retrying client of `--server`, with `--timeout`, `--max-attempts` (R1–R5) and the token of
+    /// `--token-file`.
     fn client(&self) -> RosterClient {
-        RosterClient::connect(&self.server, self.timeout).with_max_attempts(self.max_attempts)
+        RosterClient::connect_tls(&self.server, self.timeout, self.tls.clone())
+            .with_max_attempts(self.max_attempts)
+            .with_credentials(self.credentials.clone())
     }
+}
+
+/// The client TLS files the flags name, loaded and checked; none without `--tls-ca`.
+fn client_tls(cli: &Cli) -> anyhow::Result<Option<ClientTls>> {
+    let Some(ca) = cli.tls_ca.clone() else { return Ok(None) };
+    let identity = cli.tls_cert.clone().zip(cli.tls_key.clone()).map(|(cert, key)| IdentityFiles { cert, key });
+    let tls =
+        ClientTlsFiles { ca, identity }.load().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
+    Ok(Some(tls))
 }
 
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let globals =
-        Globals { server: cli.server, timeout: cli.timeout, max_attempts: cli.max_attempts, format: cli.output };
+    let credentials = match &cli.token_file {
+        Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
+        None => CallCredentials::none(),
+    };
+    let tls = client_tls(&cli)?;
+    let globals = Globals {
+        server: cli.server,
+        timeout: cli.timeout,
+        max_attempts: cli.max_attempts,
+        format: cli.output,
+        credentials,
+        tls,
+    };
     let result = match cli.command {
         Command::Producers(command) => producers::run(&globals, command).await,
         Command::Collectors(command) => collectors::run(&globals, command).await,
@@ -47,8 +84,23 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&globals, args).await,
         Command::DemoProducer(args) => demo_producer::run(&globals, args).await,
         Command::Up(args) => up::run(args).await,
+        Command::Auth(command) => auth::run(&globals, command),
     };
-    result.map_err(|e| not_a_server(e, &globals.server))
+    result.map_err(|e| not_a_server(e, &globals.server)).map_err(|e| tls_mismatch(e, &globals.server))
+}
+
+/// Adds to a failure what it means when an `https://` server answered in plaintext: the server does not serve
+/// TLS. (The opposite, a plaintext client of a TLS server, is told so by the server itself.)
+fn tls_mismatch(e: anyhow::Error, server: &ServerUrl) -> anyhow::Error {
+    let plaintext = e.chain().any(answered_in_plaintext)
+        || e.downcast_ref::<CallError>().is_some_and(|call| answered_in_plaintext(call.status()));
+    if server.is_tls() && plaintext {
+        return e.context(format!(
+            "--server {server} answered in plaintext, not TLS: it serves without TLS, so call it with http:// and \
+             without --tls-ca (or start it with --tls-cert and --tls-key)"
+        ));
+    }
+    e
 }
 
 /// Adds to a call's failure what an `UNIMPLEMENTED` answer means here: something answered at `--server`, but not

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+
 use roster::{client::StatusClient, endpoint::ServerUrl, retry::CallError, transport::ClientOptions};
 use tonic::transport::Channel;
 
@@ -14,14 +15,15 @@ use crate::{
 
 pub(super) async fn run(globals: &Globals, args: StatusArgs) -> anyhow::Result<()> {
     let StatusArgs { collector } = args;
-    let status = match StatusClient::connect(&collector, globals.timeout)
+    let status = match StatusClient::connect_tls(&collector, globals.timeout, globals.tls.clone())
         .with_max_attempts(globals.max_attempts)
         .get_full_status()
         .await
     {
         Ok(status) => status,
         Err(e) => {
-            let channel = ClientOptions { connect_timeout: globals.timeout, keepalive: None }.connect_lazy(&collector);
+            let channel = ClientOptions { connect_timeout: globals.timeout, keepalive: None, tls: globals.tls.clone() }
+                .connect_lazy(&collector);
             return Err(status_failure(e, collector, channel, globals.timeout).await);
         }
     };

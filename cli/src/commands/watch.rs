@@ -18,8 +18,10 @@ use crate::{
 pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()> {
     let WatchArgs { collector, count } = args;
     let mut config = FollowerConfig::new(vec![globals.server.clone()], collector);
+    config.tls = globals.tls.clone();
     config.report = false;
     config.observe_only = true;
+    config.credentials = globals.credentials.clone();
     // An observer, not the collector: it gives no instance id, so following a running collector's feed is not
     // taken for a second process with its id.
     config.instance = None;

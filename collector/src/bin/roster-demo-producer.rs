@@ -2,14 +2,16 @@
 //! registered (renewed at a quarter of its lease, deregistered on exit). Used by tests, benchmarks and
 //! `roster up` (which runs the same code, `roster::producer::run_demo`, in its own process).
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use roster::{
+    auth::CallCredentials,
     domain::{ProducerId, labels_from_flags, parse_label_flag},
     endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
+    transport::{ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles},
 };
 use roster_collector::defaults;
 
@@ -23,7 +25,7 @@ struct Args {
     /// Address to serve roster.v1.Producer on (port 0 picks a free port).
     #[arg(long, env = "ROSTER_PRODUCER_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// roster-server URL to register with, as http://host:port.
+    /// roster-server URL to register with, as http://host:port, or https://host:port (with --tls-ca).
     #[arg(long, env = "ROSTER_SERVER", default_value = defaults::SERVER, value_parser = ServerUrl::from_str)]
     server: ServerUrl,
     /// The producer id (default: a new random one).
@@ -39,6 +41,21 @@ struct Args {
     /// after the first '=', verbatim: commas and '=' included.
     #[arg(long, value_parser = parse_label_flag)]
     label: Vec<(String, String)>,
+    /// File holding the bearer token sent with its registrations (a producer token; `roster auth token --role
+    /// producer`). Re-read when it changes.
+    #[arg(long, env = "ROSTER_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// CA bundle (PEM) that the server's certificate is verified against, for an https:// --server; with
+    /// --tls-cert, it also verifies the client certificates of collectors calling roster.v1.Producer.
+    #[arg(long, env = "ROSTER_PRODUCER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This producer's certificate chain (PEM): roster.v1.Producer is served over TLS with it (reloaded when the
+    /// file changes or on SIGHUP), and it is presented to the server for mutual TLS. Needs --tls-key.
+    #[arg(long, env = "ROSTER_PRODUCER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ROSTER_PRODUCER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -47,18 +64,44 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn start() -> anyhow::Result<()> {
+    roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
+    // A usage error (exit 2, as clap's own), before anything is made.
+    if let Err(e) = args.server.check_tls(args.tls_ca.is_some(), "--tls-ca") {
+        Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
+    }
+    let identity = args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key });
+    let tls = args
+        .tls_ca
+        .clone()
+        .map(|ca| ClientTlsFiles { ca, identity: identity.clone() }.load())
+        .transpose()
+        .context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
+    let serve_tls = identity
+        .map(|identity| {
+            let client_ca = args.tls_ca.clone();
+            ServerTls::load(ServerTlsFiles { identity, client_ca, client_cert_required: false })
+        })
+        .transpose()
+        .context("cannot serve roster.v1.Producer over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let labels = labels_from_flags("--label", args.label)?.into_map();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let credentials = match &args.token_file {
+        Some(path) => CallCredentials::from_token_file(path).context("--token-file")?,
+        None => CallCredentials::none(),
+    };
     let options = DemoOptions {
         server: args.server,
+        credentials,
         id: args.id.unwrap_or_else(ProducerId::new_random),
         interval: args.interval,
         lease: args.lease,
         labels,
+        tls,
+        serve_tls,
     };
     run_demo(listener, options, roster::process::shutdown_signal()).await?;
     Ok(())

@@ -14,7 +14,7 @@ use roster::{
     domain::{CollectorId, Labels, Target},
     endpoint::ServerUrl,
     pb::{self, producer_client::ProducerClient},
-    transport::ClientOptions,
+    transport::{ClientOptions, ClientTls},
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -32,13 +32,22 @@ pub(crate) struct GrpcScraper {
 }
 
 impl GrpcScraper {
-    /// A scraper of `target` for `collector`, connecting within `connect_timeout`.
+    /// A scraper of `target` for `collector`, connecting within `connect_timeout`, over TLS with `tls` when given.
     ///
     /// # Errors
     /// [`ScrapeError::BadAddress`] when the target's address is not a URI tonic can dial.
-    pub(crate) fn new(target: &Target, collector: CollectorId, connect_timeout: Duration) -> Result<Self, ScrapeError> {
-        let url = ServerUrl::parse(&target.address.to_uri()).map_err(|e| ScrapeError::BadAddress(e.into()))?;
-        let endpoint = ClientOptions { connect_timeout, keepalive: None }.endpoint(&url);
+    pub(crate) fn new(
+        target: &Target,
+        collector: CollectorId,
+        connect_timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ScrapeError> {
+        let uri = match tls {
+            Some(_) => format!("https://{}", target.address),
+            None => target.address.to_uri(),
+        };
+        let url = ServerUrl::parse(&uri).map_err(|e| ScrapeError::BadAddress(e.into()))?;
+        let endpoint = ClientOptions { connect_timeout, keepalive: None, tls: tls.cloned() }.endpoint(&url);
         Ok(Self {
             endpoint,
             client: None,
