@@ -34,6 +34,7 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
         "big snapshot",
         "scrape vs prometheus",
         "remote write vs prometheus",
+        "tls",
     ] {
         assert!(scenarios.contains(scenario), "{scenario} missing from {scenarios:?}");
     }

@@ -7,11 +7,10 @@
 //!   health watch ends) and drains open calls within one budget.
 //! - [`ClientOptions`] (in `client.rs`) makes the channel of every roster client: the library's clients, the feed
 //!   follower, the test kit and the benchmark.
-//!
 //! - [`tls`] reads and checks certificates, keys and CA bundles, and holds a server's reloadable configuration
 //!   ([`ServerTls`]) and a client's ([`ClientTls`]). A TLS server accepts through roster's own acceptor
-//!   (`acceptor.rs`), so that certificates reload without a restart; a client dials `https://` URLs with
-//!   [`ClientOptions::tls`].
+//!   (`acceptor.rs`), so that certificates reload without a restart and a plaintext client is told that TLS is
+//!   required; a client dials `https://` URLs with [`ClientOptions::tls`].
 
 mod acceptor;
 mod client;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-
 use roster::{client::StatusClient, endpoint::ServerUrl, retry::CallError, transport::ClientOptions};
 use tonic::transport::Channel;
 
