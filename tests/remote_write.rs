@@ -3,7 +3,8 @@
 //! producer's labels; `up` is 0 while a target is down; a removed target's series end; a receiver outage of ten
 //! minutes' worth of samples loses none, across a collector `kill -9` in the middle of it too (every sample of the
 //! collector's JSON-lines sink is compared with what Prometheus holds); a receiver answering 400 gets no retries;
-//! a full disk under the queue is reported and recovers.
+//! a full disk under the queue is reported and recovers; `roster up --remote-write` writes the demo and the pair's
+//! own metrics there.
 //!
 //! Scrapes run every 100 ms, so that the outage test queues as many samples in about a minute as a 1 s interval
 //! would in ten: the queue, the retries and the catch-up see the same backlog, sooner.
@@ -152,6 +153,7 @@ async fn series_reach_prometheus_with_their_labels_and_up_and_end_when_their_tar
     let textfiles = dir.path().join("textfiles");
     std::fs::create_dir(&textfiles).unwrap();
     let (mut exporter, exporter_addr) = start_node_exporter(&textfiles);
+    let started = unix_ms() as f64 / 1000.0;
     register_node_exporter(&url, &exporter_addr);
 
     let target: Labels = [("instance", exporter_addr.as_str()), ("job", "node")]
@@ -193,6 +195,57 @@ async fn series_reach_prometheus_with_their_labels_and_up_and_end_when_their_tar
     // Deregistered: the target leaves the assignment and its report series end too.
     deregister_node_exporter(&url);
     common::wait_until("up ended in Prometheus", || tsdb.instant(r#"up{job="node"}"#), BTreeMap::is_empty).await;
+
+    // Over the whole test, every 100 ms, as /api/v1/query_range reads it back: `up` was 1, then 0 until it ended.
+    let end = unix_ms() as f64 / 1000.0;
+    let history = tsdb.query_range(r#"up{job="node"}"#, started - 1.0, end, 0.1).await;
+    let steps = &history[&with_name("up")];
+    let first_zero = steps.iter().position(|v| v == "0").expect("up 0 while node_exporter was down");
+    assert!(first_zero > 0 && steps[..first_zero].iter().all(|v| v == "1"), "{steps:?}");
+    assert!(steps[first_zero..].iter().all(|v| v == "0"), "{steps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_up_remote_writes_its_demo_and_its_own_metrics_to_the_given_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = Prometheus::start(&dir.path().join("prometheus"));
+    let (server_metrics, collector_metrics) =
+        (format!("127.0.0.1:{}", common::free_port()), format!("127.0.0.1:{}", common::free_port()));
+    let write_url = tsdb.write_url();
+    let mut up = common::start_roster_up(
+        &dir.path().join("up"),
+        &[
+            "--metrics-listen",
+            &server_metrics,
+            "--collector-metrics-listen",
+            &collector_metrics,
+            "--interval",
+            "200ms",
+            "--remote-write",
+            &write_url,
+        ],
+    );
+    // Its demo producers' samples and the pair's own metrics, with their labels.
+    let demo = common::wait_until(
+        "the demo producers' samples in Prometheus",
+        || tsdb.instant("demo_up"),
+        |found: &BTreeMap<Labels, String>| found.len() == 3,
+    )
+    .await;
+    assert!(demo.keys().all(|l| l.contains_key("demo")), "{demo:?}");
+    for job in ["roster-server", "roster-collector"] {
+        let what = format!("up 1 for {job} in Prometheus");
+        let query = format!(r#"up{{job="{job}"}}"#);
+        common::wait_until(
+            &what,
+            || tsdb.instant(&query),
+            |up: &BTreeMap<Labels, String>| up.values().any(|v| v == "1"),
+        )
+        .await;
+    }
+    assert!(up.stdout().contains(&format!("and remote write to remote-write={write_url}")), "{}", up.stdout());
+    up.signal("-INT");
+    up.assert_ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,8 +92,35 @@ impl Prometheus {
 
     /// `GET /api/v1/query?query=…` at the current time: the `data.result` array.
     pub async fn query(&self, promql: &str) -> Vec<Value> {
-        let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("query", promql).finish();
-        let uri = format!("http://{}/api/v1/query?{query}", self.addr);
+        self.get("query", &[("query", promql)]).await
+    }
+
+    /// `GET /api/v1/query_range` of `promql` from `start` to `end` (Unix seconds) every `step_seconds`: for each series,
+    /// its labels and its values (evaluated at each step, a stale series absent from then on).
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step_seconds: f64,
+    ) -> BTreeMap<Labels, Vec<String>> {
+        let (start, end, step) = (start.to_string(), end.to_string(), step_seconds.to_string());
+        let results =
+            self.get("query_range", &[("query", promql), ("start", &start), ("end", &end), ("step", &step)]).await;
+        results
+            .iter()
+            .map(|r| {
+                let labels: Labels = serde_json::from_value(r["metric"].clone()).unwrap();
+                let values = r["values"].as_array().unwrap().iter().map(|v| v[1].as_str().unwrap().to_owned());
+                (labels, values.collect())
+            })
+            .collect()
+    }
+
+    /// `GET /api/v1/<endpoint>?<params>`: the `data.result` array of a successful answer.
+    async fn get(&self, endpoint: &str, params: &[(&str, &str)]) -> Vec<Value> {
+        let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let uri = format!("http://{}/api/v1/{endpoint}?{query}", self.addr);
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
         let response = tokio::time::timeout(WAIT, client.get(uri.parse().unwrap()))
             .await
