@@ -314,6 +314,22 @@ async fn the_nil_uuid_is_refused_as_an_id_everywhere() {
         binary_refuses("roster-collector", &["--server", &url, "--data-dir", &data_dir, "--listen", "127.0.0.1:0"], 1);
     assert!(stderr.contains(&id_file.display().to_string()) && stderr.contains("nil UUID"), "{stderr}");
 
+    // A sink given twice (one file, or one receiver's queue, for two writers) or of no known kind stops it too.
+    let other_dir = dir.path().join("c2").display().to_string();
+    let start = ["--server", &url, "--data-dir", &other_dir, "--listen", "127.0.0.1:0"];
+    let twice = [
+        "--sink",
+        "remote-write=http://127.0.0.1:9/api/v1/write",
+        "--sink",
+        "remote-write=http://127.0.0.1:9/api/v1/write",
+    ];
+    let stderr = binary_refuses("roster-collector", &[&start[..], &twice[..]].concat(), 1);
+    assert!(stderr.contains("--sink remote-write=http://127.0.0.1:9/api/v1/write is given twice"), "{stderr}");
+    for (sink, says) in [("kafka=broker:9092", "unknown sink kind"), ("remote-write=ftp://x/y", "remote-write")] {
+        let stderr = binary_refuses("roster-collector", &[&start[..], &["--sink", sink][..]].concat(), 2);
+        assert!(stderr.contains("--sink") && stderr.contains(says), "{sink}: {stderr}");
+    }
+
     assert!(all_producers(&url).await.is_empty(), "nothing was stored");
     assert!(common::collectors(&url).await.is_empty(), "no collector appeared");
 }

@@ -4,7 +4,7 @@
 //! minutes' worth of samples loses none, across a collector `kill -9` in the middle of it too (every sample of the
 //! collector's JSON-lines sink is compared with what Prometheus holds); a receiver answering 400 gets no retries;
 //! a full disk under the queue is reported and recovers; `roster up --remote-write` writes the demo and the pair's
-//! own metrics there.
+//! own metrics there; an https receiver is trusted through the `ca-file` option, and only through it.
 //!
 //! Scrapes run every 100 ms, so that the outage test queues as many samples in about a minute as a 1 s interval
 //! would in ten: the queue, the retries and the catch-up see the same backlog, sooner.
@@ -429,4 +429,32 @@ async fn a_full_disk_under_the_queue_is_reported_and_recovers() {
     )
     .await;
     assert_eq!(delivered_after.len(), 1, "{delivered_after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_is_trusted_through_the_ca_file_option_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = roster_testkit::TestCa::new("tsdb test CA");
+    let ca_file = ca.write(dir.path());
+    let identity = ca.issue(roster_testkit::Usage::Server, 1, "").write(dir.path(), "tsdb");
+    let tsdb = Prometheus::start_tls(&dir.path().join("prometheus"), &identity);
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    // Two receivers, the same Prometheus by two names its certificate holds: one told the CA, one left to the
+    // system's roots.
+    let trusting = format!("remote-write={},ca-file={}", tsdb.write_url(), ca_file.display());
+    let untrusting = format!("remote-write={}", tsdb.write_url().replace("127.0.0.1", "localhost"));
+    let (_collector, status_addr, _) =
+        start_collector_with(&url, &dir.path().join("c"), &["--sink", &trusting, "--sink", &untrusting]);
+    let _producer = Proc::start("roster-demo-producer", &["--server", &url, "--interval", "100ms"]);
+
+    let seen = wait_status(&status_addr, "samples delivered over https, and refused without the CA", |s| {
+        let (trusting, untrusting) = (&s.sinks[0], &s.sinks[1]);
+        trusting.samples_sent > 0 && trusting.healthy && !untrusting.healthy && !untrusting.receiver_error.is_empty()
+    })
+    .await;
+    let untrusting = &seen.sinks[1];
+    assert_eq!(untrusting.samples_sent, 0, "{untrusting:?}");
+    assert!(untrusting.receiver_error.to_lowercase().contains("certificate"), "{untrusting:?}");
+    assert!(untrusting.queue_samples > 0, "kept for when it is trusted: {untrusting:?}");
 }

@@ -133,6 +133,9 @@ pub enum CollectorError {
     /// The follower cannot start (no server URL, damaged state file).
     #[error(transparent)]
     Follower(#[from] FollowerError),
+    /// The same destination was given twice (`--sink`).
+    #[error("--sink {0} is given twice: give each file or receiver URL once")]
+    SinkTwice(String),
     /// A remote-write receiver's disk queue cannot be opened.
     #[error("cannot open the disk queue of {receiver}")]
     Queue {
@@ -259,6 +262,12 @@ pub async fn run(
 fn start_sinks(config: &Config) -> Result<sink::Started, CollectorError> {
     let default = [Destination::json_lines(config.data_dir.join(defaults::SINK_FILE))];
     let destinations = if config.sinks.is_empty() { &default[..] } else { &config.sinks[..] };
+    // Two remote-write sinks to one URL would share one disk queue; two JSON-lines sinks, one file.
+    for (i, destination) in destinations.iter().enumerate() {
+        if destinations[..i].iter().any(|earlier| earlier.to_string() == destination.to_string()) {
+            return Err(CollectorError::SinkTwice(destination.to_string()));
+        }
+    }
     let mut builder = SinkBuilder::default();
     for destination in destinations {
         builder = match destination.kind() {

@@ -20,6 +20,9 @@ pub fn prometheus() -> PathBuf {
     tool("ROSTER_PROMETHEUS", "debian/usr/bin/prometheus")
 }
 
+/// The web config file (TLS) in a Prometheus's directory, if it has one.
+const WEB_CONFIG: &str = "web.yml";
+
 /// One series: its labels (with `__name__`), as Prometheus returns them.
 pub type Labels = BTreeMap<String, String>;
 
@@ -40,6 +43,18 @@ impl Prometheus {
             }
         }
         panic!("prometheus found no free port in 5 tries");
+    }
+
+    /// Starts one serving HTTPS with the certificate and key of `identity` (its web config in `dir`).
+    pub fn start_tls(dir: &Path, identity: &roster::transport::IdentityFiles) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let web = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            identity.cert.display(),
+            identity.key.display()
+        );
+        std::fs::write(dir.join(WEB_CONFIG), web).unwrap();
+        Self::start(dir)
     }
 
     /// Starts it again on its address and data (after [`Prometheus::stop`]), as after an outage.
@@ -69,6 +84,10 @@ impl Prometheus {
             &format!("--web.listen-address={addr}"),
             "--web.enable-remote-write-receiver",
         ]);
+        let web_config = dir.join(WEB_CONFIG);
+        if web_config.exists() {
+            command.arg(format!("--web.config.file={}", web_config.display()));
+        }
         let mut proc = Proc::spawn("prometheus", command);
         let deadline = Instant::now() + WAIT;
         loop {
@@ -85,9 +104,10 @@ impl Prometheus {
         }
     }
 
-    /// Its remote-write endpoint.
+    /// Its remote-write endpoint (`https` when started with [`Prometheus::start_tls`]).
     pub fn write_url(&self) -> String {
-        format!("http://{}/api/v1/write", self.addr)
+        let scheme = if self.dir.join(WEB_CONFIG).exists() { "https" } else { "http" };
+        format!("{scheme}://{}/api/v1/write", self.addr)
     }
 
     /// `GET /api/v1/query?query=…` at the current time: the `data.result` array.
