@@ -408,10 +408,7 @@ impl ClientTlsFiles {
     /// A [`TlsError`] naming the file that cannot be used.
     pub fn load(&self) -> Result<ClientTls, TlsError> {
         let config = self.config()?;
-        Ok(ClientTls {
-            files: self.clone(),
-            current: Arc::new(Mutex::new(CurrentClientTls { config, failure: None })),
-        })
+        Ok(ClientTls { files: self.clone(), current: Arc::new(Mutex::new(CurrentClientTls { config, failure: None })) })
     }
 
     /// Reads and checks the files, and makes tonic's configuration of them.
