@@ -443,8 +443,8 @@ pub fn answered_in_plaintext(error: &(dyn std::error::Error + 'static)) -> bool 
 }
 
 /// A client's checked TLS configuration, used for every `https://` URL it dials. Each new endpoint reads the
-/// files again ([`ClientTls::reloaded`]), so a rotated client certificate is presented on the next connection
-/// without a restart. Cloning shares the last good configuration.
+/// files again, so a rotated client certificate is presented on the next connection without a restart. Cloning
+/// shares the last good configuration.
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     files: ClientTlsFiles,
