@@ -191,6 +191,64 @@ async fn a_certificate_rotated_under_a_live_watch_keeps_the_stream_and_new_conne
     assert_eq!(served_serial(&addr, &tls).await, 2);
 }
 
+/// A collector's client certificate is rotated on disk while its Watch is open, and its connection is then cut
+/// (a proxy in between): first a bad file (logged once, naming it; the collector reconnects with the last good
+/// certificate), then a certificate of a new CA that the server, reloading its client CA, now trusts alone. The
+/// collector reconnects with it, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_presents_its_rotated_client_certificate_when_it_reconnects_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsSetup::new(dir.path(), CLIENT_URI);
+    // The server's client CA in a file of its own, so that it can change alone.
+    let clients_ca = dir.path().join("clients-ca.pem");
+    std::fs::write(&clients_ca, &tls.ca.cert_pem).unwrap();
+    let server_flags: Vec<String> =
+        [("--tls-cert", &tls.server.cert), ("--tls-key", &tls.server.key), ("--tls-ca", &clients_ca)]
+            .into_iter()
+            .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+            .chain(["--tls-client-cert-required".to_owned()])
+            .collect();
+    let (server, addr) = start_server_with(&dir.path().join("server"), None, &strings(&server_flags));
+    let proxy = roster_testkit::FaultProxy::start(addr.parse().unwrap()).await;
+
+    let collector_dir = dir.path().join("collector");
+    let collector_id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    std::fs::write(collector_dir.join("collector-id"), &collector_id).unwrap();
+    let uri = format!("roster://collector/{collector_id}");
+    let own = tls.ca.issue(Usage::Client, 101, &uri).write(dir.path(), "own");
+    let collector_flags: Vec<String> = [("--tls-cert", &own.cert), ("--tls-key", &own.key), ("--tls-ca", &tls.ca_file)]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+        .collect();
+    let url = format!("https://{}", proxy.addr);
+    let (collector, _, _) = common::start_collector_with(&url, &collector_dir, &strings(&collector_flags));
+    let opened = || collector.stderr().matches("feed stream open").count();
+    wait_for("the collector's first Watch", || opened() == 1).await;
+
+    // A bad certificate file: each reconnect keeps the last good files, and says so once.
+    std::fs::write(&own.cert, "not a certificate").unwrap();
+    let refused = || collector.stderr().matches("client TLS files not reloaded").count();
+    for _ in 0..2 {
+        let before = opened();
+        proxy.break_all();
+        wait_for("the collector back with its last good certificate", || opened() > before).await;
+    }
+    assert_eq!(refused(), 1, "logged once: {}", collector.stderr());
+    assert!(collector.stderr().contains(&own.cert.display().to_string()), "the log names the file");
+
+    // A certificate of a new CA, which the server now trusts alone: only a collector that reads it again gets in.
+    let rotated = roster_testkit::TestCa::new("rotated CA");
+    rotated.issue(Usage::Client, 102, &uri).write(dir.path(), "own");
+    std::fs::write(&clients_ca, &rotated.cert_pem).unwrap();
+    wait_for("the server to trust the new CA", || server.stderr().contains("TLS certificate reloaded")).await;
+    let before = opened();
+    proxy.break_all();
+    wait_for("the collector back with its rotated certificate", || opened() > before).await;
+    assert_eq!(refused(), 1, "the files load again: {}", collector.stderr());
+    assert!(collector.stderr().contains("client TLS files usable again"), "{}", collector.stderr());
+}
+
 #[test]
 fn a_server_with_an_expired_mismatched_or_missing_file_does_not_start_and_names_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,8 +13,10 @@ use anyhow::Context as _;
 use prost::Message as _;
 use roster::{
     domain::{CollectorId, ProducerId},
+    endpoint::ServerUrl,
     follower::FollowerEvent,
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
+    transport::ClientOptions,
 };
 use roster_server::{DEFAULT_CHUNK_LIMITS, feed::snapshot::Snapshot};
 use roster_testkit::{FaultProxy, per_window};
@@ -224,6 +226,9 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
     ]
 }
 
+/// How long the server is left to settle before its memory is read.
+pub const SETTLE: Duration = Duration::from_millis(500);
+
 /// Server memory and CPU with idle Watch streams, each on its own connection.
 ///
 /// # Errors
@@ -231,16 +236,14 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
 pub async fn fan_out(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
     let server = ServerProcess::start(&dir.join("fanout-server"), "127.0.0.1:0", &[])?;
-    let url = server.url();
-    // Settle the server's allocations (one stream opened and closed) before the baseline.
-    open_streams(&url, 1).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let base = server.rss_bytes()?;
+    let url = ServerUrl::parse(&server.url())?;
+    let options = ClientOptions::default();
+    let base = settled_rss(&server, &url, &options).await?;
     figures.push(Figure::new("fan-out", "server RSS with no stream", base as f64 / 1_048_576.0, "MiB"));
     let mut open = Vec::new();
     for target in scale.fanout {
-        open.extend(open_streams(&url, target - open.len()).await?);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        open.extend(open_streams(&url, &options, target - open.len()).await?);
+        tokio::time::sleep(SETTLE).await;
         let rss = server.rss_bytes()?;
         let cpu_before = server.cpu_time()?;
         let watched = Instant::now();
@@ -256,7 +259,7 @@ pub async fn fan_out(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
             Figure::new(
                 "fan-out",
                 format!("server memory per stream, {target} streams"),
-                (rss - base) as f64 / target as f64 / 1024.0,
+                rss.saturating_sub(base) as f64 / target as f64 / 1024.0,
                 "KiB",
             )
             .against("≤ 32 KiB"),
@@ -272,33 +275,45 @@ pub async fn fan_out(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// An open Watch stream and the connection it is on.
-type OpenStream = (AssignmentFeedClient<Channel>, tonic::Streaming<pb::WatchResponse>);
+/// The server's resident memory with no stream open, once its first connection's allocations are made: one
+/// stream opened and closed, then [`SETTLE`]. The baseline of every per-stream memory figure.
+///
+/// # Errors
+/// When the stream cannot open or `/proc` cannot be read.
+pub async fn settled_rss(server: &ServerProcess, url: &ServerUrl, options: &ClientOptions) -> anyhow::Result<u64> {
+    drop(open_streams(url, options, 1).await?);
+    tokio::time::sleep(SETTLE).await;
+    server.rss_bytes()
+}
 
-/// Opens `count` Watch streams for new collector ids, each on its own connection, and reads each one's first
-/// frame.
-async fn open_streams(url: &str, count: usize) -> anyhow::Result<Vec<OpenStream>> {
+/// An open Watch stream and the connection it is on.
+pub type OpenStream = (AssignmentFeedClient<Channel>, tonic::Streaming<pb::WatchResponse>);
+
+/// Opens `count` Watch streams for new collector ids, each on its own connection made with `options`, reads each
+/// one's first frame, and returns them all, open. At most 64 connections (and handshakes) are set up at once, as
+/// a fleet coming up would.
+///
+/// # Errors
+/// When a connection or a stream fails.
+pub async fn open_streams(url: &ServerUrl, options: &ClientOptions, count: usize) -> anyhow::Result<Vec<OpenStream>> {
     let mut tasks = tokio::task::JoinSet::new();
-    let url = Arc::new(url.to_owned());
+    let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        let url = url.clone();
+        let (url, options) = (url.clone(), options.clone());
         tasks.spawn(async move {
-            let channel = crate::channel(&url).await?;
-            let mut client = AssignmentFeedClient::new(channel);
+            let mut client = AssignmentFeedClient::new(options.connect(&url).await?);
             let request =
                 pb::WatchRequest { collector_id: CollectorId::new_random().to_string(), ..Default::default() };
             let mut stream = client.watch(request).await?.into_inner();
             stream.message().await?.context("a first frame")?;
             Ok::<_, anyhow::Error>((client, stream))
         });
-        // At most 64 connections being set up at once, as a fleet coming up would.
         if tasks.len() >= 64
             && let Some(done) = tasks.join_next().await
         {
-            done??;
+            streams.push(done??);
         }
     }
-    let mut streams = Vec::with_capacity(count);
     while let Some(done) = tasks.join_next().await {
         streams.push(done??);
     }

@@ -21,7 +21,7 @@ use roster::{
     domain::{CollectorId, ProducerId},
     endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerEvent},
-    pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
+    pb::registry_client::RegistryClient,
     transport::ClientOptions,
 };
 use roster_testkit::TlsSetup;
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Figure, Scale, percentiles,
-    scenarios::{LIMIT, STEADY},
+    scenarios::{self, LIMIT, STEADY},
     server::ServerProcess,
 };
 
@@ -217,46 +217,18 @@ async fn propagation(scale: Scale, url: &ServerUrl, options: &ClientOptions) -> 
 }
 
 /// Opens `count` idle Watch streams, each on its own connection, and returns the server's resident memory they
-/// added, per stream, in KiB.
+/// added, per stream, in KiB: measured as the fan-out scenario measures it (the same baseline and streams,
+/// [`scenarios::settled_rss`] and [`scenarios::open_streams`]).
 async fn memory_per_stream(
     server: &ServerProcess,
     url: &ServerUrl,
     options: &ClientOptions,
     count: usize,
 ) -> anyhow::Result<f64> {
-    // Settle the server's allocations (one stream opened and closed) before the baseline.
-    drop(open_stream(url, options).await?);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let base = server.rss_bytes()?;
-    // At most 64 connections (and handshakes) being set up at once, as the fan-out scenario and a fleet coming up.
-    let mut open = Vec::with_capacity(count);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..count {
-        let (url, options) = (url.clone(), options.clone());
-        tasks.spawn(async move { open_stream(&url, &options).await });
-        if tasks.len() >= 64
-            && let Some(done) = tasks.join_next().await
-        {
-            open.push(done??);
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        open.push(done??);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let base = scenarios::settled_rss(server, url, options).await?;
+    let open = scenarios::open_streams(url, options, count).await?;
+    tokio::time::sleep(scenarios::SETTLE).await;
     let rss = server.rss_bytes()?;
     drop(open);
     Ok(rss.saturating_sub(base) as f64 / count as f64 / 1024.0)
-}
-
-/// A Watch stream for a new collector id on a connection of its own, its first frame read.
-async fn open_stream(
-    url: &ServerUrl,
-    options: &ClientOptions,
-) -> anyhow::Result<(AssignmentFeedClient<tonic::transport::Channel>, tonic::Streaming<pb::WatchResponse>)> {
-    let mut client = AssignmentFeedClient::new(options.connect(url).await?);
-    let request = pb::WatchRequest { collector_id: CollectorId::new_random().to_string(), ..Default::default() };
-    let mut stream = client.watch(request).await?.into_inner();
-    stream.message().await?.context("a first frame")?;
-    Ok((client, stream))
 }

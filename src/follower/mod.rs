@@ -70,7 +70,8 @@ pub struct FollowerConfig {
     pub keepalive_timeout: Duration,
     /// Time limit for establishing a connection.
     pub connect_timeout: Duration,
-    /// How `https://` endpoints are dialled (the server's CA, and a client certificate for mutual TLS).
+    /// How `https://` endpoints are dialled (the server's CA, and a client certificate for mutual TLS). The files
+    /// are read again on every (re)connection, so a rotated client certificate is presented without a restart.
     pub tls: Option<ClientTls>,
     /// Where the applied snapshot is kept (C5); `None` keeps it in memory only.
     pub state_file: Option<PathBuf>,

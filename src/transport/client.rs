@@ -30,14 +30,16 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
-    /// The endpoint of `url` with these options. The one place a client's connection settings are made.
+    /// The endpoint of `url` with these options. The one place a client's connection settings are made; for an
+    /// `https://` URL it reads the TLS files again ([`ClientTls`]), so each new endpoint presents the client
+    /// certificate on disk now. A channel keeps its endpoint's, reconnecting included.
     pub fn endpoint(&self, url: &ServerUrl) -> Endpoint {
         let mut endpoint = url.endpoint().connect_timeout(self.connect_timeout).tcp_nodelay(true);
         if url.is_tls()
             && let Some(tls) = &self.tls
         {
             endpoint = endpoint
-                .tls_config(tls.0.clone())
+                .tls_config(tls.reloaded())
                 .expect("the TLS files were checked at load, and a ServerUrl's host is a valid server name");
         }
         match self.keepalive {

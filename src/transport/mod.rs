@@ -10,7 +10,9 @@
 //! - [`tls`] reads and checks certificates, keys and CA bundles, and holds a server's reloadable configuration
 //!   ([`ServerTls`]) and a client's ([`ClientTls`]). A TLS server accepts through roster's own acceptor
 //!   (`acceptor.rs`), so that certificates reload without a restart and a plaintext client is told that TLS is
-//!   required; a client dials `https://` URLs with [`ClientOptions::tls`].
+//!   required; a client dials `https://` URLs with [`ClientOptions::tls`], whose files are read again for each
+//!   endpoint made, so a client that reconnects (the feed follower) presents a rotated certificate without a
+//!   restart.
 
 mod acceptor;
 mod client;

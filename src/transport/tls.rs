@@ -11,6 +11,9 @@
 //!   to load is logged and the configuration in force stays.
 //! - [`ClientTlsFiles`] names the CA that signed the server's certificate and, for mutual TLS, the client's own
 //!   certificate and key; [`ClientTls`] is what [`ClientOptions`](super::ClientOptions) dials `https://` with.
+//!   It reads the files again for each endpoint it makes, so a client that reconnects with a new endpoint (the
+//!   feed follower, on every reconnect) presents a rotated certificate without a restart; files that fail to
+//!   load then are logged once and the last good ones stay in force.
 //!
 //! rustls runs on *ring* only: servers are built with it explicitly, and [`install_crypto_provider`] makes it the
 //! process default that tonic's client connector picks up.
@@ -19,7 +22,7 @@ use std::{
     io,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
@@ -404,6 +407,12 @@ impl ClientTlsFiles {
     /// # Errors
     /// A [`TlsError`] naming the file that cannot be used.
     pub fn load(&self) -> Result<ClientTls, TlsError> {
+        let config = self.config()?;
+        Ok(ClientTls { files: self.clone(), current: Arc::new(Mutex::new(CurrentClientTls { config, failure: None })) })
+    }
+
+    /// Reads and checks the files, and makes tonic's configuration of them.
+    fn config(&self) -> Result<ClientTlsConfig, TlsError> {
         let (_, ca_pem) = roots(&self.ca)?;
         let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
         if let Some(identity) = &self.identity {
@@ -416,7 +425,7 @@ impl ClientTlsFiles {
             what: "CA bundle",
             reason: chain(&e).to_string(),
         })?;
-        Ok(ClientTls(config))
+        Ok(config)
     }
 }
 
@@ -433,6 +442,43 @@ pub fn answered_in_plaintext(error: &(dyn std::error::Error + 'static)) -> bool 
     })
 }
 
-/// A client's checked TLS configuration, used for every `https://` URL it dials.
+/// A client's checked TLS configuration, used for every `https://` URL it dials. Each new endpoint reads the
+/// files again, so a rotated client certificate is presented on the next connection without a restart. Cloning
+/// shares the last good configuration.
 #[derive(Debug, Clone)]
-pub struct ClientTls(pub(super) ClientTlsConfig);
+pub struct ClientTls {
+    files: ClientTlsFiles,
+    current: Arc<Mutex<CurrentClientTls>>,
+}
+
+/// The last configuration that loaded, and why the files last failed to load (until they load again).
+#[derive(Debug)]
+struct CurrentClientTls {
+    config: ClientTlsConfig,
+    failure: Option<String>,
+}
+
+impl ClientTls {
+    /// The files read again and put in force; when one cannot be used, the last good configuration, and the
+    /// file and the reason logged once (until the files load again or fail for another reason).
+    pub(super) fn reloaded(&self) -> ClientTlsConfig {
+        let loaded = self.files.config();
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match loaded {
+            Ok(config) => {
+                if current.failure.take().is_some() {
+                    info!(ca = %self.files.ca.display(), "client TLS files usable again and in force");
+                }
+                current.config = config;
+            }
+            Err(e) => {
+                let reason = chain(&e).to_string();
+                if current.failure.as_ref() != Some(&reason) {
+                    error!(error = %reason, "client TLS files not reloaded; the last good ones stay in force");
+                    current.failure = Some(reason);
+                }
+            }
+        }
+        current.config.clone()
+    }
+}
