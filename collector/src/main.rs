@@ -9,7 +9,7 @@ use roster::{
     domain::CollectorId,
     endpoint::ServerUrl,
     metrics_http::MetricsListen,
-    transport::{ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles},
+    transport::{IdentityFiles, PeerTlsFiles},
 };
 use roster_collector::{CollectorError, Destination, defaults};
 
@@ -154,20 +154,13 @@ async fn start() -> anyhow::Result<()> {
     if let Some(e) = args.server.iter().find_map(|server| server.check_tls(args.tls_ca.is_some(), "--tls-ca").err()) {
         Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
     }
-    let identity = args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key });
-    let tls = args
-        .tls_ca
-        .clone()
-        .map(|ca| ClientTlsFiles { ca, identity: identity.clone() }.load())
-        .transpose()
-        .context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
-    let status_tls = identity
-        .map(|identity| {
-            let client_ca = args.tls_ca.clone();
-            ServerTls::load(ServerTlsFiles { identity, client_ca, client_cert_required: false })
-        })
-        .transpose()
-        .context("cannot serve the status API over TLS (--tls-cert, --tls-key, --tls-ca)")?;
+    let files = PeerTlsFiles {
+        ca: args.tls_ca.clone(),
+        identity: args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key }),
+    };
+    let tls = files.client().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
+    let status_tls =
+        files.server().context("cannot serve the status API over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let mut config = roster_collector::Config::new(args.server, &args.data_dir);
     config.producer_tls = if args.producer_tls { tls.clone() } else { None };
     config.tls = tls;

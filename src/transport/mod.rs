@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use client::ClientOptions;
 pub use server::{ServeOptions, ServerTransport};
-pub use tls::{ClientTls, ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles, TlsError};
+pub use tls::{ClientTls, ClientTlsFiles, IdentityFiles, PeerTlsFiles, ServerTls, ServerTlsFiles, TlsError};
 
 /// How long a client waits for a connection, unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -392,6 +392,42 @@ impl ServerTls {
     }
 }
 
+/// The TLS files of a program that both calls and serves (`--tls-ca`, `--tls-cert`, `--tls-key`: roster-collector,
+/// roster-demo-producer): as a client it verifies servers against the CA and presents its certificate; as a server
+/// it serves that certificate and verifies a client certificate against the CA when one is presented.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerTlsFiles {
+    /// The CA bundle (`--tls-ca`).
+    pub ca: Option<PathBuf>,
+    /// The program's certificate and key (`--tls-cert`, `--tls-key`).
+    pub identity: Option<IdentityFiles>,
+}
+
+impl PeerTlsFiles {
+    /// The client side: `None` without a CA (plaintext).
+    ///
+    /// # Errors
+    /// A [`TlsError`] naming the file that cannot be used.
+    pub fn client(&self) -> Result<Option<ClientTls>, TlsError> {
+        let files = self.ca.clone().map(|ca| ClientTlsFiles { ca, identity: self.identity.clone() });
+        files.map(|files| files.load()).transpose()
+    }
+
+    /// The server side: `None` without a certificate (plaintext); client certificates verified when presented,
+    /// never required.
+    ///
+    /// # Errors
+    /// A [`TlsError`] naming the file that cannot be used.
+    pub fn server(&self) -> Result<Option<ServerTls>, TlsError> {
+        let files = self.identity.clone().map(|identity| ServerTlsFiles {
+            identity,
+            client_ca: self.ca.clone(),
+            client_cert_required: false,
+        });
+        files.map(ServerTls::load).transpose()
+    }
+}
+
 /// A client's TLS files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTlsFiles {

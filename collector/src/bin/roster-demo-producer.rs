@@ -11,7 +11,7 @@ use roster::{
     domain::{ProducerId, labels_from_flags, parse_label_flag},
     endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
-    transport::{ClientTlsFiles, IdentityFiles, ServerTls, ServerTlsFiles},
+    transport::{IdentityFiles, PeerTlsFiles},
 };
 use roster_collector::defaults;
 
@@ -71,20 +71,13 @@ async fn start() -> anyhow::Result<()> {
     if let Err(e) = args.server.check_tls(args.tls_ca.is_some(), "--tls-ca") {
         Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
     }
-    let identity = args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key });
-    let tls = args
-        .tls_ca
-        .clone()
-        .map(|ca| ClientTlsFiles { ca, identity: identity.clone() }.load())
-        .transpose()
-        .context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
-    let serve_tls = identity
-        .map(|identity| {
-            let client_ca = args.tls_ca.clone();
-            ServerTls::load(ServerTlsFiles { identity, client_ca, client_cert_required: false })
-        })
-        .transpose()
-        .context("cannot serve roster.v1.Producer over TLS (--tls-cert, --tls-key, --tls-ca)")?;
+    let files = PeerTlsFiles {
+        ca: args.tls_ca.clone(),
+        identity: args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key }),
+    };
+    let tls = files.client().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
+    let serve_tls =
+        files.server().context("cannot serve roster.v1.Producer over TLS (--tls-cert, --tls-key, --tls-ca)")?;
     let labels = labels_from_flags("--label", args.label)?.into_map();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
