@@ -27,7 +27,8 @@
 //! `prometheus` 2.42 started as a remote-write receiver ([`Tsdb`], a fresh TSDB for each): steady delivery only,
 //! over half the steady window, measured as in phase 1 but counted at that receiver
 //! (`prometheus_tsdb_head_samples_appended_total`: what its head took, the same count for both senders, and one
-//! that, unlike a sender's own, leaves out what the receiver refused).
+//! that, unlike a sender's own, leaves out what the receiver refused), with that Prometheus's own CPU beside it:
+//! a receiver short of a core would be what limits the rate.
 
 use std::{
     path::Path,
@@ -191,22 +192,34 @@ async fn agent_side(
     through_an_outage(receiver, AGENT, agent.pid(), targets.series_per_sec(), window, outage, appended).await
 }
 
+/// Steady delivery of the sender `pid` into `tsdb`, over `window`, counted by what the TSDB's head took; with the
+/// TSDB's cores busy from the sender's start until the window's end (its warm-up included, so that a receiver that
+/// cannot keep up shows).
+async fn into_tsdb(tsdb: &Tsdb, pid: u32, per_sec: f64, window: Duration) -> anyhow::Result<(Measured, f64)> {
+    let (cpu, started) = (cpu_time(tsdb.pid())?, Instant::now());
+    let measured = measure(pid, per_sec, window, move || tsdb.samples_appended()).await?;
+    let cores = (cpu_time(tsdb.pid())? - cpu).as_secs_f64() / started.elapsed().as_secs_f64();
+    Ok((measured, cores))
+}
+
 /// Steady delivery to Prometheus 2.42 as the receiver, over `window`: roster-collector, then Prometheus's agent,
-/// scraping `targets`, each writing to a fresh [`Tsdb`] of its own in `dir`.
-async fn into_prometheus(targets: &Targets, dir: &Path, window: Duration) -> anyhow::Result<(Measured, Measured)> {
+/// scraping `targets`, each writing to a fresh [`Tsdb`] of its own in `dir`. Each with the TSDB's cores busy.
+async fn into_prometheus(
+    targets: &Targets,
+    dir: &Path,
+    window: Duration,
+) -> anyhow::Result<((Measured, f64), (Measured, f64))> {
     let per_sec = targets.series_per_sec();
     let roster = {
         let tsdb = Tsdb::start(&dir.join("tsdb-roster"))?;
         let (_server, collector) =
             remote_writing_collector(targets, &tsdb.write_url(), &dir.join("tsdb-roster-collector")).await?;
-        let tsdb = &tsdb;
-        measure(collector.pid(), per_sec, window, move || tsdb.samples_appended()).await?
+        into_tsdb(&tsdb, collector.pid(), per_sec, window).await?
     };
     let agent = {
         let tsdb = Tsdb::start(&dir.join("tsdb-agent"))?;
         let agent = Agent::start(targets, &dir.join("tsdb-agent-wal"), Some(&tsdb.write_url()))?;
-        let tsdb = &tsdb;
-        measure(agent.pid(), per_sec, window, move || tsdb.samples_appended()).await?
+        into_tsdb(&tsdb, agent.pid(), per_sec, window).await?
     };
     Ok((roster, agent))
 }
@@ -226,7 +239,8 @@ pub async fn remote_write_vs_prometheus(scale: Scale, dir: &Path) -> anyhow::Res
     let receiver = Receiver::start(&[ROSTER, AGENT]).await?;
     let roster = roster_side(&targets, &receiver, &dir.join("remote-write-roster"), window, outage).await?;
     let agent = agent_side(&targets, &receiver, dir, window, outage).await?;
-    let (roster_tsdb, agent_tsdb) = into_prometheus(&targets, dir, window / 2).await?;
+    let ((roster_tsdb, roster_tsdb_cores), (agent_tsdb, agent_tsdb_cores)) =
+        into_prometheus(&targets, dir, window / 2).await?;
 
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let drained_per_sec = |d: &Delivery| d.backlog as f64 / d.drain.as_secs_f64();
@@ -322,5 +336,8 @@ pub async fn remote_write_vs_prometheus(scale: Scale, dir: &Path) -> anyhow::Res
         agent_tsdb.cpu_per_million,
         "s",
     ));
+    for (side, cores) in [("roster-collector", roster_tsdb_cores), ("prometheus agent", agent_tsdb_cores)] {
+        figures.push(Figure::new(SCENARIO, into(side, "the receiving prometheus's cores busy"), cores, "cores"));
+    }
     Ok(figures)
 }
