@@ -9,7 +9,8 @@
 //! The scrape scenario ([`scrape`]) runs a real `roster-collector` and, after it, Debian's `prometheus` 2.42 in
 //! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness
 //! ([`prometheus`]). The remote-write scenario ([`remote_write`]) does the same with both delivering what they
-//! scrape to the harness's own remote-write receiver ([`receiver`]), through an outage of that receiver.
+//! scrape to the harness's own remote-write receiver ([`receiver`]), through an outage of that receiver, and then
+//! to Debian's `prometheus` 2.42 started as a remote-write receiver.
 //!
 //! Numbers are printed as a table (and optionally written as JSON); `BENCHMARKS.md` records them with the
 //! machine and the command. The test suite runs the harness at [`Scale::smoke`] to check that it works, never
