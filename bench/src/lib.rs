@@ -9,7 +9,8 @@
 //! The scrape scenario ([`scrape`]) runs a real `roster-collector` and, after it, Debian's `prometheus` 2.42 in
 //! agent mode (`$ROSTER_PROMETHEUS`) against the same Prometheus targets served from memory by the harness
 //! ([`prometheus`]). The remote-write scenario ([`remote_write`]) does the same with both delivering what they
-//! scrape to the harness's own remote-write receiver ([`receiver`]), through an outage of that receiver.
+//! scrape to the harness's own remote-write receiver ([`receiver`]), through an outage of that receiver, and then
+//! to Debian's `prometheus` 2.42 started as a remote-write receiver.
 //!
 //! The TLS scenario ([`tls`]) runs the registration, propagation and idle-stream measurements against a plaintext
 //! server and against one serving mutual TLS with authentication on.

@@ -278,10 +278,7 @@ impl Agent {
     /// # Errors
     /// When `$ROSTER_PROMETHEUS` is unset, or the agent does not start within 60 s.
     pub fn start(targets: &Targets, dir: &Path, remote_write: Option<&str>) -> anyhow::Result<Self> {
-        let binary = PathBuf::from(std::env::var_os("ROSTER_PROMETHEUS").context(
-            "ROSTER_PROMETHEUS is not set: point it at Debian's prometheus 2.42 (./scripts/test fetches it into \
-             .tools/debian/usr/bin/prometheus)",
-        )?);
+        let binary = prometheus_binary()?;
         std::fs::create_dir_all(dir)?;
         let list: Vec<String> = targets.addrs.iter().map(|a| format!("'{a}'")).collect();
         let mut config = format!(
@@ -296,8 +293,7 @@ impl Agent {
         }
         let config_file = dir.join("agent.yml");
         std::fs::write(&config_file, config)?;
-        // Prometheus does not report a port it was given as 0: take a free one and hand it over.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let addr = free_addr()?;
         let mut command = Command::new(&binary);
         command
             .arg("--enable-feature=agent")
@@ -319,21 +315,96 @@ impl Agent {
     /// # Errors
     /// When the agent does not answer, or answers something else than its metrics.
     pub async fn samples_appended(&self) -> anyhow::Result<f64> {
-        let body = http_get(self.addr, "/metrics").await?;
-        let mut total = 0.0;
-        for line in body.lines().filter(|l| l.starts_with("prometheus_agent_samples_appended_total")) {
-            let value = line.rsplit(' ').next().context("a sample line has a value")?;
-            total += value.parse::<f64>().with_context(|| line.to_owned())?;
-        }
-        Ok(total)
+        counter_total(self.addr, "prometheus_agent_samples_appended_total").await
     }
 }
-
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A running `prometheus` server taking remote writes (`--web.enable-remote-write-receiver`) into its own TSDB,
+/// scraping nothing: everything its head holds came by remote write.
+pub struct Tsdb {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Tsdb {
+    /// Starts `$ROSTER_PROMETHEUS` as a remote-write receiver, its config and TSDB in `dir`; returns once it
+    /// serves its web API.
+    ///
+    /// # Errors
+    /// When `$ROSTER_PROMETHEUS` is unset, or it does not start within 60 s.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let binary = prometheus_binary()?;
+        std::fs::create_dir_all(dir)?;
+        let config_file = dir.join("prometheus.yml");
+        // No scrape and no rule of its own.
+        std::fs::write(&config_file, "global:\n  evaluation_interval: 1h\n")?;
+        let addr = free_addr()?;
+        let mut command = Command::new(&binary);
+        command
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver");
+        let (child, _) = spawn_until_logged(command, "Server is ready to receive web requests", "level=")?;
+        Ok(Self { child, addr })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its remote-write endpoint.
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// `prometheus_tsdb_head_samples_appended_total`, summed over its `type` labels, from its own `/metrics`: the
+    /// samples its head took, which with no scrape of its own are the remote-written samples it accepted.
+    ///
+    /// # Errors
+    /// When it does not answer, or answers something else than its metrics.
+    pub async fn samples_appended(&self) -> anyhow::Result<f64> {
+        counter_total(self.addr, "prometheus_tsdb_head_samples_appended_total").await
+    }
+}
+
+impl Drop for Tsdb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `$ROSTER_PROMETHEUS`: Debian's `prometheus` 2.42.
+fn prometheus_binary() -> anyhow::Result<PathBuf> {
+    Ok(PathBuf::from(std::env::var_os("ROSTER_PROMETHEUS").context(
+        "ROSTER_PROMETHEUS is not set: point it at Debian's prometheus 2.42 (./scripts/test fetches it into \
+         .tools/debian/usr/bin/prometheus)",
+    )?))
+}
+
+/// A free loopback address: Prometheus does not report a port it was given as 0, so one is taken and handed over.
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The sum of the counter `name` over its series at `addr`'s `/metrics`. A family with no series yet (Prometheus
+/// serves only its `# HELP` before the first increment) is 0.
+async fn counter_total(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let body = http_get(addr, "/metrics").await?;
+    let mut total = 0.0;
+    for line in body.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ']))) {
+        let value = line.rsplit(' ').next().context("a sample line has a value")?;
+        total += value.parse::<f64>().with_context(|| line.to_owned())?;
+    }
+    Ok(total)
 }
 
 /// The body of `GET http://addr{path}` (HTTP/1.0: the server closes the connection after answering).

@@ -22,6 +22,13 @@
 //!    over it. That CPU includes the scraping that goes on meanwhile, so samples per CPU-second here understate
 //!    what delivery alone costs. The harness's own CPU over the same time (the receiver decoding, the targets
 //!    answering) is reported too: a receiver that takes a core would be what limits the drain.
+//!
+//! Then each sender, again one after the other and each a fresh process, delivers the same targets to Debian's
+//! `prometheus` 2.42 started as a remote-write receiver ([`Tsdb`], a fresh TSDB for each): steady delivery only,
+//! over half the steady window, measured as in phase 1 but counted at that receiver
+//! (`prometheus_tsdb_head_samples_appended_total`: what its head took, the same count for both senders, and one
+//! that, unlike a sender's own, leaves out what the receiver refused), with that Prometheus's own CPU beside it:
+//! a receiver short of a core would be what limits the rate.
 
 use std::{
     path::Path,
@@ -33,10 +40,10 @@ use anyhow::{Context as _, bail, ensure};
 use crate::{
     Figure, Scale,
     collector::CollectorProcess,
-    prometheus::{Agent, Measured, SERIES_PER_TARGET, Targets, measure},
+    prometheus::{Agent, Measured, SERIES_PER_TARGET, Targets, Tsdb, measure},
     receiver::Receiver,
     scenarios::LIMIT,
-    server::{cpu_time, memory},
+    server::{ServerProcess, cpu_time, memory},
 };
 
 /// The scenario's name in the figures.
@@ -133,8 +140,22 @@ where
     })
 }
 
-/// roster's side: `targets` registered on a fresh roster-server, collected by one roster-collector process whose
-/// only sink is the receiver's [`ROSTER`] path, its disk queue in `dir`.
+/// `targets` registered on a fresh roster-server (its store in `dir/server`), collected by one roster-collector
+/// (its data and disk queue in `dir/collector`) whose only sink is remote write to `url`. Each collector gets a
+/// server of its own: a server holds a stopped collector's share of the targets until its lease ends.
+async fn remote_writing_collector(
+    targets: &Targets,
+    url: &str,
+    dir: &Path,
+) -> anyhow::Result<(ServerProcess, CollectorProcess)> {
+    let server = targets.registered_on_a_server(&dir.join("server")).await?;
+    let sink = vec!["--sink".to_owned(), format!("remote-write={url}")];
+    let collector = CollectorProcess::start(&server.url(), &dir.join("collector"), &sink)?;
+    Ok((server, collector))
+}
+
+/// roster's side: `targets` collected by one roster-collector whose only sink is the receiver's [`ROSTER`] path,
+/// its server and disk queue in `dir`.
 async fn roster_side(
     targets: &Targets,
     receiver: &Receiver,
@@ -142,9 +163,7 @@ async fn roster_side(
     window: Duration,
     outage: Duration,
 ) -> anyhow::Result<Delivery> {
-    let server = targets.registered_on_a_server(&dir.join("remote-write-server")).await?;
-    let sink = vec!["--sink".to_owned(), format!("remote-write={}", receiver.url(ROSTER))];
-    let collector = CollectorProcess::start(&server.url(), &dir.join("remote-write-collector"), &sink)?;
+    let (_server, collector) = remote_writing_collector(targets, &receiver.url(ROSTER), dir).await?;
     let collector = &collector;
     // The samples the remote-write sink took into its disk queue, and those it gave up: its in-memory queue was
     // full, or the disk queue's bounds dropped them (`queue full`, `too old`).
@@ -173,9 +192,42 @@ async fn agent_side(
     through_an_outage(receiver, AGENT, agent.pid(), targets.series_per_sec(), window, outage, appended).await
 }
 
+/// Steady delivery of the sender `pid` into `tsdb`, over `window`, counted by what the TSDB's head took; with the
+/// TSDB's cores busy from the sender's start until the window's end (its warm-up included, so that a receiver that
+/// cannot keep up shows).
+async fn into_tsdb(tsdb: &Tsdb, pid: u32, per_sec: f64, window: Duration) -> anyhow::Result<(Measured, f64)> {
+    let (cpu, started) = (cpu_time(tsdb.pid())?, Instant::now());
+    let measured = measure(pid, per_sec, window, move || tsdb.samples_appended()).await?;
+    let cores = (cpu_time(tsdb.pid())? - cpu).as_secs_f64() / started.elapsed().as_secs_f64();
+    Ok((measured, cores))
+}
+
+/// Steady delivery to Prometheus 2.42 as the receiver, over `window`: roster-collector, then Prometheus's agent,
+/// scraping `targets`, each writing to a fresh [`Tsdb`] of its own in `dir`. Each with the TSDB's cores busy.
+async fn into_prometheus(
+    targets: &Targets,
+    dir: &Path,
+    window: Duration,
+) -> anyhow::Result<((Measured, f64), (Measured, f64))> {
+    let per_sec = targets.series_per_sec();
+    let roster = {
+        let tsdb = Tsdb::start(&dir.join("tsdb-roster"))?;
+        let (_server, collector) =
+            remote_writing_collector(targets, &tsdb.write_url(), &dir.join("tsdb-roster-collector")).await?;
+        into_tsdb(&tsdb, collector.pid(), per_sec, window).await?
+    };
+    let agent = {
+        let tsdb = Tsdb::start(&dir.join("tsdb-agent"))?;
+        let agent = Agent::start(targets, &dir.join("tsdb-agent-wal"), Some(&tsdb.write_url()))?;
+        into_tsdb(&tsdb, agent.pid(), per_sec, window).await?
+    };
+    Ok((roster, agent))
+}
+
 /// The scenario: `scale.scrape_targets` targets of [`SERIES_PER_TARGET`] series at a 1 s interval, scraped by
 /// roster-collector and then by Prometheus's agent, each delivering to the in-memory receiver through a steady
-/// window of `scale.scrape_window_secs`, an outage of `scale.outage_secs` and the catch-up after it.
+/// window of `scale.scrape_window_secs`, an outage of `scale.outage_secs` and the catch-up after it; then each
+/// delivering to Prometheus 2.42 as the receiver through a steady window of half as long.
 ///
 /// # Errors
 /// When a process fails, `$ROSTER_PROMETHEUS` is unset, a sender does not reach the full rate or drain its backlog
@@ -185,8 +237,10 @@ pub async fn remote_write_vs_prometheus(scale: Scale, dir: &Path) -> anyhow::Res
     let (window, outage) = (Duration::from_secs(scale.scrape_window_secs), Duration::from_secs(scale.outage_secs));
     let targets = Targets::start(n).await?;
     let receiver = Receiver::start(&[ROSTER, AGENT]).await?;
-    let roster = roster_side(&targets, &receiver, dir, window, outage).await?;
+    let roster = roster_side(&targets, &receiver, &dir.join("remote-write-roster"), window, outage).await?;
     let agent = agent_side(&targets, &receiver, dir, window, outage).await?;
+    let ((roster_tsdb, roster_tsdb_cores), (agent_tsdb, agent_tsdb_cores)) =
+        into_prometheus(&targets, dir, window / 2).await?;
 
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let drained_per_sec = |d: &Delivery| d.backlog as f64 / d.drain.as_secs_f64();
@@ -252,5 +306,38 @@ pub async fn remote_write_vs_prometheus(scale: Scale, dir: &Path) -> anyhow::Res
     ));
     figures.extend(pair("steady RSS", "MiB", &|d| mib(d.steady.rss), None));
     figures.extend(pair("peak RSS", "MiB", &|d| mib(d.peak), None));
+    let into = |side: &str, what: &str| {
+        format!("{n} targets × {SERIES_PER_TARGET} series at 1 s, into prometheus 2.42, {side}: {what}")
+    };
+    figures.push(Figure::new(
+        SCENARIO,
+        into("roster-collector", "steady delivery"),
+        roster_tsdb.samples_per_sec,
+        "samples/s",
+    ));
+    figures.push(Figure::new(
+        SCENARIO,
+        into("prometheus agent", "steady delivery"),
+        agent_tsdb.samples_per_sec,
+        "samples/s",
+    ));
+    figures.push(
+        Figure::new(
+            SCENARIO,
+            into("roster-collector", "steady CPU per million delivered"),
+            roster_tsdb.cpu_per_million,
+            "s",
+        )
+        .against(format!("≤ the agent's {:.2} s", agent_tsdb.cpu_per_million)),
+    );
+    figures.push(Figure::new(
+        SCENARIO,
+        into("prometheus agent", "steady CPU per million delivered"),
+        agent_tsdb.cpu_per_million,
+        "s",
+    ));
+    for (side, cores) in [("roster-collector", roster_tsdb_cores), ("prometheus agent", agent_tsdb_cores)] {
+        figures.push(Figure::new(SCENARIO, into(side, "the receiving prometheus's cores busy"), cores, "cores"));
+    }
     Ok(figures)
 }
