@@ -29,6 +29,7 @@ use hyper_util::{
 };
 use roster::{backoff::BackoffPolicy, error_chain::chain};
 use rustls::{ClientConfig, RootCertStore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -71,6 +72,10 @@ pub(crate) struct Receiver {
     backoff: BackoffPolicy,
     retry_after_max: Duration,
     stats: Arc<RemoteWriteStats>,
+    /// Notified at every delivery: a shard waiting out its backoff retries at once when another shard got through,
+    /// so that after an outage the shards resume together instead of each at the end of its own backoff (up to its
+    /// cap), which held the whole window back.
+    delivered: Arc<Notify>,
 }
 
 impl Receiver {
@@ -109,6 +114,7 @@ impl Receiver {
             backoff: config.backoff,
             retry_after_max: config.retry_after_max,
             stats,
+            delivered: Arc::default(),
         }
     }
 
@@ -120,8 +126,13 @@ impl Receiver {
             if stop.is_cancelled() {
                 return Err(Stopped);
             }
-            let delay = match self.attempt(body.clone()).await {
+            // Listening from before the attempt, so that a delivery by another shard during it is not missed.
+            let another_delivered = self.delivered.notified();
+            tokio::pin!(another_delivered);
+            another_delivered.as_mut().enable();
+            let (delay, asked) = match self.attempt(body.clone()).await {
                 Outcome::Delivered => {
+                    self.delivered.notify_waiters();
                     if self.stats.delivered(samples) {
                         info!(receiver = %self.url, "remote-write receiver accepts requests again");
                     }
@@ -137,16 +148,20 @@ impl Receiver {
                 }
                 Outcome::Retry { error, after } => {
                     let backoff = delays.next().unwrap_or(self.backoff.cap);
-                    let delay = after.map_or(backoff, |after| after.min(self.retry_after_max));
                     if self.stats.retrying(samples, error.clone()) {
                         warn!(receiver = %self.url, %error, "remote-write failed; retrying until it is taken");
                     }
-                    delay
+                    match after {
+                        Some(after) => (after.min(self.retry_after_max), true),
+                        None => (backoff, false),
+                    }
                 }
             };
+            // A backoff ends early when another shard got through; a `Retry-After` the receiver asked for does not.
             tokio::select! {
                 () = stop.cancelled() => return Err(Stopped),
                 () = tokio::time::sleep(delay) => {}
+                () = &mut another_delivered, if !asked => {}
             }
         }
     }

@@ -317,6 +317,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn shards_waiting_out_their_backoff_retry_at_once_when_another_shard_gets_through() {
+        // The first two requests to arrive fail; their shards would then wait an hour. The others are taken, and
+        // each delivery wakes the waiting shards, so the window is done at once.
+        let receiver = TestReceiver::start([Answer::status(503, "down"), Answer::status(503, "down")]).await;
+        let hour = Duration::from_secs(3600);
+        let config = RemoteWriteConfig {
+            shards: 4,
+            backoff: BackoffPolicy { initial: hour, cap: hour, jitter: 0.0, max_attempts: None },
+            ..config(&receiver)
+        };
+        let batch: Vec<_> = (0..32).map(|i| sample(&format!("m{i}"), &[], 1, 1.0)).collect();
+        let stats = tokio::time::timeout(roster_testkit::WAIT, send(&config, &[batch]))
+            .await
+            .expect("the failed shards did not wait out their hour");
+        assert_eq!(stats.samples_sent.load(Ordering::Relaxed), 32);
+        assert_eq!(stats.requests_retried.load(Ordering::Relaxed), 2);
+        let answered: Vec<_> = receiver.received().iter().map(|r| r.answered).collect();
+        assert_eq!(answered.iter().filter(|a| **a == Some(503)).count(), 2, "{answered:?}");
+    }
+
+    #[tokio::test]
     async fn a_429_waits_what_retry_after_asks_capped() {
         let receiver = TestReceiver::start([Answer::Status(429, vec![("retry-after", "1".into())], "slow down")]).await;
         let started = Instant::now();
