@@ -291,13 +291,7 @@ pub fn start_collector(server_url: &str, data_dir: &Path) -> (Proc, String, Stri
 
 /// Runs `grpcurl -plaintext -max-time 20 FLAGS ADDR WORDS`; returns stdout, or fails with stderr.
 pub fn run_grpcurl(addr: &str, flags: &[&str], words: &[&str]) -> String {
-    let output = Command::new(grpcurl())
-        .args(["-plaintext", "-max-time", "20"])
-        .args(flags)
-        .arg(addr)
-        .args(words)
-        .output()
-        .expect("grpcurl runs");
+    let output = grpcurl_output(&[&["-plaintext"], flags].concat(), addr, words);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -540,13 +534,7 @@ pub fn start_secured_server(data_dir: &Path, tokens: &ServerTokens, extra: &[&st
 
 /// Runs `grpcurl -plaintext -max-time 20 FLAGS ADDR WORDS` expecting it to fail; returns its stderr.
 pub fn grpcurl_refused(addr: &str, flags: &[&str], words: &[&str]) -> String {
-    let output = Command::new(grpcurl())
-        .args(["-plaintext", "-max-time", "20"])
-        .args(flags)
-        .arg(addr)
-        .args(words)
-        .output()
-        .expect("grpcurl runs");
+    let output = grpcurl_output(&[&["-plaintext"], flags].concat(), addr, words);
     assert!(
         !output.status.success(),
         "grpcurl {flags:?} {words:?} succeeded: {}",

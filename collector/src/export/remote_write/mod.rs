@@ -149,10 +149,8 @@ impl Exporter for RemoteWrite {
 mod tests {
     use std::{
         sync::atomic::Ordering,
-        time::{Duration, SystemTime, UNIX_EPOCH},
+        time::{SystemTime, UNIX_EPOCH},
     };
-
-    use roster::backoff::BackoffPolicy;
 
     use super::{
         test_receiver::{Answer, TestReceiver},
@@ -162,17 +160,7 @@ mod tests {
 
     /// A configuration for `receiver` that retries within milliseconds, with small requests and windows.
     fn config(receiver: &TestReceiver) -> RemoteWriteConfig {
-        RemoteWriteConfig {
-            shards: 3,
-            max_samples_per_send: 5,
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(1),
-                cap: Duration::from_millis(5),
-                jitter: 0.5,
-                max_attempts: None,
-            },
-            ..RemoteWriteConfig::new(receiver.url())
-        }
+        RemoteWriteConfig { shards: 3, max_samples_per_send: 5, ..receiver.config() }
     }
 
     fn now_ms() -> u64 {

@@ -169,15 +169,7 @@ mod tests {
 
     /// A configuration for `receiver` that retries within milliseconds.
     fn config(receiver: &TestReceiver) -> RemoteWriteConfig {
-        RemoteWriteConfig {
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(1),
-                cap: Duration::from_millis(5),
-                jitter: 0.5,
-                max_attempts: None,
-            },
-            ..RemoteWriteConfig::new(receiver.url())
-        }
+        receiver.config()
     }
 
     fn limits(config: &RemoteWriteConfig) -> Limits {

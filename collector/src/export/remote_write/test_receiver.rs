@@ -88,6 +88,19 @@ impl TestReceiver {
         Self { addr, script, received, tasks }
     }
 
+    /// A configuration for this receiver that retries within milliseconds.
+    pub(crate) fn config(&self) -> super::config::RemoteWriteConfig {
+        super::config::RemoteWriteConfig {
+            backoff: roster::backoff::BackoffPolicy {
+                initial: std::time::Duration::from_millis(1),
+                cap: std::time::Duration::from_millis(5),
+                jitter: 0.5,
+                max_attempts: None,
+            },
+            ..super::config::RemoteWriteConfig::new(self.url())
+        }
+    }
+
     /// The URL to write to.
     pub(crate) fn url(&self) -> http::Uri {
         format!("http://{}/api/v1/write", self.addr).parse().unwrap()
