@@ -57,8 +57,14 @@ async fn sigterm_turns_health_not_serving_before_the_server_exits() {
 
     let signalled = Instant::now();
     server.signal("-TERM");
-    let next = tokio::time::timeout(WAIT, statuses.message()).await.unwrap();
-    let next = next.expect("a status, not an error").expect("a status before the stream ends");
+    let next = match tokio::time::timeout(WAIT, statuses.message()).await.unwrap() {
+        Ok(Some(next)) => next,
+        // Say what the server did, so that a failure here can be told apart from the server dying of the signal.
+        other => {
+            let (exit, log) = tokio::task::spawn_blocking(move || (server.wait_exit(), server.stderr())).await.unwrap();
+            panic!("a status before the stream ends, got {other:?}; the server exited with {exit}; its log:\n{log}");
+        }
+    };
     assert_eq!(next.status(), ServingStatus::NotServing, "{next:?}");
     // Then the watch ends, so it does not hold the shutdown until the drain limit.
     let end = tokio::time::timeout(WAIT, statuses.message()).await.unwrap();
