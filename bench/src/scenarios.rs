@@ -238,7 +238,7 @@ pub async fn fan_out(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let server = ServerProcess::start(&dir.join("fanout-server"), "127.0.0.1:0", &[])?;
     let url = ServerUrl::parse(&server.url())?;
     let options = ClientOptions::default();
-    let base = settled_rss(&server, &url, &options).await?;
+    let base = settled_rss(server.pid(), &url, &options).await?;
     figures.push(Figure::new("fan-out", "server RSS with no stream", base as f64 / 1_048_576.0, "MiB"));
     let mut open = Vec::new();
     for target in scale.fanout {
@@ -280,10 +280,10 @@ pub async fn fan_out(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
 ///
 /// # Errors
 /// When the stream cannot open or `/proc` cannot be read.
-pub async fn settled_rss(server: &ServerProcess, url: &ServerUrl, options: &ClientOptions) -> anyhow::Result<u64> {
+pub async fn settled_rss(pid: u32, url: &ServerUrl, options: &ClientOptions) -> anyhow::Result<u64> {
     drop(open_streams(url, options, 1).await?);
     tokio::time::sleep(SETTLE).await;
-    server.rss_bytes()
+    Ok(crate::server::memory(pid)?.0)
 }
 
 /// An open Watch stream and the connection it is on.

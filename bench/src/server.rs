@@ -1,5 +1,5 @@
 //! The server under test: the real `roster-server` binary as a child process, with its memory and CPU read from
-//! `/proc`. [`binary`], [`memory`] and [`cpu_time`] serve the collector and Prometheus processes too.
+//! `/proc`; and beside it, the bare tonic floor under its memory per idle stream ([`BareIdleServer`]). [`binary`], [`memory`] and [`cpu_time`] serve the collector and Prometheus processes too.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -146,6 +146,41 @@ impl ServerProcess {
 }
 
 impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `bare-idle-server` (this package's second binary): the bare tonic floor under roster-server's
+/// memory per idle stream.
+#[derive(Debug)]
+pub struct BareIdleServer {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl BareIdleServer {
+    /// Starts one on an OS-chosen port of 127.0.0.1 with `tls_flags` (roster-server's `--tls-cert`, `--tls-key`,
+    /// `--tls-ca`, which it takes too), and waits until it serves.
+    ///
+    /// # Errors
+    /// When it does not start or does not say where it listens within 60 s.
+    pub fn start(tls_flags: &[&str]) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary("bare-idle-server", "ROSTER_BARE_IDLE_SERVER_BIN")?);
+        command.args(tls_flags);
+        let (child, addr) = spawn_until_logged(command, "bare-idle-server serving", "listen=")?;
+        Ok(Self { child, addr: addr.parse().context("the listen address in the log")? })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for BareIdleServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -5,7 +5,9 @@
 //!
 //! Each run measures durable registrations per second (16 clients, each on its own connection), propagation (a
 //! registration until the assigned follower applied it, with followers watching over their own connections) and
-//! server memory per idle Watch stream (each on its own connection: under TLS each holds a rustls session). The
+//! server memory per idle Watch stream (each on its own connection: under TLS each holds a rustls session), beside
+//! the same streams held by a bare tonic server secured the same way (`bare-idle-server`), the floor h2, hyper,
+//! tonic and rustls set before roster adds anything. The
 //! certificates come from a CA made for the run (`roster_testkit::tls`); the clients present an operator's
 //! certificate (in the mutual run), which may do everything, so authorization never refuses and only its cost is
 //! measured.
@@ -30,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Figure, Scale, percentiles,
     scenarios::{self, LIMIT, STEADY},
-    server::ServerProcess,
+    server::{BareIdleServer, ServerProcess},
 };
 
 /// The identity of the benchmark's client certificate.
@@ -48,6 +50,15 @@ enum Security {
 }
 
 impl Security {
+    /// A name for its servers' data directories.
+    fn dir_name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Tls => "server",
+            Self::MutualTlsAuth => "mutual",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Plaintext => "plaintext",
@@ -63,9 +74,29 @@ struct Run {
     applied_p50_ms: f64,
     applied_p99_ms: f64,
     kib_per_stream: f64,
+    bare_kib_per_stream: f64,
 }
 
-/// Runs the plaintext and the TLS run and reports both, and the TLS run against the plaintext one.
+impl Run {
+    /// Each figure's median over `runs`.
+    fn median(runs: &[Run]) -> Run {
+        let median = |figure: fn(&Run) -> f64| percentiles(&mut runs.iter().map(figure).collect::<Vec<_>>()).0;
+        Run {
+            registrations_per_s: median(|r| r.registrations_per_s),
+            applied_p50_ms: median(|r| r.applied_p50_ms),
+            applied_p99_ms: median(|r| r.applied_p99_ms),
+            kib_per_stream: median(|r| r.kib_per_stream),
+            bare_kib_per_stream: median(|r| r.bare_kib_per_stream),
+        }
+    }
+}
+
+/// How many times each mode is run, in turn with the others; each figure is the median of its runs, so that a
+/// burst of load elsewhere on the machine moves one round rather than the comparison.
+const ROUNDS: usize = 3;
+
+/// Runs the plaintext, the TLS and the mutual TLS run [`ROUNDS`] times in turn, and reports the median of each,
+/// and the TLS runs against the plaintext one.
 ///
 /// # Errors
 /// When a process fails, a call fails, or a wait passes [`LIMIT`].
@@ -73,9 +104,15 @@ pub async fn tls_cost(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let certs = dir.join("tls-certs");
     std::fs::create_dir_all(&certs)?;
     let setup = TlsSetup::new(&certs, OPERATOR_URI);
-    let plain = run(scale, &dir.join("tls-plaintext-server"), &setup, Security::Plaintext).await?;
-    let tls_only = run(scale, &dir.join("tls-server"), &setup, Security::Tls).await?;
-    let secure = run(scale, &dir.join("tls-mutual-server"), &setup, Security::MutualTlsAuth).await?;
+    let modes = [Security::Plaintext, Security::Tls, Security::MutualTlsAuth];
+    let mut rounds: [Vec<Run>; 3] = Default::default();
+    for round in 0..ROUNDS {
+        for (security, runs) in modes.iter().zip(&mut rounds) {
+            let data_dir = dir.join(format!("tls-{}-{round}", security.dir_name()));
+            runs.push(run(scale, &data_dir, &setup, *security).await?);
+        }
+    }
+    let [plain, tls_only, secure] = rounds.map(|runs| Run::median(&runs));
     let mut figures = Vec::new();
     for (security, run) in
         [(Security::Plaintext, &plain), (Security::Tls, &tls_only), (Security::MutualTlsAuth, &secure)]
@@ -90,6 +127,12 @@ pub async fn tls_cost(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
         figures.push(Figure::new("tls", format!("propagation applied p50, {mode}"), run.applied_p50_ms, "ms"));
         figures.push(Figure::new("tls", format!("propagation applied p99, {mode}"), run.applied_p99_ms, "ms"));
         figures.push(Figure::new("tls", format!("server memory per idle stream, {mode}"), run.kib_per_stream, "KiB"));
+        figures.push(Figure::new(
+            "tls",
+            format!("bare tonic memory per idle stream, {mode}"),
+            run.bare_kib_per_stream,
+            "KiB",
+        ));
     }
     // As ratios to plaintext (a figure is never negative): the goal is within 10 %.
     for (security, run) in [(Security::Tls, &tls_only), (Security::MutualTlsAuth, &secure)] {
@@ -139,12 +182,18 @@ async fn run(scale: Scale, data_dir: &Path, setup: &TlsSetup, security: Security
     // assigned.
     let server = ServerProcess::start(&data_dir.with_extension("fresh"), "127.0.0.1:0", &tls_flags)?;
     let url = ServerUrl::parse(&format!("{scheme}://{}", server.addr))?;
-    let kib_per_stream = memory_per_stream(&server, &url, &options, scale.fanout[0]).await?;
+    let kib_per_stream = memory_per_stream(server.pid(), &url, &options, scale.fanout[0]).await?;
+    drop(server);
+    // The floor: a bare tonic server with tonic's own TLS, the same streams.
+    let bare = BareIdleServer::start(&tls_flags)?;
+    let url = ServerUrl::parse(&format!("{scheme}://{}", bare.addr))?;
+    let bare_kib_per_stream = memory_per_stream(bare.pid(), &url, &options, scale.fanout[0]).await?;
     Ok(Run {
         registrations_per_s: registrations as f64 / took.as_secs_f64(),
         applied_p50_ms,
         applied_p99_ms,
         kib_per_stream,
+        bare_kib_per_stream,
     })
 }
 
@@ -216,19 +265,14 @@ async fn propagation(scale: Scale, url: &ServerUrl, options: &ClientOptions) -> 
     Ok((p50, p99))
 }
 
-/// Opens `count` idle Watch streams, each on its own connection, and returns the server's resident memory they
-/// added, per stream, in KiB: measured as the fan-out scenario measures it (the same baseline and streams,
+/// Opens `count` idle Watch streams, each on its own connection, and returns the resident memory they added to
+/// the server with process id `pid`, per stream, in KiB: measured as the fan-out scenario measures it (the same baseline and streams,
 /// [`scenarios::settled_rss`] and [`scenarios::open_streams`]).
-async fn memory_per_stream(
-    server: &ServerProcess,
-    url: &ServerUrl,
-    options: &ClientOptions,
-    count: usize,
-) -> anyhow::Result<f64> {
-    let base = scenarios::settled_rss(server, url, options).await?;
+async fn memory_per_stream(pid: u32, url: &ServerUrl, options: &ClientOptions, count: usize) -> anyhow::Result<f64> {
+    let base = scenarios::settled_rss(pid, url, options).await?;
     let open = scenarios::open_streams(url, options, count).await?;
     tokio::time::sleep(scenarios::SETTLE).await;
-    let rss = server.rss_bytes()?;
+    let rss = crate::server::memory(pid)?.0;
     drop(open);
     Ok(rss.saturating_sub(base) as f64 / count as f64 / 1024.0)
 }

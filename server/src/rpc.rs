@@ -19,7 +19,7 @@ use roster::{
     message_limit, pb,
 };
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, info};
 
@@ -261,7 +261,7 @@ impl AssignmentFeed for FeedService {
         });
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(stream::serve(params, attached, self.registry.clone(), out, self.stream.clone()).instrument(span));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|frame| frame.map_err(|status| *status)))))
     }
 
     async fn report_applied(

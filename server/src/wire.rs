@@ -17,7 +17,7 @@ use prost::Message as _;
 use roster::pb;
 use tonic::{
     Status,
-    codec::{Codec, EncodeBuf, Encoder},
+    codec::{BufferSettings, Codec, EncodeBuf, Encoder},
 };
 use tonic_prost::ProstCodec;
 
@@ -34,13 +34,14 @@ pub mod feed_server {
 pub enum WatchFrame {
     /// A `WatchResponse` already encoded (a snapshot chunk), sent as is.
     Encoded(Bytes),
-    /// Any other frame, encoded by prost when it is sent.
-    Message(pb::WatchResponse),
+    /// Any other frame, encoded by prost when it is sent. Boxed: a frame waits in every stream's queue, whose
+    /// slots are as big as the biggest variant.
+    Message(Box<pb::WatchResponse>),
 }
 
 impl From<pb::watch_response::Frame> for WatchFrame {
     fn from(frame: pb::watch_response::Frame) -> Self {
-        Self::Message(pb::WatchResponse { frame: Some(frame) })
+        Self::Message(Box::new(pb::WatchResponse { frame: Some(frame) }))
     }
 }
 
@@ -57,7 +58,7 @@ impl Wire for WatchFrame {
                 dst.put_slice(&bytes);
                 Ok(())
             }
-            Self::Message(message) => message.write(dst),
+            Self::Message(message) => (*message).write(dst),
         }
     }
 }
@@ -113,5 +114,9 @@ impl<T: Wire> Encoder for WireEncoder<T> {
 
     fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.write(dst)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(512, 32 * 1024)
     }
 }

@@ -81,7 +81,10 @@ enum Stop {
     Shutdown,
 }
 
-type Out = mpsc::Sender<Result<WatchFrame, Status>>;
+/// A stream's queue. Its error is boxed, as a frame is (see [`WatchFrame`]): tokio allocates a queue's slots 32 at a
+/// time, whatever its bound, and each slot is as big as its item, so an unboxed `Status` would make every idle stream
+/// hold kilobytes it never uses.
+pub(crate) type Out = mpsc::Sender<Result<WatchFrame, Box<Status>>>;
 
 async fn send(out: &Out, frame: impl Into<WatchFrame>, shutdown: &CancellationToken) -> Result<(), Stop> {
     tokio::select! {
@@ -177,7 +180,7 @@ pub(crate) async fn serve(
             let window = config.open.shutdown_window(config.reconnect_rate);
             let pushback_ms = rand::random_range(0..=u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
             let status = Status::from(Error::Reconnect { pushback_ms });
-            let _ = tokio::time::timeout(Duration::from_secs(1), out.send(Err(status))).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), out.send(Err(Box::new(status)))).await;
             info!("feed stream ended: server shutting down");
         }
         Err(Stop::ClientGone) | Ok(()) => info!("feed stream ended: collector went away"),
