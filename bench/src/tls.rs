@@ -98,7 +98,7 @@ const ROSTER_SHARE_KIB: f64 = 8.0;
 /// burst of load elsewhere on the machine moves one round rather than the comparison.
 const ROUNDS: usize = 3;
 
-/// Runs the plaintext, the TLS and the mutual TLS run [`ROUNDS`] times in turn, and reports the median of each,
+/// Runs the plaintext, the TLS and the mutual TLS run three times (`ROUNDS`) in turn, and reports the median of each,
 /// and the TLS runs against the plaintext one.
 ///
 /// # Errors
