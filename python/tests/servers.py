@@ -1,0 +1,134 @@
+"""Processes and sockets the tests talk to: real roster-server processes (started, killed with SIGKILL,
+restarted on the same port) and a TCP server that accepts and resets every connection.
+
+Every wait is bounded: a server that does not say it is serving within STARTUP_S fails the test with its log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+STARTUP_S = 10.0
+STOP_S = 15.0
+_SERVING = re.compile(r"roster-server serving listen=(\S+):(\d+)")
+
+
+def bin_dir() -> Path:
+    """Where roster's binaries are: $ROSTER_BIN_DIR, default the repository's target/debug."""
+    default = Path(__file__).resolve().parents[2] / "target" / "debug"
+    return Path(os.environ.get("ROSTER_BIN_DIR", default))
+
+
+def binary(name: str) -> Path:
+    path = bin_dir() / name
+    if not os.access(path, os.X_OK):
+        raise AssertionError(
+            f"{path} is missing or not executable: build roster (cargo build) or set ROSTER_BIN_DIR to the "
+            "directory holding roster-server and roster"
+        )
+    return path
+
+
+class RosterServer:
+    """One roster-server process on loopback, with its own data directory."""
+
+    def __init__(self, bins: Path, data_dir: Path, extra: Sequence[str] = ()) -> None:
+        self.bins = bins
+        self.data_dir = data_dir
+        self.extra = list(extra)
+        self.port: Optional[int] = None
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        assert self.port is not None, "the server has not started"
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if "--tls-cert" in self.extra else "http"
+        return f"{scheme}://{self.address}"
+
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log{self.starts}"
+
+    def start(self) -> None:
+        """Starts the server (on the port it had, after the first start) and waits until it serves."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        listen = f"127.0.0.1:{self.port or 0}"
+        log = self.log_path()
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [str(binary("roster-server")), "--listen", listen, "--data-dir", str(self.data_dir),
+                 "--metrics-listen", "off", *self.extra],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            match = _SERVING.search(log.read_text(errors="replace"))
+            if match:
+                self.port = int(match.group(2))
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.005)
+        self.kill()
+        raise AssertionError(f"roster-server did not start serving within {STARTUP_S} s:\n{log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for the process to be gone (its sockets closed by the kernel)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=STOP_S)
+
+    def stop(self) -> None:
+        """SIGTERM (streams end with UNAVAILABLE and a pushback, S6); SIGKILL if it does not exit in time."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class ResetServer:
+    """Accepts every TCP connection and resets it at once (SO_LINGER 0), recording when each arrived."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: List[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="reset-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            self.accepted.append(time.monotonic())
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
