@@ -28,8 +28,8 @@ def bin_dir() -> Path:
     return Path(os.environ.get("ROSTER_BIN_DIR", default))
 
 
-def binary(name: str) -> Path:
-    path = bin_dir() / name
+def binary(name: str, bins: Optional[Path] = None) -> Path:
+    path = (bins or bin_dir()) / name
     if not os.access(path, os.X_OK):
         raise AssertionError(
             f"{path} is missing or not executable: build roster (cargo build) or set ROSTER_BIN_DIR to the "
@@ -70,7 +70,7 @@ class RosterServer:
         log = self.log_path()
         with open(log, "wb") as out:
             self.process = subprocess.Popen(
-                [str(binary("roster-server")), "--listen", listen, "--data-dir", str(self.data_dir),
+                [str(binary("roster-server", self.bins)), "--listen", listen, "--data-dir", str(self.data_dir),
                  "--metrics-listen", "off", *self.extra],
                 stdout=out,
                 stderr=subprocess.STDOUT,
