@@ -1,0 +1,79 @@
+"""grpcio servers written in the tests, for what a real roster-server cannot be made to do on cue: a Registry
+that fails a chosen number of times, and an AssignmentFeed that sends scripted frames."""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+import grpc
+
+from roster_client._proto.roster.v1 import feed_pb2, feed_pb2_grpc, registry_pb2, registry_pb2_grpc
+
+
+class FlakyRegistry(registry_pb2_grpc.RegistryServicer):
+    """ListCollectors fails with ``codes`` in turn, then succeeds; every call's metadata is recorded."""
+
+    def __init__(self, codes: Sequence[grpc.StatusCode]) -> None:
+        self.codes = list(codes)
+        self.calls: List[dict] = []
+
+    def ListCollectors(self, request: Any, context: grpc.ServicerContext) -> registry_pb2.ListCollectorsResponse:
+        self.calls.append(dict(context.invocation_metadata()))
+        if self.codes:
+            context.abort(self.codes.pop(0), "scripted failure")
+        return registry_pb2.ListCollectorsResponse()
+
+
+# A script step: a frame to send, or ("end", code, pushback_ms) to end the stream with a status.
+Step = Any
+
+
+class ScriptedFeed(feed_pb2_grpc.AssignmentFeedServicer):
+    """Each Watch call plays the next script (a list of frames, optionally ending with an ``End``); a stream with
+    no script left stays open until the test ends. Reports are recorded."""
+
+    def __init__(self, scripts: Sequence[Sequence[Step]]) -> None:
+        self.scripts = [list(s) for s in scripts]
+        self.watches: List[feed_pb2.WatchRequest] = []
+        self.reports: List[feed_pb2.ReportAppliedRequest] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def Watch(self, request: feed_pb2.WatchRequest, context: grpc.ServicerContext) -> Iterator[feed_pb2.WatchResponse]:
+        with self.lock:
+            self.watches.append(request)
+            script = self.scripts.pop(0) if self.scripts else None
+        if script is None:
+            self.done.wait(timeout=60)
+            return
+        for step in script:
+            if isinstance(step, End):
+                if step.pushback_ms is not None:
+                    context.set_trailing_metadata((("grpc-retry-pushback-ms", str(step.pushback_ms)),))
+                context.abort(step.code, "scripted end")
+            yield step
+
+    def ReportApplied(self, request: feed_pb2.ReportAppliedRequest, context: grpc.ServicerContext
+                      ) -> feed_pb2.ReportAppliedResponse:
+        with self.lock:
+            self.reports.append(request)
+        return feed_pb2.ReportAppliedResponse(current=True)
+
+
+class End:
+    """Ends a scripted stream with ``code`` (and a pushback, if given)."""
+
+    def __init__(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, pushback_ms: Optional[int] = None):
+        self.code = code
+        self.pushback_ms = pushback_ms
+
+
+def serve(add: Callable[[grpc.Server], None]) -> Tuple[grpc.Server, int]:
+    """A grpcio server on a free loopback port with the servicers ``add`` puts on it; started."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    add(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
