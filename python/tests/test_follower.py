@@ -1,0 +1,212 @@
+"""The feed follower against a scripted AssignmentFeed (cut mid-snapshot, a bad digest, a new epoch while the
+store settles, a pushback) and against real roster-server and roster-collector processes: user code sees only
+applied, complete snapshots; C4 reports follow C5 saves; the state file restores the last set, and is the
+collector's format."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import List, Sequence
+
+import grpc
+
+from roster_client import state_file
+from roster_client._proto.roster.v1 import feed_pb2, feed_pb2_grpc, registry_pb2
+from roster_client.assembler import Snapshot
+from roster_client.client import RosterClient
+from roster_client.digest import digest
+from roster_client.follower import AsyncFollower, Follower
+
+from .fakes import End, ScriptedFeed, serve
+from .servers import RosterServer, bin_dir, binary
+from .test_client_retries import wait_for
+
+EPOCH_1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+EPOCH_2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+COLLECTOR = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
+
+
+def pid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def entry(n: int) -> feed_pb2.AssignedProducer:
+    return feed_pb2.AssignedProducer(id=pid(n), address=f"10.0.0.{n}:9100", interval_ms=15000, labels={"n": str(n)})
+
+
+def snapshot(epoch: str, generation: int, ns: Sequence[int], per_chunk: int = 2, settling: bool = False,
+             bad_digest: bool = False) -> List[feed_pb2.WatchResponse]:
+    """The frames the server sends for a snapshot of producers ``ns``."""
+    entries = [entry(n) for n in sorted(ns)]
+    groups = [entries[i:i + per_chunk] for i in range(0, len(entries), per_chunk)] or [[]]
+    frames = []
+    for i, group in enumerate(groups):
+        chunk = feed_pb2.SnapshotChunk(epoch=epoch, generation=generation, index=i, producers=group)
+        if i == len(groups) - 1:
+            chunk.complete = True
+            chunk.chunk_count = len(groups)
+            chunk.producer_count = len(entries)
+            chunk.digest = digest(entries) ^ (1 if bad_digest else 0)
+            chunk.store_settling = settling
+        frames.append(feed_pb2.WatchResponse(chunk=chunk))
+    return frames
+
+
+# Stream 1: generation 1 applies; generation 2 is cut after its first chunk.
+# Stream 2: generation 2 again, with a bad digest (refused, reported REJECTED); then a new epoch whose store is
+# settling sends an empty snapshot (it applies, carrying the old set), and its next snapshot starts and is cut by
+# the server's shutdown with a 50 ms pushback.
+# Stream 3: the new epoch's settled snapshot applies as sent.
+SCRIPTS = [
+    [*snapshot(EPOCH_1, 1, [1, 2, 3]), snapshot(EPOCH_1, 2, [1, 2, 3, 4])[0], End()],
+    [*snapshot(EPOCH_1, 2, [1, 2, 4], bad_digest=True), *snapshot(EPOCH_2, 1, [], settling=True),
+     snapshot(EPOCH_2, 2, [5, 6, 7], settling=True)[0], End(pushback_ms=50)],
+    [*snapshot(EPOCH_2, 3, [5])],
+]
+EXPECTED = [
+    (EPOCH_1, 1, (pid(1), pid(2), pid(3)), ()),
+    (EPOCH_2, 1, (pid(1), pid(2), pid(3)), (pid(1), pid(2), pid(3))),
+    (EPOCH_2, 3, (pid(5),), ()),
+]
+
+
+def seen(s: Snapshot):
+    return (s.epoch, s.generation, s.ids, s.carried)
+
+
+def check_scripted_run(feed: ScriptedFeed, got: List[Snapshot], stats, path: Path) -> None:
+    assert [seen(s) for s in got] == EXPECTED
+    assert stats.discards == {"stream_ended": 2, "digest_mismatch": 1}
+    assert 0.05 in stats.recent_delays, stats.recent_delays  # the pushback replaced the backoff delay
+    assert [(w.known_epoch, w.known_generation) for w in feed.watches[:3]] == [("", 0), (EPOCH_1, 1), (EPOCH_2, 1)]
+    wait_for(lambda: len(feed.reports) >= 4, "the reports")
+    reports = [(r.epoch, r.generation, r.outcome) for r in feed.reports]
+    applied, rejected = registry_pb2.APPLY_OUTCOME_APPLIED, registry_pb2.APPLY_OUTCOME_REJECTED
+    assert reports == [(EPOCH_1, 1, applied), (EPOCH_1, 2, rejected), (EPOCH_2, 1, applied), (EPOCH_2, 3, applied)]
+    loaded = state_file.load(path)
+    assert loaded is not None and seen(loaded[0]) == EXPECTED[-1]
+
+
+def scripted_feed():
+    feed = ScriptedFeed(SCRIPTS)
+    server, port = serve(lambda s: feed_pb2_grpc.add_AssignmentFeedServicer_to_server(feed, s))
+    return feed, server, f"http://127.0.0.1:{port}"
+
+
+def test_the_follower_never_exposes_a_partial_or_refused_set(tmp_path: Path) -> None:
+    feed, server, url = scripted_feed()
+    got: List[Snapshot] = []
+    follower = Follower(url, COLLECTOR, tmp_path / "state.bin", reconnect_initial_s=0.02)
+    try:
+        for s in follower:
+            got.append(s)
+            if len(got) == len(EXPECTED):
+                break
+        check_scripted_run(feed, got, follower.stats, tmp_path / "state.bin")
+    finally:
+        follower.close()
+        feed.done.set()
+        server.stop(grace=None)
+
+
+def test_the_asyncio_follower_follows_the_same_rules(tmp_path: Path) -> None:
+    feed, server, url = scripted_feed()
+
+    async def follow() -> AsyncFollower:
+        follower = AsyncFollower(url, COLLECTOR, tmp_path / "state.bin", reconnect_initial_s=0.02)
+        got: List[Snapshot] = []
+        async for s in follower:
+            got.append(s)
+            if len(got) == len(EXPECTED):
+                break
+        await follower.close()
+        check_scripted_run(feed, got, follower.stats, tmp_path / "state.bin")
+        return follower
+
+    try:
+        asyncio.run(asyncio.wait_for(follow(), timeout=30))
+    finally:
+        feed.done.set()
+        server.stop(grace=None)
+
+
+def test_a_follower_of_a_real_server_sees_its_set_and_restarts_into_it(tmp_path: Path) -> None:
+    server = RosterServer(bin_dir(), tmp_path / "server")
+    server.start()
+    path = tmp_path / "state.bin"
+    try:
+        with RosterClient(server.url) as client:
+            ids = sorted(str(uuid.uuid4()) for _ in range(5))
+            for n, producer in enumerate(ids):
+                client.register_producer(producer, f"127.0.0.1:{9100 + n}", 1000, {"job": "py"})
+            collector = str(uuid.uuid4())
+            with Follower(server.url, collector, path) as follower:
+                first = next(iter(follower))
+                assert first.ids == tuple(ids)
+                assert [p.label_map for p in first.producers] == [{"job": "py"}] * 5
+                wait_for(lambda: any(c.id == collector and c.converged for c in client.list_collectors().collectors),
+                         "the server to show the collector converged (C4)")
+        server.kill()
+        # The control plane is down: a restarted follower resumes its last set at once from the state file.
+        started = time.monotonic()
+        with Follower(server.url, collector, path) as again:
+            resumed = next(iter(again))
+        assert resumed.ids == tuple(ids) and resumed.generation == first.generation
+        assert time.monotonic() - started < 1.0
+    finally:
+        server.stop()
+
+
+def test_the_state_file_is_roster_collectors(tmp_path: Path) -> None:
+    """roster-collector's state file, read by the Python follower: the same set, epoch and generation."""
+    import subprocess
+
+    server = RosterServer(bin_dir(), tmp_path / "server")
+    server.start()
+    collector_id = str(uuid.uuid4())
+    data = tmp_path / "collector"
+    process = None
+    try:
+        with RosterClient(server.url) as client:
+            ids = sorted(str(uuid.uuid4()) for _ in range(3))
+            for n, producer in enumerate(ids):
+                client.register_producer(producer, f"127.0.0.1:{9200 + n}", 60000, {"zone": "a"})
+            with open(tmp_path / "collector.log", "wb") as out:
+                process = subprocess.Popen(
+                    [str(binary("roster-collector")), "--server", server.url, "--data-dir", str(data), "--id",
+                     collector_id, "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
+                    stdout=out, stderr=subprocess.STDOUT,
+                )
+            path = data / f"snapshot-{collector_id}.bin"
+            wait_for(lambda: path.exists() and len(state_file.load(path)[0].producers) == 3,
+                     f"roster-collector to save its snapshot ({tmp_path / 'collector.log'})")
+            loaded, applied_at = state_file.load(path)
+            assert loaded.ids == tuple(ids) and applied_at > 0
+            assert [p.address for p in loaded.producers] == [f"127.0.0.1:{9200 + n}" for n in range(3)]
+            info = next(c for c in client.list_collectors().collectors if c.id == collector_id)
+            assert loaded.generation == info.generation
+            # And the Python follower resumes from it (the server is not even asked).
+            follower = Follower("http://127.0.0.1:9", collector_id, path)
+            assert seen(next(iter(follower))) == seen(loaded)
+            follower.close()
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=15)
+        server.stop()
+
+
+def test_a_refused_watch_is_retried_with_backoff_and_reported(tmp_path: Path) -> None:
+    feed = ScriptedFeed([[End(grpc.StatusCode.FAILED_PRECONDITION)], [*snapshot(EPOCH_1, 1, [1])]])
+    server, port = serve(lambda s: feed_pb2_grpc.add_AssignmentFeedServicer_to_server(feed, s))
+    try:
+        with Follower(f"http://127.0.0.1:{port}", COLLECTOR, reconnect_initial_s=0.02) as follower:
+            first = next(iter(follower))
+            assert first.ids == (pid(1),)
+            assert follower.stats.feed_refused is None and follower.stats.reconnects == 1
+    finally:
+        feed.done.set()
+        server.stop(grace=None)
