@@ -15,10 +15,11 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 STARTUP_S = 10.0
 STOP_S = 15.0
+WAIT_S = 15.0
 _SERVING = re.compile(r"roster-server serving listen=(\S+):(\d+)")
 
 
@@ -36,6 +37,14 @@ def binary(name: str, bins: Optional[Path] = None) -> Path:
             "directory holding roster-server and roster"
         )
     return path
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
+    """Polls ``condition`` every 10 ms until it holds; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.01)
 
 
 class RosterServer:

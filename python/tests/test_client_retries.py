@@ -23,22 +23,14 @@ from roster_client.client import AsyncRosterClient, RosterClient
 from roster_client.errors import RosterCallError
 
 from .fakes import FlakyRegistry, serve
-from .servers import ResetServer, RosterServer, bin_dir
+from .servers import ResetServer, RosterServer, bin_dir, wait_for
 
 RUNS = 20
 OUTAGE_S = 1.0
-WAIT_S = 15.0
 
 
 def most_in_one_second(times: List[float]) -> int:
     return max((sum(1 for u in times if t <= u <= t + 1.0) for t in times), default=0)
-
-
-def wait_for(condition, what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_a_one_second_outage_is_invisible_in_every_run(tmp_path: Path) -> None:
@@ -81,7 +73,7 @@ def test_a_one_second_outage_is_invisible_in_every_run(tmp_path: Path) -> None:
     finally:
         stop.set()
         for w in workers:
-            w.join(timeout=WAIT_S)
+            w.join(timeout=15)
         client.close()
         server.stop()
     assert not errors, f"{errors[0]!r}"

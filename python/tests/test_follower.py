@@ -21,8 +21,7 @@ from roster_client.digest import digest
 from roster_client.follower import AsyncFollower, Follower
 
 from .fakes import End, ScriptedFeed, serve
-from .servers import RosterServer, bin_dir, binary
-from .test_client_retries import wait_for
+from .servers import RosterServer, bin_dir, binary, wait_for
 
 EPOCH_1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 EPOCH_2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
