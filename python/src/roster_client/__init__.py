@@ -1,8 +1,28 @@
 """roster_client: a Python client of roster's control plane.
 
-- :class:`RosterClient` / :class:`AsyncRosterClient`: every Registry call, with roster's retry rules (R1–R5).
-- :class:`Follower` / :class:`AsyncFollower`: one collector's assignment feed, by the rules C1–C5 and R4; user
-  code sees only applied, complete snapshots.
-
-The generated messages and stubs are in ``roster_client.pb`` (``registry_pb2``, ``feed_pb2``, …).
+- :class:`RosterClient` / :class:`AsyncRosterClient`: every Registry call (and the feed's ReportApplied), with
+  roster's retry rules R1–R5 built in (:mod:`roster_client.retry`).
+- :class:`Follower` / :class:`AsyncFollower`: one collector's assignment feed by the rules C1–C5 and R4
+  (:mod:`roster_client.follower`); user code sees only applied, complete :class:`Snapshot` objects.
+- :mod:`roster_client.pb`: the generated messages and stubs; :mod:`roster_client.defaults`: every default.
 """
+
+from .assembler import Snapshot
+from .client import AsyncRosterClient, RosterClient
+from .entries import Producer, PrometheusTarget
+from .errors import RosterCallError, RosterConfigError, StateFileError
+from .follower import AsyncFollower, Follower, FollowerStats
+
+__all__ = [
+    "AsyncFollower",
+    "AsyncRosterClient",
+    "Follower",
+    "FollowerStats",
+    "Producer",
+    "PrometheusTarget",
+    "RosterCallError",
+    "RosterClient",
+    "RosterConfigError",
+    "Snapshot",
+    "StateFileError",
+]
