@@ -147,11 +147,10 @@ class RosterClient(_Base):
         stub_class, name = _METHODS[method]
         state = CallState(name, self.policy, self.connection.metadata())
         while True:
-            metadata = state.begin()
             channel = self._slot.acquire(self.connection.channel)
             code: Optional[grpc.StatusCode] = None
             try:
-                with state.attempt_span():
+                with state.attempt() as metadata:
                     response = getattr(stub_class(channel), method)(
                         request, timeout=self.policy.attempt_timeout_s, metadata=metadata, wait_for_ready=False
                     )
@@ -237,11 +236,10 @@ class AsyncRosterClient(_Base):
         stub_class, name = _METHODS[method]
         state = CallState(name, self.policy, self.connection.metadata())
         while True:
-            metadata = state.begin()
             channel = self._slot.acquire(self.connection.aio_channel)
             code: Optional[grpc.StatusCode] = None
             try:
-                with state.attempt_span():
+                with state.attempt() as metadata:
                     response = await getattr(stub_class(channel), method)(
                         request, timeout=self.policy.attempt_timeout_s, metadata=metadata, wait_for_ready=False
                     )

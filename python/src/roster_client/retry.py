@@ -149,14 +149,15 @@ class Attempt:
 
 class CallState:
     """One logical call: its request id, attempts, spacing, log records and spans. The blocking and the asyncio
-    loops drive it the same way: ``metadata()``, then ``failed()`` or ``succeeded()``, then ``next_start()``."""
+    loops drive it the same way: each attempt inside ``with state.attempt() as metadata``, then ``succeeded()``, or
+    ``failed()``, which says when the next attempt may start or raises the call's error."""
 
     def __init__(self, method: str, policy: RetryPolicy, extra_metadata: Tuple[Tuple[str, str], ...]) -> None:
         self.method = method
         self.policy = policy
         self.request_id = str(uuid.uuid4())
         self.extra_metadata = extra_metadata
-        self.attempt = 0
+        self.attempt_number = 0
         self.started = time.monotonic()
         self.window = AttemptWindow()
         self._span_cm: Any = None
@@ -169,38 +170,39 @@ class CallState:
             )
             self._span = self._span_cm.__enter__()
 
-    def begin(self) -> List[Tuple[str, str]]:
-        """Starts the next attempt; returns its metadata."""
-        self.attempt += 1
+    @contextmanager
+    def attempt(self) -> Iterator[List[Tuple[str, str]]]:
+        """One attempt: its span (when OpenTelemetry is installed) and its metadata, which carries the request id,
+        the attempt number and the span's trace context."""
+        self.attempt_number += 1
         self.window.record(time.monotonic())
+        if _otel_trace is None:
+            yield self._metadata()
+            return
+        with _otel_trace.get_tracer("roster_client").start_as_current_span(
+            f"{self.method} attempt",
+            kind=_otel_trace.SpanKind.CLIENT,
+            attributes={"roster.attempt": self.attempt_number, "roster.max_attempts": self.policy.max_attempts,
+                        "roster.request_id": self.request_id},
+        ):
+            yield self._metadata()
+
+    def _metadata(self) -> List[Tuple[str, str]]:
         metadata = [(REQUEST_ID_HEADER, self.request_id), *self.extra_metadata]
-        if self.attempt > 1:
-            metadata.append((PREVIOUS_ATTEMPTS_HEADER, str(self.attempt - 1)))
+        if self.attempt_number > 1:
+            metadata.append((PREVIOUS_ATTEMPTS_HEADER, str(self.attempt_number - 1)))
         if _otel_propagate is not None:
             carrier: Dict[str, str] = {}
             _otel_propagate.inject(carrier)
             metadata.extend(carrier.items())
         return metadata
 
-    @contextmanager
-    def attempt_span(self) -> Iterator[None]:
-        if _otel_trace is None:
-            yield
-            return
-        with _otel_trace.get_tracer("roster_client").start_as_current_span(
-            f"{self.method} attempt",
-            kind=_otel_trace.SpanKind.CLIENT,
-            attributes={"roster.attempt": self.attempt, "roster.max_attempts": self.policy.max_attempts,
-                        "roster.request_id": self.request_id},
-        ):
-            yield
-
     def _record(self, level: int, outcome: str, delay_s: Optional[float], cause: str) -> None:
         log.log(
             level,
             "%s attempt %d/%d %s (request id %s)%s%s",
             self.method,
-            self.attempt,
+            self.attempt_number,
             self.policy.max_attempts,
             outcome,
             self.request_id,
@@ -209,7 +211,7 @@ class CallState:
             extra={
                 "request_id": self.request_id,
                 "method": self.method,
-                "attempt": self.attempt,
+                "attempt": self.attempt_number,
                 "max_attempts": self.policy.max_attempts,
                 "delay_s": delay_s,
                 "cause": cause,
@@ -218,20 +220,20 @@ class CallState:
         if self._span is not None:
             self._span.add_event(
                 "attempt",
-                {"roster.attempt": self.attempt, "roster.outcome": outcome, "roster.cause": cause,
+                {"roster.attempt": self.attempt_number, "roster.outcome": outcome, "roster.cause": cause,
                  "roster.delay_s": -1.0 if delay_s is None else delay_s},
             )
 
     def succeeded(self) -> None:
-        self._record(logging.INFO if self.attempt > 1 else logging.DEBUG, "succeeded", None, "")
+        self._record(logging.INFO if self.attempt_number > 1 else logging.DEBUG, "succeeded", None, "")
         self._end(None)
 
     def failed(self, code: grpc.StatusCode, details: str) -> Optional[float]:
         """Records a failed attempt. Returns when (monotonic time) the next attempt may start, or raises the
         call's :class:`RosterCallError` when there is none."""
         cause = f"{code.name}: {details}" if details else code.name
-        if code in TRANSIENT_CODES and self.attempt < self.policy.max_attempts:
-            delay = self.policy.delay(self.attempt, random.random())
+        if code in TRANSIENT_CODES and self.attempt_number < self.policy.max_attempts:
+            delay = self.policy.delay(self.attempt_number, random.random())
             start = self.window.earliest(time.monotonic() + delay)
             self._record(logging.WARNING, "failed, retrying", start - time.monotonic(), cause)
             return start
@@ -239,7 +241,7 @@ class CallState:
         self._record(logging.ERROR if transient else logging.INFO, "failed, giving up" if transient else
                      "failed, not retried", None, cause)
         error = RosterCallError(
-            self.method, self.attempt, self.policy.max_attempts, time.monotonic() - self.started, code, details,
+            self.method, self.attempt_number, self.policy.max_attempts, time.monotonic() - self.started, code, details,
             self.request_id,
         )
         self._end(error)
@@ -248,7 +250,7 @@ class CallState:
     def _end(self, error: Optional[RosterCallError]) -> None:
         if self._span is None:
             return
-        self._span.set_attribute("roster.attempts", self.attempt)
+        self._span.set_attribute("roster.attempts", self.attempt_number)
         if error is not None and _otel_trace is not None:
             self._span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, str(error)))
         self._span_cm.__exit__(None, None, None)
