@@ -9,8 +9,9 @@ on absent ids), which is what makes retrying them safe.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from typing import Any, AsyncIterator, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
+from typing import Any, AsyncIterator, Dict, Iterator, Mapping, Optional, Tuple, Type, TypeVar
 
 import grpc
 import grpc.aio
@@ -21,7 +22,7 @@ from .connection import Connection, PathLike
 from .errors import TRANSIENT_CODES
 from .retry import CallState, ChannelSlot, RetryPolicy
 
-R = TypeVar("R")
+B = TypeVar("B", bound="_Base")
 
 # method name -> (stub class, the call's full name for logs and spans)
 _METHODS: Dict[str, Tuple[Any, str]] = {
@@ -118,6 +119,15 @@ class _Base:
     @property
     def target(self) -> str:
         return self.connection.endpoint.url
+
+    @classmethod
+    def from_env(cls: Type[B], **settings: Any) -> B:
+        """A client set up as the CLI would be from its environment: ROSTER_SERVER (default
+        ``defaults.SERVER``), ROSTER_TLS_CA, ROSTER_TLS_CERT, ROSTER_TLS_KEY and ROSTER_TOKEN_FILE; ``settings``
+        given here win."""
+        found = {k: os.environ[v] for k, v in defaults.ENVIRONMENT.items() if os.environ.get(v)}
+        merged = {**found, **settings}
+        return cls(merged.pop("target", defaults.SERVER), **merged)
 
 
 class RosterClient(_Base):

@@ -47,3 +47,15 @@ MAX_PRODUCERS = 1_000_000
 # gRPC channel options of every channel this package makes. grpcio's own retries are off (one retry layer, ours,
 # counted and logged); see python/README.md "Retry defaults and why" for what was measured.
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.enable_retries", 0),)
+
+# The server a client calls when built with from_env() and ROSTER_SERVER is unset: the CLI's default.
+SERVER = "http://127.0.0.1:50051"
+
+# The environment variables from_env() reads, as the CLI's flags (cli/src/args.rs): setting -> variable.
+ENVIRONMENT = {
+    "target": "ROSTER_SERVER",
+    "tls_ca": "ROSTER_TLS_CA",
+    "tls_cert": "ROSTER_TLS_CERT",
+    "tls_key": "ROSTER_TLS_KEY",
+    "token_file": "ROSTER_TOKEN_FILE",
+}

@@ -407,7 +407,9 @@ class AsyncFollower:
     def __init__(self, target: str, collector_id: str, state_file: Optional[PathLike] = None, **settings: Any) -> None:
         self._core = _Core(target, collector_id, state_file, **settings)
         self._reporter = AsyncRosterClient(target, **self._core.client_settings)
-        self._closed = asyncio.Event()
+        # Made in the event loop that runs the follower (on CPython 3.9 an Event binds to the loop current when
+        # it is made, which need not be that one).
+        self._closed_event: Optional[asyncio.Event] = None
         self._tasks: "set[asyncio.Task[None]]" = set()
 
     @property
@@ -423,6 +425,12 @@ class AsyncFollower:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def _closed(self) -> asyncio.Event:
+        if self._closed_event is None:
+            self._closed_event = asyncio.Event()
+        return self._closed_event
 
     async def close(self) -> None:
         """Ends the iteration; waits for reports under way."""
