@@ -5,7 +5,6 @@ exactly the keys described; uint64 values are decimal strings, uint32 values num
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest

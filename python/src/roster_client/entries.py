@@ -277,4 +277,4 @@ _AUTHORITY = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=%:-]*@)?(\[[0-9A-Fa-f:.]+\]
 def _dialable_authority(value: str) -> bool:
     """Whether ``value`` is a URI authority with a host and a non-zero port (the Rust follower's lenient rule)."""
     match = _AUTHORITY.fullmatch(value)
-    return bool(match) and 0 < int(match.group(2)) <= 65535
+    return match is not None and 0 < int(match.group(2)) <= 65535

@@ -101,7 +101,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def pushback_ms(metadata: Optional[Sequence[Tuple[str, Any]]]) -> Optional[int]:
+def pushback_ms(metadata: Any) -> Optional[int]:
     """gRPC's ``grpc-retry-pushback-ms`` (gRFC A6): a non-negative whole number of ms, anything else ignored."""
     for key, value in metadata or ():
         if key == "grpc-retry-pushback-ms":

@@ -30,7 +30,8 @@ import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, Generic, Iterator, List, Optional, Tuple, TypeVar
+from types import ModuleType
+from typing import Any, Callable, Deque, Dict, Generic, Iterator, List, Optional, Tuple, TypeVar
 
 import grpc
 
@@ -42,10 +43,12 @@ log = logging.getLogger("roster_client")
 REQUEST_ID_HEADER = "x-request-id"
 PREVIOUS_ATTEMPTS_HEADER = "grpc-previous-rpc-attempts"
 
+_otel_trace: Optional[ModuleType]
+_otel_propagate: Optional[ModuleType]
 try:  # OpenTelemetry is optional: spans when its API is installed, nothing otherwise.
     from opentelemetry import propagate as _otel_propagate
     from opentelemetry import trace as _otel_trace
-except ImportError:  # pragma: no cover - exercised by installs without the extra
+except ImportError:
     _otel_trace = None
     _otel_propagate = None
 
@@ -110,13 +113,13 @@ class ChannelSlot(Generic[C]):
         self._current: Optional[C] = None
         self._users: Dict[int, int] = {}
 
-    def acquire(self, make: Any) -> C:
+    def acquire(self, make: Callable[[], C]) -> C:
         with self._lock:
             if self._current is None:
                 self._current = make()
             channel = self._current
             self._users[id(channel)] = self._users.get(id(channel), 0) + 1
-            return channel  # type: ignore[return-value]
+            return channel
 
     def release(self, channel: C, failed: bool) -> bool:
         """Ends one use; returns whether the caller must now close ``channel`` (retired and unused)."""
@@ -228,7 +231,7 @@ class CallState:
         self._record(logging.INFO if self.attempt_number > 1 else logging.DEBUG, "succeeded", None, "")
         self._end(None)
 
-    def failed(self, code: grpc.StatusCode, details: str) -> Optional[float]:
+    def failed(self, code: grpc.StatusCode, details: str) -> float:
         """Records a failed attempt. Returns when (monotonic time) the next attempt may start, or raises the
         call's :class:`RosterCallError` when there is none."""
         cause = f"{code.name}: {details}" if details else code.name
