@@ -26,8 +26,16 @@ class FlakyRegistry(registry_pb2_grpc.RegistryServicer):
         return registry_pb2.ListCollectorsResponse()
 
 
-# A script step: a frame to send, or ("end", code, pushback_ms) to end the stream with a status.
+# A script step: a WatchResponse to send, an End, or HeartbeatsUntilReport.
 Step = Any
+
+
+class HeartbeatsUntilReport:
+    """Sends a heartbeat every ``every_s`` until a report arrives (at most ``most`` of them)."""
+
+    def __init__(self, every_s: float = 0.05, most: int = 200) -> None:
+        self.every_s = every_s
+        self.most = most
 
 
 class ScriptedFeed(feed_pb2_grpc.AssignmentFeedServicer):
@@ -49,6 +57,12 @@ class ScriptedFeed(feed_pb2_grpc.AssignmentFeedServicer):
             self.done.wait(timeout=60)
             return
         for step in script:
+            if isinstance(step, HeartbeatsUntilReport):
+                for _ in range(step.most):
+                    if self.reports or self.done.wait(step.every_s):
+                        break
+                    yield feed_pb2.WatchResponse(heartbeat=feed_pb2.Heartbeat())
+                continue
             if isinstance(step, End):
                 if step.pushback_ms is not None:
                     context.set_trailing_metadata((("grpc-retry-pushback-ms", str(step.pushback_ms)),))

@@ -6,6 +6,7 @@ collector's format."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from roster_client.client import RosterClient
 from roster_client.digest import digest
 from roster_client.follower import AsyncFollower, Follower
 
-from .fakes import End, ScriptedFeed, serve
+from .fakes import End, HeartbeatsUntilReport, ScriptedFeed, serve
 from .servers import RosterServer, bin_dir, binary, wait_for
 
 EPOCH_1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
@@ -70,6 +71,14 @@ EXPECTED = [
     (EPOCH_2, 1, (pid(1), pid(2), pid(3)), (pid(1), pid(2), pid(3))),
     (EPOCH_2, 3, (pid(5),), ()),
 ]
+
+
+def follow_in_background(follower: Follower) -> List[Snapshot]:
+    """Iterates ``follower`` in a thread (the feed is read while its iterator is), collecting what it yields; the
+    iteration ends when the follower is closed."""
+    got: List[Snapshot] = []
+    threading.Thread(target=lambda: got.extend(follower), daemon=True).start()
+    return got
 
 
 def seen(s: Snapshot):
@@ -209,3 +218,39 @@ def test_a_refused_watch_is_retried_with_backoff_and_reported(tmp_path: Path) ->
     finally:
         feed.done.set()
         server.stop(grace=None)
+
+
+def test_a_snapshot_that_cannot_be_saved_is_used_but_reported_only_once_saved(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "state.bin"  # its directory does not exist: every save fails until it does
+    feed = ScriptedFeed([[*snapshot(EPOCH_1, 1, [1, 2]), HeartbeatsUntilReport()]])
+    server, port = serve(lambda s: feed_pb2_grpc.add_AssignmentFeedServicer_to_server(feed, s))
+    try:
+        with Follower(f"http://127.0.0.1:{port}", COLLECTOR, path) as follower:
+            got = follow_in_background(follower)
+            wait_for(lambda: got, "the first snapshot")
+            assert got[0].ids == (pid(1), pid(2)), "the applied set is used at once (C5 does not hold it)"
+            error = follower.stats.persist_error
+            assert error is not None and str(path) in error and follower.stats.persist_failures == 1
+            assert feed.reports == [], "not reported before it is saved"
+            path.parent.mkdir()
+            wait_for(lambda: feed.reports, "the report once the save succeeded")
+            assert follower.stats.persist_error is None and follower.stats.persisted == (EPOCH_1, 1)
+            assert state_file.load(path)[0].ids == (pid(1), pid(2))
+    finally:
+        feed.done.set()
+        server.stop(grace=None)
+
+
+def test_keepalive_pings_keep_a_quiet_stream_open(tmp_path: Path) -> None:
+    server = RosterServer(bin_dir(), tmp_path / "server")
+    server.start()
+    try:
+        with Follower(server.url, str(uuid.uuid4()), keepalive_interval_s=0.2, keepalive_timeout_s=1.0) as follower:
+            got = follow_in_background(follower)
+            wait_for(lambda: got, "the first snapshot")
+            quiet_since = time.monotonic()
+            # Nothing changes for 2 s (the heartbeat is 10 s): pings every 0.2 s, and no reconnect.
+            wait_for(lambda: time.monotonic() - quiet_since > 2.0, "two quiet seconds")
+            assert follower.stats.connected and follower.stats.reconnects == 0
+    finally:
+        server.stop()

@@ -300,7 +300,8 @@ def _cause(error: grpc.RpcError) -> Tuple[str, Optional[grpc.StatusCode], Option
 
 class Follower:
     """Follows a feed in the calling thread: iterate to get each applied snapshot; :meth:`close` (from any thread)
-    ends the iteration.
+    ends the iteration. The feed is read, saved and reported while the loop waits for the next snapshot, so keep the
+    loop's body short (hand the snapshot to your own workers).
 
     ``target``: ``http://host:port`` or ``https://host:port`` (with ``tls_ca``; ``tls_cert``/``tls_key`` for mutual
     TLS); ``collector_id``: the collector's UUID; ``state_file``: where the applied snapshot is kept (C5; None keeps
@@ -455,7 +456,9 @@ class AsyncFollower:
             log.warning("could not report generation %d: %s", request.generation, e)
 
     async def _save(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._core.save_if_due)
+        """Saves a waiting snapshot off the event loop (an fsync takes milliseconds)."""
+        if self._core.to_save is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._core.save_if_due)
 
     async def __aiter__(self) -> AsyncIterator[Snapshot]:
         core = self._core
