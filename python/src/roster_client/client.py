@@ -155,25 +155,25 @@ class RosterClient(_Base):
 
     def _call(self, method: str, request: Any) -> Any:
         stub_class, name = _METHODS[method]
-        state = CallState(name, self.policy, self.connection.metadata())
-        while True:
-            channel = self._slot.acquire(self.connection.channel)
-            code: Optional[grpc.StatusCode] = None
-            try:
-                with state.attempt() as metadata:
-                    response = getattr(stub_class(channel), method)(
-                        request, timeout=self.policy.attempt_timeout_s, metadata=metadata, wait_for_ready=False
-                    )
-            except grpc.RpcError as e:
-                code, details = e.code(), e.details() or ""
-            finally:
-                if self._slot.release(channel, failed=code in TRANSIENT_CODES):
-                    channel.close()
-            if code is None:
-                state.succeeded()
-                return response
-            start = state.failed(code, details)
-            time.sleep(max(0.0, start - time.monotonic()))
+        with CallState(name, self.policy, self.connection.metadata()) as state:
+            while True:
+                channel = self._slot.acquire(self.connection.channel)
+                code: Optional[grpc.StatusCode] = None
+                try:
+                    with state.attempt() as metadata:
+                        response = getattr(stub_class(channel), method)(
+                            request, timeout=self.policy.attempt_timeout_s, metadata=metadata, wait_for_ready=False
+                        )
+                except grpc.RpcError as e:
+                    code, details = e.code(), e.details() or ""
+                finally:
+                    if self._slot.release(channel, failed=code in TRANSIENT_CODES):
+                        channel.close()
+                if code is None:
+                    state.succeeded()
+                    return response
+                start = state.failed(code, details)
+                time.sleep(max(0.0, start - time.monotonic()))
 
     def register_producer(self, producer_id: str, address: str, interval_ms: int,
                           labels: Optional[Mapping[str, str]] = None, **fields: Any
@@ -244,25 +244,25 @@ class AsyncRosterClient(_Base):
 
     async def _call(self, method: str, request: Any) -> Any:
         stub_class, name = _METHODS[method]
-        state = CallState(name, self.policy, self.connection.metadata())
-        while True:
-            channel = self._slot.acquire(self.connection.aio_channel)
-            code: Optional[grpc.StatusCode] = None
-            try:
-                with state.attempt() as metadata:
-                    response = await getattr(stub_class(channel), method)(
-                        request, timeout=self.policy.attempt_timeout_s, metadata=metadata, wait_for_ready=False
-                    )
-            except grpc.RpcError as e:
-                code, details = e.code(), e.details() or ""
-            finally:
-                if self._slot.release(channel, failed=code in TRANSIENT_CODES):
-                    await channel.close()
-            if code is None:
-                state.succeeded()
-                return response
-            start = state.failed(code, details)
-            await asyncio.sleep(max(0.0, start - time.monotonic()))
+        with CallState(name, self.policy, self.connection.metadata()) as state:
+            while True:
+                channel = self._slot.acquire(self.connection.aio_channel)
+                code: Optional[grpc.StatusCode] = None
+                try:
+                    with state.attempt() as metadata:
+                        response = await getattr(stub_class(channel), method)(
+                            request, timeout=self.policy.attempt_timeout_s, metadata=metadata, wait_for_ready=False
+                        )
+                except grpc.RpcError as e:
+                    code, details = e.code(), e.details() or ""
+                finally:
+                    if self._slot.release(channel, failed=code in TRANSIENT_CODES):
+                        await channel.close()
+                if code is None:
+                    state.succeeded()
+                    return response
+                start = state.failed(code, details)
+                await asyncio.sleep(max(0.0, start - time.monotonic()))
 
     async def register_producer(self, producer_id: str, address: str, interval_ms: int,
                                 labels: Optional[Mapping[str, str]] = None, **fields: Any

@@ -142,18 +142,11 @@ class ChannelSlot(Generic[C]):
             return channel
 
 
-@dataclass
-class Attempt:
-    """One attempt's outcome, as the call loop sees it."""
-
-    code: grpc.StatusCode
-    details: str
-
-
 class CallState:
     """One logical call: its request id, attempts, spacing, log records and spans. The blocking and the asyncio
-    loops drive it the same way: each attempt inside ``with state.attempt() as metadata``, then ``succeeded()``, or
-    ``failed()``, which says when the next attempt may start or raises the call's error."""
+    loops drive it the same way, inside ``with CallState(...) as state`` (which ends the call's span whatever
+    happens, a cancelled task included): each attempt inside ``with state.attempt() as metadata``, then
+    ``succeeded()``, or ``failed()``, which says when the next attempt may start or raises the call's error."""
 
     def __init__(self, method: str, policy: RetryPolicy, extra_metadata: Tuple[Tuple[str, str], ...]) -> None:
         self.method = method
@@ -249,6 +242,14 @@ class CallState:
         )
         self._end(error)
         raise error
+
+    def __enter__(self) -> CallState:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if self._span is not None and error is not None:
+            self._span.record_exception(error)
+        self._end(None)
 
     def _end(self, error: Optional[RosterCallError]) -> None:
         if self._span is None:
