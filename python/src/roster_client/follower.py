@@ -41,7 +41,7 @@ from .client import AsyncRosterClient, RosterClient
 from .connection import Connection, PathLike
 from .entries import parse_uuid
 from .errors import RosterCallError, RosterConfigError, StateFileError
-from .retry import REQUEST_ID_HEADER
+from .retry import REQUEST_ID_HEADER, backoff_delay
 
 log = logging.getLogger("roster_client.follower")
 
@@ -59,7 +59,7 @@ _REFUSALS = {
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff, jitter only shortening a delay (the cap is hard); forever."""
+    """Capped exponential backoff (:func:`roster_client.retry.backoff_delay`), forever."""
 
     initial_s: float
     cap_s: float
@@ -68,8 +68,7 @@ class Backoff:
 
     def next(self) -> float:
         self.retries += 1
-        base = min(self.initial_s * 2.0 ** min(self.retries - 1, 62), self.cap_s)
-        return base * (1.0 - self.jitter * random.random())
+        return backoff_delay(self.initial_s, self.cap_s, self.jitter, self.retries, random.random())
 
     def reset(self) -> None:
         self.retries = 0

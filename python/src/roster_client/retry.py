@@ -53,6 +53,14 @@ except ImportError:
     _otel_propagate = None
 
 
+def backoff_delay(initial_s: float, cap_s: float, jitter: float, retry: int, unit: float) -> float:
+    """roster's one backoff formula (R3, R4, C5): the delay before retry ``retry`` (1 for the first) is
+    ``min(initial_s * 2^(retry-1), cap_s)``, shortened by ``jitter * unit`` of itself (``unit`` in [0, 1)): jitter
+    never lengthens a delay, so the cap is hard."""
+    base = min(initial_s * 2.0 ** min(retry - 1, 62), cap_s)
+    return base * (1.0 - jitter * min(max(unit, 0.0), 1.0))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """When to retry a unary call (R3). The delay before retry n is ``min(initial_s * 2^(n-1), cap_s)``,
@@ -78,8 +86,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, unit: float) -> float:
         """The delay before retry ``retry`` (1 for the first), with jitter drawn from ``unit`` in [0, 1)."""
-        base = min(self.initial_s * 2.0 ** min(retry - 1, 62), self.cap_s)
-        return base * (1.0 - self.jitter * min(max(unit, 0.0), 1.0))
+        return backoff_delay(self.initial_s, self.cap_s, self.jitter, retry, unit)
 
 
 class AttemptWindow:
