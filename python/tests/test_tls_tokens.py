@@ -94,3 +94,16 @@ def test_settings_that_cannot_work_are_refused_naming_the_fix(target: str, setti
     with pytest.raises(RosterConfigError) as caught:
         RosterClient(target, **settings)
     assert message in str(caught.value)
+
+
+def test_from_env_reads_the_clis_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("roster_" + "0" * 64)
+    monkeypatch.setenv("ROSTER_SERVER", "http://127.0.0.1:1234")
+    monkeypatch.setenv("ROSTER_TOKEN_FILE", str(tmp_path / "token"))
+    client = RosterClient.from_env()
+    assert client.target == "http://127.0.0.1:1234"
+    assert client.connection.metadata() == (("authorization", "Bearer roster_" + "0" * 64),)
+    assert RosterClient.from_env(target="http://10.0.0.1:50051").target == "http://10.0.0.1:50051"
+    monkeypatch.setenv("ROSTER_SERVER", "https://127.0.0.1:1234")
+    with pytest.raises(RosterConfigError, match="ROSTER_TLS_CA|tls_ca"):
+        RosterClient.from_env()

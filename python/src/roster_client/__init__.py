@@ -7,6 +7,8 @@
 - :mod:`roster_client.pb`: the generated messages and stubs; :mod:`roster_client.defaults`: every default.
 """
 
+import logging
+
 from .assembler import Snapshot
 from .client import AsyncRosterClient, RosterClient
 from .entries import Producer, PrometheusTarget
@@ -26,3 +28,6 @@ __all__ = [
     "Snapshot",
     "StateFileError",
 ]
+
+# A library's records go where the application sends them; with no logging configured, nowhere (PEP 282's advice).
+logging.getLogger("roster_client").addHandler(logging.NullHandler())
