@@ -6,6 +6,8 @@ collector's format."""
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from roster_client.assembler import Snapshot
 from roster_client.client import RosterClient
 from roster_client.digest import digest
 from roster_client.follower import AsyncFollower, Follower
+from roster_client.pb import collector_pb2, collector_pb2_grpc
 
 from .fakes import End, HeartbeatsUntilReport, ScriptedFeed, serve
 from .servers import RosterServer, bin_dir, binary, wait_for
@@ -170,8 +173,6 @@ def test_a_follower_of_a_real_server_sees_its_set_and_restarts_into_it(tmp_path:
 
 def test_the_state_file_is_roster_collectors(tmp_path: Path) -> None:
     """roster-collector's state file, read by the Python follower: the same set, epoch and generation."""
-    import subprocess
-
     server = RosterServer(bin_dir(), tmp_path / "server")
     server.start()
     collector_id = str(uuid.uuid4())
@@ -254,3 +255,42 @@ def test_keepalive_pings_keep_a_quiet_stream_open(tmp_path: Path) -> None:
             assert follower.stats.connected and follower.stats.reconnects == 0
     finally:
         server.stop()
+
+
+def test_roster_collector_resumes_a_state_file_the_python_follower_wrote(tmp_path: Path) -> None:
+    """The other direction: a set the Python follower saved (a new epoch's settling snapshot carrying the old set)
+    is what roster-collector resumes, with the server unreachable."""
+    feed, server, url = scripted_feed()
+    path = tmp_path / "state.bin"
+    try:
+        with Follower(url, COLLECTOR, path, reconnect_initial_s=0.02) as follower:
+            for s in follower:
+                if s.epoch == EPOCH_2:
+                    break
+    finally:
+        feed.done.set()
+        server.stop(grace=None)
+    data = tmp_path / "collector"
+    data.mkdir()
+    (data / f"snapshot-{COLLECTOR}.bin").write_bytes(path.read_bytes())
+    log = tmp_path / "collector.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(binary("roster-collector")), "--server", "http://127.0.0.1:9", "--data-dir", str(data), "--id",
+             COLLECTOR, "--listen", "127.0.0.1:0", "--metrics-listen", "off"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: re.search(r"status=Some\(([\d.:]+)\)", log.read_text()), f"roster-collector to start ({log})")
+        text = log.read_text()
+        status_address = re.search(r"status=Some\(([\d.:]+)\)", text).group(1)
+        assert "resumed=3" in text, text
+        with grpc.insecure_channel(status_address) as channel:
+            status = collector_pb2_grpc.CollectorStatusStub(channel).GetStatus(collector_pb2.GetStatusRequest(),
+                                                                               timeout=10)
+        assert (status.applied_epoch, status.applied_generation, status.applied_producer_count) == (EPOCH_2, 1, 3)
+        assert "3" in status.held_reason, status.held_reason  # the carried producers, as the Python side saved them
+        assert sorted(p.id for p in status.producers) == [pid(1), pid(2), pid(3)]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
