@@ -336,16 +336,19 @@ class Follower:
 
     def close(self) -> None:
         """Ends the iteration (the current stream is cancelled) and releases the report thread and channel."""
-        self._closed.set()
         with self._lock:
+            self._closed.set()
             if self._call is not None:
                 self._call.cancel()
         self._reports.shutdown(wait=True)
         self._reporter.close()
 
     def _send_reports(self) -> None:
-        for request in self._core.take_reports():
-            self._reports.submit(self._report, request)
+        with self._lock:
+            if self._closed.is_set():
+                return  # Closing: the server sends an unreported generation again to the next follower (C4).
+            for request in self._core.take_reports():
+                self._reports.submit(self._report, request)
 
     def _report(self, request: feed_pb2.ReportAppliedRequest) -> None:
         try:
