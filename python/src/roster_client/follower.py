@@ -443,6 +443,8 @@ class AsyncFollower:
         await self._reporter.close()
 
     def _send_reports(self) -> None:
+        if self._closed.is_set():
+            return  # Closing: the server sends an unreported generation again to the next follower (C4).
         for request in self._core.take_reports():
             task = asyncio.ensure_future(self._report(request))
             self._tasks.add(task)
