@@ -258,7 +258,8 @@ class _Core:
             self.reports.append(feed_pb2.ReportAppliedRequest(
                 collector_id=self.collector_id, epoch=which[0], generation=which[1],
                 outcome=registry_pb2.APPLY_OUTCOME_REJECTED if rejected else registry_pb2.APPLY_OUTCOME_APPLIED,
-                reason=rejected or "",
+                # The server takes at most 1024 bytes of reason (feed.proto, ReportAppliedRequest.reason).
+                reason=(rejected or "").encode()[:1024].decode(errors="ignore"),
             ))
 
     def take_reports(self) -> List[feed_pb2.ReportAppliedRequest]:
