@@ -205,9 +205,12 @@ def parse_host_port(value: str) -> str:
         if "%" in inside:
             raise ValueError("has a zone-scoped IPv6 address")
         try:
-            host = f"[{ipaddress.IPv6Address(inside).compressed}]"
+            address = ipaddress.IPv6Address(inside)
         except ValueError:
             raise ValueError(f"has [{_clip(inside)}], which is not an IPv6 address") from None
+        # Rust's canonical text (RFC 5952), which roster stores: an IPv4-mapped address keeps its dotted tail.
+        mapped = address.ipv4_mapped
+        host = f"[::ffff:{mapped}]" if mapped is not None else f"[{address.compressed}]"
         port = after[1:]
     else:
         host, sep, port = value.rpartition(":")
