@@ -141,3 +141,70 @@ class ResetServer:
         self._stop.set()
         self._thread.join(timeout=5)
         self.sock.close()
+
+
+class FreezingProxy:
+    """A TCP proxy to ``upstream`` on loopback. :meth:`freeze` stops forwarding on every connection open now,
+    leaving them open (a half-open connection, as after a host crash or a network partition); connections made
+    later are forwarded."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._frozen: List[socket.socket] = []
+        self._open: List[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            with self._lock:
+                self.connections += 1
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        source.settimeout(0.1)
+        while not self._stop.is_set():
+            with self._lock:
+                frozen = source in self._frozen
+            if frozen:
+                self._stop.wait(0.1)
+                continue
+            try:
+                data = source.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def freeze(self) -> None:
+        with self._lock:
+            self._frozen = list(self._open)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._acceptor.join(timeout=5)
+        with self._lock:
+            for s in self._open:
+                s.close()
+        self.sock.close()

@@ -25,7 +25,7 @@ from roster_client.follower import AsyncFollower, Follower
 from roster_client.pb import collector_pb2, collector_pb2_grpc
 
 from .fakes import End, HeartbeatsUntilReport, ScriptedFeed, serve
-from .servers import RosterServer, bin_dir, binary, wait_for
+from .servers import FreezingProxy, RosterServer, bin_dir, binary, wait_for
 
 EPOCH_1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 EPOCH_2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
@@ -294,3 +294,30 @@ def test_roster_collector_resumes_a_state_file_the_python_follower_wrote(tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_keepalive_finds_a_half_open_connection_and_the_follower_reconnects(tmp_path: Path) -> None:
+    """S5: a connection that stops answering (frozen by a proxy, not closed) is dropped within interval + timeout;
+    the follower reconnects, and its set never changes meanwhile."""
+    server = RosterServer(bin_dir(), tmp_path / "server")
+    server.start()
+    proxy = FreezingProxy(server.port or 0)
+    try:
+        with RosterClient(server.url) as client:
+            client.register_producer(str(uuid.uuid4()), "127.0.0.1:9100", 1000)
+        follower = Follower(f"http://127.0.0.1:{proxy.port}", str(uuid.uuid4()), keepalive_interval_s=0.5,
+                            keepalive_timeout_s=0.5)
+        with follower:
+            got = follow_in_background(follower)
+            wait_for(lambda: got and follower.stats.connected, "the first snapshot")
+            before = follower.applied
+            proxy.freeze()
+            frozen = time.monotonic()
+            wait_for(lambda: follower.stats.reconnects >= 1, "keepalive to drop the frozen connection", timeout=10)
+            noticed = time.monotonic() - frozen
+            wait_for(lambda: follower.stats.connected and proxy.connections >= 2, "a new stream through the proxy")
+            assert follower.applied == before and len(got) == 1, "the set in force never changed"
+            assert noticed < 5.0, f"the frozen connection was noticed after {noticed:.1f} s"
+    finally:
+        proxy.close()
+        server.stop()
