@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import threading
 import time
@@ -22,6 +23,7 @@ import grpc
 from roster_client._proto.roster.v1 import registry_pb2, registry_pb2_grpc
 from roster_client.client import RosterClient
 from roster_client.errors import RosterCallError
+from roster_client.retry import RetryPolicy
 
 from .servers import ResetServer, RosterServer, bin_dir
 
@@ -44,6 +46,26 @@ def grpcio_caller(address: str, options: List[Tuple[str, object]]) -> Tuple[Call
     channel = grpc.insecure_channel(address, options=options)
     stub = registry_pb2_grpc.RegistryStub(channel)
     return (lambda: stub.ListCollectors(registry_pb2.ListCollectorsRequest(), timeout=5)), channel.close
+
+
+def one_channel_caller(address: str) -> Tuple[Callable[[], None], Callable[[], None]]:
+    """roster_client's attempts and delays, but every attempt on the same channel (grpcio's retries off): what
+    the fresh channel after a failure is for."""
+    channel = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+    stub = registry_pb2_grpc.RegistryStub(channel)
+    policy = RetryPolicy()
+
+    def call() -> None:
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                stub.ListCollectors(registry_pb2.ListCollectorsRequest(), timeout=policy.attempt_timeout_s)
+                return
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == policy.max_attempts:
+                    raise
+                time.sleep(policy.delay(attempt, random.random()))
+
+    return call, channel.close
 
 
 def roster_caller(address: str) -> Tuple[Callable[[], None], Callable[[], None]]:
@@ -110,6 +132,7 @@ def main() -> None:
         server.start()
         try:
             rows = [(name, lambda o=options: grpcio_caller(server.address, o)) for name, options in SETUPS.items()]
+            rows.append(("roster_client's delays on one channel", lambda: one_channel_caller(server.address)))
             rows.append(("roster_client (defaults)", lambda: roster_caller(server.address)))
             for name, make in rows:
                 failed, latencies = outages(server, make, args.runs, args.gap)
@@ -120,6 +143,8 @@ def main() -> None:
     for name, options in SETUPS.items():
         total, most, elapsed = connections(lambda a, o=options: grpcio_caller(a, o))
         print(f"{name}: resetting server saw {total} connections in {elapsed:.2f} s, at most {most} in one second")
+    total, most, elapsed = connections(one_channel_caller)
+    print(f"roster_client's delays on one channel: resetting server saw {total} connections in {elapsed:.2f} s, at most {most} in one second")
     total, most, elapsed = connections(roster_caller)
     print(f"roster_client (defaults): resetting server saw {total} connections in {elapsed:.2f} s, at most {most} in one second")
 
