@@ -115,6 +115,7 @@ class _Base:
     ) -> None:
         self.connection = Connection.make(target, tls_ca, tls_cert, tls_key, token_file)
         self.policy = RetryPolicy(max_attempts, retry_initial_s, retry_cap_s, retry_jitter, attempt_timeout_s)
+        self._slot: ChannelSlot[Any] = ChannelSlot()
 
     @property
     def target(self) -> str:
@@ -137,10 +138,6 @@ class RosterClient(_Base):
     for mutual TLS). ``token_file`` holds a bearer token. Retries: see :class:`roster_client.retry.RetryPolicy`;
     the defaults are in :mod:`roster_client.defaults`.
     """
-
-    def __init__(self, target: str, **settings: Any) -> None:
-        super().__init__(target, **settings)
-        self._slot: ChannelSlot[grpc.Channel] = ChannelSlot()
 
     def __enter__(self) -> RosterClient:
         return self
@@ -226,10 +223,6 @@ class RosterClient(_Base):
 
 class AsyncRosterClient(_Base):
     """The asyncio twin of :class:`RosterClient` (grpc.aio): the same methods, awaited."""
-
-    def __init__(self, target: str, **settings: Any) -> None:
-        super().__init__(target, **settings)
-        self._slot: ChannelSlot[grpc.aio.Channel] = ChannelSlot()
 
     async def __aenter__(self) -> AsyncRosterClient:
         return self

@@ -19,6 +19,7 @@ restarted while the control plane is down resumes its last set at once), then ea
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import random
@@ -152,7 +153,6 @@ class _Core:
             ("grpc.http2.max_pings_without_data", 0),
         )
         self.connection = Connection.make(target, tls_ca, tls_cert, tls_key, token_file, keepalive)
-        self.client_settings = dict(tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token_file=token_file)
         self.observe_only = observe_only
         self.kinds = [_KINDS[k] for k in supported_kinds]
         self.instance_id = "" if observe_only else (instance_id or str(uuid.uuid4()))
@@ -301,7 +301,46 @@ def _cause(error: grpc.RpcError) -> Tuple[str, Optional[grpc.StatusCode], Option
 
 
 
-class Follower:
+class _FollowerBase(abc.ABC):
+    """What both followers share: their settings (see :class:`Follower`), the core, the snapshot in force and the
+    counters."""
+
+    def __init__(self, target: str, collector_id: str, state_file: Optional[PathLike] = None, *,
+                 tls_ca: Optional[PathLike] = None, tls_cert: Optional[PathLike] = None,
+                 tls_key: Optional[PathLike] = None, token_file: Optional[PathLike] = None,
+                 observe_only: bool = False, supported_kinds: Sequence[str] = ("grpc",),
+                 instance_id: Optional[str] = None,
+                 keepalive_interval_s: float = defaults.KEEPALIVE_INTERVAL_S,
+                 keepalive_timeout_s: float = defaults.KEEPALIVE_TIMEOUT_S,
+                 reconnect_initial_s: float = defaults.FEED_INITIAL_S,
+                 reconnect_cap_s: float = defaults.FEED_CAP_S,
+                 max_producers: int = defaults.MAX_PRODUCERS) -> None:
+        self._core = _Core(
+            target, collector_id, state_file, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+            token_file=token_file, observe_only=observe_only, supported_kinds=supported_kinds,
+            instance_id=instance_id, keepalive_interval_s=keepalive_interval_s,
+            keepalive_timeout_s=keepalive_timeout_s, reconnect_initial_s=reconnect_initial_s,
+            reconnect_cap_s=reconnect_cap_s, max_producers=max_producers,
+        )
+        self._setup(target, tls_ca, tls_cert, tls_key, token_file)
+
+    @abc.abstractmethod
+    def _setup(self, target: str, tls_ca: Optional[PathLike], tls_cert: Optional[PathLike],
+               tls_key: Optional[PathLike], token_file: Optional[PathLike]) -> None:
+        """Makes what the blocking or the asyncio follower needs besides the core: its reporting client."""
+
+    @property
+    def applied(self) -> Optional[Snapshot]:
+        """The snapshot in force (None until one was applied or loaded)."""
+        return self._core.assembler.applied
+
+    @property
+    def stats(self) -> FollowerStats:
+        """Counters and connection state."""
+        return self._core.stats
+
+
+class Follower(_FollowerBase):
     """Follows a feed in the calling thread: iterate to get each applied snapshot; :meth:`close` (from any thread)
     ends the iteration. The feed is read, saved and reported while the loop waits for the next snapshot, so keep the
     loop's body short (hand the snapshot to your own workers).
@@ -315,22 +354,13 @@ class Follower:
     ``max_producers``) default to :mod:`roster_client.defaults`.
     """
 
-    def __init__(self, target: str, collector_id: str, state_file: Optional[PathLike] = None, **settings: Any) -> None:
-        self._core = _Core(target, collector_id, state_file, **settings)
+    def _setup(self, target: str, tls_ca: Optional[PathLike], tls_cert: Optional[PathLike],
+               tls_key: Optional[PathLike], token_file: Optional[PathLike]) -> None:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._call: Any = None
-        self._reporter = RosterClient(target, **self._core.client_settings)
+        self._reporter = RosterClient(target, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token_file=token_file)
         self._reports = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roster-report")
-
-    @property
-    def applied(self) -> Optional[Snapshot]:
-        """The snapshot in force (None until one was applied or loaded)."""
-        return self._core.assembler.applied
-
-    @property
-    def stats(self) -> FollowerStats:
-        return self._core.stats
 
     def __enter__(self) -> Follower:
         return self
@@ -407,25 +437,19 @@ class Follower:
             core.save_if_due()
 
 
-class AsyncFollower:
+class AsyncFollower(_FollowerBase):
     """Follows a feed on asyncio (grpc.aio): ``async for snapshot in follower``; :meth:`close` ends it. The
     settings are :class:`Follower`'s."""
 
-    def __init__(self, target: str, collector_id: str, state_file: Optional[PathLike] = None, **settings: Any) -> None:
-        self._core = _Core(target, collector_id, state_file, **settings)
-        self._reporter = AsyncRosterClient(target, **self._core.client_settings)
+    def _setup(self, target: str, tls_ca: Optional[PathLike], tls_cert: Optional[PathLike],
+               tls_key: Optional[PathLike], token_file: Optional[PathLike]) -> None:
+        self._reporter = AsyncRosterClient(
+            target, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token_file=token_file
+        )
         # Made in the event loop that runs the follower (on CPython 3.9 an Event binds to the loop current when
         # it is made, which need not be that one).
         self._closed_event: Optional[asyncio.Event] = None
         self._tasks: "set[asyncio.Task[None]]" = set()
-
-    @property
-    def applied(self) -> Optional[Snapshot]:
-        return self._core.assembler.applied
-
-    @property
-    def stats(self) -> FollowerStats:
-        return self._core.stats
 
     async def __aenter__(self) -> AsyncFollower:
         return self
