@@ -107,3 +107,12 @@ def test_from_env_reads_the_clis_variables(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("ROSTER_SERVER", "https://127.0.0.1:1234")
     with pytest.raises(RosterConfigError, match="ROSTER_TLS_CA|tls_ca"):
         RosterClient.from_env()
+
+
+@pytest.mark.parametrize(
+    "collector_id,message",
+    [("collector-1", "give the collector's UUID"), ("00000000-0000-0000-0000-000000000000", "nil UUID")],
+)
+def test_a_follower_refuses_a_collector_id_that_is_not_one(collector_id: str, message: str) -> None:
+    with pytest.raises(RosterConfigError, match=message):
+        Follower("http://127.0.0.1:50051", collector_id)

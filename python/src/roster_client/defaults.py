@@ -37,9 +37,11 @@ FEED_JITTER = 0.5
 KEEPALIVE_INTERVAL_S = 10.0
 KEEPALIVE_TIMEOUT_S = 10.0
 
-# C5: retries of a failed save of the applied snapshot (a full or read-only disk): 200 ms doubling to 10 s.
+# C5: retries of a failed save of the applied snapshot (a full or read-only disk): 200 ms doubling to 10 s, each
+# shortened by up to half: a disk that recovers is noticed within 10 s, a failing one tried at most every 10 s.
 PERSIST_INITIAL_S = 0.2
 PERSIST_CAP_S = 10.0
+PERSIST_JITTER = 0.5
 
 # C1: most producers in one snapshot; far above any real assignment, it only guards memory.
 MAX_PRODUCERS = 1_000_000

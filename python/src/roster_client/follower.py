@@ -40,7 +40,7 @@ from ._proto.roster.v1 import feed_pb2, feed_pb2_grpc, registry_pb2
 from .assembler import Snapshot
 from .client import AsyncRosterClient, RosterClient
 from .connection import Connection, PathLike
-from .entries import parse_uuid
+from .entries import NIL_UUID, InvalidEntry, parse_uuid
 from .errors import RosterCallError, RosterConfigError, StateFileError
 from .retry import REQUEST_ID_HEADER, backoff_delay
 
@@ -134,7 +134,12 @@ class _Core:
         reconnect_cap_s: float = defaults.FEED_CAP_S,
         max_producers: int = defaults.MAX_PRODUCERS,
     ) -> None:
-        self.collector_id = parse_uuid("collector_id", collector_id)
+        try:
+            self.collector_id = parse_uuid("collector_id", collector_id)
+        except InvalidEntry as e:
+            raise RosterConfigError(f"{e}; give the collector's UUID, e.g. 67e55044-10b1-426f-9247-bb680e5fe0c8") from None
+        if self.collector_id == NIL_UUID:
+            raise RosterConfigError("collector_id is the nil UUID (all zeros), which is never an id; give a random UUID")
         unknown = [k for k in supported_kinds if k not in _KINDS]
         if unknown:
             raise RosterConfigError(f"supported_kinds: {unknown[0]!r} is not a producer kind; use 'grpc' or 'prometheus'")
@@ -157,7 +162,7 @@ class _Core:
         self.kinds = [_KINDS[k] for k in supported_kinds]
         self.instance_id = "" if observe_only else (instance_id or str(uuid.uuid4()))
         self.backoff = Backoff(reconnect_initial_s, reconnect_cap_s, defaults.FEED_JITTER)
-        self.persist_backoff = Backoff(defaults.PERSIST_INITIAL_S, defaults.PERSIST_CAP_S, defaults.FEED_JITTER)
+        self.persist_backoff = Backoff(defaults.PERSIST_INITIAL_S, defaults.PERSIST_CAP_S, defaults.PERSIST_JITTER)
         self.stats = FollowerStats()
         self.state_path = Path(state_path) if state_path is not None else None
         loaded: Optional[Snapshot] = None
