@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import grpc
 
 from roster_client._proto.roster.v1 import feed_pb2, feed_pb2_grpc, registry_pb2, registry_pb2_grpc
+from roster_client.digest import digest
 
 
 class FlakyRegistry(registry_pb2_grpc.RegistryServicer):
@@ -82,6 +83,32 @@ class End:
     def __init__(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, pushback_ms: Optional[int] = None):
         self.code = code
         self.pushback_ms = pushback_ms
+
+
+def pid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def entry(n: int) -> feed_pb2.AssignedProducer:
+    return feed_pb2.AssignedProducer(id=pid(n), address=f"10.0.0.{n}:9100", interval_ms=15000, labels={"n": str(n)})
+
+
+def snapshot(epoch: str, generation: int, ns: Sequence[int], per_chunk: int = 2, settling: bool = False,
+             bad_digest: bool = False) -> List[feed_pb2.WatchResponse]:
+    """The frames the server sends for a snapshot of producers ``ns``."""
+    entries = [entry(n) for n in sorted(ns)]
+    groups = [entries[i:i + per_chunk] for i in range(0, len(entries), per_chunk)] or [[]]
+    frames = []
+    for i, group in enumerate(groups):
+        chunk = feed_pb2.SnapshotChunk(epoch=epoch, generation=generation, index=i, producers=group)
+        if i == len(groups) - 1:
+            chunk.complete = True
+            chunk.chunk_count = len(groups)
+            chunk.producer_count = len(entries)
+            chunk.digest = digest(entries) ^ (1 if bad_digest else 0)
+            chunk.store_settling = settling
+        frames.append(feed_pb2.WatchResponse(chunk=chunk))
+    return frames
 
 
 def serve(add: Callable[[grpc.Server], None]) -> Tuple[grpc.Server, int]:

@@ -12,50 +12,23 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import List, Sequence
+from typing import List
 
 import grpc
 
 from roster_client import state_file
-from roster_client._proto.roster.v1 import feed_pb2, feed_pb2_grpc, registry_pb2
+from roster_client._proto.roster.v1 import feed_pb2_grpc, registry_pb2
 from roster_client.assembler import Snapshot
 from roster_client.client import RosterClient
-from roster_client.digest import digest
 from roster_client.follower import AsyncFollower, Follower
 from roster_client.pb import collector_pb2, collector_pb2_grpc
 
-from .fakes import End, HeartbeatsUntilReport, ScriptedFeed, serve
+from .fakes import End, HeartbeatsUntilReport, ScriptedFeed, pid, serve, snapshot
 from .servers import FreezingProxy, RosterServer, bin_dir, binary, wait_for
 
 EPOCH_1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 EPOCH_2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
 COLLECTOR = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
-
-
-def pid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
-
-
-def entry(n: int) -> feed_pb2.AssignedProducer:
-    return feed_pb2.AssignedProducer(id=pid(n), address=f"10.0.0.{n}:9100", interval_ms=15000, labels={"n": str(n)})
-
-
-def snapshot(epoch: str, generation: int, ns: Sequence[int], per_chunk: int = 2, settling: bool = False,
-             bad_digest: bool = False) -> List[feed_pb2.WatchResponse]:
-    """The frames the server sends for a snapshot of producers ``ns``."""
-    entries = [entry(n) for n in sorted(ns)]
-    groups = [entries[i:i + per_chunk] for i in range(0, len(entries), per_chunk)] or [[]]
-    frames = []
-    for i, group in enumerate(groups):
-        chunk = feed_pb2.SnapshotChunk(epoch=epoch, generation=generation, index=i, producers=group)
-        if i == len(groups) - 1:
-            chunk.complete = True
-            chunk.chunk_count = len(groups)
-            chunk.producer_count = len(entries)
-            chunk.digest = digest(entries) ^ (1 if bad_digest else 0)
-            chunk.store_settling = settling
-        frames.append(feed_pb2.WatchResponse(chunk=chunk))
-    return frames
 
 
 # Stream 1: generation 1 applies; generation 2 is cut after its first chunk.
