@@ -143,10 +143,10 @@ class ResetServer:
         self.sock.close()
 
 
-class FreezingProxy:
-    """A TCP proxy to ``upstream`` on loopback. :meth:`freeze` stops forwarding on every connection open now,
-    leaving them open (a half-open connection, as after a host crash or a network partition); connections made
-    later are forwarded."""
+class FaultProxy:
+    """A TCP proxy to ``upstream`` on loopback, which breaks the connections open now, not later ones:
+    :meth:`freeze` stops forwarding on them and leaves them open (a half-open connection, as after a host crash or
+    a network partition); :meth:`garble` flips every byte the server sends on them from then on."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -157,6 +157,7 @@ class FreezingProxy:
         self.port = self.sock.getsockname()[1]
         self.connections = 0
         self._frozen: List[socket.socket] = []
+        self._garbled: List[socket.socket] = []
         self._open: List[socket.socket] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -192,6 +193,9 @@ class FreezingProxy:
                 return
             if not data:
                 return
+            with self._lock:
+                if source in self._garbled:
+                    data = bytes(b ^ 0xFF for b in data)
             try:
                 sink.sendall(data)
             except OSError:
@@ -200,6 +204,10 @@ class FreezingProxy:
     def freeze(self) -> None:
         with self._lock:
             self._frozen = list(self._open)
+
+    def garble(self) -> None:
+        with self._lock:
+            self._garbled = list(self._open)
 
     def close(self) -> None:
         self._stop.set()

@@ -24,7 +24,7 @@ from roster_client.follower import AsyncFollower, Follower
 from roster_client.pb import collector_pb2, collector_pb2_grpc
 
 from .fakes import End, HeartbeatsUntilReport, ScriptedFeed, pid, serve, snapshot
-from .servers import FreezingProxy, RosterServer, bin_dir, binary, wait_for
+from .servers import FaultProxy, RosterServer, bin_dir, binary, wait_for
 
 EPOCH_1 = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 EPOCH_2 = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
@@ -274,7 +274,7 @@ def test_keepalive_finds_a_half_open_connection_and_the_follower_reconnects(tmp_
     the follower reconnects, and its set never changes meanwhile."""
     server = RosterServer(bin_dir(), tmp_path / "server")
     server.start()
-    proxy = FreezingProxy(server.port or 0)
+    proxy = FaultProxy(server.port or 0)
     try:
         with RosterClient(server.url) as client:
             client.register_producer(str(uuid.uuid4()), "127.0.0.1:9100", 1000)
@@ -291,6 +291,31 @@ def test_keepalive_finds_a_half_open_connection_and_the_follower_reconnects(tmp_
             wait_for(lambda: follower.stats.connected and proxy.connections >= 2, "a new stream through the proxy")
             assert follower.applied == before and len(got) == 1, "the set in force never changed"
             assert noticed < 5.0, f"the frozen connection was noticed after {noticed:.1f} s"
+    finally:
+        proxy.close()
+        server.stop()
+
+
+def test_garbage_on_the_wire_mid_snapshot_never_reaches_the_set_in_force(tmp_path: Path) -> None:
+    """The server's bytes are garbled while it sends a new snapshot: the stream fails, the set in force stays,
+    and the follower reconnects and applies the new snapshot whole."""
+    server = RosterServer(bin_dir(), tmp_path / "server")
+    server.start()
+    proxy = FaultProxy(server.port or 0)
+    try:
+        with RosterClient(server.url) as client:
+            first_id = str(uuid.uuid4())
+            client.register_producer(first_id, "127.0.0.1:9100", 1000)
+            with Follower(f"http://127.0.0.1:{proxy.port}", str(uuid.uuid4()), reconnect_initial_s=0.05) as follower:
+                got = follow_in_background(follower)
+                wait_for(lambda: got and follower.stats.connected, "the first snapshot")
+                proxy.garble()
+                second_id = str(uuid.uuid4())
+                client.register_producer(second_id, "127.0.0.1:9101", 1000)
+                wait_for(lambda: follower.stats.reconnects >= 1, "the garbled stream to fail")
+                wait_for(lambda: len(got) >= 2, "the new snapshot on a new stream")
+                assert [s.ids for s in got] == [(first_id,), tuple(sorted([first_id, second_id]))]
+                assert proxy.connections >= 2
     finally:
         proxy.close()
         server.stop()
