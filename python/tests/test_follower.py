@@ -181,7 +181,7 @@ def test_the_state_file_is_roster_collectors(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_refused_watch_is_retried_with_backoff_and_reported(tmp_path: Path) -> None:
+def test_a_refused_watch_is_retried_with_backoff(tmp_path: Path) -> None:
     feed = ScriptedFeed([[End(grpc.StatusCode.FAILED_PRECONDITION)], [*snapshot(EPOCH_1, 1, [1])]])
     server, port = serve(lambda s: feed_pb2_grpc.add_AssignmentFeedServicer_to_server(feed, s))
     try:
