@@ -140,6 +140,12 @@ fn snapshot_frames(
         .collect()
 }
 
+/// A number in 0..=4 other than `right`, for a wrong index or chunk count.
+fn other_than(right: u32, rng: &mut StdRng) -> u32 {
+    let wrong = rng.random_range(0..4);
+    if wrong >= right { wrong + 1 } else { wrong }
+}
+
 /// A step of a case: a frame, or the stream's end.
 enum Step {
     Frame(Frame),
@@ -199,13 +205,13 @@ fn random_snapshot(rng: &mut StdRng, steps: &mut Vec<Step>) -> String {
                 frames[last].producer_count += 1;
                 what = ", a wrong producer count".to_owned();
             } else {
-                frames[last].chunk_count = rng.random_range(0..=4);
-                what = format!(", chunk_count {}", frames[last].chunk_count);
+                frames[last].chunk_count = other_than(frames[last].chunk_count, rng);
+                what = format!(", chunk_count {} where {chunks} were sent", frames[last].chunk_count);
             }
         }
         7 => {
             let at = rng.random_range(0..frames.len());
-            frames[at].index = rng.random_range(0..=4);
+            frames[at].index = other_than(frames[at].index, rng);
             what = format!(", chunk {at} says index {}", frames[at].index);
         }
         8 => {
@@ -272,10 +278,12 @@ fn random_case(rng: &mut StdRng, seed: u64, number: usize) -> Value {
         parts.push("the stream ends".to_owned());
     }
     let mut assembler = Assembler::new(None);
+    let mut name = format!("seed {seed} case {number}: ");
     if let Some(max) = max_producers {
         assembler = assembler.with_max_producers(max);
-        parts.push(format!("at most {max} producers"));
+        name.push_str(&format!("(at most {max} producers) "));
     }
+    name.push_str(&parts.join("; then "));
     let steps: Vec<Value> = steps
         .into_iter()
         .map(|step| match step {
@@ -292,7 +300,7 @@ fn random_case(rng: &mut StdRng, seed: u64, number: usize) -> Value {
         })
         .collect();
     let mut case = json!({
-        "name": format!("seed {seed} case {number}: {}", parts.join("; then ")),
+        "name": name,
         "rules": ["C1", "C2", "C3"],
         "steps": steps,
         "applied": assembler.applied().map_or(Value::Null, |s| snapshot_json(s)),
