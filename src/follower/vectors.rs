@@ -164,7 +164,8 @@ fn random_snapshot(rng: &mut StdRng, steps: &mut Vec<Step>) -> String {
     let mut entries: Vec<pb::AssignedProducer> = picked.into_iter().map(pool_entry).collect();
     let chunks = rng.random_range(1..=3usize);
     let settling = rng.random_bool(0.3);
-    // One fault in two snapshots; `what` names it (empty: none, or one that did not fit this snapshot).
+    // One snapshot in two is changed, mostly by a fault (digest 0 is allowed: not checked); `what` names the change
+    // (empty: none, or one that does not fit this snapshot, such as a swap of its only chunk).
     let fault = if rng.random_bool(0.5) { rng.random_range(0..11) } else { usize::MAX };
     let mut what = String::new();
     // A fault in the entries comes before the counts and the digest are computed, so it is the only fault.
@@ -183,18 +184,19 @@ fn random_snapshot(rng: &mut StdRng, steps: &mut Vec<Step>) -> String {
     let mut between: Option<(usize, Frame)> = None;
     match fault {
         2 if frames.len() > 1 => {
-            frames.remove(rng.random_range(0..frames.len()));
-            what = ", a chunk dropped".to_owned();
+            let at = rng.random_range(0..frames.len());
+            frames.remove(at);
+            what = format!(", chunk {at} dropped");
         }
         3 => {
             let at = rng.random_range(0..frames.len());
             frames.insert(at + 1, frames[at].clone());
-            what = ", a chunk twice".to_owned();
+            what = format!(", chunk {at} twice");
         }
         4 if frames.len() > 1 => {
             let at = rng.random_range(0..frames.len() - 1);
             frames.swap(at, at + 1);
-            what = ", two chunks swapped".to_owned();
+            what = format!(", chunks {at} and {} swapped", at + 1);
         }
         5 => {
             frames[last].digest ^= 1 + rng.random_range(0..u64::from(u32::MAX));
@@ -217,7 +219,7 @@ fn random_snapshot(rng: &mut StdRng, steps: &mut Vec<Step>) -> String {
         8 => {
             frames.truncate(rng.random_range(0..frames.len()));
             ended = true;
-            what = format!(", the stream cut after {} chunks", frames.len());
+            what = format!(", the stream cut before chunk {}", frames.len());
         }
         9 => {
             let frame = if rng.random_bool(0.5) {
@@ -225,8 +227,12 @@ fn random_snapshot(rng: &mut StdRng, steps: &mut Vec<Step>) -> String {
             } else {
                 Frame::Heartbeat(pb::Heartbeat { epoch: epoch.to_owned(), generation })
             };
-            between = Some((rng.random_range(0..frames.len()), frame));
-            what = ", an in-sync or heartbeat frame among the chunks".to_owned();
+            let at = rng.random_range(0..frames.len());
+            what = format!(
+                ", {} before chunk {at}",
+                if matches!(frame, Frame::InSync(_)) { "in-sync" } else { "a heartbeat" }
+            );
+            between = Some((at, frame));
         }
         10 => {
             frames[last].digest = 0;
