@@ -1,10 +1,17 @@
-"""The golden feed vectors (testdata/feed/) against the Python assembler and digest: the same files roster's Rust
-assembler checks (src/follower/feed_vectors.rs), read as strictly as testdata/README.md says (every object has
-exactly the keys described; uint64 values are decimal strings, uint32 values numbers)."""
+"""The feed's test vectors against the Python assembler and digest, read as strictly as testdata/README.md says
+(every object has exactly the keys described; uint64 values are decimal strings, uint32 values numbers):
+
+- the golden vectors (testdata/feed/), the same files roster's Rust assembler checks (src/follower/feed_vectors.rs);
+- random vectors written by roster's Rust assembler (the example feed-random-vectors, in the same schema), named by
+  $ROSTER_FEED_RANDOM_VECTORS, which scripts/test generates: both assemblers accept and reject the same frame
+  sequences (issue 16). Without the file that test fails, saying how to make it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -26,6 +33,13 @@ from roster_client.digest import digest, encode_entry
 from .conftest import TESTDATA
 
 FEED = TESTDATA / "feed"
+# The file of random assembly vectors the Rust side generated, and how to make it (what scripts/test runs).
+RANDOM_VECTORS_VAR = "ROSTER_FEED_RANDOM_VECTORS"
+MAKE_RANDOM_VECTORS = (
+    "cargo run --example feed-random-vectors -- --seed 16 --cases 2000 --out /tmp/feed-random-vectors.json "
+    "(from the repository's root), then set ROSTER_FEED_RANDOM_VECTORS=/tmp/feed-random-vectors.json; "
+    "./scripts/test does both"
+)
 
 
 def obj(value: Any, allowed: List[str], what: str) -> Dict[str, Any]:
@@ -153,6 +167,27 @@ def assembly_cases() -> List[Any]:
 
 @pytest.mark.parametrize("file,case", assembly_cases())
 def test_assembly_vector(file: str, case: Any) -> None:
+    run_case(file, case)
+
+
+def test_random_assembly_vectors_from_the_rust_assembler() -> None:
+    path = os.environ.get(RANDOM_VECTORS_VAR)
+    assert path, (
+        f"${RANDOM_VECTORS_VAR} is not set: it names the Rust side's random assembly vectors. "
+        f"Make them: {MAKE_RANDOM_VECTORS}"
+    )
+    file = Path(path)
+    assert file.is_file(), f"${RANDOM_VECTORS_VAR}={path}: no such file. Make it: {MAKE_RANDOM_VECTORS}"
+    top = obj(json.loads(file.read_text(encoding="utf-8")), ["description", "cases"], file.name)
+    cases = top.get("cases")
+    assert isinstance(cases, list) and cases, f"{file}: no cases. Make it anew: {MAKE_RANDOM_VECTORS}"
+    for case in cases:
+        run_case(file.name, case)
+
+
+def run_case(file: str, case: Any) -> None:
+    """One assembly case through a fresh assembler: every step's events and the snapshot in force must be the
+    vector's."""
     m = obj(case, ["name", "rules", "max_producers", "steps", "applied"], file)
     what = f"{file}: {m['name']!r}"
     assert isinstance(m.get("rules"), list) and m["rules"], f"{what}: name the rules the case covers"

@@ -201,9 +201,9 @@ impl Assembler {
         Self { applied, partial: None, max_producers: MAX_PRODUCERS }
     }
 
-    /// The same with a lower limit than [`MAX_PRODUCERS`], so tests (and the golden vectors) can reach it.
-    #[cfg(test)]
-    pub(super) fn with_max_producers(self, max_producers: usize) -> Self {
+    /// The same with a lower limit than [`MAX_PRODUCERS`], so that tests and the feed's test vectors (golden and
+    /// random, in `testdata/README.md`'s `max_producers`) can reach it.
+    pub fn with_max_producers(self, max_producers: usize) -> Self {
         Self { max_producers, ..self }
     }
 

@@ -4,13 +4,21 @@
 //! same files): frames in, the assembler's events and the snapshot in force out; and producer sets with their
 //! digests. Their expected values were produced once by this code and reviewed by hand against the rules in
 //! `docs/DESIGN.md`; nothing here computes an expected value, so a change of behaviour fails here until a vector
-//! is deliberately changed. The schema is described in `testdata/README.md`.
+//! is deliberately changed. The schema is described in `testdata/README.md`; the form events and snapshots are
+//! written in is `vectors.rs`'s, the one the random vectors for the Python package are written with, and those
+//! random vectors go through the same checks here, so their schema cannot drift from the golden files'.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::assembler::{Assembler, Discard, Event, Snapshot};
+use super::{
+    assembler::{Assembler, Event},
+    vectors::{event_json, random_assembly_vectors, snapshot_json},
+};
 use crate::{
     pb::{self, watch_response::Frame},
     snapshot::digest,
@@ -139,43 +147,6 @@ fn frame(value: &Value, what: &str) -> Frame {
     }
 }
 
-/// A snapshot as the vectors write it: its producers' ids in order, the digest of its entries in that order
-/// (covering address, interval and labels), and which producers are carried from an earlier epoch.
-fn snapshot_json(s: &Snapshot) -> Value {
-    let entries: Vec<pb::AssignedProducer> = s.targets.iter().map(pb::AssignedProducer::from).collect();
-    json!({
-        "epoch": s.epoch.to_string(),
-        "generation": s.generation.to_string(),
-        "settling": s.settling,
-        "producers": s.targets.iter().map(|t| t.id.to_string()).collect::<Vec<_>>(),
-        "carried": s.carried.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "digest": digest(&entries).to_string(),
-    })
-}
-
-/// An event as the vectors write it. A discard's detail is for logs and not part of the contract.
-fn event_json(event: &Event) -> Value {
-    match event {
-        Event::Progress => json!({"event": "progress"}),
-        Event::Applied(s) => json!({"event": "applied", "snapshot": snapshot_json(s)}),
-        Event::AlreadyApplied => json!({"event": "already_applied"}),
-        Event::Discarded(Discard { reason, detail: _, refused }) => json!({
-            "event": "discarded",
-            "reason": reason.as_str(),
-            "refused": refused.map(|(epoch, generation)| json!({
-                "epoch": epoch.to_string(),
-                "generation": generation.to_string(),
-            })),
-        }),
-        Event::InSync { epoch, generation } => {
-            json!({"event": "in_sync", "epoch": epoch, "generation": generation.to_string()})
-        }
-        Event::Heartbeat { epoch, generation } => {
-            json!({"event": "heartbeat", "epoch": epoch, "generation": generation.to_string()})
-        }
-    }
-}
-
 /// Runs one assembly case; panics naming the case, the step and both outcomes at the first difference.
 fn run_case(case: &Value, file: &str) {
     let map = object(case, &["name", "rules", "max_producers", "steps", "applied"], file);
@@ -230,6 +201,41 @@ fn every_assembly_vector_gives_its_events_and_its_snapshot_in_force() {
         }
     }
     assert!(cases >= 30, "only {cases} assembly cases");
+}
+
+/// The random vectors (the example `feed-random-vectors`, which the Python package replays) read as strictly as the
+/// golden ones, run through the same checks, repeatable from their seed, and both accepting and rejecting often.
+#[test]
+fn random_vectors_pass_the_golden_checks_and_both_apply_and_discard() {
+    const CASES: usize = 400;
+    let vectors = random_assembly_vectors(16, CASES);
+    assert_eq!(vectors, random_assembly_vectors(16, CASES), "the same seed gives the same vectors");
+    assert_ne!(vectors, random_assembly_vectors(17, CASES), "another seed gives other vectors");
+    let top = object(&vectors, &["description", "cases"], "random vectors");
+    let list = top.get("cases").and_then(Value::as_array).expect("random vectors: cases");
+    assert_eq!(list.len(), CASES);
+    let (mut applied, mut refused, mut reasons) = (0, 0, BTreeSet::new());
+    for case in list {
+        run_case(case, "random vectors (seed 16)");
+        let events = case["steps"].as_array().into_iter().flatten().flat_map(|s| s["events"].as_array()).flatten();
+        for event in events {
+            match event["event"].as_str() {
+                Some("applied") => applied += 1,
+                Some("discarded") => {
+                    reasons.insert(event["reason"].as_str().unwrap_or_default().to_owned());
+                    refused += usize::from(!event["refused"].is_null());
+                }
+                _ => {}
+            }
+        }
+    }
+    let discarded_cases = list.iter().filter(|c| c.to_string().contains(r#""event":"discarded""#)).count();
+    assert!(applied >= CASES / 2, "only {applied} snapshots applied in {CASES} cases");
+    assert!(discarded_cases >= CASES / 4, "only {discarded_cases} of {CASES} cases discard anything");
+    assert!(refused >= CASES / 10, "only {refused} complete snapshots refused in {CASES} cases");
+    let every: BTreeSet<String> =
+        crate::follower::assembler::DiscardReason::ALL.iter().map(|r| r.as_str().to_owned()).collect();
+    assert_eq!(reasons, every, "the random vectors discard for every reason");
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub mod assembler;
 #[cfg(test)]
 mod feed_vectors;
 pub mod state_file;
+#[cfg(test)]
+mod vectors;
 
 use std::{
     collections::BTreeMap,
