@@ -348,9 +348,8 @@ mod tests {
         let snapshot = published.snapshot();
         assert!(Arc::ptr_eq(&snapshot, &published.snapshot()), "built once, shared by every stream");
         assert_eq!((snapshot.generation, snapshot.producer_count(), snapshot.chunk_count()), (4, 3, 2));
-        let sent: Vec<_> = (0..snapshot.chunk_count())
-            .flat_map(|i| snapshot.chunk(i).expect("entries decode").producers)
-            .collect();
+        let sent: Vec<_> =
+            (0..snapshot.chunk_count()).flat_map(|i| snapshot.chunk(i).expect("entries decode").producers).collect();
         assert_eq!(sent, all[..3]);
         assert_eq!(registry_side.len(), 3);
         assert_eq!(Snapshot::build(Uuid::nil(), 5, false, registry_side, limits).producer_count(), 3);
