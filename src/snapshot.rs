@@ -42,6 +42,12 @@ impl Digest {
         self.hasher.update(&self.buf);
     }
 
+    /// Adds the next producer, given as its encoding prefixed by its length (what [`Self::update`] encodes): a
+    /// server that keeps its entries encoded digests them without encoding them again.
+    pub fn update_encoded(&mut self, length_delimited: &[u8]) {
+        self.hasher.update(length_delimited);
+    }
+
     /// The digest of everything added.
     pub fn finish(&self) -> u64 {
         self.hasher.digest()

@@ -18,7 +18,10 @@ use roster::{
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
     transport::ClientOptions,
 };
-use roster_server::{DEFAULT_CHUNK_LIMITS, feed::snapshot::Snapshot};
+use roster_server::{
+    DEFAULT_CHUNK_LIMITS,
+    feed::snapshot::{Assignment, Entry, Snapshot},
+};
 use roster_testkit::{FaultProxy, per_window};
 use tonic::transport::Channel;
 
@@ -62,6 +65,15 @@ pub async fn propagation_and_full_sync(scale: Scale, dir: &Path) -> anyhow::Resu
         format!("setup: {} registrations by 16 clients, {} collectors watching", scale.producers, scale.collectors),
         scale.producers as f64 / took.as_secs_f64(),
         "/s",
+    ));
+    // Memory once every producer is applied: the registry, its store's cache and every collector's snapshot.
+    let rss = server.rss_bytes()?;
+    figures.push(Figure::new("propagation", "server RSS after setup", rss as f64 / 1_048_576.0, "MiB"));
+    figures.push(Figure::new(
+        "propagation",
+        "server RSS after setup, per producer",
+        rss as f64 / scale.producers as f64 / 1024.0,
+        "KiB",
     ));
 
     // One change at a time: a new producer, then that producer moved (pinned) to the next collector.
@@ -189,12 +201,13 @@ async fn full_sync(
     ])
 }
 
-/// The server's own cost of turning one collector's snapshot of `scale.producers` producers (two labels each)
-/// into the frames of a full sync, in this process: as the feed does it (each chunk encoded straight from the
-/// shared snapshot, `roster_server::wire`), and, for reference, as a typed frame would need (a copy of the chunk's
-/// producers, then prost's encoding). CPU only, so steadier than the wall-clock scenarios; best of [`RUNS`].
+/// The server's own cost of turning one collector's assignment of `scale.producers` producers (two labels each)
+/// into the frames of a full sync, in this process: as the feed does it (the snapshot built from the entries the
+/// registry encoded when the producers registered, then each chunk written straight from them,
+/// `roster_server::wire`), and, for reference, as a typed frame would need (a copy of the chunk's producers, then
+/// prost's encoding). CPU only, so steadier than the wall-clock scenarios; best of [`RUNS`].
 pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
-    let producers = (0..scale.producers as u128)
+    let producers: Vec<pb::AssignedProducer> = (0..scale.producers as u128)
         .map(|i| pb::AssignedProducer {
             id: uuid::Uuid::from_u128(i).to_string(),
             address: format!("10.0.{}.{}:9100", i / 250 % 250, i % 250),
@@ -203,25 +216,43 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
             ..Default::default()
         })
         .collect();
-    let snapshot = Snapshot::build(uuid::Uuid::new_v4(), 7, false, producers, DEFAULT_CHUNK_LIMITS);
-    let best = |frame: &dyn Fn(usize) -> usize| {
+    let assignment: Assignment =
+        producers.iter().zip(0u128..).map(|(p, i)| (ProducerId(uuid::Uuid::from_u128(i)), Entry::new(p))).collect();
+    let build = || Snapshot::build(uuid::Uuid::new_v4(), 7, false, assignment.clone(), DEFAULT_CHUNK_LIMITS);
+    let snapshot = build();
+    let best = |frames: &dyn Fn() -> usize| {
         (0..RUNS)
             .map(|_| {
                 let start = Instant::now();
-                let bytes: usize = (0..snapshot.chunk_count()).map(frame).sum();
-                std::hint::black_box(bytes);
+                std::hint::black_box(frames());
                 start.elapsed()
             })
             .min()
             .unwrap_or_default()
     };
-    let encoded = best(&|i| snapshot.encoded_chunk(i).len());
-    let typed = best(&|i| {
-        pb::WatchResponse { frame: Some(pb::watch_response::Frame::Chunk(snapshot.chunk(i))) }.encode_to_vec().len()
+    let encoded = best(&|| {
+        let snapshot = build();
+        (0..snapshot.chunk_count()).map(|i| snapshot.encoded_chunk(i).len()).sum()
+    });
+    let typed = best(&|| {
+        (0..snapshot.chunk_count())
+            .map(|i| {
+                let chunk = pb::SnapshotChunk {
+                    producers: producers[snapshot.chunk_range(i)].to_vec(),
+                    ..snapshot.chunk_header(i)
+                };
+                pb::WatchResponse { frame: Some(pb::watch_response::Frame::Chunk(chunk)) }.encode_to_vec().len()
+            })
+            .sum()
     });
     let what = format!("{} producers, {} chunks", scale.producers, snapshot.chunk_count());
     vec![
-        Figure::new("chunk encoding", format!("{what}: as the feed sends them"), ms(encoded), "ms"),
+        Figure::new(
+            "chunk encoding",
+            format!("{what}: as the feed sends them (snapshot built, then written)"),
+            ms(encoded),
+            "ms",
+        ),
         Figure::new("chunk encoding", format!("{what}: typed frames (copy, then encode)"), ms(typed), "ms"),
     ]
 }

@@ -260,7 +260,7 @@ impl AssignmentFeed for FeedService {
             );
         });
         let (out, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::serve(params, attached, self.registry.clone(), out, self.stream.clone()).instrument(span));
+        tokio::spawn(stream::serve(params, attached, out, self.stream.clone()).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|frame| frame.map_err(|status| *status)))))
     }
 

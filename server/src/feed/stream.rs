@@ -1,8 +1,9 @@
-//! The task that serves one collector's `Watch` stream (S3–S6), from the registry's snapshots.
+//! The task that serves one collector's `Watch` stream (S3–S6), from the generations the registry publishes.
 //!
 //! A slow or stuck reader blocks only its own task, on its own small channel; the registry never waits for it.
-//! When the task is ready again it asks the registry for the latest generation's snapshot, so intermediate
-//! generations are skipped rather than queued (S4). Idle streams get heartbeats (S5); a shutdown ends every
+//! When the task is ready again it takes the latest generation published and sends its snapshot, built here (or
+//! by another stream of the collector) rather than in the registry, so intermediate generations are skipped
+//! rather than queued (S4) and never built. Idle streams get heartbeats (S5); a shutdown ends every
 //! stream with `UNAVAILABLE` and a time to reconnect, spread over the fleet (S6).
 
 use std::{
@@ -24,8 +25,8 @@ use tracing::{debug, info};
 
 use crate::{
     error::Error,
-    feed::snapshot::Snapshot,
-    registry::{Attached, RegistryHandle},
+    feed::snapshot::{Published, Snapshot},
+    registry::Attached,
     wire::WatchFrame,
 };
 
@@ -101,31 +102,19 @@ async fn send_snapshot(out: &Out, snapshot: &Snapshot, shutdown: &CancellationTo
     debug!(
         generation = snapshot.generation,
         chunks = snapshot.chunk_count(),
-        producers = snapshot.producers().len(),
+        producers = snapshot.producer_count(),
         "snapshot sent"
     );
     Ok(())
 }
 
 /// Serves one `Watch` stream until the client goes away or the server shuts down.
-pub(crate) async fn serve(
-    params: WatchParams,
-    attached: Attached,
-    registry: RegistryHandle,
-    out: Out,
-    config: StreamConfig,
-) {
-    let Attached { mut generations, rejected, guard } = attached;
+pub(crate) async fn serve(params: WatchParams, attached: Attached, out: Out, config: StreamConfig) {
+    let Attached { mut versions, rejected, guard } = attached;
     let _open = OpenStream::new(&config.open);
     let shutdown = &config.shutdown;
-    let collector = params.collector;
-    let fetch = |registry: &RegistryHandle| {
-        let registry = registry.clone();
-        async move { registry.snapshot(collector).await.map_err(|_| Stop::Shutdown) }
-    };
     let result = async {
-        generations.borrow_and_update();
-        let current: Arc<Snapshot> = fetch(&registry).await?;
+        let current: Arc<Published> = versions.borrow_and_update().clone();
         let mut sent = current.generation;
         let current_id = (current.epoch, current.generation);
         if params.known == Some(current_id) {
@@ -142,7 +131,7 @@ pub(crate) async fn serve(
             info!(generation = current.generation, "collector rejected its current generation; not resending it (C4)");
             send(&out, heartbeat(&current), shutdown).await?;
         } else {
-            send_snapshot(&out, &current, shutdown).await?;
+            send_snapshot(&out, &current.snapshot(), shutdown).await?;
         }
         let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + config.heartbeat, config.heartbeat);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,15 +141,14 @@ pub(crate) async fn serve(
                 biased;
                 _ = shutdown.cancelled() => return Err(Stop::Shutdown),
                 _ = out.closed() => return Err(Stop::ClientGone),
-                changed = generations.changed() => {
+                changed = versions.changed() => {
                     if changed.is_err() {
                         return Err(Stop::Shutdown);
                     }
-                    generations.borrow_and_update();
-                    latest = fetch(&registry).await?;
-                    // The snapshot fetched may be newer than the notice; a later notice may then name it again.
+                    latest = versions.borrow_and_update().clone();
+                    // Generations are published in increasing order; this only keeps one from being sent twice.
                     if latest.generation > sent {
-                        send_snapshot(&out, &latest, shutdown).await?;
+                        send_snapshot(&out, &latest.snapshot(), shutdown).await?;
                         sent = latest.generation;
                         idle.reset();
                     }
@@ -204,8 +192,8 @@ impl Drop for OpenStream {
     }
 }
 
-fn heartbeat(snapshot: &Snapshot) -> Frame {
-    Frame::Heartbeat(pb::Heartbeat { epoch: snapshot.epoch.to_string(), generation: snapshot.generation })
+fn heartbeat(published: &Published) -> Frame {
+    Frame::Heartbeat(pb::Heartbeat { epoch: published.epoch.to_string(), generation: published.generation })
 }
 
 #[cfg(test)]

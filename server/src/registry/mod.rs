@@ -6,9 +6,11 @@
 //! callers and publishes new snapshots. A failed commit reloads the state from the store, so memory never holds
 //! what the disk does not, and every caller of that batch gets `UNAVAILABLE`.
 //!
-//! Each collector's feed is a `tokio::sync::watch` channel of its latest generation: a stream that is ready to
-//! send asks for the snapshot of that generation, which the actor builds once and caches until the next change.
-//! So a slow reader only ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader, and
+//! Each collector's feed is a `tokio::sync::watch` channel of its latest committed generation, [`Published`]: the
+//! collector's assignment as the state holds it, a persistent map, so publishing is a pointer copy whatever the
+//! size of the assignment. A stream that is ready to send takes the latest one and builds its snapshot itself,
+//! outside the actor, once per generation sent (shared by every stream of that collector). So a slow reader only
+//! ever gets the newest snapshot (S4 coalescing), the actor never waits on any reader nor builds any snapshot, and
 //! a burst of changes costs one snapshot build per generation actually sent, not one per change.
 //!
 //! The actor also keeps the server's metrics ([`ServerMetrics`]): it counts registrations, lease expiries and store
@@ -35,7 +37,7 @@ use self::state::{Changes, CollectorView, ProducerPage, Registered, Rules, State
 use crate::{
     clock::Clock,
     error::Error,
-    feed::snapshot::{ChunkLimits, Snapshot},
+    feed::snapshot::{ChunkLimits, Published},
     metrics::ServerMetrics,
     records::{Liveness, ProducerRecord},
     store::{Store, StoreError},
@@ -49,8 +51,8 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 /// What a new feed stream gets from the registry.
 #[derive(Debug)]
 pub(crate) struct Attached {
-    /// The collector's current generation; changes whenever a new one is committed.
-    pub generations: watch::Receiver<u64>,
+    /// The collector's current generation and assignment; changes whenever a new one is committed.
+    pub versions: watch::Receiver<Arc<Published>>,
     /// C4: the current generation, if the collector rejected it (it is not resent). `None` for an observer.
     pub rejected: Option<u64>,
     /// Marks the stream closed when dropped; `None` for an observe-only stream, which never marked it open.
@@ -84,7 +86,6 @@ enum Command {
     Attach(WatchParams, Reply<Attached>),
     Detach(CollectorId, Option<uuid::Uuid>),
     Report(ApplyReport, Reply<bool>),
-    Snapshot(CollectorId, Reply<Arc<Snapshot>>),
     Sweep,
 }
 
@@ -110,13 +111,6 @@ enum Pending {
     Attach(Reply<Attached>, CollectorId, StreamKind),
     Refused(Reply<Attached>, Error),
     Report(Reply<bool>, Result<bool, Error>),
-    Snapshot(Reply<Arc<Snapshot>>, CollectorId),
-}
-
-/// One collector's feed: its generation channel and the snapshot of that generation, once built.
-struct Feed {
-    generation: watch::Sender<u64>,
-    cached: Option<Arc<Snapshot>>,
 }
 
 /// A cheap, cloneable way to talk to the registry actor.
@@ -179,11 +173,6 @@ impl RegistryHandle {
         self.call(|r| Command::Attach(params, r)).await
     }
 
-    /// The collector's current snapshot (built once per generation).
-    pub(crate) async fn snapshot(&self, collector: CollectorId) -> Result<Arc<Snapshot>, Error> {
-        self.call(|r| Command::Snapshot(collector, r)).await
-    }
-
     /// Records a collector's report.
     pub(crate) async fn report(&self, report: ApplyReport) -> Result<bool, Error> {
         self.call(|r| Command::Report(report, r)).await
@@ -211,7 +200,8 @@ pub(crate) struct Registry {
     config: RegistryConfig,
     /// What the actor counts, and where it copies the collectors' figures.
     metrics: ServerMetrics,
-    feeds: HashMap<CollectorId, Feed>,
+    /// Each watched collector's latest committed generation.
+    feeds: HashMap<CollectorId, watch::Sender<Arc<Published>>>,
     /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
     needs_recompute: bool,
     /// The clocks when the actor last woke, to measure the server's own absence.
@@ -437,7 +427,6 @@ impl Registry {
                         info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
                     }
                 }
-                Command::Snapshot(collector, reply) => pending.push(Pending::Snapshot(reply, collector)),
                 Command::Report(report, reply) => {
                     let collector = report.collector;
                     let result = self.state.report(report, now, &mut changes).ok_or(Error::UnknownCollector(collector));
@@ -477,18 +466,17 @@ impl Registry {
             Ok(()) => {
                 self.metrics.leases_expired(lapsed_count);
                 for id in forgotten {
-                    // Its feed goes with it, cached snapshot and generation channel: a collector that comes back
-                    // under this id is a new record starting at generation 1, and must not be served the old
-                    // ones. Observers still watching it see their stream end.
+                    // Its feed goes with it: a collector that comes back under this id is a new record starting at
+                    // generation 1, and must not be served the old ones. Observers still watching it see their
+                    // stream end.
                     self.feeds.remove(&id);
                 }
                 for id in &dirty {
                     let generation = self.state.collector(*id).map_or(0, |c| c.generation);
                     let producers = self.state.assigned_count(*id);
                     info!(collector.id = %id, generation, producers, "assignment changed; new generation");
-                    if let Some(feed) = self.feeds.get_mut(id) {
-                        feed.cached = None;
-                        feed.generation.send_replace(generation);
+                    if let Some(feed) = self.feeds.get(id) {
+                        feed.send_replace(publish(&self.state, *id, self.config.chunk_limits));
                     }
                 }
             }
@@ -524,11 +512,6 @@ impl Registry {
                 Pending::ListCollectors(reply, value) => send(reply, answer(value, &store_error)),
                 Pending::Forget(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::Refused(reply, error) => send(reply, Err(error)),
-                Pending::Snapshot(reply, collector) => {
-                    // Served even after a failed commit: the state was reloaded, so this is the committed one.
-                    let snapshot = self.snapshot(collector);
-                    send(reply, Ok(snapshot));
-                }
                 Pending::Report(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::Attach(reply, collector, kind) => {
                     // The caller holds a handle while it waits, so the channel is open and this upgrades.
@@ -538,18 +521,18 @@ impl Registry {
                         send(reply, Err(Error::ObserveUnknown(collector)));
                         continue;
                     }
-                    // Liveness is kept even when the batch failed; the snapshot is the last committed one.
-                    let generation = self.state.collector(collector).map_or(1, |c| c.generation);
-                    let generations = self
+                    // Liveness is kept even when the batch failed; the state was then reloaded, so what it holds is
+                    // the last committed generation.
+                    let (state, limits) = (&self.state, self.config.chunk_limits);
+                    let versions = self
                         .feeds
                         .entry(collector)
-                        .or_insert_with(|| Feed { generation: watch::channel(generation).0, cached: None })
-                        .generation
+                        .or_insert_with(|| watch::channel(publish(state, collector, limits)).0)
                         .subscribe();
                     let attached = match kind {
-                        StreamKind::Observer => Attached { generations, rejected: None, guard: None },
+                        StreamKind::Observer => Attached { versions, rejected: None, guard: None },
                         StreamKind::Collector { instance } => Attached {
-                            generations,
+                            versions,
                             rejected: self.state.rejected_current(collector),
                             guard: Some(AttachGuard { collector, instance, tx }),
                         },
@@ -560,29 +543,13 @@ impl Registry {
             }
         }
     }
+}
 
-    fn snapshot(&mut self, collector: CollectorId) -> Arc<Snapshot> {
-        if let Some(cached) = self.feeds.get(&collector).and_then(|f| f.cached.clone()) {
-            return cached;
-        }
-        let snapshot = self.build_snapshot(collector);
-        if let Some(feed) = self.feeds.get_mut(&collector) {
-            feed.cached = Some(snapshot.clone());
-        }
-        snapshot
-    }
-
-    fn build_snapshot(&self, collector: CollectorId) -> Arc<Snapshot> {
-        let generation = self.state.collector(collector).map_or(1, |c| c.generation);
-        let producers = self.state.assignment(collector).map(|s| s.to_assigned()).collect();
-        Arc::new(Snapshot::build(
-            self.state.epoch(),
-            generation,
-            self.state.settling(),
-            producers,
-            self.config.chunk_limits,
-        ))
-    }
+/// `collector`'s assignment as `state` holds it now, at its current generation, to be published: O(1), the
+/// assignment is shared with the state.
+fn publish(state: &State, collector: CollectorId, limits: ChunkLimits) -> Arc<Published> {
+    let generation = state.collector(collector).map_or(1, |c| c.generation);
+    Arc::new(Published::new(state.epoch(), generation, state.settling(), state.assignment(collector), limits))
 }
 
 /// The answer to a command of a batch: its value, or the batch's store failure.

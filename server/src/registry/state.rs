@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::{
     assign,
     clock::ms,
+    feed::snapshot::{Assignment, Entry},
     records::{Batch, CollectorRecord, Liveness, Loaded, ProducerRecord, StoredReport},
 };
 
@@ -137,6 +138,11 @@ fn floor_lease(record: &mut ProducerRecord, now_ms: u64) -> bool {
     extend
 }
 
+/// The snapshot entry of a producer: what its collector is sent.
+fn entry_of(spec: &ProducerSpec) -> Entry {
+    Entry::new(&spec.to_assigned())
+}
+
 /// The collectors eligible for each producer kind (in [`ProducerKind::ALL`] order): a producer goes only to one
 /// that supports its kind, and stays unassigned while none does.
 struct Eligible([Vec<CollectorId>; ProducerKind::ALL.len()]);
@@ -158,7 +164,8 @@ pub(crate) struct State {
     rules: Rules,
     producers: BTreeMap<ProducerId, ProducerRecord>,
     collectors: BTreeMap<CollectorId, CollectorRecord>,
-    by_collector: BTreeMap<CollectorId, BTreeSet<ProducerId>>,
+    /// Each collector's producers with their snapshot entries, kept in step with `producers` (`assigned`, spec).
+    by_collector: BTreeMap<CollectorId, Assignment>,
     instances: BTreeMap<CollectorId, Instances>,
 }
 
@@ -189,7 +196,7 @@ impl State {
                 changes.producers.insert(record.spec.id);
             }
             if let Some(c) = record.assigned {
-                state.by_collector.entry(c).or_default().insert(record.spec.id);
+                state.by_collector.entry(c).or_default().insert(record.spec.id, entry_of(&record.spec));
                 let kind = record.spec.collection.kind();
                 let collector = state.collectors.entry(c).or_insert_with(|| {
                     changes.collectors.insert(c);
@@ -315,14 +322,14 @@ impl State {
             .then_some(c.generation)
     }
 
-    /// The collector's assignment, ordered by producer id.
-    pub(crate) fn assignment(&self, id: CollectorId) -> impl Iterator<Item = &ProducerSpec> {
-        self.by_collector.get(&id).into_iter().flatten().filter_map(|p| self.producers.get(p).map(|r| &r.spec))
+    /// The collector's assignment, ordered by producer id: a clone that shares everything (O(1)).
+    pub(crate) fn assignment(&self, id: CollectorId) -> Assignment {
+        self.by_collector.get(&id).cloned().unwrap_or_default()
     }
 
     /// How many producers are assigned to `id`, without walking them.
     pub(crate) fn assigned_count(&self, id: CollectorId) -> usize {
-        self.by_collector.get(&id).map_or(0, BTreeSet::len)
+        self.by_collector.get(&id).map_or(0, Assignment::len)
     }
 
     /// The collectors that may be assigned producers now, whatever their kind: live or in grace (L2).
@@ -341,22 +348,32 @@ impl State {
         }))
     }
 
-    /// Points `producer` at `to`, keeping `by_collector` in step and marking both ends dirty.
-    fn set_assignment(&mut self, producer: ProducerId, to: Option<CollectorId>, changes: &mut Changes) {
+    /// Points `producer` at `to`, keeping `by_collector` in step and marking both ends dirty. `entry` is the
+    /// producer's snapshot entry when the caller has just made it; otherwise it moves with the producer (or is
+    /// made, for a producer that was unassigned).
+    fn set_assignment(
+        &mut self,
+        producer: ProducerId,
+        to: Option<CollectorId>,
+        entry: Option<Entry>,
+        changes: &mut Changes,
+    ) {
         let Some(record) = self.producers.get_mut(&producer) else { return };
         let from = record.assigned;
         if from == to {
             return;
         }
         record.assigned = to;
+        let mut moved = None;
         if let Some(from) = from {
-            if let Some(set) = self.by_collector.get_mut(&from) {
-                set.remove(&producer);
+            if let Some(assignment) = self.by_collector.get_mut(&from) {
+                moved = assignment.remove(&producer);
             }
             changes.dirty.insert(from);
         }
         if let Some(to) = to {
-            self.by_collector.entry(to).or_default().insert(producer);
+            let entry = entry.or(moved).unwrap_or_else(|| entry_of(&record.spec));
+            self.by_collector.entry(to).or_default().insert(producer, entry);
             changes.dirty.insert(to);
         }
         changes.producers.insert(producer);
@@ -370,14 +387,19 @@ impl State {
         let expires_at_ms = now_ms.saturating_add(ms(lease));
         let id = spec.id;
         changes.producers.insert(id);
+        let entry = entry_of(&spec);
         let created = match self.producers.get_mut(&id) {
             Some(record) => {
-                let entry_changed = record.spec.to_assigned() != spec.to_assigned();
                 record.spec = spec;
                 record.lease = lease;
                 record.expires_at_ms = expires_at_ms;
-                if entry_changed && let Some(owner) = record.assigned {
-                    changes.dirty.insert(owner);
+                // Only what the collector is sent counts as a change of its assignment: a renewal is none.
+                if let Some(owner) = record.assigned {
+                    let assignment = self.by_collector.entry(owner).or_default();
+                    if assignment.get(&id) != Some(&entry) {
+                        assignment.insert(id, entry.clone());
+                        changes.dirty.insert(owner);
+                    }
                 }
                 false
             }
@@ -398,7 +420,7 @@ impl State {
         };
         let record = &self.producers[&id];
         let to = assign::assign(id, record.pin(), self.eligible().of(&record.spec));
-        self.set_assignment(id, to, changes);
+        self.set_assignment(id, to, Some(entry), changes);
         Registered { record: self.producers[&id].clone(), created }
     }
 
@@ -416,7 +438,7 @@ impl State {
             changes.producers.insert(change.producer);
             let record = &self.producers[&change.producer];
             let to = assign::assign(change.producer, record.pin(), self.eligible().of(&record.spec));
-            self.set_assignment(change.producer, to, changes);
+            self.set_assignment(change.producer, to, None, changes);
         }
         Some((self.producers[&change.producer].clone(), changed))
     }
@@ -425,8 +447,8 @@ impl State {
     pub(crate) fn deregister(&mut self, id: ProducerId, changes: &mut Changes) -> bool {
         let Some(record) = self.producers.remove(&id) else { return false };
         if let Some(owner) = record.assigned {
-            if let Some(set) = self.by_collector.get_mut(&owner) {
-                set.remove(&id);
+            if let Some(assignment) = self.by_collector.get_mut(&owner) {
+                assignment.remove(&id);
             }
             changes.dirty.insert(owner);
         }
@@ -446,7 +468,7 @@ impl State {
             })
             .collect();
         for (producer, to) in moves {
-            self.set_assignment(producer, to, changes);
+            self.set_assignment(producer, to, None, changes);
         }
     }
 
@@ -667,14 +689,15 @@ impl State {
                 self.producers.len() as u64,
             ),
             Some(c) => {
-                let set = self.by_collector.get(&c);
+                let assignment = self.by_collector.get(&c);
                 (
-                    set.into_iter()
-                        .flat_map(|s| s.range((lower, Unbounded)))
+                    assignment
+                        .into_iter()
+                        .flat_map(|a| a.ids_from(lower))
                         .take(size + 1)
-                        .filter_map(|id| self.producers.get(id).cloned())
+                        .filter_map(|id| self.producers.get(&id).cloned())
                         .collect(),
-                    set.map_or(0, |s| s.len() as u64),
+                    assignment.map_or(0, |a| a.len() as u64),
                 )
             }
         };
@@ -706,7 +729,7 @@ impl State {
                 CollectorView {
                     id: *id,
                     record: record.clone(),
-                    assigned: self.by_collector.get(id).map_or(0, BTreeSet::len),
+                    assigned: self.by_collector.get(id).map_or(0, Assignment::len),
                     converged: record.report.as_ref().is_some_and(|r| {
                         r.epoch == self.epoch
                             && r.generation == record.generation
@@ -731,15 +754,15 @@ impl State {
             match r.assigned {
                 Some(c) => {
                     assert!(eligible.contains(&c), "{id} assigned to ineligible {c}");
-                    assert!(self.by_collector[&c].contains(id));
+                    assert_eq!(self.by_collector[&c].get(id), Some(&entry_of(&r.spec)), "{id}'s entry");
                 }
                 None => assert!(eligible.is_empty(), "{id} unassigned while collectors are eligible"),
             }
             assert_eq!(r.assigned, assign::assign(*id, r.pin(), eligible), "{id} not where the rules say");
         }
-        for (c, set) in &self.by_collector {
-            for p in set {
-                assert_eq!(self.producers[p].assigned, Some(*c));
+        for (c, assignment) in &self.by_collector {
+            for p in assignment.ids_from(std::ops::Bound::Unbounded) {
+                assert_eq!(self.producers[&p].assigned, Some(*c));
             }
         }
     }
@@ -820,10 +843,10 @@ mod tests {
         ]
     }
 
-    type Assignments = BTreeMap<CollectorId, Vec<roster::pb::AssignedProducer>>;
+    type Assignments = BTreeMap<CollectorId, Vec<Entry>>;
 
     fn assignments(state: &State) -> Assignments {
-        state.collectors.keys().map(|c| (*c, state.assignment(*c).map(ProducerSpec::to_assigned).collect())).collect()
+        state.collectors.keys().map(|c| (*c, state.assignment(*c).entries().cloned().collect())).collect()
     }
 
     proptest! {
