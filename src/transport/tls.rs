@@ -138,6 +138,14 @@ pub struct IdentityFiles {
     pub key: PathBuf,
 }
 
+impl IdentityFiles {
+    /// The identity `--tls-cert` and `--tls-key` name: `None` unless both are given (each program's flags require
+    /// the other one).
+    pub fn from_flags(cert: Option<PathBuf>, key: Option<PathBuf>) -> Option<Self> {
+        cert.zip(key).map(|(cert, key)| Self { cert, key })
+    }
+}
+
 /// A checked certificate chain and key.
 struct LoadedIdentity {
     chain: Vec<CertificateDer<'static>>,

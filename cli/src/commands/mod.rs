@@ -55,7 +55,7 @@ impl Globals {
 /// The client TLS files the flags name, loaded and checked; none without `--tls-ca`.
 fn client_tls(cli: &Cli) -> anyhow::Result<Option<ClientTls>> {
     let Some(ca) = cli.tls_ca.clone() else { return Ok(None) };
-    let identity = cli.tls_cert.clone().zip(cli.tls_key.clone()).map(|(cert, key)| IdentityFiles { cert, key });
+    let identity = IdentityFiles::from_flags(cli.tls_cert.clone(), cli.tls_key.clone());
     let tls =
         ClientTlsFiles { ca, identity }.load().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
     Ok(Some(tls))

@@ -71,10 +71,8 @@ async fn start() -> anyhow::Result<()> {
     if let Err(e) = args.server.check_tls(args.tls_ca.is_some(), "--tls-ca") {
         Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
     }
-    let files = PeerTlsFiles {
-        ca: args.tls_ca.clone(),
-        identity: args.tls_cert.zip(args.tls_key).map(|(cert, key)| IdentityFiles { cert, key }),
-    };
+    let files =
+        PeerTlsFiles { ca: args.tls_ca.clone(), identity: IdentityFiles::from_flags(args.tls_cert, args.tls_key) };
     let tls = files.client().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
     let serve_tls =
         files.server().context("cannot serve roster.v1.Producer over TLS (--tls-cert, --tls-key, --tls-ca)")?;
