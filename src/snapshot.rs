@@ -48,6 +48,15 @@ impl Digest {
         self.hasher.update(length_delimited);
     }
 
+    /// Adds the next producer, given as its encoding *without* the length prefix, as it came off the wire. The
+    /// same as [`Self::update`] when those bytes are the deterministic encoding, as a roster server's are.
+    pub fn update_wire(&mut self, encoded: &[u8]) {
+        self.buf.clear();
+        prost::encoding::encode_varint(encoded.len() as u64, &mut self.buf);
+        self.hasher.update(&self.buf);
+        self.hasher.update(encoded);
+    }
+
     /// The digest of everything added.
     pub fn finish(&self) -> u64 {
         self.hasher.digest()

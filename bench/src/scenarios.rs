@@ -14,7 +14,11 @@ use prost::Message as _;
 use roster::{
     domain::{CollectorId, ProducerId},
     endpoint::ServerUrl,
-    follower::FollowerEvent,
+    follower::{
+        FollowerEvent,
+        assembler::{Assembler, Event},
+        wire::WireResponse,
+    },
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
     transport::ClientOptions,
 };
@@ -246,7 +250,7 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
             .sum()
     });
     let what = format!("{} producers, {} chunks", scale.producers, snapshot.chunk_count());
-    vec![
+    let mut figures = vec![
         Figure::new(
             "chunk encoding",
             format!("{what}: as the feed sends them (snapshot built, then written)"),
@@ -254,6 +258,61 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
             "ms",
         ),
         Figure::new("chunk encoding", format!("{what}: typed frames (copy, then encode)"), ms(typed), "ms"),
+    ];
+    figures.extend(assembly(&snapshot, &assignment, &what));
+    figures
+}
+
+/// A follower's cost of the same snapshot, from the received messages to the set in force: fresh (a full sync)
+/// and as the next generation with one producer changed (what every registration costs each follower of its
+/// collector), beside the bare client's cost of decoding the same messages (what `full_sync`'s bare side does).
+fn assembly(snapshot: &Snapshot, assignment: &Assignment, what: &str) -> Vec<Figure> {
+    let messages = |s: &Snapshot| -> Vec<bytes::Bytes> { (0..s.chunk_count()).map(|i| s.encoded_chunk(i)).collect() };
+    let first = messages(snapshot);
+    let mut changed = assignment.clone();
+    let id = changed.ids_from(std::ops::Bound::Unbounded).next().expect("a producer");
+    let mut moved = changed.get(&id).expect("its entry").decode().expect("an entry decodes");
+    moved.address = "10.9.9.9:9100".into();
+    changed.insert(id, Entry::new(&moved));
+    let epoch = snapshot.chunk_header(0).epoch.parse().expect("the epoch is a UUID");
+    let next = messages(&Snapshot::build(epoch, 8, false, changed, DEFAULT_CHUNK_LIMITS));
+    let read = |assembler: &mut Assembler, messages: &[bytes::Bytes]| {
+        for message in messages {
+            let frame = WireResponse::decode(message.clone()).expect("a message decodes").frame.expect("a frame");
+            for event in assembler.on_wire_frame(frame) {
+                assert!(matches!(event, Event::Progress | Event::Applied(_)), "{event:?}");
+            }
+        }
+    };
+    let best = |run: &mut dyn FnMut() -> Duration| (0..RUNS).map(|_| run()).min().unwrap_or_default();
+    let bare = best(&mut || {
+        let start = Instant::now();
+        for message in &first {
+            std::hint::black_box(pb::WatchResponse::decode(message.clone()).expect("a message decodes"));
+        }
+        start.elapsed()
+    });
+    let fresh = best(&mut || {
+        let start = Instant::now();
+        read(&mut Assembler::new(None), &first);
+        start.elapsed()
+    });
+    let following = best(&mut || {
+        let mut assembler = Assembler::new(None);
+        read(&mut assembler, &first);
+        let start = Instant::now();
+        read(&mut assembler, &next);
+        start.elapsed()
+    });
+    vec![
+        Figure::new("follower assembly", format!("{what}: decoded by a bare client (prost)"), ms(bare), "ms"),
+        Figure::new("follower assembly", format!("{what}: assembled and applied, fresh (full sync)"), ms(fresh), "ms"),
+        Figure::new(
+            "follower assembly",
+            format!("{what}: assembled and applied, next generation with one producer changed"),
+            ms(following),
+            "ms",
+        ),
     ]
 }
 

@@ -15,11 +15,24 @@
 //! on the word of a store that has lost its memory. Later settling snapshots of the same epoch carry the carried
 //! producers they still lack; the first settled snapshot applies as sent, and then a producer that never came
 //! back is dropped. A collector with no applied set applies any complete snapshot.
+//!
+//! **Entries arrive encoded** ([`super::wire`]). One whose bytes equal those of the applied entry of the same id
+//! (the server encodes an unchanged producer the same way every time) is that entry: the applied target is
+//! reused, with nothing decoded or compared. Any other entry is decoded and validated. The digest is defined over
+//! each entry's deterministic encoding, which is what a roster server sends, so the assembler digests the bytes as
+//! they came. Only when that does not match, or an entry was longer than its re-encoding (it held fields this
+//! build does not know, which must not pass unnoticed), is every entry decoded and encoded again to compute the
+//! digest by its definition. What applies is the same either way; the fast way keeps a follower's cost per
+//! generation near the cost of reading it.
 
 use std::{collections::HashSet, sync::Arc};
 
+use bytes::{Bytes, BytesMut};
+use prost::Message as _;
+
 use uuid::Uuid;
 
+use super::wire::{self, WireChunk, WireFrame};
 use crate::{
     domain::{ProducerId, Target},
     pb::{self, watch_response::Frame},
@@ -177,7 +190,16 @@ struct Partial {
     generation: u64,
     next_index: u32,
     targets: Vec<Target>,
+    /// The digest of the entries' bytes as they came.
     digest: Digest,
+    /// Whether every decoded entry was exactly as long as its re-encoding.
+    lengths_match: bool,
+    /// Each entry's id and bytes, in arrival order: to compute the digest by its definition if need be, and to
+    /// recognise the entry in the next generation. New entries are slices of the received frames until the
+    /// snapshot applies.
+    wire: Vec<(ProducerId, Bytes)>,
+    /// How far the applied targets were walked looking for entries that did not change (both are ordered by id).
+    cursor: usize,
 }
 
 /// The limit on producers in one snapshot (far above any real assignment; guards memory).
@@ -187,6 +209,9 @@ pub const MAX_PRODUCERS: usize = 1_000_000;
 #[derive(Debug)]
 pub struct Assembler {
     applied: Option<Arc<Snapshot>>,
+    /// The encoding each applied target arrived as, index for index; `None` for one that did not arrive so (loaded
+    /// from disk, carried, or not deterministically encoded). Empty when nothing arrived yet.
+    applied_wire: Vec<Option<Bytes>>,
     partial: Option<Partial>,
     max_producers: usize,
 }
@@ -198,7 +223,7 @@ fn discard(reason: DiscardReason, detail: impl Into<String>) -> Discard {
 impl Assembler {
     /// Starts from the snapshot applied before (loaded from disk), if any.
     pub fn new(applied: Option<Arc<Snapshot>>) -> Self {
-        Self { applied, partial: None, max_producers: MAX_PRODUCERS }
+        Self { applied, applied_wire: Vec::new(), partial: None, max_producers: MAX_PRODUCERS }
     }
 
     /// The same with a lower limit than [`MAX_PRODUCERS`], so that tests and the feed's test vectors (golden and
@@ -223,17 +248,22 @@ impl Assembler {
         })
     }
 
-    /// Takes one frame; returns what it led to (a discard of the partial may come before the frame's own
-    /// event).
+    /// Takes one decoded frame, as [`Self::on_wire_frame`] does (its entries are encoded again first).
     pub fn on_frame(&mut self, frame: Frame) -> Vec<Event> {
+        self.on_wire_frame(frame.into())
+    }
+
+    /// Takes one frame as it came off the wire; returns what it led to (a discard of the partial may come before
+    /// the frame's own event).
+    pub fn on_wire_frame(&mut self, frame: WireFrame) -> Vec<Event> {
         match frame {
-            Frame::Chunk(chunk) => self.on_chunk(chunk),
-            Frame::InSync(s) => {
+            WireFrame::Chunk(chunk) => self.on_chunk(chunk),
+            WireFrame::InSync(s) => {
                 let mut events = self.interrupt("in-sync");
                 events.push(Event::InSync { epoch: s.epoch, generation: s.generation });
                 events
             }
-            Frame::Heartbeat(h) => {
+            WireFrame::Heartbeat(h) => {
                 let mut events = self.interrupt("heartbeat");
                 events.push(Event::Heartbeat { epoch: h.epoch, generation: h.generation });
                 events
@@ -254,7 +284,7 @@ impl Assembler {
             .collect()
     }
 
-    fn on_chunk(&mut self, mut chunk: pb::SnapshotChunk) -> Vec<Event> {
+    fn on_chunk(&mut self, mut chunk: WireChunk) -> Vec<Event> {
         let mut events = Vec::new();
         // The partial is taken out while this chunk is checked: a chunk that breaks a rule leaves none behind (C2).
         let continued = match self.partial.take() {
@@ -278,6 +308,9 @@ impl Assembler {
                 next_index: 0,
                 targets: Vec::new(),
                 digest: Digest::default(),
+                lengths_match: true,
+                wire: Vec::new(),
+                cursor: 0,
             },
             None => {
                 events.push(Event::Discarded(discard(
@@ -302,21 +335,15 @@ impl Assembler {
             events.push(Event::Discarded(discard(DiscardReason::TooLarge, detail)));
             return events;
         }
-        // Entries are taken by value: a valid one's strings become the target's, with no copy.
         for entry in std::mem::take(&mut chunk.producers) {
-            partial.digest.update(&entry);
-            let target = match Target::try_from(entry) {
-                Ok(t) => t,
-                Err(e) => {
-                    let detail = format!("generation {}: {e}", partial.generation);
+            match self.take_entry(&mut partial, entry) {
+                Ok(target) => partial.targets.push(target),
+                Err(problem) => {
+                    let detail = format!("generation {}: {problem}", partial.generation);
                     events.push(Event::Discarded(discard(DiscardReason::InvalidEntry, detail)));
                     return events;
                 }
-            };
-            // An entry equal to the applied one of the same id *is* that one (its labels shared, not copied), so
-            // a new generation holds, even while it is assembled, one copy of what did not change.
-            let target = self.applied.as_deref().and_then(|a| a.unchanged(&target)).unwrap_or(target);
-            partial.targets.push(target);
+            }
         }
         partial.next_index += 1;
         if chunk.complete {
@@ -328,7 +355,35 @@ impl Assembler {
         events
     }
 
-    fn complete(&mut self, p: Partial, last: &pb::SnapshotChunk) -> Event {
+    /// One entry of `partial`: the applied target when the entry arrived as the same bytes, else the entry decoded
+    /// and validated. Either way its bytes are digested and kept.
+    fn take_entry(&self, partial: &mut Partial, entry: Bytes) -> Result<Target, String> {
+        partial.digest.update_wire(&entry);
+        if let (Some(applied), Some(id)) = (self.applied.as_deref(), wire::peek_id(&entry)) {
+            let targets = &applied.targets;
+            // Both are ordered by id, so the walk is linear over a snapshot; an entry out of order only misses.
+            while targets.get(partial.cursor).is_some_and(|t| t.id < id) {
+                partial.cursor += 1;
+            }
+            if let Some(Some(same)) = self.applied_wire.get(partial.cursor).filter(|_| targets[partial.cursor].id == id)
+                && *same == entry
+            {
+                partial.wire.push((id, same.clone()));
+                return Ok(targets[partial.cursor].clone());
+            }
+        }
+        let decoded =
+            pb::AssignedProducer::decode(entry.as_ref()).map_err(|e| format!("an entry does not decode: {e}"))?;
+        partial.lengths_match &= decoded.encoded_len() == entry.len();
+        // Taken by value: a valid entry's strings become the target's, with no copy.
+        let target = Target::try_from(decoded).map_err(|e| e.to_string())?;
+        partial.wire.push((target.id, entry));
+        // An entry equal to the applied one of the same id *is* that one (its labels shared, not copied), so a new
+        // generation holds, even while it is assembled, one copy of what did not change.
+        Ok(self.applied.as_deref().and_then(|a| a.unchanged(&target)).unwrap_or(target))
+    }
+
+    fn complete(&mut self, p: Partial, last: &WireChunk) -> Event {
         let Ok(epoch) = Uuid::parse_str(&p.epoch) else {
             return Event::Discarded(discard(
                 DiscardReason::InvalidEntry,
@@ -359,7 +414,7 @@ impl Assembler {
                 ),
             );
         }
-        if last.digest != 0 && last.digest != p.digest.finish() {
+        if last.digest != 0 && !digest_matches(&p.digest, p.lengths_match, &p.wire, last.digest) {
             return refuse(
                 DiscardReason::DigestMismatch,
                 format!("generation {}: digest does not match", p.generation),
@@ -386,10 +441,51 @@ impl Assembler {
         {
             snapshot = snapshot.carry_from(applied);
         }
+        self.applied_wire = aligned(&snapshot.targets, p.wire);
         let snapshot = Arc::new(snapshot);
         self.applied = Some(snapshot.clone());
         Event::Applied(snapshot)
     }
+}
+
+/// Whether `entries` have digest `expected`: `as_they_came` (the digest of their bytes), when every entry was as
+/// long as its re-encoding, else (or when that does not match) the digest by its definition, over every entry
+/// decoded and encoded again.
+fn digest_matches(as_they_came: &Digest, lengths_match: bool, entries: &[(ProducerId, Bytes)], expected: u64) -> bool {
+    if lengths_match && as_they_came.finish() == expected {
+        return true;
+    }
+    let mut by_definition = Digest::default();
+    for (_, entry) in entries {
+        match pb::AssignedProducer::decode(entry.as_ref()) {
+            Ok(decoded) => by_definition.update(&decoded),
+            Err(_) => return false,
+        }
+    }
+    by_definition.finish() == expected
+}
+
+/// The encodings of `wire` index for index with `targets` (both ordered by id; `wire` is sorted first if it
+/// arrived out of order), `None` for a target without one; copied into one buffer, so that the applied set holds
+/// one allocation rather than one per entry, and no received frame stays alive for a few of its entries.
+fn aligned(targets: &[Target], mut wire: Vec<(ProducerId, Bytes)>) -> Vec<Option<Bytes>> {
+    if !wire.is_sorted_by_key(|(id, _)| *id) {
+        wire.sort_by_key(|(id, _)| *id);
+    }
+    let mut buffer = BytesMut::with_capacity(wire.iter().map(|(_, bytes)| bytes.len()).sum());
+    for (_, bytes) in &wire {
+        buffer.extend_from_slice(bytes);
+    }
+    let buffer = buffer.freeze();
+    let (mut wire, mut at) = (wire.into_iter().peekable(), 0);
+    targets
+        .iter()
+        .map(|t| {
+            let (_, bytes) = wire.next_if(|(id, _)| *id == t.id)?;
+            at += bytes.len();
+            Some(buffer.slice(at - bytes.len()..at))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -544,6 +640,79 @@ mod tests {
             .map(|(x, y)| std::ptr::eq(x.labels.as_map(), y.labels.as_map()))
             .collect();
         assert_eq!(shared, vec![true, false, true], "only the changed entry is a new allocation");
+    }
+
+    /// `entry(n)` encoded with its fields in reverse order: valid protobuf, the same message, but not the
+    /// deterministic encoding the digest is defined over.
+    fn reversed(n: u16) -> Bytes {
+        use prost::encoding::{string, uint32};
+        let p = entry(n);
+        let mut buf = Vec::new();
+        uint32::encode(3, &p.interval_ms, &mut buf);
+        string::encode(2, &p.address, &mut buf);
+        string::encode(1, &p.id, &mut buf);
+        Bytes::from(buf)
+    }
+
+    fn wire_chunk(epoch: Uuid, generation: u64, producers: Vec<Bytes>, digest: u64) -> WireFrame {
+        WireFrame::Chunk(WireChunk {
+            epoch: epoch.to_string(),
+            generation,
+            index: 0,
+            producer_count: producers.len() as u64,
+            producers,
+            complete: true,
+            chunk_count: 1,
+            digest,
+            store_settling: false,
+        })
+    }
+
+    #[test]
+    fn an_entry_not_deterministically_encoded_is_checked_against_the_digest_by_its_definition() {
+        let epoch = Uuid::new_v4();
+        let mut a = Assembler::new(None);
+        let d = digest(&[entry(1), entry(2)]);
+        let plain = Bytes::from(entry(2).encode_to_vec());
+        for generation in 1..=2 {
+            let events = a.on_wire_frame(wire_chunk(epoch, generation, vec![reversed(1), plain.clone()], d));
+            assert!(matches!(events.last(), Some(Event::Applied(_))), "generation {generation}: {events:?}");
+        }
+        assert_eq!(applied_ids(&a).len(), 2);
+        // A server that digests the very bytes it sends is believed: they are what it meant.
+        let mut over_bytes = Digest::default();
+        over_bytes.update_wire(&reversed(1));
+        over_bytes.update_wire(&plain);
+        let events = a.on_wire_frame(wire_chunk(epoch, 3, vec![reversed(1), plain.clone()], over_bytes.finish()));
+        assert!(matches!(events.last(), Some(Event::Applied(_))), "{events:?}");
+        // An entry with a field this build does not know, digested with it: by the definition (its re-encoding
+        // drops the field) the digest does not match, so the snapshot is refused rather than half understood.
+        let mut unknown = plain.to_vec();
+        prost::encoding::uint32::encode(99, &7, &mut unknown);
+        let mut with_unknown = Digest::default();
+        with_unknown.update_wire(&reversed(1));
+        with_unknown.update_wire(&unknown);
+        let producers = vec![reversed(1), Bytes::from(unknown)];
+        let events = a.on_wire_frame(wire_chunk(epoch, 4, producers, with_unknown.finish()));
+        assert_eq!(reasons(&events), vec![DiscardReason::DigestMismatch]);
+        assert_eq!(a.applied().unwrap().generation, 3);
+    }
+
+    #[test]
+    fn an_entry_that_does_not_decode_discards_the_snapshot_and_one_that_changed_is_read_anew() {
+        let epoch = Uuid::new_v4();
+        let mut a = Assembler::new(None);
+        feed(&mut a, chunks(epoch, 1, false, &[1, 2], 10));
+        let garbage = Bytes::from_static(&[0x0a, 0xff]);
+        let events = a.on_wire_frame(wire_chunk(epoch, 2, vec![garbage], 0));
+        assert_eq!(reasons(&events), vec![DiscardReason::InvalidEntry]);
+        // Same id, another address: not the applied bytes, so decoded, and the new address is in force.
+        let mut moved = entry(2);
+        moved.address = "127.0.0.1:9".into();
+        let producers = vec![Bytes::from(entry(1).encode_to_vec()), Bytes::from(moved.encode_to_vec())];
+        let events = a.on_wire_frame(wire_chunk(epoch, 3, producers, digest(&[entry(1), moved])));
+        assert!(matches!(events.last(), Some(Event::Applied(_))), "{events:?}");
+        assert_eq!(a.applied().unwrap().targets[1].address.to_string(), "127.0.0.1:9");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod feed_vectors;
 pub mod state_file;
 #[cfg(test)]
 mod vectors;
+pub mod wire;
 
 use std::{
     collections::BTreeMap,
@@ -29,7 +30,7 @@ use std::{
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::Code;
+use tonic::{Code, service::interceptor::InterceptedService};
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use self::assembler::{Assembler, Discard, Event, Snapshot};
@@ -40,7 +41,7 @@ use crate::{
     domain::{CollectorId, SupportedKinds},
     endpoint::ServerUrl,
     error_chain::{chain, status_line},
-    pb::{self, assignment_feed_client::AssignmentFeedClient},
+    pb,
     transport::{ClientOptions, ClientTls, Keepalive},
 };
 
@@ -438,13 +439,13 @@ impl Follower {
         // Reports go on the feed's connection, through the retrying client (R3: a request id, a time limit, retries).
         let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout)
             .with_credentials(self.config.credentials.clone());
-        let mut client = AssignmentFeedClient::with_interceptor(channel, self.config.credentials.clone());
+        let feed = InterceptedService::new(channel, self.config.credentials.clone());
         let watched = tokio::select! {
             () = shutdown.cancelled() => return None,
-            watched = client.watch(request) => watched,
+            watched = wire::watch(feed, request) => watched,
         };
         let mut stream = match watched {
-            Ok(response) => response.into_inner(),
+            Ok(stream) => stream,
             Err(status) => {
                 let _ = self
                     .events
@@ -495,7 +496,7 @@ impl Follower {
                 Ok(Some(message)) => {
                     let Some(frame) = message.frame else { continue };
                     self.stats.lock().last_contact_ms = now_ms();
-                    for event in self.assembler.on_frame(frame) {
+                    for event in self.assembler.on_wire_frame(frame) {
                         if !matches!(event, Event::Progress) {
                             *delivered = true;
                         }
