@@ -202,6 +202,9 @@ struct Partial {
     cursor: usize,
 }
 
+/// Encoded entries, index for index with a snapshot's targets ([`Assembler::applied_encodings`]).
+pub type Encodings = Arc<[Option<Bytes>]>;
+
 /// The limit on producers in one snapshot (far above any real assignment; guards memory).
 pub const MAX_PRODUCERS: usize = 1_000_000;
 
@@ -209,9 +212,9 @@ pub const MAX_PRODUCERS: usize = 1_000_000;
 #[derive(Debug)]
 pub struct Assembler {
     applied: Option<Arc<Snapshot>>,
-    /// The encoding each applied target arrived as, index for index; `None` for one that did not arrive so (loaded
-    /// from disk, carried, or not deterministically encoded). Empty when nothing arrived yet.
-    applied_wire: Vec<Option<Bytes>>,
+    /// The encoding each applied target arrived as, index for index; `None` for one that did not arrive (loaded
+    /// from disk, or carried). Empty when nothing arrived yet.
+    applied_wire: Encodings,
     partial: Option<Partial>,
     max_producers: usize,
 }
@@ -223,7 +226,7 @@ fn discard(reason: DiscardReason, detail: impl Into<String>) -> Discard {
 impl Assembler {
     /// Starts from the snapshot applied before (loaded from disk), if any.
     pub fn new(applied: Option<Arc<Snapshot>>) -> Self {
-        Self { applied, applied_wire: Vec::new(), partial: None, max_producers: MAX_PRODUCERS }
+        Self { applied, applied_wire: Encodings::default(), partial: None, max_producers: MAX_PRODUCERS }
     }
 
     /// The same with a lower limit than [`MAX_PRODUCERS`], so that tests and the feed's test vectors (golden and
@@ -235,6 +238,13 @@ impl Assembler {
     /// The snapshot in force.
     pub fn applied(&self) -> Option<&Arc<Snapshot>> {
         self.applied.as_ref()
+    }
+
+    /// The entries of the snapshot in force as the server encoded them, index for index with its targets (`None`
+    /// where there is no such encoding: a target loaded from disk, or carried). A state file saves these bytes
+    /// rather than encoding every target again (`state_file::save_encoded`).
+    pub fn applied_encodings(&self) -> &Encodings {
+        &self.applied_wire
     }
 
     /// The stream failed or ended: a partial snapshot is discarded (C2). Nothing complete was refused, so there is
@@ -306,10 +316,11 @@ impl Assembler {
                 epoch: chunk.epoch.clone(),
                 generation: chunk.generation,
                 next_index: 0,
-                targets: Vec::new(),
+                // A next generation is mostly the applied one: room for as many, not a growing copy.
+                targets: Vec::with_capacity(self.applied.as_ref().map_or(0, |a| a.targets.len())),
                 digest: Digest::default(),
                 lengths_match: true,
-                wire: Vec::new(),
+                wire: Vec::with_capacity(self.applied_wire.len()),
                 cursor: 0,
             },
             None => {
@@ -359,17 +370,25 @@ impl Assembler {
     /// and validated. Either way its bytes are digested and kept.
     fn take_entry(&self, partial: &mut Partial, entry: Bytes) -> Result<Target, String> {
         partial.digest.update_wire(&entry);
-        if let (Some(applied), Some(id)) = (self.applied.as_deref(), wire::peek_id(&entry)) {
+        if let Some(applied) = self.applied.as_deref() {
             let targets = &applied.targets;
-            // Both are ordered by id, so the walk is linear over a snapshot; an entry out of order only misses.
-            while targets.get(partial.cursor).is_some_and(|t| t.id < id) {
-                partial.cursor += 1;
-            }
-            if let Some(Some(same)) = self.applied_wire.get(partial.cursor).filter(|_| targets[partial.cursor].id == id)
-                && *same == entry
+            // Both are ordered by id, so an unchanged entry is usually the one the walk is at: its bytes are compared
+            // first, and its id read only when they differ. An entry out of order only misses.
+            let at = |cursor: usize| self.applied_wire.get(cursor).and_then(Option::as_ref).filter(|b| **b == entry);
+            let mut found = at(partial.cursor);
+            if found.is_none()
+                && let Some(id) = wire::peek_id(&entry)
             {
-                partial.wire.push((id, same.clone()));
-                return Ok(targets[partial.cursor].clone());
+                while targets.get(partial.cursor).is_some_and(|t| t.id < id) {
+                    partial.cursor += 1;
+                }
+                found = at(partial.cursor);
+            }
+            if let Some(same) = found {
+                let target = targets[partial.cursor].clone();
+                partial.wire.push((target.id, same.clone()));
+                partial.cursor += 1;
+                return Ok(target);
             }
         }
         let decoded =
@@ -441,7 +460,7 @@ impl Assembler {
         {
             snapshot = snapshot.carry_from(applied);
         }
-        self.applied_wire = aligned(&snapshot.targets, p.wire);
+        self.applied_wire = aligned(&snapshot.targets, p.wire).into();
         let snapshot = Arc::new(snapshot);
         self.applied = Some(snapshot.clone());
         Event::Applied(snapshot)

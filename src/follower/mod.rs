@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, service::interceptor::InterceptedService};
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use self::assembler::{Assembler, Discard, Event, Snapshot};
+use self::assembler::{Assembler, Discard, Encodings, Event, Snapshot};
 use crate::{
     auth::CallCredentials,
     backoff::BackoffPolicy,
@@ -245,8 +245,8 @@ pub struct Follower {
     events: tokio::sync::broadcast::Sender<FollowerEvent>,
     /// The delay the server asked for when it last ended a stream (`grpc-retry-pushback-ms`).
     pushback: Option<Duration>,
-    /// The latest applied snapshot and when it was applied, for the persister to save.
-    to_persist: watch::Sender<Option<(Arc<Snapshot>, u64)>>,
+    /// The latest applied snapshot, for the persister to save.
+    to_persist: watch::Sender<Option<ToSave>>,
     /// What the persister saved last: reported once saved (C5).
     persisted: watch::Receiver<Option<(uuid::Uuid, u64)>>,
     /// Taken and spawned by [`Follower::run`].
@@ -550,7 +550,8 @@ impl Follower {
                     settling = snapshot.settling,
                     "snapshot applied"
                 );
-                self.to_persist.send_replace(Some((snapshot, at)));
+                let encodings = self.assembler.applied_encodings().clone();
+                self.to_persist.send_replace(Some((snapshot, encodings, at)));
             }
             Event::Discarded(discard) => {
                 self.discarded(&discard);
@@ -600,6 +601,10 @@ impl Follower {
     }
 }
 
+/// An applied snapshot to save: the snapshot, its entries as the server encoded them (`Assembler::applied_encodings`)
+/// and when it was applied (Unix ms).
+type ToSave = (Arc<Snapshot>, Encodings, u64);
+
 /// Saves the latest applied snapshot to the state file (C5), off the feed's loop. A failed save (a full or
 /// read-only disk) is retried with capped backoff until one succeeds; a snapshot applied meanwhile replaces the
 /// one waiting, since only the latest matters. The error is kept in [`StatsSnapshot::persist_error`] and logged
@@ -609,7 +614,7 @@ struct Persister {
     /// `None`: nothing is kept on disk, and every snapshot counts as saved at once.
     path: Option<PathBuf>,
     policy: BackoffPolicy,
-    latest: watch::Receiver<Option<(Arc<Snapshot>, u64)>>,
+    latest: watch::Receiver<Option<ToSave>>,
     saved: watch::Sender<Option<(uuid::Uuid, u64)>>,
     stats: Arc<Stats>,
 }
@@ -632,8 +637,8 @@ impl Persister {
             // Until the latest is on disk: each attempt takes whatever was applied last.
             loop {
                 let latest = self.latest.borrow_and_update().clone();
-                let Some((snapshot, at)) = latest else { break };
-                if self.save(&snapshot, at).await {
+                let Some(to_save) = latest else { break };
+                if self.save(&to_save).await {
                     delays.reset();
                     break;
                 }
@@ -654,24 +659,25 @@ impl Persister {
     /// On shutdown: one attempt at saving the latest snapshot, saying so if it fails.
     async fn last_try(&mut self) {
         let latest = self.latest.borrow_and_update().clone();
-        if let Some((snapshot, at)) = latest
-            && !self.save(&snapshot, at).await
+        if let Some(to_save) = latest
+            && !self.save(&to_save).await
         {
             error!(
-                generation = snapshot.generation,
+                generation = to_save.0.generation,
                 "stopping with the applied snapshot not saved: a restart resumes the last one saved"
             );
         }
     }
 
     /// One attempt; whether it succeeded. Either way the outcome is in the stats and the log.
-    async fn save(&self, snapshot: &Arc<Snapshot>, at: u64) -> bool {
+    async fn save(&self, (snapshot, encodings, at): &ToSave) -> bool {
         let id = (snapshot.epoch, snapshot.generation);
         let result = match &self.path {
             None => Ok(()),
             Some(path) => {
-                let (path, snapshot) = (path.clone(), snapshot.clone());
-                match tokio::task::spawn_blocking(move || state_file::save(&path, &snapshot, at)).await {
+                let (path, snapshot, encodings, at) = (path.clone(), snapshot.clone(), encodings.clone(), *at);
+                let save = move || state_file::save_encoded(&path, &snapshot, &encodings, at);
+                match tokio::task::spawn_blocking(save).await {
                     Ok(saved) => saved.map_err(|e| chain(&e).to_string()),
                     Err(e) => Err(format!("the task saving it failed: {e}")),
                 }
@@ -770,7 +776,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(persister.run(shutdown.clone()));
 
-        to_persist.send_replace(Some((snapshot(1), 1)));
+        to_persist.send_replace(Some((snapshot(1), Encodings::default(), 1)));
         for _ in 0..10_000 {
             if stats.snapshot().persist_failures >= 3 {
                 break;
@@ -786,7 +792,7 @@ mod tests {
         assert_eq!(*saved.borrow(), None, "nothing saved, so nothing to report");
 
         // A newer snapshot is applied while the save is failing; then the disk recovers.
-        to_persist.send_replace(Some((snapshot(2), 2)));
+        to_persist.send_replace(Some((snapshot(2), Encodings::default(), 2)));
         std::fs::remove_dir_all(&path).unwrap();
         let id = tokio::time::timeout(
             Duration::from_secs(60),

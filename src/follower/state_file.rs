@@ -11,6 +11,8 @@
 //! A save streams the payload: one producer is converted and encoded at a time, and the checksum is computed as
 //! the bytes go out and written into its place at the end. A snapshot of 20 000 producers with the largest labels
 //! is 200 MB encoded; building the whole message and its encoding in memory first cost about twice that again.
+//! A follower saves the entries as they came from the server ([`save_encoded`]): they are already encoded, and a
+//! follower of a busy collector saves many generations a second.
 
 use std::{
     fs,
@@ -18,6 +20,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use bytes::Bytes;
 use prost::Message as _;
 use uuid::Uuid;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
@@ -134,8 +137,22 @@ pub fn remove_leftover(path: &Path) -> Result<bool, StateFileError> {
 /// [`StateFileError::Io`] when any step fails; the previous file is then left as it was, and the temporary file
 /// is removed (a full disk leaves no empty file behind).
 pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), StateFileError> {
+    save_encoded(path, snapshot, &[], applied_at_ms)
+}
+
+/// As [`save`], given the encoding of each target as the server sent it, index for index (`None`, or a slice
+/// shorter than the targets, where there is none): those bytes are written as they are, the others encoded.
+///
+/// # Errors
+/// As [`save`].
+pub fn save_encoded(
+    path: &Path,
+    snapshot: &Snapshot,
+    encoded: &[Option<Bytes>],
+    applied_at_ms: u64,
+) -> Result<(), StateFileError> {
     let tmp = tmp_path(path);
-    let written = write_tmp(&tmp, snapshot, applied_at_ms).and_then(|()| fs::rename(&tmp, path));
+    let written = write_tmp(&tmp, snapshot, encoded, applied_at_ms).and_then(|()| fs::rename(&tmp, path));
     if let Err(source) = written {
         // Best effort: the save already failed, and a leftover is removed at the next start anyway.
         let _ = fs::remove_file(&tmp);
@@ -153,14 +170,14 @@ pub fn save(path: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> Result<(), 
 /// number is below 16. Guarded by `a_streamed_payload_decodes_as_the_whole_message`.
 const PRODUCERS_KEY: u8 = 3 << 3 | 2;
 
-fn write_tmp(tmp: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> io::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(tmp)?);
-    out.write_all(MAGIC)?;
-    out.write_all(&[0; 8])?; // The checksum, written into its place once the payload is out.
-    let mut payload = Hashed { out, hash: Xxh3::new() };
-    write_payload(&mut payload, snapshot, applied_at_ms)?;
-    let Hashed { out, hash } = payload;
-    let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+fn write_tmp(tmp: &Path, snapshot: &Snapshot, encoded: &[Option<Bytes>], applied_at_ms: u64) -> io::Result<()> {
+    let mut file = fs::File::create(tmp)?;
+    file.write_all(MAGIC)?;
+    file.write_all(&[0; 8])?; // The checksum, written into its place once the payload is out.
+    // Hashed below the buffer, so the checksum takes the payload in large runs, not entry by entry.
+    let mut payload = BufWriter::with_capacity(1 << 20, Hashed { out: file, hash: Xxh3::new() });
+    write_payload(&mut payload, snapshot, encoded, applied_at_ms)?;
+    let Hashed { out: mut file, hash } = payload.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.seek(SeekFrom::Start(MAGIC.len() as u64))?;
     file.write_all(&hash.digest().to_le_bytes())?;
     file.sync_all()
@@ -168,7 +185,12 @@ fn write_tmp(tmp: &Path, snapshot: &Snapshot, applied_at_ms: u64) -> io::Result<
 
 /// The payload, a `PersistedSnapshot`, as a concatenation (which protobuf decodes as one message): the message
 /// without its producers, then each producer as its own field-3 record.
-fn write_payload(out: &mut impl Write, snapshot: &Snapshot, applied_at_ms: u64) -> io::Result<()> {
+fn write_payload(
+    out: &mut impl Write,
+    snapshot: &Snapshot,
+    encoded: &[Option<Bytes>],
+    applied_at_ms: u64,
+) -> io::Result<()> {
     let head = pb::PersistedSnapshot {
         epoch: snapshot.epoch.to_string(),
         generation: snapshot.generation,
@@ -179,11 +201,20 @@ fn write_payload(out: &mut impl Write, snapshot: &Snapshot, applied_at_ms: u64) 
     };
     out.write_all(&head.encode_to_vec())?;
     let mut buf = Vec::new();
-    for target in &snapshot.targets {
+    for (i, target) in snapshot.targets.iter().enumerate() {
         buf.clear();
         buf.push(PRODUCERS_KEY);
-        pb::AssignedProducer::from(target).encode_length_delimited(&mut buf).map_err(io::Error::other)?;
-        out.write_all(&buf)?;
+        match encoded.get(i) {
+            Some(Some(bytes)) => {
+                prost::encoding::encode_varint(bytes.len() as u64, &mut buf);
+                out.write_all(&buf)?;
+                out.write_all(bytes)?;
+            }
+            _ => {
+                pb::AssignedProducer::from(target).encode_length_delimited(&mut buf).map_err(io::Error::other)?;
+                out.write_all(&buf)?;
+            }
+        }
     }
     Ok(())
 }
@@ -244,7 +275,7 @@ mod tests {
         s.carried = vec![labelled.id];
         s.settling = true;
         let mut streamed = Vec::new();
-        write_payload(&mut streamed, &s, 42).unwrap();
+        write_payload(&mut streamed, &s, &[], 42).unwrap();
         let whole = pb::PersistedSnapshot {
             epoch: s.epoch.to_string(),
             generation: s.generation,
@@ -262,6 +293,17 @@ mod tests {
         let file = fs::read(&path).unwrap();
         assert_eq!(&file[24..], streamed.as_slice());
         assert_eq!(file[16..24], xxh3_64(&streamed).to_le_bytes());
+        assert_eq!(load(&path).unwrap().unwrap().snapshot, s);
+        // Given as the server sent them (one of two here), the entries are written as they came: the same file.
+        let mut first = pb::AssignedProducer::from(&s.targets[0]).encode_to_vec();
+        save_encoded(&path, &s, &[Some(Bytes::from(first.clone())), None], 42).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), file);
+        // Bytes as they came, even those a re-encoding would not give (a field this build does not know): the same
+        // snapshot loads back.
+        prost::encoding::uint32::encode(99, &7, &mut first);
+        save_encoded(&path, &s, &[Some(Bytes::from(first.clone()))], 42).unwrap();
+        let with_unknown = fs::read(&path).unwrap();
+        assert!(with_unknown.windows(first.len()).any(|w| w == first.as_slice()));
         assert_eq!(load(&path).unwrap().unwrap().snapshot, s);
     }
 
