@@ -1,14 +1,23 @@
-//! Many followers in this process (each with its own connection), and bulk registration.
+//! Many followers in this process (each with its own connection), watchers standing in for collectors that run
+//! elsewhere, and bulk registration.
 
 use std::{
     path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::bail;
 use roster::{
     domain::CollectorId,
-    follower::{Follower, FollowerConfig, FollowerHandle},
+    follower::{
+        Follower, FollowerConfig, FollowerHandle,
+        wire::{WireFrame, WireResponse},
+    },
+    pb::{self, assignment_feed_client::AssignmentFeedClient},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -89,4 +98,88 @@ impl Drop for Fleet {
 /// When a client cannot connect or a registration fails.
 pub async fn register_many(url: &str, count: usize, clients: usize) -> anyhow::Result<(Vec<String>, Duration)> {
     roster_testkit::register_many(url, count, clients).await.map_err(|e| anyhow::anyhow!("bulk registration: {e}"))
+}
+
+/// Collectors watching from elsewhere, as the server sees them: one Watch stream per collector id, each on its own
+/// connection, read without assembling (chunks decoded with their entries left encoded, as
+/// `roster::follower::wire` reads them) and every complete snapshot reported applied. What a fleet whose
+/// collectors run on other machines costs the server, without their assembly and state files on this one.
+#[derive(Debug)]
+pub struct RemoteWatchers {
+    /// The producer count of each watcher's last complete snapshot.
+    applied: Vec<Arc<AtomicUsize>>,
+    shutdown: CancellationToken,
+}
+
+impl RemoteWatchers {
+    /// Opens a stream per id on `url`.
+    ///
+    /// # Errors
+    /// When a connection or a Watch fails.
+    pub async fn start(url: &str, ids: &[CollectorId]) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let mut applied = Vec::with_capacity(ids.len());
+        for id in ids {
+            let channel = crate::channel(url).await?;
+            let request = pb::WatchRequest { collector_id: id.to_string(), ..Default::default() };
+            let mut stream = roster::follower::wire::watch(channel.clone(), request).await?;
+            let mut feed = AssignmentFeedClient::new(channel);
+            let (count, stop, collector_id) = (Arc::new(AtomicUsize::new(0)), shutdown.clone(), id.to_string());
+            applied.push(count.clone());
+            tokio::spawn(async move {
+                loop {
+                    let message = tokio::select! {
+                        () = stop.cancelled() => return,
+                        message = stream.message() => message,
+                    };
+                    let Ok(Some(WireResponse { frame: Some(WireFrame::Chunk(chunk)) })) = message else {
+                        if matches!(message, Ok(Some(_))) {
+                            continue;
+                        }
+                        return;
+                    };
+                    if chunk.complete {
+                        count.store(usize::try_from(chunk.producer_count).unwrap_or(usize::MAX), Ordering::Relaxed);
+                        let report = pb::ReportAppliedRequest {
+                            collector_id: collector_id.clone(),
+                            epoch: chunk.epoch,
+                            generation: chunk.generation,
+                            outcome: pb::ApplyOutcome::Applied.into(),
+                            reason: String::new(),
+                        };
+                        if feed.report_applied(report).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Self { applied, shutdown })
+    }
+
+    /// Producers in the watchers' last complete snapshots.
+    pub fn applied_producers(&self) -> usize {
+        self.applied.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Polls every millisecond until the watchers hold `total` producers.
+    ///
+    /// # Errors
+    /// When they do not within `limit`.
+    pub async fn wait_for(&self, total: usize, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        while self.applied_producers() != total {
+            if start.elapsed() > limit {
+                bail!("remote watchers: {} of {total} producers applied after {limit:?}", self.applied_producers());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RemoteWatchers {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }

@@ -123,7 +123,7 @@ pub(crate) fn peek_id(entry: &[u8]) -> Option<crate::domain::ProducerId> {
 ///
 /// # Errors
 /// The call's status, as the generated client returns it.
-pub(crate) async fn watch<T>(service: T, request: pb::WatchRequest) -> Result<Streaming<WireResponse>, Status>
+pub async fn watch<T>(service: T, request: pb::WatchRequest) -> Result<Streaming<WireResponse>, Status>
 where
     T: GrpcService<tonic::body::Body>,
     T::Error: Into<tonic::codegen::StdError>,
