@@ -20,6 +20,7 @@ use sqlx::{
     Row as _, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
+use tokio_stream::StreamExt as _;
 use uuid::Uuid;
 
 use super::{DatabaseError, Store, StoreError, StoreFuture};
@@ -141,14 +142,18 @@ impl SqliteStore {
             None => None,
         };
 
-        let rows = sqlx::query(
+        // Each row becomes a record as it arrives: fetching every row first held all their SQLite values beside the
+        // records, 1.8 GB more at the peak for a million producers, and zeroing those pages was a third of the start.
+        let mut rows = sqlx::query(
             "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
              assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms FROM producers ORDER BY id",
         )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.db("cannot read producers"))?;
-        let producers = rows.iter().map(|row| self.producer_from_row(row)).collect::<Result<Vec<_>, _>>()?;
+        .fetch(&self.pool);
+        let mut producers = Vec::new();
+        while let Some(row) = rows.next().await {
+            producers.push(self.producer_from_row(&row.map_err(self.db("cannot read producers"))?)?);
+        }
+        drop(rows);
 
         let rows = sqlx::query(
             "SELECT id, generation, reported_epoch, reported_generation, reported_outcome, reported_reason, \
