@@ -103,7 +103,8 @@ impl Producers {
 }
 
 /// What [`drive`] sends: the `k`-th request registers producer `k mod len`, at most `sends` of them, none after
-/// `until`; at `rate` per second from the start if given, else as fast as [`IN_FLIGHT`] calls allow.
+/// `until` (neither scheduled after it nor, when the server falls behind the schedule, sent after it); at `rate`
+/// per second from the start if given, else as fast as [`IN_FLIGHT`] calls allow.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     /// Target requests per second; `None` for as many as the server answers.
@@ -189,7 +190,7 @@ pub async fn drive(
                 }
                 if let Some(rate) = plan.rate {
                     let at = start + Duration::from_secs_f64(k as f64 / rate);
-                    if at.into_std() > plan.until {
+                    if at.into_std() > plan.until || Instant::now() > plan.until {
                         break;
                     }
                     tokio::select! {
