@@ -12,6 +12,9 @@
 //! scrape to the harness's own remote-write receiver ([`receiver`]), through an outage of that receiver, and then
 //! to Debian's `prometheus` 2.42 started as a remote-write receiver.
 //!
+//! The fleet-scale scenarios ([`scale`]) hold a million producers renewing while a thousand followers watch,
+//! restart the server on their store, and wipe the store under live producers.
+//!
 //! The TLS scenario ([`tls`]) runs the registration, propagation and idle-stream measurements against a plaintext
 //! server and against one serving mutual TLS with authentication on.
 //!
@@ -25,6 +28,7 @@ pub mod fleet;
 pub mod prometheus;
 pub mod receiver;
 pub mod remote_write;
+pub mod scale;
 pub mod scenarios;
 pub mod scrape;
 pub mod server;
@@ -59,6 +63,15 @@ pub struct Scale {
     pub scrape_window_secs: u64,
     /// How long the remote-write receiver answers 503 in the remote-write scenario.
     pub outage_secs: u64,
+    /// Producers renewing in the renewals scenario, and stored in the restart scenario.
+    pub fleet_producers: usize,
+    /// Followers watching in the renewals scenario.
+    pub fleet_collectors: usize,
+    /// How long the renewals scenario renews at the rate of 5-minute leases.
+    pub renewal_secs: u64,
+    /// The lease of the store-wipe scenario's producers (`scale.producers` of them, renewing every quarter of it,
+    /// while `scale.collectors` followers watch).
+    pub wipe_lease_secs: u64,
 }
 
 impl Scale {
@@ -78,6 +91,11 @@ impl Scale {
         // 30 s at 205 000 samples/s is a backlog of 6.2 M samples, some 0.8 GB of roster-collector's disk queue,
         // within its default bound of 1 GiB: the backlog of a 10-minute outage at 10 000 samples/s.
         outage_secs: 30,
+        fleet_producers: 1_000_000,
+        fleet_collectors: 1_000,
+        renewal_secs: 60,
+        // Renewals every 15 s: 6 667/s for 100 000 producers, and all of them back within 15 s of a wipe.
+        wipe_lease_secs: 60,
     };
 
     /// A run of a few seconds that exercises every scenario: for the test suite.
@@ -95,6 +113,11 @@ impl Scale {
             scrape_targets: 10,
             scrape_window_secs: 2,
             outage_secs: 5,
+            fleet_producers: 2_000,
+            fleet_collectors: 10,
+            renewal_secs: 2,
+            // The shortest lease allowed (`roster::domain::MIN_LEASE`).
+            wipe_lease_secs: 10,
         }
     }
 }

@@ -5,12 +5,17 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, remote_write, scenarios, scrape, tls};
+use roster_bench::{Figure, Scale, remote_write, scale, scenarios, scrape, tls};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
 /// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, roster-collector
 /// scraping Prometheus targets, and remote-writing them through a receiver outage, beside Prometheus 2.42's agent
 /// ($ROSTER_PROMETHEUS), and what TLS and mutual TLS with authentication cost beside plaintext.
+///
+/// The fleet-scale scenarios take minutes at full size and run only when named with --only (at `smoke` size
+/// they run with the rest): `renewals` (1 000 000 producers renewing while 1 000 followers watch; with `restart`
+/// too, the restart reuses its store), `restart` (the server's start with 1 000 000 producers stored) and
+/// `store-wipe` (100 000 live producers, 100 followers, the store deleted under them).
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -26,6 +31,11 @@ struct Args {
     /// Run only these scenarios (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
+
+    /// Producers of the renewals and restart scenarios, instead of the scale's (1 000 000 at `full`): for a
+    /// shorter trial of them.
+    #[arg(long)]
+    fleet_producers: Option<usize>,
 
     /// Also write the figures as JSON to this file.
     #[arg(long)]
@@ -50,17 +60,33 @@ enum Scenario {
     ScrapeVsPrometheus,
     RemoteWriteVsPrometheus,
     Tls,
+    Renewals,
+    Restart,
+    StoreWipe,
+}
+
+impl Scenario {
+    /// Whether the scenario takes minutes at full size: it runs at `full` only when named with `--only`.
+    fn is_long(self) -> bool {
+        matches!(self, Self::Renewals | Self::Restart | Self::StoreWipe)
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let scale = match args.scale {
+    let mut scale = match args.scale {
         ScaleArg::Full => Scale::FULL,
         ScaleArg::Smoke => Scale::smoke(),
     };
+    if let Some(producers) = args.fleet_producers {
+        scale.fleet_producers = producers;
+    }
+    let full = matches!(args.scale, ScaleArg::Full);
     let dir = tempfile::tempdir().context("a temporary directory for the stores")?;
-    let wanted = |s: Scenario| args.only.is_empty() || args.only.contains(&s);
+    let wanted = |s: Scenario| {
+        if args.only.is_empty() { !(full && s.is_long()) } else { args.only.contains(&s) }
+    };
     let mut figures: Vec<Figure> = Vec::new();
     let mut out = std::io::stdout().lock();
     writeln!(out, "| scenario | metric | value | target |\n|---|---|---|---|")?;
@@ -75,8 +101,12 @@ async fn main() -> anyhow::Result<()> {
         Scenario::ScrapeVsPrometheus,
         Scenario::RemoteWriteVsPrometheus,
         Scenario::Tls,
+        Scenario::Renewals,
+        Scenario::Restart,
+        Scenario::StoreWipe,
     ] {
-        if !wanted(scenario) {
+        // The renewals scenario, when it runs, restarts the server on its own store: the restart's figures.
+        if !wanted(scenario) || (scenario == Scenario::Restart && wanted(Scenario::Renewals)) {
             continue;
         }
         let result = match scenario {
@@ -90,6 +120,9 @@ async fn main() -> anyhow::Result<()> {
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
             Scenario::RemoteWriteVsPrometheus => remote_write::remote_write_vs_prometheus(scale, dir.path()).await,
             Scenario::Tls => tls::tls_cost(scale, dir.path()).await,
+            Scenario::Renewals => scale::renewals(scale, dir.path(), wanted(Scenario::Restart)).await,
+            Scenario::Restart => scale::restart(scale, dir.path()).await,
+            Scenario::StoreWipe => scale::store_wipe(scale, dir.path()).await,
         };
         for figure in result.with_context(|| format!("scenario {scenario:?}"))? {
             writeln!(
