@@ -32,10 +32,11 @@ use crate::{
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "roster.db";
 
-/// Producers written by one statement of a commit: a statement per producer cost a round trip to sqlx's SQLite
-/// thread each (a channel send and a thread wake-up), the most of a commit of renewals. 128 rows of 14 columns are
-/// 1 792 parameters, well within SQLite's limit of 32 766.
-const PRODUCERS_PER_STATEMENT: usize = 128;
+/// Rows (producers, collectors) written by one statement of a commit: a statement per row cost a round trip to
+/// sqlx's SQLite thread each (a channel send and a thread wake-up), the most of a commit of renewals, and of one
+/// of registrations under watch (each applied snapshot's report updates its collector's row). 128 rows of 14
+/// columns are 1 792 parameters, well within SQLite's limit of 32 766.
+const ROWS_PER_STATEMENT: usize = 128;
 
 /// The SQLite store.
 #[derive(Debug)]
@@ -248,7 +249,7 @@ impl SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(self.db("cannot begin transaction"))?;
-        for rows in batch.upsert_producers.chunks(PRODUCERS_PER_STATEMENT) {
+        for rows in batch.upsert_producers.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO producers (id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, \
                  registered_at_ms, assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms) ",
@@ -291,35 +292,37 @@ impl SqliteStore {
                 .await
                 .map_err(self.db("cannot delete a producer"))?;
         }
-        for (id, c) in &batch.upsert_collectors {
-            let report = c.report.as_ref();
-            sqlx::query(
+        for rows in batch.upsert_collectors.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO collectors (id, generation, reported_epoch, reported_generation, reported_outcome, \
-                 reported_reason, reported_at_ms, departed_at_ms, supported_kinds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
+                 reported_reason, reported_at_ms, departed_at_ms, supported_kinds) ",
+            );
+            insert.push_values(rows, |mut row, (id, c)| {
+                let report = c.report.as_ref();
+                row.push_bind(id.to_string())
+                    .push_bind(to_i64(c.generation))
+                    .push_bind(report.map(|r| r.epoch.to_string()))
+                    .push_bind(report.map(|r| to_i64(r.generation)))
+                    .push_bind(report.map(|r| match r.outcome {
+                        ApplyOutcome::Applied => 1_i64,
+                        ApplyOutcome::Rejected(_) => 2,
+                    }))
+                    .push_bind(report.and_then(|r| match &r.outcome {
+                        ApplyOutcome::Applied => None,
+                        ApplyOutcome::Rejected(reason) => Some(reason.clone()),
+                    }))
+                    .push_bind(report.map(|r| to_i64(r.at_ms)))
+                    .push_bind(c.departed_at_ms().map(to_i64))
+                    .push_bind(c.supported_kinds.names());
+            });
+            insert.push(
+                " ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
                  reported_epoch = excluded.reported_epoch, reported_generation = excluded.reported_generation, \
                  reported_outcome = excluded.reported_outcome, reported_reason = excluded.reported_reason, \
                  reported_at_ms = excluded.reported_at_ms, departed_at_ms = excluded.departed_at_ms, \
                  supported_kinds = excluded.supported_kinds",
-            )
-            .bind(id.to_string())
-            .bind(to_i64(c.generation))
-            .bind(report.map(|r| r.epoch.to_string()))
-            .bind(report.map(|r| to_i64(r.generation)))
-            .bind(report.map(|r| match r.outcome {
-                ApplyOutcome::Applied => 1_i64,
-                ApplyOutcome::Rejected(_) => 2,
-            }))
-            .bind(report.and_then(|r| match &r.outcome {
-                ApplyOutcome::Applied => None,
-                ApplyOutcome::Rejected(reason) => Some(reason.clone()),
-            }))
-            .bind(report.map(|r| to_i64(r.at_ms)))
-            .bind(c.departed_at_ms().map(to_i64))
-            .bind(c.supported_kinds.names())
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db("cannot write a collector"))?;
+            );
+            insert.build().execute(&mut *tx).await.map_err(self.db("cannot write a collector"))?;
         }
         if let Some(at) = batch.settled_at_ms {
             sqlx::query("INSERT INTO meta (key, value) VALUES ('settled_at_ms', ?) ON CONFLICT (key) DO NOTHING")
@@ -419,5 +422,83 @@ mod tests {
         let loaded = SqliteStore::open(&data, 2).await.unwrap().read().await.unwrap();
         assert_eq!(loaded.producers, vec![record]);
         assert_eq!(loaded.collectors, vec![(id, kept)]);
+    }
+
+    /// Rows are written several to a statement: a commit of more than one statement's worth of producers and of
+    /// collectors, each row different, reads back row for row, and so does a second commit updating some of them.
+    #[tokio::test]
+    async fn a_commit_of_many_rows_reads_back_row_for_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), 1).await.unwrap();
+        let rows = 2 * ROWS_PER_STATEMENT + 3;
+        let collectors: Vec<(CollectorId, CollectorRecord)> = (0..rows)
+            .map(|i| {
+                let report = (i % 3 != 0).then(|| StoredReport {
+                    epoch: Uuid::new_v4(),
+                    generation: i as u64,
+                    outcome: if i % 3 == 1 { ApplyOutcome::Applied } else { ApplyOutcome::Rejected(format!("r{i}")) },
+                    at_ms: 1_000 + i as u64,
+                });
+                let departed = (i % 2 == 0).then_some(2_000 + i as u64);
+                (
+                    CollectorId::new_random(),
+                    CollectorRecord::restored(i as u64 + 1, report, departed, SupportedKinds::GRPC_ONLY),
+                )
+            })
+            .collect();
+        let producers: Vec<ProducerRecord> = (0..rows)
+            .map(|i| {
+                let registration = roster::domain::Registration::try_from(roster::pb::RegisterProducerRequest {
+                    producer_id: ProducerId::new_random().to_string(),
+                    address: format!("10.0.{}.{}:9100", i / 250, i % 250),
+                    interval_ms: 1_000 + i as u32,
+                    labels: [("i".to_owned(), i.to_string())].into(),
+                    ..Default::default()
+                })
+                .unwrap();
+                ProducerRecord {
+                    spec: registration.spec,
+                    lease: Duration::from_secs(60),
+                    expires_at_ms: 5_000 + i as u64,
+                    registered_at_ms: i as u64,
+                    assigned: Some(collectors[i].0),
+                    operator_pin: (i % 5 == 0).then_some(collectors[0].0),
+                }
+            })
+            .collect();
+        let sorted = |mut loaded: Loaded| {
+            loaded.producers.sort_by_key(|p| p.spec.id);
+            loaded.collectors.sort_by_key(|(id, _)| *id);
+            (loaded.producers, loaded.collectors)
+        };
+        let mut want = (producers.clone(), collectors.clone());
+        want.0.sort_by_key(|p| p.spec.id);
+        want.1.sort_by_key(|(id, _)| *id);
+        store
+            .write(&Batch { upsert_producers: producers, upsert_collectors: collectors, ..Batch::default() })
+            .await
+            .unwrap();
+        assert_eq!(sorted(store.read().await.unwrap()), want);
+
+        let renewed: Vec<ProducerRecord> = want
+            .0
+            .iter()
+            .step_by(2)
+            .map(|p| ProducerRecord { expires_at_ms: p.expires_at_ms + 60_000, ..p.clone() })
+            .collect();
+        let bumped: Vec<_> = want
+            .1
+            .iter()
+            .step_by(2)
+            .map(|(id, c)| (*id, CollectorRecord { generation: c.generation + 1, ..c.clone() }))
+            .collect();
+        for p in &renewed {
+            *want.0.iter_mut().find(|w| w.spec.id == p.spec.id).unwrap() = p.clone();
+        }
+        for (id, c) in &bumped {
+            want.1.iter_mut().find(|(w, _)| w == id).unwrap().1 = c.clone();
+        }
+        store.write(&Batch { upsert_producers: renewed, upsert_collectors: bumped, ..Batch::default() }).await.unwrap();
+        assert_eq!(sorted(store.read().await.unwrap()), want);
     }
 }
