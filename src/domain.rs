@@ -394,8 +394,10 @@ impl fmt::Display for ProducerAddress {
 ///
 /// Shared, not copied, when cloned: a producer's labels (up to 32 × 320 bytes) are held by the applied snapshot,
 /// its collection task and the status view at once, and a snapshot of 20 000 such producers is 200 MB encoded.
+/// Kept as a sorted slice, not a map: a `BTreeMap` allocates a node for eleven entries whatever it holds (some
+/// 550 bytes for a producer's usual two labels), and a server holds one per producer (issue 17's memory goal).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Labels(std::sync::Arc<BTreeMap<String, String>>);
+pub struct Labels(std::sync::Arc<[(String, String)]>);
 
 impl Labels {
     /// Validates a labels field.
@@ -430,17 +432,37 @@ impl Labels {
                 ));
             }
         }
-        Ok(Self(std::sync::Arc::new(labels)))
+        Ok(Self(labels.into_iter().collect()))
     }
 
-    /// The labels, ordered by name.
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
+    /// The labels (name, value), ordered by name.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.0.iter().map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A copy as a map, for a protobuf message or JSON.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
     }
 
     /// Takes the labels out.
     pub fn into_map(self) -> BTreeMap<String, String> {
-        std::sync::Arc::unwrap_or_clone(self.0)
+        self.to_map()
+    }
+
+    /// Whether `other` is this very allocation (a clone of it), not only equal.
+    pub fn shares(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -851,7 +873,7 @@ impl ProducerSpec {
             id: self.id.to_string(),
             address: self.address.as_str().to_owned(),
             interval_ms: duration_ms_u32(self.interval),
-            labels: self.labels.as_map().clone(),
+            labels: self.labels.to_map(),
             kind,
             prometheus,
         }
@@ -900,7 +922,7 @@ impl From<&Target> for pb::AssignedProducer {
             id: t.id.to_string(),
             address: t.address.as_str().to_owned(),
             interval_ms: duration_ms_u32(t.interval),
-            labels: t.labels.as_map().clone(),
+            labels: t.labels.to_map(),
             kind,
             prometheus,
         }
@@ -935,7 +957,7 @@ impl TryFrom<pb::RegisterProducerRequest> for Registration {
         let address = ProducerAddress::parse_field("address", &req.address)?;
         let labels = Labels::parse_field("labels", req.labels)?;
         if collection.kind() == ProducerKind::Prometheus
-            && let Some(name) = labels.as_map().keys().find(|name| name.starts_with("__"))
+            && let Some(name) = labels.iter().map(|(name, _)| name).find(|name| name.starts_with("__"))
         {
             return Err(FieldError::new(
                 format!("labels[{:?}]", clip(name)),
@@ -1500,7 +1522,7 @@ mod tests {
         assert_eq!(parse_label_flag("empty=").unwrap(), ("empty".into(), String::new()));
         assert!(parse_label_flag("novalue").unwrap_err().0.contains("name=value"));
         let pairs = vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x,y".to_owned())];
-        assert_eq!(labels_from_flags("--label", pairs).unwrap().as_map()["b"], "x,y");
+        assert_eq!(labels_from_flags("--label", pairs).unwrap().to_map()["b"], "x,y");
         let twice = vec![("a".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())];
         let err = labels_from_flags("--label", twice).unwrap_err();
         assert!(err.field == "--label" && err.problem.contains("given twice"), "{err}");

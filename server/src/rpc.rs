@@ -49,7 +49,7 @@ fn producer_info(r: &ProducerRecord) -> pb::ProducerInfo {
         id: r.spec.id.to_string(),
         address: r.spec.address.to_string(),
         interval_ms: duration_ms_u32(r.spec.interval),
-        labels: r.spec.labels.as_map().clone(),
+        labels: r.spec.labels.to_map(),
         pinned_collector_id: r.pin().map(|c| c.to_string()).unwrap_or_default(),
         assigned_collector_id: r.assigned.map(|c| c.to_string()).unwrap_or_default(),
         lease_ms: duration_ms_u32(r.lease),

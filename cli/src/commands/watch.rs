@@ -86,7 +86,7 @@ pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()
                             Collection::Grpc => None,
                             Collection::Prometheus(target) => Some(output::prometheus_json(&target.to_pb())),
                         };
-                        json!({"id": t.id.to_string(), "kind": t.collection.kind().as_str(), "address": t.address.to_string(), "prometheus": prometheus, "interval_ms": t.interval.as_millis() as u64, "labels": t.labels.as_map()})
+                        json!({"id": t.id.to_string(), "kind": t.collection.kind().as_str(), "address": t.address.to_string(), "prometheus": prometheus, "interval_ms": t.interval.as_millis() as u64, "labels": t.labels.to_map()})
                     })
                     .collect();
                 let mut text =

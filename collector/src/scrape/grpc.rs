@@ -73,7 +73,7 @@ impl Scraper for GrpcScraper {
             .into_iter()
             .map(|s| {
                 // The producer's registered labels win over the sample's own (of a name given twice, the last).
-                let registered = self.labels.as_map().iter().map(|(k, v)| (k.clone(), v.clone()));
+                let registered = self.labels.iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
                 let labels = s.labels.into_iter().chain(registered).collect();
                 Sample {
                     time_ms: if s.timestamp_unix_ms == 0 { at_ms } else { s.timestamp_unix_ms },

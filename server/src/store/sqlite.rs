@@ -255,7 +255,8 @@ impl SqliteStore {
                  registered_at_ms, assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms) ",
             );
             insert.push_values(rows, |mut row, p| {
-                let labels = serde_json::to_string(p.spec.labels.as_map()).expect("a map of strings always serialises");
+                let labels = serde_json::to_string(&p.spec.labels.iter().collect::<BTreeMap<_, _>>())
+                    .expect("a map of strings always serialises");
                 let prometheus = match &p.spec.collection {
                     Collection::Grpc => None,
                     Collection::Prometheus(target) => Some(target),

@@ -24,7 +24,7 @@ pub(crate) struct TargetLabels {
 impl TargetLabels {
     /// The target labels of `target`.
     pub(crate) fn new(target: &Target) -> Self {
-        let mut labels = target.labels.as_map().clone();
+        let mut labels = target.labels.to_map();
         labels.entry("instance".to_owned()).or_insert_with(|| target.address.as_str().to_owned());
         labels.entry("job".to_owned()).or_insert_with(|| target.id.to_string());
         labels.retain(|_, value| !value.is_empty());
