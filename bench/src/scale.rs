@@ -43,6 +43,8 @@ pub const CONNECTIONS: usize = 8;
 pub const IN_FLIGHT: usize = 1024;
 /// Different values of the second label: producers share them, as a fleet's racks or zones do.
 const SHARDS: usize = 1000;
+/// Longest the store-wipe scenario renews before the wipe (its producers' renewals in their steady state).
+const WARM_UP: Duration = Duration::from_secs(15);
 /// The new store's settle period in the store-wipe scenario: longer than the fleet takes to register again, so
 /// what is measured is the followers carrying producers, not the store settling.
 const WIPE_SETTLE: &str = "5m";
@@ -502,7 +504,7 @@ impl Coverage {
 /// directory deleted and the server started again (a new epoch). Every applied snapshot of every follower, from
 /// before the wipe until every producer is applied from the new epoch's own snapshots, updates the union of the
 /// followers' sets; reports its smallest size over that time (every producer must stay collected), and the time
-/// from the restart until every producer is back.
+/// from the wipe until every producer is back (or, if they are not all back within [`LIMIT`], how many are).
 ///
 /// # Errors
 /// When the server or a follower fails, a registration fails before the wipe, the harness misses an applied
@@ -561,8 +563,8 @@ pub async fn store_wipe(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>>
         let plan = Plan { rate: Some(rate), sends: u64::MAX, until: Instant::now() + 2 * LIMIT };
         tokio::spawn(drive(connect(&url, CONNECTIONS).await?, Arc::clone(&producers), plan, stop.clone()))
     };
-    // One round of renewals before the wipe: the fleet is in its steady state.
-    tokio::time::sleep(interval).await;
+    // Renewals in their steady state before the wipe.
+    tokio::time::sleep(interval.min(WARM_UP)).await;
 
     let wiping = Instant::now();
     server.stop("-TERM")?;
@@ -570,21 +572,19 @@ pub async fn store_wipe(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>>
     server.restart()?;
     let serving = wiping.elapsed();
     let mut lowest = coverage.covered;
+    // Until every producer is applied from the new epoch, or LIMIT: either way the figures say how far it got.
     let deadline = tokio::time::Instant::now() + LIMIT;
     while coverage.covered_fresh < count {
         let (follower, snapshot) = match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(Ok(applied))) => applied,
             Ok(Some(Err(missed))) => bail!("the harness missed applied snapshots: {missed}"),
             Ok(None) => bail!("every follower's events closed"),
-            Err(_) => bail!(
-                "{} of {count} producers applied from the new epoch {LIMIT:?} after the wipe",
-                coverage.covered_fresh
-            ),
+            Err(_) => break,
         };
         coverage.apply(follower, snapshot);
         lowest = lowest.min(coverage.covered);
     }
-    let back = wiping.elapsed();
+    let waited = wiping.elapsed();
     stop.cancel();
     let renewed = renewing.await.context("the renewal driver")??;
     while forwarders.join_next().await.is_some() {}
@@ -600,7 +600,15 @@ pub async fn store_wipe(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>>
             "%",
         )
         .against("100 %"),
-        Figure::new("store wipe", name("wipe to every producer applied from the new epoch"), back.as_secs_f64(), "s"),
+        Figure::new(
+            "store wipe",
+            name("share applied from the new epoch's own snapshots when the wait ended"),
+            100.0 * coverage.covered_fresh as f64 / count as f64,
+            "%",
+        )
+        .against(format!("100 % within {LIMIT:?}")),
+        Figure::new("store wipe", name("wipe to the end of that wait"), waited.as_secs_f64(), "s")
+            .against(format!("one renewal interval, {interval:?}")),
         Figure::new(
             "store wipe",
             name("renewals refused or lost while the server was away"),
