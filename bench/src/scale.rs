@@ -63,11 +63,15 @@ pub struct Producers {
 }
 
 impl Producers {
-    /// `count` new producers (at most 2³²).
-    pub fn new(count: usize) -> Self {
+    /// `count` new producers.
+    ///
+    /// # Errors
+    /// When `count` is above 2³², the ids an index can make.
+    pub fn new(count: usize) -> anyhow::Result<Self> {
+        ensure!(count as u128 <= 1 << 32, "{count} producers: at most 2^32 are named by index");
         // A random (version 4) UUID with its low 32 bits cleared: never nil, and each id is the base plus its index.
         let base = uuid::Uuid::new_v4().as_u128() & !u128::from(u32::MAX);
-        Self { base, count, template: roster_testkit::never_due() }
+        Ok(Self { base, count, template: roster_testkit::never_due() })
     }
 
     /// How many there are.
@@ -279,6 +283,7 @@ async fn settle(fleet: &Fleet, count: usize) -> anyhow::Result<Duration> {
         h.iter().all(|h| h.applied.borrow().is_some()) && Fleet::applied_producers(h) == count
     };
     loop {
+        ensure!(start.elapsed() < LIMIT, "the fleet's generations did not stay put for {QUIET:?} within {LIMIT:?}");
         fleet
             .wait(
                 "every follower applied and every producer with one",
@@ -310,7 +315,7 @@ pub async fn renewals(scale: Scale, dir: &Path, then_restart: bool) -> anyhow::R
     let (count, collectors) = (scale.fleet_producers, scale.fleet_collectors);
     let mut server = ServerProcess::start(&dir.join("renewals-server"), "127.0.0.1:0", STEADY)?;
     let url = server.url();
-    let producers = Arc::new(Producers::new(count));
+    let producers = Arc::new(Producers::new(count)?);
     let (fleet, registered, synced) = watched(&url, &producers, collectors).await?;
     figures.push(Figure::new(
         "renewals",
@@ -405,7 +410,7 @@ async fn renew(
 /// When the server fails, a registration fails, or it does not serve within 60 s.
 pub async fn restart(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let mut server = ServerProcess::start(&dir.join("restart-server"), "127.0.0.1:0", &[])?;
-    let producers = Arc::new(Producers::new(scale.fleet_producers));
+    let producers = Arc::new(Producers::new(scale.fleet_producers)?);
     register_all(&server.url(), &producers).await?;
     time_restart(&mut server, scale.fleet_producers).await
 }
@@ -516,7 +521,7 @@ pub async fn store_wipe(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>>
     let mut server =
         ServerProcess::start(&data, "127.0.0.1:0", &["--lease", &lease_flag, "--settle-period", WIPE_SETTLE])?;
     let url = server.url();
-    let producers = Arc::new(Producers::new(count));
+    let producers = Arc::new(Producers::new(count)?);
     let (fleet, ..) = watched(&url, &producers, scale.collectors).await?;
     let old_epoch = fleet.handles[0].applied.borrow().as_ref().map(|s| s.epoch).context("an applied snapshot")?;
 
