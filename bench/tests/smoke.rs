@@ -25,6 +25,7 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
     let scenarios: std::collections::BTreeSet<&str> = figures.iter().map(|f| f["scenario"].as_str().unwrap()).collect();
     for scenario in [
         "chunk encoding",
+        "follower assembly",
         "registrations",
         "propagation",
         "full sync, fleet",
@@ -35,6 +36,9 @@ fn every_scenario_runs_at_smoke_size_and_reports_finite_figures() {
         "scrape vs prometheus",
         "remote write vs prometheus",
         "tls",
+        "renewals",
+        "restart",
+        "store wipe",
     ] {
         assert!(scenarios.contains(scenario), "{scenario} missing from {scenarios:?}");
     }
