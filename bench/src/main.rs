@@ -7,11 +7,6 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use roster_bench::{Figure, Scale, remote_write, scale, scenarios, scrape, tls};
 
-/// The allocator roster-collector runs with (see its `main.rs`): the harness's followers stand in for collectors,
-/// so they allocate as a collector does. The bare clients beside them use it too.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
 /// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, roster-collector
 /// scraping Prometheus targets, and remote-writing them through a receiver outage, beside Prometheus 2.42's agent

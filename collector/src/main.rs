@@ -13,13 +13,6 @@ use roster::{
 };
 use roster_collector::{CollectorError, Destination, defaults};
 
-/// mimalloc, not the system allocator: a collector's work is allocation-heavy (every generation of its feed, every
-/// scrape's samples), and glibc's malloc spent a third of a follower's time on a full sync consolidating and
-/// faulting in memory (issue 17; `roster-bench --only chunk-encoding`: a fresh 100 000-producer snapshot assembled
-/// in 113 ms with it, 43 ms with mimalloc).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A roster metrics collector.
 ///
 /// Follows its assignment feed from roster-server and collects every producer in it at the producer's interval,
