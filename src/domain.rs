@@ -479,24 +479,9 @@ impl Labels {
         LabelsIter(&self.0)
     }
 
-    /// How many there are.
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// A copy as a map, for a protobuf message or JSON.
     pub fn to_map(&self) -> BTreeMap<String, String> {
         self.iter().map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
-    }
-
-    /// Takes the labels out.
-    pub fn into_map(self) -> BTreeMap<String, String> {
-        self.to_map()
     }
 
     /// Whether `other` is this very allocation (a clone of it), not only equal.
@@ -1294,8 +1279,7 @@ mod tests {
         for map in cases {
             let labels = Labels::parse_field("labels", map.clone()).unwrap();
             assert_eq!(labels.to_map(), map);
-            assert_eq!(labels.len(), map.len());
-            assert_eq!(labels.is_empty(), map.is_empty());
+            assert_eq!(labels.iter().count(), map.len());
             assert!(labels.iter().map(|(name, _)| name).eq(map.keys().map(String::as_str)), "ordered by name");
             assert_eq!(format!("{labels:?}"), format!("{map:?}"));
             let again = Labels::parse_field("labels", map).unwrap();

@@ -162,6 +162,11 @@ pub async fn channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
     Ok(roster::transport::ClientOptions::default().connect(&url).await?)
 }
 
+/// A duration in milliseconds, as the figures give them.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// p50, p99 and max of `samples` (milliseconds), sorted in place.
 pub fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
     if samples.is_empty() {

@@ -31,7 +31,7 @@ use tonic::transport::Channel;
 use crate::{
     Figure, Scale,
     fleet::Fleet,
-    percentiles,
+    ms, percentiles,
     scenarios::{LIMIT, STEADY},
     server::ServerProcess,
 };
@@ -48,10 +48,6 @@ const WARM_UP: Duration = Duration::from_secs(15);
 /// The new store's settle period in the store-wipe scenario: longer than the fleet takes to register again, so
 /// what is measured is the followers carrying producers, not the store settling.
 const WIPE_SETTLE: &str = "5m";
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// `count` producers with ids from a random base, each a never-due producer ([`roster_testkit::never_due`]) with
 /// two labels; the `i`-th is registered, and renewed, with the same request each time.

@@ -34,7 +34,7 @@ use crate::{
     bare::{self, BareFeed},
     collector::CollectorProcess,
     fleet::{Fleet, RemoteWatchers, register_many},
-    percentiles,
+    ms, percentiles,
     server::ServerProcess,
 };
 
@@ -44,10 +44,6 @@ pub const LIMIT: Duration = Duration::from_secs(300);
 pub const STEADY: &[&str] = &["--lease", "1h", "--grace", "1h"];
 /// Full-sync runs; the best of each side is compared.
 pub const RUNS: usize = 5;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// Propagation of single changes to 100 collectors watching 100 000 producers, then full sync of the same fleet
 /// against the bare limit.

@@ -267,7 +267,7 @@ async fn propagation(scale: Scale, url: &ServerUrl, options: &ClientOptions) -> 
                 _ => {}
             }
         }
-        applied.push(started.elapsed().as_secs_f64() * 1000.0);
+        applied.push(crate::ms(started.elapsed()));
     }
     let (p50, p99, _) = percentiles(&mut applied);
     Ok((p50, p99))

@@ -20,7 +20,7 @@ pub(super) async fn run(globals: &Globals, args: DemoProducerArgs) -> anyhow::Re
         id: id.unwrap_or_else(ProducerId::new_random),
         interval,
         lease,
-        labels: labels_from_flags("--label", label)?.into_map(),
+        labels: labels_from_flags("--label", label)?.to_map(),
         tls: globals.tls.clone(),
         serve_tls: None,
     };

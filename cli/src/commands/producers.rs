@@ -82,7 +82,7 @@ async fn register(client: &RosterClient, format: Format, args: RegisterArgs) -> 
         producer_id: id.to_string(),
         address,
         interval_ms: ms(interval, "--interval")?,
-        labels: labels_from_flags("--label", label)?.into_map(),
+        labels: labels_from_flags("--label", label)?.to_map(),
         pinned_collector_id: String::new(),
         lease_ms: lease.map(|l| ms(l, "--lease")).transpose()?,
         kind: kind.to_pb() as i32,

@@ -76,7 +76,7 @@ async fn start() -> anyhow::Result<()> {
     let tls = files.client().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
     let serve_tls =
         files.server().context("cannot serve roster.v1.Producer over TLS (--tls-cert, --tls-key, --tls-ca)")?;
-    let labels = labels_from_flags("--label", args.label)?.into_map();
+    let labels = labels_from_flags("--label", args.label)?.to_map();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
