@@ -46,6 +46,11 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(MAX_LEASE.as_secs() / 4);
 /// How late the registry's periodic work may run before the time counts as the server's own absence (L3).
 pub const DEFAULT_ABSENCE_THRESHOLD: Duration = Duration::from_secs(2);
+/// For replicas sharing a PostgreSQL store: how long one may go without reaching it (its sweep writes every
+/// `--sweep-interval`) before the others count its streams closed and it ends them itself, and the lease of the one
+/// that leads. Another replica leads within this plus one sweep interval of the leader's death: 4 s, inside issue
+/// 18's 5 s. Short enough that collectors move on from a replica cut from the store well within their grace period.
+pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything the server needs to run; [`Config::new`] gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -83,6 +88,9 @@ pub struct Config {
     /// How late the registry's periodic work may run before the server counts the time as its own absence, which
     /// no lease or grace period is charged for (L3; see `registry::absence`).
     pub absence_threshold: Duration,
+    /// For replicas sharing a store: how long one may go without reaching it before its streams count as closed
+    /// (see [`DEFAULT_REPLICA_TIMEOUT`]); also the leader's lease.
+    pub replica_timeout: Duration,
     /// Who may call (issue 15): off by default, so a server embedded in a test or `roster up` on loopback needs
     /// no credentials; `roster-server` turns it on with `--auth-tokens` (see [`check_exposure`]).
     pub auth: Authenticator,
@@ -110,6 +118,7 @@ impl Config {
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             settle: DEFAULT_SETTLE,
             absence_threshold: DEFAULT_ABSENCE_THRESHOLD,
+            replica_timeout: DEFAULT_REPLICA_TIMEOUT,
             auth: Authenticator::off(),
             tls: None,
             clock: Arc::new(SystemClock),

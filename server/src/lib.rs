@@ -56,8 +56,8 @@ pub use crate::{
     config::{
         Config, DEFAULT_ABSENCE_THRESHOLD, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER,
         DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE,
-        DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, DEFAULT_SWEEP_INTERVAL,
-        check_exposure,
+        DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_REPLICA_TIMEOUT, DEFAULT_SETTLE,
+        DEFAULT_SWEEP_INTERVAL, check_exposure,
     },
     store::StoreError,
 };
@@ -121,6 +121,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         sweep_interval: config.sweep_interval,
         absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,
+        replica_timeout: config.replica_timeout,
     };
     let (registry, handle) = Registry::start(Box::new(store), config.clock.clone(), registry_config, metrics).await?;
     let epoch = registry.epoch();

@@ -276,7 +276,13 @@ mod tests {
             });
             CollectorView {
                 id: CollectorId::new_random(),
-                record: CollectorRecord { generation, liveness, report, supported_kinds: SupportedKinds::GRPC_ONLY },
+                record: CollectorRecord {
+                    generation,
+                    liveness,
+                    report,
+                    supported_kinds: SupportedKinds::GRPC_ONLY,
+                    holders: Default::default(),
+                },
                 assigned: 3,
                 converged,
                 forget_at_ms: None,

@@ -5,10 +5,15 @@
 //! depends on the other: the registry's state turns its changes into a [`Batch`] and is rebuilt from a [`Loaded`],
 //! and a store (`crate::store`) reads and writes them without knowing any registry rule.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use roster::domain::{ApplyOutcome, CollectorId, ProducerId, ProducerSpec, SupportedKinds};
 use uuid::Uuid;
+
+/// One roster-server process among those sharing a store: a new id at every start. A collector's feed streams are
+/// counted per replica ([`CollectorRecord::holders`]), so that the streams of a replica that died can be told apart
+/// and closed for it.
+pub(crate) type ReplicaId = Uuid;
 
 /// A registered producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +39,14 @@ impl ProducerRecord {
     }
 }
 
-/// Whether a collector is eligible for assignment (L2). Only a departure's time is persisted (see
-/// [`CollectorRecord::departed_at_ms`]): open streams and grace periods belong to the running server, and the
-/// registry decides them again when it loads the store.
+/// Whether a collector is eligible for assignment (L2). A single server decides liveness again when it loads its
+/// store (it held every stream, and they ended with it); replicas sharing a store keep it there, with each stream
+/// counted for the replica that holds it ([`CollectorRecord::holders`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
     /// `streams` feed streams are open.
     Live {
-        /// Open streams, at least 1.
+        /// Open streams, at least 1: the sum of [`CollectorRecord::holders`].
         streams: u32,
     },
     /// No stream is open; still eligible until `until_ms`.
@@ -89,6 +94,10 @@ pub(crate) struct CollectorRecord {
     /// The producer kinds it collects, as its last `Watch` said. Persisted, so that after a restart a collector in
     /// grace keeps the producers of every kind it had (nothing moves unless it stays away).
     pub supported_kinds: SupportedKinds,
+    /// Its open feed streams, per replica holding them; empty unless [`Liveness::Live`]. Changed only through
+    /// [`CollectorRecord::stream_opened`], [`CollectorRecord::stream_closed`] and [`CollectorRecord::keep_holders`],
+    /// which keep the liveness in step.
+    pub holders: BTreeMap<ReplicaId, u32>,
 }
 
 impl CollectorRecord {
@@ -105,6 +114,7 @@ impl CollectorRecord {
             liveness: Liveness::Departed { since_ms: departed_at_ms.unwrap_or(0) },
             report,
             supported_kinds,
+            holders: BTreeMap::new(),
         }
     }
 
@@ -116,7 +126,59 @@ impl CollectorRecord {
             liveness: Liveness::Departed { since_ms: 0 },
             report: None,
             supported_kinds: SupportedKinds::GRPC_ONLY,
+            holders: BTreeMap::new(),
         }
+    }
+
+    /// A feed stream of this collector opened on `replica`: it is live.
+    pub(crate) fn stream_opened(&mut self, replica: ReplicaId) {
+        *self.holders.entry(replica).or_default() += 1;
+        self.liveness = Liveness::Live { streams: self.holders.values().sum() };
+    }
+
+    /// A feed stream of this collector closed on `replica`; when it was the last one anywhere, the collector is in
+    /// grace until `grace_until_ms` (L2). A replica that holds none (its streams were already closed for it) changes
+    /// nothing.
+    pub(crate) fn stream_closed(&mut self, replica: ReplicaId, grace_until_ms: u64) {
+        let Some(open) = self.holders.get_mut(&replica) else { return };
+        *open -= 1;
+        if *open == 0 {
+            self.holders.remove(&replica);
+        }
+        self.relive(grace_until_ms);
+    }
+
+    /// Closes the streams of every replica but those `alive` says are: a replica that died or lost the store holds
+    /// nothing. Returns whether any was closed; when none is left, the collector is in grace until
+    /// `grace_until_ms` (L2).
+    pub(crate) fn keep_holders(&mut self, alive: impl Fn(&ReplicaId) -> bool, grace_until_ms: u64) -> bool {
+        let before = self.holders.len();
+        self.holders.retain(|replica, _| alive(replica));
+        let closed = self.holders.len() != before;
+        if closed {
+            self.relive(grace_until_ms);
+        }
+        closed
+    }
+
+    /// Sets the count of this collector's streams open on `replica` to `streams`; with none left anywhere, the
+    /// collector is in grace until `grace_until_ms` (L2).
+    pub(crate) fn hold(&mut self, replica: ReplicaId, streams: u32, grace_until_ms: u64) {
+        if streams == 0 {
+            self.holders.remove(&replica);
+        } else {
+            self.holders.insert(replica, streams);
+        }
+        self.relive(grace_until_ms);
+    }
+
+    /// The liveness that the holders say, after some of their streams closed.
+    fn relive(&mut self, grace_until_ms: u64) {
+        self.liveness = match (self.holders.values().sum(), self.liveness) {
+            (0, Liveness::Live { .. }) => Liveness::Grace { until_ms: grace_until_ms },
+            (0, unchanged) => unchanged,
+            (streams, _) => Liveness::Live { streams },
+        };
     }
 
     /// When it departed, if it has.
@@ -133,6 +195,9 @@ impl CollectorRecord {
 pub(crate) struct Loaded {
     /// The store's epoch.
     pub epoch: Uuid,
+    /// The store's revision when it was read: what the replicas sharing it count their catch-up from (0 for a store
+    /// with one server).
+    pub revision: u64,
     /// When the store settled (C3), if it has.
     pub settled_at_ms: Option<u64>,
     /// Every producer.
@@ -142,7 +207,7 @@ pub(crate) struct Loaded {
 }
 
 /// One transaction's worth of changes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Batch {
     /// Producers to insert or replace.
     pub upsert_producers: Vec<ProducerRecord>,

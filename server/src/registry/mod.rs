@@ -33,14 +33,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
-use self::state::{Changes, CollectorView, ProducerPage, Registered, Rules, State};
+use self::state::{CaughtUp, Changes, CollectorView, ProducerPage, Registered, Rules, State};
 use crate::{
     clock::Clock,
     error::Error,
     feed::snapshot::{ChunkLimits, Published},
     metrics::ServerMetrics,
     records::{Liveness, ProducerRecord},
-    store::{Store, StoreError},
+    store::{CatchUp, Store, StoreError},
 };
 
 /// Most commands applied in one batch (one transaction).
@@ -86,6 +86,8 @@ enum Command {
     Attach(WatchParams, Reply<Attached>),
     Detach(CollectorId, Option<uuid::Uuid>),
     Report(ApplyReport, Reply<bool>),
+    /// The periodic work: leases and grace periods (on the replica that leads), and for replicas the check that
+    /// catches up with changes whose notification was lost.
     Sweep,
 }
 
@@ -190,6 +192,9 @@ pub(crate) struct RegistryConfig {
     pub absence_threshold: Duration,
     /// Chunk bounds of snapshots.
     pub chunk_limits: ChunkLimits,
+    /// How long a replica sharing its store may go without reaching it before it ends its feed streams (it can no
+    /// longer vouch for them, and the other replicas count its streams closed after as long).
+    pub replica_timeout: Duration,
 }
 
 /// The actor. Build it with [`Registry::start`], run it with [`Registry::run`].
@@ -202,6 +207,14 @@ pub(crate) struct Registry {
     metrics: ServerMetrics,
     /// Each watched collector's latest committed generation.
     feeds: HashMap<CollectorId, watch::Sender<Arc<Published>>>,
+    /// Feed streams of each collector open on this server, counted as their guards come and go: the truth that the
+    /// store's count of this replica's streams is brought back to at each tick, whatever writes failed meanwhile.
+    local_streams: HashMap<CollectorId, u32>,
+    /// For a store shared by replicas, the revisions other replicas announce; `None` for a store of one server.
+    notified: Option<watch::Receiver<u64>>,
+    /// When the store last answered (a shared store): past `replica_timeout` without it, this replica can no longer
+    /// vouch for what it serves.
+    store_answered: Instant,
     /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
     needs_recompute: bool,
     /// The clocks when the actor last woke, to measure the server's own absence.
@@ -226,12 +239,26 @@ impl Registry {
         let loaded = store.load().await?;
         let now = clock.now_ms();
         let (producers, collectors) = (loaded.producers.len(), loaded.collectors.len());
-        let (mut state, changes) = State::from_loaded(loaded, config.rules, now);
-        let (batch, _) = state.finish(changes);
-        store.commit(&batch).await?;
+        let notified = store.follow();
+        let (mut state, batch) = if notified.is_some() {
+            // Replicas share the store: what a single server decides at its start is the leader's (see `State::join`).
+            (State::join(loaded, config.rules, now), Default::default())
+        } else {
+            let (mut state, changes) = State::from_loaded(loaded, config.rules, now);
+            let (batch, _) = state.finish(changes);
+            (state, batch)
+        };
+        let begun = store.begin(state.replica(), state.revision(), false).await?;
+        if let Some(catch_up) = begun.catch_up {
+            apply_catch_up(&mut state, catch_up, now);
+        }
+        let revision = begun.txn.commit(&batch).await?;
+        state.set_revision(revision);
         metrics.collectors_seen(&state.list_collectors(now));
         info!(
             epoch = %state.epoch(),
+            replica = %state.replica(),
+            revision = state.revision(),
             producers,
             collectors,
             leases_extended = batch.upsert_producers.len(),
@@ -249,6 +276,9 @@ impl Registry {
                 config,
                 metrics,
                 feeds: HashMap::new(),
+                local_streams: HashMap::new(),
+                notified,
+                store_answered: Instant::now(),
                 needs_recompute: false,
                 tx: Some(tx),
                 rx,
@@ -284,6 +314,10 @@ impl Registry {
                     None => break,
                 },
                 _ = tick.tick(), if !shutdown.is_cancelled() => Command::Sweep,
+                () = announced(&mut self.notified) => {
+                    self.follow().await;
+                    continue;
+                }
             };
             let mut commands = vec![first];
             while commands.len() < MAX_BATCH {
@@ -304,10 +338,57 @@ impl Registry {
         let now = self.clock.now_ms();
         let mut changes = Changes::default();
         let wake = absence::Reading { monotonic_ms: self.clock.monotonic_ms(), wall_ms: now };
-        let last_wake = std::mem::replace(&mut self.last_wake, wake);
-        // Before any command (a sweep in particular): time the server could not serve is charged to no one.
-        let verdict = absence::judge(last_wake, wake, self.config.sweep_interval, self.config.absence_threshold);
-        if sweeping && verdict.absent_ms > 0 {
+        let tick = commands.iter().any(|c| matches!(c, Command::Sweep));
+        // The store's write lock, and what other replicas committed meanwhile: every command below is decided on the
+        // store's latest state.
+        let begun = match self.store.begin(self.state.replica(), self.state.revision(), tick).await {
+            Ok(begun) => begun,
+            Err(e) => {
+                self.unreachable(commands, e, now);
+                return;
+            }
+        };
+        self.store_answered = Instant::now();
+        if let Some(catch_up) = begun.catch_up {
+            self.publish_caught_up(catch_up, now);
+        }
+        if begun.evicted {
+            warn!(
+                streams = self.local_streams.values().sum::<u32>(),
+                "the other replicas took this one for gone (it could not reach the store in time) and closed its \
+                 collectors' streams; ending them here too, so that their collectors come back"
+            );
+            self.feeds.clear();
+        }
+        // Only the replica that leads applies the rules of time, and only within this write (see `Begun::lead`).
+        let knows_lead = begun.lead.is_some() || tick;
+        let lead = begun.lead.filter(|_| sweeping);
+        if tick {
+            self.state.own_streams(&self.local_streams, now, &mut changes);
+        }
+        if let Some(lead) = lead.as_ref().filter(|_| tick) {
+            for id in self.state.keep_holders(&lead.alive, now, &mut changes) {
+                info!(collector.id = %id, "the replica holding this collector's streams is gone; in grace");
+            }
+            if let Some(leaderless_ms) = lead.leaderless_ms {
+                let extended = self.state.forgive_absence(leaderless_ms, now, &mut changes);
+                warn!(
+                    leaderless_ms,
+                    leases_extended = extended,
+                    "this replica leads now, after a time when none did; that time is not charged to any lease or \
+                     grace period (L3)"
+                );
+            }
+        }
+        // Before any command (a sweep in particular): time the server could not serve is charged to no one. The time
+        // is judged between the batches that know whether this server leads (every batch of a single server, the
+        // ticks of a replica), so that none of it goes unjudged.
+        let mut verdict = absence::Verdict::default();
+        if knows_lead {
+            let last_wake = std::mem::replace(&mut self.last_wake, wake);
+            verdict = absence::judge(last_wake, wake, self.config.sweep_interval, self.config.absence_threshold);
+        }
+        if lead.is_some() && verdict.absent_ms > 0 {
             let extended = self.state.forgive_absence(verdict.absent_ms, now, &mut changes);
             warn!(
                 absent_ms = verdict.absent_ms,
@@ -318,7 +399,7 @@ impl Registry {
                  that time is not charged to any lease or grace period (L3)"
             );
         }
-        if sweeping && verdict.stepped_back_ms > 0 {
+        if lead.is_some() && verdict.stepped_back_ms > 0 {
             let clamped = self.state.clamp_deadlines(now, &mut changes);
             warn!(
                 stepped_back_ms = verdict.stepped_back_ms,
@@ -422,7 +503,8 @@ impl Registry {
                     pending.push(Pending::Forget(reply, result));
                 }
                 Command::Detach(id, instance) => {
-                    self.state.detach(id, instance, now);
+                    self.stream_closed(id);
+                    self.state.detach(id, instance, now, &mut changes);
                     if self.state.collector(id).is_some_and(|c| matches!(c.liveness, Liveness::Grace { .. })) {
                         info!(collector.id = %id, grace_s = self.config.rules.grace.as_secs(), "collector's last stream closed; in grace");
                     }
@@ -432,6 +514,8 @@ impl Registry {
                     let result = self.state.report(report, now, &mut changes).ok_or(Error::UnknownCollector(collector));
                     pending.push(Pending::Report(reply, result));
                 }
+                // A replica that does not lead leaves the rules of time to the one that does.
+                Command::Sweep if lead.is_none() => {}
                 Command::Sweep => {
                     let was_settling = self.state.settling();
                     let (lapsed, departed) = self.state.sweep(now, &mut changes);
@@ -458,12 +542,13 @@ impl Registry {
         }
         let (batch, dirty) = self.state.finish(changes);
         let started = Instant::now();
-        let committed = self.store.commit(&batch).await;
+        let committed = begun.txn.commit(&batch).await;
         if !batch.is_empty() {
             self.metrics.committed(started.elapsed(), committed.is_ok());
         }
         match &committed {
-            Ok(()) => {
+            Ok(revision) => {
+                self.state.set_revision(*revision);
                 self.metrics.leases_expired(lapsed_count);
                 for id in forgotten {
                     // Its feed goes with it: a collector that comes back under this id is a new record starting at
@@ -521,8 +606,18 @@ impl Registry {
                         send(reply, Err(Error::ObserveUnknown(collector)));
                         continue;
                     }
-                    // Liveness is kept even when the batch failed; the state was then reloaded, so what it holds is
-                    // the last committed generation.
+                    // A single server keeps liveness even when the batch failed (the state was then reloaded, so what
+                    // it holds is the last committed generation). A replica must not: the others would not know of
+                    // the stream, and it cannot vouch for what it would serve; the collector tries another replica.
+                    if self.notified.is_some()
+                        && let Some(e) = &store_error
+                    {
+                        send(reply, Err(e.clone()));
+                        continue;
+                    }
+                    if matches!(kind, StreamKind::Collector { .. }) {
+                        *self.local_streams.entry(collector).or_default() += 1;
+                    }
                     let (state, limits) = (&self.state, self.config.chunk_limits);
                     let versions = self
                         .feeds
@@ -542,6 +637,122 @@ impl Registry {
                 }
             }
         }
+    }
+}
+
+impl Registry {
+    /// Answers a batch that could not begin because the store could not be reached: every call gets the store's
+    /// error, and only what happened on this server (streams that closed) is kept, to be written when the store
+    /// answers again. A replica that has not reached its store for `replica_timeout` ends its feed streams: the others
+    /// count them closed by then, and their collectors are better served by a replica that can vouch for its feed.
+    fn unreachable(&mut self, commands: Vec<Command>, e: StoreError, now: u64) {
+        let error = Error::Store(Arc::new(e));
+        let mut ignored = Changes::default();
+        for command in commands {
+            match command {
+                Command::Register(_, reply) => send(reply, Err(error.clone())),
+                Command::Deregister(_, reply) => send(reply, Err(error.clone())),
+                Command::SetPin(_, reply) => send(reply, Err(error.clone())),
+                Command::Forget(_, reply) => send(reply, Err(error.clone())),
+                Command::ListProducers(_, reply) => send(reply, Err(error.clone())),
+                Command::GetProducer(_, reply) => send(reply, Err(error.clone())),
+                Command::ListCollectors(reply) => send(reply, Err(error.clone())),
+                Command::Attach(_, reply) => send(reply, Err(error.clone())),
+                Command::Report(_, reply) => send(reply, Err(error.clone())),
+                Command::Detach(id, instance) => {
+                    self.stream_closed(id);
+                    self.state.detach(id, instance, now, &mut ignored);
+                }
+                Command::Sweep => {}
+            }
+        }
+        let since = self.store_answered.elapsed();
+        if self.notified.is_some() && since >= self.config.replica_timeout && !self.feeds.is_empty() {
+            warn!(
+                error = %chain(&error),
+                unreachable_ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+                feeds = self.feeds.len(),
+                "the store has not answered for the replica timeout: this replica can no longer vouch for its feed; \
+                 ending its streams, so that their collectors move to a replica that can"
+            );
+            self.feeds.clear();
+        } else {
+            warn!(error = %chain(&error), "the store cannot be reached; calls answer UNAVAILABLE meanwhile");
+        }
+    }
+
+    /// Catches up with the changes other replicas announced, without the store's write lock.
+    async fn follow(&mut self) {
+        let announced = self.notified.as_mut().map_or(0, |rx| *rx.borrow_and_update());
+        if announced != 0 && announced <= self.state.revision() {
+            return;
+        }
+        match self.store.catch_up(self.state.revision()).await {
+            Ok(Some(catch_up)) => {
+                self.store_answered = Instant::now();
+                self.publish_caught_up(catch_up, self.clock.now_ms());
+            }
+            Ok(None) => self.store_answered = Instant::now(),
+            // The next tick's write catches up, or finds the store gone.
+            Err(e) => warn!(error = %chain(&e), "cannot read the changes other replicas announced"),
+        }
+    }
+
+    /// Writes what other replicas committed into the state, and publishes the generations it brings.
+    fn publish_caught_up(&mut self, catch_up: CatchUp, now: u64) {
+        let caught = apply_catch_up(&mut self.state, catch_up, now);
+        for id in caught.forgotten {
+            self.feeds.remove(&id);
+        }
+        for id in caught.dirty {
+            if let Some(feed) = self.feeds.get(&id) {
+                feed.send_replace(publish(&self.state, id, self.config.chunk_limits));
+            }
+        }
+    }
+
+    /// One of this server's feed streams of `id` closed.
+    fn stream_closed(&mut self, id: CollectorId) {
+        if let Some(open) = self.local_streams.get_mut(&id) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                self.local_streams.remove(&id);
+            }
+        }
+    }
+}
+
+/// Writes `catch_up` into `state`. Returns what it changed; every collector whose generation changed is in `dirty`,
+/// and after a full reload, every collector is.
+fn apply_catch_up(state: &mut State, catch_up: CatchUp, now: u64) -> CaughtUp {
+    match catch_up {
+        CatchUp::Changes { revision, changes } => state.catch_up(revision, changes),
+        CatchUp::Everything(loaded) => {
+            let before: Vec<CollectorId> = state.collector_ids().collect();
+            state.reload(loaded, now);
+            let mut caught = CaughtUp::default();
+            for id in before {
+                if state.collector(id).is_none() {
+                    caught.forgotten.push(id);
+                }
+            }
+            caught.dirty = state.collector_ids().collect();
+            caught
+        }
+    }
+}
+
+/// Resolves when another replica announces a new revision; never for a store of one server, or once the
+/// announcements stopped (the store then catches up at every tick).
+async fn announced(notified: &mut Option<watch::Receiver<u64>>) {
+    match notified {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *notified = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -21,7 +21,7 @@ use crate::{
     assign,
     clock::ms,
     feed::snapshot::{Assignment, Entry},
-    records::{Batch, CollectorRecord, Liveness, Loaded, ProducerRecord, StoredReport},
+    records::{Batch, CollectorRecord, Liveness, Loaded, ProducerRecord, ReplicaId, StoredReport},
 };
 
 /// What one batch of operations touched.
@@ -155,9 +155,24 @@ impl Eligible {
     }
 }
 
+/// What catching up with other replicas' changes did to the state.
+#[derive(Debug, Default)]
+pub(crate) struct CaughtUp {
+    /// Collectors whose generation changed: their feeds publish it.
+    pub dirty: BTreeSet<CollectorId>,
+    /// Collectors forgotten: their feeds end.
+    pub forgotten: Vec<CollectorId>,
+}
+
 /// The registry's working state.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// This server among the replicas sharing its store; a new id at every start.
+    replica: ReplicaId,
+    /// Whether replicas share the store: then liveness is read from it, not decided at start (see [`State::join`]).
+    shared: bool,
+    /// The store's revision this state reflects.
+    revision: u64,
     epoch: Uuid,
     /// When the store settles; `None` once it has.
     settle_at_ms: Option<u64>,
@@ -181,6 +196,9 @@ impl State {
         // A store that has not settled yet settles one whole settle period from now: like a lease (L3), the
         // time it was down does not count, since no producer could register meanwhile.
         let mut state = Self {
+            replica: ReplicaId::new_v4(),
+            shared: false,
+            revision: loaded.revision,
             epoch: loaded.epoch,
             settle_at_ms: loaded.settled_at_ms.is_none().then(|| now_ms.saturating_add(ms(rules.settle))),
             rules,
@@ -220,10 +238,109 @@ impl State {
         (state, changes)
     }
 
-    /// Replaces the state with what the store holds, keeping the in-memory liveness of collectors (open streams
-    /// are not in the store). Used after a failed commit, to drop the changes that did not reach the disk; the
-    /// caller then recomputes the assignment, since liveness may differ from what the stored one was made for.
+    /// Builds the state of a replica joining others on a shared store: everything as stored, liveness included,
+    /// since the other replicas hold streams. What a single server decides at its start, replicas leave to the one
+    /// that leads: it closes the streams of replicas that are gone (their collectors enter grace, L2) and forgives
+    /// the time when none led (L3), see [`State::keep_holders`] and [`State::forgive_absence`].
+    pub(crate) fn join(loaded: Loaded, rules: Rules, now_ms: u64) -> Self {
+        let mut state = Self {
+            replica: ReplicaId::new_v4(),
+            shared: true,
+            revision: loaded.revision,
+            epoch: loaded.epoch,
+            settle_at_ms: loaded.settled_at_ms.is_none().then(|| now_ms.saturating_add(ms(rules.settle))),
+            rules,
+            producers: BTreeMap::new(),
+            collectors: loaded.collectors.into_iter().collect(),
+            by_collector: BTreeMap::new(),
+            instances: BTreeMap::new(),
+        };
+        for record in loaded.producers {
+            if let Some(c) = record.assigned {
+                state.by_collector.entry(c).or_default().insert(record.spec.id, entry_of(&record.spec));
+            }
+            state.producers.insert(record.spec.id, record);
+        }
+        state
+    }
+
+    /// This server's id among the replicas sharing its store.
+    pub(crate) fn replica(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// The store's revision this state reflects.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Records that the state reflects the store at `revision` (a commit of this replica's, or a catch-up).
+    pub(crate) fn set_revision(&mut self, revision: u64) {
+        self.revision = self.revision.max(revision);
+    }
+
+    /// Writes into the state what other replicas committed (`changes`, bringing the store to `revision`): records as
+    /// they were written, the assignments they hold, the store's settling. The generations come with the records, so
+    /// a collector's feed publishes exactly what its replica committed.
+    pub(crate) fn catch_up(&mut self, revision: u64, changes: Batch) -> CaughtUp {
+        let mut caught = CaughtUp::default();
+        let Batch { upsert_producers, delete_producers, upsert_collectors, settled_at_ms, delete_collectors } = changes;
+        for record in upsert_producers {
+            let id = record.spec.id;
+            let previous = self.producers.get(&id);
+            let unchanged = previous.is_some_and(|p| p.assigned == record.assigned && p.spec == record.spec);
+            if !unchanged {
+                if let Some(from) = previous.and_then(|p| p.assigned)
+                    && let Some(assignment) = self.by_collector.get_mut(&from)
+                {
+                    assignment.remove(&id);
+                }
+                if let Some(to) = record.assigned {
+                    self.by_collector.entry(to).or_default().insert(id, entry_of(&record.spec));
+                }
+            }
+            self.producers.insert(id, record);
+        }
+        for id in delete_producers {
+            if let Some(from) = self.producers.remove(&id).and_then(|r| r.assigned)
+                && let Some(assignment) = self.by_collector.get_mut(&from)
+            {
+                assignment.remove(&id);
+            }
+        }
+        for (id, record) in upsert_collectors {
+            if self.collectors.get(&id).is_none_or(|c| c.generation != record.generation) {
+                caught.dirty.insert(id);
+            }
+            self.collectors.insert(id, record);
+        }
+        for id in delete_collectors {
+            if self.collectors.remove(&id).is_some() {
+                self.by_collector.remove(&id);
+                caught.dirty.remove(&id);
+                caught.forgotten.push(id);
+            }
+        }
+        if settled_at_ms.is_some() {
+            self.settle_at_ms = None;
+        }
+        self.set_revision(revision);
+        caught
+    }
+
+    /// Replaces the state with what the store holds. A single server keeps the in-memory liveness of collectors
+    /// (open streams are not in its store); a replica takes the stored one. Used after a failed commit, to drop the
+    /// changes that did not reach the store, and by a replica that fell too far behind; the caller then recomputes
+    /// the assignment, since liveness may differ from what the stored one was made for.
     pub(crate) fn reload(&mut self, loaded: Loaded, now_ms: u64) {
+        if self.shared {
+            let mut fresh = Self::join(loaded, self.rules, now_ms);
+            fresh.replica = self.replica;
+            fresh.settle_at_ms = fresh.settle_at_ms.map(|_| self.settle_at_ms.unwrap_or(now_ms));
+            fresh.instances = std::mem::take(&mut self.instances);
+            *self = fresh;
+            return;
+        }
         let old = std::mem::take(&mut self.collectors);
         let (mut fresh, _) = Self::from_loaded(loaded, self.rules, now_ms);
         for (id, record) in old {
@@ -231,11 +348,13 @@ impl State {
             let kept = fresh.collectors.entry(id).or_insert_with(|| record.clone());
             kept.liveness = record.liveness;
             kept.supported_kinds = record.supported_kinds;
+            kept.holders = record.holders;
         }
         // The server kept serving: a settling store keeps its deadline, and one that settled in memory without the
         // disk recording it settles again at the next sweep.
         fresh.settle_at_ms = fresh.settle_at_ms.map(|_| self.settle_at_ms.unwrap_or(now_ms));
         fresh.instances = std::mem::take(&mut self.instances);
+        fresh.replica = self.replica;
         *self = fresh;
     }
 
@@ -267,9 +386,12 @@ impl State {
             }
         }
         let grace_until = now_ms.saturating_add(ms(self.rules.grace));
-        for record in self.collectors.values_mut() {
-            if let Liveness::Grace { until_ms } = &mut record.liveness {
-                *until_ms = (*until_ms).max(grace_until);
+        for (id, record) in &mut self.collectors {
+            if let Liveness::Grace { until_ms } = &mut record.liveness
+                && *until_ms < grace_until
+            {
+                *until_ms = grace_until;
+                changes.collectors.insert(*id);
             }
         }
         if let Some(at) = &mut self.settle_at_ms {
@@ -292,9 +414,12 @@ impl State {
             }
         }
         let grace_until = now_ms.saturating_add(ms(self.rules.grace));
-        for record in self.collectors.values_mut() {
-            if let Liveness::Grace { until_ms } = &mut record.liveness {
-                *until_ms = (*until_ms).min(grace_until);
+        for (id, record) in &mut self.collectors {
+            if let Liveness::Grace { until_ms } = &mut record.liveness
+                && *until_ms > grace_until
+            {
+                *until_ms = grace_until;
+                changes.collectors.insert(*id);
             }
         }
         if let Some(at) = &mut self.settle_at_ms {
@@ -306,6 +431,30 @@ impl State {
     /// The collector's record, if known.
     pub(crate) fn collector(&self, id: CollectorId) -> Option<&CollectorRecord> {
         self.collectors.get(&id)
+    }
+
+    /// Every known collector's id, in order.
+    pub(crate) fn collector_ids(&self) -> impl Iterator<Item = CollectorId> + '_ {
+        self.collectors.keys().copied()
+    }
+
+    /// Brings the store's count of this replica's streams back to `open`, the streams open here now: writes that
+    /// failed while the store could not be reached may have left it wrong. A collector left with no stream anywhere
+    /// enters grace (L2).
+    pub(crate) fn own_streams(
+        &mut self,
+        open: &std::collections::HashMap<CollectorId, u32>,
+        now_ms: u64,
+        changes: &mut Changes,
+    ) {
+        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
+        for (id, record) in &mut self.collectors {
+            let streams = open.get(id).copied().unwrap_or(0);
+            if record.holders.get(&self.replica).copied().unwrap_or(0) != streams {
+                record.hold(self.replica, streams, grace_until);
+                changes.collectors.insert(*id);
+            }
+        }
     }
 
     /// The producer's record, if registered.
@@ -518,15 +667,10 @@ impl State {
         });
         let was_eligible = record.liveness.eligible();
         let kinds_changed = record.supported_kinds != kinds;
-        if created || !was_eligible || kinds_changed {
-            // A new record, one whose stored departure time must be cleared, or one whose kinds changed.
-            changes.collectors.insert(id);
-        }
+        // Its streams are counted in the record, for the replicas that share the store.
+        changes.collectors.insert(id);
         record.supported_kinds = kinds;
-        record.liveness = match record.liveness {
-            Liveness::Live { streams } => Liveness::Live { streams: streams.saturating_add(1) },
-            Liveness::Grace { .. } | Liveness::Departed { .. } => Liveness::Live { streams: 1 },
-        };
+        record.stream_opened(self.replica);
         // A collector that claims a generation this epoch never reached (a copied data directory, say) would
         // ignore every snapshot up to it (C3); jump past it instead.
         if let Some((known_epoch, known_generation)) = known
@@ -544,7 +688,7 @@ impl State {
 
     /// A feed stream of `id` (from process `instance`, if it said) closed; the collector enters grace when it was
     /// the last one (L2).
-    pub(crate) fn detach(&mut self, id: CollectorId, instance: Option<Uuid>, now_ms: u64) {
+    pub(crate) fn detach(&mut self, id: CollectorId, instance: Option<Uuid>, now_ms: u64, changes: &mut Changes) {
         if let Some(instance) = instance
             && let Some(instances) = self.instances.get_mut(&id)
             && let Some(open) = instances.open.get_mut(&instance)
@@ -559,12 +703,24 @@ impl State {
         }
         let grace_until = now_ms.saturating_add(ms(self.rules.grace));
         if let Some(record) = self.collectors.get_mut(&id) {
-            record.liveness = match record.liveness {
-                Liveness::Live { streams } if streams > 1 => Liveness::Live { streams: streams - 1 },
-                Liveness::Live { .. } => Liveness::Grace { until_ms: grace_until },
-                other => other,
-            };
+            record.stream_closed(self.replica, grace_until);
+            changes.collectors.insert(id);
         }
+    }
+
+    /// Closes the streams that replicas no longer `alive` held (they died, or lost the store): their collectors enter
+    /// grace when no other replica holds one of their streams (L2), so nothing moves unless they stay away. Returns
+    /// the collectors whose streams were closed.
+    pub(crate) fn keep_holders(&mut self, alive: &[ReplicaId], now_ms: u64, changes: &mut Changes) -> Vec<CollectorId> {
+        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
+        let mut closed = Vec::new();
+        for (id, record) in &mut self.collectors {
+            if record.keep_holders(|replica| alive.contains(replica), grace_until) {
+                changes.collectors.insert(*id);
+                closed.push(*id);
+            }
+        }
+        closed
     }
 
     /// Records a collector's report (C4). Returns whether it was about the current generation, or `None` when
@@ -785,7 +941,13 @@ mod tests {
     };
 
     fn empty(now_ms: u64) -> State {
-        let loaded = Loaded { epoch: Uuid::from_u128(7), settled_at_ms: None, producers: vec![], collectors: vec![] };
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            revision: 0,
+            settled_at_ms: None,
+            producers: vec![],
+            collectors: vec![],
+        };
         State::from_loaded(loaded, RULES, now_ms).0
     }
 
@@ -882,7 +1044,7 @@ mod tests {
                         Op::Detach(c) => {
                             if let Some(n) = streams.get_mut(&c).filter(|n| **n > 0) {
                                 *n -= 1;
-                                state.detach(collector(c), None, now);
+                                state.detach(collector(c), None, now, &mut changes);
                             }
                         }
                         Op::Forget(c) => {
@@ -931,8 +1093,13 @@ mod tests {
         // A record whose lease ran out during a downtime gets a quarter of its lease from the restart.
         let mut record = state.register(registration(2, 1, None), 0, &mut changes).record;
         record.expires_at_ms = 1_000;
-        let loaded =
-            Loaded { epoch: Uuid::from_u128(7), settled_at_ms: None, producers: vec![record], collectors: vec![] };
+        let loaded = Loaded {
+            epoch: Uuid::from_u128(7),
+            revision: 0,
+            settled_at_ms: None,
+            producers: vec![record],
+            collectors: vec![],
+        };
         let restart = 10 * 3_600_000;
         let (mut state, changes) = State::from_loaded(loaded, RULES, restart);
         assert_eq!(changes.producers.len(), 1, "the extension is persisted");
@@ -948,7 +1115,7 @@ mod tests {
         state.attach(collector(1), None, None, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
         state.register(registration(1, 1, None), 0, &mut changes);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
-        state.detach(collector(1), None, 1_000);
+        state.detach(collector(1), None, 1_000, &mut changes);
         state.sweep(10_999, &mut changes);
         assert_eq!(state.producer(registration(1, 1, None).spec.id).and_then(|r| r.assigned), Some(collector(1)));
         let (_, departed) = state.sweep(11_000, &mut changes);
@@ -1000,7 +1167,7 @@ mod tests {
         state.attach(collector(2), None, None, SupportedKinds::GRPC_ONLY, 0, &mut changes).unwrap();
         state.register(registration(1, 1, Some(1)), 0, &mut changes);
         assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Live { streams: 1 }));
-        state.detach(collector(1), None, 1_000);
+        state.detach(collector(1), None, 1_000, &mut changes);
         assert_eq!(state.forget(collector(1), &mut changes), Err(Liveness::Grace { until_ms: 11_000 }));
         state.sweep(11_000, &mut changes);
         assert_eq!(state.collector(collector(1)).map(|c| c.liveness), Some(Liveness::Departed { since_ms: 11_000 }));
@@ -1016,7 +1183,7 @@ mod tests {
         state.check_invariants();
 
         // By request: at once once departed; a collector it does not know is no error (R1).
-        state.detach(collector(2), None, 200_000);
+        state.detach(collector(2), None, 200_000, &mut changes);
         state.sweep(210_000, &mut changes);
         assert_eq!(state.forget(collector(2), &mut changes), Ok(true));
         assert_eq!(state.forget(collector(2), &mut changes), Ok(false));
@@ -1025,6 +1192,7 @@ mod tests {
         // A collector live when the store was last written, without producers, departs at the load.
         let loaded = Loaded {
             epoch: Uuid::from_u128(7),
+            revision: 0,
             settled_at_ms: None,
             producers: vec![],
             collectors: vec![(collector(3), CollectorRecord::restored(4, None, None, SupportedKinds::GRPC_ONLY))],
@@ -1065,9 +1233,9 @@ mod tests {
 
         // Once the first process is gone for good, the copy is accepted; the conflict is no longer shown.
         for _ in 0..3 {
-            state.detach(collector(1), first, 4_000);
+            state.detach(collector(1), first, 4_000, &mut changes);
         }
-        state.detach(collector(1), None, 4_000);
+        state.detach(collector(1), None, 4_000, &mut changes);
         state.attach(collector(1), None, copy, SupportedKinds::GRPC_ONLY, 5_000, &mut changes).unwrap();
         let view = &state.list_collectors(5_000)[0];
         assert_eq!((view.instances, view.conflict.is_none()), (1, true));
@@ -1137,6 +1305,80 @@ mod tests {
         state.check_invariants();
     }
 
+    /// Two replicas on one store, each deciding its own batches and catching up with the other's: after every
+    /// batch both hold the same records, assignments and generations, a collector's streams count for the replica
+    /// holding them, and the streams of a replica that is gone close into grace (L2) without moving anything.
+    #[test]
+    fn replicas_catching_up_with_each_other_hold_one_state() {
+        let store = || Loaded {
+            epoch: Uuid::from_u128(7),
+            revision: 0,
+            settled_at_ms: None,
+            producers: vec![],
+            collectors: vec![],
+        };
+        let (mut a, mut b) = (State::join(store(), RULES, 0), State::join(store(), RULES, 0));
+        let mut revision = 0;
+        // What `from` commits, `to` catches up with; returns the collectors `to` publishes.
+        let mut commit = |from: &mut State, to: &mut State, changes: Changes| {
+            let (batch, dirty) = from.finish(changes);
+            revision += 1;
+            from.set_revision(revision);
+            let caught = to.catch_up(revision, batch);
+            assert_eq!(caught.dirty, dirty, "the other replica publishes the same generations");
+            for state in [&*from, &*to] {
+                state.check_invariants();
+            }
+            assert_eq!(from.producers, to.producers);
+            assert_eq!(from.collectors, to.collectors);
+            for c in [collector(1), collector(2)] {
+                assert_eq!(
+                    from.assignment(c).ids_from(std::ops::Bound::Unbounded).collect::<Vec<_>>(),
+                    to.assignment(c).ids_from(std::ops::Bound::Unbounded).collect::<Vec<_>>()
+                );
+            }
+            caught
+        };
+
+        let mut changes = Changes::default();
+        a.attach(collector(1), None, None, kinds(false), 0, &mut changes).unwrap();
+        for p in 0..20 {
+            a.register(registration(p, 1, None), 0, &mut changes);
+        }
+        commit(&mut a, &mut b, changes);
+        assert_eq!(b.collector(collector(1)).unwrap().holders, BTreeMap::from([(a.replica(), 1)]));
+
+        // The second collector's stream opens on the other replica: producers move, both replicas agree.
+        let mut changes = Changes::default();
+        b.attach(collector(2), None, None, kinds(false), 10, &mut changes).unwrap();
+        let caught = commit(&mut b, &mut a, changes);
+        assert!(caught.dirty.contains(&collector(1)) && caught.dirty.contains(&collector(2)), "{caught:?}");
+        assert!(a.assigned_count(collector(1)) > 0 && a.assigned_count(collector(2)) > 0);
+
+        // A renewal changes no assignment: nothing to publish on either replica.
+        let mut changes = Changes::default();
+        b.register(registration(3, 1, None), 20, &mut changes);
+        assert!(commit(&mut b, &mut a, changes).dirty.is_empty());
+
+        // Replica `b` is gone: the replica that leads closes its streams; its collector is in grace and keeps its
+        // producers.
+        let before = a.assigned_count(collector(2));
+        let mut changes = Changes::default();
+        assert_eq!(a.keep_holders(&[a.replica()], 30, &mut changes), vec![collector(2)]);
+        assert_eq!(a.collector(collector(2)).unwrap().liveness, Liveness::Grace { until_ms: 30 + ms(RULES.grace) });
+        commit(&mut a, &mut b, changes);
+        assert_eq!(b.assigned_count(collector(2)), before, "nothing moves during grace");
+
+        // Deregistered and forgotten on one replica: gone on the other too.
+        let mut changes = Changes::default();
+        a.deregister(registration(3, 1, None).spec.id, &mut changes);
+        a.sweep(30 + ms(RULES.grace), &mut changes);
+        assert_eq!(a.forget_departed(30 + ms(RULES.grace) + ms(RULES.forget_after), &mut changes), vec![collector(2)]);
+        let caught = commit(&mut a, &mut b, changes);
+        assert_eq!(caught.forgotten, vec![collector(2)]);
+        assert_eq!(b.revision(), revision);
+    }
+
     #[test]
     fn after_a_restart_a_collector_in_grace_keeps_the_kinds_it_had() {
         let mut state = empty(0);
@@ -1148,6 +1390,7 @@ mod tests {
         let (_, stored) = batch.upsert_collectors.into_iter().find(|(c, _)| *c == collector(1)).unwrap();
         let loaded = Loaded {
             epoch: Uuid::from_u128(7),
+            revision: 0,
             settled_at_ms: None,
             producers: vec![record],
             collectors: vec![(

@@ -1,14 +1,16 @@
 //! The registry's durable store: the [`Store`] interface every store implements and its error, [`StoreError`].
-//! [`sqlite`] (an embedded SQLite file) is the first implementation.
+//! [`sqlite`] (an embedded SQLite file, one server) is the first implementation.
 //!
 //! The interface is deliberately narrow: [`Store::load`] (everything, at start and after a failed commit),
-//! [`Store::commit`] (one [`Batch`], all or nothing, durable when it returns) and [`Store::close`]. The registry
-//! keeps the working state in memory and decides every change; a store only makes each batch durable. Registry
-//! changes, the assignment changes they cause and the generation bumps always travel in the same batch, so a crash
-//! can never leave a generation that does not match its assignment. Opening is each store's own (it takes what
-//! that store needs: a directory, a database URL), and so is making the epoch: once, with the schema, by whoever
-//! creates it. Nothing in the interface is specific to one database: it speaks [`Loaded`] and [`Batch`]
-//! (`crate::records`), and a failure is a [`StoreError`].
+//! [`Store::begin`] and [`Txn::commit`] (one [`Batch`], all or nothing, durable when it returns), and for replicas
+//! sharing a store, [`Store::catch_up`] and [`Store::follow`]. The registry keeps the working state in memory and
+//! decides every change; a store only makes each batch durable, and, when replicas share it, serialises their
+//! batches and hands each replica what the others committed. Registry changes, the assignment changes they cause and
+//! the generation bumps always travel in the same batch, so a crash can never leave a generation that does not match
+//! its assignment, and a replica never sees one without the other. Opening is each store's own (it takes what that
+//! store needs: a directory, a database URL), and so is making the epoch: once, with the schema, by whoever creates
+//! it. Nothing in the interface is specific to one database: it speaks [`Loaded`] and [`Batch`] (`crate::records`),
+//! and a failure is a [`StoreError`].
 //!
 //! The registry holds its store as a `Box<dyn Store>`: which store runs is chosen when the server starts (by its
 //! configuration), and the registry stays one concrete type whichever it is. The price is one boxed future per
@@ -24,12 +26,17 @@ use std::{
     pin::Pin,
 };
 
-use crate::records::{Batch, Loaded};
+use crate::records::{Batch, Loaded, ReplicaId};
 
 /// What a [`Store`] call returns: a future that the registry actor awaits.
 pub(crate) type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A durable home for the registry's records.
+/// A durable home for the registry's records, for one server or for replicas sharing it.
+///
+/// Every change goes through [`Store::begin`] and [`Txn::commit`]: `begin` takes the store's write lock and hands
+/// back what other replicas committed since this one last looked ([`CatchUp`]), so the registry decides every batch
+/// on the store's latest state, and the decisions of replicas are serialised whichever replica a call reaches. A store
+/// with one server has no one else to catch up with and no lock to take.
 pub(crate) trait Store: Send + Sync {
     /// Reads everything the store holds.
     ///
@@ -37,16 +44,80 @@ pub(crate) trait Store: Send + Sync {
     /// When a read fails or a stored record does not parse ([`StoreError::Corrupt`]).
     fn load(&self) -> StoreFuture<'_, Result<Loaded, StoreError>>;
 
-    /// Writes one batch in one transaction: all of it, or (on error) none of it. Returns once the batch is durable,
-    /// so an answer sent after it survives a crash. An empty batch writes nothing.
+    /// Starts a write by `replica`, which has seen the store up to revision `seen`: takes the store's write lock
+    /// (held until the [`Txn`] commits or is dropped) and returns what was committed since. On a `tick` (the
+    /// registry's periodic work) the replica also says it is alive, and learns whether it leads ([`Begun::lead`]).
+    ///
+    /// # Errors
+    /// When the store cannot be reached or read; nothing is changed then.
+    fn begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> StoreFuture<'_, Result<Begun, StoreError>>;
+
+    /// What was committed since revision `seen`, without taking the write lock: how a replica follows the changes
+    /// others make. `None` when nothing was.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or read.
+    fn catch_up(&self, seen: u64) -> StoreFuture<'_, Result<Option<CatchUp>, StoreError>>;
+
+    /// For a store that replicas share, the revisions the others announce as they commit (through the store's own
+    /// notifications, so a change reaches every replica within milliseconds); 0 when the announcements were
+    /// interrupted and some may be lost, so that the replica catches up at once. `None` for a store of one server,
+    /// which has no one else to follow.
+    fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
+
+    /// Closes the store cleanly; no call follows.
+    fn close(&self) -> StoreFuture<'_, ()>;
+}
+
+/// A write in progress, from [`Store::begin`]: the store's write lock is held until it commits or is dropped (which
+/// writes nothing).
+pub(crate) trait Txn: Send {
+    /// Writes one batch, all of it or (on error) none of it, and commits. Returns once the batch is durable, so an
+    /// answer sent after it survives a crash, with the store's revision after it. An empty batch writes no record.
     ///
     /// # Errors
     /// When any write or the commit fails (disk full, read-only directory, lost connection); nothing is changed
     /// then.
-    fn commit<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, Result<(), StoreError>>;
+    fn commit<'a>(self: Box<Self>, batch: &'a Batch) -> StoreFuture<'a, Result<u64, StoreError>>;
+}
 
-    /// Closes the store cleanly; no call follows.
-    fn close(&self) -> StoreFuture<'_, ()>;
+/// What [`Store::begin`] hands back.
+pub(crate) struct Begun {
+    /// The write, holding the store's write lock.
+    pub txn: Box<dyn Txn>,
+    /// What other replicas committed since the revision given to `begin`, if anything.
+    pub catch_up: Option<CatchUp>,
+    /// On a tick, set when this replica leads: then, and only within this write, it applies the rules of time
+    /// (leases, grace periods, settling) for every replica. Leadership is a lease with a term held in the store, and
+    /// the store checks it under the write lock, so a replica that was deposed while it stalled cannot act on it.
+    pub lead: Option<Lead>,
+    /// On a tick, set when the other replicas took this one for dead (it could not say it was alive in time) and
+    /// closed its collectors' streams for it: its own streams must end, so that their collectors come back.
+    pub evicted: bool,
+}
+
+/// What a replica that leads learns at a tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lead {
+    /// The replicas alive now, this one included: streams held by any other are closed.
+    pub alive: Vec<ReplicaId>,
+    /// Set when this replica has just taken the lead from none: how long no replica led, in ms. That time was
+    /// served by no one, so it counts for no lease or grace period (L3).
+    pub leaderless_ms: Option<u64>,
+}
+
+/// What was committed since a revision a replica had seen.
+#[derive(Debug)]
+pub(crate) enum CatchUp {
+    /// The changes, as one batch of records to write into the state, and the revision they bring it to.
+    Changes {
+        /// The store's revision after them.
+        revision: u64,
+        /// What changed.
+        changes: Batch,
+    },
+    /// Everything, read again: the replica was further behind than the store keeps changes for.
+    Everything(Loaded),
 }
 
 /// A store failure, with what was being done.

@@ -23,10 +23,10 @@ use sqlx::{
 use tokio_stream::StreamExt as _;
 use uuid::Uuid;
 
-use super::{DatabaseError, Store, StoreError, StoreFuture};
+use super::{Begun, CatchUp, DatabaseError, Lead, Store, StoreError, StoreFuture, Txn};
 use crate::{
     clock::ms,
-    records::{Batch, CollectorRecord, Loaded, ProducerRecord, StoredReport},
+    records::{Batch, CollectorRecord, Loaded, ProducerRecord, ReplicaId, StoredReport},
 };
 
 /// Name of the database file inside the data directory.
@@ -38,8 +38,8 @@ const DB_FILE: &str = "roster.db";
 /// columns are 1 792 parameters, well within SQLite's limit of 32 766.
 const ROWS_PER_STATEMENT: usize = 128;
 
-/// The SQLite store.
-#[derive(Debug)]
+/// The SQLite store. A clone shares the connection.
+#[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
@@ -169,7 +169,7 @@ impl SqliteStore {
         .await
         .map_err(self.db("cannot read collectors"))?;
         let collectors = rows.iter().map(|row| self.collector_from_row(row)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Loaded { epoch, settled_at_ms, producers, collectors })
+        Ok(Loaded { epoch, revision: 0, settled_at_ms, producers, collectors })
     }
 
     fn producer_from_row(&self, row: &SqliteRow) -> Result<ProducerRecord, StoreError> {
@@ -349,13 +349,37 @@ impl Store for SqliteStore {
         Box::pin(self.read())
     }
 
-    fn commit<'a>(&'a self, batch: &'a Batch) -> StoreFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.write(batch))
+    /// The file has one server: nothing to catch up with, and it always leads.
+    fn begin(&self, replica: ReplicaId, _seen: u64, _tick: bool) -> StoreFuture<'_, Result<Begun, StoreError>> {
+        let lead = Some(Lead { alive: vec![replica], leaderless_ms: None });
+        Box::pin(std::future::ready(Ok(Begun {
+            txn: Box::new(SqliteTxn(self.clone())),
+            catch_up: None,
+            lead,
+            evicted: false,
+        })))
+    }
+
+    fn catch_up(&self, _seen: u64) -> StoreFuture<'_, Result<Option<CatchUp>, StoreError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 
     /// Closes the pool, which checkpoints the WAL into the database file.
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.pool.close())
+    }
+}
+
+/// A write to the file. The registry actor is the file's one writer, so it needs no lock until it commits.
+struct SqliteTxn(SqliteStore);
+
+impl Txn for SqliteTxn {
+    fn commit<'a>(self: Box<Self>, batch: &'a Batch) -> StoreFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move { self.0.write(batch).await.map(|()| 0) })
     }
 }
 
