@@ -46,9 +46,9 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(MAX_LEASE.as_secs() / 4);
 /// How late the registry's periodic work may run before the time counts as the server's own absence (L3).
 pub const DEFAULT_ABSENCE_THRESHOLD: Duration = Duration::from_secs(2);
-/// For replicas sharing a PostgreSQL store: how long one may go without reaching it (its sweep writes every
-/// `--sweep-interval`) before the others count its streams closed and it ends them itself, and the lease of the one
-/// that leads. Another replica leads within this plus one sweep interval of the leader's death: 4 s, inside issue
+/// For replicas sharing a PostgreSQL store: how long one may go unheard (each says it is alive at every sweep,
+/// `--sweep-interval`) while the one that leads is present, before the others count its streams closed, and the
+/// lease of the one that leads. Another replica leads within this plus one sweep interval of the leader's death: 4 s, inside issue
 /// 18's 5 s. Short enough that collectors move on from a replica cut from the store well within their grace period.
 pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -121,7 +121,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         sweep_interval: config.sweep_interval,
         absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,
-        replica_timeout: config.replica_timeout,
     };
     let (registry, handle) = Registry::start(Box::new(store), config.clock.clone(), registry_config, metrics).await?;
     let epoch = registry.epoch();

@@ -192,10 +192,14 @@ pub(crate) struct RegistryConfig {
     pub absence_threshold: Duration,
     /// Chunk bounds of snapshots.
     pub chunk_limits: ChunkLimits,
-    /// How long a replica sharing its store may go without reaching it before it ends its feed streams (it can no
-    /// longer vouch for them, and the other replicas count its streams closed after as long).
-    pub replica_timeout: Duration,
 }
+
+/// How long a replica that cannot reach the store it shares keeps its feed streams, as a share of the grace period
+/// (L2): a quarter, 15 s by default. A database restart shorter than this ends no stream (nothing can change while
+/// no replica reaches the store, so what the streams hold stays true); past it, the replica may be the only one cut
+/// off, its snapshots may be stale, and it ends its streams so that their collectors move to a replica that can
+/// vouch for its feed, well within the grace period in which nothing moves away from them.
+const STORE_OUTAGE_SERVED_SHARE_OF_GRACE: u32 = 4;
 
 /// The actor. Build it with [`Registry::start`], run it with [`Registry::run`].
 pub(crate) struct Registry {
@@ -212,8 +216,7 @@ pub(crate) struct Registry {
     local_streams: HashMap<CollectorId, u32>,
     /// For a store shared by replicas, the revisions other replicas announce; `None` for a store of one server.
     notified: Option<watch::Receiver<u64>>,
-    /// When the store last answered (a shared store): past `replica_timeout` without it, this replica can no longer
-    /// vouch for what it serves.
+    /// When the store last answered (a shared store): see [`STORE_OUTAGE_SERVED_SHARE_OF_GRACE`].
     store_answered: Instant,
     /// Set after a failed commit: the stored assignment must be recomputed for the live collectors.
     needs_recompute: bool,
@@ -240,18 +243,25 @@ impl Registry {
         let now = clock.now_ms();
         let (producers, collectors) = (loaded.producers.len(), loaded.collectors.len());
         let notified = store.follow();
-        let (mut state, batch) = if notified.is_some() {
+        let (mut state, mut changes) = if notified.is_some() {
             // Replicas share the store: what a single server decides at its start is the leader's (see `State::join`).
-            (State::join(loaded, config.rules, now), Default::default())
+            (State::join(loaded, config.rules, now), Changes::default())
         } else {
-            let (mut state, changes) = State::from_loaded(loaded, config.rules, now);
-            let (batch, _) = state.finish(changes);
-            (state, batch)
+            State::from_loaded(loaded, config.rules, now)
         };
-        let begun = store.begin(state.replica(), state.revision(), false).await?;
+        // A tick at once: a replica says it is alive before it holds any stream, and if it leads from now, it does
+        // at once what a leader does on taking the lead.
+        let begun = store.begin(state.replica(), state.revision(), true).await?;
         if let Some(catch_up) = begun.catch_up {
             apply_catch_up(&mut state, catch_up, now);
         }
+        if let Some(lead) = begun.lead {
+            state.keep_holders(&lead.alive, now, &mut changes);
+            if let Some(leaderless_ms) = lead.leaderless_ms {
+                state.forgive_absence(leaderless_ms, now, &mut changes);
+            }
+        }
+        let (batch, _) = state.finish(changes);
         let revision = begun.txn.commit(&batch).await?;
         state.set_revision(revision);
         metrics.collectors_seen(&state.list_collectors(now));
@@ -643,8 +653,8 @@ impl Registry {
 impl Registry {
     /// Answers a batch that could not begin because the store could not be reached: every call gets the store's
     /// error, and only what happened on this server (streams that closed) is kept, to be written when the store
-    /// answers again. A replica that has not reached its store for `replica_timeout` ends its feed streams: the others
-    /// count them closed by then, and their collectors are better served by a replica that can vouch for its feed.
+    /// answers again. A replica that has not reached its store for a while ends its feed streams (see
+    /// [`STORE_OUTAGE_SERVED_SHARE_OF_GRACE`]).
     fn unreachable(&mut self, commands: Vec<Command>, e: StoreError, now: u64) {
         let error = Error::Store(Arc::new(e));
         let mut ignored = Changes::default();
@@ -667,13 +677,14 @@ impl Registry {
             }
         }
         let since = self.store_answered.elapsed();
-        if self.notified.is_some() && since >= self.config.replica_timeout && !self.feeds.is_empty() {
+        let served = self.config.rules.grace / STORE_OUTAGE_SERVED_SHARE_OF_GRACE;
+        if self.notified.is_some() && since >= served && !self.feeds.is_empty() {
             warn!(
                 error = %chain(&error),
                 unreachable_ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
                 feeds = self.feeds.len(),
-                "the store has not answered for the replica timeout: this replica can no longer vouch for its feed; \
-                 ending its streams, so that their collectors move to a replica that can"
+                "the store has not answered for a quarter of the grace period: this replica can no longer vouch for \
+                 its feed; ending its streams, so that their collectors move to a replica that can"
             );
             self.feeds.clear();
         } else {
