@@ -1,0 +1,362 @@
+//! Replicas of roster-server sharing one PostgreSQL store (issue 18), with real processes on loopback: a real
+//! PostgreSQL 15 (`roster_testkit::TestPostgres`), roster-server replicas started with `--store postgres://…`, and
+//! real collectors following them. Every scenario checks what the collectors apply (their status API) and what the
+//! replicas answer, and every wait is bounded.
+//!
+//! - any replica takes any call, and every replica serves the same registry and feed; a collector in sync that
+//!   moves to another replica gets an in-sync frame (S3), not a resend;
+//! - `kill -9` of the replica that leads during a registration burst: no acknowledged registration is lost,
+//!   another replica leads, no collector's generation goes backwards, and every producer ends up with exactly
+//!   one collector;
+//! - PostgreSQL restarted: writes answer `UNAVAILABLE` meanwhile, the feed streams stay up, everything resumes;
+//! - one replica cut from PostgreSQL (a fault proxy between them): it stops deciding, ends its streams, and its
+//!   collector moves to another replica;
+//! - the listener's connection cut: changes still arrive (the tick catches up);
+//! - a replica older than the database's schema refuses to start.
+//!
+//! Failover time and propagation across replicas are measured by `roster-bench` (BENCHMARKS.md), not asserted here.
+
+// Test helpers: a panic here is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::{
+    Proc, all_producers, collectors, register_many, start_collector_with, status, wait_for, wait_fleet_in_sync,
+    wait_status,
+};
+use roster::pb::{
+    self, WatchRequest, assignment_feed_client::AssignmentFeedClient, watch_response::Frame,
+};
+use roster_testkit::{FaultProxy, Mode, TestPostgres, never_due};
+use sqlx::{Connection as _, PgConnection};
+
+/// Collectors notice a lost stream in about a second, and come back quickly.
+const FAST: &[&str] = &["--keepalive-interval", "500ms", "--keepalive-timeout", "500ms", "--reconnect-max-delay", "1s"];
+
+/// A short grace period, so that a replica cut from its store ends its streams after 2 s (a quarter of it).
+const SHORT_GRACE: &[&str] = &["--grace", "8s"];
+
+/// A roster-server replica on an OS-chosen port of 127.0.0.1 with its store at `store` (a `postgres://` URL), and
+/// its URL.
+fn start_replica(store: &str, extra: &[&str]) -> (Proc, String) {
+    let args = [&["--listen", "127.0.0.1:0", "--store", store][..], extra].concat();
+    let replica = Proc::start("roster-server", &args);
+    let addr = replica.logged("roster-server serving", "listen=");
+    (replica, format!("http://{addr}"))
+}
+
+/// Whether `replica` has taken the lead at some point.
+fn has_led(replica: &Proc) -> bool {
+    replica.stderr().contains("this replica leads now")
+}
+
+/// The index of the replica that leads first, once one does.
+async fn first_leader(replicas: &[&Proc]) -> usize {
+    let mut leader = None;
+    wait_for("a replica leads", || {
+        leader = replicas.iter().position(|r| has_led(r));
+        leader.is_some()
+    })
+    .await;
+    leader.unwrap()
+}
+
+/// A raw registry client of `url`, without retries: what one call answers.
+async fn raw_registry(url: &str) -> pb::registry_client::RegistryClient<tonic::transport::Channel> {
+    pb::registry_client::RegistryClient::connect(url.to_owned()).await.unwrap()
+}
+
+/// Reads collectors' applied generations over their status API every 20 ms until stopped; remembers whether any
+/// ever went backwards within an epoch.
+struct GenerationWatch {
+    stop: Arc<AtomicBool>,
+    backwards: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl GenerationWatch {
+    fn start(status_addrs: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let backwards = Arc::new(Mutex::new(Vec::new()));
+        let (done, seen_backwards) = (stop.clone(), backwards.clone());
+        let task = tokio::spawn(async move {
+            let mut last: BTreeMap<String, (String, u64)> = BTreeMap::new();
+            let mut polls = 0;
+            // Bounded: at most 5 minutes of polls, far beyond any test here.
+            while !done.load(Ordering::SeqCst) && polls < 15_000 {
+                for addr in &status_addrs {
+                    let s = status(addr).await;
+                    let now = (s.applied_epoch.clone(), s.applied_generation);
+                    if let Some(before) = last.get(addr)
+                        && before.0 == now.0
+                        && before.1 > now.1
+                    {
+                        seen_backwards.lock().unwrap().push(format!("{addr}: {before:?} then {now:?}"));
+                    }
+                    last.insert(addr.clone(), now);
+                }
+                polls += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            polls
+        });
+        Self { stop, backwards, task }
+    }
+
+    /// Stops watching; returns what went backwards (nothing, if all is well) and the number of polls.
+    async fn finish(self) -> (Vec<String>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        let polls = self.task.await.unwrap();
+        (self.backwards.lock().unwrap().clone(), polls)
+    }
+}
+
+/// Every producer `url` knows is assigned to exactly one of `collectors` (and to nothing else).
+async fn assigned_once(url: &str, collectors: &[&str]) -> BTreeMap<String, String> {
+    let producers = all_producers(url).await;
+    for (producer, collector) in &producers {
+        assert!(collectors.contains(&collector.as_str()), "{producer} assigned to {collector:?}, not to one of {collectors:?}");
+    }
+    producers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_serve_one_registry_and_one_feed() {
+    let postgres = TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, url_a) = start_replica(&postgres.url(), &[]);
+    let (b, url_b) = start_replica(&postgres.url(), &[]);
+    let (c, url_c) = start_replica(&postgres.url(), &[]);
+    let epochs: BTreeSet<String> = [&a, &b, &c].iter().map(|r| r.logged("roster-server serving", "epoch=")).collect();
+    assert_eq!(epochs.len(), 1, "one epoch, made once with the schema: {epochs:?}");
+
+    // Each collector follows one replica; producers register through a third.
+    let (_c1, status1, id1) = start_collector_with(&url_b, &dir.path().join("c1"), FAST);
+    let (_c2, status2, id2) = start_collector_with(&url_c, &dir.path().join("c2"), FAST);
+    wait_for("both collectors known to the replica they did not call", || {
+        let url = url_a.clone();
+        let ids = [id1.clone(), id2.clone()];
+        async move { ids.iter().all(|id| collectors(&url).await.contains_key(id)) }
+    })
+    .await;
+    register_many(&url_a, 40).await;
+    for url in [&url_a, &url_b, &url_c] {
+        wait_fleet_in_sync(url, 2, "registered through another replica").await;
+    }
+    let (s1, s2) = (status(&status1).await, status(&status2).await);
+    assert_eq!(s1.applied_producer_count + s2.applied_producer_count, 40, "each producer collected once: {s1:?} {s2:?}");
+    let producers = assigned_once(&url_a, &[&id1, &id2]).await;
+    for url in [&url_b, &url_c] {
+        assert_eq!(all_producers(url).await, producers, "every replica answers the same registry");
+    }
+
+    // A collector in sync asking another replica is told so, and sent nothing (S3).
+    for url in [&url_a, &url_c] {
+        let mut feed = AssignmentFeedClient::connect(url.clone()).await.unwrap();
+        let mut stream = feed
+            .watch(WatchRequest {
+                collector_id: id1.clone(),
+                known_epoch: s1.applied_epoch.clone(),
+                known_generation: s1.applied_generation,
+                observe_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().and_then(|m| m.frame);
+        assert!(matches!(first, Some(Frame::InSync(_))), "{url}: {first:?}");
+    }
+
+    // A change made through one replica reaches a collector following another.
+    raw_registry(&url_b).await.register_producer(never_due()).await.unwrap();
+    wait_for("the producer registered through b is applied by a collector", || {
+        let (status1, status2) = (status1.clone(), status2.clone());
+        async move { status(&status1).await.applied_producer_count + status(&status2).await.applied_producer_count == 41 }
+    })
+    .await;
+    drop((a, b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_leader_during_a_registration_burst_loses_nothing() {
+    let postgres = TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<(Proc, String)> = (0..3).map(|_| start_replica(&postgres.url(), &[])).collect();
+    let urls: Vec<String> = replicas.iter().map(|(_, url)| url.clone()).collect();
+    let all = urls.join(",");
+    let (_c1, status1, id1) = start_collector_with(&all, &dir.path().join("c1"), FAST);
+    let (_c2, status2, id2) = start_collector_with(&all, &dir.path().join("c2"), FAST);
+    let leader = first_leader(&replicas.iter().map(|(p, _)| p).collect::<Vec<_>>()).await;
+    wait_fleet_in_sync(&urls[leader], 2, "both collectors attached").await;
+    let watch = GenerationWatch::start(vec![status1.clone(), status2.clone()]);
+
+    // 300 registrations, each sent to the replicas in turn until one acknowledges it (as a client with every
+    // replica's address does); the leader is killed after the first 100 acknowledgements.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let burst = {
+        let (urls, acknowledged) = (urls.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            for i in 0..300 {
+                let request = never_due();
+                let mut done = false;
+                // Bounded: every replica twice.
+                for attempt in 0..2 * urls.len() {
+                    let url = &urls[(i + attempt) % urls.len()];
+                    let Ok(mut client) = pb::registry_client::RegistryClient::connect(url.clone()).await else {
+                        continue;
+                    };
+                    if client.register_producer(request.clone()).await.is_ok() {
+                        done = true;
+                        break;
+                    }
+                }
+                assert!(done, "registration {i} was acknowledged by no replica");
+                acknowledged.lock().unwrap().push(request.producer_id);
+            }
+        })
+    };
+    wait_for("100 registrations acknowledged", || acknowledged.lock().unwrap().len() >= 100).await;
+    replicas[leader].0.kill9();
+    let killed = Instant::now();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    wait_for("another replica leads", || survivors.iter().any(|i| has_led(&replicas[*i].0))).await;
+    eprintln!("figure: a new leader {:?} after kill -9 of the old one", killed.elapsed());
+    burst.await.unwrap();
+
+    let url = &urls[survivors[0]];
+    let stored = assigned_once(url, &[&id1, &id2]).await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert_eq!(acknowledged.len(), 300);
+    for id in &acknowledged {
+        assert!(stored.contains_key(id), "acknowledged registration {id} lost");
+    }
+    wait_fleet_in_sync(url, 2, "after the leader's death").await;
+    let (s1, s2) = (status(&status1).await, status(&status2).await);
+    assert_eq!(
+        s1.applied_producer_count + s2.applied_producer_count,
+        stored.len() as u64,
+        "after convergence every producer is collected by exactly one collector"
+    );
+    let (backwards, polls) = watch.finish().await;
+    assert!(backwards.is_empty(), "generations went backwards: {backwards:?}");
+    assert!(polls > 10, "the generations were watched ({polls} polls)");
+    drop(replicas);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_restarted_writes_wait_feeds_stay_and_all_resumes() {
+    let mut postgres = TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, url_a) = start_replica(&postgres.url(), &[]);
+    let (_b, url_b) = start_replica(&postgres.url(), &[]);
+    let (_collector, status_addr, _) = start_collector_with(&url_b, &dir.path().join("c"), FAST);
+    register_many(&url_a, 5).await;
+    let before = wait_status(&status_addr, "5 producers applied", |s| s.applied_producer_count == 5).await;
+
+    postgres.stop();
+    let refused = raw_registry(&url_a).await.register_producer(never_due()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    eprintln!("figure: a write while PostgreSQL is down: {}", refused.message());
+    postgres.start_again().await;
+
+    // Writes resume (the client retries, as a registrant's library does), and so does the feed.
+    let request = never_due();
+    wait_for("a registration is acknowledged again", || {
+        let (url, request) = (url_a.clone(), request.clone());
+        async move { raw_registry(&url).await.register_producer(request).await.is_ok() }
+    })
+    .await;
+    let after = wait_status(&status_addr, "the new producer applied", |s| s.applied_producer_count == 6).await;
+    assert_eq!(after.reconnects, before.reconnects, "the feed stream stayed up through the restart");
+    assert!(after.applied_generation > before.applied_generation);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
+    let postgres = TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", postgres.port()).parse().unwrap()).await;
+    let through_proxy = postgres.url().replace(&format!(":{}/", postgres.port()), &format!(":{}/", proxy.port()));
+    let (cut, url_cut) = start_replica(&through_proxy, SHORT_GRACE);
+    let (_other, url_other) = start_replica(&postgres.url(), SHORT_GRACE);
+    // The collector follows the replica that will be cut, and knows the other.
+    let (_collector, status_addr, id) =
+        start_collector_with(&format!("{url_cut},{url_other}"), &dir.path().join("c"), FAST);
+    register_many(&url_other, 5).await;
+    let before = wait_status(&status_addr, "on the first replica, 5 producers applied", |s| {
+        s.applied_producer_count == 5 && s.endpoint == url_cut
+    })
+    .await;
+
+    proxy.set(Mode::Refuse);
+    let refused = raw_registry(&url_cut).await.register_producer(never_due()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "the cut replica decides nothing: {refused}");
+    let moved = wait_status(&status_addr, "the collector moves to the other replica", |s| {
+        s.connected && s.endpoint == url_other
+    })
+    .await;
+    assert!(cut.stderr().contains("can no longer vouch for its feed"), "the cut replica says why it ended its streams");
+    assert_eq!(moved.applied_epoch, before.applied_epoch);
+
+    // The other replica serves it from now on, and it was never without its producers.
+    raw_registry(&url_other).await.register_producer(never_due()).await.unwrap();
+    wait_status(&status_addr, "a change through the other replica applied", |s| s.applied_producer_count == 6).await;
+    assert_eq!(collectors(&url_other).await[&id].open_streams, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_arrives_though_the_listener_connection_was_cut() {
+    let postgres = TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, url_a) = start_replica(&postgres.url(), &[]);
+    let (b, url_b) = start_replica(&postgres.url(), &[]);
+    let (_collector, status_addr, _) = start_collector_with(&url_b, &dir.path().join("c"), FAST);
+    register_many(&url_a, 1).await;
+    wait_status(&status_addr, "the first producer applied", |s| s.applied_producer_count == 1).await;
+
+    let mut admin = PgConnection::connect(&postgres.url()).await.unwrap();
+    let cut: Vec<i32> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity WHERE query = 'LISTEN \"roster\"' OR query LIKE 'LISTEN %roster%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(cut.len(), 2, "both replicas' listeners were cut: {cut:?}");
+    register_many(&url_a, 1).await;
+    wait_status(&status_addr, "the change applied on the other replica's collector", |s| s.applied_producer_count == 2)
+        .await;
+    wait_for("the replica says its listener was lost", || b.stderr().contains("listening for other replicas"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_older_than_the_schema_is_refused() {
+    let postgres = TestPostgres::start().await;
+    let (first, _) = start_replica(&postgres.url(), &[]);
+    drop(first);
+    let mut admin = PgConnection::connect(&postgres.url()).await.unwrap();
+    // What a newer roster-server's migration would have left.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer roster-server', true, '\\x00', 0)",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let mut older = Proc::start("roster-server", &["--listen", "127.0.0.1:0", "--store", &postgres.url()]);
+    let exit = older.wait_exit();
+    assert!(!exit.success());
+    let said = older.stderr();
+    assert!(said.contains("9999"), "names the database's schema version: {said}");
+}
