@@ -31,12 +31,10 @@ use std::{
 };
 
 use common::{
-    Proc, all_producers, collectors, register_many, start_collector_with, status, wait_for, wait_fleet_in_sync,
+    Proc, all_producers, collectors, register_many, start_collector_with, status, wait_fleet_in_sync, wait_for,
     wait_status,
 };
-use roster::pb::{
-    self, WatchRequest, assignment_feed_client::AssignmentFeedClient, watch_response::Frame,
-};
+use roster::pb::{self, WatchRequest, assignment_feed_client::AssignmentFeedClient, watch_response::Frame};
 use roster_testkit::{FaultProxy, Mode, TestPostgres, never_due};
 use sqlx::{Connection as _, PgConnection};
 
@@ -125,7 +123,10 @@ impl GenerationWatch {
 async fn assigned_once(url: &str, collectors: &[&str]) -> BTreeMap<String, String> {
     let producers = all_producers(url).await;
     for (producer, collector) in &producers {
-        assert!(collectors.contains(&collector.as_str()), "{producer} assigned to {collector:?}, not to one of {collectors:?}");
+        assert!(
+            collectors.contains(&collector.as_str()),
+            "{producer} assigned to {collector:?}, not to one of {collectors:?}"
+        );
     }
     producers
 }
@@ -154,7 +155,11 @@ async fn three_replicas_serve_one_registry_and_one_feed() {
         wait_fleet_in_sync(url, 2, "registered through another replica").await;
     }
     let (s1, s2) = (status(&status1).await, status(&status2).await);
-    assert_eq!(s1.applied_producer_count + s2.applied_producer_count, 40, "each producer collected once: {s1:?} {s2:?}");
+    assert_eq!(
+        s1.applied_producer_count + s2.applied_producer_count,
+        40,
+        "each producer collected once: {s1:?} {s2:?}"
+    );
     let producers = assigned_once(&url_a, &[&id1, &id2]).await;
     for url in [&url_b, &url_c] {
         assert_eq!(all_producers(url).await, producers, "every replica answers the same registry");
@@ -336,8 +341,7 @@ async fn a_change_arrives_though_the_listener_connection_was_cut() {
     register_many(&url_a, 1).await;
     wait_status(&status_addr, "the change applied on the other replica's collector", |s| s.applied_producer_count == 2)
         .await;
-    wait_for("the replica says its listener was lost", || b.stderr().contains("listening for other replicas"))
-        .await;
+    wait_for("the replica says its listener was lost", || b.stderr().contains("listening for other replicas")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

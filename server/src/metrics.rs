@@ -22,7 +22,7 @@ use prometheus_client::{
         MetricType,
         counter::Counter,
         family::Family,
-        gauge::ConstGauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::{Registry, Unit},
@@ -41,6 +41,8 @@ pub(crate) struct ServerMetrics {
     store_commit_duration: Histogram,
     store_commit_failures: Counter,
     lease_expiries: Counter,
+    leader: Gauge,
+    store_revision: Gauge,
     collectors: Arc<Mutex<Vec<CollectorFigures>>>,
 }
 
@@ -64,6 +66,8 @@ impl ServerMetrics {
             store_commit_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             store_commit_failures: Counter::default(),
             lease_expiries: Counter::default(),
+            leader: Gauge::default(),
+            store_revision: Gauge::default(),
             collectors: Arc::default(),
         };
         // Both results are listed from the start, at 0 until they happen.
@@ -92,8 +96,29 @@ impl ServerMetrics {
             "Producers removed because their lease lapsed",
             metrics.lease_expiries.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this server leads the replicas sharing its store (it alone applies leases and grace periods); a \
+             server on its own store always leads",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "store_revision",
+            "The revision of the shared store this replica's state reflects (0 on a store of one server)",
+            metrics.store_revision.clone(),
+        );
         registry.register_collector(Box::new(Observed { open_streams, collectors: metrics.collectors.clone() }));
         (metrics, registry)
+    }
+
+    /// Whether this server leads, as its last tick found.
+    pub(crate) fn leads(&self, leads: bool) {
+        self.leader.set(i64::from(leads));
+    }
+
+    /// The store's revision this server's state reflects.
+    pub(crate) fn store_revision(&self, revision: u64) {
+        self.store_revision.set(i64::try_from(revision).unwrap_or(i64::MAX));
     }
 
     /// A registration was committed; `created` when the producer was new.

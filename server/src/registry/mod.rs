@@ -372,6 +372,9 @@ impl Registry {
         }
         // Only the replica that leads applies the rules of time, and only within this write (see `Begun::lead`).
         let knows_lead = begun.lead.is_some() || tick;
+        if knows_lead {
+            self.metrics.leads(begun.lead.is_some());
+        }
         let lead = begun.lead.filter(|_| sweeping);
         if tick {
             self.state.own_streams(&self.local_streams, now, &mut changes);
@@ -559,6 +562,7 @@ impl Registry {
         match &committed {
             Ok(revision) => {
                 self.state.set_revision(*revision);
+                self.metrics.store_revision(self.state.revision());
                 self.metrics.leases_expired(lapsed_count);
                 for id in forgotten {
                     // Its feed goes with it: a collector that comes back under this id is a new record starting at
@@ -712,6 +716,7 @@ impl Registry {
     /// Writes what other replicas committed into the state, and publishes the generations it brings.
     fn publish_caught_up(&mut self, catch_up: CatchUp, now: u64) {
         let caught = apply_catch_up(&mut self.state, catch_up, now);
+        self.metrics.store_revision(self.state.revision());
         for id in caught.forgotten {
             self.feeds.remove(&id);
         }
