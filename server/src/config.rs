@@ -1,14 +1,22 @@
-//! The server's settings ([`Config`]) and every default, each defined once here as a constant: [`Config::new`]
+//! The server's settings ([`Config`], with where the store is: [`StoreLocation`]) and every default, each defined once here as a constant: [`Config::new`]
 //! and the `roster-server` flags (`src/main.rs`) both take them from here, and the README's table of flags states
 //! them.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fmt::{self, Display},
+    net::SocketAddr,
+    path::PathBuf,
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use roster::{auth::Authenticator, domain::MAX_LEASE, message_limit::PAGE_BYTES, transport::ServerTls};
 
 use crate::{
     clock::{Clock, SystemClock},
     feed::snapshot::ChunkLimits,
+    store::postgres::PostgresUrl,
 };
 
 /// Address served unless configured otherwise: loopback only, the gRPC port roster uses by convention.
@@ -52,11 +60,56 @@ pub const DEFAULT_ABSENCE_THRESHOLD: Duration = Duration::from_secs(2);
 /// 18's 5 s. Short enough that collectors move on from a replica cut from the store well within their grace period.
 pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Where the registry's records are kept (`--store`): parsed here, at the edge, and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An embedded SQLite file in this directory (created if missing): one server (`sqlite://PATH`, or
+    /// `--data-dir PATH`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database that several replicas share (`postgres://…` or `postgresql://…`).
+    Postgres(PostgresUrl),
+}
+
+/// The accepted forms of `--store`, as its errors show them.
+const STORE_FORMS: &str = "sqlite://PATH (a directory, created if missing) or \
+                           postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require] (postgresql:// too)";
+
+impl FromStr for StoreLocation {
+    type Err = String;
+
+    /// `sqlite://PATH` or a PostgreSQL URL; the error names the flag and both forms, and never repeats a password.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(format!("--store sqlite:// needs a directory after it; use {STORE_FORMS}"));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return PostgresUrl::parse(s)
+                .map(Self::Postgres)
+                .map_err(|e| format!("--store is not a valid PostgreSQL URL ({e}); use {STORE_FORMS}"));
+        }
+        let scheme = s.split_once("://").map_or("no scheme", |(scheme, _)| scheme);
+        Err(format!("--store takes a URL of sqlite or postgres (this has {scheme}); use {STORE_FORMS}"))
+    }
+}
+
+impl Display for StoreLocation {
+    /// As given, without a PostgreSQL URL's password or options ([`PostgresUrl`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(dir) => write!(f, "sqlite://{}", dir.display()),
+            Self::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
 /// Everything the server needs to run; [`Config::new`] gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Directory of the store (created if missing).
-    pub data_dir: PathBuf,
+    /// Where the store is.
+    pub store: StoreLocation,
     /// Where to serve the server's Prometheus metrics (`GET /metrics`); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
     /// Lease given to registrations that ask for none (L1). Keep it within [`roster::domain::MIN_LEASE`] and
@@ -101,10 +154,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, with the store in `data_dir`, no metrics served and no TLS.
+    /// The defaults, with a SQLite store in `data_dir`, no metrics served and no TLS.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
-            data_dir: data_dir.into(),
+            store: StoreLocation::Sqlite(data_dir.into()),
             metrics_listen: None,
             lease: DEFAULT_LEASE,
             grace: DEFAULT_GRACE,
@@ -152,6 +205,30 @@ pub fn check_exposure(listen: SocketAddr, tls: bool, auth: bool, insecure: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_is_a_sqlite_directory_or_a_postgres_url_shown_without_its_password() {
+        assert_eq!("sqlite:///var/lib/roster".parse(), Ok(StoreLocation::Sqlite("/var/lib/roster".into())));
+        assert_eq!("sqlite://./data".parse(), Ok(StoreLocation::Sqlite("./data".into())));
+        for url in [
+            "postgres://roster:s3cret@db.example:5433/fleet?sslmode=require",
+            "postgresql://roster:s3cret@db.example:5433/fleet",
+        ] {
+            let store: StoreLocation = url.parse().unwrap();
+            assert_eq!(store.to_string(), "postgres://roster@db.example:5433/fleet", "{url}");
+            assert!(!format!("{store:?}").contains("s3cret"), "{store:?}");
+        }
+        for (bad, says) in [
+            ("sqlite://", "needs a directory"),
+            ("/var/lib/roster", "this has no scheme"),
+            ("mysql://db/roster", "this has mysql"),
+            ("postgres://db:notaport/roster", "not a valid PostgreSQL URL"),
+        ] {
+            let e = bad.parse::<StoreLocation>().unwrap_err();
+            assert!(e.starts_with("--store ") && e.contains(says), "{bad}: {e}");
+            assert!(e.contains("sqlite://PATH") && e.contains("postgres://USER"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn only_loopback_or_a_protected_or_an_insecure_server_may_listen() {

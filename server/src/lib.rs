@@ -9,7 +9,7 @@
 //!
 //! | module | owns | uses |
 //! |---|---|---|
-//! | `config` | [`Config`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `clock` |
+//! | `config` | [`Config`], [`StoreLocation`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `store`, `clock` |
 //! | `rpc` | the gRPC edge: request conversion, the body's authorization ([`roster::auth::Principal::may`]), response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
 //! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
 //! | `registry` | the actor that owns the state, batches writes, publishes each committed generation | `registry::state`, `registry::absence`, `metrics`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
@@ -18,7 +18,7 @@
 //! | `registry::absence` | how long the server could not serve, from two clock readings | `clock` |
 //! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot | `error` |
 //! | `error` | request errors and their one mapping to gRPC statuses | `store`, `records` |
-//! | `store` | the `Store` interface and [`StoreError`]; `store::sqlite`, the SQLite file | `records`, `clock` |
+//! | `store` | the `Store` interface and [`StoreError`]; `store::sqlite`, the SQLite file; `store::postgres`, a PostgreSQL database replicas share ([`PostgresUrl`]) | `records`, `clock` |
 //! | `records` | what is persisted: the records, one load, one batch | — |
 //! | [`feed::snapshot`] | a collector's assignment (a persistent map of encoded entries) and its snapshot: cut into chunks, with its digest (pure) | — |
 //! | `assign` | rendezvous hashing with pins | — |
@@ -57,16 +57,16 @@ pub use crate::{
         Config, DEFAULT_ABSENCE_THRESHOLD, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER,
         DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE,
         DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_REPLICA_TIMEOUT, DEFAULT_SETTLE,
-        DEFAULT_SWEEP_INTERVAL, check_exposure,
+        DEFAULT_SWEEP_INTERVAL, StoreLocation, check_exposure,
     },
-    store::StoreError,
+    store::{StoreError, postgres::PostgresUrl},
 };
 use crate::{
     feed::stream::{OpenStreams, StreamConfig},
     metrics::ServerMetrics,
     registry::{Registry, RegistryConfig, state::Rules},
     rpc::{FeedService, RegistryService},
-    store::sqlite::SqliteStore,
+    store::{Store, postgres::PostgresStore, sqlite::SqliteStore},
     wire::feed_server::assignment_feed_server::AssignmentFeedServer,
 };
 
@@ -93,7 +93,7 @@ pub enum ServerError {
     },
 }
 
-/// Opens the store in `config.data_dir` and serves `roster.v1` (plus health and reflection) on `listener`, and its
+/// Opens the store (`config.store`) and serves `roster.v1` (plus health and reflection) on `listener`, and its
 /// metrics on `config.metrics_listen` if set, until `shutdown` completes; then stops serving metrics, ends every
 /// feed stream with `UNAVAILABLE`, drains for at most `config.drain` and returns.
 ///
@@ -110,7 +110,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let metrics_local = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     let open_streams = Arc::new(OpenStreams::default());
     let (metrics, metrics_registry) = ServerMetrics::new(Arc::clone(&open_streams));
-    let store = SqliteStore::open(&config.data_dir, config.clock.now_ms()).await?;
+    let store: Box<dyn Store> = match &config.store {
+        StoreLocation::Sqlite(dir) => Box::new(SqliteStore::open(dir, config.clock.now_ms()).await?),
+        StoreLocation::Postgres(url) => {
+            Box::new(PostgresStore::open(url, config.clock.now_ms(), config.replica_timeout).await?)
+        }
+    };
     let registry_config = RegistryConfig {
         rules: Rules {
             default_lease: config.lease,
@@ -122,7 +127,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         absence_threshold: config.absence_threshold,
         chunk_limits: config.chunk_limits,
     };
-    let (registry, handle) = Registry::start(Box::new(store), config.clock.clone(), registry_config, metrics).await?;
+    let (registry, handle) = Registry::start(store, config.clock.clone(), registry_config, metrics).await?;
     let epoch = registry.epoch();
     let stop = CancellationToken::new();
     let actor = tokio::spawn(registry.run(stop.clone()));
@@ -150,7 +155,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let metrics_at = metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string());
     let tls = config.tls.as_ref().map_or("off", |_| "on");
     let auth = if config.auth.is_on() { "on" } else { "off" };
-    info!(listen = %local, metrics = %metrics_at, tls, auth, data_dir = %config.data_dir.display(), %epoch, "roster-server serving");
+    info!(listen = %local, metrics = %metrics_at, tls, auth, store = %config.store, %epoch, "roster-server serving");
     let served = ServerTransport::new(options)
         .tls(config.tls.clone())
         .authenticate(AuthLayer::new(config.auth.clone()))

@@ -1,6 +1,11 @@
 //! `roster-server`: parses flags, sets up logging, binds, and runs the control plane until SIGTERM or SIGINT.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -14,7 +19,7 @@ use roster::{
 use roster_server::{
     Config, DEFAULT_CHUNK_LIMITS, DEFAULT_DATA_DIR, DEFAULT_DRAIN, DEFAULT_FORGET_AFTER, DEFAULT_GRACE,
     DEFAULT_HEARTBEAT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LEASE, DEFAULT_LISTEN,
-    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, check_exposure,
+    DEFAULT_METRICS_LISTEN, DEFAULT_RECONNECT_RATE, DEFAULT_SETTLE, ServerError, StoreLocation, check_exposure,
     feed::snapshot::ChunkLimits,
 };
 
@@ -39,10 +44,18 @@ struct Args {
     #[arg(long, env = "ROSTER_SERVER_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN, value_parser = MetricsListen::from_str)]
     metrics_listen: MetricsListen,
 
-    /// Directory of the durable store (created if missing). Its epoch is made once, when the store is created;
-    /// deleting the directory starts a new epoch.
+    /// Directory of the durable store, an embedded SQLite file (created if missing). Its epoch is made once, when
+    /// the store is created; deleting the directory starts a new epoch. Same as --store sqlite://DIR.
     #[arg(long, env = "ROSTER_SERVER_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+
+    /// Where the durable store is, instead of --data-dir: sqlite://DIR, an embedded SQLite file in DIR (the
+    /// default, in --data-dir), for one server; or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (postgresql://
+    /// too; add ?sslmode=require or verify-full for TLS), a PostgreSQL database several roster-server replicas
+    /// share. The first replica to start creates the schema and the epoch; a replica older than the schema
+    /// refuses to start. The password is never logged.
+    #[arg(long, env = "ROSTER_SERVER_STORE", value_name = "URL")]
+    store: Option<StoreLocation>,
 
     /// Lease given to producers that ask for none: 10s to 24h, the bounds of a lease a registrant may ask for.
     /// Registrants renew at a quarter of it; a lapsed lease removes the producer.
@@ -141,6 +154,7 @@ struct Args {
 const EXAMPLES: &str = "Examples:
   roster-server
   roster-server --listen 0.0.0.0:50051 --data-dir /var/lib/roster
+  roster-server --store postgres://roster@db.internal/roster?sslmode=verify-full
   roster-server --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem
   roster-server --metrics-listen 0.0.0.0:9471
   roster-server --listen 0.0.0.0:50051 --auth-tokens /etc/roster/tokens --tls-cert server.pem --tls-key server.key
@@ -180,6 +194,13 @@ async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     let mut config = Config::new(&args.data_dir);
+    if let Some(store) = args.store {
+        anyhow::ensure!(
+            args.data_dir == Path::new(DEFAULT_DATA_DIR),
+            "--store and --data-dir both say where the store is: give one (--data-dir DIR is --store sqlite://DIR)"
+        );
+        config.store = store;
+    }
     config.metrics_listen = args.metrics_listen.address();
     let (lease, settle_period): (Duration, Duration) = (args.lease.into(), args.settle_period.into());
     config.lease = lease;

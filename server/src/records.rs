@@ -118,6 +118,31 @@ impl CollectorRecord {
         }
     }
 
+    /// The record with the liveness a shared store keeps: its streams per replica (`holders`), else the end of its
+    /// grace period, else its departure (as [`CollectorRecord::restored`] set it).
+    pub(crate) fn with_stored_liveness(
+        mut self,
+        holders: BTreeMap<ReplicaId, u32>,
+        grace_until_ms: Option<u64>,
+    ) -> Self {
+        let streams: u32 = holders.values().sum();
+        if streams > 0 {
+            self.liveness = Liveness::Live { streams };
+            self.holders = holders;
+        } else if let Some(until_ms) = grace_until_ms {
+            self.liveness = Liveness::Grace { until_ms };
+        }
+        self
+    }
+
+    /// When its grace period ends, if it is in grace.
+    pub(crate) fn grace_until_ms(&self) -> Option<u64> {
+        match self.liveness {
+            Liveness::Grace { until_ms } => Some(until_ms),
+            Liveness::Live { .. } | Liveness::Departed { .. } => None,
+        }
+    }
+
     /// A new record, of a collector of gRPC producers until its `Watch` says more; every caller makes it live or in
     /// grace at once.
     pub(crate) fn new() -> Self {

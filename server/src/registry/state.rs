@@ -203,7 +203,19 @@ impl State {
             settle_at_ms: loaded.settled_at_ms.is_none().then(|| now_ms.saturating_add(ms(rules.settle))),
             rules,
             producers: BTreeMap::new(),
-            collectors: loaded.collectors.into_iter().collect(),
+            // The streams the store counted ended with the server that held them: every collector starts as it would
+            // be had it not been live or in grace, and is decided below.
+            collectors: loaded
+                .collectors
+                .into_iter()
+                .map(|(id, mut record)| {
+                    record.holders.clear();
+                    if record.liveness.eligible() {
+                        record.liveness = Liveness::Departed { since_ms: 0 };
+                    }
+                    (id, record)
+                })
+                .collect(),
             by_collector: BTreeMap::new(),
             instances: BTreeMap::new(),
         };

@@ -1,5 +1,6 @@
 //! The registry's durable store: the [`Store`] interface every store implements and its error, [`StoreError`].
-//! [`sqlite`] (an embedded SQLite file, one server) is the first implementation.
+//! [`sqlite`] (an embedded SQLite file, the default) and [`postgres`] (a PostgreSQL database that several replicas
+//! share) implement it, writing the same rows (`rows`).
 //!
 //! The interface is deliberately narrow: [`Store::load`] (everything, at start and after a failed commit),
 //! [`Store::begin`] and [`Txn::commit`] (one [`Batch`], all or nothing, durable when it returns), and for replicas
@@ -16,6 +17,10 @@
 //! configuration), and the registry stays one concrete type whichever it is. The price is one boxed future per
 //! call: one per batch, beside the fsync the batch waits for.
 
+#[cfg(test)]
+mod conformance;
+pub(crate) mod postgres;
+mod rows;
 pub(crate) mod sqlite;
 
 use std::{
@@ -159,6 +164,19 @@ pub enum StoreError {
         store: String,
         /// Why.
         source: DatabaseError,
+    },
+    /// The database's schema is newer than this binary knows: a newer roster-server migrated it.
+    #[error(
+        "{store} has schema version {found}, newer than this roster-server knows (up to {known}): a newer \
+         roster-server migrated it; upgrade this replica to the version the others run"
+    )]
+    SchemaTooNew {
+        /// Which store.
+        store: String,
+        /// The first applied version this binary does not know.
+        found: i64,
+        /// The newest version this binary knows.
+        known: i64,
     },
     /// A stored row does not parse: the store was edited or damaged.
     #[error(

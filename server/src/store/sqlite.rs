@@ -1,7 +1,7 @@
 //! The SQLite store: an embedded file under the data directory, reached through sqlx; the first [`Store`].
 //!
-//! The SQL is plain and portable on purpose, so that a PostgreSQL store can write the same rows with sqlx's
-//! Postgres driver.
+//! The SQL is plain and portable on purpose: the PostgreSQL store (`super::postgres`) writes the same rows
+//! (`super::rows`) with sqlx's Postgres driver.
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so a commit that returned is on disk (an acknowledged
 //! registration survives `kill -9` and power loss).
@@ -12,45 +12,30 @@ use std::{
     time::Duration,
 };
 
-use roster::domain::{
-    ApplyOutcome, Collection, CollectorId, Labels, MetricsPath, ProducerAddress, ProducerId, ProducerSpec,
-    PrometheusTarget, Scheme, SupportedKinds,
-};
 use sqlx::{
-    QueryBuilder, Row as _, Sqlite, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    AssertSqlSafe, FromRow as _, QueryBuilder, Row as _, Sqlite, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio_stream::StreamExt as _;
 use uuid::Uuid;
 
-use super::{Begun, CatchUp, DatabaseError, Lead, Store, StoreError, StoreFuture, Txn};
-use crate::{
-    clock::ms,
-    records::{Batch, CollectorRecord, Loaded, ProducerRecord, ReplicaId, StoredReport},
+use super::{
+    Begun, CatchUp, DatabaseError, Lead, Store, StoreError, StoreFuture, Txn,
+    rows::{
+        COLLECTOR_COLUMNS, COLLECTOR_UPDATES, CollectorRow, PRODUCER_COLUMNS, PRODUCER_UPDATES, ProducerRow,
+        ROWS_PER_STATEMENT, push_collector, push_producer,
+    },
 };
+use crate::records::{Batch, Loaded, ReplicaId};
 
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "roster.db";
-
-/// Rows (producers, collectors) written by one statement of a commit: a statement per row cost a round trip to
-/// sqlx's SQLite thread each (a channel send and a thread wake-up), the most of a commit of renewals, and of one
-/// of registrations under watch (each applied snapshot's report updates its collector's row). 128 rows of 14
-/// columns are 1 792 parameters, well within SQLite's limit of 32 766.
-const ROWS_PER_STATEMENT: usize = 128;
 
 /// The SQLite store. A clone shares the connection.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 impl SqliteStore {
@@ -150,97 +135,31 @@ impl SqliteStore {
 
         // Each row becomes a record as it arrives: fetching every row first held all their SQLite values beside the
         // records, 1.8 GB more at the peak for a million producers, and zeroing those pages was a third of the start.
-        let mut rows = sqlx::query(
-            "SELECT id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, registered_at_ms, \
-             assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms FROM producers ORDER BY id",
-        )
-        .fetch(&self.pool);
+        // Statements built from constants only (`super::rows`): nothing of a request reaches the SQL text.
+        let sql = AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers ORDER BY id"));
+        let mut rows = sqlx::query(sql).fetch(&self.pool);
         let mut producers = Vec::new();
         while let Some(row) = rows.next().await {
-            producers.push(self.producer_from_row(&row.map_err(self.db("cannot read producers"))?)?);
+            let row = row.map_err(self.db("cannot read producers"))?;
+            let columns = ProducerRow::from_row(&row).map_err(self.db("cannot read producers"))?;
+            producers.push(columns.record().map_err(|problem| self.corrupt("producers", problem))?);
         }
         drop(rows);
 
-        let rows = sqlx::query(
-            "SELECT id, generation, reported_epoch, reported_generation, reported_outcome, reported_reason, \
-             reported_at_ms, departed_at_ms, supported_kinds FROM collectors ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.db("cannot read collectors"))?;
-        let collectors = rows.iter().map(|row| self.collector_from_row(row)).collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors ORDER BY id")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db("cannot read collectors"))?;
+        let collectors = rows
+            .iter()
+            .map(|row| {
+                CollectorRow::from_row(row)
+                    .map_err(self.db("cannot read collectors"))?
+                    .record()
+                    .map_err(|problem| self.corrupt("collectors", problem))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Loaded { epoch, revision: 0, settled_at_ms, producers, collectors })
-    }
-
-    fn producer_from_row(&self, row: &SqliteRow) -> Result<ProducerRecord, StoreError> {
-        let bad = |problem: String| self.corrupt("producers", problem);
-        let id: String = row.get("id");
-        let parse_collector = |column: &str| -> Result<Option<CollectorId>, StoreError> {
-            row.get::<Option<String>, _>(column)
-                .map(|s| CollectorId::parse_accepted(column, &s).map_err(|e| bad(format!("{id}: {e}"))))
-                .transpose()
-        };
-        let labels: BTreeMap<String, String> =
-            serde_json::from_str(row.get::<&str, _>("labels")).map_err(|e| bad(format!("{id}: labels: {e}")))?;
-        let collection = match row.get::<&str, _>("kind") {
-            "grpc" => Collection::Grpc,
-            "prometheus" => Collection::Prometheus(PrometheusTarget {
-                scheme: Scheme::parse_field("scheme", row.get::<Option<&str>, _>("scheme").unwrap_or_default())
-                    .map_err(|e| bad(format!("{id}: {e}")))?,
-                metrics_path: MetricsPath::parse_field(
-                    "metrics_path",
-                    row.get::<Option<&str>, _>("metrics_path").unwrap_or_default(),
-                )
-                .map_err(|e| bad(format!("{id}: {e}")))?,
-                scrape_timeout: row
-                    .get::<Option<i64>, _>("scrape_timeout_ms")
-                    .map(|t| Duration::from_millis(to_u64(t))),
-            }),
-            other => return Err(bad(format!("{id}: kind {other:?} is neither grpc nor prometheus"))),
-        };
-        Ok(ProducerRecord {
-            spec: ProducerSpec {
-                // Rows were accepted when written, perhaps under looser rules than today's: read them as such.
-                id: ProducerId::parse_accepted("id", &id).map_err(|e| bad(format!("{id}: {e}")))?,
-                address: ProducerAddress::parse_accepted("address", row.get::<String, _>("address"))
-                    .map_err(|e| bad(format!("{id}: {e}")))?,
-                interval: Duration::from_millis(to_u64(row.get("interval_ms"))),
-                labels: Labels::parse_field("labels", labels).map_err(|e| bad(format!("{id}: {e}")))?,
-                pinned: parse_collector("pinned_collector")?,
-                collection,
-            },
-            lease: Duration::from_millis(to_u64(row.get("lease_ms"))),
-            expires_at_ms: to_u64(row.get("expires_at_ms")),
-            registered_at_ms: to_u64(row.get("registered_at_ms")),
-            assigned: parse_collector("assigned_collector")?,
-            operator_pin: parse_collector("operator_pin")?,
-        })
-    }
-
-    fn collector_from_row(&self, row: &SqliteRow) -> Result<(CollectorId, CollectorRecord), StoreError> {
-        let id: String = row.get("id");
-        let bad = |problem: String| self.corrupt("collectors", format!("{id}: {problem}"));
-        let collector = CollectorId::parse_accepted("id", &id).map_err(|e| bad(e.to_string()))?;
-        let report = match row.get::<Option<String>, _>("reported_epoch") {
-            None => None,
-            Some(epoch) => Some(StoredReport {
-                epoch: Uuid::parse_str(&epoch).map_err(|e| bad(format!("reported_epoch: {e}")))?,
-                generation: to_u64(row.get::<Option<i64>, _>("reported_generation").unwrap_or(0)),
-                outcome: match row.get::<Option<i64>, _>("reported_outcome") {
-                    Some(1) => ApplyOutcome::Applied,
-                    Some(2) => {
-                        ApplyOutcome::Rejected(row.get::<Option<String>, _>("reported_reason").unwrap_or_default())
-                    }
-                    other => return Err(bad(format!("reported_outcome {other:?}"))),
-                },
-                at_ms: to_u64(row.get::<Option<i64>, _>("reported_at_ms").unwrap_or(0)),
-            }),
-        };
-        let generation = to_u64(row.get("generation"));
-        let departed_at_ms = row.get::<Option<i64>, _>("departed_at_ms").map(to_u64);
-        let supported_kinds = SupportedKinds::from_names(row.get::<&str, _>("supported_kinds"))
-            .map_err(|e| bad(format!("supported_kinds: {e}")))?;
-        Ok((collector, CollectorRecord::restored(generation, report, departed_at_ms, supported_kinds)))
     }
 
     /// [`Store::commit`].
@@ -250,40 +169,9 @@ impl SqliteStore {
         }
         let mut tx = self.pool.begin().await.map_err(self.db("cannot begin transaction"))?;
         for rows in batch.upsert_producers.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO producers (id, address, interval_ms, labels, pinned_collector, lease_ms, expires_at_ms, \
-                 registered_at_ms, assigned_collector, operator_pin, kind, scheme, metrics_path, scrape_timeout_ms) ",
-            );
-            insert.push_values(rows, |mut row, p| {
-                let labels = serde_json::to_string(&p.spec.labels.iter().collect::<BTreeMap<_, _>>())
-                    .expect("a map of strings always serialises");
-                let prometheus = match &p.spec.collection {
-                    Collection::Grpc => None,
-                    Collection::Prometheus(target) => Some(target),
-                };
-                row.push_bind(p.spec.id.to_string())
-                    .push_bind(p.spec.address.as_str().to_owned())
-                    .push_bind(to_i64(ms(p.spec.interval)))
-                    .push_bind(labels)
-                    .push_bind(p.spec.pinned.map(|c| c.to_string()))
-                    .push_bind(to_i64(ms(p.lease)))
-                    .push_bind(to_i64(p.expires_at_ms))
-                    .push_bind(to_i64(p.registered_at_ms))
-                    .push_bind(p.assigned.map(|c| c.to_string()))
-                    .push_bind(p.operator_pin.map(|c| c.to_string()))
-                    .push_bind(p.spec.collection.kind().as_str())
-                    .push_bind(prometheus.map(|t| t.scheme.as_str()))
-                    .push_bind(prometheus.map(|t| t.metrics_path.as_str().to_owned()))
-                    .push_bind(prometheus.and_then(|t| t.scrape_timeout).map(|t| to_i64(ms(t))));
-            });
-            insert.push(
-                " ON CONFLICT (id) DO UPDATE SET address = excluded.address, interval_ms = excluded.interval_ms, \
-                 labels = excluded.labels, pinned_collector = excluded.pinned_collector, lease_ms = excluded.lease_ms, \
-                 expires_at_ms = excluded.expires_at_ms, registered_at_ms = excluded.registered_at_ms, \
-                 assigned_collector = excluded.assigned_collector, operator_pin = excluded.operator_pin, \
-                 kind = excluded.kind, scheme = excluded.scheme, metrics_path = excluded.metrics_path, \
-                 scrape_timeout_ms = excluded.scrape_timeout_ms",
-            );
+            let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO producers ({PRODUCER_COLUMNS}) "));
+            insert.push_values(rows, |mut row, p| push_producer(&mut row, p));
+            insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {PRODUCER_UPDATES}"));
             insert.build().execute(&mut *tx).await.map_err(self.db("cannot write a producer"))?;
         }
         for id in &batch.delete_producers {
@@ -294,35 +182,9 @@ impl SqliteStore {
                 .map_err(self.db("cannot delete a producer"))?;
         }
         for rows in batch.upsert_collectors.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO collectors (id, generation, reported_epoch, reported_generation, reported_outcome, \
-                 reported_reason, reported_at_ms, departed_at_ms, supported_kinds) ",
-            );
-            insert.push_values(rows, |mut row, (id, c)| {
-                let report = c.report.as_ref();
-                row.push_bind(id.to_string())
-                    .push_bind(to_i64(c.generation))
-                    .push_bind(report.map(|r| r.epoch.to_string()))
-                    .push_bind(report.map(|r| to_i64(r.generation)))
-                    .push_bind(report.map(|r| match r.outcome {
-                        ApplyOutcome::Applied => 1_i64,
-                        ApplyOutcome::Rejected(_) => 2,
-                    }))
-                    .push_bind(report.and_then(|r| match &r.outcome {
-                        ApplyOutcome::Applied => None,
-                        ApplyOutcome::Rejected(reason) => Some(reason.clone()),
-                    }))
-                    .push_bind(report.map(|r| to_i64(r.at_ms)))
-                    .push_bind(c.departed_at_ms().map(to_i64))
-                    .push_bind(c.supported_kinds.names());
-            });
-            insert.push(
-                " ON CONFLICT (id) DO UPDATE SET generation = excluded.generation, \
-                 reported_epoch = excluded.reported_epoch, reported_generation = excluded.reported_generation, \
-                 reported_outcome = excluded.reported_outcome, reported_reason = excluded.reported_reason, \
-                 reported_at_ms = excluded.reported_at_ms, departed_at_ms = excluded.departed_at_ms, \
-                 supported_kinds = excluded.supported_kinds",
-            );
+            let mut insert = QueryBuilder::<Sqlite>::new(format!("INSERT INTO collectors ({COLLECTOR_COLUMNS}) "));
+            insert.push_values(rows, |mut row, (id, c)| push_collector(&mut row, *id, c));
+            insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {COLLECTOR_UPDATES}"));
             insert.build().execute(&mut *tx).await.map_err(self.db("cannot write a collector"))?;
         }
         if let Some(at) = batch.settled_at_ms {
@@ -385,9 +247,12 @@ impl Txn for SqliteTxn {
 
 #[cfg(test)]
 mod tests {
-    use roster::domain::{MetricsPath, ProducerKind};
+    use roster::domain::{
+        Collection, CollectorId, MetricsPath, ProducerId, ProducerKind, PrometheusTarget, Scheme, SupportedKinds,
+    };
 
     use super::*;
+    use crate::store::conformance;
 
     /// A store written by a server from before producer kinds (schema 3) opens, takes migration 0004, and reads its
     /// rows as gRPC producers and collectors of gRPC producers only; then a Prometheus producer, with every field of
@@ -449,81 +314,23 @@ mod tests {
         assert_eq!(loaded.collectors, vec![(id, kept)]);
     }
 
-    /// Rows are written several to a statement: a commit of more than one statement's worth of producers and of
-    /// collectors, each row different, reads back row for row, and so does a second commit updating some of them.
     #[tokio::test]
-    async fn a_commit_of_many_rows_reads_back_row_for_row() {
+    async fn sqlite_store_reads_back_many_rows_row_for_row() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path(), 1).await.unwrap();
-        let rows = 2 * ROWS_PER_STATEMENT + 3;
-        let collectors: Vec<(CollectorId, CollectorRecord)> = (0..rows)
-            .map(|i| {
-                let report = (i % 3 != 0).then(|| StoredReport {
-                    epoch: Uuid::new_v4(),
-                    generation: i as u64,
-                    outcome: if i % 3 == 1 { ApplyOutcome::Applied } else { ApplyOutcome::Rejected(format!("r{i}")) },
-                    at_ms: 1_000 + i as u64,
-                });
-                let departed = (i % 2 == 0).then_some(2_000 + i as u64);
-                (
-                    CollectorId::new_random(),
-                    CollectorRecord::restored(i as u64 + 1, report, departed, SupportedKinds::GRPC_ONLY),
-                )
-            })
-            .collect();
-        let producers: Vec<ProducerRecord> = (0..rows)
-            .map(|i| {
-                let registration = roster::domain::Registration::try_from(roster::pb::RegisterProducerRequest {
-                    producer_id: ProducerId::new_random().to_string(),
-                    address: format!("10.0.{}.{}:9100", i / 250, i % 250),
-                    interval_ms: 1_000 + i as u32,
-                    labels: [("i".to_owned(), i.to_string())].into(),
-                    ..Default::default()
-                })
-                .unwrap();
-                ProducerRecord {
-                    spec: registration.spec,
-                    lease: Duration::from_secs(60),
-                    expires_at_ms: 5_000 + i as u64,
-                    registered_at_ms: i as u64,
-                    assigned: Some(collectors[i].0),
-                    operator_pin: (i % 5 == 0).then_some(collectors[0].0),
-                }
-            })
-            .collect();
-        let sorted = |mut loaded: Loaded| {
-            loaded.producers.sort_by_key(|p| p.spec.id);
-            loaded.collectors.sort_by_key(|(id, _)| *id);
-            (loaded.producers, loaded.collectors)
-        };
-        let mut want = (producers.clone(), collectors.clone());
-        want.0.sort_by_key(|p| p.spec.id);
-        want.1.sort_by_key(|(id, _)| *id);
-        store
-            .write(&Batch { upsert_producers: producers, upsert_collectors: collectors, ..Batch::default() })
-            .await
-            .unwrap();
-        assert_eq!(sorted(store.read().await.unwrap()), want);
+        conformance::many_rows_read_back_row_for_row(&SqliteStore::open(dir.path(), 1).await.unwrap()).await;
+    }
 
-        let renewed: Vec<ProducerRecord> = want
-            .0
-            .iter()
-            .step_by(2)
-            .map(|p| ProducerRecord { expires_at_ms: p.expires_at_ms + 60_000, ..p.clone() })
-            .collect();
-        let bumped: Vec<_> = want
-            .1
-            .iter()
-            .step_by(2)
-            .map(|(id, c)| (*id, CollectorRecord { generation: c.generation + 1, ..c.clone() }))
-            .collect();
-        for p in &renewed {
-            *want.0.iter_mut().find(|w| w.spec.id == p.spec.id).unwrap() = p.clone();
-        }
-        for (id, c) in &bumped {
-            want.1.iter_mut().find(|(w, _)| w == id).unwrap().1 = c.clone();
-        }
-        store.write(&Batch { upsert_producers: renewed, upsert_collectors: bumped, ..Batch::default() }).await.unwrap();
-        assert_eq!(sorted(store.read().await.unwrap()), want);
+    #[tokio::test]
+    async fn sqlite_store_deletes_and_settles_once() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::deletes_and_settling_read_back(&SqliteStore::open(dir.path(), 1).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_keeps_its_epoch_and_writes_nothing_for_an_empty_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::an_empty_batch_writes_nothing(&SqliteStore::open(dir.path(), 1).await.unwrap()).await;
+        let epoch = SqliteStore::open(dir.path(), 1).await.unwrap().read().await.unwrap().epoch;
+        assert_eq!(SqliteStore::open(dir.path(), 2).await.unwrap().read().await.unwrap().epoch, epoch);
     }
 }

@@ -1,0 +1,453 @@
+//! The PostgreSQL store: the registry's records in a PostgreSQL database (`--store postgres://…`) that several
+//! replicas share, reached through sqlx; the same [`Store`] semantics as the SQLite store (`super::sqlite`), the
+//! same rows (`super::rows`), in a schema of its own (`server/migrations-postgres/`).
+//!
+//! What several replicas add:
+//! - **Migrations run once** when replicas start together: sqlx's Postgres migrator holds `pg_advisory_lock` on a
+//!   key derived from the database's name while it checks and applies migrations (sqlx-postgres 0.9
+//!   `src/migrate.rs`, `lock`), so a second replica waits, then finds them applied. The epoch is then inserted
+//!   unless its row exists, so whoever comes first makes it and every replica reads the same one.
+//! - **A replica older than the schema refuses to start** ([`StoreError::SchemaTooNew`]): it would misread rows a
+//!   newer roster-server writes.
+//! - **Revisions**: every write locks the one-row `meta` first, and a commit that writes anything takes the next
+//!   value of its `revision` counter. The row lock is held until the commit ends, so writers are serialised on it and
+//!   commit order is revision order: a replica that has seen revision R has seen every commit up to R, which a sequence
+//!   (allocated before commit, visible out of order) would not give. Every row the commit writes carries its
+//!   revision, every deletion leaves a tombstone with it, and `pg_notify('roster', revision)` wakes the listening
+//!   replicas when (and only if) the transaction commits.
+//! - **Replicas** (`replicas`): a write takes the `meta` row's lock first ([`Store::begin`]), reads what was
+//!   committed since the replica's revision, and says whether the replica leads; the registry decides its batch
+//!   under that lock and commits it with the next revision ([`Txn::commit`]). A listener brings the revisions other
+//!   replicas commit ([`Store::follow`]).
+//! - **Retries**: the start of a write (the lock and the reads under it) that fails with a serialization failure
+//!   (SQLSTATE 40001) or a deadlock (40P01) is run again, a bounded number of times ([`RETRY_ATTEMPTS`]): nothing has
+//!   been decided on it yet. Once the registry decided on what it read, a failure fails the commit
+//!   ([`StoreError::Db`]), which the registry answers with `UNAVAILABLE` after reloading its state; with every writer
+//!   taking the lock first, no serialization failure can happen after it.
+//!
+//! Durability is PostgreSQL's: a commit returns once its WAL record is flushed (`synchronous_commit = on`, the
+//! default; the operator's to keep).
+
+mod replicas;
+
+use std::{
+    fmt,
+    str::FromStr as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use sqlx::{
+    AssertSqlSafe, FromRow as _, PgConnection, PgPool, Postgres, QueryBuilder, Row as _, Transaction,
+    migrate::{MigrateError, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
+use uuid::Uuid;
+
+use self::replicas::ReadError;
+use super::{
+    Begun, CatchUp, DatabaseError, Store, StoreError, StoreFuture, Txn,
+    rows::{
+        COLLECTOR_COLUMNS, COLLECTOR_UPDATES, CollectorRow, PRODUCER_COLUMNS, PRODUCER_UPDATES, ProducerRow,
+        ROWS_PER_STATEMENT, push_collector, push_producer, to_i64,
+    },
+};
+use crate::records::{Batch, Loaded, ReplicaId};
+
+/// The schema's migrations, built into the binary.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations-postgres");
+
+/// The channel every commit notifies, with its revision (decimal) as the payload.
+pub(crate) const NOTIFY_CHANNEL: &str = "roster";
+
+/// Connections of a replica's pool: the registry commits one batch at a time, so one writes while another loads or
+/// serves a read; a few more absorb a connection being re-established.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long a call waits for a connection: short, so that while PostgreSQL is unreachable a write answers
+/// `UNAVAILABLE` within seconds instead of hanging on a connection that will not come (sqlx's default is 30 s).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Attempts of a commit that fails with a serialization failure or a deadlock, the first included: bounded as
+/// omicron's transaction retries are, so that a conflict that keeps coming back fails the write rather than hangs
+/// it. With the revision row serialising writers, a conflict needs a writer outside roster's commits.
+const RETRY_ATTEMPTS: u32 = 10;
+
+/// The longest pause before a retry; each pause is random below it (jitter), so that conflicting writers do not
+/// retry in lockstep, and doubles from 1 ms up to it with each attempt.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+/// A PostgreSQL URL (`postgres://…` or `postgresql://…`), checked when parsed. Shown without its password (and
+/// without any option but the address, the user and the database), so that it can be logged.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    url: String,
+    /// Boxed: it is large (360 bytes), and a [`crate::StoreLocation`] is mostly a directory.
+    options: Box<PgConnectOptions>,
+}
+
+impl PostgresUrl {
+    /// Checks `url` as libpq would take it.
+    ///
+    /// # Errors
+    /// What is wrong with it.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| e.to_string())?;
+        Ok(Self { url: url.to_owned(), options: Box::new(options) })
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = &self.options;
+        match o.get_socket() {
+            Some(socket) => write!(f, "postgres://{}@{}", o.get_username(), socket.display())?,
+            None => write!(f, "postgres://{}@{}:{}", o.get_username(), o.get_host(), o.get_port())?,
+        }
+        write!(f, "/{}", o.get_database().unwrap_or(o.get_username()))
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    /// As [`fmt::Display`]: never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
+}
+
+impl PartialEq for PostgresUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for PostgresUrl {}
+
+/// The PostgreSQL store.
+#[derive(Debug)]
+pub(crate) struct PostgresStore {
+    pool: PgPool,
+    /// The database, as errors name it ([`PostgresUrl`]'s display).
+    name: Arc<str>,
+    /// How long a replica may go unheard, and the leader's lease (`crate::config::DEFAULT_REPLICA_TIMEOUT`).
+    replica_timeout: Duration,
+    /// Set once this replica's heartbeat row was committed: from then on, a missing row means it was taken for gone.
+    registered: Arc<AtomicBool>,
+    /// The revisions other replicas announce (`replicas::listen`).
+    announced: watch::Receiver<u64>,
+}
+
+/// Whether a failed statement is worth running again: a serialization failure or a deadlock, which PostgreSQL
+/// resolves by failing one transaction that would succeed on its own.
+fn retryable(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`, brings its schema up to date (once, whichever replica comes first) and
+    /// makes its epoch if it has none. `now_ms` is recorded as the epoch's creation time. `replica_timeout` is how
+    /// long a replica may go unheard, and the leader's lease.
+    ///
+    /// # Errors
+    /// When the database cannot be reached, its schema is newer than this binary's ([`StoreError::SchemaTooNew`])
+    /// or cannot be migrated, or the epoch cannot be written.
+    pub(crate) async fn open(url: &PostgresUrl, now_ms: u64, replica_timeout: Duration) -> Result<Self, StoreError> {
+        let name = url.to_string();
+        let db = |context: &'static str| {
+            let name = &name;
+            move |source| StoreError::Db { context, store: name.clone(), source: DatabaseError::new(source) }
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with((*url.options).clone())
+            .await
+            .map_err(db("cannot connect to the database"))?;
+        MIGRATOR.run(&pool).await.map_err(|source| match source {
+            MigrateError::VersionMissing(found) => StoreError::SchemaTooNew {
+                store: name.clone(),
+                found,
+                known: MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0),
+            },
+            source => StoreError::Migrate { store: name.clone(), source: DatabaseError::new(source) },
+        })?;
+        sqlx::query("INSERT INTO meta (epoch, epoch_created_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(Uuid::new_v4().to_string())
+            .bind(to_i64(now_ms))
+            .execute(&pool)
+            .await
+            .map_err(db("cannot write the epoch"))?;
+        let announced = replicas::listen(pool.clone());
+        Ok(Self { pool, name: name.into(), replica_timeout, registered: Arc::new(AtomicBool::new(false)), announced })
+    }
+
+    /// What a failed `context` becomes.
+    fn db(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+        move |source| StoreError::Db { context, store: self.name.to_string(), source: DatabaseError::new(source) }
+    }
+
+    /// What a failed read becomes.
+    fn read_failed(&self, error: ReadError) -> StoreError {
+        error.into_store_error(&self.name)
+    }
+
+    /// [`Store::load`]: in one read-only snapshot, so that a load racing other replicas' commits still reads one
+    /// consistent state.
+    async fn read(&self) -> Result<Loaded, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(self.db("cannot begin a read"))?;
+        let loaded = read_all(&mut tx).await.map_err(|e| self.read_failed(e))?;
+        tx.commit().await.map_err(self.db("cannot end a read"))?;
+        Ok(loaded)
+    }
+
+    /// [`Store::catch_up`]: in one read-only snapshot, without the write lock.
+    async fn changes(&self, seen: u64) -> Result<Option<CatchUp>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(self.db("cannot begin a read"))?;
+        let meta = replicas::meta(&mut tx, false).await.map_err(self.db("cannot read meta"))?;
+        let caught = catch_up_in(&mut tx, seen, &meta).await.map_err(|e| self.read_failed(e))?;
+        tx.commit().await.map_err(self.db("cannot end a read"))?;
+        Ok(caught)
+    }
+
+    /// [`Store::begin`]: [`PostgresStore::try_begin`], again after a serialization failure or a deadlock, at most
+    /// [`RETRY_ATTEMPTS`] times in all.
+    async fn start_write(&self, replica: ReplicaId, seen: u64, tick: bool) -> Result<Begun, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.try_begin(replica, seen, tick).await {
+                Ok(begun) => return Ok(begun),
+                Err(ReadError::Db(_, source)) if attempt < RETRY_ATTEMPTS && retryable(&source) => {
+                    let ceiling = (Duration::from_millis(1) * 2_u32.pow(attempt)).min(RETRY_BACKOFF_MAX);
+                    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.read_failed(e)),
+            }
+        }
+    }
+
+    /// One attempt at starting a write: the write lock, what was committed since `seen`, and on a tick, this
+    /// replica's heartbeat and lead.
+    async fn try_begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> Result<Begun, ReadError> {
+        let fail = |context: &'static str| move |e| ReadError::Db(context, e);
+        let mut tx = self.pool.begin().await.map_err(fail("cannot begin a write"))?;
+        let meta = replicas::meta(&mut tx, true).await.map_err(fail("cannot take the write lock"))?;
+        let catch_up = catch_up_in(&mut tx, seen, &meta).await?;
+        let (lead, evicted) = if tick {
+            let registered = self.registered.load(Ordering::SeqCst);
+            let ticked = replicas::tick(&mut tx, &meta, replica, seen, registered, self.replica_timeout)
+                .await
+                .map_err(fail("cannot say this replica is alive"))?;
+            (ticked.lead, ticked.evicted)
+        } else {
+            (None, false)
+        };
+        let txn = PgTxn {
+            tx,
+            revision: meta.revision,
+            name: self.name.clone(),
+            registers: tick.then(|| self.registered.clone()),
+        };
+        Ok(Begun { txn: Box::new(txn), catch_up, lead, evicted })
+    }
+}
+
+/// Everything the store holds, read on `conn` inside a transaction that sees one state.
+async fn read_all(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
+    let meta = sqlx::query("SELECT epoch, settled_at_ms, revision FROM meta")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| ReadError::Db("cannot read meta", e))?
+        .ok_or_else(|| ReadError::Corrupt("meta", "no row (no epoch)".into()))?;
+    let epoch = Uuid::parse_str(meta.get("epoch"))
+        .map_err(|e| ReadError::Corrupt("meta", format!("epoch {:?}: {e}", meta.get::<&str, _>("epoch"))))?;
+    let settled_at_ms = meta.get::<Option<i64>, _>("settled_at_ms").map(|v| u64::try_from(v).unwrap_or(0));
+    let revision = u64::try_from(meta.get::<i64, _>("revision")).unwrap_or(0);
+
+    // Each row becomes a record as it arrives, as in the SQLite store: nothing but the records is held.
+    // Statements built from constants only (`super::rows`): nothing of a request reaches the SQL text.
+    let sql = AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers ORDER BY id"));
+    let mut rows = sqlx::query(sql).fetch(&mut *conn);
+    let mut producers = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(|e| ReadError::Db("cannot read producers", e))?;
+        let columns = ProducerRow::from_row(&row).map_err(|e| ReadError::Db("cannot read producers", e))?;
+        producers.push(columns.record().map_err(|problem| ReadError::Corrupt("producers", problem))?);
+    }
+    drop(rows);
+
+    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors ORDER BY id")))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| ReadError::Db("cannot read collectors", e))?;
+    let collectors = rows
+        .iter()
+        .map(|row| {
+            CollectorRow::from_row(row)
+                .map_err(|e| ReadError::Db("cannot read collectors", e))?
+                .record()
+                .map_err(|problem| ReadError::Corrupt("collectors", problem))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Loaded { epoch, revision, settled_at_ms, producers, collectors })
+}
+
+/// What was committed since `seen`, `meta` being the row as this transaction sees it: the changes, or everything
+/// when the tombstones `seen` would need were pruned.
+async fn catch_up_in(conn: &mut PgConnection, seen: u64, meta: &replicas::Meta) -> Result<Option<CatchUp>, ReadError> {
+    if seen < meta.pruned_through {
+        return Ok(Some(CatchUp::Everything(read_all(conn).await?)));
+    }
+    replicas::changes_since(conn, seen, meta).await
+}
+
+/// A write under the store's write lock ([`Store::begin`]).
+struct PgTxn {
+    tx: Transaction<'static, Postgres>,
+    /// The store's revision when the lock was taken.
+    revision: u64,
+    name: Arc<str>,
+    /// On a tick: set once the heartbeat row it wrote is committed.
+    registers: Option<Arc<AtomicBool>>,
+}
+
+impl Txn for PgTxn {
+    fn commit<'a>(self: Box<Self>, batch: &'a Batch) -> StoreFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let PgTxn { mut tx, revision, name, registers } = *self;
+            let committed = async {
+                let revision = if batch.is_empty() { revision } else { write(&mut tx, batch).await? };
+                tx.commit().await.map_err(|e| ("cannot commit", e))?;
+                Ok(revision)
+            }
+            .await;
+            match committed {
+                Ok(revision) => {
+                    if let Some(registered) = registers {
+                        registered.store(true, Ordering::SeqCst);
+                    }
+                    Ok(revision)
+                }
+                Err((context, source)) => {
+                    Err(StoreError::Db { context, store: name.to_string(), source: DatabaseError::new(source) })
+                }
+            }
+        })
+    }
+}
+
+/// Writes `batch` (not empty) in `tx`, which holds the write lock, with the next revision; returns it, or the
+/// failure and what was being done.
+async fn write(tx: &mut Transaction<'static, Postgres>, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
+    let fail = |context: &'static str| move |e| (context, e);
+    let revision: i64 = sqlx::query_scalar("UPDATE meta SET revision = revision + 1 RETURNING revision")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(fail("cannot take the next revision"))?;
+    for rows in batch.upsert_producers.chunks(ROWS_PER_STATEMENT) {
+        let mut insert =
+            QueryBuilder::<Postgres>::new(format!("INSERT INTO producers ({PRODUCER_COLUMNS}, revision) "));
+        insert.push_values(rows, |mut row, p| {
+            push_producer(&mut row, p);
+            row.push_bind(revision);
+        });
+        insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {PRODUCER_UPDATES}, revision = excluded.revision"));
+        insert.build().execute(&mut **tx).await.map_err(fail("cannot write a producer"))?;
+    }
+    if !batch.delete_producers.is_empty() {
+        let ids: Vec<String> = batch.delete_producers.iter().map(ToString::to_string).collect();
+        delete_with_tombstones(tx, "producers", "producer", &ids, revision)
+            .await
+            .map_err(fail("cannot delete a producer"))?;
+    }
+    for rows in batch.upsert_collectors.chunks(ROWS_PER_STATEMENT) {
+        let mut insert =
+            QueryBuilder::<Postgres>::new(format!("INSERT INTO collectors ({COLLECTOR_COLUMNS}, revision) "));
+        insert.push_values(rows, |mut row, (id, c)| {
+            push_collector(&mut row, *id, c);
+            row.push_bind(revision);
+        });
+        insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {COLLECTOR_UPDATES}, revision = excluded.revision"));
+        insert.build().execute(&mut **tx).await.map_err(fail("cannot write a collector"))?;
+    }
+    if let Some(at) = batch.settled_at_ms {
+        // Recorded once, as in the SQLite store: the first settling stands.
+        sqlx::query("UPDATE meta SET settled_at_ms = COALESCE(settled_at_ms, $1)")
+            .bind(to_i64(at))
+            .execute(&mut **tx)
+            .await
+            .map_err(fail("cannot record that the store settled"))?;
+    }
+    if !batch.delete_collectors.is_empty() {
+        let ids: Vec<String> = batch.delete_collectors.iter().map(ToString::to_string).collect();
+        delete_with_tombstones(tx, "collectors", "collector", &ids, revision)
+            .await
+            .map_err(fail("cannot delete a collector"))?;
+    }
+    // Delivered when (and only if) the transaction commits.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(revision.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(fail("cannot notify the other replicas"))?;
+    Ok(u64::try_from(revision).unwrap_or(0))
+}
+
+/// Deletes the rows of `ids` from `table` and leaves a tombstone of `kind` at `revision` for each row that was
+/// there, in one statement.
+async fn delete_with_tombstones(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    table: &'static str,
+    kind: &'static str,
+    ids: &[String],
+    revision: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(AssertSqlSafe(format!(
+        "WITH gone AS (DELETE FROM {table} WHERE id = ANY($1) RETURNING id) \
+         INSERT INTO tombstones (kind, id, revision) SELECT $2, id, $3 FROM gone \
+         ON CONFLICT (kind, id) DO UPDATE SET revision = excluded.revision"
+    )))
+    .bind(ids)
+    .bind(kind)
+    .bind(revision)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+impl Store for PostgresStore {
+    fn load(&self) -> StoreFuture<'_, Result<Loaded, StoreError>> {
+        Box::pin(self.read())
+    }
+
+    fn begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> StoreFuture<'_, Result<Begun, StoreError>> {
+        Box::pin(self.start_write(replica, seen, tick))
+    }
+
+    fn catch_up(&self, seen: u64) -> StoreFuture<'_, Result<Option<CatchUp>, StoreError>> {
+        Box::pin(self.changes(seen))
+    }
+
+    fn follow(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.announced.clone())
+    }
+
+    /// Closes the pool: every connection ends cleanly.
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+}

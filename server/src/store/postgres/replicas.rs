@@ -1,0 +1,297 @@
+//! What replicas sharing the PostgreSQL store need beyond the store of one server: the write lock and the catch-up
+//! that make each replica decide its batches on the store's latest state, the lead (a lease with a term, in the
+//! `meta` row), each replica's heartbeat (the `replicas` table: liveness of the replicas, and so of the streams they
+//! hold), and the listener that brings other replicas' changes within milliseconds.
+//!
+//! - **The write lock** is the `meta` row, locked (`SELECT … FOR UPDATE`) first thing in every write. Every writer
+//!   takes it, so writes are serialised, and a write's reads (in PostgreSQL's default READ COMMITTED, each
+//!   statement sees what was committed before it) see every earlier commit: the catch-up read under the lock is
+//!   complete, and the decisions that follow are made on the latest state.
+//! - **Catching up** reads the rows whose `revision` is above the one the replica has seen, and the tombstones above
+//!   it (of ids not written again since). The leader prunes tombstones every replica has seen (`replicas.seen`); a
+//!   replica behind the pruning (`meta.pruned_through`, one that was taken for gone, say) reads everything instead.
+//! - **The lead** is `meta.leader_replica` until `meta.leader_until_ms`, with a term (`leader_term`) bumped by each
+//!   new leader, all in the database's clock (no skew between replicas counts). A replica's tick renews it if it
+//!   holds it, takes it if it lapsed, and reports the time when no one held it (L3). Since the lead is read under
+//!   the write lock in the very transaction that acts on it, a leader that stalled past its lease and woke up finds
+//!   it lost, and does nothing a leader does: that is the fencing.
+//! - **Heartbeats**: each tick writes the replica's `heartbeat_ms` and the revision it has seen. The leader removes
+//!   the rows of replicas not heard from within the replica timeout; the registry then closes their streams, and
+//!   a replica that finds its own row gone was taken for gone (evicted) and ends its streams.
+
+use std::time::Duration;
+
+use roster::domain::{CollectorId, ProducerId};
+use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, PgPool, Row as _, postgres::PgListener};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::{
+    super::{
+        CatchUp, DatabaseError, Lead, StoreError,
+        rows::{COLLECTOR_COLUMNS, CollectorRow, PRODUCER_COLUMNS, ProducerRow, to_i64},
+    },
+    NOTIFY_CHANNEL,
+};
+use crate::records::{Batch, ReplicaId};
+
+/// How long the listener waits before connecting again after a failed attempt: the tick catches up meanwhile.
+const LISTENER_RETRY: Duration = Duration::from_secs(1);
+
+/// The `meta` row as a transaction finds it (under the write lock, for a write).
+#[derive(Debug)]
+pub(super) struct Meta {
+    /// The store's revision.
+    pub revision: u64,
+    /// Tombstones at or below this revision are gone: a replica that has seen less must read everything.
+    pub pruned_through: u64,
+    /// When the store settled, if it has.
+    pub settled_at_ms: Option<u64>,
+    /// The lead: term, holder, until when.
+    leader_term: i64,
+    leader_replica: Option<String>,
+    leader_until_ms: Option<i64>,
+    /// The database's clock, in Unix ms.
+    now_ms: i64,
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Reads the `meta` row; with `lock`, takes the write lock on it, first thing in a write's transaction.
+pub(super) async fn meta(conn: &mut PgConnection, lock: bool) -> sqlx::Result<Meta> {
+    let sql = if lock {
+        "SELECT revision, pruned_through, settled_at_ms, leader_term, leader_replica, leader_until_ms, \
+         (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms FROM meta FOR UPDATE"
+    } else {
+        "SELECT revision, pruned_through, settled_at_ms, leader_term, leader_replica, leader_until_ms, \
+         (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms FROM meta"
+    };
+    let row = sqlx::query(sql).fetch_one(conn).await?;
+    Ok(Meta {
+        revision: to_u64(row.get("revision")),
+        pruned_through: to_u64(row.get("pruned_through")),
+        settled_at_ms: row.get::<Option<i64>, _>("settled_at_ms").map(to_u64),
+        leader_term: row.get("leader_term"),
+        leader_replica: row.get("leader_replica"),
+        leader_until_ms: row.get("leader_until_ms"),
+        now_ms: row.get("now_ms"),
+    })
+}
+
+/// What a tick found: whether this replica leads (and what it must know then), and whether it had been evicted.
+#[derive(Debug)]
+pub(super) struct Ticked {
+    pub lead: Option<Lead>,
+    pub evicted: bool,
+}
+
+/// A replica's tick, under the write lock: says it is alive (and what it has seen), renews or takes the lead, and
+/// if it leads, removes the replicas not heard from within `timeout` (of its own presence) and prunes the tombstones
+/// every replica has seen. `registered` says whether this replica's row was written before (so a missing row means it was evicted).
+pub(super) async fn tick(
+    conn: &mut PgConnection,
+    locked: &Meta,
+    replica: ReplicaId,
+    seen: u64,
+    registered: bool,
+    timeout: Duration,
+) -> sqlx::Result<Ticked> {
+    let me = replica.to_string();
+    let now = locked.now_ms;
+    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    let previous: Option<i64> = sqlx::query_scalar(
+        "UPDATE replicas r SET heartbeat_ms = $2, seen = $3 FROM (SELECT heartbeat_ms FROM replicas WHERE id = $1) \
+         AS before WHERE r.id = $1 RETURNING before.heartbeat_ms",
+    )
+    .bind(&me)
+    .bind(now)
+    .bind(to_i64(seen))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let evicted = registered && previous.is_none();
+    if previous.is_none() {
+        sqlx::query("INSERT INTO replicas (id, heartbeat_ms, seen, started_ms) VALUES ($1, $2, $3, $2)")
+            .bind(&me)
+            .bind(now)
+            .bind(to_i64(seen))
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    let holds = locked.leader_replica.as_deref() == Some(me.as_str());
+    let lapsed = locked.leader_until_ms.is_none_or(|until| until <= now);
+    let leaderless_ms = if holds && !lapsed {
+        sqlx::query("UPDATE meta SET leader_until_ms = $1")
+            .bind(now.saturating_add(timeout_ms))
+            .execute(&mut *conn)
+            .await?;
+        None
+    } else if lapsed {
+        let term: i64 = sqlx::query_scalar(
+            "UPDATE meta SET leader_term = leader_term + 1, leader_replica = $1, leader_until_ms = $2 \
+             RETURNING leader_term",
+        )
+        .bind(&me)
+        .bind(now.saturating_add(timeout_ms))
+        .fetch_one(&mut *conn)
+        .await?;
+        // The previous leader last renewed a lease length before it lapsed; nobody led since.
+        let leaderless = locked.leader_until_ms.map(|until| to_u64(now - (until - timeout_ms)));
+        info!(term, previous_term = locked.leader_term, leaderless_ms = leaderless, "this replica leads now");
+        Some(leaderless)
+    } else {
+        return Ok(Ticked { lead: None, evicted });
+    };
+
+    // A replica is gone when it was not heard from for the timeout while this one was: silence measured up to this
+    // replica's previous tick, not to now, so that after an outage of the database (when no replica could say it
+    // was alive) no replica is taken for gone. A replica with no previous tick removes no one.
+    let cutoff = previous.map_or(i64::MIN, |previous| previous.saturating_sub(timeout_ms));
+    let gone: Vec<String> = sqlx::query_scalar("DELETE FROM replicas WHERE heartbeat_ms < $1 RETURNING id")
+        .bind(cutoff)
+        .fetch_all(&mut *conn)
+        .await?;
+    for id in &gone {
+        warn!(replica = %id, timeout_ms, "a replica was not heard from within the replica timeout; its streams close");
+    }
+    let alive: Vec<String> = sqlx::query_scalar("SELECT id FROM replicas").fetch_all(&mut *conn).await?;
+    let alive = alive.iter().filter_map(|id| ReplicaId::parse_str(id).ok()).collect();
+    // Every replica alive has seen at least this much: tombstones up to it are needed by no one.
+    let prune: Option<i64> = sqlx::query_scalar("SELECT min(seen) FROM replicas").fetch_one(&mut *conn).await?;
+    if let Some(prune) = prune.filter(|p| to_u64(*p) > locked.pruned_through) {
+        sqlx::query("DELETE FROM tombstones WHERE revision <= $1").bind(prune).execute(&mut *conn).await?;
+        sqlx::query("UPDATE meta SET pruned_through = $1").bind(prune).execute(&mut *conn).await?;
+    }
+    Ok(Ticked { lead: Some(Lead { alive, leaderless_ms: leaderless_ms.flatten() }), evicted })
+}
+
+/// Why a read failed: the database's error (with what was being done), or a row that does not parse (table and
+/// problem).
+#[derive(Debug)]
+pub(super) enum ReadError {
+    Db(&'static str, sqlx::Error),
+    Corrupt(&'static str, String),
+}
+
+impl ReadError {
+    /// The store's error, naming the store.
+    pub(super) fn into_store_error(self, store: &str) -> StoreError {
+        match self {
+            Self::Db(context, source) => {
+                StoreError::Db { context, store: store.to_owned(), source: DatabaseError::new(source) }
+            }
+            Self::Corrupt(table, problem) => StoreError::Corrupt { store: store.to_owned(), table, problem },
+        }
+    }
+}
+
+/// What was committed since `seen`, read on `conn` inside a transaction that sees one state (under the write lock,
+/// or a REPEATABLE READ snapshot), `meta` being its `meta` row; `None` when nothing was. The caller has checked that
+/// the tombstones since `seen` are all there (`meta.pruned_through`).
+pub(super) async fn changes_since(
+    conn: &mut PgConnection,
+    seen: u64,
+    meta: &Meta,
+) -> Result<Option<CatchUp>, ReadError> {
+    if meta.revision <= seen {
+        return Ok(None);
+    }
+    let mut changes = Batch { settled_at_ms: meta.settled_at_ms, ..Batch::default() };
+    let since = to_i64(seen);
+    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > $1")))
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| ReadError::Db("cannot read the producers changed", e))?;
+    for row in &rows {
+        let columns = ProducerRow::from_row(row).map_err(|e| ReadError::Db("cannot read the producers changed", e))?;
+        changes.upsert_producers.push(columns.record().map_err(|p| ReadError::Corrupt("producers", p))?);
+    }
+    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > $1")))
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| ReadError::Db("cannot read the collectors changed", e))?;
+    for row in &rows {
+        let columns =
+            CollectorRow::from_row(row).map_err(|e| ReadError::Db("cannot read the collectors changed", e))?;
+        changes.upsert_collectors.push(columns.record().map_err(|p| ReadError::Corrupt("collectors", p))?);
+    }
+    // A tombstone of an id written again since (a producer that registered again) is not a deletion any more.
+    let gone = sqlx::query(
+        "SELECT t.kind, t.id FROM tombstones t WHERE t.revision > $1 AND NOT EXISTS \
+         (SELECT 1 FROM producers p WHERE t.kind = 'producer' AND p.id = t.id) AND NOT EXISTS \
+         (SELECT 1 FROM collectors c WHERE t.kind = 'collector' AND c.id = t.id)",
+    )
+    .bind(since)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| ReadError::Db("cannot read the deletions", e))?;
+    for row in gone {
+        let (kind, id): (String, String) = (row.get("kind"), row.get("id"));
+        let id = Uuid::parse_str(&id).map_err(|e| ReadError::Corrupt("tombstones", format!("id {id:?}: {e}")))?;
+        match kind.as_str() {
+            "producer" => changes.delete_producers.push(ProducerId(id)),
+            _ => changes.delete_collectors.push(CollectorId(id)),
+        }
+    }
+    Ok(Some(CatchUp::Changes { revision: meta.revision, changes }))
+}
+
+/// Listens for the revisions other replicas' commits announce, on a connection of its own, for as long as the
+/// returned receiver lives. After the connection was lost (and made again), it sends 0: notifications may have
+/// been lost meanwhile, and the registry catches up at once.
+pub(super) fn listen(pool: PgPool) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0);
+    tokio::spawn(async move {
+        let mut listener = None;
+        loop {
+            let Some(current) = listener.as_mut() else {
+                let connected = async {
+                    let mut l = PgListener::connect_with(&pool).await?;
+                    l.listen(NOTIFY_CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(l)
+                };
+                tokio::select! {
+                    () = tx.closed() => return,
+                    connected = connected => match connected {
+                        Ok(l) => {
+                            listener = Some(l);
+                            // Whatever was announced before listening began is caught up with now.
+                            tx.send_replace(0);
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot listen for other replicas' changes; catching up at each tick meanwhile");
+                            tokio::select! {
+                                () = tx.closed() => return,
+                                () = tokio::time::sleep(LISTENER_RETRY) => {}
+                            }
+                        }
+                    },
+                }
+                continue;
+            };
+            tokio::select! {
+                () = tx.closed() => return,
+                received = current.try_recv() => match received {
+                    Ok(Some(notification)) => match notification.payload().parse::<u64>() {
+                        Ok(revision) => { tx.send_replace(revision); }
+                        Err(_) => warn!(payload = notification.payload(), "a notification on roster's channel that is not a revision; ignored"),
+                    },
+                    Ok(None) => {
+                        info!("the connection listening for other replicas' changes was lost and is made again; catching up");
+                        tx.send_replace(0);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "listening for other replicas' changes failed; connecting again");
+                        listener = None;
+                    }
+                },
+            }
+        }
+    });
+    rx
+}
