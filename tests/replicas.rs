@@ -32,7 +32,7 @@ use std::{
 
 use common::{
     Proc, all_producers, collectors, register_many, start_collector_with, status, wait_fleet_in_sync, wait_for,
-    wait_status,
+    wait_status, wait_until,
 };
 use roster::pb::{self, WatchRequest, assignment_feed_client::AssignmentFeedClient, watch_response::Frame};
 use roster_testkit::{FaultProxy, Mode, TestPostgres, never_due};
@@ -144,11 +144,11 @@ async fn three_replicas_serve_one_registry_and_one_feed() {
     // Each collector follows one replica; producers register through a third.
     let (_c1, status1, id1) = start_collector_with(&url_b, &dir.path().join("c1"), FAST);
     let (_c2, status2, id2) = start_collector_with(&url_c, &dir.path().join("c2"), FAST);
-    wait_for("both collectors known to the replica they did not call", || {
-        let url = url_a.clone();
-        let ids = [id1.clone(), id2.clone()];
-        async move { ids.iter().all(|id| collectors(&url).await.contains_key(id)) }
-    })
+    wait_until(
+        "both collectors known to the replica they did not call",
+        || collectors(&url_a),
+        |known| known.contains_key(&id1) && known.contains_key(&id2),
+    )
     .await;
     register_many(&url_a, 40).await;
     for url in [&url_a, &url_b, &url_c] {
@@ -185,10 +185,11 @@ async fn three_replicas_serve_one_registry_and_one_feed() {
 
     // A change made through one replica reaches a collector following another.
     raw_registry(&url_b).await.register_producer(never_due()).await.unwrap();
-    wait_for("the producer registered through b is applied by a collector", || {
-        let (status1, status2) = (status1.clone(), status2.clone());
-        async move { status(&status1).await.applied_producer_count + status(&status2).await.applied_producer_count == 41 }
-    })
+    wait_until(
+        "the producer registered through b is applied by a collector",
+        || async { status(&status1).await.applied_producer_count + status(&status2).await.applied_producer_count },
+        |applied| *applied == 41,
+    )
     .await;
     drop((a, b, c));
 }
@@ -277,10 +278,11 @@ async fn postgresql_restarted_writes_wait_feeds_stay_and_all_resumes() {
 
     // Writes resume (the client retries, as a registrant's library does), and so does the feed.
     let request = never_due();
-    wait_for("a registration is acknowledged again", || {
-        let (url, request) = (url_a.clone(), request.clone());
-        async move { raw_registry(&url).await.register_producer(request).await.is_ok() }
-    })
+    wait_until(
+        "a registration is acknowledged again",
+        || async { raw_registry(&url_a).await.register_producer(request.clone()).await.is_ok() },
+        |acknowledged| *acknowledged,
+    )
     .await;
     let after = wait_status(&status_addr, "the new producer applied", |s| s.applied_producer_count == 6).await;
     assert_eq!(after.reconnects, before.reconnects, "the feed stream stayed up through the restart");
@@ -292,7 +294,8 @@ async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
     let postgres = TestPostgres::start().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", postgres.port()).parse().unwrap()).await;
-    let through_proxy = postgres.url().replace(&format!(":{}/", postgres.port()), &format!(":{}/", proxy.port()));
+    let through_proxy =
+        postgres.url().replace(&format!(":{}/", postgres.port()), &format!(":{}/", proxy.addr().port()));
     let (cut, url_cut) = start_replica(&through_proxy, SHORT_GRACE);
     let (_other, url_other) = start_replica(&postgres.url(), SHORT_GRACE);
     // The collector follows the replica that will be cut, and knows the other.

@@ -77,6 +77,11 @@ impl FaultProxy {
         Self { addr, mode, generation, bytes_down, accepted_at, task }
     }
 
+    /// The address it listens on, for a client of another protocol (a database URL, say).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://ADDR`, for a gRPC client.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
