@@ -13,15 +13,8 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Proc, all_producers, never_due, registry, wait_for};
+use common::{all_producers, never_due, registry, start_server_on_store, wait_for};
 use roster_testkit::TestPostgres;
-
-/// A roster-server process on `listen` with its store in `store`, and the address it serves on.
-fn start_server_on(store: &str, listen: &str) -> (Proc, String) {
-    let server = Proc::start("roster-server", &["--listen", listen, "--store", store]);
-    let addr = server.logged("roster-server serving", "listen=");
-    (server, addr)
-}
 
 /// A burst of registrations from 16 clients, the server killed with SIGKILL in the middle of it: after a restart on
 /// the same database, every registration that was acknowledged is there, in the same epoch; and the log names the
@@ -30,7 +23,7 @@ fn start_server_on(store: &str, listen: &str) -> (Proc, String) {
 async fn kill_9_of_a_server_on_postgres_loses_no_acknowledged_registration_and_keeps_its_epoch() {
     let pg = TestPostgres::start().await;
     let store = pg.url().replace("postgres://roster@", "postgres://roster:unused-password@");
-    let (mut server, listen) = start_server_on(&store, "127.0.0.1:0");
+    let (mut server, listen) = start_server_on_store(&store, "127.0.0.1:0", &[]);
     let url = format!("http://{listen}");
     let epoch = server.logged("roster-server serving", "epoch=");
     let logged_store = server.logged("roster-server serving", "store=");
@@ -59,7 +52,7 @@ async fn kill_9_of_a_server_on_postgres_loses_no_acknowledged_registration_and_k
     while burst.join_next().await.is_some() {}
     let acknowledged = acknowledged.lock().unwrap().clone();
 
-    let (server, _) = start_server_on(&store, &listen);
+    let (server, _) = start_server_on_store(&store, &listen, &[]);
     assert_eq!(server.logged("roster-server serving", "epoch="), epoch, "same epoch after the restart");
     let stored = all_producers(&url).await;
     let lost: Vec<&String> = acknowledged.iter().filter(|id| !stored.contains_key(*id)).collect();
