@@ -224,7 +224,7 @@ impl PostgresStore {
         let mut attempt = 1;
         loop {
             match self.try_write(batch).await {
-                Ok(_revision) => return Ok(()),
+                Ok(()) => return Ok(()),
                 Err((_, source)) if attempt < RETRY_ATTEMPTS && retryable(&source) => {
                     let ceiling = (Duration::from_millis(1) * 2_u32.pow(attempt)).min(RETRY_BACKOFF_MAX);
                     tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
@@ -235,9 +235,8 @@ impl PostgresStore {
         }
     }
 
-    /// One attempt at committing `batch` (not empty) in one transaction; returns its revision, or the failure and
-    /// what was being done.
-    async fn try_write(&self, batch: &Batch) -> Result<i64, (&'static str, sqlx::Error)> {
+    /// One attempt at committing `batch` (not empty) in one transaction; on failure, what was being done and why.
+    async fn try_write(&self, batch: &Batch) -> Result<(), (&'static str, sqlx::Error)> {
         let fail = |context: &'static str| move |e| (context, e);
         let mut tx = self.pool.begin().await.map_err(fail("cannot begin transaction"))?;
         // First: the row lock that serialises writers (see the module doc).
@@ -291,8 +290,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(fail("cannot notify the other replicas"))?;
-        tx.commit().await.map_err(fail("cannot commit"))?;
-        Ok(revision)
+        tx.commit().await.map_err(fail("cannot commit"))
     }
 }
 
