@@ -244,7 +244,7 @@ fn tool(name: &str) -> PathBuf {
                    postgresql-15), or set ROSTER_PG_BIN to the directory holding them";
     if let Some(dir) = std::env::var_os("ROSTER_PG_BIN") {
         let path = Path::new(&dir).join(name);
-        assert!(path.is_file(), "{name} is not in ROSTER_PG_BIN={}: {install}", path.display());
+        assert!(path.is_file(), "{name} is not in ROSTER_PG_BIN={}: {install}", Path::new(&dir).display());
         return path;
     }
     std::env::var_os("PATH")

@@ -177,6 +177,14 @@ pub fn start_server_with(data_dir: &Path, listen: Option<&str>, extra: &[&str]) 
     (server, addr)
 }
 
+/// A roster-server process on `listen` with its store at `store` (`--store`: `sqlite://DIR` or a PostgreSQL URL such
+/// as [`roster_testkit::TestPostgres::url`]) and `extra` flags, and the address it serves on.
+pub fn start_server_on_store(store: &str, listen: &str, extra: &[&str]) -> (Proc, String) {
+    let server = Proc::start("roster-server", &[&["--listen", listen, "--store", store], extra].concat());
+    let addr = server.logged("roster-server serving", "listen=");
+    (server, addr)
+}
+
 /// Runs the `roster` CLI to completion (bounded) and returns it.
 pub fn roster(args: &[&str]) -> Proc {
     let mut cli = Proc::start("roster", args);

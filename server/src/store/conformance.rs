@@ -13,7 +13,7 @@ use super::{Store, StoreError, rows::ROWS_PER_STATEMENT};
 use crate::records::{Batch, CollectorRecord, Loaded, ProducerRecord, ReplicaId, StoredReport};
 
 /// Commits `batch` as the registry does: under the store's write lock, by a replica that has seen nothing.
-async fn commit(store: &dyn Store, batch: &Batch) -> Result<u64, StoreError> {
+pub(super) async fn commit(store: &dyn Store, batch: &Batch) -> Result<u64, StoreError> {
     let begun = store.begin(ReplicaId::new_v4(), 0, false).await?;
     begun.txn.commit(batch).await
 }

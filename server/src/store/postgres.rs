@@ -19,11 +19,12 @@
 //!   committed since the replica's revision, and says whether the replica leads; the registry decides its batch
 //!   under that lock and commits it with the next revision ([`Txn::commit`]). A listener brings the revisions other
 //!   replicas commit ([`Store::follow`]).
-//! - **Retries**: the start of a write (the lock and the reads under it) that fails with a serialization failure
-//!   (SQLSTATE 40001) or a deadlock (40P01) is run again, a bounded number of times ([`RETRY_ATTEMPTS`]): nothing has
-//!   been decided on it yet. Once the registry decided on what it read, a failure fails the commit
-//!   ([`StoreError::Db`]), which the registry answers with `UNAVAILABLE` after reloading its state; with every writer
-//!   taking the lock first, no serialization failure can happen after it.
+//! - **Retries**: a serialization failure (SQLSTATE 40001) or a deadlock (40P01) is retried, a bounded number of
+//!   times in all ([`RETRY_ATTEMPTS`]). At the start of a write (the lock and the reads under it) nothing has been
+//!   decided yet, so it simply runs again. At the commit, the batch was decided on the revision read under the lock:
+//!   it is written again under the lock taken anew if no commit came in between, and fails otherwise. With every
+//!   roster writer taking the lock first, only a writer outside roster (an operator's transaction) can cause one.
+//!   Anything else fails ([`StoreError::Db`]); the registry answers `UNAVAILABLE` and reloads its state.
 //!
 //! Durability is PostgreSQL's: a commit returns once its WAL record is flushed (`synchronous_commit = on`, the
 //! default; the operator's to keep).
@@ -257,6 +258,7 @@ impl PostgresStore {
         };
         let txn = PgTxn {
             tx,
+            pool: self.pool.clone(),
             revision: meta.revision,
             name: self.name.clone(),
             registers: tick.then(|| self.registered.clone()),
@@ -317,34 +319,62 @@ async fn catch_up_in(conn: &mut PgConnection, seen: u64, meta: &replicas::Meta) 
 /// A write under the store's write lock ([`Store::begin`]).
 struct PgTxn {
     tx: Transaction<'static, Postgres>,
-    /// The store's revision when the lock was taken.
+    pool: PgPool,
+    /// The store's revision when the lock was taken: what the batch was decided on.
     revision: u64,
     name: Arc<str>,
     /// On a tick: set once the heartbeat row it wrote is committed.
     registers: Option<Arc<AtomicBool>>,
 }
 
-impl Txn for PgTxn {
-    fn commit<'a>(self: Box<Self>, batch: &'a Batch) -> StoreFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            let PgTxn { mut tx, revision, name, registers } = *self;
+impl PgTxn {
+    /// Commits `batch`; a serialization failure or a deadlock (with a writer outside roster, which takes no lock
+    /// first) is retried, at most [`RETRY_ATTEMPTS`] times in all, by taking the write lock again and writing the same
+    /// batch, as long as no commit came in between (the batch was decided on that revision). A tick is not retried:
+    /// its heartbeat and lead were written in the transaction that failed, and the next tick writes them again.
+    async fn commit_retrying(self, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
+        let PgTxn { mut tx, pool, revision, registers, .. } = self;
+        let mut attempt = 1;
+        loop {
             let committed = async {
-                let revision = if batch.is_empty() { revision } else { write(&mut tx, batch).await? };
+                let written = if batch.is_empty() { revision } else { write(&mut tx, batch).await? };
                 tx.commit().await.map_err(|e| ("cannot commit", e))?;
-                Ok(revision)
+                Ok(written)
             }
             .await;
             match committed {
-                Ok(revision) => {
-                    if let Some(registered) = registers {
+                Ok(written) => {
+                    if let Some(registered) = &registers {
                         registered.store(true, Ordering::SeqCst);
                     }
-                    Ok(revision)
+                    return Ok(written);
                 }
-                Err((context, source)) => {
-                    Err(StoreError::Db { context, store: name.to_string(), source: DatabaseError::new(source) })
+                Err((_, source)) if attempt < RETRY_ATTEMPTS && registers.is_none() && retryable(&source) => {
+                    let ceiling = (Duration::from_millis(1) * 2_u32.pow(attempt)).min(RETRY_BACKOFF_MAX);
+                    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+                    attempt += 1;
+                    tx = pool.begin().await.map_err(|e| ("cannot begin a write", e))?;
+                    let meta = replicas::meta(&mut tx, true).await.map_err(|e| ("cannot take the write lock", e))?;
+                    if meta.revision != revision {
+                        // Another replica committed in between: the batch was decided on a state that is gone.
+                        return Err(("another replica committed while this write was retried", source));
+                    }
                 }
+                Err(failed) => return Err(failed),
             }
+        }
+    }
+}
+
+impl Txn for PgTxn {
+    fn commit<'a>(self: Box<Self>, batch: &'a Batch) -> StoreFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let name = self.name.clone();
+            self.commit_retrying(batch).await.map_err(|(context, source)| StoreError::Db {
+                context,
+                store: name.to_string(),
+                source: DatabaseError::new(source),
+            })
         })
     }
 }
@@ -449,5 +479,235 @@ impl Store for PostgresStore {
     /// Closes the pool: every connection ends cleanly.
     fn close(&self) -> StoreFuture<'_, ()> {
         Box::pin(self.pool.close())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roster_testkit::{TestPostgres, WAIT, wait_for_some};
+    use sqlx::{Connection as _, PgConnection, postgres::PgListener};
+
+    use super::*;
+    use crate::{config::DEFAULT_REPLICA_TIMEOUT, records::ProducerRecord, store::conformance};
+
+    async fn open(pg: &TestPostgres) -> PostgresStore {
+        PostgresStore::open(&PostgresUrl::parse(&pg.url()).unwrap(), 1, DEFAULT_REPLICA_TIMEOUT).await.unwrap()
+    }
+
+    async fn connect(pg: &TestPostgres) -> PgConnection {
+        PgConnection::connect(&pg.url()).await.unwrap()
+    }
+
+    async fn revision(conn: &mut PgConnection) -> i64 {
+        sqlx::query_scalar("SELECT revision FROM meta").fetch_one(conn).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn postgres_store_reads_back_many_rows_row_for_row() {
+        let pg = TestPostgres::start().await;
+        conformance::many_rows_read_back_row_for_row(&open(&pg).await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store_deletes_and_settles_once() {
+        let pg = TestPostgres::start().await;
+        conformance::deletes_and_settling_read_back(&open(&pg).await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store_keeps_its_epoch_and_writes_nothing_for_an_empty_batch() {
+        let pg = TestPostgres::start().await;
+        conformance::an_empty_batch_writes_nothing(&open(&pg).await).await;
+        let epoch = open(&pg).await.read().await.unwrap().epoch;
+        assert_eq!(open(&pg).await.read().await.unwrap().epoch, epoch);
+    }
+
+    /// Every commit that writes takes the next revision, an empty one none; each row written carries its commit's
+    /// revision, and each deletion leaves a tombstone with it.
+    #[tokio::test]
+    async fn postgres_store_revision_counts_commits_and_deletions_leave_tombstones() {
+        let pg = TestPostgres::start().await;
+        let store = open(&pg).await;
+        let mut conn = connect(&pg).await;
+        assert_eq!(revision(&mut conn).await, 0);
+        let collectors = conformance::collectors(2);
+        let producers = conformance::producers(3, &collectors);
+        let batch =
+            Batch { upsert_producers: producers.clone(), upsert_collectors: collectors.clone(), ..Batch::default() };
+        conformance::commit(&store, &batch).await.unwrap();
+        assert_eq!(revision(&mut conn).await, 1);
+        conformance::commit(&store, &Batch::default()).await.unwrap();
+        assert_eq!(revision(&mut conn).await, 1, "an empty batch takes no revision");
+
+        let renewed = ProducerRecord { expires_at_ms: 99_000, ..producers[1].clone() };
+        let batch = Batch {
+            upsert_producers: vec![renewed],
+            delete_producers: vec![producers[0].spec.id],
+            delete_collectors: vec![collectors[1].0],
+            ..Batch::default()
+        };
+        conformance::commit(&store, &batch).await.unwrap();
+        assert_eq!(revision(&mut conn).await, 2);
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, revision FROM producers ORDER BY revision, id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![(producers[2].spec.id.to_string(), 1), (producers[1].spec.id.to_string(), 2)]);
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT id, revision FROM collectors").fetch_all(&mut conn).await.unwrap();
+        assert_eq!(rows, vec![(collectors[0].0.to_string(), 1)]);
+        let mut tombstones: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT kind, id, revision FROM tombstones").fetch_all(&mut conn).await.unwrap();
+        tombstones.sort();
+        assert_eq!(
+            tombstones,
+            vec![
+                ("collector".to_owned(), collectors[1].0.to_string(), 2),
+                ("producer".to_owned(), producers[0].spec.id.to_string(), 2),
+            ]
+        );
+    }
+
+    /// A replica listening on the channel hears each commit's revision.
+    #[tokio::test]
+    async fn postgres_store_notifies_each_commit_with_its_revision() {
+        let pg = TestPostgres::start().await;
+        let store = open(&pg).await;
+        let mut listener = PgListener::connect(&pg.url()).await.unwrap();
+        listener.listen(NOTIFY_CHANNEL).await.unwrap();
+        let collectors = conformance::collectors(1);
+        for want in ["1", "2"] {
+            let batch = Batch { upsert_collectors: collectors.clone(), ..Batch::default() };
+            conformance::commit(&store, &batch).await.unwrap();
+            let heard = tokio::time::timeout(WAIT, listener.recv()).await.expect("a notification in time").unwrap();
+            assert_eq!((heard.channel(), heard.payload()), (NOTIFY_CHANNEL, want));
+        }
+    }
+
+    /// Only a serialization failure and a deadlock are retried: classified on PostgreSQL's own errors.
+    #[tokio::test]
+    async fn postgres_store_retries_only_serialization_failures_and_deadlocks() {
+        let pg = TestPostgres::start().await;
+        drop(open(&pg).await);
+        let (mut first, mut second) = (connect(&pg).await, connect(&pg).await);
+        sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT revision FROM meta")
+            .execute(&mut first)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE meta SET revision = revision + 1").execute(&mut second).await.unwrap();
+        let conflict = sqlx::query("UPDATE meta SET revision = revision + 1").execute(&mut first).await.unwrap_err();
+        assert_eq!(conflict.as_database_error().and_then(|e| e.code()).as_deref(), Some("40001"), "{conflict}");
+        assert!(retryable(&conflict));
+        let syntax = sqlx::query("SELEKT 1").execute(&mut second).await.unwrap_err();
+        assert!(!retryable(&syntax), "{syntax}");
+    }
+
+    /// A commit that deadlocks with another transaction (which PostgreSQL resolves by failing the commit, 40P01) is
+    /// run again and succeeds once the other transaction ends; failed attempts leave no trace.
+    #[tokio::test]
+    async fn postgres_store_commits_after_losing_a_deadlock() {
+        let pg = TestPostgres::start().await;
+        let store = open(&pg).await;
+        let collectors = conformance::collectors(1);
+        let producer = conformance::producers(1, &collectors).remove(0);
+        conformance::commit(&store, &Batch { upsert_producers: vec![producer.clone()], ..Batch::default() })
+            .await
+            .unwrap();
+
+        // Another transaction holds the producer's row; the commit takes the revision row, then waits for it.
+        let mut other = connect(&pg).await;
+        // Its own deadlock check comes late, so that the commit's (after PostgreSQL's default 1 s) finds the cycle.
+        sqlx::raw_sql("SET deadlock_timeout = '30s'; BEGIN").execute(&mut other).await.unwrap();
+        sqlx::query("UPDATE producers SET expires_at_ms = 0 WHERE id = $1")
+            .bind(producer.spec.id.to_string())
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let renewed = ProducerRecord { expires_at_ms: 77_000, ..producer };
+        let batch = Batch { upsert_producers: vec![renewed.clone()], ..Batch::default() };
+        let observer = PgPool::connect(&pg.url()).await.unwrap();
+        let drive = async {
+            wait_for_some("the commit to wait for the producer's row", || {
+                let observer = observer.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                         AND query LIKE 'INSERT INTO producers%'",
+                    )
+                    .fetch_one(&observer)
+                    .await
+                    .unwrap()
+                    .eq(&1)
+                    .then_some(())
+                }
+            })
+            .await;
+            // Now it waits for the commit's revision row: a cycle, which fails the commit's first attempt.
+            sqlx::query("UPDATE meta SET revision = revision").execute(&mut other).await.unwrap();
+            sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+        };
+        let (committed, ()) = tokio::join!(conformance::commit(&store, &batch), drive);
+        committed.unwrap();
+        // The first attempt deadlocked (a retry may deadlock again, when it takes the revision row before the other
+        // transaction wakes up to it). Statistics reach pg_stat_database when a backend flushes them: wait for them.
+        wait_for_some("PostgreSQL to count the deadlock", || {
+            let observer = observer.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+                )
+                .fetch_one(&observer)
+                .await
+                .unwrap()
+                .ge(&1)
+                .then_some(())
+            }
+        })
+        .await;
+        assert_eq!(revision(&mut connect(&pg).await).await, 2, "the failed attempts' revisions were rolled back");
+        assert_eq!(store.read().await.unwrap().producers, vec![renewed]);
+    }
+
+    /// A database migrated by a newer roster-server (a schema version this binary does not know) is refused, naming
+    /// both versions and the fix.
+    #[tokio::test]
+    async fn postgres_store_refuses_a_schema_newer_than_it_knows() {
+        let pg = TestPostgres::start().await;
+        drop(open(&pg).await);
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9, 'from a newer roster-server', true, '\\x00', 0)",
+        )
+        .execute(&mut connect(&pg).await)
+        .await
+        .unwrap();
+        let e =
+            PostgresStore::open(&PostgresUrl::parse(&pg.url()).unwrap(), 1, DEFAULT_REPLICA_TIMEOUT).await.unwrap_err();
+        assert!(matches!(e, StoreError::SchemaTooNew { found: 9, known: 1, .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(message.contains("schema version 9") && message.contains("(up to 1)"), "{message}");
+        assert!(message.contains("upgrade this replica"), "{message}");
+    }
+
+    /// Three replicas opening one empty database at once migrate it once and agree on one epoch.
+    #[tokio::test]
+    async fn postgres_store_concurrent_first_opens_agree_on_one_epoch() {
+        let pg = TestPostgres::start().await;
+        let url = PostgresUrl::parse(&pg.url()).unwrap();
+        let (a, b, c) = tokio::join!(
+            PostgresStore::open(&url, 1, DEFAULT_REPLICA_TIMEOUT),
+            PostgresStore::open(&url, 2, DEFAULT_REPLICA_TIMEOUT),
+            PostgresStore::open(&url, 3, DEFAULT_REPLICA_TIMEOUT)
+        );
+        let mut epochs = Vec::new();
+        for store in [a, b, c] {
+            epochs.push(store.unwrap().read().await.unwrap().epoch);
+        }
+        assert!(epochs.iter().all(|e| *e == epochs[0]), "{epochs:?}");
+        let migrations: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(&mut connect(&pg).await)
+            .await
+            .unwrap();
+        assert_eq!(migrations, 1);
     }
 }

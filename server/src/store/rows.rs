@@ -48,8 +48,8 @@ pub(super) const COLLECTOR_UPDATES: &str = "generation = excluded.generation, \
 /// Rows (producers, collectors) written by one statement of a commit, in both stores: a statement per row cost a
 /// round trip each (to sqlx's SQLite thread: a channel send and a thread wake-up; to PostgreSQL: the network), the
 /// most of a commit of renewals, and of one of registrations under watch (each applied snapshot's report updates its
-/// collector's row). 128 rows of 15 columns are 1 920 parameters, well within SQLite's limit of 32 766 and
-/// PostgreSQL's of 65 535.
+/// collector's row). 128 rows of at most 15 columns (14, and PostgreSQL's revision) are 1 920 parameters, well
+/// within SQLite's limit of 32 766 and PostgreSQL's of 65 535.
 pub(super) const ROWS_PER_STATEMENT: usize = 128;
 
 /// `reported_outcome` of an applied snapshot.
