@@ -297,7 +297,7 @@ async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
     let through_proxy =
         postgres.url().replace(&format!(":{}/", postgres.port()), &format!(":{}/", proxy.addr().port()));
     let (cut, url_cut) = start_replica(&through_proxy, SHORT_GRACE);
-    let (_other, url_other) = start_replica(&postgres.url(), SHORT_GRACE);
+    let (other, url_other) = start_replica(&postgres.url(), SHORT_GRACE);
     // The collector follows the replica that will be cut, and knows the other.
     let (_collector, status_addr, id) =
         start_collector_with(&format!("{url_cut},{url_other}"), &dir.path().join("c"), FAST);
@@ -320,7 +320,18 @@ async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
     // The other replica serves it from now on, and it was never without its producers.
     raw_registry(&url_other).await.register_producer(never_due()).await.unwrap();
     wait_status(&status_addr, "a change through the other replica applied", |s| s.applied_producer_count == 6).await;
-    assert_eq!(collectors(&url_other).await[&id].open_streams, 1);
+    // The cut replica's stream is counted until the replica that leads takes it for gone.
+    let known = wait_until(
+        "only the stream on the other replica counted",
+        || collectors(&url_other),
+        |known| known[&id].open_streams == 1,
+    )
+    .await;
+    assert_eq!(known[&id].state(), pb::CollectorState::Live);
+    assert!(
+        other.stderr().contains("not heard from within the replica timeout"),
+        "the replica that leads says why the stream no longer counts"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
