@@ -487,8 +487,14 @@ mod tests {
     use roster_testkit::{TestPostgres, WAIT, wait_for_some};
     use sqlx::{Connection as _, PgConnection, postgres::PgListener};
 
+    use std::collections::BTreeSet;
+
     use super::*;
-    use crate::{config::DEFAULT_REPLICA_TIMEOUT, records::ProducerRecord, store::conformance};
+    use crate::{
+        config::DEFAULT_REPLICA_TIMEOUT,
+        records::ProducerRecord,
+        store::{Lead, conformance},
+    };
 
     async fn open(pg: &TestPostgres) -> PostgresStore {
         PostgresStore::open(&PostgresUrl::parse(&pg.url()).unwrap(), 1, DEFAULT_REPLICA_TIMEOUT).await.unwrap()
@@ -687,6 +693,111 @@ mod tests {
         let message = e.to_string();
         assert!(message.contains("schema version 9") && message.contains("(up to 1)"), "{message}");
         assert!(message.contains("upgrade this replica"), "{message}");
+    }
+
+    /// A tick of `replica` that has seen `seen`, committed with an empty batch: what it learned.
+    async fn tick(store: &PostgresStore, replica: ReplicaId, seen: u64) -> (Option<Lead>, bool) {
+        let begun = store.begin(replica, seen, true).await.unwrap();
+        let learned = (begun.lead.clone(), begun.evicted);
+        begun.txn.commit(&Batch::default()).await.unwrap();
+        learned
+    }
+
+    /// The lead (H2): the first replica to tick takes it (term 1) and keeps it while it ticks; another replica does
+    /// not lead meanwhile. Once its lease lapsed, the next replica to tick takes it with the next term and is told how
+    /// long no one led; the deposed replica, ticking late, finds it no longer leads (the fencing).
+    #[tokio::test]
+    async fn postgres_store_one_replica_leads_and_a_lapsed_lead_passes_on_with_the_time_none_led() {
+        let pg = TestPostgres::start().await;
+        let store = open(&pg).await;
+        let mut conn = connect(&pg).await;
+        let (a, b) = (ReplicaId::new_v4(), ReplicaId::new_v4());
+        let (lead, evicted) = tick(&store, a, 0).await;
+        assert_eq!(lead.map(|l| l.leaderless_ms), Some(None), "the first lead follows no one");
+        assert!(!evicted);
+        assert_eq!(tick(&store, b, 0).await.0, None, "b does not lead while a does");
+        let lead = tick(&store, a, 0).await.0.expect("a keeps leading");
+        assert_eq!(lead.leaderless_ms, None);
+        assert_eq!(lead.alive.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([a, b]));
+
+        // a stops renewing: its lease lapsed a minute ago.
+        sqlx::query("UPDATE meta SET leader_until_ms = leader_until_ms - 60000").execute(&mut conn).await.unwrap();
+        let lead = tick(&store, b, 0).await.0.expect("b takes the lapsed lead");
+        let none_led = lead.leaderless_ms.expect("b is told how long no one led");
+        assert!((60_000..70_000).contains(&none_led), "{none_led} ms");
+        let term: i64 = sqlx::query_scalar("SELECT leader_term FROM meta").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(term, 2);
+        assert_eq!(tick(&store, a, 0).await.0, None, "a, deposed, no longer leads");
+    }
+
+    /// Liveness of replicas (H4): a replica not heard from for the timeout while the leader was present is removed
+    /// by the leader and left out of `alive`; ticking again, it learns it was taken for gone, and is counted again.
+    /// Silence while the leader itself was away (an outage of the database) removes no one.
+    #[tokio::test]
+    async fn postgres_store_a_silent_replica_is_taken_for_gone_only_while_the_leader_was_present() {
+        let pg = TestPostgres::start().await;
+        let store = open(&pg).await;
+        let other = open(&pg).await;
+        let mut conn = connect(&pg).await;
+        let (leader, silent) = (ReplicaId::new_v4(), ReplicaId::new_v4());
+        tick(&store, leader, 0).await;
+        tick(&other, silent, 0).await;
+        let age = |replica: ReplicaId, ms: i64| {
+            sqlx::query("UPDATE replicas SET heartbeat_ms = heartbeat_ms - $2 WHERE id = $1")
+                .bind(replica.to_string())
+                .bind(ms)
+        };
+
+        // Both silent for a minute (the database was away): the leader's return removes no one.
+        age(leader, 60_000).execute(&mut conn).await.unwrap();
+        age(silent, 60_000).execute(&mut conn).await.unwrap();
+        let lead = tick(&store, leader, 0).await.0.expect("still the leader");
+        assert!(lead.alive.contains(&silent), "{lead:?}");
+
+        // Only the other one silent, for longer than the timeout: it is gone.
+        age(silent, 10_000).execute(&mut conn).await.unwrap();
+        let lead = tick(&store, leader, 0).await.0.expect("still the leader");
+        assert_eq!(lead.alive, vec![leader]);
+        let (lead, evicted) = tick(&other, silent, 0).await;
+        assert!(evicted && lead.is_none(), "the silent replica learns it was taken for gone");
+        let lead = tick(&store, leader, 0).await.0.expect("still the leader");
+        assert_eq!(lead.alive.len(), 2, "and counts again once it says it is alive: {lead:?}");
+    }
+
+    /// A write catches up with what another replica committed since its revision: rows by revision, deletions by
+    /// tombstone, not a tombstone of a producer written again since; and a replica behind the pruned tombstones
+    /// reads everything.
+    #[tokio::test]
+    async fn postgres_store_a_write_catches_up_with_what_others_committed() {
+        let pg = TestPostgres::start().await;
+        let (store, other) = (open(&pg).await, open(&pg).await);
+        let collectors = conformance::collectors(1);
+        let producers = conformance::producers(3, &collectors);
+        let first = Batch { upsert_producers: producers.clone(), upsert_collectors: collectors, ..Batch::default() };
+        let seen = conformance::commit(&other, &first).await.unwrap();
+        let gone = Batch { delete_producers: vec![producers[0].spec.id, producers[1].spec.id], ..Batch::default() };
+        conformance::commit(&other, &gone).await.unwrap();
+        let back = Batch { upsert_producers: vec![producers[1].clone()], ..Batch::default() };
+        let last = conformance::commit(&other, &back).await.unwrap();
+
+        let begun = store.begin(ReplicaId::new_v4(), seen, false).await.unwrap();
+        let Some(CatchUp::Changes { revision, changes }) = begun.catch_up else { panic!("changes to catch up with") };
+        assert_eq!(revision, last);
+        assert_eq!(changes.delete_producers, vec![producers[0].spec.id], "the producer written again is no deletion");
+        assert_eq!(changes.upsert_producers, vec![producers[1].clone()]);
+        begun.txn.commit(&Batch::default()).await.unwrap();
+        assert!(store.catch_up(last).await.unwrap().is_none(), "nothing since the last revision");
+
+        sqlx::query("UPDATE meta SET pruned_through = $1")
+            .bind(to_i64(last))
+            .execute(&mut connect(&pg).await)
+            .await
+            .unwrap();
+        let Some(CatchUp::Everything(loaded)) = store.catch_up(seen).await.unwrap() else {
+            panic!("a replica behind the pruned tombstones reads everything")
+        };
+        assert_eq!(loaded.producers.len(), 2);
+        assert_eq!(loaded.revision, last);
     }
 
     /// Three replicas opening one empty database at once migrate it once and agree on one epoch.
