@@ -527,8 +527,9 @@ impl Registry {
                     let result = self.state.report(report, now, &mut changes).ok_or(Error::UnknownCollector(collector));
                     pending.push(Pending::Report(reply, result));
                 }
-                // A replica that does not lead leaves the rules of time to the one that does.
-                Command::Sweep if lead.is_none() => {}
+                // A replica that does not lead leaves the rules of time to the one that does; its figures are
+                // still copied to the metrics.
+                Command::Sweep if lead.is_none() => swept = true,
                 Command::Sweep => {
                     let was_settling = self.state.settling();
                     let (lapsed, departed) = self.state.sweep(now, &mut changes);
