@@ -52,8 +52,9 @@ struct Args {
     /// Where the durable store is, instead of --data-dir: sqlite://DIR, an embedded SQLite file in DIR (the
     /// default, in --data-dir), for one server; or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (postgresql://
     /// too; add ?sslmode=require or verify-full for TLS), a PostgreSQL database several roster-server replicas
-    /// share. The first replica to start creates the schema and the epoch; a replica older than the schema
-    /// refuses to start. The password is never logged.
+    /// share: each takes any call and serves the feed, and one leads (README, "Replicas on PostgreSQL"). The first
+    /// replica to start creates the schema and the epoch; a replica older than the schema refuses to start. The
+    /// password is never logged.
     #[arg(long, env = "ROSTER_SERVER_STORE", value_name = "URL")]
     store: Option<StoreLocation>,
 
