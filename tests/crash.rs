@@ -10,15 +10,11 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{collections::BTreeSet, time::Instant};
 
 use common::{
-    Proc, all_producers, collected_more, collectors, never_due, register_many, registry, samples, sink_counts,
-    start_collector_with, start_server, status, wait_for, wait_reported, wait_status,
+    Proc, RegistrationBurst, all_producers, collected_more, collectors, never_due, register_many, registry, samples,
+    sink_counts, start_collector_with, start_server, status, wait_for, wait_reported, wait_status,
 };
 use roster_testkit::{FaultProxy, Mode};
 
@@ -146,29 +142,12 @@ async fn kill_9_during_a_registration_burst_loses_no_acknowledged_registration()
     let sinks = [dir.path().join("c/samples.jsonl")];
     wait_for("samples from the demo producer", || samples(&sinks).len() == 1).await;
 
-    // 16 clients register as fast as they can; an id counts as acknowledged only once its call returned OK.
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let client = registry(&url).await;
-    let mut burst = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (mut client, acknowledged) = (client.clone(), acknowledged.clone());
-        burst.spawn(async move {
-            // Bounded: the server dies long before this many calls.
-            for _ in 0..100_000 {
-                let request = never_due();
-                let id = request.producer_id.clone();
-                if client.register_producer(request).await.is_err() {
-                    return;
-                }
-                acknowledged.lock().unwrap().push(id);
-            }
-        });
-    }
-    wait_for("2 000 acknowledged registrations", || acknowledged.lock().unwrap().len() >= 2_000).await;
+    // 16 clients register as fast as they can.
+    let burst = RegistrationBurst::start(&url, 16).await;
+    wait_for("2 000 acknowledged registrations", || burst.acknowledged() >= 2_000).await;
     let before = status(&status_addr).await;
     server.kill9();
-    while burst.join_next().await.is_some() {}
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = burst.end().await;
     let at_kill = samples(&sinks);
     collected_more("collection goes on with the server dead", &sinks, &at_kill, 3).await;
 

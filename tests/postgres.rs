@@ -11,9 +11,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use common::{all_producers, never_due, registry, start_server_on_store, wait_for};
+use common::{RegistrationBurst, all_producers, start_server_on_store, wait_for};
 use roster_testkit::TestPostgres;
 
 /// A burst of registrations from 16 clients, the server killed with SIGKILL in the middle of it: after a restart on
@@ -29,28 +27,10 @@ async fn kill_9_of_a_server_on_postgres_loses_no_acknowledged_registration_and_k
     let logged_store = server.logged("roster-server serving", "store=");
     assert_eq!(logged_store, pg.url(), "the store is logged without its password");
 
-    // An id counts as acknowledged only once its call returned OK.
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let client = registry(&url).await;
-    let mut burst = tokio::task::JoinSet::new();
-    for _ in 0..16 {
-        let (mut client, acknowledged) = (client.clone(), acknowledged.clone());
-        burst.spawn(async move {
-            // Bounded: the server dies long before this many calls.
-            for _ in 0..100_000 {
-                let request = never_due();
-                let id = request.producer_id.clone();
-                if client.register_producer(request).await.is_err() {
-                    return;
-                }
-                acknowledged.lock().unwrap().push(id);
-            }
-        });
-    }
-    wait_for("1 000 acknowledged registrations", || acknowledged.lock().unwrap().len() >= 1_000).await;
+    let burst = RegistrationBurst::start(&url, 16).await;
+    wait_for("1 000 acknowledged registrations", || burst.acknowledged() >= 1_000).await;
     server.kill9();
-    while burst.join_next().await.is_some() {}
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = burst.end().await;
 
     let (server, _) = start_server_on_store(&store, &listen, &[]);
     assert_eq!(server.logged("roster-server serving", "epoch="), epoch, "same epoch after the restart");

@@ -432,6 +432,48 @@ pub async fn collected_more(
     .await;
 }
 
+/// Clients registering new producers with one server as fast as it answers, until a call fails (the server died);
+/// an id counts as acknowledged only once its call returned OK.
+pub struct RegistrationBurst {
+    acknowledged: Arc<Mutex<Vec<String>>>,
+    clients: tokio::task::JoinSet<()>,
+}
+
+impl RegistrationBurst {
+    /// Starts `clients` clients registering with `server_url`.
+    pub async fn start(server_url: &str, clients: usize) -> Self {
+        let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+        let client = registry(server_url).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let (mut client, acknowledged) = (client.clone(), acknowledged.clone());
+            tasks.spawn(async move {
+                // Bounded: the server dies long before this many calls.
+                for _ in 0..100_000 {
+                    let request = roster_testkit::never_due();
+                    let id = request.producer_id.clone();
+                    if client.register_producer(request).await.is_err() {
+                        return;
+                    }
+                    acknowledged.lock().unwrap().push(id);
+                }
+            });
+        }
+        Self { acknowledged, clients: tasks }
+    }
+
+    /// How many registrations were acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits until every client stopped (its server gone); returns the ids acknowledged.
+    pub async fn end(mut self) -> Vec<String> {
+        while self.clients.join_next().await.is_some() {}
+        self.acknowledged.lock().unwrap().clone()
+    }
+}
+
 /// Reads a collector's applied set over its status API every 20 ms until [`SetWatcher::finish`]; remembers the
 /// smallest count seen, so a test can say no producer ever left the set.
 pub struct SetWatcher {
