@@ -294,6 +294,19 @@ async fn postgresql_restarted_writes_wait_feeds_stay_and_all_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
+    cut_from_postgresql(Mode::Refuse).await;
+}
+
+/// A network partition: the connections stay open and nothing crosses them (no reset tells anyone). The replica's
+/// calls give up after the store's call timeout (10 s) rather than hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_partitioned_from_postgresql_hands_its_collectors_over() {
+    cut_from_postgresql(Mode::Silent).await;
+}
+
+/// One replica reaches PostgreSQL through a fault proxy, another directly; a collector follows the first. The proxy
+/// is switched to `cut`: the first replica decides nothing and ends its streams, and the collector moves.
+async fn cut_from_postgresql(cut_mode: Mode) {
     let postgres = TestPostgres::start().await;
     let dir = tempfile::tempdir().unwrap();
     let proxy = FaultProxy::start(format!("127.0.0.1:{}", postgres.port()).parse().unwrap()).await;
@@ -310,7 +323,7 @@ async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
     })
     .await;
 
-    proxy.set(Mode::Refuse);
+    proxy.set(cut_mode);
     let cut_at = Instant::now();
     let refused = raw_registry(&url_cut).await.register_producer(never_due()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "the cut replica decides nothing: {refused}");
@@ -318,7 +331,7 @@ async fn a_replica_cut_from_postgresql_hands_its_collectors_over() {
         s.connected && s.endpoint == url_other
     })
     .await;
-    eprintln!("figure: the collector moved to the other replica {:?} after the cut", cut_at.elapsed());
+    eprintln!("figure: {cut_mode:?}: the collector moved to the other replica {:?} after the cut", cut_at.elapsed());
     assert!(cut.stderr().contains("can no longer vouch for its feed"), "the cut replica says why it ended its streams");
     assert_eq!(moved.applied_epoch, before.applied_epoch);
 

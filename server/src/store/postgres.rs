@@ -83,6 +83,32 @@ const RETRY_ATTEMPTS: u32 = 10;
 /// retry in lockstep, and doubles from 1 ms up to it with each attempt.
 const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
+/// Longest a write or a catch-up waits on PostgreSQL before it counts as unreachable. A database cut off without
+/// its connections being closed (a network partition: a half-open connection) would otherwise hold the registry
+/// until TCP gives up, minutes later, and with it the replica's every call and tick. Well above any commit roster
+/// makes (a batch of 512 calls; a sweep lapsing many leases at once), and far below TCP's own timeouts. When it
+/// strikes during a commit, the commit may or may not have happened: the registry reloads its state, the callers
+/// get `UNAVAILABLE` and retry (every call is idempotent, R1).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `call`, or a timeout error naming `context` once [`CALL_TIMEOUT`] passed.
+async fn within<T>(
+    context: &'static str,
+    store: &str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(CALL_TIMEOUT, call).await.unwrap_or_else(|_| {
+        Err(StoreError::Db {
+            context,
+            store: store.to_owned(),
+            source: DatabaseError::new(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from PostgreSQL within {} s", CALL_TIMEOUT.as_secs()),
+            ))),
+        })
+    })
+}
+
 /// A PostgreSQL URL (`postgres://…` or `postgresql://…`), checked when parsed. Shown without its password (and
 /// without any option but the address, the user and the database), so that it can be logged.
 #[derive(Clone)]
@@ -370,11 +396,14 @@ impl Txn for PgTxn {
     fn commit<'a>(self: Box<Self>, batch: &'a Batch) -> StoreFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
             let name = self.name.clone();
-            self.commit_retrying(batch).await.map_err(|(context, source)| StoreError::Db {
-                context,
-                store: name.to_string(),
-                source: DatabaseError::new(source),
-            })
+            let committed = async {
+                self.commit_retrying(batch).await.map_err(|(context, source)| StoreError::Db {
+                    context,
+                    store: name.to_string(),
+                    source: DatabaseError::new(source),
+                })
+            };
+            within("cannot commit", &name, committed).await
         })
     }
 }
@@ -465,11 +494,11 @@ impl Store for PostgresStore {
     }
 
     fn begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> StoreFuture<'_, Result<Begun, StoreError>> {
-        Box::pin(self.start_write(replica, seen, tick))
+        Box::pin(within("cannot begin a write", &self.name, self.start_write(replica, seen, tick)))
     }
 
     fn catch_up(&self, seen: u64) -> StoreFuture<'_, Result<Option<CatchUp>, StoreError>> {
-        Box::pin(self.changes(seen))
+        Box::pin(within("cannot read what other replicas committed", &self.name, self.changes(seen)))
     }
 
     fn follow(&self) -> Option<watch::Receiver<u64>> {
