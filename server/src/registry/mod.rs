@@ -15,6 +15,12 @@
 //!
 //! The actor also keeps the server's metrics ([`ServerMetrics`]): it counts registrations, lease expiries and store
 //! commits once their batch is committed, and copies every collector's figures there at start and after each sweep.
+//!
+//! Replicas sharing a store (docs/DESIGN.md, H1–H6) run this same actor. Each batch begins with the store's write
+//! lock and what other replicas committed since (`Store::begin`), which the actor writes into its state and
+//! publishes before it decides the batch; between batches it catches up whenever another replica announces a commit
+//! (`Store::follow`). Only the replica that leads, as its tick learns under the lock, applies the rules of time.
+//! Its own streams are counted in the store per replica, brought back to the streams open here at each tick.
 
 pub(crate) mod absence;
 pub(crate) mod state;
