@@ -12,13 +12,13 @@
 //! | `config` | [`Config`], [`StoreLocation`] and every default ([`DEFAULT_LEASE`], …) | `feed::snapshot`, `store`, `clock` |
 //! | `rpc` | the gRPC edge: request conversion, the body's authorization ([`roster::auth::Principal::may`]), response building | `feed::stream`, `registry`, `wire`, `error`, `records` |
 //! | `feed::stream` | the task serving one `Watch` stream | `registry`, `wire`, `error`, `feed::snapshot` |
-//! | `registry` | the actor that owns the state, batches writes, publishes each committed generation | `registry::state`, `registry::absence`, `metrics`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
+//! | `registry` | the actor that owns the state, batches writes, catches up with other replicas, publishes each committed generation | `registry::state`, `registry::absence`, `metrics`, `error`, `store`, `records`, `feed::snapshot`, `clock` |
 //! | `metrics` | the server's own Prometheus metrics, served by [`roster::metrics_http`] | `feed::stream`, `registry::state`, `records` |
 //! | `registry::state` | every registry rule, as a pure state machine; each collector's assignment with its snapshot entries | `records`, `assign`, `clock`, `feed::snapshot` |
 //! | `registry::absence` | how long the server could not serve, from two clock readings | `clock` |
 //! | [`wire`] | the feed's codec: snapshot chunks encoded straight from the shared snapshot | `error` |
 //! | `error` | request errors and their one mapping to gRPC statuses | `store`, `records` |
-//! | `store` | the `Store` interface and [`StoreError`]; `store::sqlite`, the SQLite file; `store::postgres`, a PostgreSQL database replicas share ([`PostgresUrl`]) | `records`, `clock` |
+//! | `store` | the `Store` interface and [`StoreError`]; `store::rows`, the rows both stores keep; `store::sqlite`, the SQLite file; `store::postgres`, a PostgreSQL database replicas share ([`PostgresUrl`]), and `store::postgres::replicas`, its write lock, catch-up, lead, heartbeats and listener | `records`, `clock` |
 //! | `records` | what is persisted: the records, one load, one batch | — |
 //! | [`feed::snapshot`] | a collector's assignment (a persistent map of encoded entries) and its snapshot: cut into chunks, with its digest (pure) | — |
 //! | `assign` | rendezvous hashing with pins | — |
