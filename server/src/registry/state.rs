@@ -741,6 +741,15 @@ impl State {
         let epoch = self.epoch;
         let record = self.collectors.get_mut(&report.collector)?;
         let current = report.epoch == epoch && report.generation == record.generation;
+        // A collector reports each generation as it applies it, on calls of their own: a report of an older
+        // generation of the same epoch can arrive after a newer one (its first attempt failed, or it was slower).
+        // It says nothing new and must not hide the newer one.
+        if let Some(kept) = &record.report
+            && kept.epoch == report.epoch
+            && kept.generation > report.generation
+        {
+            return Some(current);
+        }
         record.report = Some(StoredReport {
             epoch: report.epoch,
             generation: report.generation,
@@ -1315,6 +1324,28 @@ mod tests {
         state.register(registration(1, 1, None), 3, &mut changes);
         assert_eq!(assigned(&state), Some(collector(1)), "its operator pin is honoured now");
         state.check_invariants();
+    }
+
+    /// A report of an older generation that arrives after a newer one's (two calls racing) keeps the newer one.
+    #[test]
+    fn a_late_report_of_an_older_generation_does_not_hide_the_newer_one() {
+        let mut state = empty(0);
+        let mut changes = Changes::default();
+        state.attach(collector(1), None, None, kinds(false), 0, &mut changes).unwrap();
+        let report = |generation| ApplyReport {
+            collector: collector(1),
+            epoch: Uuid::from_u128(7),
+            generation,
+            outcome: ApplyOutcome::Applied,
+        };
+        assert_eq!(state.report(report(3), 1, &mut changes), Some(false));
+        assert_eq!(state.report(report(2), 2, &mut changes), Some(false));
+        let kept = state.collector(collector(1)).unwrap().report.clone().unwrap();
+        assert_eq!((kept.generation, kept.at_ms), (3, 1), "the newer report stands");
+        // Another epoch's report is news, whatever its generation.
+        let other = ApplyReport { epoch: Uuid::from_u128(8), ..report(1) };
+        state.report(other, 3, &mut changes);
+        assert_eq!(state.collector(collector(1)).unwrap().report.as_ref().unwrap().epoch, Uuid::from_u128(8));
     }
 
     /// Two replicas on one store, each deciding its own batches and catching up with the other's: after every
