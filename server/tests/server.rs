@@ -748,3 +748,44 @@ async fn listing_the_producers_of_an_unknown_collector_is_not_found() {
     assert_eq!(page.total_count, 1, "the one producer is assigned to the one collector");
     server.stop().await;
 }
+
+/// H6 (L3 across replicas): time when no replica led counts for no lease. A replica on PostgreSQL registers a
+/// producer on a 40 s lease and stops; the lead it held lapses 100 s before the next replica starts, and the clock
+/// moves as far. The replica that takes the lead forgives the 100 s: the lease gets a renewal interval from now
+/// instead of lapsing at its first sweep.
+#[tokio::test]
+async fn time_when_no_replica_led_counts_for_no_lease() {
+    use sqlx::Connection as _;
+
+    let postgres = roster_testkit::TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, clock) = config(dir.path());
+    config.store = postgres.url().parse().unwrap();
+    let server = TestServer::start(config.clone()).await;
+    let id = Uuid::new_v4();
+    let mut registry = server.registry().await;
+    registry
+        .register_producer(pb::RegisterProducerRequest { lease_ms: Some(40_000), ..producer(id, 1) })
+        .await
+        .unwrap();
+    server.stop().await;
+
+    let mut db = sqlx::PgConnection::connect(&postgres.url()).await.unwrap();
+    sqlx::query("UPDATE meta SET leader_until_ms = leader_until_ms - 100000").execute(&mut db).await.unwrap();
+    clock.advance(Duration::from_secs(100));
+    let now = clock.now_ms();
+    let server = TestServer::start(config).await;
+    let registry = server.registry().await;
+    let extended = wait_for_some("the lease extended by the new leader", || {
+        let mut registry = registry.clone();
+        async move {
+            let p = registry.get_producer(pb::GetProducerRequest { producer_id: id.to_string() }).await;
+            let p = p.expect("still registered: the leaderless time was forgiven").into_inner();
+            (p.lease_expires_at_unix_ms >= now + 10_000).then_some(p)
+        }
+    })
+    .await;
+    // Without the forgiveness the first sweep (every 20 ms) lapses the lease, and the wait above fails on NOT_FOUND.
+    assert!(extended.lease_expires_at_unix_ms <= now + 40_000, "a renewal interval, not a new lease: {extended:?}");
+    server.stop().await;
+}
