@@ -233,6 +233,7 @@ async fn kill_9_of_the_leader_during_a_registration_burst_loses_nothing() {
         })
     };
     wait_for("100 registrations acknowledged", || acknowledged.lock().unwrap().len() >= 100).await;
+    let before_kill = all_producers(&urls[leader]).await;
     replicas[leader].0.kill9();
     let killed = Instant::now();
     let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
@@ -246,6 +247,10 @@ async fn kill_9_of_the_leader_during_a_registration_burst_loses_nothing() {
     assert_eq!(acknowledged.len(), 300);
     for id in &acknowledged {
         assert!(stored.contains_key(id), "acknowledged registration {id} lost");
+    }
+    // Nothing moved that should not: the collectors on the dead replica were in grace until they came back (L2).
+    for (producer, collector) in &before_kill {
+        assert_eq!(stored.get(producer), Some(collector), "{producer} moved");
     }
     wait_fleet_in_sync(url, 2, "after the leader's death").await;
     let (s1, s2) = (status(&status1).await, status(&status2).await);
