@@ -266,6 +266,35 @@ async fn kill_9_of_the_leader_during_a_registration_burst_loses_nothing() {
     drop(replicas);
 }
 
+/// A rolling restart: the leader stopped with SIGTERM leaves the replicas and hands its lead on as it exits, so the
+/// other replica leads at its next tick instead of waiting for the lease to lapse; its collector comes back to the
+/// other replica and nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_with_sigterm_hands_its_lead_on() {
+    let postgres = TestPostgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas: Vec<(Proc, String)> = (0..2).map(|_| start_replica(&postgres.url(), &[])).collect();
+    let leader = first_leader(&replicas.iter().map(|(p, _)| p).collect::<Vec<_>>()).await;
+    let (leader_url, other_url) = (replicas[leader].1.clone(), replicas[1 - leader].1.clone());
+    let (_collector, status_addr, _) =
+        start_collector_with(&format!("{leader_url},{other_url}"), &dir.path().join("c"), FAST);
+    register_many(&other_url, 5).await;
+    let before = wait_status(&status_addr, "5 producers applied", |s| s.applied_producer_count == 5).await;
+    let assigned = all_producers(&other_url).await;
+
+    replicas[leader].0.signal("-TERM");
+    let stopped = Instant::now();
+    assert_eq!(replicas[leader].0.wait_exit().code(), Some(0));
+    assert!(replicas[leader].0.stderr().contains("this replica leaves and hands its lead on"));
+    wait_for("the other replica leads", || has_led(&replicas[1 - leader].0)).await;
+    eprintln!("figure: SIGTERM of the leader: the other replica leads {:?} after it", stopped.elapsed());
+    let after =
+        wait_status(&status_addr, "the collector on the other replica", |s| s.connected && s.endpoint == other_url)
+            .await;
+    assert_eq!((after.applied_epoch, after.applied_producer_count), (before.applied_epoch, 5));
+    assert_eq!(all_producers(&other_url).await, assigned, "nothing moved");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_restarted_writes_wait_feeds_stay_and_all_resumes() {
     let mut postgres = TestPostgres::start().await;

@@ -344,7 +344,7 @@ impl Registry {
             }
             self.process(commands, &own_tx, !shutdown.is_cancelled()).await;
         }
-        self.store.close().await;
+        self.store.close(self.state.replica()).await;
         info!("registry stopped");
     }
 

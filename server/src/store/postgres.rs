@@ -505,9 +505,19 @@ impl Store for PostgresStore {
         Some(self.announced.clone())
     }
 
-    /// Closes the pool: every connection ends cleanly.
-    fn close(&self) -> StoreFuture<'_, ()> {
-        Box::pin(self.pool.close())
+    /// Leaves the replicas (its heartbeat row, and its lead if it holds it) and closes the pool: every connection
+    /// ends cleanly. Leaving is best effort: a replica that cannot reach the store is taken for gone by the others
+    /// after the replica timeout, as if it had died.
+    fn close(&self, replica: ReplicaId) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let left = within("cannot leave the replicas", &self.name, async {
+                replicas::leave(&self.pool, replica).await.map_err(self.db("cannot leave the replicas"))
+            });
+            if let Err(e) = left.await {
+                tracing::warn!(error = %roster::error_chain::chain(&e), "could not leave the replicas; the others will take this one for gone");
+            }
+            self.pool.close().await;
+        })
     }
 }
 

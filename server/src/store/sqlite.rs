@@ -231,7 +231,7 @@ impl Store for SqliteStore {
     }
 
     /// Closes the pool, which checkpoints the WAL into the database file.
-    fn close(&self) -> StoreFuture<'_, ()> {
+    fn close(&self, _replica: ReplicaId) -> StoreFuture<'_, ()> {
         Box::pin(self.pool.close())
     }
 }

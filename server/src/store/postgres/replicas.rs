@@ -168,6 +168,28 @@ pub(super) async fn tick(
     Ok(Ticked { lead: Some(Lead { alive, leaderless_ms: leaderless_ms.flatten() }), evicted })
 }
 
+/// A replica leaving (shutting down): its heartbeat row goes, and its lead, if it holds it, lapses now, so that
+/// another replica leads at its next tick. The lead is made to lapse now rather than a lease ago, so the next leader
+/// forgives at most a lease length more than the time no one led (L3 errs towards keeping leases).
+pub(super) async fn leave(pool: &PgPool, replica: ReplicaId) -> sqlx::Result<()> {
+    let me = replica.to_string();
+    let mut tx = pool.begin().await?;
+    meta(&mut tx, true).await?;
+    sqlx::query("DELETE FROM replicas WHERE id = $1").bind(&me).execute(&mut *tx).await?;
+    let handed = sqlx::query(
+        "UPDATE meta SET leader_until_ms = (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
+         WHERE leader_replica = $1",
+    )
+    .bind(&me)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if handed.rows_affected() > 0 {
+        info!("this replica leaves and hands its lead on");
+    }
+    Ok(())
+}
+
 /// Why a read failed: the database's error (with what was being done), or a row that does not parse (table and
 /// problem).
 #[derive(Debug)]
