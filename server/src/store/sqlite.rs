@@ -308,7 +308,7 @@ mod tests {
             ..Batch::default()
         };
         store.write(&batch).await.unwrap();
-        store.close().await;
+        store.close(ReplicaId::new_v4()).await;
         let loaded = SqliteStore::open(&data, 2).await.unwrap().read().await.unwrap();
         assert_eq!(loaded.producers, vec![record]);
         assert_eq!(loaded.collectors, vec![(id, kept)]);
