@@ -350,7 +350,12 @@ impl Registry {
 
     /// Applies one batch of commands. `sweeping` is false while the server drains: the actor then no longer
     /// wakes on its own, so a long gap between wakes is not an absence.
-    async fn process(&mut self, commands: Vec<Command>, own_tx: &mpsc::WeakUnboundedSender<Command>, sweeping: bool) {
+    async fn process(
+        &mut self,
+        mut commands: Vec<Command>,
+        own_tx: &mpsc::WeakUnboundedSender<Command>,
+        sweeping: bool,
+    ) {
         let now = self.clock.now_ms();
         let mut changes = Changes::default();
         let wake = absence::Reading { monotonic_ms: self.clock.monotonic_ms(), wall_ms: now };
@@ -365,6 +370,15 @@ impl Registry {
             }
         };
         self.store_answered = Instant::now();
+        // Calls that came while this replica waited for the store's write lock join the batch: when replicas contend
+        // for the lock, a transaction then carries every call waiting, not only those that were waiting when it
+        // asked. (The periodic work never comes this way: it is only ever the first command of a batch.)
+        while commands.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(command) => commands.push(command),
+                Err(_) => break,
+            }
+        }
         if let Some(catch_up) = begun.catch_up {
             self.publish_caught_up(catch_up, now);
         }

@@ -412,10 +412,17 @@ impl Txn for PgTxn {
 /// failure and what was being done.
 async fn write(tx: &mut Transaction<'static, Postgres>, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
     let fail = |context: &'static str| move |e| (context, e);
-    let revision: i64 = sqlx::query_scalar("UPDATE meta SET revision = revision + 1 RETURNING revision")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(fail("cannot take the next revision"))?;
+    // One round trip while the lock is held: the next revision, the settling (recorded once: the first stands), and
+    // the notification of the other replicas, which PostgreSQL delivers when (and only if) the transaction commits.
+    let revision: i64 = sqlx::query_scalar(
+        "UPDATE meta SET revision = revision + 1, settled_at_ms = COALESCE(settled_at_ms, $2) \
+         RETURNING revision, pg_notify($1, revision::text)::text",
+    )
+    .bind(NOTIFY_CHANNEL)
+    .bind(batch.settled_at_ms.map(to_i64))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(fail("cannot take the next revision"))?;
     for rows in batch.upsert_producers.chunks(ROWS_PER_STATEMENT) {
         let mut insert =
             QueryBuilder::<Postgres>::new(format!("INSERT INTO producers ({PRODUCER_COLUMNS}, revision) "));
@@ -442,27 +449,12 @@ async fn write(tx: &mut Transaction<'static, Postgres>, batch: &Batch) -> Result
         insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {COLLECTOR_UPDATES}, revision = excluded.revision"));
         insert.build().execute(&mut **tx).await.map_err(fail("cannot write a collector"))?;
     }
-    if let Some(at) = batch.settled_at_ms {
-        // Recorded once, as in the SQLite store: the first settling stands.
-        sqlx::query("UPDATE meta SET settled_at_ms = COALESCE(settled_at_ms, $1)")
-            .bind(to_i64(at))
-            .execute(&mut **tx)
-            .await
-            .map_err(fail("cannot record that the store settled"))?;
-    }
     if !batch.delete_collectors.is_empty() {
         let ids: Vec<String> = batch.delete_collectors.iter().map(ToString::to_string).collect();
         delete_with_tombstones(tx, "collectors", "collector", &ids, revision)
             .await
             .map_err(fail("cannot delete a collector"))?;
     }
-    // Delivered when (and only if) the transaction commits.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(revision.to_string())
-        .execute(&mut **tx)
-        .await
-        .map_err(fail("cannot notify the other replicas"))?;
     Ok(u64::try_from(revision).unwrap_or(0))
 }
 
