@@ -496,7 +496,7 @@ pub async fn registrations(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figur
     // the same registrations with real followers on this machine).
     let server = ServerProcess::start(&dir.join("registrations-watched-server"), "127.0.0.1:0", STEADY)?;
     let url = server.url();
-    let watchers = RemoteWatchers::start(&[url.clone()], &Fleet::random_ids(scale.collectors)).await?;
+    let watchers = RemoteWatchers::start(std::slice::from_ref(&url), &Fleet::random_ids(scale.collectors)).await?;
     let (_, watched) = register_many(&url, scale.producers, 16).await?;
     watchers.wait_for(scale.producers, LIMIT).await?;
     Ok(vec![
