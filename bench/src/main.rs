@@ -16,8 +16,10 @@ use roster_bench::{Figure, Scale, remote_write, replicas, scale, scenarios, scra
 ///
 /// The fleet-scale scenarios take minutes at full size and run only when named with --only (at `smoke` size
 /// they run with the rest): `renewals` (1 000 000 producers renewing while 1 000 followers watch; with `restart`
-/// too, the restart reuses its store), `restart` (the server's start with 1 000 000 producers stored) and
-/// `store-wipe` (100 000 live producers, 100 followers, the store deleted under them).
+/// too, the restart reuses its store), `restart` (the server's start with 1 000 000 producers stored),
+/// `store-wipe` (100 000 live producers, 100 followers, the store deleted under them), `replica-registrations`
+/// (100 000 registrations five times: SQLite, one PostgreSQL replica, three in two ways, three watched) and
+/// `replica-propagation` (100 000 producers registered through one replica while 100 followers follow another).
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -73,7 +75,10 @@ enum Scenario {
 impl Scenario {
     /// Whether the scenario takes minutes at full size: it runs at `full` only when named with `--only`.
     fn is_long(self) -> bool {
-        matches!(self, Self::Renewals | Self::Restart | Self::StoreWipe)
+        matches!(
+            self,
+            Self::Renewals | Self::Restart | Self::StoreWipe | Self::ReplicaRegistrations | Self::ReplicaPropagation
+        )
     }
 }
 
