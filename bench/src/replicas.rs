@@ -35,9 +35,9 @@ use crate::{
 /// Concurrent clients of the registration figures, each on its own connection (the figure).
 pub const CLIENTS: usize = 16;
 /// Producers stored before the failovers, so that the followers carry some.
-const FAILOVER_PRODUCERS: usize = 1_000;
+pub const FAILOVER_PRODUCERS: usize = 1_000;
 /// Followers in the failover scenario: one starting on each replica, each knowing all three.
-const FAILOVER_FOLLOWERS: usize = 3;
+pub const FAILOVER_FOLLOWERS: usize = 3;
 /// How often the failover scenario polls the replicas' metrics and retries a refused write.
 const POLL: Duration = Duration::from_millis(5);
 /// The gauge that is 1 while a replica leads.
