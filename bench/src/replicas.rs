@@ -85,8 +85,8 @@ impl Replicas {
 /// Durable registrations per second with [`CLIENTS`] clients, `scale.producers` new producers each time,
 /// acknowledged only once committed: SQLite and one server; PostgreSQL and one replica; PostgreSQL and three, every
 /// client on one of them; three, the clients spread over them; and the same with `scale.collectors` collectors
-/// watching from elsewhere
-/// ([`RemoteWatchers`], spread over the replicas too). With the CPU the servers used meanwhile, in cores.
+/// watching from elsewhere ([`RemoteWatchers`], spread over the replicas too). With the CPU the servers used
+/// meanwhile, in cores.
 ///
 /// # Errors
 /// When a server fails, a registration fails, or the watchers do not apply every producer within [`LIMIT`].
