@@ -13,6 +13,7 @@ use std::{
 use anyhow::bail;
 use roster::{
     domain::CollectorId,
+    endpoint::ServerUrl,
     follower::{
         Follower, FollowerConfig, FollowerHandle,
         wire::{WireFrame, WireResponse},
@@ -32,15 +33,18 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts a follower per id on `endpoint`; with `state_dir`, each keeps a state file there (C5).
+    /// Starts a follower per id on `endpoints` (comma-separated, as roster-collector's `--server`: each follower
+    /// starts on the first and moves to the next when one fails); with `state_dir`, each keeps a state file there
+    /// (C5).
     ///
     /// # Errors
     /// When a follower cannot be made (bad endpoint, damaged state file).
-    pub fn start(endpoint: &str, ids: Vec<CollectorId>, state_dir: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn start(endpoints: &str, ids: Vec<CollectorId>, state_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let endpoints: Vec<ServerUrl> = endpoints.split(',').map(str::parse).collect::<Result<_, _>>()?;
         let shutdown = CancellationToken::new();
         let mut handles = Vec::with_capacity(ids.len());
         for id in &ids {
-            let mut config = FollowerConfig::new(vec![endpoint.parse()?], *id);
+            let mut config = FollowerConfig::new(endpoints.clone(), *id);
             config.state_file = state_dir.map(|dir| dir.join(format!("snapshot-{id}.bin")));
             let (follower, handle) = Follower::new(config)?;
             tokio::spawn(follower.run(shutdown.clone()));
@@ -97,7 +101,17 @@ impl Drop for Fleet {
 /// # Errors
 /// When a client cannot connect or a registration fails.
 pub async fn register_many(url: &str, count: usize, clients: usize) -> anyhow::Result<(Vec<String>, Duration)> {
-    roster_testkit::register_many(url, count, clients).await.map_err(|e| anyhow::anyhow!("bulk registration: {e}"))
+    register_spread(&[url.to_owned()], count, clients).await
+}
+
+/// As [`register_many`], the `i`-th client connected to `urls[i % urls.len()]`: clients spread over replicas.
+///
+/// # Errors
+/// When `urls` is empty, a client cannot connect or a registration fails.
+pub async fn register_spread(urls: &[String], count: usize, clients: usize) -> anyhow::Result<(Vec<String>, Duration)> {
+    roster_testkit::register_spread(urls, count, clients, roster_testkit::never_due)
+        .await
+        .map_err(|e| anyhow::anyhow!("bulk registration: {e}"))
 }
 
 /// Collectors watching from elsewhere, as the server sees them: one Watch stream per collector id, each on its own
@@ -112,14 +126,16 @@ pub struct RemoteWatchers {
 }
 
 impl RemoteWatchers {
-    /// Opens a stream per id on `url`.
+    /// Opens a stream per id, the `i`-th on `urls[i % urls.len()]`: spread over the replicas when there are
+    /// several.
     ///
     /// # Errors
-    /// When a connection or a Watch fails.
-    pub async fn start(url: &str, ids: &[CollectorId]) -> anyhow::Result<Self> {
+    /// When `urls` is empty, or a connection or a Watch fails.
+    pub async fn start(urls: &[String], ids: &[CollectorId]) -> anyhow::Result<Self> {
+        anyhow::ensure!(!urls.is_empty(), "remote watchers need a server to watch");
         let shutdown = CancellationToken::new();
         let mut applied = Vec::with_capacity(ids.len());
-        for id in ids {
+        for (id, url) in ids.iter().zip(urls.iter().cycle()) {
             let channel = crate::channel(url).await?;
             let request = pb::WatchRequest { collector_id: id.to_string(), ..Default::default() };
             let mut stream = roster::follower::wire::watch(channel.clone(), request).await?;

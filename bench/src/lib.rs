@@ -15,6 +15,10 @@
 //! The fleet-scale scenarios ([`scale`]) hold a million producers renewing while a thousand followers watch,
 //! restart the server on their store, and wipe the store under live producers.
 //!
+//! The replicas scenarios ([`replicas`]) run several roster-servers on one PostgreSQL database (a real
+//! PostgreSQL 15 of the harness's own, `fsync` on): registrations per second, propagation from one replica to a
+//! follower of another, and failover after `kill -9` of the leader.
+//!
 //! The TLS scenario ([`tls`]) runs the registration, propagation and idle-stream measurements against a plaintext
 //! server and against one serving mutual TLS with authentication on.
 //!
@@ -28,6 +32,7 @@ pub mod fleet;
 pub mod prometheus;
 pub mod receiver;
 pub mod remote_write;
+pub mod replicas;
 pub mod scale;
 pub mod scenarios;
 pub mod scrape;
@@ -69,6 +74,8 @@ pub struct Scale {
     pub fleet_collectors: usize,
     /// How long the renewals scenario renews at the rate of 5-minute leases.
     pub renewal_secs: u64,
+    /// Leaders killed, one after the other, in the replica failover scenario.
+    pub failovers: usize,
     /// The lease of the store-wipe scenario's producers (`scale.producers` of them, renewing every quarter of it,
     /// while `scale.collectors` followers watch).
     pub wipe_lease_secs: u64,
@@ -94,6 +101,7 @@ impl Scale {
         fleet_producers: 1_000_000,
         fleet_collectors: 1_000,
         renewal_secs: 60,
+        failovers: 3,
         // The default lease: renewals every 75 s, 1 333/s for 100 000 producers, the rate at which they all
         // register anew after a wipe (a 1-minute lease asks 6 667/s, beyond what the server takes under watch).
         wipe_lease_secs: 300,
@@ -117,6 +125,7 @@ impl Scale {
             fleet_producers: 2_000,
             fleet_collectors: 10,
             renewal_secs: 2,
+            failovers: 1,
             // The shortest lease allowed (`roster::domain::MIN_LEASE`).
             wipe_lease_secs: 10,
         }

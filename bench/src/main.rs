@@ -5,17 +5,21 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use roster_bench::{Figure, Scale, remote_write, scale, scenarios, scrape, tls};
+use roster_bench::{Figure, Scale, remote_write, replicas, scale, scenarios, scrape, tls};
 
 /// Benchmarks roster on loopback: propagation latency, full sync against a bare tonic stream of the same
 /// chunks, fan-out memory and CPU, reconnect storms, durable registrations per second, roster-collector
 /// scraping Prometheus targets, and remote-writing them through a receiver outage, beside Prometheus 2.42's agent
-/// ($ROSTER_PROMETHEUS), and what TLS and mutual TLS with authentication cost beside plaintext.
+/// ($ROSTER_PROMETHEUS), what TLS and mutual TLS with authentication cost beside plaintext, and replicas sharing a
+/// PostgreSQL database (PostgreSQL 15's initdb and postgres on PATH or in $ROSTER_PG_BIN): registrations,
+/// propagation across replicas, failover.
 ///
 /// The fleet-scale scenarios take minutes at full size and run only when named with --only (at `smoke` size
 /// they run with the rest): `renewals` (1 000 000 producers renewing while 1 000 followers watch; with `restart`
-/// too, the restart reuses its store), `restart` (the server's start with 1 000 000 producers stored) and
-/// `store-wipe` (100 000 live producers, 100 followers, the store deleted under them).
+/// too, the restart reuses its store), `restart` (the server's start with 1 000 000 producers stored),
+/// `store-wipe` (100 000 live producers, 100 followers, the store deleted under them), `replica-registrations`
+/// (100 000 registrations five times: SQLite, one PostgreSQL replica, three in two ways, three watched) and
+/// `replica-propagation` (100 000 producers registered through one replica while 100 followers follow another).
 ///
 /// Build it optimised, with the server beside it:
 ///   cargo build --release -p roster-server -p roster-bench && target/release/roster-bench
@@ -60,6 +64,9 @@ enum Scenario {
     ScrapeVsPrometheus,
     RemoteWriteVsPrometheus,
     Tls,
+    ReplicaRegistrations,
+    ReplicaPropagation,
+    ReplicaFailover,
     Renewals,
     Restart,
     StoreWipe,
@@ -68,7 +75,10 @@ enum Scenario {
 impl Scenario {
     /// Whether the scenario takes minutes at full size: it runs at `full` only when named with `--only`.
     fn is_long(self) -> bool {
-        matches!(self, Self::Renewals | Self::Restart | Self::StoreWipe)
+        matches!(
+            self,
+            Self::Renewals | Self::Restart | Self::StoreWipe | Self::ReplicaRegistrations | Self::ReplicaPropagation
+        )
     }
 }
 
@@ -101,6 +111,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::ScrapeVsPrometheus,
         Scenario::RemoteWriteVsPrometheus,
         Scenario::Tls,
+        Scenario::ReplicaRegistrations,
+        Scenario::ReplicaPropagation,
+        Scenario::ReplicaFailover,
         Scenario::Renewals,
         Scenario::Restart,
         Scenario::StoreWipe,
@@ -120,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
             Scenario::RemoteWriteVsPrometheus => remote_write::remote_write_vs_prometheus(scale, dir.path()).await,
             Scenario::Tls => tls::tls_cost(scale, dir.path()).await,
+            Scenario::ReplicaRegistrations => replicas::registrations(scale, dir.path()).await,
+            Scenario::ReplicaPropagation => replicas::propagation(scale, dir.path()).await,
+            Scenario::ReplicaFailover => replicas::failover(scale).await,
             Scenario::Renewals => scale::renewals(scale, dir.path(), wanted(Scenario::Restart)).await,
             Scenario::Restart => scale::restart(scale, dir.path()).await,
             Scenario::StoreWipe => scale::store_wipe(scale, dir.path()).await,

@@ -315,7 +315,7 @@ impl Agent {
     /// # Errors
     /// When the agent does not answer, or answers something else than its metrics.
     pub async fn samples_appended(&self) -> anyhow::Result<f64> {
-        counter_total(self.addr, "prometheus_agent_samples_appended_total").await
+        metric_total(self.addr, "prometheus_agent_samples_appended_total").await
     }
 }
 impl Drop for Agent {
@@ -371,7 +371,7 @@ impl Tsdb {
     /// # Errors
     /// When it does not answer, or answers something else than its metrics.
     pub async fn samples_appended(&self) -> anyhow::Result<f64> {
-        counter_total(self.addr, "prometheus_tsdb_head_samples_appended_total").await
+        metric_total(self.addr, "prometheus_tsdb_head_samples_appended_total").await
     }
 }
 
@@ -395,9 +395,13 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// The sum of the counter `name` over its series at `addr`'s `/metrics`. A family with no series yet (Prometheus
-/// serves only its `# HELP` before the first increment) is 0.
-async fn counter_total(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+/// The sum of the counter (or gauge) `name` over its series at `addr`'s `/metrics`: Prometheus's, or
+/// roster-server's ([`ServerProcess::metrics_addr`]). A family with no series yet (Prometheus serves only its
+/// `# HELP` before the first increment) is 0.
+///
+/// # Errors
+/// When the page cannot be fetched or a sample of `name` has no number.
+pub async fn metric_total(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
     let body = http_get(addr, "/metrics").await?;
     let mut total = 0.0;
     for line in body.lines().filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' ']))) {

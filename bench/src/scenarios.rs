@@ -76,13 +76,61 @@ pub async fn propagation_and_full_sync(scale: Scale, dir: &Path) -> anyhow::Resu
         "KiB",
     ));
 
-    // One change at a time: a new producer, then that producer moved (pinned) to the next collector.
+    let times = time_changes(&url, &fleet, scale.changes).await?;
+    figures.extend(times.figures("propagation", "≤ 10 ms"));
+
+    let ids = fleet.ids.clone();
+    let total = Fleet::applied_producers(&fleet.handles);
+    fleet.stop();
+    drop(fleet);
+    figures.extend(full_sync(&url, &ids, total, dir, "full sync, fleet").await?);
+    Ok(figures)
+}
+
+/// Latencies of single changes ([`time_changes`]), in milliseconds from the call to `RegisterProducer`.
+#[derive(Debug)]
+pub struct ChangeTimes {
+    /// Until the call answered: the change committed.
+    pub committed: Vec<f64>,
+    /// Until the follower of its collector applied it.
+    pub applied: Vec<f64>,
+    /// Until that follower's `ReportApplied` of it was acknowledged.
+    pub reported: Vec<f64>,
+}
+
+impl ChangeTimes {
+    /// p50, p99 and max of each, as `scenario`'s figures; the applied p99 held against `applied_target`.
+    pub fn figures(mut self, scenario: &'static str, applied_target: &str) -> Vec<Figure> {
+        let changes = self.committed.len();
+        let name = |what: &str| format!("{what} ({changes} changes)");
+        let mut figures = Vec::new();
+        for (what, samples, target) in [
+            ("registration committed", &mut self.committed, ""),
+            ("applied by its collector", &mut self.applied, applied_target),
+            ("ReportApplied acknowledged", &mut self.reported, ""),
+        ] {
+            let (p50, p99, max) = percentiles(samples);
+            figures.push(Figure::new(scenario, name(&format!("{what}, p50")), p50, "ms"));
+            figures.push(Figure::new(scenario, name(&format!("{what}, p99")), p99, "ms").against(target));
+            figures.push(Figure::new(scenario, name(&format!("{what}, max")), max, "ms"));
+        }
+        figures
+    }
+}
+
+/// `changes` single changes through `url`, one at a time: a new producer, then that producer moved (pinned) to the
+/// next collector of `fleet`, each timed until the follower of its collector applied it and until that follower's
+/// report was acknowledged. `url` may be another replica than the one `fleet` follows.
+///
+/// # Errors
+/// When a registration fails, a follower's events close, or a change is not applied within [`LIMIT`].
+pub async fn time_changes(url: &str, fleet: &Fleet, changes: usize) -> anyhow::Result<ChangeTimes> {
     let index: HashMap<String, usize> = fleet.ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
     let mut events: Vec<_> = fleet.handles.iter().map(|h| h.events.subscribe()).collect();
-    let mut client = RegistryClient::new(crate::channel(&url).await?);
-    let (mut commit, mut applied, mut reported) = (Vec::new(), Vec::new(), Vec::new());
+    let mut client = RegistryClient::new(crate::channel(url).await?);
+    let (mut committed, mut applied, mut reported) = (Vec::new(), Vec::new(), Vec::new());
     let mut last: Option<(String, usize)> = None;
-    for change in 0..scale.changes {
+    for change in 0..changes {
         for rx in &mut events {
             while !matches!(rx.try_recv(), Err(tokio::sync::broadcast::error::TryRecvError::Empty)) {}
         }
@@ -96,7 +144,7 @@ pub async fn propagation_and_full_sync(scale: Scale, dir: &Path) -> anyhow::Resu
         let producer: ProducerId = request.producer_id.parse()?;
         let start = Instant::now();
         let info = client.register_producer(request).await?.into_inner().producer.context("a producer")?;
-        commit.push(ms(start.elapsed()));
+        committed.push(ms(start.elapsed()));
         let target = index[&info.assigned_collector_id];
         last = Some((info.id, target));
         let rx = &mut events[target];
@@ -117,27 +165,7 @@ pub async fn propagation_and_full_sync(scale: Scale, dir: &Path) -> anyhow::Resu
             }
         }
     }
-    let name = |what: &str| format!("{what} ({} changes)", scale.changes);
-    let (p50, p99, max) = percentiles(&mut commit);
-    figures.push(Figure::new("propagation", name("registration committed, p50"), p50, "ms"));
-    figures.push(Figure::new("propagation", name("registration committed, p99"), p99, "ms"));
-    figures.push(Figure::new("propagation", name("registration committed, max"), max, "ms"));
-    let (p50, p99, max) = percentiles(&mut applied);
-    figures.push(Figure::new("propagation", name("applied by its collector, p50"), p50, "ms"));
-    figures.push(Figure::new("propagation", name("applied by its collector, p99"), p99, "ms").against("≤ 10 ms"));
-    figures.push(Figure::new("propagation", name("applied by its collector, max"), max, "ms"));
-    let (p50, p99, max) = percentiles(&mut reported);
-    figures.push(Figure::new("propagation", name("ReportApplied acknowledged, p50"), p50, "ms"));
-    figures.push(Figure::new("propagation", name("ReportApplied acknowledged, p99"), p99, "ms"));
-    figures.push(Figure::new("propagation", name("ReportApplied acknowledged, max"), max, "ms"));
-
-    let ids = fleet.ids.clone();
-    let total = Fleet::applied_producers(&fleet.handles);
-    drop(events);
-    fleet.stop();
-    drop(fleet);
-    figures.extend(full_sync(&url, &ids, total, dir, "full sync, fleet").await?);
-    Ok(figures)
+    Ok(ChangeTimes { committed, applied, reported })
 }
 
 /// One collector holding all producers: its full sync against the bare limit.
@@ -468,7 +496,7 @@ pub async fn registrations(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figur
     // the same registrations with real followers on this machine).
     let server = ServerProcess::start(&dir.join("registrations-watched-server"), "127.0.0.1:0", STEADY)?;
     let url = server.url();
-    let watchers = RemoteWatchers::start(&url, &Fleet::random_ids(scale.collectors)).await?;
+    let watchers = RemoteWatchers::start(std::slice::from_ref(&url), &Fleet::random_ids(scale.collectors)).await?;
     let (_, watched) = register_many(&url, scale.producers, 16).await?;
     watchers.wait_for(scale.producers, LIMIT).await?;
     Ok(vec![

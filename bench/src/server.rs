@@ -74,19 +74,31 @@ pub struct ServerProcess {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    data_dir: PathBuf,
+    /// Where it serves its Prometheus metrics (a new port at each start).
+    pub metrics_addr: SocketAddr,
+    /// Its `--store`: `sqlite://DIR` or `postgres://…`.
+    store: String,
     extra: Vec<String>,
 }
 
 impl ServerProcess {
-    /// Starts a server on `listen` (port 0: any) with its store in `data_dir`, and waits until it serves.
+    /// Starts a server on `listen` (port 0: any) with its SQLite store in `data_dir`, and waits until it serves.
     ///
     /// # Errors
     /// When it does not start or does not say where it listens within 60 s.
     pub fn start(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(&format!("sqlite://{}", data_dir.display()), listen, extra)
+    }
+
+    /// Starts a server on `listen` (port 0: any) with its store at `store` (`--store`: `sqlite://DIR`, or
+    /// `postgres://…` for one of several replicas sharing a PostgreSQL database), and waits until it serves.
+    ///
+    /// # Errors
+    /// When it does not start or does not say where it listens within 60 s.
+    pub fn start_on(store: &str, listen: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let (child, addr) = spawn(data_dir, listen, &extra)?;
-        Ok(Self { child, addr, data_dir: data_dir.to_owned(), extra })
+        let (child, addr, metrics_addr) = spawn(store, listen, &extra)?;
+        Ok(Self { child, addr, metrics_addr, store: store.to_owned(), extra })
     }
 
     /// `http://ADDR`.
@@ -123,8 +135,9 @@ impl ServerProcess {
     /// # Errors
     /// As [`ServerProcess::start`].
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let (child, _) = spawn(&self.data_dir, &self.addr.to_string(), &self.extra)?;
+        let (child, _, metrics_addr) = spawn(&self.store, &self.addr.to_string(), &self.extra)?;
         self.child = child;
+        self.metrics_addr = metrics_addr;
         Ok(())
     }
 
@@ -187,28 +200,49 @@ impl Drop for BareIdleServer {
     }
 }
 
-fn spawn(data_dir: &Path, listen: &str, extra: &[String]) -> anyhow::Result<(Child, SocketAddr)> {
+/// Starts roster-server on `listen` with its store at `store`; returns it, where it listens and where it serves its
+/// metrics.
+fn spawn(store: &str, listen: &str, extra: &[String]) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
     let mut command = Command::new(binary("roster-server", "ROSTER_SERVER_BIN")?);
     command
-        .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+        .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0", "--store", store])
         .args(extra)
         // Per-request log lines cost CPU the measurement should not carry; the serving line is enough.
         .env("RUST_LOG", "warn,roster_server=info,roster_server::feed=warn");
-    let (child, addr) = spawn_until_logged(command, "roster-server serving", "listen=")?;
-    Ok((child, addr.parse().context("the listen address in the log")?))
+    let (child, line) = spawn_until_line(command, "roster-server serving")?;
+    let addr = |key: &str| -> anyhow::Result<SocketAddr> {
+        word_after(&line, key)
+            .with_context(|| format!("{key} in the serving line {line:?}"))?
+            .parse()
+            .with_context(|| format!("the address after {key} in the serving line {line:?}"))
+    };
+    Ok((child, addr("listen=")?, addr("metrics=")?))
 }
 
 /// Starts `command` with its stderr read in the background, and waits (at most 60 s) for a line holding `marker`;
 /// returns the child and the word after `key` in that line (up to a space or a `)`).
 ///
 /// # Errors
-/// When it does not start or does not log that line in time.
+/// When it does not start or does not log that line, with `key` in it, in time.
 pub fn spawn_until_logged(
-    mut command: Command,
+    command: Command,
     marker: &'static str,
     key: &'static str,
 ) -> anyhow::Result<(Child, String)> {
+    let (child, line) = spawn_until_line(command, marker)?;
+    let word = word_after(&line, key).with_context(|| format!("{key} in the line {line:?}"))?;
+    Ok((child, word))
+}
+
+/// The word after `key` in `line` (up to a space or a `)`).
+fn word_after(line: &str, key: &str) -> Option<String> {
+    let rest = line.split(key).nth(1)?;
+    Some(rest.split([' ', ')']).next().unwrap_or_default().to_owned())
+}
+
+/// Starts `command` with its stderr read in the background, and waits (at most 60 s) for a line holding `marker`;
+/// returns the child and that line.
+fn spawn_until_line(mut command: Command, marker: &'static str) -> anyhow::Result<(Child, String)> {
     let name = command.get_program().to_string_lossy().into_owned();
     let mut child = command
         .stdin(Stdio::null())
@@ -221,14 +255,13 @@ pub fn spawn_until_logged(
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.split(key).nth(1).filter(|_| line.contains(marker)) {
-                let word = rest.split([' ', ')']).next().unwrap_or_default().to_owned();
-                sent = tx.send(word).is_ok();
+            if !sent && line.contains(marker) {
+                sent = tx.send(line).is_ok();
             }
         }
     });
-    let word = rx
+    let line = rx
         .recv_timeout(Duration::from_secs(60))
         .with_context(|| format!("{name} did not log {marker:?} within 60 s"))?;
-    Ok((child, word))
+    Ok((child, line))
 }

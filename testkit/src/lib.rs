@@ -22,7 +22,8 @@ pub mod wait;
 pub use fault_proxy::{FaultProxy, Mode, per_window};
 pub use postgres::TestPostgres;
 pub use registry::{
-    largest_labels, longest_address, never_due, register_all, register_many, register_many_like, registration,
+    largest_labels, longest_address, never_due, register_all, register_many, register_many_like, register_spread,
+    registration,
 };
 pub use server::TestServer;
 pub use tls::{TestCa, TestCert, TlsSetup, Usage};

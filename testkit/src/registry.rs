@@ -106,11 +106,28 @@ pub async fn register_many_like(
     clients: usize,
     make: fn() -> pb::RegisterProducerRequest,
 ) -> Result<(Vec<String>, Duration), Error> {
-    let url = ServerUrl::parse(url)?;
+    register_spread(&[url], count, clients, make).await
+}
+
+/// As [`register_many_like`], the `i`-th client connected to `urls[i % urls.len()]`: clients spread over
+/// replicas of one store.
+///
+/// # Errors
+/// When `urls` is empty, one is not `http://host:port`, a client cannot connect or a registration fails.
+pub async fn register_spread(
+    urls: &[impl AsRef<str>],
+    count: usize,
+    clients: usize,
+    make: fn() -> pb::RegisterProducerRequest,
+) -> Result<(Vec<String>, Duration), Error> {
+    if urls.is_empty() {
+        return Err("no server to register with".into());
+    }
+    let urls: Vec<ServerUrl> = urls.iter().map(|url| ServerUrl::parse(url.as_ref())).collect::<Result<_, _>>()?;
     let clients = clients.max(1);
     let mut connected = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connected.push(RegistryClient::new(ClientOptions::default().connect(&url).await?));
+    for url in urls.iter().cycle().take(clients) {
+        connected.push(RegistryClient::new(ClientOptions::default().connect(url).await?));
     }
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
