@@ -310,10 +310,13 @@ async fn over_mutual_tls_the_certificate_names_the_caller_and_an_expired_one_is_
     drop(refused);
     let own = identity(102, &format!("roster://collector/{COLLECTOR_A}"), "own");
     let (_collector, _, _) = start_collector_with(&url, &data, &strs(&own));
+    // Live and converged: its report of the generation it applied must be in before the registry is compared.
     wait_until(
-        "the collector live with its own certificate",
+        "the collector live with its own certificate, its generation reported",
         || async { operator.list_collectors().await.map(|l| l.collectors) },
-        |listed| listed.as_ref().is_ok_and(|c| c.iter().any(|c| c.id == COLLECTOR_A && c.open_streams > 0)),
+        |listed| {
+            listed.as_ref().is_ok_and(|c| c.iter().any(|c| c.id == COLLECTOR_A && c.open_streams > 0 && c.converged))
+        },
     )
     .await
     .expect("the collectors");
