@@ -58,7 +58,9 @@ use super::{
         ROWS_PER_STATEMENT, push_collector, push_producer, to_i64,
     },
 };
-use crate::records::{Batch, Loaded, ReplicaId};
+use roster::domain::CollectorId;
+
+use crate::records::{Batch, CollectorRecord, Loaded, ProducerRecord, ReplicaId};
 
 /// The schema's migrations, built into the binary.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations-postgres");
@@ -305,10 +307,21 @@ async fn read_all(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
     let settled_at_ms = meta.get::<Option<i64>, _>("settled_at_ms").map(|v| u64::try_from(v).unwrap_or(0));
     let revision = u64::try_from(meta.get::<i64, _>("revision")).unwrap_or(0);
 
-    // Each row becomes a record as it arrives, as in the SQLite store: nothing but the records is held.
-    // Statements built from constants only (`super::rows`): nothing of a request reaches the SQL text.
-    let sql = AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers ORDER BY id"));
-    let mut rows = sqlx::query(sql).fetch(&mut *conn);
+    let (producers, collectors) = records(conn, None).await?;
+    Ok(Loaded { epoch, revision, settled_at_ms, producers, collectors })
+}
+
+/// The producers and collectors written after revision `since`, or every one (`None`), read on `conn`. Each row becomes
+/// a record as it arrives, as in the SQLite store: nothing but the records is held. Statements built from constants
+/// only (`super::rows`): nothing of a request reaches the SQL text.
+async fn records(
+    conn: &mut PgConnection,
+    since: Option<u64>,
+) -> Result<(Vec<ProducerRecord>, Vec<(CollectorId, CollectorRecord)>), ReadError> {
+    // Every revision is at least 0: -1 selects every row.
+    let after = since.map_or(-1, to_i64);
+    let sql = AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > $1 ORDER BY id"));
+    let mut rows = sqlx::query(sql).bind(after).fetch(&mut *conn);
     let mut producers = Vec::new();
     while let Some(row) = rows.next().await {
         let row = row.map_err(|e| ReadError::Db("cannot read producers", e))?;
@@ -316,8 +329,9 @@ async fn read_all(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
         producers.push(columns.record().map_err(|problem| ReadError::Corrupt("producers", problem))?);
     }
     drop(rows);
-
-    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors ORDER BY id")))
+    let sql = AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > $1 ORDER BY id"));
+    let rows = sqlx::query(sql)
+        .bind(after)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| ReadError::Db("cannot read collectors", e))?;
@@ -330,7 +344,7 @@ async fn read_all(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
                 .map_err(|problem| ReadError::Corrupt("collectors", problem))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Loaded { epoch, revision, settled_at_ms, producers, collectors })
+    Ok((producers, collectors))
 }
 
 /// What was committed since `seen`, `meta` being the row as this transaction sees it: the changes, or everything

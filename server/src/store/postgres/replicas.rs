@@ -22,17 +22,14 @@
 use std::time::Duration;
 
 use roster::domain::{CollectorId, ProducerId};
-use sqlx::{AssertSqlSafe, FromRow as _, PgConnection, PgPool, Row as _, postgres::PgListener};
+use sqlx::{PgConnection, PgPool, Row as _, postgres::PgListener};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{
-    super::{
-        CatchUp, DatabaseError, Lead, StoreError,
-        rows::{COLLECTOR_COLUMNS, CollectorRow, PRODUCER_COLUMNS, ProducerRow, to_i64},
-    },
-    NOTIFY_CHANNEL,
+    super::{CatchUp, DatabaseError, Lead, StoreError, rows::to_i64},
+    NOTIFY_CHANNEL, records,
 };
 use crate::records::{Batch, ReplicaId};
 
@@ -221,27 +218,10 @@ pub(super) async fn changes_since(
     if meta.revision <= seen {
         return Ok(None);
     }
-    let mut changes = Batch { settled_at_ms: meta.settled_at_ms, ..Batch::default() };
+    let (upsert_producers, upsert_collectors) = records(conn, Some(seen)).await?;
+    let mut changes =
+        Batch { upsert_producers, upsert_collectors, settled_at_ms: meta.settled_at_ms, ..Batch::default() };
     let since = to_i64(seen);
-    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > $1")))
-        .bind(since)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| ReadError::Db("cannot read the producers changed", e))?;
-    for row in &rows {
-        let columns = ProducerRow::from_row(row).map_err(|e| ReadError::Db("cannot read the producers changed", e))?;
-        changes.upsert_producers.push(columns.record().map_err(|p| ReadError::Corrupt("producers", p))?);
-    }
-    let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > $1")))
-        .bind(since)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| ReadError::Db("cannot read the collectors changed", e))?;
-    for row in &rows {
-        let columns =
-            CollectorRow::from_row(row).map_err(|e| ReadError::Db("cannot read the collectors changed", e))?;
-        changes.upsert_collectors.push(columns.record().map_err(|p| ReadError::Corrupt("collectors", p))?);
-    }
     // A tombstone of an id written again since (a producer that registered again) is not a deletion any more.
     let gone = sqlx::query(
         "SELECT t.kind, t.id FROM tombstones t WHERE t.revision > $1 AND NOT EXISTS \
