@@ -157,20 +157,18 @@ impl CollectorRecord {
 
     /// A feed stream of this collector opened on `replica`: it is live.
     pub(crate) fn stream_opened(&mut self, replica: ReplicaId) {
-        *self.holders.entry(replica).or_default() += 1;
-        self.liveness = Liveness::Live { streams: self.holders.values().sum() };
+        let streams = self.holders.get(&replica).copied().unwrap_or(0).saturating_add(1);
+        // With a stream open, no grace period starts: its end is never read.
+        self.hold(replica, streams, 0);
     }
 
     /// A feed stream of this collector closed on `replica`; when it was the last one anywhere, the collector is in
     /// grace until `grace_until_ms` (L2). A replica that holds none (its streams were already closed for it) changes
     /// nothing.
     pub(crate) fn stream_closed(&mut self, replica: ReplicaId, grace_until_ms: u64) {
-        let Some(open) = self.holders.get_mut(&replica) else { return };
-        *open -= 1;
-        if *open == 0 {
-            self.holders.remove(&replica);
+        if let Some(&streams) = self.holders.get(&replica) {
+            self.hold(replica, streams - 1, grace_until_ms);
         }
-        self.relive(grace_until_ms);
     }
 
     /// Closes the streams of every replica but those `alive` says are: a replica that died or lost the store holds
