@@ -475,9 +475,11 @@ impl RegistrationBurst {
 }
 
 /// Reads a collector's applied set over its status API every 20 ms until [`SetWatcher::finish`]; remembers the
-/// smallest count seen, so a test can say no producer ever left the set.
+/// smallest count seen, so a test can say no producer ever left the set, and every time its applied generation went
+/// backwards within an epoch, which must never happen (C3).
 pub struct SetWatcher {
     smallest: Arc<AtomicU64>,
+    backwards: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<u64>>,
 }
@@ -485,25 +487,38 @@ pub struct SetWatcher {
 impl SetWatcher {
     pub fn start(status_addr: &str) -> Self {
         let smallest = Arc::new(AtomicU64::new(u64::MAX));
+        let backwards = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (addr, seen, done) = (status_addr.to_owned(), smallest.clone(), stop.clone());
+        let (addr, seen, went_back, done) = (status_addr.to_owned(), smallest.clone(), backwards.clone(), stop.clone());
         let task = tokio::spawn(async move {
             let mut polls = 0;
+            let mut last: Option<(String, u64)> = None;
             // Bounded: at most 10 minutes of polls, far beyond any test here.
             while !done.load(Ordering::SeqCst) && polls < 30_000 {
-                seen.fetch_min(status(&addr).await.applied_producer_count, Ordering::SeqCst);
+                let s = status(&addr).await;
+                seen.fetch_min(s.applied_producer_count, Ordering::SeqCst);
+                let now = (s.applied_epoch, s.applied_generation);
+                if let Some(before) = &last
+                    && before.0 == now.0
+                    && before.1 > now.1
+                {
+                    went_back.lock().unwrap().push(format!("{addr}: {before:?} then {now:?}"));
+                }
+                last = Some(now);
                 polls += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             polls
         });
-        Self { smallest, stop, task: Some(task) }
+        Self { smallest, backwards, stop, task: Some(task) }
     }
 
     /// Stops watching; returns the smallest set seen and the number of polls.
     pub async fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::SeqCst);
         let polls = self.task.take().unwrap().await.unwrap();
+        let backwards = self.backwards.lock().unwrap().clone();
+        assert!(backwards.is_empty(), "applied generations went backwards: {backwards:?}");
         (self.smallest.load(Ordering::SeqCst), polls)
     }
 }
