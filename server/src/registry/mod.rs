@@ -379,9 +379,9 @@ impl Registry {
                 Err(_) => break,
             }
         }
-        if let Some(catch_up) = begun.catch_up {
-            self.publish_caught_up(catch_up, now);
-        }
+        // What other replicas committed is written into the state before anything is decided, and published only
+        // once this write's commit returned: a store shared by replicas makes it durable by then (`Txn::commit`).
+        let caught_up = begun.catch_up.map(|catch_up| apply_catch_up(&mut self.state, catch_up, now));
         if begun.evicted {
             warn!(
                 streams = self.local_streams.values().sum::<u32>(),
@@ -583,6 +583,9 @@ impl Registry {
         match &committed {
             Ok(revision) => {
                 self.state.set_revision(*revision);
+                if let Some(caught_up) = caught_up {
+                    self.publish_changes(caught_up);
+                }
                 self.metrics.store_revision(self.state.revision());
                 self.metrics.leases_expired(lapsed_count);
                 for id in forgotten {
@@ -606,6 +609,16 @@ impl Registry {
                     Ok(loaded) => {
                         self.state.reload(loaded, now);
                         self.needs_recompute = true;
+                        // What the store holds now, other replicas' commits included, is what the feeds serve.
+                        let dirty = self
+                            .feeds
+                            .iter()
+                            .filter(|(id, feed)| {
+                                self.state.collector(**id).is_some_and(|c| c.generation != feed.borrow().generation)
+                            })
+                            .map(|(id, _)| *id)
+                            .collect();
+                        self.publish_changes(CaughtUp { dirty, forgotten: Vec::new() });
                     }
                     Err(e) => {
                         error!(error = %chain(&e), "reloading the store failed too; serving the last committed snapshots")
@@ -738,6 +751,12 @@ impl Registry {
     fn publish_caught_up(&mut self, catch_up: CatchUp, now: u64) {
         let caught = apply_catch_up(&mut self.state, catch_up, now);
         self.metrics.store_revision(self.state.revision());
+        self.publish_changes(caught);
+    }
+
+    /// Publishes the generations the state holds for the collectors `caught` names, and ends the feeds of those
+    /// it forgot.
+    fn publish_changes(&mut self, caught: CaughtUp) {
         for id in caught.forgotten {
             self.feeds.remove(&id);
         }

@@ -58,7 +58,7 @@ pub(crate) trait Store: Send + Sync {
     fn begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> StoreFuture<'_, Result<Begun, StoreError>>;
 
     /// What was committed since revision `seen`, without taking the write lock: how a replica follows the changes
-    /// others make. `None` when nothing was.
+    /// others make. `None` when nothing was. Durable when it returns, so it may be served at once.
     ///
     /// # Errors
     /// When the store cannot be reached or read.
@@ -92,7 +92,10 @@ pub(crate) trait Txn: Send {
 pub(crate) struct Begun {
     /// The write, holding the store's write lock.
     pub txn: Box<dyn Txn>,
-    /// What other replicas committed since the revision given to `begin`, if anything.
+    /// What other replicas committed since the revision given to `begin`, if anything. It is known durable only
+    /// once this write's [`Txn::commit`] returned (another replica may have committed it without waiting for its
+    /// flush, the PostgreSQL store's way of not holding the write lock across one): decide on it at once, serve it
+    /// only after the commit.
     pub catch_up: Option<CatchUp>,
     /// On a tick, set when this replica leads: then, and only within this write, it applies the rules of time
     /// (leases, grace periods, settling) for every replica. Leadership is a lease with a term held in the store, and

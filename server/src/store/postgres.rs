@@ -26,8 +26,15 @@
 //!   roster writer taking the lock first, only a writer outside roster (an operator's transaction) can cause one.
 //!   Anything else fails ([`StoreError::Db`]); the registry answers `UNAVAILABLE` and reloads its state.
 //!
-//! Durability is PostgreSQL's: a commit returns once its WAL record is flushed (`synchronous_commit = on`, the
-//! default; the operator's to keep).
+//! - **The lock is held for three round trips and no disk flush**: the lock and the catch-up reads go as one message
+//!   (`replicas::read_since`), the batch as one statement ([`write`]), then the commit, which does not wait for the
+//!   WAL flush ([`BEGIN_WRITE`]). Every writer waits on the lock, so its hold bounds the writes of all replicas
+//!   together; a flush (milliseconds on a slow disk) would be most of it.
+//!
+//! Durability is PostgreSQL's, waited for outside the lock: a write returns, and a catch-up or a load hands back
+//! what it read, only once a synchronous commit after it was flushed ([`durable`]). So nothing is answered or served
+//! that a crash of the database could take back. That needs `synchronous_commit` on (the default) for roster's
+//! role: the operator's to keep.
 
 mod replicas;
 
@@ -44,7 +51,7 @@ use std::{
 use sqlx::{
     AssertSqlSafe, FromRow as _, PgConnection, PgPool, Postgres, QueryBuilder, Row as _, Transaction,
     migrate::{MigrateError, Migrator},
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgRow},
 };
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
@@ -92,6 +99,29 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(50);
 /// strikes during a commit, the commit may or may not have happened: the registry reloads its state, the callers
 /// get `UNAVAILABLE` and retry (every call is idempotent, R1).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a write's transaction begins: its commit does not wait for its WAL to be flushed, so that the write lock (held
+/// until the commit ends) is not held across a disk flush, which on a slow disk takes milliseconds and would bound
+/// every replica's writes together. Durability is then waited for after the lock is released ([`durable`]), before
+/// anything is answered or served.
+const BEGIN_WRITE: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF";
+
+/// A write that commits synchronously, to wait on: a transactional logical-decoding message (no table, any role may
+/// emit one) whose commit returns only once the WAL is flushed up to it, and so past every commit before it.
+const FENCE: &str = "SELECT pg_logical_emit_message(true, 'roster', 'durable')";
+
+/// What a failed [`durable`] was doing.
+const FENCE_FAILED: &str = "cannot wait for the commit to be durable";
+
+/// Returns once everything committed before it was called is durable: PostgreSQL flushes its WAL in order, and
+/// [`FENCE`]'s commit waits for the flush of its own record, which comes after theirs. Replicas share the flushes
+/// (group commit): a fence waiting while another flush runs is served by the next one. So a write is acknowledged
+/// only once durable (its commit waits for no flush, see [`BEGIN_WRITE`]), and what a replica catches up on (which
+/// another replica may have committed without its flush yet) is served only once durable: a crash of the database
+/// cannot take back anything a replica answered or a collector was sent.
+async fn durable(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query(FENCE).execute(pool).await.map(drop)
+}
 
 /// `call`, or a timeout error naming `context` once [`CALL_TIMEOUT`] passed.
 async fn within<T>(
@@ -235,19 +265,23 @@ impl PostgresStore {
             .map_err(self.db("cannot begin a read"))?;
         let loaded = read_all(&mut tx).await.map_err(|e| self.read_failed(e))?;
         tx.commit().await.map_err(self.db("cannot end a read"))?;
+        durable(&self.pool).await.map_err(self.db(FENCE_FAILED))?;
         Ok(loaded)
     }
 
-    /// [`Store::catch_up`]: in one read-only snapshot, without the write lock.
+    /// [`Store::catch_up`]: in one read-only snapshot, without the write lock; what it read is durable when it
+    /// returns (see [`durable`]).
     async fn changes(&self, seen: u64) -> Result<Option<CatchUp>, StoreError> {
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(self.db("cannot begin a read"))?;
-        let meta = replicas::meta(&mut tx, false).await.map_err(self.db("cannot read meta"))?;
-        let caught = catch_up_in(&mut tx, seen, &meta).await.map_err(|e| self.read_failed(e))?;
+        let (_, caught) = replicas::read_since(&mut tx, seen, false).await.map_err(|e| self.read_failed(e))?;
         tx.commit().await.map_err(self.db("cannot end a read"))?;
+        if caught.is_some() {
+            durable(&self.pool).await.map_err(self.db(FENCE_FAILED))?;
+        }
         Ok(caught)
     }
 
@@ -272,9 +306,8 @@ impl PostgresStore {
     /// replica's heartbeat and lead.
     async fn try_begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> Result<Begun, ReadError> {
         let fail = |context: &'static str| move |e| ReadError::Db(context, e);
-        let mut tx = self.pool.begin().await.map_err(fail("cannot begin a write"))?;
-        let meta = replicas::meta(&mut tx, true).await.map_err(fail("cannot take the write lock"))?;
-        let catch_up = catch_up_in(&mut tx, seen, &meta).await?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(fail("cannot begin a write"))?;
+        let (meta, catch_up) = replicas::read_since(&mut tx, seen, true).await?;
         let (lead, evicted) = if tick {
             let registered = self.registered.load(Ordering::SeqCst);
             let ticked = replicas::tick(&mut tx, &meta, replica, seen, registered, self.replica_timeout)
@@ -288,6 +321,7 @@ impl PostgresStore {
             tx,
             pool: self.pool.clone(),
             revision: meta.revision,
+            read_or_wrote: tick || catch_up.is_some(),
             name: self.name.clone(),
             registers: tick.then(|| self.registered.clone()),
         };
@@ -295,7 +329,9 @@ impl PostgresStore {
     }
 }
 
-/// Everything the store holds, read on `conn` inside a transaction that sees one state.
+/// Everything the store holds, read on `conn` inside a transaction that sees one state. Each row becomes a record as
+/// it arrives, as in the SQLite store: nothing but the records is held. Statements built from constants only
+/// (`super::rows`): nothing of a request reaches the SQL text.
 async fn read_all(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
     let meta = sqlx::query("SELECT epoch, settled_at_ms, revision FROM meta")
         .fetch_optional(&mut *conn)
@@ -307,53 +343,33 @@ async fn read_all(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
     let settled_at_ms = meta.get::<Option<i64>, _>("settled_at_ms").map(|v| u64::try_from(v).unwrap_or(0));
     let revision = u64::try_from(meta.get::<i64, _>("revision")).unwrap_or(0);
 
-    let (producers, collectors) = records(conn, None).await?;
+    let sql = AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers ORDER BY id"));
+    let mut rows = sqlx::query(sql).fetch(&mut *conn);
+    let mut producers = Vec::new();
+    while let Some(row) = rows.next().await {
+        producers.push(producer(&row.map_err(|e| ReadError::Db("cannot read producers", e))?)?);
+    }
+    drop(rows);
+    let sql = AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors ORDER BY id"));
+    let rows = sqlx::query(sql).fetch_all(&mut *conn).await.map_err(|e| ReadError::Db("cannot read collectors", e))?;
+    let collectors = rows.iter().map(collector).collect::<Result<Vec<_>, _>>()?;
     Ok(Loaded { epoch, revision, settled_at_ms, producers, collectors })
 }
 
-/// The producers and collectors written after revision `since`, or every one (`None`), read on `conn`. Each row becomes
-/// a record as it arrives, as in the SQLite store: nothing but the records is held. Statements built from constants
-/// only (`super::rows`): nothing of a request reaches the SQL text.
-async fn records(
-    conn: &mut PgConnection,
-    since: Option<u64>,
-) -> Result<(Vec<ProducerRecord>, Vec<(CollectorId, CollectorRecord)>), ReadError> {
-    // Every revision is at least 0: -1 selects every row.
-    let after = since.map_or(-1, to_i64);
-    let sql = AssertSqlSafe(format!("SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > $1 ORDER BY id"));
-    let mut rows = sqlx::query(sql).bind(after).fetch(&mut *conn);
-    let mut producers = Vec::new();
-    while let Some(row) = rows.next().await {
-        let row = row.map_err(|e| ReadError::Db("cannot read producers", e))?;
-        let columns = ProducerRow::from_row(&row).map_err(|e| ReadError::Db("cannot read producers", e))?;
-        producers.push(columns.record().map_err(|problem| ReadError::Corrupt("producers", problem))?);
-    }
-    drop(rows);
-    let sql = AssertSqlSafe(format!("SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > $1 ORDER BY id"));
-    let rows = sqlx::query(sql)
-        .bind(after)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| ReadError::Db("cannot read collectors", e))?;
-    let collectors = rows
-        .iter()
-        .map(|row| {
-            CollectorRow::from_row(row)
-                .map_err(|e| ReadError::Db("cannot read collectors", e))?
-                .record()
-                .map_err(|problem| ReadError::Corrupt("collectors", problem))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((producers, collectors))
+/// A producers row as its record.
+fn producer(row: &PgRow) -> Result<ProducerRecord, ReadError> {
+    ProducerRow::from_row(row)
+        .map_err(|e| ReadError::Db("cannot read producers", e))?
+        .record()
+        .map_err(|problem| ReadError::Corrupt("producers", problem))
 }
 
-/// What was committed since `seen`, `meta` being the row as this transaction sees it: the changes, or everything
-/// when the tombstones `seen` would need were pruned.
-async fn catch_up_in(conn: &mut PgConnection, seen: u64, meta: &replicas::Meta) -> Result<Option<CatchUp>, ReadError> {
-    if seen < meta.pruned_through {
-        return Ok(Some(CatchUp::Everything(read_all(conn).await?)));
-    }
-    replicas::changes_since(conn, seen, meta).await
+/// A collectors row as its record.
+fn collector(row: &PgRow) -> Result<(CollectorId, CollectorRecord), ReadError> {
+    CollectorRow::from_row(row)
+        .map_err(|e| ReadError::Db("cannot read collectors", e))?
+        .record()
+        .map_err(|problem| ReadError::Corrupt("collectors", problem))
 }
 
 /// A write under the store's write lock ([`Store::begin`]).
@@ -362,6 +378,9 @@ struct PgTxn {
     pool: PgPool,
     /// The store's revision when the lock was taken: what the batch was decided on.
     revision: u64,
+    /// Whether this write brought anything other replicas committed, or wrote a tick: then, even with an empty
+    /// batch, its commit waits until that is durable (see [`durable`]).
+    read_or_wrote: bool,
     name: Arc<str>,
     /// On a tick: set once the heartbeat row it wrote is committed.
     registers: Option<Arc<AtomicBool>>,
@@ -373,7 +392,7 @@ impl PgTxn {
     /// batch, as long as no commit came in between (the batch was decided on that revision). A tick is not retried:
     /// its heartbeat and lead were written in the transaction that failed, and the next tick writes them again.
     async fn commit_retrying(self, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
-        let PgTxn { mut tx, pool, revision, registers, .. } = self;
+        let PgTxn { mut tx, pool, revision, read_or_wrote, registers, .. } = self;
         let mut attempt = 1;
         loop {
             let committed = async {
@@ -384,6 +403,9 @@ impl PgTxn {
             .await;
             match committed {
                 Ok(written) => {
+                    if read_or_wrote || !batch.is_empty() {
+                        durable(&pool).await.map_err(|e| (FENCE_FAILED, e))?;
+                    }
                     if let Some(registered) = &registers {
                         registered.store(true, Ordering::SeqCst);
                     }
@@ -393,7 +415,7 @@ impl PgTxn {
                     let ceiling = (Duration::from_millis(1) * 2_u32.pow(attempt)).min(RETRY_BACKOFF_MAX);
                     tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
                     attempt += 1;
-                    tx = pool.begin().await.map_err(|e| ("cannot begin a write", e))?;
+                    tx = pool.begin_with(BEGIN_WRITE).await.map_err(|e| ("cannot begin a write", e))?;
                     let meta = replicas::meta(&mut tx, true).await.map_err(|e| ("cannot take the write lock", e))?;
                     if meta.revision != revision {
                         // Another replica committed in between: the batch was decided on a state that is gone.
@@ -423,75 +445,82 @@ impl Txn for PgTxn {
 }
 
 /// Writes `batch` (not empty) in `tx`, which holds the write lock, with the next revision; returns it, or the
-/// failure and what was being done.
+/// failure. Every round trip here is made holding the lock, so the batch is one statement: the next revision, the
+/// settling (recorded once: the first stands) and the notification of the other replicas (which PostgreSQL delivers
+/// when, and only if, the transaction commits), up to [`ROWS_PER_STATEMENT`] producers and as many collectors, and
+/// the deletions with their tombstones. That is every batch of registrations, renewals or reports but the largest;
+/// rows beyond go in further statements of the same shape, at the same revision.
 async fn write(tx: &mut Transaction<'static, Postgres>, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
-    let fail = |context: &'static str| move |e| (context, e);
-    // One round trip while the lock is held: the next revision, the settling (recorded once: the first stands), and
-    // the notification of the other replicas, which PostgreSQL delivers when (and only if) the transaction commits.
-    let revision: i64 = sqlx::query_scalar(
-        "UPDATE meta SET revision = revision + 1, settled_at_ms = COALESCE(settled_at_ms, $2) \
-         RETURNING revision, pg_notify($1, revision::text)::text",
-    )
-    .bind(NOTIFY_CHANNEL)
-    .bind(batch.settled_at_ms.map(to_i64))
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(fail("cannot take the next revision"))?;
-    for rows in batch.upsert_producers.chunks(ROWS_PER_STATEMENT) {
-        let mut insert =
-            QueryBuilder::<Postgres>::new(format!("INSERT INTO producers ({PRODUCER_COLUMNS}, revision) "));
-        insert.push_values(rows, |mut row, p| {
-            push_producer(&mut row, p);
-            row.push_bind(revision);
-        });
-        insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {PRODUCER_UPDATES}, revision = excluded.revision"));
-        insert.build().execute(&mut **tx).await.map_err(fail("cannot write a producer"))?;
+    let mut producers = batch.upsert_producers.chunks(ROWS_PER_STATEMENT);
+    let mut collectors = batch.upsert_collectors.chunks(ROWS_PER_STATEMENT);
+    let mut revision: Option<i64> = None;
+    loop {
+        let (producers, collectors) = (producers.next(), collectors.next());
+        if revision.is_some() && producers.is_none() && collectors.is_none() {
+            break;
+        }
+        let mut statement = QueryBuilder::<Postgres>::new("WITH m AS (");
+        match revision {
+            None => {
+                statement.push("UPDATE meta SET revision = revision + 1, settled_at_ms = COALESCE(settled_at_ms, ");
+                statement.push_bind(batch.settled_at_ms.map(to_i64));
+                statement.push(") RETURNING revision, pg_notify(");
+                statement.push_bind(NOTIFY_CHANNEL);
+                statement.push(", revision::text)::text)");
+            }
+            Some(revision) => {
+                statement.push("SELECT ");
+                statement.push_bind(revision);
+                statement.push("::bigint AS revision)");
+            }
+        }
+        if let Some(rows) = producers {
+            statement.push(format!(
+                ", upserted_producers AS (INSERT INTO producers ({PRODUCER_COLUMNS}, revision) \
+                 SELECT v.*, m.revision FROM m, ("
+            ));
+            statement.push_values(rows, |mut row, p| push_producer(&mut row, p));
+            statement.push(format!(
+                ") AS v ({PRODUCER_COLUMNS}) ON CONFLICT (id) DO UPDATE SET {PRODUCER_UPDATES}, \
+                 revision = excluded.revision)"
+            ));
+        }
+        if let Some(rows) = collectors {
+            statement.push(format!(
+                ", upserted_collectors AS (INSERT INTO collectors ({COLLECTOR_COLUMNS}, revision) \
+                 SELECT v.*, m.revision FROM m, ("
+            ));
+            statement.push_values(rows, |mut row, (id, c)| push_collector(&mut row, *id, c));
+            statement.push(format!(
+                ") AS v ({COLLECTOR_COLUMNS}) ON CONFLICT (id) DO UPDATE SET {COLLECTOR_UPDATES}, \
+                 revision = excluded.revision)"
+            ));
+        }
+        if revision.is_none() {
+            push_deletions(&mut statement, "producers", "producer", &batch.delete_producers);
+            push_deletions(&mut statement, "collectors", "collector", &batch.delete_collectors);
+        }
+        statement.push(" SELECT revision FROM m");
+        let written: i64 =
+            statement.build_query_scalar().fetch_one(&mut **tx).await.map_err(|e| ("cannot write the batch", e))?;
+        revision = Some(written);
     }
-    if !batch.delete_producers.is_empty() {
-        let ids: Vec<String> = batch.delete_producers.iter().map(ToString::to_string).collect();
-        delete_with_tombstones(tx, "producers", "producer", &ids, revision)
-            .await
-            .map_err(fail("cannot delete a producer"))?;
-    }
-    for rows in batch.upsert_collectors.chunks(ROWS_PER_STATEMENT) {
-        let mut insert =
-            QueryBuilder::<Postgres>::new(format!("INSERT INTO collectors ({COLLECTOR_COLUMNS}, revision) "));
-        insert.push_values(rows, |mut row, (id, c)| {
-            push_collector(&mut row, *id, c);
-            row.push_bind(revision);
-        });
-        insert.push(format!(" ON CONFLICT (id) DO UPDATE SET {COLLECTOR_UPDATES}, revision = excluded.revision"));
-        insert.build().execute(&mut **tx).await.map_err(fail("cannot write a collector"))?;
-    }
-    if !batch.delete_collectors.is_empty() {
-        let ids: Vec<String> = batch.delete_collectors.iter().map(ToString::to_string).collect();
-        delete_with_tombstones(tx, "collectors", "collector", &ids, revision)
-            .await
-            .map_err(fail("cannot delete a collector"))?;
-    }
-    Ok(u64::try_from(revision).unwrap_or(0))
+    Ok(revision.map_or(0, |r| u64::try_from(r).unwrap_or(0)))
 }
 
-/// Deletes the rows of `ids` from `table` and leaves a tombstone of `kind` at `revision` for each row that was
-/// there, in one statement.
-async fn delete_with_tombstones(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    table: &'static str,
-    kind: &'static str,
-    ids: &[String],
-    revision: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(AssertSqlSafe(format!(
-        "WITH gone AS (DELETE FROM {table} WHERE id = ANY($1) RETURNING id) \
-         INSERT INTO tombstones (kind, id, revision) SELECT $2, id, $3 FROM gone \
-         ON CONFLICT (kind, id) DO UPDATE SET revision = excluded.revision"
-    )))
-    .bind(ids)
-    .bind(kind)
-    .bind(revision)
-    .execute(&mut **tx)
-    .await
-    .map(drop)
+/// Adds to a [`write`] statement the deletion of the rows of `ids` from `table`, leaving a tombstone of `kind` at the
+/// statement's revision for each row that was there.
+fn push_deletions<T: ToString>(statement: &mut QueryBuilder<Postgres>, table: &str, kind: &str, ids: &[T]) {
+    if ids.is_empty() {
+        return;
+    }
+    statement.push(format!(", deleted_{table} AS (DELETE FROM {table} WHERE id = ANY("));
+    statement.push_bind(ids.iter().map(ToString::to_string).collect::<Vec<_>>());
+    statement.push(format!(
+        ") RETURNING id), tombstoned_{table} AS (INSERT INTO tombstones (kind, id, revision) \
+         SELECT '{kind}', d.id, m.revision FROM deleted_{table} d, m \
+         ON CONFLICT (kind, id) DO UPDATE SET revision = excluded.revision)"
+    ));
 }
 
 impl Store for PostgresStore {
@@ -683,7 +712,7 @@ mod tests {
                 async move {
                     sqlx::query_scalar::<_, i64>(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                         AND query LIKE 'INSERT INTO producers%'",
+                         AND query LIKE 'WITH m AS (UPDATE meta%'",
                     )
                     .fetch_one(&observer)
                     .await
@@ -717,6 +746,78 @@ mod tests {
         .await;
         assert_eq!(revision(&mut connect(&pg).await).await, 2, "the failed attempts' revisions were rolled back");
         assert_eq!(store.read().await.unwrap().producers, vec![renewed]);
+    }
+
+    /// Backends waiting for a synchronous commit to be confirmed (`SyncRep`).
+    async fn waiting_for_durability(observer: &PgPool) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+            .fetch_one(observer)
+            .await
+            .unwrap()
+    }
+
+    /// A write returns only once it is durable, and holds no lock while it waits: with PostgreSQL made to hold every
+    /// synchronous commit (waiting for a standby that does not exist), a commit does not return, while another
+    /// replica's write takes the lock meanwhile and reads it; that replica's catch-up of it does not return either.
+    /// Both return once the standby is no longer required.
+    #[tokio::test]
+    async fn postgres_store_hands_back_only_what_is_durable_and_waits_for_it_without_the_lock() {
+        let pg = TestPostgres::start().await;
+        let (first, second) = (open(&pg).await, open(&pg).await);
+        let observer = PgPool::connect(&pg.url()).await.unwrap();
+        let setting = |value: &'static str| {
+            let observer = observer.clone();
+            async move {
+                let sql = format!("ALTER SYSTEM SET synchronous_standby_names = '{value}'");
+                sqlx::query(AssertSqlSafe(sql)).execute(&observer).await.unwrap();
+                sqlx::query("SELECT pg_reload_conf()").execute(&observer).await.unwrap();
+            }
+        };
+        setting("absent").await;
+        // A synchronous commit on a new connection waits once the setting is in force: by then every backend was
+        // told to reload, and reads it before its next statement.
+        let mut probe = connect(&pg).await;
+        let probing = tokio::spawn(async move { sqlx::query(FENCE).execute(&mut probe).await.map(drop) });
+        wait_for_some("a synchronous commit to wait for the absent standby", || {
+            let observer = observer.clone();
+            async move { (waiting_for_durability(&observer).await == 1).then_some(()) }
+        })
+        .await;
+
+        let collectors = conformance::collectors(1);
+        let producer = conformance::producers(1, &collectors).remove(0);
+        let batch = Batch { upsert_producers: vec![producer.clone()], ..Batch::default() };
+        let committing = tokio::spawn(async move { conformance::commit(&first, &batch).await });
+        wait_for_some("the commit to wait until it is durable", || {
+            let observer = observer.clone();
+            async move { (waiting_for_durability(&observer).await == 2).then_some(()) }
+        })
+        .await;
+        assert!(!committing.is_finished(), "a commit returned before it was durable");
+
+        // The lock is free: another replica's write takes it and reads the commit, to decide on it.
+        let begun = second.begin(ReplicaId::new_v4(), 0, false).await.unwrap();
+        let Some(CatchUp::Changes { revision: 1, changes }) = begun.catch_up else {
+            panic!("no catch-up of revision 1")
+        };
+        assert_eq!(changes.upsert_producers, vec![producer.clone()]);
+        drop(begun.txn);
+        // Following it, that replica reads it and waits until it is durable before handing it back.
+        let following = tokio::spawn(async move { second.catch_up(0).await });
+        wait_for_some("the catch-up to wait until what it read is durable", || {
+            let observer = observer.clone();
+            async move { (waiting_for_durability(&observer).await == 3).then_some(()) }
+        })
+        .await;
+        assert!(!committing.is_finished() && !following.is_finished(), "handed back before it was durable");
+
+        setting("").await;
+        assert_eq!(committing.await.unwrap().unwrap(), 1);
+        let Some(CatchUp::Changes { revision: 1, changes }) = following.await.unwrap().unwrap() else {
+            panic!("no catch-up of revision 1")
+        };
+        assert_eq!(changes.upsert_producers, vec![producer]);
+        probing.await.unwrap().unwrap();
     }
 
     /// A database migrated by a newer roster-server (a schema version this binary does not know) is refused, naming

@@ -22,14 +22,21 @@
 use std::time::Duration;
 
 use roster::domain::{CollectorId, ProducerId};
-use sqlx::{PgConnection, PgPool, Row as _, postgres::PgListener};
+use sqlx::{
+    AssertSqlSafe, Either, PgConnection, PgPool, Row as _,
+    postgres::{PgListener, PgRow},
+};
 use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{
-    super::{CatchUp, DatabaseError, Lead, StoreError, rows::to_i64},
-    NOTIFY_CHANNEL, records,
+    super::{
+        CatchUp, DatabaseError, Lead, StoreError,
+        rows::{COLLECTOR_COLUMNS, PRODUCER_COLUMNS, to_i64},
+    },
+    NOTIFY_CHANNEL, collector, producer, read_all,
 };
 use crate::records::{Batch, ReplicaId};
 
@@ -57,25 +64,32 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// The `meta` row as [`Meta::from_row`] reads it, with the database's clock.
+const META_SELECT: &str = "SELECT revision, pruned_through, settled_at_ms, leader_term, leader_replica, \
+                           leader_until_ms, (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms FROM meta";
+
+impl Meta {
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            revision: to_u64(row.try_get("revision")?),
+            pruned_through: to_u64(row.try_get("pruned_through")?),
+            settled_at_ms: row.try_get::<Option<i64>, _>("settled_at_ms")?.map(to_u64),
+            leader_term: row.try_get("leader_term")?,
+            leader_replica: row.try_get("leader_replica")?,
+            leader_until_ms: row.try_get("leader_until_ms")?,
+            now_ms: row.try_get("now_ms")?,
+        })
+    }
+}
+
 /// Reads the `meta` row; with `lock`, takes the write lock on it, first thing in a write's transaction.
 pub(super) async fn meta(conn: &mut PgConnection, lock: bool) -> sqlx::Result<Meta> {
-    let sql = if lock {
-        "SELECT revision, pruned_through, settled_at_ms, leader_term, leader_replica, leader_until_ms, \
-         (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms FROM meta FOR UPDATE"
+    let row = if lock {
+        sqlx::query(AssertSqlSafe(format!("{META_SELECT} FOR UPDATE"))).fetch_one(conn).await?
     } else {
-        "SELECT revision, pruned_through, settled_at_ms, leader_term, leader_replica, leader_until_ms, \
-         (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms FROM meta"
+        sqlx::query(META_SELECT).fetch_one(conn).await?
     };
-    let row = sqlx::query(sql).fetch_one(conn).await?;
-    Ok(Meta {
-        revision: to_u64(row.get("revision")),
-        pruned_through: to_u64(row.get("pruned_through")),
-        settled_at_ms: row.get::<Option<i64>, _>("settled_at_ms").map(to_u64),
-        leader_term: row.get("leader_term"),
-        leader_replica: row.get("leader_replica"),
-        leader_until_ms: row.get("leader_until_ms"),
-        now_ms: row.get("now_ms"),
-    })
+    Meta::from_row(&row)
 }
 
 /// What a tick found: whether this replica leads (and what it must know then), and whether it had been evicted.
@@ -207,41 +221,73 @@ impl ReadError {
     }
 }
 
-/// What was committed since `seen`, read on `conn` inside a transaction that sees one state (under the write lock,
-/// or a REPEATABLE READ snapshot), `meta` being its `meta` row; `None` when nothing was. The caller has checked that
-/// the tombstones since `seen` are all there (`meta.pruned_through`).
-pub(super) async fn changes_since(
+/// The `meta` row and what was committed since `seen`, read on `conn` in one round trip; with `lock`, first taking
+/// the write lock, inside a write's transaction (otherwise inside a REPEATABLE READ one). The four statements go to
+/// PostgreSQL as one message (the simple query protocol), so a write holds the lock for one round trip of reads,
+/// not four; each statement sees every commit made before it began, so the reads after the lock see everything
+/// committed before the lock was granted. `seen` is a number formatted into the SQL: it carries nothing but digits.
+///
+/// The changes are `None` when nothing was committed since `seen`. When the tombstones `seen` would need were pruned
+/// (`meta.pruned_through`), they are everything, read again.
+pub(super) async fn read_since(
     conn: &mut PgConnection,
     seen: u64,
-    meta: &Meta,
-) -> Result<Option<CatchUp>, ReadError> {
-    if meta.revision <= seen {
-        return Ok(None);
-    }
-    let (upsert_producers, upsert_collectors) = records(conn, Some(seen)).await?;
-    let mut changes =
-        Batch { upsert_producers, upsert_collectors, settled_at_ms: meta.settled_at_ms, ..Batch::default() };
+    lock: bool,
+) -> Result<(Meta, Option<CatchUp>), ReadError> {
     let since = to_i64(seen);
+    let lock = if lock { " FOR UPDATE" } else { "" };
     // A tombstone of an id written again since (a producer that registered again) is not a deletion any more.
-    let gone = sqlx::query(
-        "SELECT t.kind, t.id FROM tombstones t WHERE t.revision > $1 AND NOT EXISTS \
+    let sql = format!(
+        "{META_SELECT}{lock}; \
+         SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > {since} ORDER BY id; \
+         SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > {since} ORDER BY id; \
+         SELECT t.kind, t.id FROM tombstones t WHERE t.revision > {since} AND NOT EXISTS \
          (SELECT 1 FROM producers p WHERE t.kind = 'producer' AND p.id = t.id) AND NOT EXISTS \
-         (SELECT 1 FROM collectors c WHERE t.kind = 'collector' AND c.id = t.id)",
-    )
-    .bind(since)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| ReadError::Db("cannot read the deletions", e))?;
-    for row in gone {
-        let (kind, id): (String, String) = (row.get("kind"), row.get("id"));
-        let id = Uuid::parse_str(&id).map_err(|e| ReadError::Corrupt("tombstones", format!("id {id:?}: {e}")))?;
-        match kind.as_str() {
-            "producer" => changes.delete_producers.push(ProducerId(id)),
-            _ => changes.delete_collectors.push(CollectorId(id)),
+         (SELECT 1 FROM collectors c WHERE t.kind = 'collector' AND c.id = t.id)"
+    );
+    let (mut meta, mut changes) = (None, Batch::default());
+    let mut statement = 0;
+    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
+    while let Some(result) = results.next().await {
+        let row = match result {
+            Ok(Either::Left(_done)) => {
+                statement += 1;
+                continue;
+            }
+            Ok(Either::Right(row)) => row,
+            Err(e) => return Err(ReadError::Db(READS[statement.min(READS.len() - 1)], e)),
+        };
+        match statement {
+            0 => meta = Some(Meta::from_row(&row).map_err(|e| ReadError::Db(READS[0], e))?),
+            1 => changes.upsert_producers.push(producer(&row)?),
+            2 => changes.upsert_collectors.push(collector(&row)?),
+            _ => {
+                let (kind, id): (&str, &str) = (row.get("kind"), row.get("id"));
+                let id =
+                    Uuid::parse_str(id).map_err(|e| ReadError::Corrupt("tombstones", format!("id {id:?}: {e}")))?;
+                match kind {
+                    "producer" => changes.delete_producers.push(ProducerId(id)),
+                    _ => changes.delete_collectors.push(CollectorId(id)),
+                }
+            }
         }
     }
-    Ok(Some(CatchUp::Changes { revision: meta.revision, changes }))
+    drop(results);
+    let meta = meta.ok_or_else(|| ReadError::Corrupt("meta", "no row (no epoch)".into()))?;
+    if seen < meta.pruned_through {
+        return Ok((meta, Some(CatchUp::Everything(read_all(conn).await?))));
+    }
+    if meta.revision <= seen {
+        return Ok((meta, None));
+    }
+    changes.settled_at_ms = meta.settled_at_ms;
+    let revision = meta.revision;
+    Ok((meta, Some(CatchUp::Changes { revision, changes })))
 }
+
+/// What each statement of [`read_since`] reads, for its errors.
+const READS: [&str; 4] =
+    ["cannot read meta", "cannot read producers", "cannot read collectors", "cannot read the deletions"];
 
 /// Listens for the revisions other replicas' commits announce, on a connection of its own, for as long as the
 /// returned receiver lives. After the connection was lost (and made again), it sends 0: notifications may have
