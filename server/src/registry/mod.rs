@@ -324,12 +324,16 @@ impl Registry {
         let mut tick = tokio::time::interval(self.config.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            // In this order: the tick (once a sweep, so it is never starved), calls, and only then another replica's
+            // announcement, since every batch of calls catches up first anyway: a replica busy with calls does not
+            // spend its turns on separate catch-ups.
             let first = tokio::select! {
+                biased;
+                _ = tick.tick(), if !shutdown.is_cancelled() => Command::Sweep,
                 command = self.rx.recv() => match command {
                     Some(command) => command,
                     None => break,
                 },
-                _ = tick.tick(), if !shutdown.is_cancelled() => Command::Sweep,
                 () = announced(&mut self.notified) => {
                     self.follow().await;
                     continue;

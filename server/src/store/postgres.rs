@@ -307,7 +307,16 @@ impl PostgresStore {
     async fn try_begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> Result<Begun, ReadError> {
         let fail = |context: &'static str| move |e| ReadError::Db(context, e);
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(fail("cannot begin a write"))?;
-        let (meta, catch_up) = replicas::read_since(&mut tx, seen, true).await?;
+        // The lock and the reads go as one message when another replica announced a commit this one has not seen (or
+        // the listener asks for a catch-up: 0); otherwise the lock alone, one prepared statement, and the reads only if
+        // a commit is found that was not announced yet.
+        let announced = *self.announced.borrow();
+        let (meta, catch_up) = if announced > seen || announced == 0 {
+            replicas::read_since(&mut tx, seen, true).await?
+        } else {
+            let meta = replicas::meta(&mut tx, true).await.map_err(fail("cannot take the write lock"))?;
+            if meta.revision > seen { replicas::read_since(&mut tx, seen, false).await? } else { (meta, None) }
+        };
         let (lead, evicted) = if tick {
             let registered = self.registered.load(Ordering::SeqCst);
             let ticked = replicas::tick(&mut tx, &meta, replica, seen, registered, self.replica_timeout)
