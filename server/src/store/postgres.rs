@@ -265,7 +265,8 @@ impl PostgresStore {
             .map_err(self.db("cannot begin a read"))?;
         let loaded = read_all(&mut tx).await.map_err(|e| self.read_failed(e))?;
         tx.commit().await.map_err(self.db("cannot end a read"))?;
-        durable(&self.pool).await.map_err(self.db(FENCE_FAILED))?;
+        // A load may take seconds (everything, at start); the wait for durability after it is bounded as a call is.
+        within(FENCE_FAILED, &self.name, async { durable(&self.pool).await.map_err(self.db(FENCE_FAILED)) }).await?;
         Ok(loaded)
     }
 
@@ -767,12 +768,12 @@ mod tests {
 
     /// A write returns only once it is durable, and holds no lock while it waits: with PostgreSQL made to hold every
     /// synchronous commit (waiting for a standby that does not exist), a commit does not return, while another
-    /// replica's write takes the lock meanwhile and reads it; that replica's catch-up of it does not return either.
-    /// Both return once the standby is no longer required.
+    /// replica's write takes the lock meanwhile and reads it; that replica's catch-up of it does not return either, nor
+    /// a third's load. All return once the standby is no longer required.
     #[tokio::test]
     async fn postgres_store_hands_back_only_what_is_durable_and_waits_for_it_without_the_lock() {
         let pg = TestPostgres::start().await;
-        let (first, second) = (open(&pg).await, open(&pg).await);
+        let (first, second, third) = (open(&pg).await, open(&pg).await, open(&pg).await);
         let observer = PgPool::connect(&pg.url()).await.unwrap();
         let setting = |value: &'static str| {
             let observer = observer.clone();
@@ -818,14 +819,24 @@ mod tests {
             async move { (waiting_for_durability(&observer).await == 3).then_some(()) }
         })
         .await;
-        assert!(!committing.is_finished() && !following.is_finished(), "handed back before it was durable");
+        let loading = tokio::spawn(async move { third.load().await });
+        wait_for_some("the load to wait until what it read is durable", || {
+            let observer = observer.clone();
+            async move { (waiting_for_durability(&observer).await == 4).then_some(()) }
+        })
+        .await;
+        assert!(
+            !committing.is_finished() && !following.is_finished() && !loading.is_finished(),
+            "handed back before it was durable"
+        );
 
         setting("").await;
         assert_eq!(committing.await.unwrap().unwrap(), 1);
         let Some(CatchUp::Changes { revision: 1, changes }) = following.await.unwrap().unwrap() else {
             panic!("no catch-up of revision 1")
         };
-        assert_eq!(changes.upsert_producers, vec![producer]);
+        assert_eq!(changes.upsert_producers, vec![producer.clone()]);
+        assert_eq!(loading.await.unwrap().unwrap().producers, vec![producer]);
         probing.await.unwrap().unwrap();
     }
 
