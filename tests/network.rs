@@ -159,8 +159,11 @@ async fn through_every_network_fault_only_whole_snapshots_apply_and_delays_respe
     reader.join().unwrap();
     let seen = seen.lock().unwrap();
     assert!(seen.len() >= 6, "every phase applied a new set: {}", seen.len());
-    for (generation, set) in seen.iter() {
-        let whole = wholes.windows(2).any(|w| w[0].is_subset(set) && set.is_subset(&w[1]));
+    for (i, (generation, set)) in seen.iter().enumerate() {
+        // The collector and the demo producer start together: if the collector's stream came first, the first set it
+        // applied was the empty one the server held for it before the demo producer registered.
+        let before_the_demo = i == 0 && set.is_empty();
+        let whole = before_the_demo || wholes.windows(2).any(|w| w[0].is_subset(set) && set.is_subset(&w[1]));
         assert!(whole, "generation {generation}: {} producers is not a set the server held", set.len());
     }
     assert_eq!(seen.last().unwrap().1, expected, "ends with exactly the server's set");
