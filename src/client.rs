@@ -5,9 +5,15 @@
 //! once, for every caller. Every call to the control plane carries the client's [`CallCredentials`] (none unless
 //! [`RosterClient::with_credentials`] gives some).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use tonic::transport::Channel;
+use tonic::{Status, transport::Channel};
 
 use crate::{
     auth::{AuthChannel, CallCredentials},
@@ -28,14 +34,61 @@ fn unary_channel(url: &ServerUrl, timeout: Duration, tls: Option<ClientTls>) -> 
     ClientOptions { connect_timeout: timeout, keepalive: None, tls }.connect_lazy(url)
 }
 
-/// A client of one roster-server.
+/// A client of a roster control plane: one roster-server, or several replicas of one sharing a store (any replica
+/// takes any call). Calls go to one replica until an attempt on it fails transiently (it is down, or cannot reach
+/// its store), and from then on to the next, in turn: so a retry of the same call is the next replica's, and the
+/// calls after it stay there while it answers. Clones share the replica in use.
 #[derive(Debug, Clone)]
 pub struct RosterClient {
+    replicas: Vec<Replica>,
+    /// Index into `replicas` of the one calls go to now.
+    current: Arc<AtomicUsize>,
+    policy: BackoffPolicy,
+    timeout: Duration,
+}
+
+/// One roster-server a [`RosterClient`] calls: its connection and the stubs on it.
+#[derive(Debug, Clone)]
+struct Replica {
     channel: Channel,
     registry: RegistryClient<AuthChannel>,
     feed: AssignmentFeedClient<AuthChannel>,
-    policy: BackoffPolicy,
-    timeout: Duration,
+}
+
+impl Replica {
+    fn new(channel: Channel, credentials: &CallCredentials) -> Self {
+        Self {
+            registry: RegistryClient::with_interceptor(channel.clone(), credentials.clone()),
+            feed: AssignmentFeedClient::with_interceptor(channel.clone(), credentials.clone()),
+            channel,
+        }
+    }
+}
+
+/// The replica an attempt went to. Unless the attempt ends with an answer that does not ask for a retry
+/// ([`Turn::end`]), that is, when it fails transiently or times out (dropped unfinished), the client moves on to the
+/// next replica, unless another attempt already did.
+struct Turn {
+    current: Arc<AtomicUsize>,
+    at: usize,
+    of: usize,
+    served: bool,
+}
+
+impl Turn {
+    fn end<T>(mut self, result: Result<T, Status>) -> Result<T, Status> {
+        self.served = !matches!(&result, Err(status) if retry::is_transient(status));
+        result
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.served && self.of > 1 {
+            let _ =
+                self.current.compare_exchange(self.at, (self.at + 1) % self.of, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
 }
 
 impl RosterClient {
@@ -59,14 +112,30 @@ impl RosterClient {
         Self::on_channel(unary_channel(server, timeout, tls), timeout)
     }
 
+    /// A client of the replicas at `servers`, tried in turn (see [`RosterClient`]), each dialled as
+    /// [`RosterClient::connect_tls`] dials one.
+    ///
+    /// # Errors
+    /// A [`FieldError`] on the field `server` when `servers` is empty.
+    pub fn connect_any(servers: &[ServerUrl], timeout: Duration, tls: Option<ClientTls>) -> Result<Self, FieldError> {
+        if servers.is_empty() {
+            return Err(FieldError::new("server", "no roster-server URL given; give one, or several replicas' URLs"));
+        }
+        let channels = servers.iter().map(|server| unary_channel(server, timeout, tls.clone()));
+        Ok(Self::on_channels(channels, timeout))
+    }
+
     /// A client on `channel`, a connection to a roster-server made elsewhere (the follower reports on its feed's
     /// connection), with the R3 defaults: 5 attempts, each limited to `timeout`.
     pub fn on_channel(channel: Channel, timeout: Duration) -> Self {
+        Self::on_channels([channel], timeout)
+    }
+
+    fn on_channels(channels: impl IntoIterator<Item = Channel>, timeout: Duration) -> Self {
         let credentials = CallCredentials::none();
         Self {
-            registry: RegistryClient::with_interceptor(channel.clone(), credentials.clone()),
-            feed: AssignmentFeedClient::with_interceptor(channel.clone(), credentials),
-            channel,
+            replicas: channels.into_iter().map(|channel| Replica::new(channel, &credentials)).collect(),
+            current: Arc::new(AtomicUsize::new(0)),
             policy: BackoffPolicy::UNARY,
             timeout,
         }
@@ -74,9 +143,17 @@ impl RosterClient {
 
     /// Sends `credentials` with every call (a bearer token, `roster::auth`).
     pub fn with_credentials(mut self, credentials: CallCredentials) -> Self {
-        self.registry = RegistryClient::with_interceptor(self.channel.clone(), credentials.clone());
-        self.feed = AssignmentFeedClient::with_interceptor(self.channel.clone(), credentials);
+        for replica in &mut self.replicas {
+            *replica = Replica::new(replica.channel.clone(), &credentials);
+        }
         self
+    }
+
+    /// The replica calls go to now, and its [`Turn`].
+    fn replica(&self) -> (&Replica, Turn) {
+        let of = self.replicas.len();
+        let at = self.current.load(Ordering::Relaxed) % of;
+        (&self.replicas[at], Turn { current: self.current.clone(), at, of, served: false })
     }
 
     /// Sets the most attempts per call (at least 1).
@@ -93,10 +170,10 @@ impl RosterClient {
         &self,
         request: pb::RegisterProducerRequest,
     ) -> Result<pb::RegisterProducerResponse, CallError> {
-        let client = self.registry.clone();
         retry::call("RegisterProducer", self.policy, self.timeout, request, |r| {
-            let mut c = client.clone();
-            async move { c.register_producer(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.registry.clone();
+            async move { turn.end(c.register_producer(r).await) }
         })
         .await
     }
@@ -106,15 +183,15 @@ impl RosterClient {
     /// # Errors
     /// See [`CallError`].
     pub async fn deregister_producer(&self, producer_id: String) -> Result<pb::DeregisterProducerResponse, CallError> {
-        let client = self.registry.clone();
         retry::call(
             "DeregisterProducer",
             self.policy,
             self.timeout,
             pb::DeregisterProducerRequest { producer_id },
             |r| {
-                let mut c = client.clone();
-                async move { c.deregister_producer(r).await }
+                let (replica, turn) = self.replica();
+                let mut c = replica.registry.clone();
+                async move { turn.end(c.deregister_producer(r).await) }
             },
         )
         .await
@@ -125,10 +202,10 @@ impl RosterClient {
     /// # Errors
     /// See [`CallError`]; an unknown id is [`CallError::Rejected`] with `NOT_FOUND`.
     pub async fn get_producer(&self, producer_id: String) -> Result<pb::ProducerInfo, CallError> {
-        let client = self.registry.clone();
         retry::call("GetProducer", self.policy, self.timeout, pb::GetProducerRequest { producer_id }, |r| {
-            let mut c = client.clone();
-            async move { c.get_producer(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.registry.clone();
+            async move { turn.end(c.get_producer(r).await) }
         })
         .await
     }
@@ -143,11 +220,11 @@ impl RosterClient {
         producer_id: String,
         collector_id: String,
     ) -> Result<pb::SetProducerPinResponse, CallError> {
-        let client = self.registry.clone();
         let request = pb::SetProducerPinRequest { producer_id, collector_id };
         retry::call("SetProducerPin", self.policy, self.timeout, request, |r| {
-            let mut c = client.clone();
-            async move { c.set_producer_pin(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.registry.clone();
+            async move { turn.end(c.set_producer_pin(r).await) }
         })
         .await
     }
@@ -160,10 +237,10 @@ impl RosterClient {
         &self,
         request: pb::ListProducersRequest,
     ) -> Result<pb::ListProducersResponse, CallError> {
-        let client = self.registry.clone();
         retry::call("ListProducers", self.policy, self.timeout, request, |r| {
-            let mut c = client.clone();
-            async move { c.list_producers(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.registry.clone();
+            async move { turn.end(c.list_producers(r).await) }
         })
         .await
     }
@@ -197,10 +274,10 @@ impl RosterClient {
     /// # Errors
     /// See [`CallError`].
     pub async fn list_collectors(&self) -> Result<pb::ListCollectorsResponse, CallError> {
-        let client = self.registry.clone();
         retry::call("ListCollectors", self.policy, self.timeout, pb::ListCollectorsRequest {}, |r| {
-            let mut c = client.clone();
-            async move { c.list_collectors(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.registry.clone();
+            async move { turn.end(c.list_collectors(r).await) }
         })
         .await
     }
@@ -211,11 +288,11 @@ impl RosterClient {
     /// See [`CallError`]; a collector that is live or in grace is [`CallError::Rejected`] with
     /// `FAILED_PRECONDITION`.
     pub async fn forget_collector(&self, collector_id: String) -> Result<pb::ForgetCollectorResponse, CallError> {
-        let client = self.registry.clone();
         let request = pb::ForgetCollectorRequest { collector_id };
         retry::call("ForgetCollector", self.policy, self.timeout, request, |r| {
-            let mut c = client.clone();
-            async move { c.forget_collector(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.registry.clone();
+            async move { turn.end(c.forget_collector(r).await) }
         })
         .await
     }
@@ -228,10 +305,10 @@ impl RosterClient {
         &self,
         request: pb::ReportAppliedRequest,
     ) -> Result<pb::ReportAppliedResponse, CallError> {
-        let client = self.feed.clone();
         retry::call("ReportApplied", self.policy, self.timeout, request, |r| {
-            let mut c = client.clone();
-            async move { c.report_applied(r).await }
+            let (replica, turn) = self.replica();
+            let mut c = replica.feed.clone();
+            async move { turn.end(c.report_applied(r).await) }
         })
         .await
     }

@@ -93,8 +93,9 @@ impl Registration {
 /// Settings of the demo producer.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// roster-server URL to register with.
-    pub server: crate::endpoint::ServerUrl,
+    /// roster-server URL to register with; or the URLs of replicas sharing a store, tried in turn
+    /// ([`RosterClient`]). At least one.
+    pub servers: Vec<crate::endpoint::ServerUrl>,
     /// What its calls to the registry carry to authenticate (a producer token, [`crate::auth`]).
     pub credentials: crate::auth::CallCredentials,
     /// The producer's id.
@@ -130,7 +131,7 @@ const DEMO_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a demo producer on `listener` until `shutdown`: serves `demo_up`, `demo_collections_total` and
 /// `demo_wave` (through [`ServerTransport`], as every roster server), and keeps itself registered with
-/// `options.server` (deregistering on the way out).
+/// `options.servers` (deregistering on the way out).
 ///
 /// # Errors
 /// When the options are invalid or serving fails.
@@ -154,7 +155,8 @@ pub async fn run_demo(
         ..Default::default()
     };
     let stop = CancellationToken::new();
-    let client = RosterClient::connect_tls(&options.server, DEMO_CALL_TIMEOUT, options.tls)
+    let client = RosterClient::connect_any(&options.servers, DEMO_CALL_TIMEOUT, options.tls)
+        .map_err(|e| DemoError::Config(e.to_string()))?
         .with_credentials(options.credentials);
     let registration = Registration { request, client };
     let keeper = tokio::spawn(registration.run(stop.clone()));
@@ -171,7 +173,7 @@ pub async fn run_demo(
         ]
     });
     let tls = options.serve_tls.as_ref().map_or("off", |_| "on");
-    info!(producer.id = %options.id, listen = %local, tls, server = %options.server, "demo producer serving");
+    info!(producer.id = %options.id, listen = %local, tls, servers = %options.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","), "demo producer serving");
     let served = ServerTransport::new(ServeOptions::default())
         .tls(options.serve_tls)
         .add_service(service)

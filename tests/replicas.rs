@@ -12,7 +12,8 @@
 //! - one replica cut from PostgreSQL (a fault proxy between them): it stops deciding, ends its streams, and its
 //!   collector moves to another replica;
 //! - the listener's connection cut: changes still arrive (the tick catches up);
-//! - a replica older than the database's schema refuses to start.
+//! - a replica older than the database's schema refuses to start;
+//! - a client given every replica's URL (the library's, the CLI's) rides out the death of the one it was calling.
 //!
 //! Failover time and propagation across replicas are measured by `roster-bench` (BENCHMARKS.md), not asserted here.
 
@@ -24,14 +25,18 @@ mod common;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use common::{
-    Proc, SetWatcher, all_producers, collectors, register_many, start_collector_with, status, wait_fleet_in_sync,
-    wait_for, wait_status, wait_until,
+    Proc, SetWatcher, all_producers, collectors, register_many, roster, start_collector_with, status,
+    wait_fleet_in_sync, wait_for, wait_status, wait_until,
 };
-use roster::pb::{self, WatchRequest, assignment_feed_client::AssignmentFeedClient, watch_response::Frame};
+use roster::{
+    client::RosterClient,
+    endpoint::ServerUrl,
+    pb::{self, WatchRequest, assignment_feed_client::AssignmentFeedClient, watch_response::Frame},
+};
 use roster_testkit::{FaultProxy, Mode, TestPostgres, never_due};
 use sqlx::{Connection as _, PgConnection};
 
@@ -385,4 +390,33 @@ async fn a_replica_older_than_the_schema_is_refused() {
     assert!(!exit.success());
     let said = older.stderr();
     assert!(said.contains("9999"), "names the database's schema version: {said}");
+}
+
+/// A client given every replica's URL calls one until it fails, then the next: after `kill -9` of the replica it was
+/// calling, a call needs one retry (its first attempt meets the dead replica), and the calls after it go straight to
+/// the live one. The CLI's `--server a,b` is that client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_every_replica_rides_out_the_death_of_one() {
+    let postgres = TestPostgres::start().await;
+    let (a, url_a) = start_replica(&postgres.url(), &[]);
+    let (_b, url_b) = start_replica(&postgres.url(), &[]);
+    let urls: Vec<ServerUrl> = [&url_a, &url_b].iter().map(|url| url.parse().unwrap()).collect();
+    let client = RosterClient::connect_any(&urls, Duration::from_secs(5), None).unwrap();
+    client.register_producer(never_due()).await.unwrap();
+    drop(a);
+
+    // The first attempt goes to the replica that is gone; the retry, to the other.
+    client.clone().with_max_attempts(2).register_producer(never_due()).await.unwrap();
+    // The calls after it go to the live replica at once: one attempt each is enough.
+    let one_attempt = client.clone().with_max_attempts(1);
+    assert_eq!(one_attempt.list_all_producers(String::new()).await.unwrap().len(), 2);
+    // A client made anew starts with the first replica again, and moves on the same way.
+    let fresh = RosterClient::connect_any(&urls, Duration::from_secs(5), None).unwrap().with_max_attempts(1);
+    assert!(fresh.list_collectors().await.is_err(), "the first replica is gone: one attempt fails");
+    assert!(fresh.list_collectors().await.is_ok(), "the next call goes to the other replica");
+
+    let servers = format!("{url_a},{url_b}");
+    let mut cli = roster(&["--server", &servers, "--max-attempts", "2", "-o", "json", "producers", "list"]);
+    assert!(cli.wait_exit().success(), "{}", cli.stderr());
+    assert!(cli.stdout().contains("\"count\": 2"), "{}", cli.stdout());
 }

@@ -53,15 +53,18 @@ pub(crate) const MAX_UP_PRODUCERS: i64 = 100;
 #[derive(Debug, Parser)]
 #[command(name = "roster", version, about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
-    /// roster-server URL, as http://host:port, or https://host:port for TLS (with --tls-ca).
+    /// roster-server URL, as http://host:port, or https://host:port for TLS (with --tls-ca). Replicas sharing a
+    /// PostgreSQL store: their URLs, comma-separated; a call goes to one, and its retry to the next when that one
+    /// is down or cannot reach the store.
     #[arg(
         long,
         global = true,
         env = "ROSTER_SERVER",
         default_value = DEFAULT_SERVER,
+        value_delimiter = ',',
         value_parser = ServerUrl::from_str
     )]
-    pub(crate) server: ServerUrl,
+    pub(crate) server: Vec<ServerUrl>,
     /// Time limit of each attempt of a call (more than zero).
     #[arg(long, global = true, default_value = DEFAULT_TIMEOUT, value_parser = positive_duration)]
     pub(crate) timeout: Duration,
@@ -106,7 +109,7 @@ impl Cli {
         let refused = match &self.command {
             Command::Up(_) | Command::Auth(_) => None,
             Command::Status(args) => args.collector.check_tls(has_ca, "--tls-ca").err().map(|e| ("--collector", e)),
-            _ => self.server.check_tls(has_ca, "--tls-ca").err().map(|e| ("--server", e)),
+            _ => self.server.iter().find_map(|s| s.check_tls(has_ca, "--tls-ca").err()).map(|e| ("--server", e)),
         };
         if let Some((flag, e)) = refused {
             Self::command().error(clap::error::ErrorKind::ValueValidation, format!("{flag}: {}", e.0)).exit();

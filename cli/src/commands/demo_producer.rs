@@ -15,7 +15,7 @@ pub(super) async fn run(globals: &Globals, args: DemoProducerArgs) -> anyhow::Re
     let DemoProducerArgs { listen, id, interval, lease, label } = args;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let options = DemoOptions {
-        server: globals.server.clone(),
+        servers: globals.server.clone(),
         credentials: globals.credentials.clone(),
         id: id.unwrap_or_else(ProducerId::new_random),
         interval,

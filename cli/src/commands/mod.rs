@@ -32,7 +32,10 @@ use crate::{
 
 /// The global options every command is given: where the server is, how to call it, how to print.
 struct Globals {
-    server: ServerUrl,
+    /// `--server`: one URL, or the replicas'.
+    server: Vec<ServerUrl>,
+    /// The library's retrying client of `--server`.
+    client: RosterClient,
     timeout: Duration,
     max_attempts: u32,
     format: Format,
@@ -43,12 +46,10 @@ struct Globals {
 }
 
 impl Globals {
-    /// The library's retrying client of `--server`, with `--timeout`, `--max-attempts` (R1–R5) and the token of
-    /// `--token-file`.
+    /// The library's retrying client of `--server` (of its replicas in turn, when it names several), with
+    /// `--timeout`, `--max-attempts` (R1–R5) and the token of `--token-file`.
     fn client(&self) -> RosterClient {
-        RosterClient::connect_tls(&self.server, self.timeout, self.tls.clone())
-            .with_max_attempts(self.max_attempts)
-            .with_credentials(self.credentials.clone())
+        self.client.clone()
     }
 }
 
@@ -68,7 +69,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         None => CallCredentials::none(),
     };
     let tls = client_tls(&cli)?;
+    let client = RosterClient::connect_any(&cli.server, cli.timeout, tls.clone())
+        .context("--server")?
+        .with_max_attempts(cli.max_attempts)
+        .with_credentials(credentials.clone());
     let globals = Globals {
+        client,
         server: cli.server,
         timeout: cli.timeout,
         max_attempts: cli.max_attempts,
@@ -91,10 +97,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Adds to a failure what it means when an `https://` server answered in plaintext: the server does not serve
 /// TLS. (The opposite, a plaintext client of a TLS server, is told so by the server itself.)
-fn tls_mismatch(e: anyhow::Error, server: &ServerUrl) -> anyhow::Error {
+fn tls_mismatch(e: anyhow::Error, servers: &[ServerUrl]) -> anyhow::Error {
     let plaintext = e.chain().any(answered_in_plaintext)
         || e.downcast_ref::<CallError>().is_some_and(|call| answered_in_plaintext(call.status()));
-    if server.is_tls() && plaintext {
+    if servers.iter().any(ServerUrl::is_tls) && plaintext {
+        let server = listed(servers);
         return e.context(format!(
             "--server {server} answered in plaintext, not TLS: it serves without TLS, so call it with http:// and \
              without --tls-ca (or start it with --tls-cert and --tls-key)"
@@ -105,15 +112,21 @@ fn tls_mismatch(e: anyhow::Error, server: &ServerUrl) -> anyhow::Error {
 
 /// Adds to a call's failure what an `UNIMPLEMENTED` answer means here: something answered at `--server`, but not
 /// a roster-server (whose every RPC the CLI calls exists).
-fn not_a_server(e: anyhow::Error, server: &ServerUrl) -> anyhow::Error {
+fn not_a_server(e: anyhow::Error, servers: &[ServerUrl]) -> anyhow::Error {
     match e.downcast_ref::<CallError>() {
         Some(call) if call.status().code() == tonic::Code::Unimplemented => e.context(format!(
-            "--server {server} answered, but it is not a roster-server (it does not serve roster.v1.Registry; a \
+            "--server {} answered, but it is not a roster-server (it does not serve roster.v1.Registry; a \
              roster-collector's status address answers so); point --server at roster-server's --listen address, \
-             e.g. {DEFAULT_SERVER}"
+             e.g. {DEFAULT_SERVER}",
+            listed(servers)
         )),
         _ => e,
     }
+}
+
+/// `--server` as it was given: its URLs, comma-separated.
+fn listed(servers: &[ServerUrl]) -> String {
+    servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The server's record of `collector`, or an error saying it is not known: the one check that an id names a

@@ -94,7 +94,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let options = DemoOptions {
-            server: server_url.clone(),
+            servers: vec![server_url.clone()],
             credentials: CallCredentials::none(),
             id: ProducerId::new_random(),
             interval: args.interval,

@@ -17,7 +17,7 @@ use crate::{
 #[allow(clippy::print_stdout, reason = "printing the feed is what this command is for")]
 pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()> {
     let WatchArgs { collector, count } = args;
-    let mut config = FollowerConfig::new(vec![globals.server.clone()], collector);
+    let mut config = FollowerConfig::new(globals.server.clone(), collector);
     config.tls = globals.tls.clone();
     config.report = false;
     config.observe_only = true;

@@ -25,9 +25,16 @@ struct Args {
     /// Address to serve roster.v1.Producer on (port 0 picks a free port).
     #[arg(long, env = "ROSTER_PRODUCER_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// roster-server URL to register with, as http://host:port, or https://host:port (with --tls-ca).
-    #[arg(long, env = "ROSTER_SERVER", default_value = defaults::SERVER, value_parser = ServerUrl::from_str)]
-    server: ServerUrl,
+    /// roster-server URL to register with, as http://host:port, or https://host:port (with --tls-ca). Replicas
+    /// sharing a PostgreSQL store: their URLs, comma-separated, tried in turn.
+    #[arg(
+        long,
+        env = "ROSTER_SERVER",
+        default_value = defaults::SERVER,
+        value_delimiter = ',',
+        value_parser = ServerUrl::from_str
+    )]
+    server: Vec<ServerUrl>,
     /// The producer id (default: a new random one).
     #[arg(long, env = "ROSTER_PRODUCER_ID", value_parser = ProducerId::from_str)]
     id: Option<ProducerId>,
@@ -68,7 +75,7 @@ async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     // A usage error (exit 2, as clap's own), before anything is made.
-    if let Err(e) = args.server.check_tls(args.tls_ca.is_some(), "--tls-ca") {
+    if let Some(e) = args.server.iter().find_map(|s| s.check_tls(args.tls_ca.is_some(), "--tls-ca").err()) {
         Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
     }
     let files =
@@ -85,7 +92,7 @@ async fn start() -> anyhow::Result<()> {
         None => CallCredentials::none(),
     };
     let options = DemoOptions {
-        server: args.server,
+        servers: args.server,
         credentials,
         id: args.id.unwrap_or_else(ProducerId::new_random),
         interval: args.interval,
