@@ -347,7 +347,7 @@ impl ProducerAddress {
 
     /// Reads an address from data a server accepted earlier (a snapshot entry, a state file, a store row),
     /// keeping `value` itself when it is already in normal form (a lowercase DNS name or IPv4 address and a port,
-    /// as the server sends them): no parse, no copy.
+    /// as the server sends them): no parse, and no copy of a `String` (a `&str` is copied once, into the address).
     ///
     /// An address that [`ProducerAddress::parse_field`] refuses is still kept when it is a lowercase `host:port`
     /// a channel can dial (a URI authority with a host and a non-zero port): a server from before the stricter
@@ -357,18 +357,19 @@ impl ProducerAddress {
     ///
     /// # Errors
     /// A [`FieldError`] naming `field` when the value is not a dialable `host:port` at all.
-    pub fn parse_accepted(field: &str, value: String) -> Result<Self, FieldError> {
-        if is_normal_host_port(&value) {
-            return Ok(Self(value));
+    pub fn parse_accepted(field: &str, value: impl AsRef<str> + Into<String>) -> Result<Self, FieldError> {
+        let text = value.as_ref();
+        if is_normal_host_port(text) {
+            return Ok(Self(value.into()));
         }
-        match Self::parse_field(field, &value) {
+        match Self::parse_field(field, text) {
             Ok(address) => Ok(address),
             Err(strict) => {
-                let dialable = value.bytes().all(|b| !b.is_ascii_uppercase())
-                    && value
+                let dialable = text.bytes().all(|b| !b.is_ascii_uppercase())
+                    && text
                         .parse::<http::uri::Authority>()
                         .is_ok_and(|a| !a.host().is_empty() && a.port_u16().is_some_and(|p| p != 0));
-                if dialable { Ok(Self(value)) } else { Err(strict) }
+                if dialable { Ok(Self(value.into())) } else { Err(strict) }
             }
         }
     }
@@ -438,10 +439,22 @@ impl Labels {
     /// A [`FieldError`] naming the field (and the label) when there are too many labels, or a name or value breaks
     /// the rules in [`MAX_LABELS`], [`MAX_LABEL_NAME_BYTES`] and [`MAX_LABEL_VALUE_BYTES`].
     pub fn parse_field(field: &str, labels: BTreeMap<String, String>) -> Result<Self, FieldError> {
+        Self::parse_sorted(field, labels.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+    }
+
+    /// As [`Self::parse_field`], given the labels as (name, value) pairs ordered by name, each name once (as a map
+    /// holds them): what a follower reads straight from an entry's bytes, with no map of strings in between.
+    ///
+    /// # Errors
+    /// As [`Self::parse_field`].
+    pub fn parse_sorted<'a>(
+        field: &str,
+        labels: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Result<Self, FieldError> {
         if labels.len() > MAX_LABELS {
             return Err(FieldError::new(field, format!("{} labels, at most {MAX_LABELS} allowed", labels.len())));
         }
-        for (name, value) in &labels {
+        for (name, value) in labels.clone() {
             let label_field = || format!("{field}[{:?}]", clip(name));
             if name.is_empty() {
                 return Err(FieldError::new(field, "a label name is empty; names match [a-zA-Z_][a-zA-Z0-9_]*"));
@@ -464,8 +477,8 @@ impl Labels {
                 ));
             }
         }
-        let mut kept = String::with_capacity(labels.iter().map(|(name, value)| name.len() + value.len() + 4).sum());
-        for (name, value) in &labels {
+        let mut kept = String::with_capacity(labels.clone().map(|(name, value)| name.len() + value.len() + 4).sum());
+        for (name, value) in labels {
             kept.push(length_char(name.len()));
             kept.push(length_char(value.len()));
             kept.push_str(name);
@@ -904,7 +917,8 @@ impl ProducerSpec {
     }
 }
 
-/// One producer a collector must collect: a validated `AssignedProducer` entry of a snapshot.
+/// One producer a collector must collect: a validated `AssignedProducer` entry of a snapshot, read from its bytes
+/// by `crate::follower::wire::read_entry`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The producer's id.
@@ -917,26 +931,6 @@ pub struct Target {
     pub labels: Labels,
     /// How to collect it.
     pub collection: Collection,
-}
-
-impl TryFrom<pb::AssignedProducer> for Target {
-    type Error = FieldError;
-
-    /// Validates an entry, naming the field that is wrong. Taken by value: a valid entry's address string and
-    /// labels become the target's, not copies. The id and address are read as data a server accepted
-    /// ([`ProducerId::parse_accepted`], [`ProducerAddress::parse_accepted`]), so a collector keeps working with a
-    /// server, store or state file from before a rule was made stricter. A kind this build does not know is an
-    /// invalid entry (a server sends one only to collectors that listed it).
-    fn try_from(p: pb::AssignedProducer) -> Result<Self, FieldError> {
-        let interval = ms_in_range("producers.interval_ms", p.interval_ms, MIN_INTERVAL, MAX_INTERVAL)?;
-        Ok(Self {
-            id: ProducerId::parse_accepted("producers.id", &p.id)?,
-            address: ProducerAddress::parse_accepted("producers.address", p.address)?,
-            interval,
-            labels: Labels::parse_field("producers.labels", p.labels)?,
-            collection: Collection::parse_fields("producers.", p.kind, p.prometheus, interval)?,
-        })
-    }
 }
 
 impl From<&Target> for pb::AssignedProducer {
@@ -1450,12 +1444,22 @@ mod tests {
         assert!(Registration::try_from(grpc).is_ok());
     }
 
+    /// An entry as a follower reads it: encoded, then read from its bytes.
+    fn read(entry: &pb::AssignedProducer) -> Result<Target, FieldError> {
+        use prost::Message as _;
+        match crate::follower::wire::read_entry(&entry.encode_to_vec()) {
+            Ok((target, _)) => Ok(target),
+            Err(crate::follower::wire::EntryError::Invalid(e)) => Err(e),
+            Err(e) => panic!("an encoded message decodes: {e}"),
+        }
+    }
+
     #[test]
     fn a_grpc_entry_carries_no_kind_and_every_entry_round_trips() {
         let grpc = Registration::try_from(request()).unwrap().spec;
         let entry = grpc.to_assigned();
         assert_eq!((entry.kind, entry.prometheus.is_none()), (0, true), "a gRPC entry is what it was before kinds");
-        let target = Target::try_from(entry.clone()).unwrap();
+        let target = read(&entry).unwrap();
         assert_eq!(target.collection, Collection::Grpc);
         assert_eq!(pb::AssignedProducer::from(&target), entry);
 
@@ -1469,19 +1473,19 @@ mod tests {
             (sent.scheme.as_str(), sent.metrics_path.as_str(), sent.scrape_timeout_ms),
             ("http", "/metrics", Some(5))
         );
-        let target = Target::try_from(entry.clone()).unwrap();
+        let target = read(&entry).unwrap();
         assert_eq!(target.collection, spec.collection);
         assert_eq!(pb::AssignedProducer::from(&target), entry);
         assert_eq!(spec.collection.to_info_pb(), (pb::ProducerKind::Prometheus as i32, Some(sent)));
         assert_eq!(Collection::Grpc.to_info_pb(), (pb::ProducerKind::Grpc as i32, None), "an info names the kind");
 
         let unknown = pb::AssignedProducer { kind: 9, ..grpc.to_assigned() };
-        assert_eq!(Target::try_from(unknown).unwrap_err().field, "producers.kind");
+        assert_eq!(read(&unknown).unwrap_err().field, "producers.kind");
         let bad_path = pb::AssignedProducer {
             prometheus: Some(pb::PrometheusTarget { metrics_path: "x".into(), ..Default::default() }),
             ..spec.to_assigned()
         };
-        assert_eq!(Target::try_from(bad_path).unwrap_err().field, "producers.prometheus.metrics_path");
+        assert_eq!(read(&bad_path).unwrap_err().field, "producers.prometheus.metrics_path");
     }
 
     #[test]
@@ -1627,7 +1631,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod address_fast_path {
+pub(crate) mod address_fast_path {
     use proptest::prelude::*;
 
     use super::*;
@@ -1648,8 +1652,8 @@ mod address_fast_path {
         }
     }
 
-    /// A DNS name of RFC 1123 labels whose last label is not all digits.
-    fn host_name() -> impl Strategy<Value = String> {
+    /// A DNS name of RFC 1123 labels whose last label is not all digits (also the follower's entry generator's).
+    pub(crate) fn host_name() -> impl Strategy<Value = String> {
         let label = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?";
         (proptest::collection::vec(label, 0..4), "[a-zA-Z]([a-zA-Z0-9-]{0,6}[a-zA-Z0-9])?").prop_map(
             |(mut labels, last)| {
@@ -1719,7 +1723,7 @@ mod address_fast_path {
         ] {
             assert!(!is_normal_host_port(other), "{other}");
         }
-        assert_eq!(ProducerAddress::parse_accepted("f", "HOST:1".into()).unwrap().as_str(), "host:1");
+        assert_eq!(ProducerAddress::parse_accepted("f", "HOST:1").unwrap().as_str(), "host:1");
     }
 
     #[test]
@@ -1735,10 +1739,10 @@ mod address_fast_path {
     fn addresses_accepted_by_older_rules_are_still_read_but_not_registered() {
         for older in ["a..b:80", "-bad-:80"] {
             assert!(ProducerAddress::parse_field("address", older).is_err(), "{older}");
-            assert_eq!(ProducerAddress::parse_accepted("producers.address", older.into()).unwrap().as_str(), older);
+            assert_eq!(ProducerAddress::parse_accepted("producers.address", older).unwrap().as_str(), older);
         }
         for never in ["no-port", "host:0", "host:99999", "", "a b:1"] {
-            assert!(ProducerAddress::parse_accepted("producers.address", never.into()).is_err(), "{never}");
+            assert!(ProducerAddress::parse_accepted("producers.address", never).is_err(), "{never}");
         }
         let nil = "00000000-0000-0000-0000-000000000000";
         assert!(ProducerId::parse_accepted("producers.id", nil).is_ok());

@@ -18,9 +18,9 @@
 //!
 //! **Entries arrive encoded** ([`super::wire`]). One whose bytes equal those of the applied entry of the same id
 //! (the server encodes an unchanged producer the same way every time) is that entry: the applied target is
-//! reused, with nothing decoded or compared. Any other entry is decoded and validated. The digest is defined over
-//! each entry's deterministic encoding, which is what a roster server sends, so the assembler digests the bytes as
-//! they came. Only when that does not match, or an entry was longer than its re-encoding (it held fields this
+//! reused, with nothing decoded or compared. Any other entry is read into a target in one pass over its bytes
+//! (`wire::read_entry`: no message of strings and maps in between). The digest is defined over each entry's
+//! deterministic encoding, which is what a roster server sends, so the assembler digests the bytes as they came. Only when that does not match, or an entry was longer than its re-encoding (it held fields this
 //! build does not know, which must not pass unnoticed), is every entry decoded and encoded again to compute the
 //! digest by its definition. What applies is the same either way; the fast way keeps a follower's cost per
 //! generation near the cost of reading it.
@@ -366,8 +366,8 @@ impl Assembler {
         events
     }
 
-    /// One entry of `partial`: the applied target when the entry arrived as the same bytes, else the entry decoded
-    /// and validated. Either way its bytes are digested and kept.
+    /// One entry of `partial`: the applied target when the entry arrived as the same bytes, else the entry read
+    /// and validated (`wire::read_entry`). Either way its bytes are digested and kept.
     fn take_entry(&self, partial: &mut Partial, entry: Bytes) -> Result<Target, String> {
         partial.digest.update_wire(&entry);
         if let Some(applied) = self.applied.as_deref() {
@@ -391,11 +391,8 @@ impl Assembler {
                 return Ok(target);
             }
         }
-        let decoded =
-            pb::AssignedProducer::decode(entry.as_ref()).map_err(|e| format!("an entry does not decode: {e}"))?;
-        partial.lengths_match &= decoded.encoded_len() == entry.len();
-        // Taken by value: a valid entry's strings become the target's, with no copy.
-        let target = Target::try_from(decoded).map_err(|e| e.to_string())?;
+        let (target, encoded_len) = wire::read_entry(&entry).map_err(|e| e.to_string())?;
+        partial.lengths_match &= encoded_len == entry.len();
         partial.wire.push((target.id, entry));
         // An entry equal to the applied one of the same id *is* that one (its labels shared, not copied), so a new
         // generation holds, even while it is assembled, one copy of what did not change.

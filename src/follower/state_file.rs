@@ -25,11 +25,8 @@ use prost::Message as _;
 use uuid::Uuid;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use super::assembler::Snapshot;
-use crate::{
-    domain::{ProducerId, Target},
-    pb,
-};
+use super::{assembler::Snapshot, wire};
+use crate::{domain::ProducerId, pb};
 
 const MAGIC: &[u8; 16] = b"ROSTER-SNAPSHOT1";
 
@@ -58,6 +55,25 @@ pub enum StateFileError {
     },
 }
 
+/// `roster.v1.PersistedSnapshot` with each producer left encoded (a message field and a `bytes` field share
+/// protobuf's length-delimited wire type), so that a load reads every entry as a follower reads a snapshot's, in one
+/// pass from its bytes (`wire::read_entry`). The tests check the mirror against the compiled descriptors.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredSnapshot {
+    #[prost(string, tag = "1")]
+    epoch: String,
+    #[prost(uint64, tag = "2")]
+    generation: u64,
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    producers: Vec<Bytes>,
+    #[prost(uint64, tag = "4")]
+    applied_at_unix_ms: u64,
+    #[prost(bool, tag = "5")]
+    store_settling: bool,
+    #[prost(string, repeated, tag = "6")]
+    carried_ids: Vec<String>,
+}
+
 /// A snapshot read back from disk, with when it was applied.
 #[derive(Debug, Clone)]
 pub struct Persisted {
@@ -81,18 +97,17 @@ pub fn load(path: &Path) -> Result<Option<Persisted>, StateFileError> {
     if bytes.len() < 24 || &bytes[..16] != MAGIC {
         return Err(corrupt(format!("{} bytes, without the ROSTER-SNAPSHOT1 header", bytes.len())));
     }
-    let (header, payload) = bytes.split_at(24);
-    let stored = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-    if stored != xxh3_64(payload) {
+    let stored = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if stored != xxh3_64(&bytes[24..]) {
         return Err(corrupt("checksum mismatch: the file was truncated or altered".into()));
     }
-    let message = pb::PersistedSnapshot::decode(payload).map_err(|e| corrupt(format!("cannot decode: {e}")))?;
-    drop(bytes); // Decoded: the encoded copy (200 MB for the largest snapshots) is not needed any more.
+    let payload = Bytes::from(bytes).slice(24..);
+    let message = StoredSnapshot::decode(payload).map_err(|e| corrupt(format!("cannot decode: {e}")))?;
     let epoch = Uuid::parse_str(&message.epoch).map_err(|e| corrupt(format!("epoch: {e}")))?;
     let targets = message
         .producers
-        .into_iter()
-        .map(|p| Target::try_from(p).map_err(|e| corrupt(e.to_string())))
+        .iter()
+        .map(|p| wire::read_entry(p).map(|(target, _)| target).map_err(|e| corrupt(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Persisted {
         snapshot: Snapshot {
@@ -240,7 +255,7 @@ impl<W: Write> Write for Hashed<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Collection, Labels, ProducerAddress, ProducerId, PrometheusTarget, Scheme};
+    use crate::domain::{Collection, Labels, ProducerAddress, ProducerId, PrometheusTarget, Scheme, Target};
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -256,6 +271,35 @@ mod tests {
             settling: false,
             carried: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_mirror_has_every_field_of_the_contract() {
+        use prost_types::FileDescriptorSet;
+        let set = FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("the compiled descriptors decode");
+        let message = set
+            .file
+            .iter()
+            .filter(|f| f.package() == "roster.v1")
+            .flat_map(|f| &f.message_type)
+            .find(|m| m.name() == "PersistedSnapshot")
+            .expect("PersistedSnapshot");
+        let fields: Vec<_> = message.field.iter().map(|f| (f.number(), f.name())).collect();
+        let mirrored =
+            ["epoch", "generation", "producers", "applied_at_unix_ms", "store_settling", "carried_ids"].into_iter();
+        assert_eq!(fields, (1..).zip(mirrored).collect::<Vec<_>>(), "PersistedSnapshot changed: mirror it");
+        let whole = pb::PersistedSnapshot {
+            epoch: "e".into(),
+            generation: 7,
+            producers: snapshot().targets.iter().map(pb::AssignedProducer::from).collect(),
+            applied_at_unix_ms: 42,
+            store_settling: true,
+            carried_ids: vec!["c".into()],
+        };
+        let encoded = whole.encode_to_vec();
+        let read = StoredSnapshot::decode(encoded.as_slice()).expect("decodes");
+        assert_eq!(read.producers, whole.producers.iter().map(|p| Bytes::from(p.encode_to_vec())).collect::<Vec<_>>());
+        assert_eq!(read.encode_to_vec(), encoded, "and nothing is lost");
     }
 
     #[test]
