@@ -49,15 +49,16 @@ use std::{
 };
 
 use sqlx::{
-    AssertSqlSafe, FromRow as _, PgConnection, PgPool, Postgres, QueryBuilder, Row as _, Transaction,
+    AssertSqlSafe, Connection as _, FromRow as _, PgConnection, PgExecutor, PgPool, Postgres, QueryBuilder, Row as _,
     migrate::{MigrateError, Migrator},
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions, PgRow},
 };
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 use uuid::Uuid;
 
-use self::replicas::ReadError;
+use self::replicas::{ReadError, Reading};
 use super::{
     Begun, CatchUp, DatabaseError, Store, StoreError, StoreFuture, Txn,
     rows::{
@@ -106,9 +107,21 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// anything is answered or served.
 const BEGIN_WRITE: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF";
 
+/// [`FENCE`]'s text, for the constants made of it.
+macro_rules! fence {
+    () => {
+        "SELECT pg_logical_emit_message(true, 'roster', 'durable')"
+    };
+}
+
 /// A write that commits synchronously, to wait on: a transactional logical-decoding message (no table, any role may
 /// emit one) whose commit returns only once the WAL is flushed up to it, and so past every commit before it.
-const FENCE: &str = "SELECT pg_logical_emit_message(true, 'roster', 'durable')";
+const FENCE: &str = fence!();
+
+/// A write's commit followed, in the same message, by [`FENCE`] in a transaction of its own (PostgreSQL runs the
+/// statements after a `COMMIT` in a message as one implicit transaction, under the session's `synchronous_commit`,
+/// not the write's): the lock is released by the `COMMIT`, and the message is answered once the write is durable.
+const COMMIT_DURABLY: &str = concat!("COMMIT; ", fence!());
 
 /// What a failed [`durable`] was doing.
 const FENCE_FAILED: &str = "cannot wait for the commit to be durable";
@@ -119,8 +132,8 @@ const FENCE_FAILED: &str = "cannot wait for the commit to be durable";
 /// only once durable (its commit waits for no flush, see [`BEGIN_WRITE`]), and what a replica catches up on (which
 /// another replica may have committed without its flush yet) is served only once durable: a crash of the database
 /// cannot take back anything a replica answered or a collector was sent.
-async fn durable(pool: &PgPool) -> sqlx::Result<()> {
-    sqlx::query(FENCE).execute(pool).await.map(drop)
+async fn durable<'c>(on: impl PgExecutor<'c>) -> sqlx::Result<()> {
+    sqlx::query(FENCE).execute(on).await.map(drop)
 }
 
 /// `call`, or a timeout error naming `context` once [`CALL_TIMEOUT`] passed.
@@ -258,31 +271,19 @@ impl PostgresStore {
     /// [`Store::load`]: in one read-only snapshot, so that a load racing other replicas' commits still reads one
     /// consistent state.
     async fn read(&self) -> Result<Loaded, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(self.db("cannot begin a read"))?;
-        let loaded = read_all(&mut tx).await.map_err(|e| self.read_failed(e))?;
-        tx.commit().await.map_err(self.db("cannot end a read"))?;
+        let mut conn = self.pool.acquire().await.map_err(self.db("cannot begin a read"))?;
+        let loaded = read_snapshot(&mut conn).await.map_err(|e| self.read_failed(e))?;
         // A load may take seconds (everything, at start); the wait for durability after it is bounded as a call is.
-        within(FENCE_FAILED, &self.name, async { durable(&self.pool).await.map_err(self.db(FENCE_FAILED)) }).await?;
+        within(FENCE_FAILED, &self.name, async { durable(&mut *conn).await.map_err(self.db(FENCE_FAILED)) }).await?;
         Ok(loaded)
     }
 
-    /// [`Store::catch_up`]: in one read-only snapshot, without the write lock; what it read is durable when it
-    /// returns (see [`durable`]).
+    /// [`Store::catch_up`]: one message without the write lock, which reads in one snapshot and waits until what it
+    /// read is durable (`replicas::Reading::Durable`).
     async fn changes(&self, seen: u64) -> Result<Option<CatchUp>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(self.db("cannot begin a read"))?;
-        let (_, caught) = replicas::read_since(&mut tx, seen, false).await.map_err(|e| self.read_failed(e))?;
-        tx.commit().await.map_err(self.db("cannot end a read"))?;
-        if caught.is_some() {
-            durable(&self.pool).await.map_err(self.db(FENCE_FAILED))?;
-        }
+        let mut conn = self.pool.acquire().await.map_err(self.db("cannot begin a read"))?;
+        let (_, caught) =
+            replicas::read_since(&mut conn, seen, Reading::Durable).await.map_err(|e| self.read_failed(e))?;
         Ok(caught)
     }
 
@@ -307,16 +308,20 @@ impl PostgresStore {
     /// replica's heartbeat and lead.
     async fn try_begin(&self, replica: ReplicaId, seen: u64, tick: bool) -> Result<Begun, ReadError> {
         let fail = |context: &'static str| move |e| ReadError::Db(context, e);
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(fail("cannot begin a write"))?;
-        // The lock and the reads go as one message when another replica announced a commit this one has not seen (or
-        // the listener asks for a catch-up: 0); otherwise the lock alone, one prepared statement, and the reads only if
-        // a commit is found that was not announced yet.
+        let mut tx = InWrite::acquire(&self.pool).await.map_err(fail("cannot begin a write"))?;
+        // The transaction, the lock and the reads go as one message when another replica announced a commit this one
+        // has not seen (or the listener asks for a catch-up: 0); otherwise the transaction and the lock alone, and the
+        // reads only if a commit is found that was not announced yet.
         let announced = *self.announced.borrow();
         let (meta, catch_up) = if announced > seen || announced == 0 {
-            replicas::read_since(&mut tx, seen, true).await?
+            replicas::read_since(&mut tx, seen, Reading::BeginWrite).await?
         } else {
-            let meta = replicas::meta(&mut tx, true).await.map_err(fail("cannot take the write lock"))?;
-            if meta.revision > seen { replicas::read_since(&mut tx, seen, false).await? } else { (meta, None) }
+            let meta = replicas::begin_write(&mut tx).await.map_err(fail("cannot take the write lock"))?;
+            if meta.revision > seen {
+                replicas::read_since(&mut tx, seen, Reading::Locked).await?
+            } else {
+                (meta, None)
+            }
         };
         let (lead, evicted) = if tick {
             let registered = self.registered.load(Ordering::SeqCst);
@@ -337,6 +342,25 @@ impl PostgresStore {
         };
         Ok(Begun { txn: Box::new(txn), catch_up, lead, evicted })
     }
+}
+
+/// Everything the store holds, read on `conn` in a read-only snapshot of its own (REPEATABLE READ), so that a read
+/// racing other replicas' commits still reads one consistent state. Not waited on until durable: see [`durable`].
+async fn read_snapshot(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| ReadError::Db("cannot begin a read", e))?;
+    let loaded = read_all(&mut tx).await?;
+    tx.commit().await.map_err(|e| ReadError::Db("cannot end a read", e))?;
+    Ok(loaded)
+}
+
+/// [`read_snapshot`], handed back once durable.
+async fn read_durably(conn: &mut PgConnection) -> Result<Loaded, ReadError> {
+    let loaded = read_snapshot(conn).await?;
+    durable(conn).await.map_err(|e| ReadError::Db(FENCE_FAILED, e))?;
+    Ok(loaded)
 }
 
 /// Everything the store holds, read on `conn` inside a transaction that sees one state. Each row becomes a record as
@@ -382,9 +406,68 @@ fn collector(row: &PgRow) -> Result<(CollectorId, CollectorRecord), ReadError> {
         .map_err(|problem| ReadError::Corrupt("collectors", problem))
 }
 
+/// A pool connection in a write's transaction, which roster begins and ends with statements of its own rather than
+/// with sqlx's transactions, so that `BEGIN` goes in one message with the write lock and the reads, and `COMMIT` in
+/// one with the wait for durability ([`InWrite::commit`]): two round trips fewer than `BEGIN`, `COMMIT` and a fence
+/// on a connection of its own. Dropped before its commit (a failure, a timeout), it is closed rather than returned to
+/// the pool: PostgreSQL rolls its transaction back and releases the lock at once, and no later user of the pool
+/// finds itself inside it.
+struct InWrite {
+    conn: PoolConnection<Postgres>,
+    /// Whether its transaction may still be open: from the moment `BEGIN` may have been sent until `COMMIT` answered.
+    open: bool,
+}
+
+impl InWrite {
+    /// A connection of `pool`, about to begin a write.
+    async fn acquire(pool: &PgPool) -> sqlx::Result<Self> {
+        Ok(Self { conn: pool.acquire().await?, open: true })
+    }
+
+    /// Commits the write's transaction; with `durably`, in the same message, [`FENCE`] after it, so that this returns
+    /// only once the commit is durable (see [`durable`]).
+    async fn commit(&mut self, durably: bool) -> Result<(), (&'static str, sqlx::Error)> {
+        let sql = if durably { COMMIT_DURABLY } else { "COMMIT" };
+        let mut committed = false;
+        let mut results = sqlx::raw_sql(sql).fetch_many(&mut *self.conn);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(sqlx::Either::Left(_done)) => committed = true,
+                Ok(sqlx::Either::Right(_fenced)) => {}
+                Err(e) => return Err((if committed { FENCE_FAILED } else { "cannot commit" }, e)),
+            }
+        }
+        drop(results);
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for InWrite {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for InWrite {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for InWrite {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// A write under the store's write lock ([`Store::begin`]).
 struct PgTxn {
-    tx: Transaction<'static, Postgres>,
+    tx: InWrite,
     pool: PgPool,
     /// The store's revision when the lock was taken: what the batch was decided on.
     revision: u64,
@@ -399,34 +482,38 @@ struct PgTxn {
 impl PgTxn {
     /// Commits `batch`; a serialization failure or a deadlock (with a writer outside roster, which takes no lock
     /// first) is retried, at most [`RETRY_ATTEMPTS`] times in all, by taking the write lock again and writing the same
-    /// batch, as long as no commit came in between (the batch was decided on that revision). A tick is not retried:
-    /// its heartbeat and lead were written in the transaction that failed, and the next tick writes them again.
+    /// batch, as long as no commit came in between (the batch was decided on that revision); the failed attempt's
+    /// connection is closed, which rolls it back. A tick is not retried: its heartbeat and lead were written in the
+    /// transaction that failed, and the next tick writes them again.
     async fn commit_retrying(self, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
         let PgTxn { mut tx, pool, revision, read_or_wrote, registers, .. } = self;
+        let durably = read_or_wrote || !batch.is_empty();
         let mut attempt = 1;
         loop {
             let committed = async {
                 let written = if batch.is_empty() { revision } else { write(&mut tx, batch).await? };
-                tx.commit().await.map_err(|e| ("cannot commit", e))?;
+                tx.commit(durably).await?;
                 Ok(written)
             }
             .await;
             match committed {
                 Ok(written) => {
-                    if read_or_wrote || !batch.is_empty() {
-                        durable(&pool).await.map_err(|e| (FENCE_FAILED, e))?;
-                    }
                     if let Some(registered) = &registers {
                         registered.store(true, Ordering::SeqCst);
                     }
                     return Ok(written);
                 }
-                Err((_, source)) if attempt < RETRY_ATTEMPTS && registers.is_none() && retryable(&source) => {
+                Err((context, source))
+                    if context != FENCE_FAILED
+                        && attempt < RETRY_ATTEMPTS
+                        && registers.is_none()
+                        && retryable(&source) =>
+                {
                     let ceiling = (Duration::from_millis(1) * 2_u32.pow(attempt)).min(RETRY_BACKOFF_MAX);
                     tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
                     attempt += 1;
-                    tx = pool.begin_with(BEGIN_WRITE).await.map_err(|e| ("cannot begin a write", e))?;
-                    let meta = replicas::meta(&mut tx, true).await.map_err(|e| ("cannot take the write lock", e))?;
+                    tx = InWrite::acquire(&pool).await.map_err(|e| ("cannot begin a write", e))?;
+                    let meta = replicas::begin_write(&mut tx).await.map_err(|e| ("cannot take the write lock", e))?;
                     if meta.revision != revision {
                         // Another replica committed in between: the batch was decided on a state that is gone.
                         return Err(("another replica committed while this write was retried", source));
@@ -460,7 +547,7 @@ impl Txn for PgTxn {
 /// when, and only if, the transaction commits), up to [`ROWS_PER_STATEMENT`] producers and as many collectors, and
 /// the deletions with their tombstones. That is every batch of registrations, renewals or reports but the largest;
 /// rows beyond go in further statements of the same shape, at the same revision.
-async fn write(tx: &mut Transaction<'static, Postgres>, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
+async fn write(tx: &mut PgConnection, batch: &Batch) -> Result<u64, (&'static str, sqlx::Error)> {
     let mut producers = batch.upsert_producers.chunks(ROWS_PER_STATEMENT);
     let mut collectors = batch.upsert_collectors.chunks(ROWS_PER_STATEMENT);
     let mut revision: Option<i64> = None;
@@ -512,7 +599,7 @@ async fn write(tx: &mut Transaction<'static, Postgres>, batch: &Batch) -> Result
         }
         statement.push(" SELECT revision FROM m");
         let written: i64 =
-            statement.build_query_scalar().fetch_one(&mut **tx).await.map_err(|e| ("cannot write the batch", e))?;
+            statement.build_query_scalar().fetch_one(&mut *tx).await.map_err(|e| ("cannot write the batch", e))?;
         revision = Some(written);
     }
     Ok(revision.map_or(0, |r| u64::try_from(r).unwrap_or(0)))
@@ -672,6 +759,63 @@ mod tests {
             let heard = tokio::time::timeout(WAIT, listener.recv()).await.expect("a notification in time").unwrap();
             assert_eq!((heard.channel(), heard.payload()), (NOTIFY_CHANNEL, want));
         }
+    }
+
+    /// A write dropped before its commit (a failure, a timeout) releases the write lock at once, and leaves no
+    /// connection of the pool inside its transaction: another replica's write and the next write of the same replica
+    /// both take the lock, and the dropped write's rows are not there.
+    #[tokio::test]
+    async fn postgres_store_releases_the_lock_of_a_write_dropped_before_its_commit() {
+        let pg = TestPostgres::start().await;
+        let (first, second) = (open(&pg).await, open(&pg).await);
+        let collectors = conformance::collectors(1);
+        // A batch written under the lock, by a write that goes no further.
+        let mut tx = InWrite::acquire(&first.pool).await.unwrap();
+        replicas::begin_write(&mut tx).await.unwrap();
+        write(&mut tx, &Batch { upsert_collectors: collectors, ..Batch::default() }).await.unwrap();
+        drop(tx);
+        for store in [&second, &first] {
+            let begun = tokio::time::timeout(WAIT, store.begin(ReplicaId::new_v4(), 0, false))
+                .await
+                .expect("the write lock was released")
+                .unwrap();
+            assert_eq!(begun.txn.commit(&Batch::default()).await.unwrap(), 0, "the dropped write committed");
+        }
+        assert!(first.load().await.unwrap().collectors.is_empty());
+    }
+
+    /// A catch-up's message reads one state (`replicas::ONE_SNAPSHOT`): a commit made while the message is between
+    /// two of its reads (held there on an advisory lock) is not seen by the second.
+    #[tokio::test]
+    async fn postgres_store_catch_up_reads_one_state_in_its_message() {
+        let pg = TestPostgres::start().await;
+        drop(open(&pg).await);
+        let (mut holder, mut reader) = (connect(&pg).await, connect(&pg).await);
+        let observer = PgPool::connect(&pg.url()).await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock(42)").execute(&mut holder).await.unwrap();
+        let sql = format!(
+            "{}SELECT revision FROM meta; SELECT pg_advisory_lock(42); SELECT revision FROM meta",
+            replicas::ONE_SNAPSHOT
+        );
+        let reading = tokio::spawn(async move {
+            let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_all(&mut reader).await.unwrap();
+            rows.iter().filter_map(|row| row.try_get::<i64, _>("revision").ok()).collect::<Vec<_>>()
+        });
+        wait_for_some("the message to wait between its reads", || {
+            let observer = observer.clone();
+            async move {
+                let waiting: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                        .fetch_one(&observer)
+                        .await
+                        .unwrap();
+                (waiting == 1).then_some(())
+            }
+        })
+        .await;
+        sqlx::query("UPDATE meta SET revision = revision + 1").execute(&mut holder).await.unwrap();
+        sqlx::query("SELECT pg_advisory_unlock(42)").execute(&mut holder).await.unwrap();
+        assert_eq!(reading.await.unwrap(), vec![0, 0], "the second read saw a commit the first did not");
     }
 
     /// Only a serialization failure and a deadlock are retried: classified on PostgreSQL's own errors.

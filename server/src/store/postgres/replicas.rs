@@ -36,7 +36,7 @@ use super::{
         CatchUp, DatabaseError, Lead, StoreError,
         rows::{COLLECTOR_COLUMNS, PRODUCER_COLUMNS, to_i64},
     },
-    NOTIFY_CHANNEL, collector, producer, read_all,
+    BEGIN_WRITE, FENCE, NOTIFY_CHANNEL, collector, producer, read_all, read_durably,
 };
 use crate::records::{Batch, ReplicaId};
 
@@ -97,6 +97,19 @@ pub(super) async fn meta(conn: &mut PgConnection, lock: bool) -> sqlx::Result<Me
 pub(super) struct Ticked {
     pub lead: Option<Lead>,
     pub evicted: bool,
+}
+
+/// Begins a write's transaction on `conn` and takes the write lock, in one message: the `meta` row, locked.
+pub(super) async fn begin_write(conn: &mut PgConnection) -> sqlx::Result<Meta> {
+    let sql = format!("{BEGIN_WRITE}; {META_SELECT} FOR UPDATE");
+    let mut meta = None;
+    let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
+    while let Some(result) = results.next().await {
+        if let Either::Right(row) = result? {
+            meta = Some(Meta::from_row(&row)?);
+        }
+    }
+    meta.ok_or(sqlx::Error::RowNotFound)
 }
 
 /// A replica's tick, under the write lock: says it is alive (and what it has seen), renews or takes the lead, and
@@ -221,37 +234,64 @@ impl ReadError {
     }
 }
 
-/// The `meta` row and what was committed since `seen`, read on `conn` in one round trip; with `lock`, first taking
-/// the write lock, inside a write's transaction (otherwise inside a REPEATABLE READ one). The four statements go to
-/// PostgreSQL as one message (the simple query protocol), so a write holds the lock for one round trip of reads,
-/// not four; each statement sees every commit made before it began, so the reads after the lock see everything
-/// committed before the lock was granted. `seen` is a number formatted into the SQL: it carries nothing but digits.
+/// What makes the statements of one message read one state: PostgreSQL runs a message of several statements as one
+/// (implicit) transaction, and this, first in it, makes that transaction REPEATABLE READ, so that every statement
+/// sees the commits the first one saw (in the default READ COMMITTED, each would see those made before it began).
+pub(super) const ONE_SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; ";
+
+/// How [`read_since`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reading {
+    /// Beginning a write's transaction (`BEGIN_WRITE`) and taking the write lock first, in the same message.
+    BeginWrite,
+    /// Inside a write's transaction that holds the lock already.
+    Locked,
+    /// On its own, without the lock: a transaction of its own in the same message, REPEATABLE READ (so that the
+    /// reads see one state), which, when anything was committed since `seen`, ends by committing synchronously
+    /// [`FENCE`]'s logical-decoding message: its commit returns only once the WAL is flushed past every
+    /// commit the reads saw, so what they read is durable when the message is answered. A catch-up is then one round
+    /// trip, where a transaction begun, read, ended and followed by a fence of its own took four.
+    Durable,
+}
+
+/// The `meta` row and what was committed since `seen`, read on `conn` in one round trip, as [`Reading`] says. The
+/// statements go to PostgreSQL as one message (the simple query protocol), so a write holds the lock for one round
+/// trip of reads, not four; each statement sees every commit made before it began (or, [`Reading::Durable`], before
+/// the first), so the reads after the lock see everything committed before the lock was granted. `seen` is a number
+/// formatted into the SQL: it carries nothing but digits.
 ///
 /// The changes are `None` when nothing was committed since `seen`. When the tombstones `seen` would need were pruned
-/// (`meta.pruned_through`), they are everything, read again.
+/// (`meta.pruned_through`), they are everything, read again (in a snapshot of its own and waited on until durable,
+/// [`Reading::Durable`]: the message's transaction ended with it).
 pub(super) async fn read_since(
     conn: &mut PgConnection,
     seen: u64,
-    lock: bool,
+    reading: Reading,
 ) -> Result<(Meta, Option<CatchUp>), ReadError> {
     let since = to_i64(seen);
-    let lock = if lock { " FOR UPDATE" } else { "" };
+    // What answers before the reads, with no row: `BEGIN` and `SET`, or `SET TRANSACTION`.
+    let (begin, skipped, lock, end) = match reading {
+        Reading::BeginWrite => (format!("{BEGIN_WRITE}; "), 2, " FOR UPDATE", String::new()),
+        Reading::Locked => (String::new(), 0, "", String::new()),
+        Reading::Durable => (ONE_SNAPSHOT.to_owned(), 1, "", format!("; {FENCE} FROM meta WHERE revision > {since}")),
+    };
     // A tombstone of an id written again since (a producer that registered again) is not a deletion any more.
     let sql = format!(
-        "{META_SELECT}{lock}; \
+        "{begin}{META_SELECT}{lock}; \
          SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > {since} ORDER BY id; \
          SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > {since} ORDER BY id; \
          SELECT t.kind, t.id FROM tombstones t WHERE t.revision > {since} AND NOT EXISTS \
          (SELECT 1 FROM producers p WHERE t.kind = 'producer' AND p.id = t.id) AND NOT EXISTS \
-         (SELECT 1 FROM collectors c WHERE t.kind = 'collector' AND c.id = t.id)"
+         (SELECT 1 FROM collectors c WHERE t.kind = 'collector' AND c.id = t.id){end}"
     );
     let (mut meta, mut changes) = (None, Batch::default());
-    let mut statement = 0;
     let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
+    let mut answered: usize = 0;
     while let Some(result) = results.next().await {
+        let statement = answered.saturating_sub(skipped);
         let row = match result {
             Ok(Either::Left(_done)) => {
-                statement += 1;
+                answered += 1;
                 continue;
             }
             Ok(Either::Right(row)) => row,
@@ -261,7 +301,7 @@ pub(super) async fn read_since(
             0 => meta = Some(Meta::from_row(&row).map_err(|e| ReadError::Db(READS[0], e))?),
             1 => changes.upsert_producers.push(producer(&row)?),
             2 => changes.upsert_collectors.push(collector(&row)?),
-            _ => {
+            3 => {
                 let (kind, id): (&str, &str) = (row.get("kind"), row.get("id"));
                 let id =
                     Uuid::parse_str(id).map_err(|e| ReadError::Corrupt("tombstones", format!("id {id:?}: {e}")))?;
@@ -270,12 +310,18 @@ pub(super) async fn read_since(
                     _ => changes.delete_collectors.push(CollectorId(id)),
                 }
             }
+            // The fence's row ([`Reading::Durable`]): it answers once the reads are durable.
+            _ => {}
         }
     }
     drop(results);
     let meta = meta.ok_or_else(|| ReadError::Corrupt("meta", "no row (no epoch)".into()))?;
     if seen < meta.pruned_through {
-        return Ok((meta, Some(CatchUp::Everything(read_all(conn).await?))));
+        let everything = match reading {
+            Reading::Durable => read_durably(conn).await?,
+            Reading::BeginWrite | Reading::Locked => read_all(conn).await?,
+        };
+        return Ok((meta, Some(CatchUp::Everything(everything))));
     }
     if meta.revision <= seen {
         return Ok((meta, None));
