@@ -784,6 +784,52 @@ mod tests {
         assert!(first.load().await.unwrap().collectors.is_empty());
     }
 
+    /// A catch-up reads through the indexes on `revision` even before the planner has statistics: tables of 20 000
+    /// rows written since an old revision, never analyzed (a store that grew from nothing faster than autovacuum
+    /// came by), and each of its reads planned without a sequential scan.
+    #[tokio::test]
+    async fn postgres_store_catch_up_reads_through_the_revision_indexes_before_any_analyze() {
+        let pg = TestPostgres::start().await;
+        drop(open(&pg).await);
+        let mut conn = connect(&pg).await;
+        for table in ["producers", "collectors", "tombstones"] {
+            let sql = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
+            sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        }
+        sqlx::raw_sql(
+            "INSERT INTO producers (id, address, interval_ms, labels, lease_ms, expires_at_ms, registered_at_ms, \
+             revision) SELECT gen_random_uuid()::text, 'a:1', 1000, '{}', 60000, 0, 0, n FROM generate_series(1, 20000) n; \
+             INSERT INTO collectors (id, generation, revision) \
+             SELECT gen_random_uuid()::text, 1, n FROM generate_series(1, 20000) n; \
+             INSERT INTO tombstones (kind, id, revision) \
+             SELECT 'producer', gen_random_uuid()::text, n FROM generate_series(1, 20000) n; \
+             UPDATE meta SET revision = 20001",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let analyzed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('producers', 'collectors', 'tombstones') \
+             AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(analyzed, 0, "the tables must not have been analyzed for this test to mean anything");
+        for read in replicas::reads_since(19_990) {
+            let plan: Vec<String> = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN {read}")))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan on producers") && !plan.contains("Seq Scan on collectors"), "{plan}");
+            assert!(!plan.contains("Seq Scan on tombstones") && !plan.contains("Gather"), "{plan}");
+        }
+    }
+
     /// A catch-up's message reads one state (`replicas::ONE_SNAPSHOT`): a commit made while the message is between
     /// two of its reads (held there on an advisory lock) is not seen by the second.
     #[tokio::test]

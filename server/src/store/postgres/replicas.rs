@@ -19,7 +19,7 @@
 //!   the rows of replicas not heard from within the replica timeout; the registry then closes their streams, and
 //!   a replica that finds its own row gone was taken for gone (evicted) and ends its streams.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use roster::domain::{CollectorId, ProducerId};
 use sqlx::{
@@ -275,15 +275,8 @@ pub(super) async fn read_since(
         Reading::Locked => (String::new(), 0, "", String::new()),
         Reading::Durable => (ONE_SNAPSHOT.to_owned(), 1, "", format!("; {FENCE} FROM meta WHERE revision > {since}")),
     };
-    // A tombstone of an id written again since (a producer that registered again) is not a deletion any more.
-    let sql = format!(
-        "{begin}{META_SELECT}{lock}; \
-         SELECT {PRODUCER_COLUMNS} FROM producers WHERE revision > {since} ORDER BY id; \
-         SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE revision > {since} ORDER BY id; \
-         SELECT t.kind, t.id FROM tombstones t WHERE t.revision > {since} AND NOT EXISTS \
-         (SELECT 1 FROM producers p WHERE t.kind = 'producer' AND p.id = t.id) AND NOT EXISTS \
-         (SELECT 1 FROM collectors c WHERE t.kind = 'collector' AND c.id = t.id){end}"
-    );
+    let [producers, collectors, deletions] = reads_since(since);
+    let sql = format!("{begin}{META_SELECT}{lock}; {producers}; {collectors}; {deletions}{end}");
     let (mut meta, mut changes) = (None, Batch::default());
     let mut results = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(&mut *conn);
     let mut answered: usize = 0;
@@ -315,6 +308,14 @@ pub(super) async fn read_since(
         }
     }
     drop(results);
+    if !changes.delete_producers.is_empty() {
+        let written: HashSet<ProducerId> = changes.upsert_producers.iter().map(|p| p.spec.id).collect();
+        changes.delete_producers.retain(|id| !written.contains(id));
+    }
+    if !changes.delete_collectors.is_empty() {
+        let written: HashSet<CollectorId> = changes.upsert_collectors.iter().map(|(id, _)| *id).collect();
+        changes.delete_collectors.retain(|id| !written.contains(id));
+    }
     let meta = meta.ok_or_else(|| ReadError::Corrupt("meta", "no row (no epoch)".into()))?;
     if seen < meta.pruned_through {
         let everything = match reading {
@@ -329,6 +330,27 @@ pub(super) async fn read_since(
     changes.settled_at_ms = meta.settled_at_ms;
     let revision = meta.revision;
     Ok((meta, Some(CatchUp::Changes { revision, changes })))
+}
+
+/// The reads of a catch-up since revision `since`: the producers and the collectors written since, and the tombstones
+/// since. A tombstone of an id that is written since too (a producer that registered again) is not a deletion any
+/// more; [`read_since`] drops it from what it read, rather than the read from every table it joins (which the planner
+/// may do by hashing the whole tables): a row that exists now and was deleted since was written again since, after
+/// its deletion, so it is among the rows read.
+///
+/// Each is bounded above by the store's revision as well as below by `since`, which changes nothing it reads (no row
+/// is newer than the store) but what PostgreSQL's planner expects of it: until a table was first analyzed, which
+/// autovacuum may not have done yet when it grew from nothing (a new store, a fleet registering at once), the planner
+/// guesses that `revision > since` keeps a third of the rows and scans them all, in parallel (launching workers
+/// each time), where a range closed on both sides is guessed at half a percent and read through the index on
+/// `revision`. Every write of every replica reads these under the write lock whenever another replica committed.
+pub(super) fn reads_since(since: i64) -> [String; 3] {
+    let range = format!("revision > {since} AND revision <= (SELECT revision FROM meta)");
+    [
+        format!("SELECT {PRODUCER_COLUMNS} FROM producers WHERE {range} ORDER BY id"),
+        format!("SELECT {COLLECTOR_COLUMNS} FROM collectors WHERE {range} ORDER BY id"),
+        format!("SELECT kind, id FROM tombstones WHERE {range}"),
+    ]
 }
 
 /// What each statement of [`read_since`] reads, for its errors.
