@@ -26,10 +26,12 @@
 //!   roster writer taking the lock first, only a writer outside roster (an operator's transaction) can cause one.
 //!   Anything else fails ([`StoreError::Db`]); the registry answers `UNAVAILABLE` and reloads its state.
 //!
-//! - **The lock is held for three round trips and no disk flush**: the lock and the catch-up reads go as one message
-//!   (`replicas::read_since`), the batch as one statement ([`write`]), then the commit, which does not wait for the
-//!   WAL flush ([`BEGIN_WRITE`]). Every writer waits on the lock, so its hold bounds the writes of all replicas
-//!   together; a flush (milliseconds on a slow disk) would be most of it.
+//! - **The lock is held for three round trips and no disk flush**: the transaction's start, the lock and the catch-up
+//!   reads go as one message (`replicas::read_since`), the batch as one statement ([`write`]), then the commit, which
+//!   does not wait for the WAL flush ([`BEGIN_WRITE`]), with the wait for durability in the same message
+//!   ([`InWrite`]). Every writer waits on the lock, so its hold bounds the writes of all replicas together; a flush
+//!   (milliseconds on a slow disk) would be most of it, and so would a read that scans a table: the catch-up reads
+//!   go through the indexes on `revision` (`replicas::reads_since`).
 //!
 //! Durability is PostgreSQL's, waited for outside the lock: a write returns, and a catch-up or a load hands back
 //! what it read, only once a synchronous commit after it was flushed ([`durable`]). So nothing is answered or served
