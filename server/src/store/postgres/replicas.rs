@@ -36,7 +36,7 @@ use super::{
         CatchUp, DatabaseError, Lead, StoreError,
         rows::{COLLECTOR_COLUMNS, PRODUCER_COLUMNS, to_i64},
     },
-    BEGIN_WRITE, FENCE, NOTIFY_CHANNEL, collector, producer, read_all, read_durably,
+    BEGIN_WRITE, FENCE, FENCE_FAILED, NOTIFY_CHANNEL, collector, producer, read_all, read_durably,
 };
 use crate::records::{Batch, ReplicaId};
 
@@ -288,7 +288,8 @@ pub(super) async fn read_since(
                 continue;
             }
             Ok(Either::Right(row)) => row,
-            Err(e) => return Err(ReadError::Db(READS[statement.min(READS.len() - 1)], e)),
+            // Past the reads, only the fence ([`Reading::Durable`]) can fail.
+            Err(e) => return Err(ReadError::Db(READS.get(statement).copied().unwrap_or(FENCE_FAILED), e)),
         };
         match statement {
             0 => meta = Some(Meta::from_row(&row).map_err(|e| ReadError::Db(READS[0], e))?),
