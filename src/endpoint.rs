@@ -133,6 +133,19 @@ impl ServerUrl {
         }
     }
 
+    /// [`ServerUrl::check_tls`] of each of `servers` (a `--server` list: one URL, or replicas'); the first mismatch.
+    ///
+    /// # Errors
+    /// As [`ServerUrl::check_tls`].
+    pub fn check_tls_all(servers: &[Self], has_ca: bool, ca_flag: &str) -> Result<(), InvalidValue> {
+        servers.iter().try_for_each(|server| server.check_tls(has_ca, ca_flag))
+    }
+
+    /// `servers` as a `--server` list takes them: their URLs, comma-separated.
+    pub fn joined(servers: &[Self]) -> String {
+        servers.iter().map(Self::as_str).collect::<Vec<_>>().join(",")
+    }
+
     /// A tonic endpoint for this URL, with tonic's defaults; a client's channel is made by
     /// [`ClientOptions`](crate::transport::ClientOptions), which adds roster's settings.
     pub(crate) fn endpoint(&self) -> Endpoint {
@@ -191,6 +204,12 @@ mod tests {
         assert!(message.contains("https://h:1 asks for TLS") && message.contains("give --tls-ca"), "{message}");
         let message = http.check_tls(true, "--tls-ca").unwrap_err().0;
         assert!(message.contains("--tls-ca is given, but http://h:1 is plaintext"), "{message}");
+        // A list of replicas: the first URL that disagrees is named; the list is shown as --server takes it.
+        let mixed = [https.clone(), http.clone()];
+        let message = ServerUrl::check_tls_all(&mixed, true, "--tls-ca").unwrap_err().0;
+        assert!(message.contains("http://h:1 is plaintext"), "{message}");
+        assert!(ServerUrl::check_tls_all(&[https], true, "--tls-ca").is_ok());
+        assert_eq!(ServerUrl::joined(&mixed), "https://h:1,http://h:1");
     }
 
     #[test]

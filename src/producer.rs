@@ -173,7 +173,8 @@ pub async fn run_demo(
         ]
     });
     let tls = options.serve_tls.as_ref().map_or("off", |_| "on");
-    info!(producer.id = %options.id, listen = %local, tls, servers = %options.servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","), "demo producer serving");
+    let servers = crate::endpoint::ServerUrl::joined(&options.servers);
+    info!(producer.id = %options.id, listen = %local, tls, servers, "demo producer serving");
     let served = ServerTransport::new(ServeOptions::default())
         .tls(options.serve_tls)
         .add_service(service)

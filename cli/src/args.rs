@@ -109,7 +109,7 @@ impl Cli {
         let refused = match &self.command {
             Command::Up(_) | Command::Auth(_) => None,
             Command::Status(args) => args.collector.check_tls(has_ca, "--tls-ca").err().map(|e| ("--collector", e)),
-            _ => self.server.iter().find_map(|s| s.check_tls(has_ca, "--tls-ca").err()).map(|e| ("--server", e)),
+            _ => ServerUrl::check_tls_all(&self.server, has_ca, "--tls-ca").err().map(|e| ("--server", e)),
         };
         if let Some((flag, e)) = refused {
             Self::command().error(clap::error::ErrorKind::ValueValidation, format!("{flag}: {}", e.0)).exit();

@@ -220,7 +220,7 @@ pub async fn run(
         instance = ?instance,
         status = ?local,
         metrics = %metrics_local.map_or_else(|| "off".to_owned(), |a| a.to_string()),
-        servers = %config.servers.iter().map(ServerUrl::as_str).collect::<Vec<_>>().join(","),
+        servers = %ServerUrl::joined(&config.servers),
         data_dir = %config.data_dir.display(),
         sinks = %sinks.iter().map(|s| format!("{}={}", s.kind, s.destination)).collect::<Vec<_>>().join(","),
         resumed = persisted.as_ref().map_or(0, |s| s.targets.len()),

@@ -151,7 +151,7 @@ async fn start() -> anyhow::Result<()> {
     let args = Args::parse();
     roster::process::init_tracing();
     // A usage error (exit 2, as clap's own), before anything is made.
-    if let Some(e) = args.server.iter().find_map(|server| server.check_tls(args.tls_ca.is_some(), "--tls-ca").err()) {
+    if let Err(e) = ServerUrl::check_tls_all(&args.server, args.tls_ca.is_some(), "--tls-ca") {
         Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
     }
     let files =

@@ -20,9 +20,10 @@
 //! (the server encodes an unchanged producer the same way every time) is that entry: the applied target is
 //! reused, with nothing decoded or compared. Any other entry is read into a target in one pass over its bytes
 //! (`wire::read_entry`: no message of strings and maps in between). The digest is defined over each entry's
-//! deterministic encoding, which is what a roster server sends, so the assembler digests the bytes as they came. Only when that does not match, or an entry was longer than its re-encoding (it held fields this
-//! build does not know, which must not pass unnoticed), is every entry decoded and encoded again to compute the
-//! digest by its definition. What applies is the same either way; the fast way keeps a follower's cost per
+//! deterministic encoding, which is what a roster server sends, so the assembler digests the bytes as they came.
+//! Only when that does not match, or an entry was longer than its re-encoding (it held fields this build does not
+//! know, which must not pass unnoticed), is every entry decoded and encoded again to compute the digest by its
+//! definition. What applies is the same either way; the fast way keeps a follower's cost per
 //! generation near the cost of reading it.
 
 use std::{collections::HashSet, sync::Arc};

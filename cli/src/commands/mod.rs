@@ -101,7 +101,7 @@ fn tls_mismatch(e: anyhow::Error, servers: &[ServerUrl]) -> anyhow::Error {
     let plaintext = e.chain().any(answered_in_plaintext)
         || e.downcast_ref::<CallError>().is_some_and(|call| answered_in_plaintext(call.status()));
     if servers.iter().any(ServerUrl::is_tls) && plaintext {
-        let server = listed(servers);
+        let server = ServerUrl::joined(servers);
         return e.context(format!(
             "--server {server} answered in plaintext, not TLS: it serves without TLS, so call it with http:// and \
              without --tls-ca (or start it with --tls-cert and --tls-key)"
@@ -118,15 +118,10 @@ fn not_a_server(e: anyhow::Error, servers: &[ServerUrl]) -> anyhow::Error {
             "--server {} answered, but it is not a roster-server (it does not serve roster.v1.Registry; a \
              roster-collector's status address answers so); point --server at roster-server's --listen address, \
              e.g. {DEFAULT_SERVER}",
-            listed(servers)
+            ServerUrl::joined(servers)
         )),
         _ => e,
     }
-}
-
-/// `--server` as it was given: its URLs, comma-separated.
-fn listed(servers: &[ServerUrl]) -> String {
-    servers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The server's record of `collector`, or an error saying it is not known: the one check that an id names a
