@@ -35,7 +35,7 @@ use crate::{
     collector::CollectorProcess,
     fleet::{Fleet, RemoteWatchers, register_many},
     ms, percentiles,
-    server::ServerProcess,
+    server::{ServerProcess, cpu_time},
 };
 
 /// Bound on every wait of the harness.
@@ -186,7 +186,10 @@ pub async fn full_sync_one_collector(scale: Scale, dir: &Path) -> anyhow::Result
 }
 
 /// Times fresh followers (no state: a full snapshot each, persisted as a collector does) of `ids` until they
-/// hold `total` producers, then the bare stream of the same chunks; best of [`RUNS`] each.
+/// hold `total` producers, then the bare stream of the same chunks; best of [`RUNS`] each. Beside the times, the
+/// CPU each side used in its timed windows, averaged over its runs (`/proc`'s 10 ms ticks, so a run's figure is
+/// within 10 ms per process, and the average over the runs closer): the two sides share this machine's cores, so
+/// neither's time can fall below its CPU divided by the cores.
 ///
 /// Each run starts once `server` holds no stream of the run before (every collector in grace): a follower that
 /// opened its stream while its predecessor's was still open on the server would be refused as a second process
@@ -201,14 +204,19 @@ async fn full_sync(
 ) -> anyhow::Result<Vec<Figure>> {
     let url = &server.url();
     let mut roster_best = Duration::MAX;
+    let here = std::process::id();
+    let (mut server_cpu, mut followers_cpu) = (Duration::ZERO, Duration::ZERO);
     for run in 0..RUNS {
         let state = dir.join(format!("{scenario}-run{run}").replace([' ', ','], "-"));
         std::fs::create_dir_all(&state)?;
         no_live_collector(server).await?;
+        let cpu = (server.cpu_time()?, cpu_time(here)?);
         let start = Instant::now();
         let fleet = Fleet::start(url, ids.to_vec(), Some(&state))?;
         fleet.wait(scenario, LIMIT, |h| Fleet::applied_producers(h) == total).await?;
         roster_best = roster_best.min(start.elapsed());
+        server_cpu += server.cpu_time()? - cpu.0;
+        followers_cpu += cpu_time(here)? - cpu.1;
         fleet.stop();
     }
     let mut recordings = HashMap::new();
@@ -219,10 +227,14 @@ async fn full_sync(
     let collectors: Vec<String> = recordings.keys().cloned().collect();
     let (addr, task) = bare::serve(BareFeed { recordings: Arc::new(recordings) }).await?;
     let mut bare_best = Duration::MAX;
+    let bare_cpu = cpu_time(here)?;
     for _ in 0..RUNS {
         bare_best = bare_best.min(bare::read_all(addr, &collectors).await?);
     }
+    // Nothing else runs between the bare runs.
+    let bare_cpu = cpu_time(here)? - bare_cpu;
     task.abort();
+    let per_run = |cpu: Duration| ms(cpu) / RUNS as f64;
     Ok(vec![
         Figure::new(
             scenario,
@@ -233,6 +245,15 @@ async fn full_sync(
         Figure::new(scenario, "the same chunks from memory, bare tonic", ms(bare_best), "ms"),
         Figure::new(scenario, "ratio roster / bare", roster_best.as_secs_f64() / bare_best.as_secs_f64(), "×")
             .against("≤ 1.5×"),
+        Figure::new(scenario, "CPU per run, roster-server", per_run(server_cpu), "ms"),
+        Figure::new(scenario, "CPU per run, followers (assembly, state files, reports)", per_run(followers_cpu), "ms"),
+        Figure::new(scenario, "CPU per run, bare tonic (server and clients)", per_run(bare_cpu), "ms"),
+        Figure::new(
+            scenario,
+            "CPU ratio roster / bare",
+            (server_cpu + followers_cpu).as_secs_f64() / bare_cpu.as_secs_f64(),
+            "×",
+        ),
     ])
 }
 
