@@ -789,3 +789,50 @@ async fn time_when_no_replica_led_counts_for_no_lease() {
     assert!(extended.lease_expires_at_unix_ms <= now + 40_000, "a renewal interval, not a new lease: {extended:?}");
     server.stop().await;
 }
+
+/// A collector that comes back to a feed the server already published, unchanged by the batch that records its
+/// stream, is served before that batch's commit. Here another connection holds the store's write lock until the
+/// snapshot arrived, and the commit goes through once it is let go: had the server waited for its commit before
+/// answering, the commit would have failed on the held lock first (after the store's 5 s busy timeout).
+#[tokio::test]
+async fn a_returning_collector_is_served_its_feed_before_the_commit_that_records_its_stream() {
+    use sqlx::Connection as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _clock) = config(dir.path());
+    // A port free a moment ago, for the metrics page (the config takes an address, not a listener).
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    config.metrics_listen = Some(metrics);
+    let server = TestServer::start(config).await;
+    let (collector, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut feed = server.feed().await;
+    let mut stream = watch(&mut feed, collector, None).await;
+    next_snapshot(&mut stream).await;
+    let mut registry = server.registry().await;
+    registry.register_producer(producer(p, 9100)).await.unwrap();
+    let served = next_snapshot(&mut stream).await;
+    assert_eq!(served.ids(), vec![p.to_string()]);
+    drop(stream);
+    let state = |wanted: pb::CollectorState| {
+        let mut registry = registry.clone();
+        async move {
+            let list = registry.list_collectors(pb::ListCollectorsRequest {}).await.unwrap().into_inner().collectors;
+            list.into_iter().find(|c| c.id == collector.to_string() && c.state() == wanted)
+        }
+    };
+    wait_for_some("the collector in grace", || state(pb::CollectorState::Grace)).await;
+
+    let mut other =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.path().join("roster.db").display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    let mut stream = watch(&mut feed, collector, None).await;
+    let again = next_snapshot(&mut stream).await;
+    assert_eq!((again.generation, again.ids()), (served.generation, served.ids()), "the committed generation");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+
+    wait_for_some("the collector live, its stream recorded", || state(pb::CollectorState::Live)).await;
+    let text = scrape(metrics).await;
+    assert!(text.lines().any(|l| l == "roster_server_store_commit_failures_total 0"), "no commit failed:\n{text}");
+    drop(stream);
+    server.stop().await;
+}

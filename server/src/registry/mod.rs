@@ -579,6 +579,26 @@ impl Registry {
             }
         }
         let (batch, dirty) = self.state.finish(changes);
+        // A single server serves a collector that comes back to a feed it already published, and that this batch
+        // does not change, before the commit: the stream sends a committed generation either way, and the commit
+        // only records the stream, which a single server keeps in memory even when a commit fails (below). So a
+        // reconnecting fleet is served without waiting for the disk. A replica must wait: the others learn of the
+        // stream from the store.
+        if self.notified.is_none() {
+            let waiting = std::mem::take(&mut pending);
+            for p in waiting {
+                match p {
+                    Pending::Attach(reply, collector, kind)
+                        if self.feeds.contains_key(&collector)
+                            && !dirty.contains(&collector)
+                            && !forgotten.contains(&collector) =>
+                    {
+                        self.answer_attach(reply, collector, kind, own_tx);
+                    }
+                    p => pending.push(p),
+                }
+            }
+        }
         let started = Instant::now();
         let committed = begun.txn.commit(&batch).await;
         if !batch.is_empty() {
@@ -651,13 +671,6 @@ impl Registry {
                 Pending::Refused(reply, error) => send(reply, Err(error)),
                 Pending::Report(reply, value) => send(reply, answer(value, &store_error).and_then(|v| v)),
                 Pending::Attach(reply, collector, kind) => {
-                    // The caller holds a handle while it waits, so the channel is open and this upgrades.
-                    let Some(tx) = own_tx.upgrade() else { continue };
-                    if matches!(kind, StreamKind::Observer) && self.state.collector(collector).is_none() {
-                        // Forgotten later in the same batch: nothing to observe.
-                        send(reply, Err(Error::ObserveUnknown(collector)));
-                        continue;
-                    }
                     // A single server keeps liveness even when the batch failed (the state was then reloaded, so what
                     // it holds is the last committed generation). A replica must not: the others would not know of
                     // the stream, and it cannot vouch for what it would serve; the collector tries another replica.
@@ -667,28 +680,47 @@ impl Registry {
                         send(reply, Err(e.clone()));
                         continue;
                     }
-                    if matches!(kind, StreamKind::Collector { .. }) {
-                        *self.local_streams.entry(collector).or_default() += 1;
-                    }
-                    let (state, limits) = (&self.state, self.config.chunk_limits);
-                    let versions = self
-                        .feeds
-                        .entry(collector)
-                        .or_insert_with(|| watch::channel(publish(state, collector, limits)).0)
-                        .subscribe();
-                    let attached = match kind {
-                        StreamKind::Observer => Attached { versions, rejected: None, guard: None },
-                        StreamKind::Collector { instance } => Attached {
-                            versions,
-                            rejected: self.state.rejected_current(collector),
-                            guard: Some(AttachGuard { collector, instance, tx }),
-                        },
-                    };
-                    // If the caller went away, the unsent guard is dropped here and closes the stream again.
-                    let _ = reply.send(Ok(attached));
+                    self.answer_attach(reply, collector, kind, own_tx);
                 }
             }
         }
+    }
+
+    /// Opens a stream on `collector`'s feed, published now from the state if it has none yet (the state then holds
+    /// what was committed: see the callers).
+    fn answer_attach(
+        &mut self,
+        reply: Reply<Attached>,
+        collector: CollectorId,
+        kind: StreamKind,
+        own_tx: &mpsc::WeakUnboundedSender<Command>,
+    ) {
+        // The caller holds a handle while it waits, so the channel is open and this upgrades.
+        let Some(tx) = own_tx.upgrade() else { return };
+        if matches!(kind, StreamKind::Observer) && self.state.collector(collector).is_none() {
+            // Forgotten later in the same batch: nothing to observe.
+            send(reply, Err(Error::ObserveUnknown(collector)));
+            return;
+        }
+        if matches!(kind, StreamKind::Collector { .. }) {
+            *self.local_streams.entry(collector).or_default() += 1;
+        }
+        let (state, limits) = (&self.state, self.config.chunk_limits);
+        let versions = self
+            .feeds
+            .entry(collector)
+            .or_insert_with(|| watch::channel(publish(state, collector, limits)).0)
+            .subscribe();
+        let attached = match kind {
+            StreamKind::Observer => Attached { versions, rejected: None, guard: None },
+            StreamKind::Collector { instance } => Attached {
+                versions,
+                rejected: self.state.rejected_current(collector),
+                guard: Some(AttachGuard { collector, instance, tx }),
+            },
+        };
+        // If the caller went away, the unsent guard is dropped here and closes the stream again.
+        let _ = reply.send(Ok(attached));
     }
 }
 

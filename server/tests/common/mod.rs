@@ -141,3 +141,14 @@ pub async fn list_all(registry: &mut RegistryClient<Channel>) -> Vec<pb::Produce
         token = page.next_page_token;
     }
 }
+
+/// The server's metrics page, read with a bare HTTP/1.0 request.
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut connection = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connection.write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").await.unwrap();
+    let mut page = String::new();
+    connection.read_to_string(&mut page).await.unwrap();
+    page
+}
