@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::FanOut => scenarios::fan_out(scale, dir.path()).await,
             Scenario::Storm => scenarios::reconnect_storm(scale, dir.path()).await,
             Scenario::Registrations => scenarios::registrations(scale, dir.path()).await,
-            Scenario::ChunkEncoding => Ok(scenarios::chunk_encoding(scale)),
+            Scenario::ChunkEncoding => scenarios::chunk_encoding(scale, dir.path()),
             Scenario::BigSnapshot => scenarios::big_snapshot(scale, dir.path()).await,
             Scenario::ScrapeVsPrometheus => scrape::scrape_vs_prometheus(scale, dir.path()).await,
             Scenario::RemoteWriteVsPrometheus => remote_write::remote_write_vs_prometheus(scale, dir.path()).await,

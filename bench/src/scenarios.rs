@@ -17,6 +17,7 @@ use roster::{
     follower::{
         FollowerEvent,
         assembler::{Assembler, Event},
+        state_file,
         wire::WireResponse,
     },
     pb::{self, assignment_feed_client::AssignmentFeedClient, registry_client::RegistryClient},
@@ -235,7 +236,7 @@ async fn full_sync(
     let bare_cpu = cpu_time(here)? - bare_cpu;
     task.abort();
     let per_run = |cpu: Duration| ms(cpu) / RUNS as f64;
-    Ok(vec![
+    let mut figures = vec![
         Figure::new(
             scenario,
             format!("{} collectors, {total} producers, {bytes} snapshot bytes: roster", ids.len()),
@@ -248,14 +249,22 @@ async fn full_sync(
         Figure::new(scenario, "CPU per run, roster-server", per_run(server_cpu), "ms"),
         Figure::new(scenario, "CPU per run, followers (assembly, state files, reports)", per_run(followers_cpu), "ms"),
         Figure::new(scenario, "CPU per run, bare tonic (server and clients)", per_run(bare_cpu), "ms"),
-        Figure::new(
+    ];
+    // A ratio only over enough clock ticks to divide by: a small run (`--scale smoke`) may use none.
+    if bare_cpu >= MIN_CPU_TO_COMPARE {
+        figures.push(Figure::new(
             scenario,
             "CPU ratio roster / bare",
             (server_cpu + followers_cpu).as_secs_f64() / bare_cpu.as_secs_f64(),
             "×",
-        ),
-    ])
+        ));
+    }
+    Ok(figures)
 }
+
+/// The least CPU a side must have used, over its runs, for a ratio to it to mean anything: ten of `/proc`'s 10 ms
+/// clock ticks.
+const MIN_CPU_TO_COMPARE: Duration = Duration::from_millis(100);
 
 /// Waits until `server` counts no collector live (every stream closed and seen closed by its registry), polling its
 /// metrics every millisecond.
@@ -276,8 +285,12 @@ async fn no_live_collector(server: &ServerProcess) -> anyhow::Result<()> {
 /// into the frames of a full sync, in this process: as the feed does it (the snapshot built from the entries the
 /// registry encoded when the producers registered, then each chunk written straight from them,
 /// `roster_server::wire`), and, for reference, as a typed frame would need (a copy of the chunk's producers, then
-/// prost's encoding). CPU only, so steadier than the wall-clock scenarios; best of [`RUNS`].
-pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
+/// prost's encoding). CPU only, so steadier than the wall-clock scenarios; best of [`RUNS`]. Then a follower's cost
+/// of the same snapshot ([`assembly`]) and of its state file, which is written under `dir`.
+///
+/// # Errors
+/// When the state file cannot be written.
+pub fn chunk_encoding(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let producers: Vec<pb::AssignedProducer> = (0..scale.producers as u128)
         .map(|i| pb::AssignedProducer {
             id: uuid::Uuid::from_u128(i).to_string(),
@@ -326,14 +339,14 @@ pub fn chunk_encoding(scale: Scale) -> Vec<Figure> {
         ),
         Figure::new("chunk encoding", format!("{what}: typed frames (copy, then encode)"), ms(typed), "ms"),
     ];
-    figures.extend(assembly(&snapshot, &assignment, &what));
-    figures
+    figures.extend(assembly(&snapshot, &assignment, &what, dir)?);
+    Ok(figures)
 }
 
 /// A follower's cost of the same snapshot, from the received messages to the set in force: fresh (a full sync)
 /// and as the next generation with one producer changed (what every registration costs each follower of its
 /// collector), beside the bare client's cost of decoding the same messages (what `full_sync`'s bare side does).
-fn assembly(snapshot: &Snapshot, assignment: &Assignment, what: &str) -> Vec<Figure> {
+fn assembly(snapshot: &Snapshot, assignment: &Assignment, what: &str, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let messages = |s: &Snapshot| -> Vec<bytes::Bytes> { (0..s.chunk_count()).map(|i| s.encoded_chunk(i)).collect() };
     let first = messages(snapshot);
     let mut changed = assignment.clone();
@@ -371,7 +384,10 @@ fn assembly(snapshot: &Snapshot, assignment: &Assignment, what: &str) -> Vec<Fig
         read(&mut assembler, &next);
         start.elapsed()
     });
-    vec![
+    let mut assembler = Assembler::new(None);
+    read(&mut assembler, &first);
+    let saves = state_file_saves(&assembler, dir, what)?;
+    let mut figures = vec![
         Figure::new("follower assembly", format!("{what}: decoded by a bare client (prost)"), ms(bare), "ms"),
         Figure::new("follower assembly", format!("{what}: assembled and applied, fresh (full sync)"), ms(fresh), "ms"),
         Figure::new(
@@ -380,7 +396,61 @@ fn assembly(snapshot: &Snapshot, assignment: &Assignment, what: &str) -> Vec<Fig
             ms(following),
             "ms",
         ),
-    ]
+    ];
+    figures.extend(saves);
+    Ok(figures)
+}
+
+/// The follower's save of the snapshot `assembler` applied, as C5 requires it before the report
+/// (`state_file::save_encoded`: temporary file, write, fsync, rename, fsync of the directory), beside the floor
+/// C5 sets: the very bytes of that file written the same way by bare `std::fs` calls. Wall time, fsyncs included,
+/// to a new file each time (as a new collector's first save), the two taking turns; best of [`RUNS`] each.
+fn state_file_saves(assembler: &Assembler, dir: &Path, what: &str) -> anyhow::Result<Vec<Figure>> {
+    use std::io::Write as _;
+
+    let applied = assembler.applied().context("an applied snapshot")?;
+    let dir = dir.join("state-file-saves");
+    std::fs::create_dir_all(&dir)?;
+    let directory = std::fs::File::open(&dir)?;
+    let (mut roster_best, mut bare_best, mut bytes) = (Duration::MAX, Duration::MAX, Vec::new());
+    // Alternately, so that the disk's moods fall on both alike.
+    for run in 0..RUNS {
+        let path = dir.join(format!("roster-{run}.bin"));
+        let start = Instant::now();
+        state_file::save_encoded(&path, applied, assembler.applied_encodings(), 1)?;
+        roster_best = roster_best.min(start.elapsed());
+        if run == 0 {
+            bytes = std::fs::read(&path)?;
+        }
+        let (tmp, path) = (dir.join(format!("bare-{run}.tmp")), dir.join(format!("bare-{run}.bin")));
+        let start = Instant::now();
+        let mut file = std::fs::File::create(&tmp)?;
+        // In 1 MiB writes, as the follower's buffer issues them: one write of the whole file took 19-25 ms instead of
+        // 5 in some invocations on this VM.
+        for piece in bytes.chunks(1 << 20) {
+            file.write_all(piece)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        directory.sync_all()?;
+        bare_best = bare_best.min(start.elapsed());
+    }
+    let size = format!("{what}, a {:.1} MB file", bytes.len() as f64 / 1e6);
+    Ok(vec![
+        Figure::new("state file save", format!("{size}: as a follower saves it (C5)"), ms(roster_best), "ms"),
+        Figure::new(
+            "state file save",
+            "the same bytes: create, write, fsync, rename, fsync the directory",
+            ms(bare_best),
+            "ms",
+        ),
+        Figure::new(
+            "state file save",
+            "ratio follower / bare",
+            roster_best.as_secs_f64() / bare_best.as_secs_f64(),
+            "×",
+        ),
+    ])
 }
 
 /// How long the server is left to settle before its memory is read.
