@@ -345,7 +345,8 @@ pub fn chunk_encoding(scale: Scale, dir: &Path) -> anyhow::Result<Vec<Figure>> {
 
 /// A follower's cost of the same snapshot, from the received messages to the set in force: fresh (a full sync)
 /// and as the next generation with one producer changed (what every registration costs each follower of its
-/// collector), beside the bare client's cost of decoding the same messages (what `full_sync`'s bare side does).
+/// collector), beside the bare client's cost of decoding the same messages (what `full_sync`'s bare side does);
+/// then the save of the set it applied ([`state_file_saves`]).
 fn assembly(snapshot: &Snapshot, assignment: &Assignment, what: &str, dir: &Path) -> anyhow::Result<Vec<Figure>> {
     let messages = |s: &Snapshot| -> Vec<bytes::Bytes> { (0..s.chunk_count()).map(|i| s.encoded_chunk(i)).collect() };
     let first = messages(snapshot);
