@@ -286,7 +286,7 @@ async fn no_live_collector(server: &ServerProcess) -> anyhow::Result<()> {
 /// registry encoded when the producers registered, then each chunk written straight from them,
 /// `roster_server::wire`), and, for reference, as a typed frame would need (a copy of the chunk's producers, then
 /// prost's encoding). CPU only, so steadier than the wall-clock scenarios; best of [`RUNS`]. Then a follower's cost
-/// of the same snapshot ([`assembly`]) and of its state file, which is written under `dir`.
+/// of the same snapshot and of its state file, which is written under `dir`.
 ///
 /// # Errors
 /// When the state file cannot be written.
