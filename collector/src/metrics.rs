@@ -202,6 +202,13 @@ impl Collector for Observed {
             "Failed saves of the applied snapshot to the state file.",
             stats.persist_failures,
         )?;
+        counter(
+            &mut encoder,
+            "report_failures",
+            "Reports of an applied generation that failed after all their attempts; each is sent again on the next \
+             feed stream or heartbeat.",
+            stats.report_failures,
+        )?;
         per_sink(
             &mut encoder,
             "sink_queue_batches",

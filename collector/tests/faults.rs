@@ -1,15 +1,23 @@
 //! The collector never shrinks on a partial answer: fault tests with a real roster-server, real producers and a
-//! real collector in this process, talking over loopback through a fault-injecting proxy.
+//! real collector in this process, talking over loopback through a fault-injecting proxy. The follower's own
+//! promises under faults (a report that gave up is sent again, C4; the backoff resets only after a stream that
+//! stayed up, R4) are tested through a scripted feed in front of the real server.
+
+// Test helpers: a panic here is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use common::*;
 use roster::{
     backoff::BackoffPolicy,
     domain::{Collection, CollectorId, Labels, ProducerAddress, ProducerId, Target},
-    follower::{Follower, FollowerConfig, assembler::Snapshot, state_file},
+    follower::{Follower, FollowerConfig, FollowerHandle, assembler::Snapshot, state_file},
     pb,
 };
 use roster_server::clock::ManualClock;
@@ -254,6 +262,121 @@ async fn during_a_long_outage_the_set_stays_and_delays_respect_the_cap() {
     assert_eq!(handle.applied.borrow().as_deref(), Some(&snapshot), "the last known set is still in force");
     stop.cancel();
     task.await.unwrap();
+}
+
+/// A follower on `feed` (a scripted feed, maybe behind a proxy) with a state file in `dir` and the given backoff.
+fn follow(feed: String, dir: &std::path::Path, backoff: BackoffPolicy) -> (FollowerHandle, CancellationToken) {
+    let mut config = FollowerConfig::new(vec![feed.parse().unwrap()], CollectorId::new_random());
+    config.state_file = Some(dir.join("snapshot.bin"));
+    config.backoff = backoff;
+    let (follower, handle) = Follower::new(config).unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(follower.run(stop.clone()));
+    (handle, stop)
+}
+
+/// What the server shows of the only collector it knows.
+async fn the_collector(server: &TestServer) -> pb::CollectorInfo {
+    let listed = server.registry().await.list_collectors(pb::ListCollectorsRequest::default()).await.unwrap();
+    let mut collectors = listed.into_inner().collectors;
+    assert_eq!(collectors.len(), 1, "{collectors:?}");
+    collectors.remove(0)
+}
+
+/// C4: a report that fails after all its attempts is sent again, on the next stream (`heartbeat` long) or at the
+/// next heartbeat of the open one (`heartbeat` short), so the server learns that the collector converged without
+/// waiting for its next change. Before, the follower counted it as sent: the server, already at that generation,
+/// answered the next `Watch` "in sync" and the collector showed unconverged until its assignment changed.
+async fn a_report_that_gave_up_is_sent_again(heartbeat: Duration, new_stream: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(&dir.path().join("server"));
+    config.heartbeat = heartbeat;
+    let server = TestServer::start(config).await;
+    let (feed, script) = ScriptedFeed::start(&server).await;
+    let proxy = FaultProxy::start(feed).await;
+    script.fail_reports.store(true, Ordering::SeqCst);
+    let (handle, stop) = follow(proxy.url(), dir.path(), BackoffPolicy::UNARY);
+
+    // The first snapshot (no producer yet) applies and is saved; every attempt at reporting it fails.
+    wait_for("the first snapshot applied and its report given up", || {
+        handle.applied.borrow().is_some() && handle.stats.snapshot().report_failures >= 1
+    })
+    .await;
+    let generation = handle.applied.borrow().as_ref().unwrap().generation;
+    let before = the_collector(&server).await;
+    assert_eq!(before.generation, generation);
+    assert!(!before.converged, "the server has no report yet: {before:?}");
+    assert!(script.reports_failed.load(Ordering::SeqCst) >= 5, "every attempt failed");
+
+    script.fail_reports.store(false, Ordering::SeqCst);
+    if new_stream {
+        // The server answers the new stream "in sync": only the follower can know the report is missing.
+        proxy.break_all();
+    }
+    let converged =
+        wait_until("the server has the report", || the_collector(&server), |c| c.reported_generation == generation)
+            .await;
+    assert!(converged.converged, "{converged:?}");
+    assert_eq!(handle.applied.borrow().as_ref().unwrap().generation, generation, "no change was needed for it");
+    stop.cancel();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_that_gave_up_is_sent_again_on_the_next_stream() {
+    a_report_that_gave_up_is_sent_again(Duration::from_secs(3600), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_that_gave_up_is_sent_again_at_the_next_heartbeat() {
+    a_report_that_gave_up_is_sent_again(Duration::from_millis(200), false).await;
+}
+
+/// R4: the backoff starts again only after a stream that delivered a frame and then stayed up (for the cap). A
+/// feed that ends every stream right after its first frame (a crash loop, a broken proxy) sees the delays grow to
+/// the cap; before, each of those streams reset them, and every collector came back every 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_end_after_one_frame_do_not_reset_the_backoff_and_one_that_stays_up_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(server_config(&dir.path().join("server"))).await;
+    let (feed, script) = ScriptedFeed::start(&server).await;
+    let proxy = FaultProxy::start(feed).await;
+    script.one_frame_streams.store(true, Ordering::SeqCst);
+    let policy = BackoffPolicy {
+        initial: Duration::from_millis(20),
+        cap: Duration::from_millis(300),
+        jitter: 0.0,
+        max_attempts: None,
+    };
+    let (handle, stop) = follow(proxy.url(), dir.path(), policy);
+
+    let grown = wait_until(
+        "the delays grown to the cap while every stream ends after its first frame",
+        || async { handle.stats.snapshot() },
+        |s| s.recent_delays.contains(&policy.cap),
+    )
+    .await;
+    assert!(grown.applied_at_ms > 0, "the streams did deliver: a snapshot applied");
+    assert!(grown.recent_delays.iter().all(|d| *d <= policy.cap), "{:?}", grown.recent_delays);
+
+    // A stream that stays up, for longer than the cap, then drops: the next delay is the first one again.
+    script.one_frame_streams.store(false, Ordering::SeqCst);
+    let up = wait_until(
+        "a stream up for twice the cap",
+        || async { handle.stats.snapshot() },
+        |s| s.connected && roster::follower::now_ms().saturating_sub(s.connected_changed_at_ms) > 600,
+    )
+    .await;
+    proxy.break_all();
+    let after = wait_until(
+        "the reconnect after the stream that stayed up",
+        || async { handle.stats.snapshot() },
+        |s| s.reconnects > up.reconnects,
+    )
+    .await;
+    assert_eq!(after.recent_delays.last(), Some(&policy.initial), "{:?}", after.recent_delays);
+    stop.cancel();
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -7,11 +7,13 @@
 //!
 //! Rules it follows: C1–C3 through the pure [`assembler`]; C4 and C5 (an applied snapshot is persisted before
 //! it is reported: a failed save, on a full or read-only disk, is retried with capped backoff until it succeeds,
-//! the latest applied snapshot superseding an older one waiting for its retry, and only then reported); R4 (reconnect forever, capped backoff with jitter, reset once a stream delivered a frame,
-//! the next endpoint after each failure); and HTTP/2 keepalive, so a half-open connection is dropped within
-//! interval + timeout (20 s by default). When a server ends the stream saying when to come back
-//! (`grpc-retry-pushback-ms`, which roster-server sends on shutdown to spread its fleet's reconnects), that delay
-//! replaces the backoff delay, still under the hard cap.
+//! the latest applied snapshot superseding an older one waiting for its retry, and only then reported; a report
+//! that fails after all its attempts is sent again on the next stream or heartbeat); R4 (reconnect forever,
+//! capped backoff with jitter, reset once a stream delivered a frame and then stayed open for the cap, the next
+//! endpoint after each failure); and HTTP/2 keepalive, so a half-open connection is dropped within interval +
+//! timeout (20 s by default). When a server ends the stream saying when to come back (`grpc-retry-pushback-ms`,
+//! which roster-server sends on shutdown to spread its fleet's reconnects), that delay replaces the backoff delay,
+//! still under the hard cap.
 
 pub mod assembler;
 #[cfg(test)]
@@ -164,6 +166,9 @@ pub struct StatsSnapshot {
     pub persist_failures: u64,
     /// Successful saves since start (a burst of applies coalesces into few).
     pub persisted_snapshots: u64,
+    /// Reports of an applied generation that failed after all their attempts (C4). Each is sent again on the next
+    /// stream, or at the next heartbeat of the open one, until the server has it.
+    pub report_failures: u64,
     /// Why the server refused the last `Watch` (not a transient failure), until a stream opens: e.g. another
     /// process uses this collector id.
     pub feed_refused: Option<String>,
@@ -251,10 +256,13 @@ pub struct Follower {
     persisted: watch::Receiver<Option<(uuid::Uuid, u64)>>,
     /// Taken and spawned by [`Follower::run`].
     persister: Option<Persister>,
-    /// The last (epoch, generation) reported APPLIED by this process. `None` at start: the loaded snapshot may have
-    /// been saved without being reported (saved on the way out, or after the stream was lost), so it is reported
-    /// once on the first stream (idempotent, and only "current" if it still is).
-    reported: Option<(uuid::Uuid, u64)>,
+    /// The last (epoch, generation) reported APPLIED by this process, or being reported. `None` at start: the
+    /// loaded snapshot may have been saved without being reported (saved on the way out, or after the stream was
+    /// lost), so it is reported once on the first stream (idempotent, and only "current" if it still is). A report
+    /// that fails after all its attempts puts it back to `None`, so that the next stream or heartbeat reports it
+    /// again: otherwise the server, already at that generation, would answer "in sync" and never learn that this
+    /// collector converged.
+    reported: Arc<watch::Sender<Option<(uuid::Uuid, u64)>>>,
 }
 
 /// The delay a status asks for before the next attempt: gRPC's `grpc-retry-pushback-ms` (gRFC A6), a
@@ -331,7 +339,7 @@ impl Follower {
                 to_persist,
                 persisted,
                 persister: Some(persister),
-                reported: None,
+                reported: Arc::new(watch::Sender::new(None)),
             },
             handle,
         ))
@@ -352,7 +360,7 @@ impl Follower {
             let url = self.config.endpoints[endpoint_index % self.config.endpoints.len()].clone();
             let endpoint = url.as_str();
             self.stats.lock().endpoint = endpoint.to_owned();
-            let mut delivered = false;
+            let mut delivered = None;
             // Shutdown is watched inside, between frames, so an apply in progress (persist, then report) is
             // always finished, never cut in half.
             let Some(cause) = self.follow_once(&url, &mut delivered, &shutdown).await else { break };
@@ -360,7 +368,11 @@ impl Follower {
             if let Some(discard) = self.assembler.stream_ended() {
                 self.discarded(&discard);
             }
-            if delivered {
+            // R4: the backoff starts again only after a stream that delivered a frame and then stayed up, here for
+            // as long as the cap. A server or proxy that drops every stream right after its first frame (a crash
+            // loop, a broken middlebox) then still sees the fleet's delays grow to the cap, not a reconnect every
+            // 200 ms from each collector.
+            if delivered.is_some_and(|at: tokio::time::Instant| at.elapsed() >= self.config.backoff.cap) {
                 delays.reset();
             }
             endpoint_index += 1;
@@ -405,11 +417,12 @@ impl Follower {
         }
     }
 
-    /// One connection and stream; returns why it ended, or `None` on shutdown.
+    /// One connection and stream; returns why it ended, or `None` on shutdown. `delivered` is set to when the
+    /// stream delivered its first frame (R4).
     async fn follow_once(
         &mut self,
         url: &ServerUrl,
-        delivered: &mut bool,
+        delivered: &mut Option<tokio::time::Instant>,
         shutdown: &CancellationToken,
     ) -> Option<String> {
         let endpoint = url.as_str();
@@ -497,8 +510,8 @@ impl Follower {
                     let Some(frame) = message.frame else { continue };
                     self.stats.lock().last_contact_ms = now_ms();
                     for event in self.assembler.on_wire_frame(frame) {
-                        if !matches!(event, Event::Progress) {
-                            *delivered = true;
+                        if !matches!(event, Event::Progress) && delivered.is_none() {
+                            *delivered = Some(tokio::time::Instant::now());
                         }
                         self.handle(event, &reporter);
                     }
@@ -519,9 +532,9 @@ impl Follower {
         let current = self.assembler.applied().map(|s| (s.epoch, s.generation));
         if let Some((epoch, generation)) = saved
             && saved == current
-            && saved != self.reported
+            && saved != *self.reported.borrow()
         {
-            self.reported = saved;
+            self.reported.send_replace(saved);
             self.report(reporter, epoch, generation, None);
         }
     }
@@ -560,7 +573,11 @@ impl Follower {
                 }
             }
             Event::AlreadyApplied | Event::InSync { .. } => debug!("in sync with the server"),
-            Event::Heartbeat { generation, .. } => debug!(generation, "heartbeat"),
+            Event::Heartbeat { generation, .. } => {
+                debug!(generation, "heartbeat");
+                // A report that failed after all its attempts is sent again now (see `reported`).
+                self.report_saved(reporter);
+            }
         }
     }
 
@@ -577,6 +594,7 @@ impl Follower {
         if !self.config.report {
             return;
         }
+        let applied = rejected.is_none().then_some((epoch, generation));
         let request = pb::ReportAppliedRequest {
             collector_id: self.config.collector.to_string(),
             epoch: epoch.to_string(),
@@ -586,6 +604,7 @@ impl Follower {
         };
         let reporter = reporter.clone();
         let events = self.events.clone();
+        let (reported, stats) = (self.reported.clone(), self.stats.clone());
         tokio::spawn(
             async move {
                 match reporter.report_applied(request).await {
@@ -593,7 +612,24 @@ impl Follower {
                         debug!(generation, "generation reported");
                         let _ = events.send(FollowerEvent::Reported { generation });
                     }
-                    Err(e) => warn!(generation, error = %chain(&e), "could not report the generation"),
+                    Err(e) => {
+                        // Unless a newer one is already on its way, this one is reported again later.
+                        if applied.is_some() {
+                            reported.send_if_modified(|r| {
+                                let lost = *r == applied;
+                                if lost {
+                                    *r = None;
+                                }
+                                lost
+                            });
+                        }
+                        stats.lock().report_failures += 1;
+                        warn!(
+                            generation,
+                            error = %chain(&e),
+                            "could not report the generation; it is reported again on the next stream or heartbeat"
+                        );
+                    }
                 }
             }
             .in_current_span(),
