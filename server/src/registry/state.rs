@@ -493,11 +493,6 @@ impl State {
         self.by_collector.get(&id).map_or(0, Assignment::len)
     }
 
-    /// The collectors that may be assigned producers now, whatever their kind: live or in grace (L2).
-    fn live_or_grace(&self) -> Vec<CollectorId> {
-        self.collectors.iter().filter(|(_, c)| c.liveness.eligible()).map(|(id, _)| *id).collect()
-    }
-
     /// The collectors eligible for producers of each kind: live or in grace, and supporting the kind.
     fn eligible(&self) -> Eligible {
         Eligible(ProducerKind::ALL.map(|kind| {
@@ -781,12 +776,13 @@ impl State {
             self.recompute(changes);
         }
         if self.settle_at_ms.is_some_and(|at| now_ms >= at) {
-            // Snapshots sent so far said "settling"; send every eligible collector a settled one, and remember
-            // (durably) that the store settled, so a restart does not settle it again.
+            // Snapshots sent so far said "settling"; give every collector a settled one, and remember (durably)
+            // that the store settled, so a restart does not settle it again. Departed collectors too: one that is
+            // away now, with no producer whose move would change its generation, would otherwise come back to its
+            // old generation, be told it is in sync, and keep carrying the producers of the old store forever.
             self.settle_at_ms = None;
             changes.settled_at_ms = Some(now_ms);
-            let eligible = self.live_or_grace();
-            changes.dirty.extend(eligible);
+            changes.dirty.extend(self.collectors.keys().copied());
         }
         (lapsed, departed)
     }
@@ -1447,6 +1443,38 @@ mod tests {
         // Another collector joins: nothing of the one in grace moves.
         state.attach(collector(2), None, None, kinds(false), 1_000, &mut changes).unwrap();
         assert_eq!(state.producer(prometheus(1).spec.id).and_then(|r| r.assigned), Some(collector(1)));
+        state.check_invariants();
+    }
+
+    /// A collector away when a wiped store settles still gets a settled generation. Its own generation would
+    /// otherwise never move (no producer of the new store is assigned to a departed collector): back with the
+    /// settling generation it holds, it would be told it is in sync and carry the old store's producers forever.
+    #[test]
+    fn a_collector_departed_when_the_store_settles_gets_a_new_generation() {
+        let mut state = empty(0);
+        assert!(state.settling());
+        let mut changes = Changes::default();
+        state.attach(collector(1), None, None, kinds(true), 0, &mut changes).unwrap();
+        state.finish(std::mem::take(&mut changes));
+        let held = state.collector(collector(1)).unwrap().generation;
+        state.detach(collector(1), None, 1_000, &mut changes);
+        let (_, departed) = state.sweep(1_000 + ms(RULES.grace), &mut changes);
+        assert_eq!(departed, vec![collector(1)]);
+        state.finish(std::mem::take(&mut changes));
+        assert_eq!(state.collector(collector(1)).unwrap().generation, held, "departing moved no producer");
+
+        state.sweep(ms(RULES.settle), &mut changes);
+        assert!(!state.settling());
+        let (_, dirty) = state.finish(std::mem::take(&mut changes));
+        assert!(dirty.contains(&collector(1)), "the departed collector's feed is published again: {dirty:?}");
+        let settled = state.collector(collector(1)).unwrap().generation;
+        assert!(settled > held, "{settled} > {held}");
+
+        // Back with the generation it held, it is not in sync: it gets the settled snapshot (S3).
+        state
+            .attach(collector(1), Some((state.epoch(), held)), None, kinds(true), ms(RULES.settle), &mut changes)
+            .unwrap();
+        assert_eq!(state.collector(collector(1)).unwrap().generation, settled);
         state.check_invariants();
     }
 }
