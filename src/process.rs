@@ -1,8 +1,8 @@
-//! What every roster binary does the same way: logging to stderr, waiting for SIGTERM or SIGINT, and saying why it
-//! failed. (How each one serves and goes away is [`crate::transport`].)
+//! What every roster binary does the same way: logging to stderr, waiting for SIGTERM or SIGINT (and not dying of
+//! SIGHUP), and saying why it failed. (How each one serves and goes away is [`crate::transport`].)
 //!
 //! Kept here so the binaries stay thin and alike (roster-server, roster-collector, roster-demo-producer, and the
-//! CLI to come).
+//! `roster` CLI).
 
 use std::{error::Error, io::IsTerminal as _, process::ExitCode};
 
@@ -35,27 +35,74 @@ pub fn exit<E: AsRef<dyn Error + 'static>>(program: &str, result: Result<(), E>)
     }
 }
 
-/// Completes on SIGTERM or SIGINT, and logs which.
+/// Completes on SIGTERM or SIGINT, and logs which: the shutdown of a daemon (roster-server, roster-collector,
+/// roster-demo-producer). SIGHUP does not stop it. Daemons are sent SIGHUP to reload (`systemctl reload`, a
+/// configuration tool after it changed a file), and its default action would kill the process on the spot, with no
+/// drain and no flush; so it is logged, and the TLS files, when in use, are reloaded on it (`transport::tls`).
 pub async fn shutdown_signal() {
-    let term = async {
+    signals(false).await;
+}
+
+/// As [`shutdown_signal`], but SIGHUP (the terminal went away) stops too, cleanly: for commands run from a
+/// terminal (`roster up`, `roster watch`).
+pub async fn shutdown_signal_or_hangup() {
+    signals(true).await;
+}
+
+async fn signals(hangup_stops: bool) {
+    #[cfg(unix)]
+    let (mut term, mut hangup) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for {name}");
+                None
+            }
+        };
+        (listen(SignalKind::terminate(), "SIGTERM"), listen(SignalKind::hangup(), "SIGHUP"))
+    };
+    loop {
         #[cfg(unix)]
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+        let (term_received, hangup_received) = (
+            async {
+                match term.as_mut() {
+                    Some(term) => term.recv().await,
+                    None => std::future::pending().await,
+                }
+            },
+            async {
+                match hangup.as_mut() {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            },
+        );
+        #[cfg(not(unix))]
+        let (term_received, hangup_received) =
+            (std::future::pending::<Option<()>>(), std::future::pending::<Option<()>>());
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => match result {
+                Ok(()) => {
+                    tracing::info!("SIGINT received");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for SIGINT");
+                    std::future::pending::<()>().await;
+                }
+            },
+            _ = term_received => {
+                tracing::info!("SIGTERM received");
                 return;
             }
-            Err(e) => tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for SIGTERM"),
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => match result {
-            Ok(()) => tracing::info!("SIGINT received"),
-            Err(e) => {
-                tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for SIGINT");
-                std::future::pending::<()>().await;
+            _ = hangup_received => {
+                if hangup_stops {
+                    tracing::info!("SIGHUP received");
+                    return;
+                }
+                tracing::info!("SIGHUP received: it reloads the TLS files, when in use, and does not stop the process");
             }
-        },
-        () = term => tracing::info!("SIGTERM received"),
+        }
     }
 }

@@ -1,8 +1,11 @@
-//! Tests against the real `roster-server` binary: signals, and grpcurl 1.8.6 (a gRPC peer that is not ours)
-//! driving the server over reflection only, with no proto files.
+//! Tests against the real `roster-server` binary: signals, its data directory's lock, and grpcurl 1.8.6 (a gRPC
+//! peer that is not ours) driving the server over reflection only, with no proto files.
 //!
 //! grpcurl comes from `scripts/test`, which installs it into `.tools/`; without it these tests fail with a message
 //! saying so (they never skip).
+
+// Test helpers: a panic here is the test failing, with its message; figures go to stderr.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
 
@@ -13,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{WAIT, grpcurl, run_grpcurl, start_server};
+use common::{Proc, WAIT, grpcurl, register_many, run_grpcurl, start_collector, start_server, wait_for, wait_status};
 use roster::{pb, transport::ClientOptions};
 use tonic::Code;
 use uuid::Uuid;
@@ -73,6 +76,58 @@ async fn sigterm_turns_health_not_serving_before_the_server_exits() {
     assert_eq!(exit.code(), Some(0), "{log}");
     assert!(!log.contains("drain limit reached"), "an open health watch held the shutdown:\n{log}");
     assert!(signalled.elapsed() < Duration::from_secs(10), "exits before the drain limit: {:?}", signalled.elapsed());
+}
+
+/// SIGHUP is how daemons are reloaded (`systemctl reload`, a configuration tool after it changed a file): it stops
+/// neither the server nor the collector, with TLS or without. Before, without TLS files nothing listened for it, and
+/// its default action killed both on the spot, with no drain and no flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_stops_neither_the_server_nor_the_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let (mut collector, status_addr, _) = start_collector(&url, &dir.path().join("collector"));
+    wait_status(&status_addr, "the collector follows the feed", |s| s.connected).await;
+
+    for process in [&server, &collector] {
+        process.signal("-HUP");
+    }
+    wait_for("both logged SIGHUP", || {
+        server.stderr().contains("SIGHUP received") && collector.stderr().contains("SIGHUP received")
+    })
+    .await;
+    // Both still serve: a producer registered now reaches the collector.
+    register_many(&url, 1).await;
+    wait_status(&status_addr, "the producer registered after SIGHUP applied", |s| s.applied_producer_count == 1).await;
+
+    for process in [&mut server, &mut collector] {
+        process.signal("-TERM");
+        let status = process.wait_exit();
+        assert!(status.success(), "exit {status} on SIGTERM after SIGHUP:\n{}", process.stderr());
+    }
+}
+
+/// Two servers on one SQLite store would each decide on their own memory and overwrite the other's rows (each showed
+/// the other's collectors in grace, and reported the fleet converged on sets nobody collected). The second is
+/// refused at start, naming the process that holds the store and the fix; once the first is gone, it starts.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let (mut first, _) = start_server(&data, None);
+    let data_text = data.display().to_string();
+    let mut second = Proc::start("roster-server", &["--listen", "127.0.0.1:0", "--data-dir", &data_text]);
+    let status = second.wait_exit();
+    let log = second.stderr();
+    eprintln!("figure: a second server on the same data directory: {status}: {}", log.lines().last().unwrap_or(""));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains(&format!("the store in {data_text} is in use by another roster-server")), "{log}");
+    assert!(log.contains(&format!("process {} holds", first.child.id())), "names the first server: {log}");
+    assert!(!log.contains("roster-server serving"), "{log}");
+
+    first.signal("-TERM");
+    assert!(first.wait_exit().success());
+    let (_again, _) = start_server(&data, None);
 }
 
 #[test]

@@ -383,7 +383,7 @@ impl ServerTls {
                     }
                 }
                 _ = hangup_received => {
-                    info!("SIGHUP received: reloading the TLS files");
+                    info!("reloading the TLS files (SIGHUP)");
                     seen = self.stamps();
                     self.reload();
                 }

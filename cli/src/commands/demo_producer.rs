@@ -25,6 +25,6 @@ pub(super) async fn run(globals: &Globals, args: DemoProducerArgs) -> anyhow::Re
         serve_tls: None,
     };
     println!("demo producer {} serving on {}", options.id, listener.local_addr()?);
-    run_demo(listener, options, roster::process::shutdown_signal()).await?;
+    run_demo(listener, options, roster::process::shutdown_signal_or_hangup()).await?;
     Ok(())
 }

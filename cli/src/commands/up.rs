@@ -165,7 +165,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let (mut server, mut collector) = (server, collector);
     tokio::select! {
-        () = roster::process::shutdown_signal() => {}
+        () = roster::process::shutdown_signal_or_hangup() => {}
         result = &mut server => {
             stop_producers.cancel();
             stop_collector.cancel();

@@ -30,7 +30,7 @@ pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()
     let stop = CancellationToken::new();
     let task = tokio::spawn(follower.run(stop.clone()));
     let mut applied = 0u64;
-    let signal = roster::process::shutdown_signal();
+    let signal = roster::process::shutdown_signal_or_hangup();
     tokio::pin!(signal);
     loop {
         let event = tokio::select! {

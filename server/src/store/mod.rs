@@ -152,6 +152,18 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another process holds the lock of a store kept in files: another roster-server on the same data directory.
+    #[error(
+        "the store in {dir} is in use by another roster-server ({holder}): two servers on one SQLite file would \
+         overwrite each other's rows; stop the other one or give this one another --data-dir (several servers share \
+         one store only on PostgreSQL: --store postgres://...)"
+    )]
+    InUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// What the lock file says of its holder.
+        holder: String,
+    },
     /// A database operation failed.
     #[error("{context} ({store})")]
     Db {

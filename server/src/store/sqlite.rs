@@ -31,11 +31,48 @@ use crate::records::{Batch, Loaded, ReplicaId};
 /// Name of the database file inside the data directory.
 const DB_FILE: &str = "roster.db";
 
-/// The SQLite store. A clone shares the connection.
+/// Name of the lock file inside the data directory. The server that has the store open holds an exclusive lock on
+/// it (`flock`), and writes its process id there, so that a second server started on the same directory refuses to
+/// start instead of writing rows the first one overwrites (each would show the other's collectors in grace, bump
+/// their generations on its own, and report the fleet converged on sets nobody collects). SQLite's own locks do
+/// not prevent that: they serialise the two servers' transactions, which each decide on its own memory.
+const LOCK_FILE: &str = "roster-server.lock";
+
+/// The SQLite store. A clone shares the connection and the data directory's lock.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
+    /// Held open, and so locked, as long as the store is.
+    _lock: std::sync::Arc<std::fs::File>,
+}
+
+/// Takes the data directory's lock ([`LOCK_FILE`]) for this process.
+fn lock(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::Write as _;
+    let path = data_dir.join(LOCK_FILE);
+    let not_writable = |source| StoreError::NotWritable { path: data_dir.to_owned(), source };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(not_writable)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let said = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder =
+                if said.trim().is_empty() { "it has not said which".to_owned() } else { said.trim().to_owned() };
+            return Err(StoreError::InUse { dir: data_dir.to_owned(), holder });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(not_writable(source)),
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "process {} holds {}", std::process::id(), path.display()))
+        .map_err(not_writable)?;
+    Ok(file)
 }
 
 impl SqliteStore {
@@ -53,6 +90,7 @@ impl SqliteStore {
         std::fs::write(&probe, b"roster")
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|source| StoreError::NotWritable { path: data_dir.to_owned(), source })?;
+        let lock = std::sync::Arc::new(lock(data_dir)?);
         let path = data_dir.join(DB_FILE);
         let db = |context: &'static str| {
             let path = &path;
@@ -91,7 +129,7 @@ impl SqliteStore {
                 .map_err(db("cannot write the epoch"))?;
         }
         tx.commit().await.map_err(db("cannot write the epoch"))?;
-        Ok(Self { pool, path })
+        Ok(Self { pool, path, _lock: lock })
     }
 
     /// What a failed `context` becomes.
@@ -309,9 +347,23 @@ mod tests {
         };
         store.write(&batch).await.unwrap();
         store.close(ReplicaId::new_v4()).await;
+        drop(store);
         let loaded = SqliteStore::open(&data, 2).await.unwrap().read().await.unwrap();
         assert_eq!(loaded.producers, vec![record]);
         assert_eq!(loaded.collectors, vec![(id, kept)]);
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_data_directory_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SqliteStore::open(dir.path(), 1).await.unwrap();
+        let refused = SqliteStore::open(dir.path(), 2).await.unwrap_err();
+        let message = refused.to_string();
+        assert!(matches!(refused, StoreError::InUse { .. }), "{refused:?}");
+        assert!(message.contains(&format!("process {} holds", std::process::id())), "names the holder: {message}");
+        assert!(message.contains("--data-dir"), "names the fix: {message}");
+        drop(first);
+        SqliteStore::open(dir.path(), 2).await.unwrap();
     }
 
     #[tokio::test]
