@@ -1,7 +1,8 @@
 //! Storage faults under real roster-server and roster-collector processes: a data directory on a small tmpfs that
 //! the test mounts, fills up, and makes read-only. Requests that need the disk fail with a clear error naming the
 //! store; nothing already acknowledged is lost; the server recovers when the fault clears. A collector whose disk
-//! is full keeps collecting the set it applied, says why it cannot save it, and saves and reports it once it can.
+//! is full keeps collecting the set it applied, says why it cannot save it, and saves and reports it once it can; one
+//! whose data directory is read-only at start refuses to start, as the server does.
 //!
 //! Mounting needs root (CAP_SYS_ADMIN), which `./scripts/test` and CI have; without it these tests fail and say so.
 //! They never skip.
@@ -158,6 +159,44 @@ async fn a_read_only_data_dir_stops_the_server_with_a_clear_error_and_nothing_is
     let (_server, _) = start_server(&data, Some(&listen));
     let stored = all_producers(&url).await;
     assert!(acknowledged.iter().all(|id| stored.contains_key(id)), "nothing stored was lost");
+}
+
+/// A collector that could save no snapshot (C5: the server would never have a report) or write no sample refuses
+/// to start, naming the path and why. Before, it started, and then dropped every sample and failed every save.
+#[tokio::test]
+async fn a_collector_refuses_to_start_on_a_data_directory_or_a_samples_file_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "1m");
+    let data = disk.0.join("collector");
+    std::fs::create_dir_all(&data).unwrap();
+    disk.remount("ro");
+    let data_text = data.display().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let base = ["--server", "http://127.0.0.1:9", "--listen", "127.0.0.1:0", "--id", &id];
+    let mut refused = Proc::start("roster-collector", &[&base[..], &["--data-dir", &data_text]].concat());
+    let exit = refused.wait_exit();
+    let log = refused.stderr();
+    assert_eq!(exit.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("data directory {data_text} is not writable")) && log.contains("Read-only file system"),
+        "the error names the directory and why:\n{log}"
+    );
+
+    // A samples file that is a directory.
+    let writable = dir.path().join("writable");
+    let sink = dir.path().join("a-directory");
+    std::fs::create_dir_all(&sink).unwrap();
+    let (writable_text, sink_text) = (writable.display().to_string(), sink.display().to_string());
+    let flags = ["--data-dir", &writable_text, "--sink", &sink_text];
+    let mut refused = Proc::start("roster-collector", &[&base[..], &flags].concat());
+    let exit = refused.wait_exit();
+    let log = refused.stderr();
+    assert_eq!(exit.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("--sink {sink_text}: cannot append to this samples file"))
+            && log.contains("Is a directory"),
+        "the error names the flag, the file and why:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,6 +133,31 @@ pub enum CollectorError {
     /// The follower cannot start (no server URL, damaged state file).
     #[error(transparent)]
     Follower(#[from] FollowerError),
+    /// The data directory cannot be written: the applied snapshot is saved there (C5), and by default the samples.
+    #[error(
+        "data directory {} is not writable; the collector saves its applied snapshot there: make it writable, free \
+         space, or point --data-dir elsewhere",
+        path.display()
+    )]
+    DataDirNotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON-lines file (`--sink`) cannot be opened for appending.
+    #[error(
+        "--sink {}: cannot append to this samples file: fix its permissions or its directory, or give another path",
+        path.display()
+    )]
+    Sink {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The same destination was given twice (`--sink`).
     #[error("--sink {0} is given twice: give each file or receiver URL once")]
     SinkTwice(String),
@@ -179,6 +204,11 @@ pub async fn run(
     };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| CollectorError::DataDir { path: config.data_dir.clone(), source })?;
+    // Saving an applied snapshot would fail at every try, and the server would never have a report (C5): say so now.
+    let probe = config.data_dir.join(".write-probe");
+    std::fs::write(&probe, b"roster")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|source| CollectorError::DataDirNotWritable { path: config.data_dir.clone(), source })?;
     let id = identity::load_or_create(&config.data_dir, config.id)?;
     let mut follower_config = FollowerConfig::new(config.servers.clone(), id);
     follower_config.state_file = Some(config.state_file(id));
@@ -271,7 +301,11 @@ fn start_sinks(config: &Config) -> Result<sink::Started, CollectorError> {
     let mut builder = SinkBuilder::default();
     for destination in destinations {
         builder = match destination.kind() {
-            Kind::JsonLines(path) => builder.add(JsonLines::new(path.clone()), None),
+            Kind::JsonLines(path) => {
+                let exporter = JsonLines::open(path.clone())
+                    .map_err(|source| CollectorError::Sink { path: path.clone(), source })?;
+                builder.add(exporter, None)
+            }
             Kind::RemoteWrite(receiver) => {
                 let (exporter, stats) = RemoteWrite::start(receiver, &config.data_dir)
                     .map_err(|source| CollectorError::Queue { receiver: receiver.to_string(), source })?;

@@ -8,6 +8,11 @@
 //! lines of a failed write are dropped with it: the batch it was written for is counted as dropped, and the
 //! lines of batches gathered before it since the last flush are lost too, as any buffered writer loses them.
 //!
+//! The file is followed by name, as `tail -F` follows it: before each write the path is checked to still name the
+//! open file, and when it was moved away or removed (logrotate's default `create` mode, an operator's `rm`), a new
+//! file is opened at the path. Before, the samples went on into the moved file, or into a removed one that no one
+//! could read any more, and were still counted as written. It costs two `stat`s per write.
+//!
 //! A line: `{"labels":{…},"name":"…","producer_id":"…","time_unix_ms":…,"value":…}` (keys in this order, labels
 //! by name, strings escaped as `serde_json` escapes them). A finite value is a JSON number as `serde_json` writes
 //! an `f64`; the others, which JSON cannot hold, are strings as Prometheus's HTTP API writes them (`"NaN"`,
@@ -53,6 +58,16 @@ impl JsonLines {
         Self { path, file: None, pending: Vec::with_capacity(JSONL_WRITE_BYTES) }
     }
 
+    /// Writes to `path`, opened now (and its directory made): a file that cannot be written (a directory there,
+    /// no permission, a read-only file system) is an error at start, rather than every sample dropped later.
+    ///
+    /// # Errors
+    /// When the file cannot be opened for appending.
+    pub(crate) fn open(path: PathBuf) -> io::Result<Self> {
+        let file = append(None, &path, &[])?;
+        Ok(Self { file: Some(file), ..Self::new(path) })
+    }
+
     /// Writes the pending lines, on the blocking pool. On an error they are dropped and the file is closed (the
     /// next write opens it again).
     async fn write_pending(&mut self) -> Result<(), WriteError> {
@@ -79,10 +94,15 @@ impl JsonLines {
     }
 }
 
-/// `lines` appended to `file`, opened at `path` (and its directory made) if `None`; the file, to write again.
+/// `lines` appended to `file`, opened at `path` (and its directory made) if `None` or if `path` no longer names it;
+/// the file, to write again.
 fn append(file: Option<File>, path: &Path, lines: &[u8]) -> io::Result<File> {
     let mut file = match file {
-        Some(file) => file,
+        Some(file) if still_at(&file, path) => file,
+        Some(_) => {
+            tracing::info!(file = %path.display(), "the samples file was moved or removed; writing to a new one there");
+            OpenOptions::new().create(true).append(true).open(path)?
+        }
         None => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -92,6 +112,15 @@ fn append(file: Option<File>, path: &Path, lines: &[u8]) -> io::Result<File> {
     };
     file.write_all(lines)?;
     Ok(file)
+}
+
+/// Whether `path` still names `file`: the same device and inode. A path that cannot be read does not.
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
 }
 
 /// Appends `sample` as one line to `out`.
@@ -201,6 +230,30 @@ mod tests {
                 "time_unix_ms": 7, "producer_id": "p1", "name": "up", "labels": {"job": "a,b=c"}, "value": 2.5
             })
         );
+    }
+
+    /// logrotate's `create` mode moves the file away; an operator may remove it. Either way the next write goes to
+    /// a new file at the path; before, it went on into the moved file, or into the removed one, lost.
+    #[tokio::test]
+    async fn a_file_moved_or_removed_is_followed_by_a_new_one_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.jsonl");
+        let rotated = dir.path().join("samples.jsonl.1");
+        let mut exporter = JsonLines::new(path.clone());
+        let lines = |path: &Path| std::fs::read_to_string(path).unwrap().lines().count();
+
+        exporter.export(&[sample(1.0)]).await.unwrap();
+        exporter.flush().await.unwrap();
+        std::fs::rename(&path, &rotated).unwrap();
+        exporter.export(&[sample(2.0), sample(3.0)]).await.unwrap();
+        exporter.flush().await.unwrap();
+        assert_eq!((lines(&rotated), lines(&path)), (1, 2), "the moved file keeps what it had; the new one the rest");
+
+        std::fs::remove_file(&path).unwrap();
+        exporter.export(&[sample(4.0)]).await.unwrap();
+        exporter.shutdown().await.unwrap();
+        assert_eq!(lines(&path), 1, "a removed file is made again");
+        assert_eq!(lines(&rotated), 1);
     }
 
     #[tokio::test]
