@@ -8,7 +8,9 @@
 //! - `kill -9` of the replica that leads during a registration burst: no acknowledged registration is lost,
 //!   another replica leads, no collector's generation goes backwards, and every producer ends up with exactly
 //!   one collector;
-//! - PostgreSQL restarted: writes answer `UNAVAILABLE` meanwhile, the feed streams stay up, everything resumes;
+//! - PostgreSQL restarted: writes answer `UNAVAILABLE` meanwhile, the feed streams stay up, everything resumes; a
+//!   `Watch` whose commit failed leaves no trace of its process, so the collector's next process is not refused
+//!   as a conflict with it;
 //! - one replica cut from PostgreSQL (a fault proxy between them): it stops deciding, ends its streams, and its
 //!   collector moves to another replica;
 //! - the listener's connection cut: changes still arrive (the tick catches up);
@@ -283,6 +285,41 @@ async fn postgresql_restarted_writes_wait_feeds_stay_and_all_resumes() {
     eprintln!("figure: PostgreSQL away and back; the change applied {:?} after the stop", stopped.elapsed());
     assert_eq!(after.reconnects, before.reconnects, "the feed stream stayed up through the restart");
     assert!(after.applied_generation > before.applied_generation);
+}
+
+/// A `Watch` whose commit fails is answered `UNAVAILABLE` and opens no stream. Its process must then not count as
+/// running: before, the replica kept it among the collector's open processes, and refused every later process of
+/// that collector (its restart) with `FAILED_PRECONDITION`, naming a process that had no stream, until the replica
+/// itself restarted. The commit is made to fail by a constraint the test adds to the collectors table for this
+/// collector alone, then drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_whose_commit_failed_leaves_no_process_behind() {
+    let postgres = TestPostgres::start().await;
+    let (_replica, url) = start_replica(&postgres.url(), &[]);
+    let collector = uuid::Uuid::new_v4().to_string();
+    let watch = |instance: uuid::Uuid| {
+        let (url, collector) = (url.clone(), collector.clone());
+        async move {
+            let mut feed = AssignmentFeedClient::connect(url).await.unwrap();
+            let request =
+                WatchRequest { collector_id: collector, instance_id: instance.to_string(), ..Default::default() };
+            feed.watch(request).await.map(tonic::Response::into_inner)
+        }
+    };
+    let mut sql = PgConnection::connect(&postgres.url()).await.unwrap();
+    let refuse = format!("ALTER TABLE collectors ADD CONSTRAINT refuse_one CHECK (id <> '{collector}')");
+    sqlx::query(sqlx::AssertSqlSafe(refuse)).execute(&mut sql).await.unwrap();
+
+    let refused = watch(uuid::Uuid::new_v4()).await.expect_err("no stream when the commit fails");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    sqlx::query("ALTER TABLE collectors DROP CONSTRAINT refuse_one").execute(&mut sql).await.unwrap();
+
+    // The collector's next process is accepted, and served.
+    let mut stream = watch(uuid::Uuid::new_v4())
+        .await
+        .unwrap_or_else(|status| panic!("the next process of the collector is accepted: {status:?}"));
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(first.frame, Some(Frame::Chunk(ref c)) if c.complete), "{first:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

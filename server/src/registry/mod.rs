@@ -677,6 +677,11 @@ impl Registry {
                     if self.notified.is_some()
                         && let Some(e) = &store_error
                     {
+                        // No stream opens, so none will close: the process's place is given back now, or another
+                        // process of this collector (its restart) would be refused here as a conflict with it.
+                        if let StreamKind::Collector { instance: Some(instance) } = kind {
+                            self.state.release_instance(collector, instance);
+                        }
                         send(reply, Err(e.clone()));
                         continue;
                     }

@@ -696,8 +696,20 @@ impl State {
     /// A feed stream of `id` (from process `instance`, if it said) closed; the collector enters grace when it was
     /// the last one (L2).
     pub(crate) fn detach(&mut self, id: CollectorId, instance: Option<Uuid>, now_ms: u64, changes: &mut Changes) {
-        if let Some(instance) = instance
-            && let Some(instances) = self.instances.get_mut(&id)
+        if let Some(instance) = instance {
+            self.release_instance(id, instance);
+        }
+        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
+        if let Some(record) = self.collectors.get_mut(&id) {
+            record.stream_closed(self.replica, grace_until);
+            changes.collectors.insert(id);
+        }
+    }
+
+    /// One stream of process `instance` of `id` is no longer open: it closed, or it was never answered (a replica's
+    /// attach whose commit failed). Once none is, another process of `id` may open its own.
+    pub(crate) fn release_instance(&mut self, id: CollectorId, instance: Uuid) {
+        if let Some(instances) = self.instances.get_mut(&id)
             && let Some(open) = instances.open.get_mut(&instance)
         {
             *open -= 1;
@@ -707,11 +719,6 @@ impl State {
             if instances.open.is_empty() && instances.refused.is_empty() {
                 self.instances.remove(&id);
             }
-        }
-        let grace_until = now_ms.saturating_add(ms(self.rules.grace));
-        if let Some(record) = self.collectors.get_mut(&id) {
-            record.stream_closed(self.replica, grace_until);
-            changes.collectors.insert(id);
         }
     }
 
