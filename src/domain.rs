@@ -334,7 +334,10 @@ impl ProducerAddress {
         let bare = if scheme("http://") { &value["http://".len()..] } else { value };
         let bare = bare.strip_suffix('/').unwrap_or(bare);
         if scheme("https://") {
-            return Err(bad("asks for TLS, which collection does not support yet; give host:port (plaintext)"));
+            return Err(bad(
+                "asks for TLS in the address: give host:port; TLS to gRPC producers is set on the collector, \
+                 with roster-collector --producer-tls",
+            ));
         }
         if bare.contains("://") {
             return Err(bad("has a scheme other than http://"));
@@ -455,26 +458,10 @@ impl Labels {
             return Err(FieldError::new(field, format!("{} labels, at most {MAX_LABELS} allowed", labels.len())));
         }
         for (name, value) in labels.clone() {
-            let label_field = || format!("{field}[{:?}]", clip(name));
-            if name.is_empty() {
-                return Err(FieldError::new(field, "a label name is empty; names match [a-zA-Z_][a-zA-Z0-9_]*"));
-            }
-            if name.len() > MAX_LABEL_NAME_BYTES {
-                return Err(FieldError::new(
-                    label_field(),
-                    format!("name is {} bytes long, at most {MAX_LABEL_NAME_BYTES} allowed", name.len()),
-                ));
-            }
-            let mut chars = name.chars();
-            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-            if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(FieldError::new(label_field(), "name must match [a-zA-Z_][a-zA-Z0-9_]*"));
-            }
-            if value.len() > MAX_LABEL_VALUE_BYTES {
-                return Err(FieldError::new(
-                    label_field(),
-                    format!("value is {} bytes long, at most {MAX_LABEL_VALUE_BYTES} allowed", value.len()),
-                ));
+            if let Err(problem) = check_label(name, value) {
+                // An empty name cannot name its label: the field is named instead.
+                let at = if name.is_empty() { field.to_owned() } else { format!("{field}[{:?}]", clip(name)) };
+                return Err(FieldError::new(at, problem));
             }
         }
         let mut kept = String::with_capacity(labels.clone().map(|(name, value)| name.len() + value.len() + 4).sum());
@@ -503,19 +490,46 @@ impl Labels {
     }
 }
 
+/// The rules one label keeps (see [`Labels::parse_field`]): what is wrong with its name or its value, if anything.
+fn check_label(name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a label name is empty; names match [a-zA-Z_][a-zA-Z0-9_]*".into());
+    }
+    if name.len() > MAX_LABEL_NAME_BYTES {
+        return Err(format!("name is {} bytes long, at most {MAX_LABEL_NAME_BYTES} allowed", name.len()));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("name must match [a-zA-Z_][a-zA-Z0-9_]*".into());
+    }
+    if value.len() > MAX_LABEL_VALUE_BYTES {
+        return Err(format!("value is {} bytes long, at most {MAX_LABEL_VALUE_BYTES} allowed", value.len()));
+    }
+    Ok(())
+}
+
 /// Parses one occurrence of a `--label name=value` flag: the name is what comes before the first `=`, the value
 /// everything after it, verbatim (commas and further `=` included), so any value can be written. More labels are
 /// more occurrences of the flag; [`labels_from_flags`] gathers them.
 ///
+/// The label is held to the rules of [`Labels::parse_field`] here, so a bad one stops the program at start (a usage
+/// error, clap naming the flag); the rules of the labels together (a name given twice, how many) are
+/// [`labels_from_flags`]'s.
+///
 /// # Errors
-/// An [`InvalidValue`] when there is no `=`.
+/// An [`InvalidValue`] when there is no `=`, or the name or the value breaks a rule.
 pub fn parse_label_flag(text: &str) -> Result<(String, String), InvalidValue> {
-    text.split_once('=').map(|(name, value)| (name.to_owned(), value.to_owned())).ok_or_else(|| {
+    let (name, value) = text.split_once('=').ok_or_else(|| {
         InvalidValue(format!(
             "{:?} has no '='; write name=value (one label per flag: --label job=node --label team=a,b)",
             clip(text)
         ))
-    })
+    })?;
+    check_label(name, value).map_err(|problem| {
+        InvalidValue(if name.is_empty() { problem } else { format!("label {:?}: {problem}", clip(name)) })
+    })?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// Gathers label flags (see [`parse_label_flag`]) into labels that follow [`Labels::parse_field`]'s rules.
@@ -1579,6 +1593,8 @@ mod tests {
         assert_eq!(parse_label_flag("hosts=a,b=c").unwrap(), ("hosts".into(), "a,b=c".into()));
         assert_eq!(parse_label_flag("empty=").unwrap(), ("empty".into(), String::new()));
         assert!(parse_label_flag("novalue").unwrap_err().0.contains("name=value"));
+        assert!(parse_label_flag("=v").unwrap_err().0.starts_with("a label name is empty"));
+        assert_eq!(parse_label_flag("a b=c").unwrap_err().0, "label \"a b\": name must match [a-zA-Z_][a-zA-Z0-9_]*");
         let pairs = vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "x,y".to_owned())];
         assert_eq!(labels_from_flags("--label", pairs).unwrap().to_map()["b"], "x,y");
         let twice = vec![("a".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())];

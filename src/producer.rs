@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     backoff::BackoffPolicy,
@@ -69,7 +69,13 @@ impl Registration {
                     Duration::from_millis(u64::from(reply.renew_interval_ms.max(1000)))
                 }
                 Err(e @ CallError::Rejected { .. }) => {
-                    warn!(producer.id = %id, error = %e, "registration refused; fix the request (retrying later)");
+                    if retrying_cannot_change(e.status().code()) {
+                        // Logged as an error: a process run at the error level (the CLI's default) must say why
+                        // nothing gets registered.
+                        error!(producer.id = %id, error = %e, "registration refused; fix the request or the credentials (retrying later)");
+                    } else {
+                        warn!(producer.id = %id, error = %e, "registration refused; fix the request (retrying later)");
+                    }
                     outage.next().unwrap_or(BackoffPolicy::FEED.cap)
                 }
                 Err(e) => {
@@ -88,6 +94,13 @@ impl Registration {
             Err(e) => warn!(producer.id = %id, error = %e, "could not deregister; the lease will lapse instead"),
         }
     }
+}
+
+/// Whether a registration refused with `code` is refused for good: only a change of the request, the credentials or
+/// the server's configuration can make it pass, never the passing of time.
+fn retrying_cannot_change(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(code, Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated | Code::FailedPrecondition)
 }
 
 /// Settings of the demo producer.

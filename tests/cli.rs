@@ -226,3 +226,124 @@ fn roster_up_runs_the_job_and_sigint_stops_every_part_with_exit_zero() {
     assert!(status.success(), "exit {status}; stderr:\n{}", up.stderr());
     assert!(up.stdout().contains("stopped"), "{}", up.stdout());
 }
+
+/// Runs `roster ARGS`, which must stop at start (within seconds, not the harness's minute) with clap's usage error,
+/// exit code 2; returns its stderr.
+fn refused_at_start(mut cli: Proc, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = cli.child.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "roster {args:?} did not stop at start; stderr:\n{}", cli.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the reader threads take the last lines.
+    std::thread::sleep(Duration::from_millis(50));
+    let stderr = cli.stderr();
+    assert_eq!(status.code(), Some(2), "roster {args:?}: stdout:\n{}\nstderr:\n{stderr}", cli.stdout());
+    stderr
+}
+
+/// `roster ARGS` (against a server that is not there: a refused flag is refused before anything is dialled).
+fn cli_refused(args: &[&str]) -> String {
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let all = [&["--server", url.as_str()][..], args].concat();
+    refused_at_start(Proc::start("roster", &all), &all)
+}
+
+const REGISTER: [&str; 6] =
+    ["producers", "register", "--id", "67e55044-10b1-426f-9247-bb680e5fe0c8", "--address", "127.0.0.1:9100"];
+
+/// An interval the server would refuse (it keeps 100ms to 1h) stopped neither `roster up` nor `roster
+/// demo-producer`: both ran, registering nothing, the refusal retried for ever behind a hidden warning.
+#[test]
+fn up_and_demo_producer_refuse_an_interval_the_server_would_refuse_naming_the_flag_and_the_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--metrics-listen", "off", "--collector-metrics-listen", "off", "--interval", "50ms"];
+    let stderr = refused_at_start(common::start_roster_up(dir.path(), &extra), &extra);
+    assert!(stderr.contains("--interval") && stderr.contains("out of range: use 100ms to 1h"), "{stderr}");
+    assert!(!dir.path().join("server").exists(), "nothing was started");
+    for interval in ["0s", "99ms", "2h", "99999y"] {
+        let stderr = cli_refused(&["demo-producer", "--interval", interval]);
+        assert!(stderr.contains("'--interval <INTERVAL>'") && stderr.contains("use 100ms to 1h"), "{stderr}");
+    }
+    let stderr = cli_refused(&["demo-producer", "--lease", "1s"]);
+    assert!(stderr.contains("--lease") && stderr.contains("use 10s to 1day"), "{stderr}");
+}
+
+/// A registration refused for good (here: no credentials) is an ERROR, which the CLI's default log level shows;
+/// it was a WARN, and `roster demo-producer` said nothing while it registered nothing.
+#[test]
+fn a_demo_producer_refused_for_good_says_so_at_the_default_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = common::ServerTokens::new(dir.path());
+    let (_server, addr) = common::start_secured_server(&dir.path().join("server"), &tokens, &[]);
+    let producer = Proc::start("roster", &["--server", &format!("http://{addr}"), "demo-producer"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stderr = producer.stderr();
+        if let Some(line) = stderr.lines().find(|l| l.contains("registration refused")) {
+            assert!(line.contains("ERROR") && line.contains("Unauthenticated"), "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refusal was not shown; stderr:\n{stderr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `--timeout 99999999y` panicked in tonic (exit 101) and a huge `--interval`, `--lease` or `--scrape-timeout`
+/// failed with exit 1 and "is too long": every duration flag is bounded at parse time (exit 2, naming the flag).
+#[test]
+fn huge_durations_are_usage_errors_naming_the_flag() {
+    for timeout in ["99999999y", "2h"] {
+        let stderr = cli_refused(&["--timeout", timeout, "producers", "list"]);
+        assert!(stderr.contains("'--timeout <TIMEOUT>'") && stderr.contains("at most 1h"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let stderr = cli_refused(&[&REGISTER[..], &["--interval", "99999y"]].concat());
+    assert!(stderr.contains("'--interval <INTERVAL>'") && stderr.contains("use 100ms to 1h"), "{stderr}");
+    let stderr = cli_refused(&[&REGISTER[..], &["--lease", "99999y"]].concat());
+    assert!(stderr.contains("'--lease <LEASE>'") && stderr.contains("use 10s to 1day"), "{stderr}");
+    let stderr = cli_refused(&[&REGISTER[..], &["--kind", "prometheus", "--scrape-timeout", "99999y"]].concat());
+    assert!(stderr.contains("'--scrape-timeout <SCRAPE_TIMEOUT>'") && stderr.contains("out of range"), "{stderr}");
+}
+
+/// A label that breaks the rules was refused only after parsing, with exit 1: it is a usage error (exit 2) naming
+/// the flag, with the same explanation.
+#[test]
+fn a_bad_label_is_a_usage_error_naming_the_flag() {
+    let stderr = cli_refused(&[&REGISTER[..], &["--label", "=v"]].concat());
+    assert!(stderr.contains("'--label <LABEL>'") && stderr.contains("a label name is empty"), "{stderr}");
+    let stderr = cli_refused(&[&REGISTER[..], &["--label", "a b=c"]].concat());
+    assert!(
+        stderr.contains("'--label <LABEL>'") && stderr.contains("label \"a b\": name must match [a-zA-Z_]"),
+        "{stderr}"
+    );
+    let stderr = cli_refused(&["demo-producer", "--label", "1x=y"]);
+    assert!(stderr.contains("'--label <LABEL>'") && stderr.contains("name must match"), "{stderr}");
+}
+
+/// `--count` is how many applied snapshots to wait for: 0 printed one and exited 0.
+#[test]
+fn watch_count_zero_is_a_usage_error() {
+    let stderr = cli_refused(&["watch", "--collector", "11111111-1111-1111-1111-111111111111", "--count", "0"]);
+    assert!(stderr.contains("'--count <COUNT>'") && stderr.contains("must be 1 or more"), "{stderr}");
+}
+
+/// An `https://` address of a gRPC producer is refused, but TLS to producers exists: the collector's
+/// `--producer-tls`; the message said collection over TLS was not supported.
+#[test]
+fn an_https_producer_address_points_to_the_collectors_producer_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = start_server(dir.path(), None);
+    let url = format!("http://{addr}");
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let mut cli =
+        roster(&["--server", &url, "producers", "register", "--id", id, "--address", "https://127.0.0.1:9101"]);
+    assert_eq!(cli.wait_exit().code(), Some(1));
+    let stderr = cli.stderr();
+    assert!(stderr.contains("InvalidArgument: address: \"https://127.0.0.1:9101\""), "{stderr}");
+    assert!(stderr.contains("give host:port") && stderr.contains("--producer-tls"), "{stderr}");
+    assert!(!stderr.contains("not support"), "{stderr}");
+}

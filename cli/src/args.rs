@@ -9,7 +9,9 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use roster::{
     auth::Role,
-    domain::{CollectorId, ProducerId, ProducerKind, parse_label_flag},
+    domain::{
+        CollectorId, MAX_INTERVAL, MAX_LEASE, MIN_INTERVAL, MIN_LEASE, ProducerId, ProducerKind, parse_label_flag,
+    },
     endpoint::{self, ServerUrl},
     metrics_http::MetricsListen,
 };
@@ -30,6 +32,9 @@ pub(crate) const DEFAULT_SERVER_METRICS_LISTEN: &str = roster_server::DEFAULT_ME
 pub(crate) const DEFAULT_COLLECTOR_METRICS_LISTEN: &str = roster_collector::defaults::METRICS_LISTEN;
 /// Time limit of each attempt of a call (`--timeout`).
 pub(crate) const DEFAULT_TIMEOUT: &str = "5s";
+/// The longest `--timeout`: an attempt unanswered for an hour is stuck, not slow, and a far longer one cannot even be
+/// sent (gRPC's deadline header holds at most 8 digits of hours).
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Most attempts per call (`--max-attempts`).
 pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// The highest `--max-attempts` accepted: beyond it a call would retry long past any outage worth riding out.
@@ -65,8 +70,8 @@ pub(crate) struct Cli {
         value_parser = ServerUrl::from_str
     )]
     pub(crate) server: Vec<ServerUrl>,
-    /// Time limit of each attempt of a call (more than zero).
-    #[arg(long, global = true, default_value = DEFAULT_TIMEOUT, value_parser = positive_duration)]
+    /// Time limit of each attempt of a call (more than zero, at most 1h).
+    #[arg(long, global = true, default_value = DEFAULT_TIMEOUT, value_parser = timeout)]
     pub(crate) timeout: Duration,
     /// Most attempts per call (transient failures only are retried).
     #[arg(
@@ -240,8 +245,8 @@ pub(crate) struct RegisterArgs {
     /// port 1-65535. The server checks it and stores it normalised (lowercase, host:080 as host:80).
     #[arg(long)]
     pub(crate) address: String,
-    /// Collection interval.
-    #[arg(long, default_value = DEFAULT_REGISTER_INTERVAL, value_parser = humantime::parse_duration)]
+    /// Collection interval, 100ms to 1h (as the server accepts).
+    #[arg(long, default_value = DEFAULT_REGISTER_INTERVAL, value_parser = interval)]
     pub(crate) interval: Duration,
     /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is
     /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
@@ -251,8 +256,8 @@ pub(crate) struct RegisterArgs {
     /// `roster producers pin`, which touches nothing else.
     #[arg(long, hide = true, value_parser = CollectorId::from_str)]
     pub(crate) pin: Option<CollectorId>,
-    /// Lease (default: the server's, 5 minutes).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Lease, 10s to 1day (default: the server's, 5 minutes).
+    #[arg(long, value_parser = lease)]
     pub(crate) lease: Option<Duration>,
     /// How it is collected: grpc (roster.v1.Producer) or prometheus (an HTTP metrics endpoint). With prometheus,
     /// --address is a bare host:port (the scheme goes in --scheme) and label names may not start with __.
@@ -264,8 +269,9 @@ pub(crate) struct RegisterArgs {
     /// Prometheus only: the path scraped, starting with / (default /metrics).
     #[arg(long)]
     pub(crate) path: Option<String>,
-    /// Prometheus only: the time limit of each scrape, below --interval (default: the collector's).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Prometheus only: the time limit of each scrape, more than zero and below --interval (default: the
+    /// collector's).
+    #[arg(long, value_parser = scrape_timeout)]
     pub(crate) scrape_timeout: Option<Duration>,
 }
 
@@ -328,8 +334,8 @@ pub(crate) struct WatchArgs {
     /// The collector whose feed to follow (one the server knows).
     #[arg(long, value_parser = CollectorId::from_str)]
     pub(crate) collector: CollectorId,
-    /// Exit after this many applied snapshots (default: follow until Ctrl-C).
-    #[arg(long)]
+    /// Exit after this many applied snapshots, 1 or more (default: follow until Ctrl-C).
+    #[arg(long, value_parser = count)]
     pub(crate) count: Option<u64>,
 }
 
@@ -350,11 +356,11 @@ pub(crate) struct DemoProducerArgs {
     /// The producer id (default: a new one).
     #[arg(long, value_parser = ProducerId::from_str)]
     pub(crate) id: Option<ProducerId>,
-    /// Collection interval.
-    #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
+    /// Collection interval, 100ms to 1h (as the server accepts).
+    #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = interval)]
     pub(crate) interval: Duration,
-    /// Lease (renewed at a quarter of it).
-    #[arg(long, default_value = DEFAULT_DEMO_LEASE, value_parser = humantime::parse_duration)]
+    /// Lease, 10s to 1day (renewed at a quarter of it).
+    #[arg(long, default_value = DEFAULT_DEMO_LEASE, value_parser = lease)]
     pub(crate) lease: Duration,
     /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is
     /// everything after the first '=', verbatim: commas and '=' included (--label hosts=a,b).
@@ -389,8 +395,8 @@ pub(crate) struct UpArgs {
         value_parser = clap::value_parser!(u16).range(0..=MAX_UP_PRODUCERS)
     )]
     pub(crate) producers: u16,
-    /// Collection interval of the demo producers and of roster's own metrics.
-    #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = humantime::parse_duration)]
+    /// Collection interval of the demo producers and of roster's own metrics, 100ms to 1h (as the server accepts).
+    #[arg(long, default_value = DEFAULT_DEMO_INTERVAL, value_parser = interval)]
     pub(crate) interval: Duration,
     /// Also send every sample to this Prometheus remote-write receiver (e.g. your Prometheus started with
     /// --web.enable-remote-write-receiver: http://127.0.0.1:9090/api/v1/write), beside the JSON-lines sink. What it
@@ -409,11 +415,91 @@ fn remote_write_sink(url: &str) -> Result<Destination, String> {
     Destination::from_str(&format!("remote-write={url}")).map_err(|e| e.to_string())
 }
 
-/// A duration such as `500ms` or `5s`, more than zero (a zero time limit would fail every call at once).
-fn positive_duration(text: &str) -> Result<Duration, String> {
+/// `--timeout`: a duration such as `500ms` or `5s`, more than zero (a zero time limit would fail every call at once)
+/// and at most [`MAX_TIMEOUT`].
+fn timeout(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 5s, 1m)"))?;
     if duration.is_zero() {
         return Err("must be more than zero (write e.g. 500ms, 5s)".into());
     }
+    if duration > MAX_TIMEOUT {
+        return Err(format!(
+            "{text} is too long: at most {} per attempt (write e.g. 5s, 30s, 5m)",
+            humantime::format_duration(MAX_TIMEOUT)
+        ));
+    }
     Ok(duration)
+}
+
+/// A duration such as `500ms` or `15s` within `[min, max]`, the bounds the server holds the field it is sent as to:
+/// a value the server would refuse stops the program here, a usage error naming the flag, rather than failing (or,
+/// for a producer that keeps itself registered, being retried) at every call.
+fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let range = format!("use {} to {}", humantime::format_duration(min), humantime::format_duration(max));
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 15s, 5m; {range})"))?;
+    if !(min..=max).contains(&duration) {
+        return Err(format!("{text} is out of range: {range}"));
+    }
+    Ok(duration)
+}
+
+/// A collection interval (`--interval`), within the bounds of a registration's `interval_ms`.
+fn interval(text: &str) -> Result<Duration, String> {
+    duration_within(text, MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// A lease (`--lease`), within the bounds of a registration's `lease_ms`.
+fn lease(text: &str) -> Result<Duration, String> {
+    duration_within(text, MIN_LEASE, MAX_LEASE)
+}
+
+/// `--scrape-timeout`: at least a millisecond (the unit it is sent in), and below `--interval`, so at most the
+/// longest interval (the server checks it against the interval given).
+fn scrape_timeout(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::from_millis(1), MAX_INTERVAL)
+}
+
+/// `roster watch --count`: 1 or more (leaving it out is how to follow without end).
+fn count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be 1 or more (leave --count out to follow until Ctrl-C)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (write a whole number, 1 or more)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bounds `--help` states are the ones checked (the help text is written out; the bounds are constants).
+    #[test]
+    fn the_help_states_the_bounds_that_are_checked() {
+        let cli = Cli::command();
+        let help = |cli: &clap::Command, path: &[&str]| {
+            let mut command = cli.clone();
+            for name in path {
+                command = command.find_subcommand(name).cloned().unwrap_or_else(|| panic!("no {name}"));
+            }
+            // Whitespace normalised: the help is wrapped to the terminal's width.
+            command.render_long_help().to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        let bounds = |min, max| format!("{} to {}", humantime::format_duration(min), humantime::format_duration(max));
+        for path in [&["up"][..], &["demo-producer"], &["producers", "register"]] {
+            let text = help(&cli, path);
+            assert!(
+                text.contains(&format!("{} (as the server accepts)", bounds(MIN_INTERVAL, MAX_INTERVAL))),
+                "{text}"
+            );
+        }
+        for path in [&["demo-producer"][..], &["producers", "register"]] {
+            assert!(help(&cli, path).contains(&format!("Lease, {}", bounds(MIN_LEASE, MAX_LEASE))));
+        }
+        let max = humantime::format_duration(MAX_TIMEOUT).to_string();
+        assert!(help(&cli, &[]).contains(&format!("more than zero, at most {max})")));
+        assert!(interval("99ms").is_err() && interval("100ms").is_ok() && interval("1h").is_ok());
+        assert!(interval("1h 1ms").is_err() && interval("99999999y").is_err());
+        assert!(timeout("1h").is_ok() && timeout("1h 1s").is_err() && timeout("0s").is_err());
+        assert!(count("0").is_err() && count("1").is_ok());
+    }
 }
