@@ -1086,6 +1086,8 @@ pub struct WatchParams {
     pub collector: CollectorId,
     /// The (epoch, generation) it applied last, if any.
     pub known: Option<(uuid::Uuid, u64)>,
+    /// The digest of the server's snapshot it applied last, if it said (`known_digest`; only with `known`).
+    pub known_digest: Option<u64>,
     /// Observe only (`observe_only`): follow the feed without marking the collector live or changing anything.
     pub observe: bool,
     /// The watching process's instance id, if it gave one (two at once mean a copied data directory).
@@ -1118,7 +1120,8 @@ impl TryFrom<pb::WatchRequest> for WatchParams {
         let instance =
             if req.instance_id.is_empty() { None } else { Some(parse_uuid("instance_id", &req.instance_id)?) };
         let supported_kinds = SupportedKinds::from_pb(&req.supported_kinds);
-        Ok(Self { collector, known, observe: req.observe_only, instance, supported_kinds })
+        let known_digest = (known.is_some() && req.known_digest != 0).then_some(req.known_digest);
+        Ok(Self { collector, known, known_digest, observe: req.observe_only, instance, supported_kinds })
     }
 }
 

@@ -379,6 +379,73 @@ async fn streams_that_end_after_one_frame_do_not_reset_the_backoff_and_one_that_
     server.stop().await;
 }
 
+/// Copies the files of `from` (a stopped server's data directory) into `to`, made anew.
+fn copy_store(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Registers a producer that is never due; returns its id.
+async fn register_one(server: &TestServer) -> ProducerId {
+    let request = producer_at("127.0.0.1:9".parse().unwrap(), 3_600_000);
+    let id = request.producer_id.parse().unwrap();
+    register_all(&server.registry().await, vec![request], 1).await;
+    id
+}
+
+/// The ids of the producers in force in a follower.
+fn applied_ids(handle: &FollowerHandle) -> Vec<ProducerId> {
+    handle.applied.borrow().as_ref().map(|s| s.targets.iter().map(|t| t.id).collect()).unwrap_or_default()
+}
+
+/// A store restored from a backup older than the collector's snapshot, where a change then lands on the collector
+/// before it comes back, makes the collector's generation again with other producers. The collector's `Watch` says
+/// what it holds (`known_digest`), so the server moves it to a new generation and sends it the set, rather than
+/// "in sync": before, it kept the set it had, and a producer registered since went uncollected until its next
+/// change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restore_a_collector_holding_another_set_under_its_generation_is_sent_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backup) = (dir.path().join("server"), dir.path().join("backup"));
+    let server = TestServer::start(server_config(&store)).await;
+    let addr = server.addr;
+    let proxy = FaultProxy::start(addr).await;
+    let policy = BackoffPolicy { initial: Duration::from_millis(20), ..BackoffPolicy::FEED };
+    let policy = BackoffPolicy { cap: Duration::from_millis(300), ..policy };
+    let (handle, stop) = follow(proxy.url(), &dir.path().join("collector"), policy);
+
+    let first = register_one(&server).await;
+    wait_for("the first producer applied", || applied_ids(&handle) == vec![first]).await;
+    server.stop().await;
+    copy_store(&store, &backup);
+    let server = TestServer::start_on(addr, server_config(&store)).await;
+    let second = register_one(&server).await;
+    wait_for("the second producer applied", || applied_ids(&handle).len() == 2).await;
+    let held = handle.applied.borrow().as_ref().unwrap().generation;
+
+    // The collector is cut off; the store is restored from the backup, and a producer registered lands on it.
+    proxy.set(Mode::Refuse);
+    proxy.break_all();
+    server.stop().await;
+    copy_store(&backup, &store);
+    let server = TestServer::start_on(addr, server_config(&store)).await;
+    let third = register_one(&server).await;
+    assert_eq!(the_collector(&server).await.generation, held, "the restored store made the generation again");
+
+    proxy.set(Mode::Forward);
+    let mut expected = vec![first, third];
+    expected.sort();
+    wait_for("the restored store's set applied", || applied_ids(&handle) == expected).await;
+    assert!(!applied_ids(&handle).contains(&second));
+    assert!(handle.applied.borrow().as_ref().unwrap().generation > held, "a new generation");
+    stop.cancel();
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_damaged_state_file_stops_the_collector_with_a_clear_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -195,11 +195,21 @@ def run_case(file: str, case: Any) -> None:
     assembler = Assembler() if max_producers is None else Assembler(max_producers=max_producers)
     steps = m.get("steps")
     assert isinstance(steps, list) and steps, f"{what}: no steps"
+    arrived: List[str] = []  # the ids of the snapshot being assembled, as they came
     for i, step in enumerate(steps):
         at = f"{what} step {i}"
         s = obj(step, ["frame", "stream_ended", "events"], at)
         if "frame" in s and "stream_ended" not in s:
-            events: List[Event] = assembler.on_frame(frame(s["frame"], at))
+            response = frame(s["frame"], at)
+            events: List[Event] = assembler.on_frame(response)
+            if response.HasField("chunk"):
+                arrived = [] if response.chunk.index == 0 else arrived
+                arrived += [p.id for p in response.chunk.producers]
+            # What a Watch says it holds (known_digest) is the digest the applied snapshot came with, when it came
+            # in id order, as a roster server sends it.
+            for e in events:
+                if isinstance(e, Applied) and response.chunk.digest != 0 and arrived == sorted(arrived):
+                    assert e.snapshot.server_digest() == response.chunk.digest, f"{at}: server_digest"
         elif "frame" not in s and s.get("stream_ended") is True:
             ended = assembler.stream_ended()
             events = [] if ended is None else [ended]

@@ -57,6 +57,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The digest (S2) of the server's snapshot this set was applied from: of its producers without the carried
+    /// ones, by the digest's definition. A `Watch` sends it (`known_digest`), so that a server that made this
+    /// generation again with other producers (a store restored from an older backup) sends the collector the set
+    /// it now has, rather than "in sync". It encodes every producer: computed once per snapshot, at a reconnect.
+    pub fn server_digest(&self) -> u64 {
+        let sent: Vec<pb::AssignedProducer> = self
+            .targets
+            .iter()
+            .filter(|t| self.carried.binary_search(&t.id).is_err())
+            .map(pb::AssignedProducer::from)
+            .collect();
+        crate::snapshot::digest(&sent)
+    }
+
     /// The ids of its producers.
     pub fn ids(&self) -> HashSet<ProducerId> {
         self.targets.iter().map(|t| t.id).collect()
@@ -560,6 +574,52 @@ mod tests {
 
     fn reasons(events: &[Event]) -> Vec<DiscardReason> {
         events.iter().filter_map(|e| if let Event::Discarded(d) = e { Some(d.reason) } else { None }).collect()
+    }
+
+    /// What a `Watch` says the collector holds (`known_digest`) is the digest the server sent with it: for any
+    /// entries, labels and kinds included, and without the producers carried from an earlier epoch. Were it not,
+    /// every reconnect would move the collector to a new generation and resend its whole set.
+    #[test]
+    fn the_server_digest_of_an_applied_snapshot_is_the_one_it_came_with() {
+        let labelled = |n: u16| {
+            let mut e = entry(n);
+            e.labels = [("job".to_owned(), format!("j{n}")), ("zone".to_owned(), "a,b=c".to_owned())].into();
+            if n.is_multiple_of(2) {
+                e.kind = pb::ProducerKind::Prometheus.into();
+                e.prometheus = Some(pb::PrometheusTarget {
+                    scheme: "https".into(),
+                    metrics_path: "/m".into(),
+                    ..Default::default()
+                });
+            }
+            e
+        };
+        let mut sorted: Vec<_> = (1..=6).map(labelled).collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let sent = digest(&sorted);
+        let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+        let chunk = |epoch: Uuid, producers: Vec<pb::AssignedProducer>, d: u64, settling: bool| pb::SnapshotChunk {
+            epoch: epoch.to_string(),
+            generation: 1,
+            producer_count: producers.len() as u64,
+            producers,
+            complete: true,
+            chunk_count: 1,
+            digest: d,
+            store_settling: settling,
+            ..Default::default()
+        };
+        let mut a = Assembler::new(None);
+        feed(&mut a, vec![chunk(old, sorted.clone(), sent, false)]);
+        assert_eq!(a.applied().unwrap().server_digest(), sent);
+
+        // A wiped store's settling snapshot holds half of them: the other half is carried, and not digested.
+        let kept = sorted[..3].to_vec();
+        let kept_digest = digest(&kept);
+        feed(&mut a, vec![chunk(new, kept, kept_digest, true)]);
+        let applied = a.applied().unwrap();
+        assert_eq!((applied.targets.len(), applied.carried.len()), (6, 3));
+        assert_eq!(applied.server_digest(), kept_digest);
     }
 
     #[test]

@@ -263,6 +263,9 @@ pub struct Follower {
     /// again: otherwise the server, already at that generation, would answer "in sync" and never learn that this
     /// collector converged.
     reported: Arc<watch::Sender<Option<(uuid::Uuid, u64)>>>,
+    /// The server digest of the snapshot in force (`Snapshot::server_digest`), for the `Watch` to send: computed
+    /// once per snapshot, at the first reconnect after it applied.
+    known_digest: Option<((uuid::Uuid, u64), u64)>,
 }
 
 /// The delay a status asks for before the next attempt: gRPC's `grpc-retry-pushback-ms` (gRFC A6), a
@@ -340,6 +343,7 @@ impl Follower {
                 persisted,
                 persister: Some(persister),
                 reported: Arc::new(watch::Sender::new(None)),
+                known_digest: None,
             },
             handle,
         ))
@@ -409,6 +413,20 @@ impl Follower {
         info!("follower stopped");
     }
 
+    /// The server digest of the snapshot in force, 0 when there is none (see `known_digest`).
+    fn known_digest(&mut self) -> u64 {
+        let Some(applied) = self.assembler.applied() else { return 0 };
+        let id = (applied.epoch, applied.generation);
+        match self.known_digest {
+            Some((of, digest)) if of == id => digest,
+            _ => {
+                let digest = applied.server_digest();
+                self.known_digest = Some((id, digest));
+                digest
+            }
+        }
+    }
+
     fn set_connected(&self, connected: bool) {
         let mut stats = self.stats.lock();
         if stats.connected != connected {
@@ -441,6 +459,7 @@ impl Follower {
             Err(e) => return Some(format!("connect: {}", chain(&e))),
         };
         let known = self.assembler.applied().map(|s| (s.epoch, s.generation));
+        let known_digest = self.known_digest();
         let request = pb::WatchRequest {
             collector_id: self.config.collector.to_string(),
             known_epoch: known.map(|k| k.0.to_string()).unwrap_or_default(),
@@ -448,6 +467,7 @@ impl Follower {
             observe_only: self.config.observe_only,
             instance_id: self.config.instance.map(|i| i.to_string()).unwrap_or_default(),
             supported_kinds: self.config.supported_kinds.to_pb(),
+            known_digest,
         };
         // Reports go on the feed's connection, through the retrying client (R3: a request id, a time limit, retries).
         let reporter = RosterClient::on_channel(channel.clone(), self.config.report_timeout)

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple, Union
 
 from . import defaults
 from ._proto.roster.v1 import feed_pb2
-from .digest import Digest
+from .digest import Digest, digest
 from .entries import InvalidEntry, Producer, parse_uuid
 
 # The discard reasons: stable names, the same as roster-collector's discard counters.
@@ -55,6 +55,13 @@ class Snapshot:
     def ids(self) -> Tuple[str, ...]:
         """The producers' ids, in order."""
         return tuple(p.id for p in self.producers)
+
+    def server_digest(self) -> int:
+        """The digest of the server's snapshot this set was applied from (its producers without the carried ones),
+        which a ``Watch`` sends as ``known_digest``: a server that made this generation again with other producers
+        (a store restored from an older backup) then sends the set it has now, rather than "in sync"."""
+        carried = set(self.carried)
+        return digest(p.to_pb() for p in self.producers if p.id not in carried)
 
     def carry_from(self, applied: Snapshot) -> Snapshot:
         """The new-epoch rule: keeps the producers of ``applied`` this settling snapshot lacks (all of them when

@@ -180,10 +180,18 @@ class _Core:
         self.to_save: Optional[Tuple[Snapshot, int]] = None
         self.save_due = 0.0
         self.reported: Optional[Tuple[str, int]] = None  # reported APPLIED by this process
+        # The server digest of the snapshot in force, computed once per snapshot: ((epoch, generation), digest).
+        self.known_digest: Optional[Tuple[Tuple[str, int], int]] = None
         self.reports: List[feed_pb2.ReportAppliedRequest] = []
 
     def watch_request(self) -> feed_pb2.WatchRequest:
         applied = self.assembler.applied
+        known_digest = 0
+        if applied is not None:
+            of = (applied.epoch, applied.generation)
+            if self.known_digest is None or self.known_digest[0] != of:
+                self.known_digest = (of, applied.server_digest())
+            known_digest = self.known_digest[1]
         return feed_pb2.WatchRequest(
             collector_id=self.collector_id,
             known_epoch=applied.epoch if applied else "",
@@ -191,6 +199,7 @@ class _Core:
             observe_only=self.observe_only,
             instance_id=self.instance_id,
             supported_kinds=self.kinds,
+            known_digest=known_digest,
         )
 
     def call_metadata(self) -> Tuple[Tuple[str, str], ...]:

@@ -213,6 +213,11 @@ impl Snapshot {
         self.assignment.len()
     }
 
+    /// Its digest (S2), as its complete chunk carries it.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
     /// The positions, in id order, of the producers chunk `index` carries.
     pub fn chunk_range(&self, index: usize) -> Range<usize> {
         self.chunks[index].producers.clone()

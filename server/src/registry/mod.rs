@@ -504,6 +504,7 @@ impl Registry {
                             if created {
                                 info!(collector.id = %params.collector, kinds = %params.supported_kinds.names(), "collector joined");
                             }
+                            self.check_known_set(&params, &mut changes);
                             pending.push(Pending::Attach(
                                 reply,
                                 params.collector,
@@ -688,6 +689,30 @@ impl Registry {
                     self.answer_attach(reply, collector, kind, own_tx);
                 }
             }
+        }
+    }
+
+    /// A collector that claims the current generation with another set than it holds now (its digest differs: the
+    /// store was restored from a backup older than the collector's snapshot, and a change landed on it since, making
+    /// its generation again) is moved to a new generation, so that it is sent the set, not "in sync" (S3).
+    fn check_known_set(&self, params: &WatchParams, changes: &mut Changes) {
+        let (Some(known), Some(digest)) = (params.known, params.known_digest) else { return };
+        let collector = params.collector;
+        let current = self.state.collector(collector).map(|c| (self.state.epoch(), c.generation));
+        // A claim that is not current gets a snapshot anyway; a collector whose set changes in this batch gets a new
+        // generation anyway (and the state holds what was committed for its generation only when it does not).
+        if current != Some(known) || changes.moves_generation(collector) {
+            return;
+        }
+        let held = publish(&self.state, collector, self.config.chunk_limits).snapshot().digest();
+        if held != digest {
+            warn!(
+                collector.id = %collector,
+                generation = known.1,
+                "the collector holds another set under its current generation (a store restored from an older \
+                 backup?); moving it to a new generation"
+            );
+            changes.move_generation(collector);
         }
     }
 

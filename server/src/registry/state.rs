@@ -35,6 +35,18 @@ pub(crate) struct Changes {
     settled_at_ms: Option<u64>,
 }
 
+impl Changes {
+    /// Whether `collector` gets a new generation in this batch.
+    pub(crate) fn moves_generation(&self, collector: CollectorId) -> bool {
+        self.dirty.contains(&collector)
+    }
+
+    /// Gives `collector` a new generation in this batch, though its assignment did not change.
+    pub(crate) fn move_generation(&mut self, collector: CollectorId) {
+        self.dirty.insert(collector);
+    }
+}
+
 /// Registry settings that the rules depend on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {

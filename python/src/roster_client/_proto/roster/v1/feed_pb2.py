@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from roster_client._proto.roster.v1 import registry_pb2 as roster_dot_v1_dot_registry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14roster/v1/feed.proto\x12\troster.v1\x1a\x18roster/v1/registry.proto\"\xb0\x01\n\x0cWatchRequest\x12\x14\n\x0c\x63ollector_id\x18\x01 \x01(\t\x12\x13\n\x0bknown_epoch\x18\x02 \x01(\t\x12\x18\n\x10known_generation\x18\x03 \x01(\x04\x12\x14\n\x0cobserve_only\x18\x04 \x01(\x08\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\x12\x30\n\x0fsupported_kinds\x18\x06 \x03(\x0e\x32\x17.roster.v1.ProducerKind\"\x94\x01\n\rWatchResponse\x12)\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.roster.v1.SnapshotChunkH\x00\x12$\n\x07in_sync\x18\x02 \x01(\x0b\x32\x11.roster.v1.InSyncH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.roster.v1.HeartbeatH\x00\x42\x07\n\x05\x66rame\"\xd8\x01\n\rSnapshotChunk\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\r\x12.\n\tproducers\x18\x04 \x03(\x0b\x32\x1b.roster.v1.AssignedProducer\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\r\x12\x16\n\x0eproducer_count\x18\x07 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x08 \x01(\x04\x12\x16\n\x0estore_settling\x18\t \x01(\x08\"\x84\x02\n\x10\x41ssignedProducer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0binterval_ms\x18\x03 \x01(\r\x12\x37\n\x06labels\x18\x04 \x03(\x0b\x32\'.roster.v1.AssignedProducer.LabelsEntry\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.roster.v1.ProducerKind\x12/\n\nprometheus\x18\x06 \x01(\x0b\x32\x1b.roster.v1.PrometheusTarget\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x06InSync\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\".\n\tHeartbeat\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x89\x01\n\x14ReportAppliedRequest\x12\x14\n\x0c\x63ollector_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12(\n\x07outcome\x18\x04 \x01(\x0e\x32\x17.roster.v1.ApplyOutcome\x12\x0e\n\x06reason\x18\x05 \x01(\t\"(\n\x15ReportAppliedResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x08\x32\xa2\x01\n\x0e\x41ssignmentFeed\x12<\n\x05Watch\x12\x17.roster.v1.WatchRequest\x1a\x18.roster.v1.WatchResponse0\x01\x12R\n\rReportApplied\x12\x1f.roster.v1.ReportAppliedRequest\x1a .roster.v1.ReportAppliedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14roster/v1/feed.proto\x12\troster.v1\x1a\x18roster/v1/registry.proto\"\xc6\x01\n\x0cWatchRequest\x12\x14\n\x0c\x63ollector_id\x18\x01 \x01(\t\x12\x13\n\x0bknown_epoch\x18\x02 \x01(\t\x12\x18\n\x10known_generation\x18\x03 \x01(\x04\x12\x14\n\x0cobserve_only\x18\x04 \x01(\x08\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\x12\x30\n\x0fsupported_kinds\x18\x06 \x03(\x0e\x32\x17.roster.v1.ProducerKind\x12\x14\n\x0cknown_digest\x18\x07 \x01(\x04\"\x94\x01\n\rWatchResponse\x12)\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x18.roster.v1.SnapshotChunkH\x00\x12$\n\x07in_sync\x18\x02 \x01(\x0b\x32\x11.roster.v1.InSyncH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.roster.v1.HeartbeatH\x00\x42\x07\n\x05\x66rame\"\xd8\x01\n\rSnapshotChunk\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\r\n\x05index\x18\x03 \x01(\r\x12.\n\tproducers\x18\x04 \x03(\x0b\x32\x1b.roster.v1.AssignedProducer\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\r\x12\x16\n\x0eproducer_count\x18\x07 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x08 \x01(\x04\x12\x16\n\x0estore_settling\x18\t \x01(\x08\"\x84\x02\n\x10\x41ssignedProducer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x13\n\x0binterval_ms\x18\x03 \x01(\r\x12\x37\n\x06labels\x18\x04 \x03(\x0b\x32\'.roster.v1.AssignedProducer.LabelsEntry\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.roster.v1.ProducerKind\x12/\n\nprometheus\x18\x06 \x01(\x0b\x32\x1b.roster.v1.PrometheusTarget\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x06InSync\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\".\n\tHeartbeat\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x89\x01\n\x14ReportAppliedRequest\x12\x14\n\x0c\x63ollector_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x12\n\ngeneration\x18\x03 \x01(\x04\x12(\n\x07outcome\x18\x04 \x01(\x0e\x32\x17.roster.v1.ApplyOutcome\x12\x0e\n\x06reason\x18\x05 \x01(\t\"(\n\x15ReportAppliedResponse\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x08\x32\xa2\x01\n\x0e\x41ssignmentFeed\x12<\n\x05Watch\x12\x17.roster.v1.WatchRequest\x1a\x18.roster.v1.WatchResponse0\x01\x12R\n\rReportApplied\x12\x1f.roster.v1.ReportAppliedRequest\x1a .roster.v1.ReportAppliedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGNEDPRODUCER_LABELSENTRY']._loaded_options = None
   _globals['_ASSIGNEDPRODUCER_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_WATCHREQUEST']._serialized_start=62
-  _globals['_WATCHREQUEST']._serialized_end=238
-  _globals['_WATCHRESPONSE']._serialized_start=241
-  _globals['_WATCHRESPONSE']._serialized_end=389
-  _globals['_SNAPSHOTCHUNK']._serialized_start=392
-  _globals['_SNAPSHOTCHUNK']._serialized_end=608
-  _globals['_ASSIGNEDPRODUCER']._serialized_start=611
-  _globals['_ASSIGNEDPRODUCER']._serialized_end=871
-  _globals['_ASSIGNEDPRODUCER_LABELSENTRY']._serialized_start=826
-  _globals['_ASSIGNEDPRODUCER_LABELSENTRY']._serialized_end=871
-  _globals['_INSYNC']._serialized_start=873
-  _globals['_INSYNC']._serialized_end=916
-  _globals['_HEARTBEAT']._serialized_start=918
-  _globals['_HEARTBEAT']._serialized_end=964
-  _globals['_REPORTAPPLIEDREQUEST']._serialized_start=967
-  _globals['_REPORTAPPLIEDREQUEST']._serialized_end=1104
-  _globals['_REPORTAPPLIEDRESPONSE']._serialized_start=1106
-  _globals['_REPORTAPPLIEDRESPONSE']._serialized_end=1146
-  _globals['_ASSIGNMENTFEED']._serialized_start=1149
-  _globals['_ASSIGNMENTFEED']._serialized_end=1311
+  _globals['_WATCHREQUEST']._serialized_end=260
+  _globals['_WATCHRESPONSE']._serialized_start=263
+  _globals['_WATCHRESPONSE']._serialized_end=411
+  _globals['_SNAPSHOTCHUNK']._serialized_start=414
+  _globals['_SNAPSHOTCHUNK']._serialized_end=630
+  _globals['_ASSIGNEDPRODUCER']._serialized_start=633
+  _globals['_ASSIGNEDPRODUCER']._serialized_end=893
+  _globals['_ASSIGNEDPRODUCER_LABELSENTRY']._serialized_start=848
+  _globals['_ASSIGNEDPRODUCER_LABELSENTRY']._serialized_end=893
+  _globals['_INSYNC']._serialized_start=895
+  _globals['_INSYNC']._serialized_end=938
+  _globals['_HEARTBEAT']._serialized_start=940
+  _globals['_HEARTBEAT']._serialized_end=986
+  _globals['_REPORTAPPLIEDREQUEST']._serialized_start=989
+  _globals['_REPORTAPPLIEDREQUEST']._serialized_end=1126
+  _globals['_REPORTAPPLIEDRESPONSE']._serialized_start=1128
+  _globals['_REPORTAPPLIEDRESPONSE']._serialized_end=1168
+  _globals['_ASSIGNMENTFEED']._serialized_start=1171
+  _globals['_ASSIGNMENTFEED']._serialized_end=1333
 # @@protoc_insertion_point(module_scope)

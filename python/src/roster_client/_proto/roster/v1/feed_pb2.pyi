@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WatchRequest(_message.Message):
-    __slots__ = ("collector_id", "known_epoch", "known_generation", "observe_only", "instance_id", "supported_kinds")
+    __slots__ = ("collector_id", "known_epoch", "known_generation", "observe_only", "instance_id", "supported_kinds", "known_digest")
     COLLECTOR_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_EPOCH_FIELD_NUMBER: _ClassVar[int]
     KNOWN_GENERATION_FIELD_NUMBER: _ClassVar[int]
     OBSERVE_ONLY_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     SUPPORTED_KINDS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_DIGEST_FIELD_NUMBER: _ClassVar[int]
     collector_id: str
     known_epoch: str
     known_generation: int
     observe_only: bool
     instance_id: str
     supported_kinds: _containers.RepeatedScalarFieldContainer[_registry_pb2.ProducerKind]
-    def __init__(self, collector_id: _Optional[str] = ..., known_epoch: _Optional[str] = ..., known_generation: _Optional[int] = ..., observe_only: bool = ..., instance_id: _Optional[str] = ..., supported_kinds: _Optional[_Iterable[_Union[_registry_pb2.ProducerKind, str]]] = ...) -> None: ...
+    known_digest: int
+    def __init__(self, collector_id: _Optional[str] = ..., known_epoch: _Optional[str] = ..., known_generation: _Optional[int] = ..., observe_only: bool = ..., instance_id: _Optional[str] = ..., supported_kinds: _Optional[_Iterable[_Union[_registry_pb2.ProducerKind, str]]] = ..., known_digest: _Optional[int] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
     __slots__ = ("chunk", "in_sync", "heartbeat")
