@@ -14,7 +14,7 @@
 //! - one replica cut from PostgreSQL (a fault proxy between them): it stops deciding, ends its streams, and its
 //!   collector moves to another replica;
 //! - the listener's connection cut: changes still arrive (the tick catches up);
-//! - a replica older than the database's schema refuses to start;
+//! - a replica older than the database's schema refuses to start, and one that cannot reach the database says why;
 //! - a client given every replica's URL (the library's, the CLI's) rides out the death of the one it was calling.
 //!
 //! Failover time and propagation across replicas are measured by `roster-bench` (BENCHMARKS.md), not asserted here.
@@ -427,6 +427,23 @@ async fn a_replica_older_than_the_schema_is_refused() {
     assert!(!exit.success());
     let said = older.stderr();
     assert!(said.contains("9999"), "names the database's schema version: {said}");
+}
+
+/// A store that cannot be reached is an error at start that says why: before, PostgreSQL refusing the connection,
+/// or a database that does not exist, read only "pool timed out while waiting for an open connection".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_reached_is_refused_saying_why() {
+    let postgres = TestPostgres::start().await;
+    let nothing_there = format!("postgres://roster@127.0.0.1:{}/roster", common::free_port());
+    let no_database = format!("{}/no_such_database", postgres.url().rsplit_once('/').unwrap().0);
+    for (store, why) in [(nothing_there, "Connection refused"), (no_database, "\"no_such_database\" does not exist")] {
+        let mut refused = Proc::start("roster-server", &["--listen", "127.0.0.1:0", "--store", &store]);
+        let exit = refused.wait_exit();
+        let said = refused.stderr();
+        eprintln!("figure: --store {store}: {}", said.lines().last().unwrap_or(""));
+        assert_eq!(exit.code(), Some(1), "{said}");
+        assert!(said.contains("cannot connect to the database") && said.contains(why), "{why}: {said}");
+    }
 }
 
 /// A client given every replica's URL calls one until it fails, then the next: after `kill -9` of the replica it was

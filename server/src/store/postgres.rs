@@ -236,12 +236,21 @@ impl PostgresStore {
             let name = &name;
             move |source| StoreError::Db { context, store: name.clone(), source: DatabaseError::new(source) }
         };
-        let pool = PgPoolOptions::new()
+        let pool = match PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with((*url.options).clone())
             .await
-            .map_err(db("cannot connect to the database"))?;
+        {
+            Ok(pool) => pool,
+            // The pool retries until its time limit and then says only that it timed out; one connection of our
+            // own says why (refused, unknown host, authentication failed, no such database).
+            Err(sqlx::Error::PoolTimedOut) => {
+                let why = PgConnection::connect_with(&url.options).await.err().unwrap_or(sqlx::Error::PoolTimedOut);
+                return Err(db("cannot connect to the database")(why));
+            }
+            Err(e) => return Err(db("cannot connect to the database")(e)),
+        };
         MIGRATOR.run(&pool).await.map_err(|source| match source {
             MigrateError::VersionMissing(found) => StoreError::SchemaTooNew {
                 store: name.clone(),
