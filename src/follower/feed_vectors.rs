@@ -161,11 +161,37 @@ fn run_case(case: &Value, file: &str) {
     }
     let steps = map.get("steps").and_then(Value::as_array).unwrap_or_else(|| panic!("{what}: no steps"));
     assert!(!steps.is_empty(), "{what}: no steps");
+    // The ids of the snapshot being assembled, as they came.
+    let mut arrived: Vec<String> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let at = format!("{what} step {i}");
         let s = object(step, &["frame", "stream_ended", "events"], &at);
         let events = match (s.get("frame"), s.get("stream_ended")) {
-            (Some(f), None) => assembler.on_frame(frame(f, &at)),
+            (Some(f), None) => {
+                let f = frame(f, &at);
+                let sent = match &f {
+                    Frame::Chunk(c) => {
+                        if c.index == 0 {
+                            arrived.clear();
+                        }
+                        arrived.extend(c.producers.iter().map(|p| p.id.clone()));
+                        c.digest
+                    }
+                    _ => 0,
+                };
+                let events = assembler.on_frame(f);
+                // What a Watch says it holds (`known_digest`) is the digest the applied snapshot came with, when it
+                // came in id order, as a roster server sends it.
+                for event in &events {
+                    if let Event::Applied(snapshot) = event
+                        && sent != 0
+                        && arrived.is_sorted()
+                    {
+                        assert_eq!(snapshot.server_digest(), sent, "{at}: server_digest");
+                    }
+                }
+                events
+            }
             (None, Some(Value::Bool(true))) => assembler.stream_ended().into_iter().map(Event::Discarded).collect(),
             _ => panic!("{at}: a step is either a frame or \"stream_ended\": true"),
         };
