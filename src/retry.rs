@@ -31,7 +31,7 @@ pub enum CallError {
         status: Status,
     },
     /// Every attempt failed transiently.
-    #[error("{method}: gave up after {attempts} attempts over {:.1} s; last error: {}", .elapsed.as_secs_f64(), status_line(.last))]
+    #[error("{method}: gave up after {} over {:.1} s; last error: {}", attempts_text(*.attempts), .elapsed.as_secs_f64(), status_line(.last))]
     GaveUp {
         /// The method.
         method: &'static str,
@@ -42,6 +42,11 @@ pub enum CallError {
         /// The last attempt's failure.
         last: Status,
     },
+}
+
+/// `1 attempt`, `5 attempts`: how every final error of a retrying call counts its attempts.
+pub fn attempts_text(n: u32) -> String {
+    if n == 1 { "1 attempt".to_owned() } else { format!("{n} attempts") }
 }
 
 impl CallError {

@@ -432,3 +432,19 @@ async fn labels_hold_commas_and_an_unknown_collector_is_an_error_not_an_empty_li
     let stderr = cli_refuses(&["--server", &url, "assignment", "show", "--collector", unknown], 1);
     assert!(stderr.contains("is not known to the server"), "the same check: {stderr}");
 }
+
+/// `roster-server --heartbeat 1ns` was taken, and one idle collector's stream then kept the server at 76% CPU: a
+/// heartbeat has a floor, 100ms, and a shorter one is a usage error naming the flag and the bound.
+#[test]
+fn a_heartbeat_below_its_floor_is_refused_at_start_naming_the_flag_and_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("server");
+    let data = data_dir.display().to_string();
+    for heartbeat in ["1ns", "99ms"] {
+        let args = ["--listen", "127.0.0.1:0", "--data-dir", &data, "--heartbeat", heartbeat];
+        let stderr = binary_refuses("roster-server", &args, 2);
+        assert!(stderr.contains("'--heartbeat <HEARTBEAT>'") && stderr.contains("use at least 100ms"), "{stderr}");
+        assert!(!data_dir.exists(), "no store was made");
+    }
+    let (_server, _) = common::start_server_with(&data_dir, None, &["--heartbeat", "100ms"]);
+}

@@ -347,3 +347,123 @@ fn an_https_producer_address_points_to_the_collectors_producer_tls() {
     assert!(stderr.contains("give host:port") && stderr.contains("--producer-tls"), "{stderr}");
     assert!(!stderr.contains("not support"), "{stderr}");
 }
+
+/// `roster watch` of a server that is not there logged "stream lost …; reconnecting" for ever, ignoring
+/// `--max-attempts`: a script waiting on it hung. It gives up like every other command, naming the server, the
+/// attempts and the last cause, with exit code 1.
+#[test]
+fn watch_with_nothing_listening_gives_up_after_max_attempts_naming_the_server_and_the_cause() {
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let started = Instant::now();
+    let collector = "11111111-1111-1111-1111-111111111111";
+    let mut cli = roster(&["--server", &url, "--max-attempts", "3", "watch", "--collector", collector, "--count", "1"]);
+    assert_eq!(cli.wait_exit().code(), Some(1), "stdout:\n{}\nstderr:\n{}", cli.stdout(), cli.stderr());
+    let stderr = cli.stderr();
+    let line =
+        stderr.lines().find(|l| l.starts_with("roster: ")).unwrap_or_else(|| panic!("one error line:\n{stderr}"));
+    assert!(line.contains("Watch: gave up after 3 attempts over"), "{line}");
+    assert!(line.contains(&format!("--server {url}")) && line.contains("Connection refused"), "{line}");
+    assert_eq!(cli.stdout().matches("stream lost").count(), 2, "the two failures before the last are shown");
+    assert!(started.elapsed() < Duration::from_secs(20), "gave up in {:?}", started.elapsed());
+}
+
+/// The count of `roster watch`'s failed attempts starts again once a stream opens: a watch that is following rides
+/// out outages one after the other, each shorter than `--max-attempts` failures, although together they are more.
+#[test]
+fn a_watch_that_is_following_rides_out_outages_each_within_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let (_collector, _, collector_id) = common::start_collector(&url, &dir.path().join("collector"));
+    let mut watch =
+        Proc::start("roster", &["--server", &url, "--max-attempts", "5", "watch", "--collector", &collector_id]);
+    let wait_lines = |watch: &Proc, what: &str, count: usize| {
+        let deadline = Instant::now() + WAIT;
+        while watch.stdout().matches(what).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {count} {what:?} lines; stdout:\n{}\nstderr:\n{}",
+                watch.stdout(),
+                watch.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_lines(&watch, "connected to", 1);
+    // The first outage: the stream lost, then the server back before the retries run out (it has at least 1.5 s:
+    // the next four delays are at least 100, 200, 400 and 800 ms).
+    server.kill9();
+    wait_lines(&watch, "stream lost", 1);
+    server = start_server(&dir.path().join("server"), Some(&addr)).0;
+    wait_lines(&watch, "connected to", 2);
+    let lost = watch.stdout().matches("stream lost").count();
+    // The second: four failures, which with the first outage's make at least five, then the server back (the next
+    // delay is at least 1.6 s).
+    server.kill9();
+    wait_lines(&watch, "stream lost", lost + 4);
+    let _server = start_server(&dir.path().join("server"), Some(&addr));
+    wait_lines(&watch, "connected to", 3);
+    assert!(watch.child.try_wait().unwrap().is_none(), "the watch gave up:\n{}", watch.stderr());
+    watch.signal("-INT");
+    let status = watch.wait_exit();
+    assert!(status.success(), "exit {status}; stderr:\n{}", watch.stderr());
+}
+
+/// "gave up after 1 attempts": the count and its noun agree.
+#[test]
+fn giving_up_after_one_attempt_says_1_attempt() {
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let mut cli = roster(&["--server", &url, "--max-attempts", "1", "producers", "list"]);
+    assert_eq!(cli.wait_exit().code(), Some(1));
+    let stderr = cli.stderr();
+    assert!(stderr.contains("ListProducers: gave up after 1 attempt over"), "{stderr}");
+    assert!(!stderr.contains("1 attempts"), "{stderr}");
+    let collector = "11111111-1111-1111-1111-111111111111";
+    let mut cli = roster(&["--server", &url, "--max-attempts", "1", "watch", "--collector", collector]);
+    assert_eq!(cli.wait_exit().code(), Some(1));
+    let stderr = cli.stderr();
+    assert!(stderr.contains("Watch: gave up after 1 attempt over"), "{stderr}");
+    assert!(!stderr.contains("1 attempts"), "{stderr}");
+}
+
+/// A busy metrics address of `roster up` failed only after "roster is up: … Ctrl-C stops everything." was printed;
+/// it stops `roster up` before that, with the error and exit code of a busy `--listen`, and starts nothing.
+#[test]
+fn roster_up_with_a_busy_metrics_address_fails_before_saying_it_is_up_as_a_busy_listen_does() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let free = || format!("127.0.0.1:{}", common::free_port());
+    let up = |flag: &str, ports: [String; 4]| {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let [listen, collector, metrics, collector_metrics] = ports;
+        let mut up = Proc::start(
+            "roster",
+            &[
+                "up",
+                "--data-dir",
+                &data,
+                "--listen",
+                &listen,
+                "--collector-listen",
+                &collector,
+                "--metrics-listen",
+                &metrics,
+                "--collector-metrics-listen",
+                &collector_metrics,
+                "--producers",
+                "0",
+            ],
+        );
+        let code = up.wait_exit().code();
+        let stderr = up.stderr();
+        assert!(!up.stdout().contains("roster is up"), "{flag}: stdout:\n{}", up.stdout());
+        assert!(stderr.contains(&format!("cannot listen on {busy} (use {flag}): Address already in use")), "{stderr}");
+        assert!(!dir.path().join("server").exists(), "{flag}: nothing was started");
+        code
+    };
+    let listen = up("--listen", [busy.clone(), free(), free(), free()]);
+    assert_eq!(listen, Some(1));
+    assert_eq!(up("--metrics-listen", [free(), free(), busy.clone(), free()]), listen);
+    assert_eq!(up("--collector-metrics-listen", [free(), free(), free(), busy.clone()]), listen);
+}

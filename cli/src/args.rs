@@ -73,7 +73,8 @@ pub(crate) struct Cli {
     /// Time limit of each attempt of a call (more than zero, at most 1h).
     #[arg(long, global = true, default_value = DEFAULT_TIMEOUT, value_parser = timeout)]
     pub(crate) timeout: Duration,
-    /// Most attempts per call (transient failures only are retried).
+    /// Most attempts per call (transient failures only are retried); for `roster watch`, most failed attempts in a
+    /// row to open its stream.
     #[arg(
         long,
         global = true,
@@ -160,6 +161,11 @@ pub(crate) enum Command {
     /// is safe against a production fleet. The collector must be known to the server (`roster collectors list`);
     /// an unknown id is refused (NOT_FOUND) rather than followed. It sends no instance id, so it is never taken
     /// for a second collector process with that id.
+    ///
+    /// A lost stream is reconnected to with backoff, but after --max-attempts failed attempts in a row (nothing
+    /// listening, a server that stays down) the watch gives up: one error line naming --server, the attempts and
+    /// the last cause, exit code 1. A stream that opened starts the count again, so a watch that is following rides
+    /// out a short outage.
     #[command(after_help = "Example:\n  roster watch --collector 11111111-1111-1111-1111-111111111111 --count 1")]
     Watch(WatchArgs),
     /// Show a collector's status (its roster.v1.CollectorStatus API, served on the collector's --listen).

@@ -86,8 +86,8 @@ struct Args {
     )]
     forget_after: HumanDuration,
 
-    /// Heartbeat interval of idle feed streams.
-    #[arg(long, env = "ROSTER_SERVER_HEARTBEAT", default_value_t = HumanDuration::from(DEFAULT_HEARTBEAT), value_parser = parse_duration)]
+    /// Heartbeat interval of idle feed streams: at least 100ms.
+    #[arg(long, env = "ROSTER_SERVER_HEARTBEAT", default_value_t = HumanDuration::from(DEFAULT_HEARTBEAT), value_parser = parse_heartbeat)]
     heartbeat: HumanDuration,
 
     /// Most producers in one snapshot chunk.
@@ -170,6 +170,19 @@ fn parse_lease(s: &str) -> Result<HumanDuration, String> {
             "{s} is out of range: use {} to {}, the bounds of a lease a registrant may ask for (lease_ms)",
             humantime::format_duration(MIN_LEASE),
             humantime::format_duration(MAX_LEASE)
+        ));
+    }
+    Ok(d)
+}
+
+/// A heartbeat of at least [`Config::MIN_HEARTBEAT`]: a shorter one only spins the server (a timer firing without
+/// pause for each idle stream).
+fn parse_heartbeat(s: &str) -> Result<HumanDuration, String> {
+    let d = parse_duration(s)?;
+    if *d < Config::MIN_HEARTBEAT {
+        return Err(format!(
+            "{s} is too short: use at least {} (a heartbeat only tells an idle collector the feed is alive)",
+            humantime::format_duration(Config::MIN_HEARTBEAT)
         ));
     }
     Ok(d)

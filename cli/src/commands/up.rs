@@ -41,10 +41,20 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     .into_iter()
     .filter_map(|(job, flag, address)| address.map(|a| (job, flag, a)))
     .collect();
+    // The server and the collector bind their metrics addresses themselves, inside `run`, and their configs take
+    // an address, not a listener. So each address is bound here, before anything is started or printed, and held
+    // until just before the server starts: a busy one (or both flags naming one address) stops `roster up` as a
+    // busy --listen does, rather than after "roster is up". A race remains between dropping these and the server's
+    // and collector's own binds, but it does not matter: it is microseconds long on a port chosen by the user, and
+    // losing it fails as before (exit 1, "cannot listen on", after the banner), never anything worse.
+    let mut metrics_probes = Vec::new();
     for (_, flag, address) in &own_metrics {
         anyhow::ensure!(
             address.port() != 0,
             "{flag} {address}: give a port (roster up registers its metrics as a producer at that address), or off"
+        );
+        metrics_probes.push(
+            TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} (use {flag})"))?,
         );
     }
     let server_listener = TcpListener::bind(args.listen)
@@ -70,6 +80,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         server_config.tls = Some(secure.server.clone());
         server_config.auth = Authenticator::on(None, Reflection::Authenticated);
     }
+    drop(metrics_probes);
     let server =
         tokio::spawn(roster_server::run(server_listener, server_config, stop_server.clone().cancelled_owned()));
     let mut collector_config = roster_collector::Config::new(vec![server_url.clone()], &collector_dir);

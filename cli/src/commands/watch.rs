@@ -1,8 +1,12 @@
 //! `roster watch`: follows a collector's feed as an observer (no report, no instance id, no liveness) and prints
-//! each applied snapshot, each discard and each reconnection.
+//! each applied snapshot, each discard and each reconnection. It gives up after `--max-attempts` failed attempts in
+//! a row (a stream that opened starts the count again), as every other command does.
+
+use std::time::Instant;
 
 use roster::{
     domain::Collection,
+    endpoint::ServerUrl,
     follower::{Follower, FollowerConfig, FollowerEvent},
 };
 use serde_json::json;
@@ -30,6 +34,10 @@ pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()
     let stop = CancellationToken::new();
     let task = tokio::spawn(follower.run(stop.clone()));
     let mut applied = 0u64;
+    // Failed attempts since the last stream opened, and when the first of them began: the follower reconnects
+    // forever, but a watch on a wrong URL or a down server must end, like any other command (`--max-attempts`).
+    let mut failures = 0u32;
+    let mut failing_since = Some(Instant::now());
     let signal = roster::process::shutdown_signal_or_hangup();
     tokio::pin!(signal);
     loop {
@@ -63,12 +71,28 @@ pub(super) async fn run(globals: &Globals, args: WatchArgs) -> anyhow::Result<()
                 continue;
             }
             FollowerEvent::Connected { endpoint } => {
+                failures = 0;
+                failing_since = None;
                 (json!({"event": "connected", "endpoint": endpoint}), format!("connected to {endpoint}"))
             }
-            FollowerEvent::Lost { cause, delay } => (
-                json!({"event": "lost", "cause": cause, "retry_in_ms": delay.as_millis() as u64}),
-                format!("stream lost ({cause}); reconnecting in {delay:?}"),
-            ),
+            FollowerEvent::Lost { cause, delay } => {
+                failures += 1;
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if failures >= globals.max_attempts {
+                    stop.cancel();
+                    let _ = task.await;
+                    anyhow::bail!(
+                        "Watch: gave up after {} over {:.1} s to follow the feed from --server {}; last error: {cause}",
+                        roster::retry::attempts_text(failures),
+                        since.elapsed().as_secs_f64(),
+                        ServerUrl::joined(&globals.server),
+                    );
+                }
+                (
+                    json!({"event": "lost", "cause": cause, "retry_in_ms": delay.as_millis() as u64}),
+                    format!("stream lost ({cause}); reconnecting in {delay:?}"),
+                )
+            }
             FollowerEvent::Discarded { reason, detail } => (
                 json!({"event": "discarded", "reason": reason, "detail": detail}),
                 format!("discarded ({reason}): {detail}"),
