@@ -4,7 +4,8 @@
 //! minutes' worth of samples loses none, across a collector `kill -9` in the middle of it too (every sample of the
 //! collector's JSON-lines sink is compared with what Prometheus holds); a receiver answering 400 gets no retries;
 //! a full disk under the queue is reported and recovers; `roster up --remote-write` writes the demo and the pair's
-//! own metrics there; an https receiver is trusted through the `ca-file` option, and only through it.
+//! own metrics there; an https receiver is trusted through the `ca-file` option, and only through it; samples
+//! Prometheus refuses at ingestion (too old, out of order) are dropped, so the rest of their scrape arrives.
 //!
 //! Scrapes run every 100 ms, so that the outage test queues as many samples in about a minute as a 1 s interval
 //! would in ten: the queue, the retries and the catch-up see the same backlog, sooner.
@@ -314,6 +315,98 @@ async fn a_receiver_outage_with_a_collector_kill_in_it_loses_no_sample() {
 }
 
 /// A receiver that answers every request with 400 and keeps a digest of each body it was sent.
+/// A Prometheus target on 127.0.0.1 that answers every scrape with `body()` (text format 0.0.4).
+async fn exposing_target(body: impl Fn() -> String + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_: Request<hyper::body::Incoming>| {
+                    let text = body();
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "text/plain; version=0.0.4")
+                                .body(Full::new(Bytes::from(text)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A target exposing a sample timestamped three hours ago, and one whose timestamp repeats with another value,
+/// beside ordinary ones. Prometheus's head refuses both at ingestion, and its remote-write receiver refuses the whole
+/// request that holds one (400, not retried), with every other series in it. The collector drops them as Prometheus
+/// drops them when it scrapes (`Tracker::scraped`), so the target's other series and `up` arrive; before, none did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_prometheus_would_refuse_are_dropped_and_the_rest_of_the_scrape_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsdb = Prometheus::start(&dir.path().join("prometheus"));
+    let (_server, addr) = start_server(&dir.path().join("server"), None);
+    let url = format!("http://{addr}");
+    let remote_write = format!("remote-write={}", tsdb.write_url());
+    let (collector, status_addr, _) = start_collector_with(&url, &dir.path().join("c"), &["--sink", &remote_write]);
+    let three_hours_ago = unix_ms() - 3 * 3_600_000;
+    let fixed = unix_ms();
+    let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = scrapes.clone();
+    let target = exposing_target(move || {
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("old_metric 1 {three_hours_ago}\nrepeating {n} {fixed}\nfresh_metric 7\n")
+    })
+    .await;
+    let target_text = target.to_string();
+    roster(&[
+        "--server",
+        &url,
+        "producers",
+        "register",
+        "--id",
+        "5a1e0c3b-7d2f-4e6a-9b8c-1d2e3f4a5b6c",
+        "--kind",
+        "prometheus",
+        "--address",
+        &target_text,
+        "--interval",
+        "100ms",
+        "--label",
+        "job=odd",
+    ])
+    .assert_ok();
+
+    let fresh = common::wait_until(
+        "the target's fresh series and up in Prometheus",
+        || tsdb.instant(r#"{job="odd",__name__=~"up|fresh_metric"}"#),
+        |found: &BTreeMap<Labels, String>| found.len() == 2,
+    )
+    .await;
+    assert!(fresh.values().all(|v| v == "1" || v == "7"), "{fresh:?}");
+    // Many scrapes later, none was refused by Prometheus, and what it refuses was never sent.
+    let before = scrapes.load(std::sync::atomic::Ordering::SeqCst);
+    common::wait_until(
+        "ten more scrapes sent",
+        || status(&status_addr),
+        |s| scrapes.load(std::sync::atomic::Ordering::SeqCst) >= before + 10 && receiver(s).queue_samples == 0,
+    )
+    .await;
+    let sent = status(&status_addr).await;
+    assert!(receiver(&sent).samples_discarded.is_empty(), "Prometheus refused nothing: {:?}", receiver(&sent));
+    assert!(tsdb.instant(r#"old_metric{job="odd"}"#).await.is_empty(), "the old sample was not written");
+    let repeating = tsdb.samples(r#"repeating{job="odd"}"#, "1h").await;
+    let values: Vec<&String> = repeating.values().flat_map(BTreeMap::values).collect();
+    assert_eq!(values, [&"0".to_owned()], "the repeated timestamp's first value only: {repeating:?}");
+    assert!(collector.stderr().contains("samples dropped"), "the drops are logged");
+}
+
 async fn refusing_receiver() -> (SocketAddr, Arc<Mutex<Vec<u64>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

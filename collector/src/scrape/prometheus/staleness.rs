@@ -11,6 +11,13 @@
 //! Only series exposed without a timestamp of their own get markers: one that carries its own time says when it
 //! was true, and Prometheus leaves its end to that time.
 //!
+//! A sample is written only when it is newer than the last one written of its series, and, with a timestamp of its
+//! own, at most [`OLDEST_OWN_TIME_MS`] older than the scrape: the checks Prometheus's head makes at ingestion
+//! (`storage.ErrOutOfOrderSample`, `ErrDuplicateSampleForTimestamp`, `ErrOutOfBounds`), where 2.42 drops such a
+//! sample, counts it and keeps the rest of the scrape. Here they matter more: a remote-write receiver such as
+//! Prometheus refuses the *whole* request that holds one such sample (400, which is not retried), with every other
+//! series of every target that shared it. The dropped samples are counted ([`Dropped`]) and logged per scrape.
+//!
 //! Series are told apart by a 64-bit hash of their name and final labels ([`series_hash`]), as Prometheus tells
 //! them apart by a 64-bit hash of their label set.
 
@@ -46,11 +53,26 @@ pub(crate) fn series_hash<'a>(key: &mut Vec<u8>, name: &str, labels: impl Iterat
     xxh3_64(key)
 }
 
+/// How much older than the scrape a sample's own timestamp may be: Prometheus's head takes samples down to half a
+/// block (1 h) behind its newest and refuses older ones as out of bounds.
+pub(crate) const OLDEST_OWN_TIME_MS: u64 = 3_600_000;
+
+/// The samples of a successful scrape that were not written, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    /// Not newer than the last sample written of their series (a timestamp repeated or going back).
+    pub(crate) out_of_order: usize,
+    /// With a timestamp of their own older than [`OLDEST_OWN_TIME_MS`] before the scrape.
+    pub(crate) out_of_bounds: usize,
+}
+
 /// A series seen before: its name and labels, which the samples of its next scrapes share.
 #[derive(Debug)]
 struct Known {
     name: Arc<str>,
     labels: Labels,
+    /// The time of its last sample written (0 before any).
+    last_ms: u64,
     /// Whether it gets a marker when it ends: seen without a timestamp of its own, and not ended yet.
     open: bool,
     /// The number of the successful scrape that last had it.
@@ -99,28 +121,33 @@ impl Tracker {
         self.report_labels.take()
     }
 
-    /// After a successful scrape at `at_ms`: its samples, followed by markers for the series it lacks; and how
-    /// many of its series are new. The series are kept in place: those of this scrape are marked with its number,
-    /// and those left unmarked are ended and forgotten.
-    pub(crate) fn scraped(&mut self, at_ms: u64, scraped: Vec<Scraped>) -> (Vec<Sample>, usize) {
+    /// After a successful scrape at `at_ms`: its samples that may be written (see the module's doc), followed by
+    /// markers for the series it lacks; how many of its series are new; and the samples dropped. The series are kept
+    /// in place: those of this scrape are marked with its number, and those left unmarked are ended and forgotten.
+    pub(crate) fn scraped(&mut self, at_ms: u64, scraped: Vec<Scraped>) -> (Vec<Sample>, usize, Dropped) {
         self.scrapes += 1;
         let this = self.scrapes;
         let mut samples = Vec::with_capacity(scraped.len() + self.known.len().saturating_sub(scraped.len()));
-        let mut added = 0;
+        let (mut added, mut dropped) = (0, Dropped::default());
         for Scraped { sample, hash, own_time } in scraped {
-            match self.known.entry(hash) {
-                Entry::Occupied(mut known) => {
-                    let known = known.get_mut();
-                    known.open = !own_time;
-                    known.seen = this;
-                }
+            let known = match self.known.entry(hash) {
+                Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(vacant) => {
                     added += 1;
                     let (name, labels) = (sample.name.clone(), sample.labels.clone());
-                    vacant.insert(Known { name, labels, open: !own_time, seen: this });
+                    vacant.insert(Known { name, labels, last_ms: 0, open: false, seen: this })
                 }
+            };
+            known.open = !own_time;
+            known.seen = this;
+            if own_time && sample.time_ms.saturating_add(OLDEST_OWN_TIME_MS) < at_ms {
+                dropped.out_of_bounds += 1;
+            } else if sample.time_ms <= known.last_ms {
+                dropped.out_of_order += 1;
+            } else {
+                known.last_ms = sample.time_ms;
+                samples.push(sample);
             }
-            samples.push(sample);
         }
         let producer_id = &self.producer_id;
         self.known.retain(|_, known| {
@@ -132,7 +159,7 @@ impl Tracker {
             }
             false
         });
-        (samples, added)
+        (samples, added, dropped)
     }
 
     /// After a failed scrape at `at_ms`: markers for every series not yet ended, which are then ended.
@@ -140,6 +167,7 @@ impl Tracker {
         let mut markers = Vec::new();
         for known in self.known.values_mut().filter(|k| k.open) {
             known.open = false;
+            known.last_ms = known.last_ms.max(at_ms);
             markers.push(marker(&self.producer_id, known.name.clone(), known.labels.clone(), at_ms));
         }
         markers
@@ -162,12 +190,13 @@ mod tests {
     use super::*;
     use crate::sample::is_stale;
 
-    fn scraped(name: &str, value: f64, own_time: Option<u64>) -> Scraped {
+    /// A sample of series `name` scraped at `at`, or at its `own_time`.
+    fn scraped(at: u64, name: &str, value: f64, own_time: Option<u64>) -> Scraped {
         let labels: Labels = [("job", "j")].into_iter().collect();
         Scraped {
             hash: series_hash(&mut Vec::new(), name, labels.iter()),
             sample: Sample {
-                time_ms: own_time.unwrap_or(1_000),
+                time_ms: own_time.unwrap_or(at),
                 producer_id: "p".into(),
                 name: name.into(),
                 labels,
@@ -187,30 +216,85 @@ mod tests {
     #[test]
     fn a_series_that_vanishes_between_successful_scrapes_gets_one_marker_at_the_scrape_time() {
         let mut tracker = Tracker::new("p".into());
-        let (first, added) = tracker.scraped(1_000, vec![scraped("a", 1.0, None), scraped("b", 2.0, None)]);
+        let (first, added, _) =
+            tracker.scraped(1_000, vec![scraped(1_000, "a", 1.0, None), scraped(1_000, "b", 2.0, None)]);
         assert_eq!((first.len(), added), (2, 2));
-        let (second, added) = tracker.scraped(2_000, vec![scraped("a", 1.0, None), scraped("c", 3.0, None)]);
+        let (second, added, _) =
+            tracker.scraped(2_000, vec![scraped(2_000, "a", 1.0, None), scraped(2_000, "c", 3.0, None)]);
         assert_eq!(added, 1, "c is new");
         assert_eq!(
             shown(&second),
-            [("a".into(), false, 1_000), ("b".into(), true, 2_000), ("c".into(), false, 1_000)],
+            [("a".into(), false, 2_000), ("b".into(), true, 2_000), ("c".into(), false, 2_000)],
             "b ended at the second scrape"
         );
-        let (third, added) = tracker.scraped(3_000, vec![scraped("a", 1.0, None), scraped("c", 3.0, None)]);
+        let (third, added, _) =
+            tracker.scraped(3_000, vec![scraped(3_000, "a", 1.0, None), scraped(3_000, "c", 3.0, None)]);
         assert_eq!((shown(&third).iter().filter(|s| s.1).count(), added), (0, 0), "b is not ended twice");
     }
 
     #[test]
     fn a_failed_scrape_ends_every_series_once_and_a_timestamped_series_never_gets_a_marker() {
         let mut tracker = Tracker::new("p".into());
-        tracker.scraped(1_000, vec![scraped("a", 1.0, None), scraped("t", 1.0, Some(500))]);
+        tracker.scraped(1_000, vec![scraped(1_000, "a", 1.0, None), scraped(1_000, "t", 1.0, Some(500))]);
         assert_eq!(shown(&tracker.failed(2_000)), [("a".into(), true, 2_000)]);
         assert!(tracker.failed(3_000).is_empty(), "a second failure writes nothing");
         // Back: the series are not new (the cache keeps them), and nothing is ended again.
-        let (back, added) = tracker.scraped(4_000, vec![scraped("a", 1.0, None)]);
-        assert_eq!((shown(&back), added), (vec![("a".into(), false, 1_000)], 0));
+        let (back, added, _) = tracker.scraped(4_000, vec![scraped(4_000, "a", 1.0, None)]);
+        assert_eq!((shown(&back), added), (vec![("a".into(), false, 4_000)], 0));
         assert_eq!(shown(&tracker.retire(5_000)), [("a".into(), true, 5_000)]);
         assert!(tracker.retire(6_000).is_empty());
+    }
+
+    /// What Prometheus's head refuses at ingestion is not written (a remote-write receiver would refuse the whole
+    /// request that held it): a timestamp repeated or going back, and one more than an hour before the scrape. The
+    /// rest of the scrape is written.
+    #[test]
+    fn samples_not_newer_than_their_series_or_an_hour_old_are_dropped_and_counted() {
+        let mut tracker = Tracker::new("p".into());
+        let at = 10 * OLDEST_OWN_TIME_MS;
+        let (first, _, dropped) = tracker.scraped(
+            at,
+            vec![
+                scraped(at, "a", 1.0, None),
+                scraped(at, "t", 1.0, Some(at - 500)),
+                scraped(at, "old", 1.0, Some(at - OLDEST_OWN_TIME_MS - 1)),
+                scraped(at, "edge", 1.0, Some(at - OLDEST_OWN_TIME_MS)),
+                scraped(at, "u", 1.0, Some(at - 100)),
+            ],
+        );
+        assert_eq!(dropped, Dropped { out_of_order: 0, out_of_bounds: 1 });
+        assert_eq!(
+            shown(&first),
+            [
+                ("a".into(), false, at),
+                ("edge".into(), false, at - OLDEST_OWN_TIME_MS),
+                ("t".into(), false, at - 500),
+                ("u".into(), false, at - 100)
+            ]
+        );
+
+        let next = at + 1_000;
+        let (second, _, dropped) = tracker.scraped(
+            next,
+            vec![
+                scraped(next, "a", 2.0, None),
+                scraped(next, "t", 2.0, Some(at - 500)),
+                scraped(next, "u", 2.0, Some(at - 200)),
+                scraped(next, "edge", 2.0, Some(at - OLDEST_OWN_TIME_MS)),
+                scraped(next, "old", 2.0, Some(next)),
+            ],
+        );
+        assert_eq!(
+            dropped,
+            Dropped { out_of_order: 2, out_of_bounds: 1 },
+            "t repeated its time, u went back, edge is now over an hour old"
+        );
+        assert_eq!(shown(&second), [("a".into(), false, next), ("old".into(), false, next)]);
+
+        // A wall clock stepped back: the scrape's own samples are not newer than what was written.
+        let (back, _, dropped) = tracker.scraped(at, vec![scraped(at, "a", 3.0, None)]);
+        assert_eq!(dropped.out_of_order, 1);
+        assert!(back.iter().all(|s| s.name.as_ref() != "a" || is_stale(s.value)), "{:?}", shown(&back));
     }
 
     #[test]
