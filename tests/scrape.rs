@@ -194,7 +194,9 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
     let (_collector, status_addr, _) = start_collector(&url, &collector_dir);
     let sink_path = collector_dir.join("samples.jsonl");
 
-    let healthy = Exporter::start("# TYPE g gauge\ng{instance=\"spoofed\"} 1\nh 2\nt 3 1600000000000\n").await;
+    // A timestamp of its own, a minute ago: within the hour Prometheus's head (and so the collector) takes.
+    let own_time = unix_ms() - 60_000;
+    let healthy = Exporter::start(&format!("# TYPE g gauge\ng{{instance=\"spoofed\"}} 1\nh 2\nt 3 {own_time}\n")).await;
     let healthy_id = register(&url, healthy.addr, 500, &[("job", "node")]).await;
     let modes = [Mode::Hang, Mode::Trickle, Mode::Huge, Mode::Bomb, Mode::BadUtf8, Mode::Duplicate, Mode::Html];
     let mut bad = BTreeMap::new();
@@ -218,7 +220,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
         serde_json::json!({"instance": instance, "exported_instance": "spoofed", "job": "node"}),
         "{g}"
     );
-    assert_eq!(series(&lines, &healthy_id, "t")[0]["time_unix_ms"], 1_600_000_000_000_u64, "its own time is kept");
+    assert_eq!(series(&lines, &healthy_id, "t")[0]["time_unix_ms"], own_time, "its own time is kept");
     let up = series(&lines, &healthy_id, "up")[0];
     assert_eq!(up["labels"], serde_json::json!({"instance": instance, "job": "node"}));
     for name in ["scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling"] {
@@ -242,7 +244,7 @@ async fn prometheus_targets_are_scraped_with_target_labels_up_and_staleness_and_
     for (mode, exporter) in bad.values() {
         exporter.set(*mode);
     }
-    *healthy.body.lock().unwrap() = "g{instance=\"spoofed\"} 1\nt 3 1600000000000\n".to_owned();
+    *healthy.body.lock().unwrap() = format!("g{{instance=\"spoofed\"}} 1\nt 3 {own_time}\n");
     wait_for("every bad target failed, up 0 and its series ended; h ended", || {
         let lines = sink_lines(&sink_path);
         bad.keys().all(|id| failed_and_ended(&lines, id, "g"))
