@@ -9,11 +9,20 @@
 //! Types roster does not own may break the rule in one known way: `tonic::Status::from_error` copies its source's
 //! text into the status message. So a source whose text is exactly the part printed before it is not printed again
 //! (equal text, never a substring: a source that says more is always printed).
+//!
+//! One error of a library roster uses names no fix, so the chain adds it ([`CA_AS_SERVER_CERTIFICATE`]).
 
 use std::{
     error::Error,
     fmt::{self, Display},
 };
+
+/// What the chain adds after rustls's `CaUsedAsEndEntity` (webpki's refusal of a peer whose own certificate is a CA
+/// certificate, as `openssl req -x509` makes one by default; Go and curl accept such a certificate when it is in
+/// their CA file, so users meet this when they point roster at a peer others already trust).
+pub const CA_AS_SERVER_CERTIFICATE: &str = "(the peer's certificate is itself a CA certificate, as `openssl req -x509` \
+     makes by default, and cannot be its own server certificate: have that CA issue the peer a certificate, or make \
+     the peer's self-signed certificate with -addext basicConstraints=critical,CA:FALSE)";
 
 /// An error and its sources, displayed as `outer: inner: innermost`.
 ///
@@ -55,13 +64,17 @@ fn write_sources(
     mut previous: String,
     mut source: Option<&(dyn Error + 'static)>,
 ) -> fmt::Result {
+    let mut ca_as_server = previous.contains("CaUsedAsEndEntity");
     // Bounded: a source chain is finite, but a cyclic one (a bug elsewhere) must not hang a log line.
     for _ in 0..32 {
-        let Some(e) = source else { return Ok(()) };
+        let Some(e) = source else {
+            return if ca_as_server { write!(f, " {CA_AS_SERVER_CERTIFICATE}") } else { Ok(()) };
+        };
         let text = e.to_string();
         if text != previous {
             write!(f, ": {text}")?;
         }
+        ca_as_server |= text.contains("CaUsedAsEndEntity");
         previous = text;
         source = e.source();
     }
@@ -94,5 +107,17 @@ mod tests {
         let status = tonic::Status::from_error(Box::new(Outer(Middle(std::io::Error::other("disk full")))));
         assert_eq!(status_line(&status), "Unknown: cannot open the store: migration 0002 failed: disk full");
         assert_eq!(status_line(&tonic::Status::unavailable("draining")), "Unavailable: draining");
+    }
+
+    #[test]
+    fn a_ca_certificate_used_as_a_server_certificate_is_explained() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            std::sync::Arc::new(std::io::Error::other("CaUsedAsEndEntity")),
+        )));
+        let e = Outer(Middle(std::io::Error::other(refused)));
+        let text = chain(&e).to_string();
+        assert!(text.starts_with("cannot open the store: migration 0002 failed: invalid peer certificate"), "{text}");
+        assert!(text.ends_with(CA_AS_SERVER_CERTIFICATE), "{text}");
+        assert!(!chain(&Outer(Middle(std::io::Error::other("disk full")))).to_string().contains("CA certificate"));
     }
 }
