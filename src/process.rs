@@ -1,5 +1,6 @@
-//! What every roster binary does the same way: logging to stderr, waiting for SIGTERM or SIGINT (and not dying of
-//! SIGHUP), and saying why it failed. (How each one serves and goes away is [`crate::transport`].)
+//! What every roster binary does the same way: logging to stderr, checking at start that its data directory can be
+//! written, waiting for SIGTERM or SIGINT (and not dying of SIGHUP), and saying why it failed. (How each one serves
+//! and goes away is [`crate::transport`].)
 //!
 //! Kept here so the binaries stay thin and alike (roster-server, roster-collector, roster-demo-producer, and the
 //! `roster` CLI).
@@ -35,6 +36,17 @@ pub fn exit<E: AsRef<dyn Error + 'static>>(program: &str, result: Result<(), E>)
     }
 }
 
+/// Whether `dir` can be written, found by writing and removing a small file there: a program that keeps state in
+/// its data directory says so at start (read-only file system, permissions, full disk) rather than failing at every
+/// later write, or, as SQLite does, saying only "unable to open database file".
+///
+/// # Errors
+/// Why the file could not be written or removed.
+pub fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(".write-probe");
+    std::fs::write(&probe, b"roster").and_then(|()| std::fs::remove_file(&probe))
+}
+
 /// Completes on SIGTERM or SIGINT, and logs which: the shutdown of a daemon (roster-server, roster-collector,
 /// roster-demo-producer). SIGHUP does not stop it. Daemons are sent SIGHUP to reload (`systemctl reload`, a
 /// configuration tool after it changed a file), and its default action would kill the process on the spot, with no
@@ -50,37 +62,8 @@ pub async fn shutdown_signal_or_hangup() {
 }
 
 async fn signals(hangup_stops: bool) {
-    #[cfg(unix)]
-    let (mut term, mut hangup) = {
-        use tokio::signal::unix::{SignalKind, signal};
-        let listen = |kind: SignalKind, name: &str| match signal(kind) {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for {name}");
-                None
-            }
-        };
-        (listen(SignalKind::terminate(), "SIGTERM"), listen(SignalKind::hangup(), "SIGHUP"))
-    };
+    let (mut term, mut hangup) = (Listener::terminate(), Listener::hangup());
     loop {
-        #[cfg(unix)]
-        let (term_received, hangup_received) = (
-            async {
-                match term.as_mut() {
-                    Some(term) => term.recv().await,
-                    None => std::future::pending().await,
-                }
-            },
-            async {
-                match hangup.as_mut() {
-                    Some(hangup) => hangup.recv().await,
-                    None => std::future::pending().await,
-                }
-            },
-        );
-        #[cfg(not(unix))]
-        let (term_received, hangup_received) =
-            (std::future::pending::<Option<()>>(), std::future::pending::<Option<()>>());
         tokio::select! {
             result = tokio::signal::ctrl_c() => match result {
                 Ok(()) => {
@@ -92,11 +75,11 @@ async fn signals(hangup_stops: bool) {
                     std::future::pending::<()>().await;
                 }
             },
-            _ = term_received => {
+            () = term.recv() => {
                 tracing::info!("SIGTERM received");
                 return;
             }
-            _ = hangup_received => {
+            () = hangup.recv() => {
                 if hangup_stops {
                     tracing::info!("SIGHUP received");
                     return;
@@ -104,5 +87,50 @@ async fn signals(hangup_stops: bool) {
                 tracing::info!("SIGHUP received: it reloads the TLS files, when in use, and does not stop the process");
             }
         }
+    }
+}
+
+/// A signal listened for; one that cannot be (said once, in the log), or that the platform lacks, never comes.
+pub(crate) struct Listener {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Listener {
+    /// SIGTERM.
+    pub(crate) fn terminate() -> Self {
+        #[cfg(unix)]
+        return Self::unix(tokio::signal::unix::SignalKind::terminate(), "SIGTERM");
+        #[cfg(not(unix))]
+        return Self {};
+    }
+
+    /// SIGHUP.
+    pub(crate) fn hangup() -> Self {
+        #[cfg(unix)]
+        return Self::unix(tokio::signal::unix::SignalKind::hangup(), "SIGHUP");
+        #[cfg(not(unix))]
+        return Self {};
+    }
+
+    #[cfg(unix)]
+    fn unix(kind: tokio::signal::unix::SignalKind, name: &str) -> Self {
+        match tokio::signal::unix::signal(kind) {
+            Ok(signal) => Self { signal: Some(signal) },
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain::chain(&e), "cannot listen for {name}");
+                Self { signal: None }
+            }
+        }
+    }
+
+    /// Completes when the signal comes next.
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut() {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
     }
 }

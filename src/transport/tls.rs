@@ -353,27 +353,12 @@ impl ServerTls {
     /// through a symbolic link swapped over it (how Kubernetes updates a mounted secret), at the cost of a `stat`
     /// of two or three files a second.
     pub async fn watch(self) {
-        #[cfg(unix)]
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(hangup) => Some(hangup),
-            Err(e) => {
-                error!(error = %chain(&e), "cannot listen for SIGHUP; TLS files are reloaded when they change only");
-                None
-            }
-        };
+        // A failure to listen is logged; the files are then reloaded when they change only.
+        let mut hangup = crate::process::Listener::hangup();
         let mut seen = self.stamps();
         let mut poll = tokio::time::interval(self.reload_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            #[cfg(unix)]
-            let hangup_received = async {
-                match hangup.as_mut() {
-                    Some(hangup) => hangup.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup_received = std::future::pending::<Option<()>>();
             tokio::select! {
                 _ = poll.tick() => {
                     let now = self.stamps();
@@ -382,7 +367,7 @@ impl ServerTls {
                         self.reload();
                     }
                 }
-                _ = hangup_received => {
+                () = hangup.recv() => {
                     info!("reloading the TLS files (SIGHUP)");
                     seen = self.stamps();
                     self.reload();
