@@ -704,7 +704,13 @@ impl Registry {
         if current != Some(known) || changes.moves_generation(collector) {
             return;
         }
-        let held = publish(&self.state, collector, self.config.chunk_limits).snapshot().digest();
+        // A reconnect to a running server finds its feed published at that generation: its snapshot is built once,
+        // here or for a stream, and shared. Only a `Watch` with no feed yet (after a start) builds one of its own.
+        let published = self.feeds.get(&collector).map(|feed| feed.borrow().clone());
+        let held = match published {
+            Some(published) if published.generation == known.1 => published.snapshot().digest(),
+            _ => publish(&self.state, collector, self.config.chunk_limits).snapshot().digest(),
+        };
         if held != digest {
             warn!(
                 collector.id = %collector,
