@@ -205,9 +205,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| CollectorError::DataDir { path: config.data_dir.clone(), source })?;
     // Saving an applied snapshot would fail at every try, and the server would never have a report (C5): say so now.
-    let probe = config.data_dir.join(".write-probe");
-    std::fs::write(&probe, b"roster")
-        .and_then(|()| std::fs::remove_file(&probe))
+    roster::process::check_writable(&config.data_dir)
         .map_err(|source| CollectorError::DataDirNotWritable { path: config.data_dir.clone(), source })?;
     let id = identity::load_or_create(&config.data_dir, config.id)?;
     let mut follower_config = FollowerConfig::new(config.servers.clone(), id);

@@ -86,9 +86,7 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::CreateDir { path: data_dir.to_owned(), source })?;
         // SQLite would only say "unable to open database file"; find out first, and say why.
-        let probe = data_dir.join(".write-probe");
-        std::fs::write(&probe, b"roster")
-            .and_then(|()| std::fs::remove_file(&probe))
+        roster::process::check_writable(data_dir)
             .map_err(|source| StoreError::NotWritable { path: data_dir.to_owned(), source })?;
         let lock = std::sync::Arc::new(lock(data_dir)?);
         let path = data_dir.join(DB_FILE);
