@@ -1,5 +1,5 @@
 //! A real PostgreSQL server for tests ([`TestPostgres`]): `initdb` into a fresh temporary directory, `postgres` on a
-//! free loopback port, one database for the test; stopped (fast), killed (`SIGKILL`) and started again on the same
+//! free loopback port ([`reserve_port`]), one database for the test; stopped (fast), killed (`SIGKILL`) and started again on the same
 //! data and port by the test, for the faults roster must survive. Nothing is left running when it is dropped.
 //!
 //! The tools are PostgreSQL's own (`initdb`, `postgres`), from the directory `ROSTER_PG_BIN` names or from `PATH`
@@ -13,12 +13,14 @@
 //! what roster promises), and clients reach it over TCP on 127.0.0.1 only.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
+    hash::{BuildHasher as _, RandomState},
     net::{Ipv4Addr, TcpListener},
     os::unix::{fs::chown, process::CommandExt as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::OnceLock,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -41,6 +43,14 @@ const SHARED_BUFFERS: &str = "16MB";
 const LOG_TAIL_LINES: usize = 30;
 /// How often a stopping or killed server is checked.
 const POLL: Duration = Duration::from_millis(20);
+/// How long one readiness probe may wait for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many ports a first start tries when the one it reserved was taken before postgres bound it.
+const PORT_ATTEMPTS: usize = 5;
+/// The lowest port [`reserve_port`] hands out: above the well-known and most services' registered ports.
+const LOWEST_PORT: u16 = 10_000;
+/// Linux's default ephemeral range starts here; used when `/proc/sys/net/ipv4/ip_local_port_range` cannot be read.
+const DEFAULT_EPHEMERAL_LOW: u16 = 32_768;
 
 /// A PostgreSQL server of the test's own; see the module doc.
 #[derive(Debug)]
@@ -71,7 +81,7 @@ impl TestPostgres {
             chown(dir.path(), Some(uid), Some(gid))
                 .unwrap_or_else(|e| panic!("chown {} to {SYSTEM_USER}: {e}", dir.path().display()));
         }
-        let port = free_port();
+        let port = reserve_port();
         let mut command = Command::new(&initdb);
         command
             .arg("--pgdata")
@@ -92,7 +102,7 @@ impl TestPostgres {
             String::from_utf8_lossy(&output.stderr)
         );
         let mut server = Self { dir, port, run_as, postgres, postmaster: None };
-        server.spawn().await;
+        server.spawn_on_a_free_port().await;
         let mut admin = server.connect("postgres").await;
         // DATABASE's name, literal (sqlx takes only literal SQL without binds, and CREATE DATABASE takes none).
         sqlx::raw_sql("CREATE DATABASE roster")
@@ -157,7 +167,9 @@ impl TestPostgres {
     /// When it is running, or does not start (with the tail of its log).
     pub async fn start_again(&mut self) {
         assert!(self.postmaster.is_none(), "start_again while postgres is running");
-        self.spawn().await;
+        if let Err(status) = self.spawn().await {
+            panic!("postgres exited at start ({status}); log:\n{}", self.log_tail());
+        }
         self.connect(DATABASE).await.close().await.expect("close the probe connection");
     }
 
@@ -165,8 +177,28 @@ impl TestPostgres {
         format!("postgres://{DB_USER}@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Starts the postmaster and waits until it accepts connections.
-    async fn spawn(&mut self) {
+    /// The first start: [`TestPostgres::spawn`], on another reserved port when something took this one between
+    /// [`reserve_port`]'s check and postgres's bind (a few times). Later starts keep the port: the test's clients
+    /// hold its URL.
+    async fn spawn_on_a_free_port(&mut self) {
+        for _ in 1..PORT_ATTEMPTS {
+            let log_start = self.log_len();
+            match self.spawn().await {
+                Ok(()) => return,
+                Err(_) if self.log_since(log_start).contains("Address already in use") => {
+                    release_port(self.port);
+                    self.port = reserve_port();
+                }
+                Err(status) => panic!("postgres exited at start ({status}); log:\n{}", self.log_tail()),
+            }
+        }
+        if let Err(status) = self.spawn().await {
+            panic!("postgres exited at start ({status}), {PORT_ATTEMPTS} ports tried; log:\n{}", self.log_tail());
+        }
+    }
+
+    /// Starts the postmaster and waits until it accepts connections, or returns how it exited when it exits first.
+    async fn spawn(&mut self) -> Result<(), ExitStatus> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -192,15 +224,30 @@ impl TestPostgres {
             .unwrap_or_else(|e| panic!("start {}: {e}", self.postgres.display()));
         self.postmaster = Some(child);
         // Connecting is the readiness check: the postmaster refuses connections while it starts or recovers.
-        let conn = wait_for_some("postgres to accept connections", || {
-            if let Some(status) = self.postmaster.as_mut().and_then(|p| p.try_wait().expect("poll postgres")) {
-                panic!("postgres exited at start ({status}); log:\n{}", self.log_tail());
+        let url = self.url_of("postgres");
+        let ready = wait_for_some("postgres to accept connections", || {
+            let exited = self.postmaster.as_mut().and_then(|p| p.try_wait().expect("poll postgres"));
+            let url = url.clone();
+            async move {
+                match exited {
+                    Some(status) => Some(Err(status)),
+                    // Bounded: whatever else holds the port may accept and never answer.
+                    None => tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect(&url)).await.ok()?.ok().map(Ok),
+                }
             }
-            let url = self.url_of("postgres");
-            async move { PgConnection::connect(&url).await.ok() }
         })
         .await;
-        conn.close().await.expect("close the probe connection");
+        match ready {
+            Ok(conn) => {
+                conn.close().await.expect("close the probe connection");
+                Ok(())
+            }
+            Err(status) => {
+                // Reaped already: nothing is left to stop.
+                self.postmaster = None;
+                Err(status)
+            }
+        }
     }
 
     async fn connect(&self, database: &str) -> PgConnection {
@@ -213,6 +260,16 @@ impl TestPostgres {
         self.dir.path().join("postgres.log")
     }
 
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(self.log_path()).map_or(0, |m| m.len())
+    }
+
+    /// What the server logged after the log was `from` bytes long.
+    fn log_since(&self, from: u64) -> String {
+        let log = std::fs::read(self.log_path()).unwrap_or_default();
+        String::from_utf8_lossy(log.get(usize::try_from(from).unwrap_or(usize::MAX)..).unwrap_or_default()).into_owned()
+    }
+
     /// The last lines of the server's log.
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("(no log: {e})"));
@@ -222,15 +279,23 @@ impl TestPostgres {
 }
 
 impl Drop for TestPostgres {
-    /// Stops the server (fast shutdown), or kills it when it does not stop in time.
+    /// Stops the server (fast shutdown), or kills it when it does not stop in time, and frees its port. Never
+    /// panics: it runs while a failed test unwinds, where a second panic would abort the whole test binary.
     fn drop(&mut self) {
+        release_port(self.port);
         let Some(mut postmaster) = self.postmaster.take() else { return };
-        signal(&postmaster, rustix::process::Signal::INT);
+        if matches!(postmaster.try_wait(), Ok(None)) {
+            // It may exit between the check and the signal: then there is nothing left to stop.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&postmaster),
+                rustix::process::Signal::INT,
+            );
+        }
         let deadline = Instant::now() + WAIT;
         while matches!(postmaster.try_wait(), Ok(None)) {
             if Instant::now() >= deadline {
-                self.postmaster = Some(postmaster);
-                self.kill();
+                let _ = postmaster.kill();
+                let _ = postmaster.wait();
                 return;
             }
             std::thread::sleep(POLL);
@@ -311,10 +376,40 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// A TCP port of 127.0.0.1 free now: the OS's pick for port 0, released for postgres to bind.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port");
-    listener.local_addr().expect("a bound listener has an address").port()
+/// The ports of this process's live servers, running or stopped: a stopped server starts again on its port, so no
+/// other server of the test binary may take it meanwhile.
+static RESERVED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A TCP port of 127.0.0.1, free now, for postgres to bind; reserved until [`release_port`].
+///
+/// It comes from below the kernel's ephemeral range (`ip_local_port_range`), from a random start. The ephemeral range
+/// is where every outgoing connection takes its local port, and the replicas and the test open hundreds: a port from
+/// there (the OS's pick for port 0) could be taken by one of them before postgres binds it, or while a stopped
+/// server is down ("Address already in use", CI of stop 27).
+fn reserve_port() -> u16 {
+    let high = ephemeral_low().max(LOWEST_PORT + 1);
+    let span = u64::from(high - LOWEST_PORT);
+    let start = RandomState::new().hash_one(std::process::id()) % span;
+    let mut reserved = RESERVED_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    (0..span)
+        .map(|i| LOWEST_PORT + u16::try_from((start + i) % span).expect("below the ephemeral range"))
+        .find(|&port| !reserved.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok())
+        .inspect(|&port| {
+            reserved.insert(port);
+        })
+        .unwrap_or_else(|| panic!("no free port of 127.0.0.1 in {LOWEST_PORT}..{high}"))
+}
+
+fn release_port(port: u16) {
+    RESERVED_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&port);
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_LOW)
 }
 
 fn signal(child: &Child, signal: rustix::process::Signal) {
@@ -382,6 +477,27 @@ mod tests {
         assert!(sqlx::query("SELECT 1").execute(&mut conn).await.is_err(), "a killed server's connections are gone");
         pg.start_again().await;
         assert_eq!(count(&url).await, 2, "a committed row survives SIGKILL");
+    }
+
+    /// A first start whose port was taken meanwhile moves to another port; the ports it hands out are reserved,
+    /// below the ephemeral range, and free again when their server is dropped.
+    #[tokio::test]
+    async fn a_start_whose_port_was_taken_moves_to_another() {
+        let mut pg = TestPostgres::start().await;
+        let taken = pg.port();
+        assert!(taken >= LOWEST_PORT && taken < ephemeral_low(), "{taken} is below the ephemeral range");
+        assert!(RESERVED_PORTS.lock().unwrap().contains(&taken));
+        pg.stop();
+        let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, taken)).unwrap();
+        pg.spawn_on_a_free_port().await;
+        let moved = pg.port();
+        assert_ne!(moved, taken);
+        assert!(pg.log_tail().contains("Address already in use"), "the first try met the squatter");
+        PgConnection::connect(&pg.url()).await.unwrap().close().await.unwrap();
+        assert!(!RESERVED_PORTS.lock().unwrap().contains(&taken), "the abandoned port is released");
+        drop(squatter);
+        drop(pg);
+        assert!(!RESERVED_PORTS.lock().unwrap().contains(&moved), "dropping the server releases its port");
     }
 
     /// Dropping it leaves no process of it running.
