@@ -1,6 +1,6 @@
 //! A real PostgreSQL server for tests ([`TestPostgres`]): `initdb` into a fresh temporary directory, `postgres` on a
-//! free loopback port ([`reserve_port`]), one database for the test; stopped (fast), killed (`SIGKILL`) and started again on the same
-//! data and port by the test, for the faults roster must survive. Nothing is left running when it is dropped.
+//! free loopback port (below the ephemeral range, see `reserve_port`), one database for the test; stopped (fast),
+//! killed (`SIGKILL`) and started again on the same data and port by the test, for the faults roster must survive. Nothing is left running when it is dropped.
 //!
 //! The tools are PostgreSQL's own (`initdb`, `postgres`), from the directory `ROSTER_PG_BIN` names or from `PATH`
 //! (`./scripts/test` sets it when it had to fetch Debian's `postgresql-15`). A missing tool fails the test, naming
