@@ -188,30 +188,37 @@ impl Scraper for PrometheusScraper {
     }
 
     fn conclude(&mut self, at_ms: u64, took: Duration, outcome: Result<Vec<Scraped>, &ScrapeError>) -> Vec<Sample> {
-        let (mut samples, up, scraped, added) = match outcome {
+        let (mut samples, up, scraped, added, mut dropped) = match outcome {
             Ok(scraped) => {
                 let count = scraped.len();
                 let (samples, added, dropped) = self.tracker.scraped(at_ms, scraped);
-                if dropped != Dropped::default() {
-                    // As Prometheus says it ("Error on ingesting out-of-order samples"): once per scrape, counted.
-                    warn!(
-                        producer.id = %self.producer_id,
-                        out_of_order = dropped.out_of_order,
-                        out_of_bounds = dropped.out_of_bounds,
-                        "samples dropped: not newer than the last of their series, or timestamped over an hour \
-                         before the scrape (a receiver would refuse them, and the other series sent with them)"
-                    );
-                }
-                (samples, 1.0, count, added)
+                (samples, 1.0, count, added, dropped)
             }
-            Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0),
+            Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0, Dropped::default()),
         };
         // Report series written before under other target labels (the entry changed) end here.
-        if let Some(before) = self.tracker.report_labels(self.labels.as_labels()) {
-            samples.extend(self.report(at_ms, [stale_nan(); 5], &before));
+        let before = self.tracker.report_labels(self.labels.as_labels());
+        if self.tracker.report_at(at_ms) {
+            if let Some(before) = before {
+                samples.extend(self.report(at_ms, [stale_nan(); 5], &before));
+            }
+            let (scraped, added) = (scraped as f64, added as f64);
+            let values = [up, took.as_secs_f64(), scraped, scraped, added];
+            samples.extend(self.report(at_ms, values, self.labels.as_labels()));
+        } else {
+            // The wall clock went back: they would be out of order.
+            dropped.out_of_order += self.report_names.len();
         }
-        let (scraped, added) = (scraped as f64, added as f64);
-        samples.extend(self.report(at_ms, [up, took.as_secs_f64(), scraped, scraped, added], self.labels.as_labels()));
+        if dropped != Dropped::default() {
+            // As Prometheus says it ("Error on ingesting out-of-order samples"): once per scrape, counted.
+            warn!(
+                producer.id = %self.producer_id,
+                out_of_order = dropped.out_of_order,
+                out_of_bounds = dropped.out_of_bounds,
+                "samples dropped: not newer than the last of their series, or timestamped over an hour before the \
+                 scrape (a receiver would refuse them, and the other series sent with them)"
+            );
+        }
         samples
     }
 
@@ -221,7 +228,9 @@ impl Scraper for PrometheusScraper {
 
     fn retire(&mut self, at_ms: u64) -> Vec<Sample> {
         let mut samples = self.tracker.retire(at_ms);
-        if let Some(labels) = self.tracker.take_report_labels() {
+        if let Some(labels) = self.tracker.take_report_labels()
+            && self.tracker.report_at(at_ms)
+        {
             samples.extend(self.report(at_ms, [stale_nan(); 5], &labels));
         }
         samples
@@ -395,6 +404,29 @@ mod tests {
         assert!(retired.iter().all(|s| s.time_ms == AT + 1500));
         assert!(!scraper.has_series_to_end());
         assert!(scraper.retire(AT + 2000).is_empty(), "ended once");
+    }
+
+    /// A wall clock stepped back: the scrape writes nothing at or before what it wrote already (a receiver refuses a
+    /// request holding an out-of-order sample, with every other series in it), and goes on once time passes the last.
+    #[tokio::test]
+    async fn a_scrape_after_the_clock_stepped_back_writes_nothing_out_of_order() {
+        let server = TestTarget::start(Answer::text("a 1\nb 1\n")).await;
+        let mut scraper = scraper(&target(&server.addr.to_string(), &[]));
+        scrape(&mut scraper, AT).await.0.unwrap();
+        server.set(Answer::text("a 2\n"));
+        let (result, written) = scrape(&mut scraper, AT - 60_000).await;
+        result.unwrap();
+        assert!(written.is_empty(), "a, b's marker and the report series are all out of order: {written:?}");
+        server.set(Answer::with("500 Internal Server Error", &[], b""));
+        assert!(scrape(&mut scraper, AT).await.1.is_empty(), "at the same time again: neither up = 0 nor a marker");
+
+        server.set(Answer::text("a 3\n"));
+        let (_, written) = scrape(&mut scraper, AT + 1000).await;
+        assert_eq!((value(&written, "a"), value(&written, "up")), (3.0, 1.0), "time went on past the last");
+        let mut ended = vec!["a"];
+        ended.extend(REPORT);
+        ended.sort_unstable();
+        assert_eq!(stale_names(&scraper.retire(AT + 1001)), ended);
     }
 
     #[tokio::test]

@@ -11,7 +11,8 @@
 //! Only series exposed without a timestamp of their own get markers: one that carries its own time says when it
 //! was true, and Prometheus leaves its end to that time.
 //!
-//! A sample is written only when it is newer than the last one written of its series, and, with a timestamp of its
+//! A sample, a marker or a report series (`up` and the four others) is written only when it is newer than the last
+//! one written of its series (a wall clock stepped back makes the scrape's time go back too), and, with a timestamp of its
 //! own, at most [`OLDEST_OWN_TIME_MS`] older than the scrape: the checks Prometheus's head makes at ingestion
 //! (`storage.ErrOutOfOrderSample`, `ErrDuplicateSampleForTimestamp`, `ErrOutOfBounds`), where 2.42 drops such a
 //! sample, counts it and keeps the rest of the scrape. Here they matter more: a remote-write receiver such as
@@ -57,7 +58,7 @@ pub(crate) fn series_hash<'a>(key: &mut Vec<u8>, name: &str, labels: impl Iterat
 /// block (1 h) behind its newest and refuses older ones as out of bounds.
 pub(crate) const OLDEST_OWN_TIME_MS: u64 = 3_600_000;
 
-/// The samples of a successful scrape that were not written, by reason.
+/// The samples of a scrape (its report series included) that were not written, by reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dropped {
     /// Not newer than the last sample written of their series (a timestamp repeated or going back).
@@ -88,12 +89,24 @@ pub(crate) struct Tracker {
     /// Successful scrapes so far.
     scrapes: u64,
     report_labels: Option<Labels>,
+    /// The time the report series were last written at (0 before any).
+    report_last_ms: u64,
 }
 
 impl Tracker {
     /// Nothing seen yet, for the producer `producer_id`.
     pub(crate) fn new(producer_id: Arc<str>) -> Self {
-        Self { producer_id, known: foldhash::HashMap::default(), scrapes: 0, report_labels: None }
+        Self { producer_id, known: foldhash::HashMap::default(), scrapes: 0, report_labels: None, report_last_ms: 0 }
+    }
+
+    /// Whether the report series may be written at `at_ms`, newer than when they last were; if so, that is now
+    /// `at_ms`.
+    pub(crate) fn report_at(&mut self, at_ms: u64) -> bool {
+        let newer = at_ms > self.report_last_ms;
+        if newer {
+            self.report_last_ms = at_ms;
+        }
+        newer
     }
 
     /// The name and labels of the series with `hash`, if the last successful scrape had it: a new sample of it
@@ -154,7 +167,7 @@ impl Tracker {
             if known.seen == this {
                 return true;
             }
-            if known.open {
+            if known.open && at_ms > known.last_ms {
                 samples.push(marker(producer_id, known.name.clone(), known.labels.clone(), at_ms));
             }
             false
@@ -167,8 +180,10 @@ impl Tracker {
         let mut markers = Vec::new();
         for known in self.known.values_mut().filter(|k| k.open) {
             known.open = false;
-            known.last_ms = known.last_ms.max(at_ms);
-            markers.push(marker(&self.producer_id, known.name.clone(), known.labels.clone(), at_ms));
+            if at_ms > known.last_ms {
+                known.last_ms = at_ms;
+                markers.push(marker(&self.producer_id, known.name.clone(), known.labels.clone(), at_ms));
+            }
         }
         markers
     }
@@ -176,7 +191,11 @@ impl Tracker {
     /// The target has left the assignment: markers at `at_ms` for every series not yet ended, and nothing kept.
     pub(crate) fn retire(&mut self, at_ms: u64) -> Vec<Sample> {
         let known = std::mem::take(&mut self.known);
-        known.into_values().filter(|k| k.open).map(|k| marker(&self.producer_id, k.name, k.labels, at_ms)).collect()
+        known
+            .into_values()
+            .filter(|k| k.open && at_ms > k.last_ms)
+            .map(|k| marker(&self.producer_id, k.name, k.labels, at_ms))
+            .collect()
     }
 }
 
@@ -295,6 +314,29 @@ mod tests {
         let (back, _, dropped) = tracker.scraped(at, vec![scraped(at, "a", 3.0, None)]);
         assert_eq!(dropped.out_of_order, 1);
         assert!(back.iter().all(|s| s.name.as_ref() != "a" || is_stale(s.value)), "{:?}", shown(&back));
+    }
+
+    /// A wall clock stepped back: no marker is written at or before the last sample of its series, whether the
+    /// series vanished, the scrape failed or the target left; the report series are not written twice at a time,
+    /// nor back in time.
+    #[test]
+    fn no_marker_or_report_goes_back_in_time() {
+        let mut tracker = Tracker::new("p".into());
+        tracker.scraped(2_000, vec![scraped(2_000, "a", 1.0, None), scraped(2_000, "b", 1.0, None)]);
+        assert!(tracker.report_at(2_000));
+        let (back, _, dropped) = tracker.scraped(1_500, vec![scraped(1_500, "a", 2.0, None)]);
+        assert_eq!((shown(&back), dropped.out_of_order), (vec![], 1), "neither a's sample nor b's marker");
+        assert!(!tracker.report_at(1_500) && !tracker.report_at(2_000), "not back, not twice");
+        assert!(tracker.failed(1_800).is_empty(), "a's marker would precede its last sample");
+        assert!(!tracker.has_series_to_end(), "a is ended all the same");
+
+        let mut tracker = Tracker::new("p".into());
+        tracker.scraped(2_000, vec![scraped(2_000, "a", 1.0, None)]);
+        assert!(tracker.retire(2_000).is_empty(), "a marker at its last sample's time would repeat it");
+        let mut tracker = Tracker::new("p".into());
+        tracker.scraped(2_000, vec![scraped(2_000, "a", 1.0, None)]);
+        assert_eq!(shown(&tracker.retire(2_001)), [("a".into(), true, 2_001)]);
+        assert!(tracker.report_at(2_001));
     }
 
     #[test]
