@@ -509,6 +509,40 @@ fn check_label(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Parses a duration flag such as `500ms` or `15s` that must lie within `[min, max]`, the bounds the server holds the
+/// field it is sent as to: a value the server would refuse stops the program at start, a usage error naming the flag
+/// (clap's `value_parser`), rather than failing (or, for a producer that keeps itself registered, being retried) at
+/// every call.
+///
+/// # Errors
+/// What is wrong and the range to use.
+pub fn parse_duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let range = format!("use {} to {}", humantime::format_duration(min), humantime::format_duration(max));
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 15s, 5m; {range})"))?;
+    if !(min..=max).contains(&duration) {
+        return Err(format!("{text} is out of range: {range}"));
+    }
+    Ok(duration)
+}
+
+/// Parses a collection interval flag (`--interval`), within the bounds of a registration's `interval_ms`
+/// ([`MIN_INTERVAL`] to [`MAX_INTERVAL`]).
+///
+/// # Errors
+/// As [`parse_duration_within`].
+pub fn parse_interval_flag(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// Parses a lease flag (`--lease`), within the bounds of a registration's `lease_ms` ([`MIN_LEASE`] to
+/// [`MAX_LEASE`]).
+///
+/// # Errors
+/// As [`parse_duration_within`].
+pub fn parse_lease_flag(text: &str) -> Result<Duration, String> {
+    parse_duration_within(text, MIN_LEASE, MAX_LEASE)
+}
+
 /// Parses one occurrence of a `--label name=value` flag: the name is what comes before the first `=`, the value
 /// everything after it, verbatim (commas and further `=` included), so any value can be written. More labels are
 /// more occurrences of the flag; [`labels_from_flags`] gathers them.

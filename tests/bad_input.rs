@@ -384,8 +384,8 @@ fn server_lease_and_cli_timeout_out_of_bounds_are_refused_at_start() {
     assert!(stderr.contains("--timeout") && stderr.contains("more than zero"), "{stderr}");
 }
 
-/// Issue 10, defect 10: a label value may hold commas (one `--label` per label), a name given twice is refused,
-/// and listing the producers of an unknown collector is an error, not an empty list.
+/// Issue 10, defect 10: a label value may hold commas (one `--label` per label), a name given twice is refused
+/// as a usage error (exit 2, as every refused flag), and listing the producers of an unknown collector is an error, not an empty list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_hold_commas_and_an_unknown_collector_is_an_error_not_an_empty_list() {
     let dir = tempfile::tempdir().unwrap();
@@ -414,10 +414,20 @@ async fn labels_hold_commas_and_an_unknown_collector_is_an_error_not_an_empty_li
             "--label",
             "a=2",
         ],
-        1,
+        2,
     );
     assert!(stderr.contains("--label: label \"a\" is given twice"), "{stderr}");
     assert!(all_producers(&url).await.is_empty(), "nothing was stored");
+    let stderr = cli_refuses(&["demo-producer", "--server", &url, "--label", "b=1", "--label", "b=1"], 2);
+    assert!(stderr.contains("--label: label \"b\" is given twice"), "a usage error before anything runs: {stderr}");
+    let demo = ["--server", url.as_str(), "--listen", "127.0.0.1:0", "--id", PRODUCER];
+    let stderr =
+        binary_refuses("roster-demo-producer", &[&demo[..], &["--label", "b=1", "--label", "b=2"]].concat(), 2);
+    assert!(stderr.contains("--label: label \"b\" is given twice"), "{stderr}");
+    for (flag, value, range) in [("--interval", "10ms", "use 100ms to 1h"), ("--lease", "1s", "use 10s to 1day")] {
+        let stderr = binary_refuses("roster-demo-producer", &[&demo[..], &[flag, value]].concat(), 2);
+        assert!(stderr.contains(flag) && stderr.contains(range), "the bounds the server holds it to: {stderr}");
+    }
 
     let mut cli = register(&["hosts=a,b", "expr=x=y", "job=node"]);
     assert!(cli.wait_exit().success(), "{}", cli.stderr());

@@ -193,8 +193,11 @@ async fn a_bad_kind_scheme_path_timeout_address_or_label_is_refused_naming_the_f
     assert_eq!(code, Some(2), "a kind that is not one is a usage error: {stderr}");
     assert!(stderr.contains("--kind") && stderr.contains("use grpc or prometheus"), "{stderr}");
     let (code, stderr) = register(&["127.0.0.1:9", "--scheme", "https"]);
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(stderr.contains("add --kind prometheus"), "{stderr}");
+    assert_eq!(code, Some(2), "a flag of another kind is a usage error: {stderr}");
+    assert!(stderr.contains("--scheme describes a Prometheus target: add --kind prometheus"), "{stderr}");
+    let (code, stderr) = register(&["127.0.0.1:9", "--path", "/m", "--scrape-timeout", "1s"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--path, --scrape-timeout describe a Prometheus target"), "{stderr}");
 
     assert!(all_producers(&url).await.is_empty(), "nothing was stored");
 }

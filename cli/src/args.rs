@@ -10,7 +10,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use roster::{
     auth::Role,
     domain::{
-        CollectorId, MAX_INTERVAL, MAX_LEASE, MIN_INTERVAL, MIN_LEASE, ProducerId, ProducerKind, parse_label_flag,
+        CollectorId, MAX_INTERVAL, ProducerId, ProducerKind, labels_from_flags, parse_duration_within,
+        parse_interval_flag as interval, parse_label_flag, parse_lease_flag as lease,
     },
     endpoint::{self, ServerUrl},
     metrics_http::MetricsListen,
@@ -107,18 +108,45 @@ pub(crate) struct Cli {
 }
 
 impl Cli {
-    /// Exits with a usage error (code 2, as clap's own) when the URL called and `--tls-ca` disagree: an `https://`
-    /// URL without a CA to verify the server, or a CA given for an `http://` URL. `--collector` for `roster
-    /// status`, `--server` for the commands that call the server.
-    pub(crate) fn check_tls_schemes(&self) {
+    /// Exits with a usage error (code 2, as clap's own, naming the flag) for flags each valid alone but refused
+    /// together, which clap cannot see flag by flag:
+    /// - the URL called and `--tls-ca` disagree: an `https://` URL without a CA to verify the server, or a CA given
+    ///   for an `http://` URL (`--collector` for `roster status`, `--server` for the commands that call the server);
+    /// - a `--label` name given twice, or more labels than a producer may have;
+    /// - `--scheme`, `--path` or `--scrape-timeout` for a producer that is not `--kind prometheus`.
+    pub(crate) fn check(&self) {
+        use clap::error::ErrorKind::{ArgumentConflict, ValueValidation};
         let has_ca = self.tls_ca.is_some();
         let refused = match &self.command {
             Command::Up(_) | Command::Auth(_) => None,
-            Command::Status(args) => args.collector.check_tls(has_ca, "--tls-ca").err().map(|e| ("--collector", e)),
-            _ => ServerUrl::check_tls_all(&self.server, has_ca, "--tls-ca").err().map(|e| ("--server", e)),
+            Command::Status(args) => args
+                .collector
+                .check_tls(has_ca, "--tls-ca")
+                .err()
+                .map(|e| (ValueValidation, format!("--collector: {}", e.0))),
+            _ => ServerUrl::check_tls_all(&self.server, has_ca, "--tls-ca")
+                .err()
+                .map(|e| (ValueValidation, format!("--server: {}", e.0))),
         };
-        if let Some((flag, e)) = refused {
-            Self::command().error(clap::error::ErrorKind::ValueValidation, format!("{flag}: {}", e.0)).exit();
+        let labels = match &self.command {
+            Command::Producers(ProducersCommand::Register(args)) => Some(&args.label),
+            Command::DemoProducer(args) => Some(&args.label),
+            _ => None,
+        };
+        let refused = refused
+            .or_else(|| {
+                labels
+                    .and_then(|l| labels_from_flags("--label", l.clone()).err())
+                    .map(|e| (ValueValidation, e.to_string()))
+            })
+            .or_else(|| match &self.command {
+                Command::Producers(ProducersCommand::Register(args)) => {
+                    args.prometheus_flags_without_kind().map(|e| (ArgumentConflict, e))
+                }
+                _ => None,
+            });
+        if let Some((kind, message)) = refused {
+            Self::command().error(kind, message).exit();
         }
     }
 
@@ -281,6 +309,26 @@ pub(crate) struct RegisterArgs {
     pub(crate) scrape_timeout: Option<Duration>,
 }
 
+impl RegisterArgs {
+    /// Why the Prometheus-only flags cannot be taken, when they are given for another kind.
+    fn prometheus_flags_without_kind(&self) -> Option<String> {
+        let given = [
+            ("--scheme", self.scheme.is_some()),
+            ("--path", self.path.is_some()),
+            ("--scrape-timeout", self.scrape_timeout.is_some()),
+        ];
+        let given: Vec<&str> = given.iter().filter(|(_, is)| *is).map(|(flag, _)| *flag).collect();
+        (self.kind != ProducerKind::Prometheus && !given.is_empty()).then(|| {
+            format!(
+                "{} describe{} a Prometheus target: add --kind prometheus (a {} producer has none of them)",
+                given.join(", "),
+                if given.len() == 1 { "s" } else { "" },
+                self.kind.as_str()
+            )
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum CollectorsCommand {
     /// List every collector: state, producers, current and applied generation, converged or not.
@@ -437,32 +485,10 @@ fn timeout(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// A duration such as `500ms` or `15s` within `[min, max]`, the bounds the server holds the field it is sent as to:
-/// a value the server would refuse stops the program here, a usage error naming the flag, rather than failing (or,
-/// for a producer that keeps itself registered, being retried) at every call.
-fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let range = format!("use {} to {}", humantime::format_duration(min), humantime::format_duration(max));
-    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 500ms, 15s, 5m; {range})"))?;
-    if !(min..=max).contains(&duration) {
-        return Err(format!("{text} is out of range: {range}"));
-    }
-    Ok(duration)
-}
-
-/// A collection interval (`--interval`), within the bounds of a registration's `interval_ms`.
-fn interval(text: &str) -> Result<Duration, String> {
-    duration_within(text, MIN_INTERVAL, MAX_INTERVAL)
-}
-
-/// A lease (`--lease`), within the bounds of a registration's `lease_ms`.
-fn lease(text: &str) -> Result<Duration, String> {
-    duration_within(text, MIN_LEASE, MAX_LEASE)
-}
-
 /// `--scrape-timeout`: at least a millisecond (the unit it is sent in), and below `--interval`, so at most the
 /// longest interval (the server checks it against the interval given).
 fn scrape_timeout(text: &str) -> Result<Duration, String> {
-    duration_within(text, Duration::from_millis(1), MAX_INTERVAL)
+    parse_duration_within(text, Duration::from_millis(1), MAX_INTERVAL)
 }
 
 /// `roster watch --count`: 1 or more (leaving it out is how to follow without end).
@@ -476,6 +502,8 @@ fn count(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+    use roster::domain::{MAX_LEASE, MIN_INTERVAL, MIN_LEASE};
+
     use super::*;
 
     /// The bounds `--help` states are the ones checked (the help text is written out; the bounds are constants).

@@ -20,7 +20,7 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     roster::transport::tls::install_crypto_provider();
     let cli = args::Cli::parse();
-    cli.check_tls_schemes();
+    cli.check();
     roster::process::init_tracing_at(cli.log_level());
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")

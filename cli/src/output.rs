@@ -33,8 +33,16 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
+/// Labels as `name=value,…`. A value that could be misread is quoted and escaped as Prometheus and Rust write
+/// strings (`hosts="a,b"`, `note="one\ttwo\nthree"`): one holding a separator (`,`, `=`), a quote, a backslash or
+/// a control character (a tab or a newline would break the table's columns or rows), and an empty one.
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    let plain = |v: &str| !v.is_empty() && !v.chars().any(|c| c.is_control() || matches!(c, ',' | '=' | '"' | '\\'));
+    labels
+        .iter()
+        .map(|(k, v)| if plain(v) { format!("{k}={v}") } else { format!("{k}={v:?}") })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn or_dash(s: &str) -> &str {
@@ -284,4 +292,31 @@ fn sinks_text(sinks: &[pb::SinkStatus]) -> String {
         ]);
     }
     t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value reads back as it is, and the table keeps one line per producer, whatever the labels hold.
+    #[test]
+    fn label_values_that_could_be_misread_are_quoted_and_escaped() {
+        let labels: BTreeMap<String, String> = [
+            ("a", "node"),
+            ("b", "x,y=z"),
+            ("c", "tab\there\nnewline"),
+            ("d", ""),
+            ("e", "say \"hi\" \\o/"),
+            ("f", "ünïcode ok"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        assert_eq!(
+            labels_text(&labels),
+            r#"a=node,b="x,y=z",c="tab\there\nnewline",d="",e="say \"hi\" \\o/",f=ünïcode ok"#
+        );
+        let producer = pb::ProducerInfo { id: "p".into(), labels: labels.into_iter().collect(), ..Default::default() };
+        let table = producers_table(&[producer]).to_string();
+        assert_eq!(table.lines().count(), 2, "a header and one row:\n{table}");
+    }
 }

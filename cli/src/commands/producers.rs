@@ -72,10 +72,7 @@ async fn register(client: &RosterClient, format: Format, args: RegisterArgs) -> 
             metrics_path: path.unwrap_or_default(),
             scrape_timeout_ms: scrape_timeout.map(|t| ms(t, "--scrape-timeout")).transpose()?,
         }),
-        ProducerKind::Grpc if scheme.is_some() || path.is_some() || scrape_timeout.is_some() => anyhow::bail!(
-            "--scheme, --path and --scrape-timeout describe a Prometheus target: add --kind prometheus (a gRPC \
-             producer has none of them)"
-        ),
+        // `Cli::check` refused --scheme, --path and --scrape-timeout for another kind.
         ProducerKind::Grpc => None,
     };
     let request = pb::RegisterProducerRequest {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser};
 use roster::{
     auth::CallCredentials,
-    domain::{ProducerId, labels_from_flags, parse_label_flag},
+    domain::{ProducerId, labels_from_flags, parse_interval_flag, parse_label_flag, parse_lease_flag},
     endpoint::ServerUrl,
     producer::{DemoOptions, run_demo},
     transport::{IdentityFiles, PeerTlsFiles},
@@ -38,11 +38,11 @@ struct Args {
     /// The producer id (default: a new random one).
     #[arg(long, env = "ROSTER_PRODUCER_ID", value_parser = ProducerId::from_str)]
     id: Option<ProducerId>,
-    /// Collection interval asked for.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// Collection interval asked for, 100ms to 1h (as the server accepts).
+    #[arg(long, default_value = "1s", value_parser = parse_interval_flag)]
     interval: Duration,
-    /// Lease asked for (renewed at a quarter of it).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Lease asked for, 10s to 1day (renewed at a quarter of it).
+    #[arg(long, default_value = "60s", value_parser = parse_lease_flag)]
     lease: Duration,
     /// A label as name=value; repeat the flag for more (--label job=node --label team=a). The value is everything
     /// after the first '=', verbatim: commas and '=' included.
@@ -74,16 +74,18 @@ async fn start() -> anyhow::Result<()> {
     roster::transport::tls::install_crypto_provider();
     let args = Args::parse();
     roster::process::init_tracing();
-    // A usage error (exit 2, as clap's own), before anything is made.
+    // Usage errors (exit 2, as clap's own), before anything is made.
     if let Err(e) = ServerUrl::check_tls_all(&args.server, args.tls_ca.is_some(), "--tls-ca") {
         Args::command().error(clap::error::ErrorKind::ValueValidation, format!("--server: {}", e.0)).exit();
     }
+    let labels = labels_from_flags("--label", args.label)
+        .unwrap_or_else(|e| Args::command().error(clap::error::ErrorKind::ValueValidation, e).exit())
+        .to_map();
     let files =
         PeerTlsFiles { ca: args.tls_ca.clone(), identity: IdentityFiles::from_flags(args.tls_cert, args.tls_key) };
     let tls = files.client().context("cannot use the TLS files (--tls-ca, --tls-cert, --tls-key)")?;
     let serve_tls =
         files.server().context("cannot serve roster.v1.Producer over TLS (--tls-cert, --tls-key, --tls-ca)")?;
-    let labels = labels_from_flags("--label", args.label)?.to_map();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
