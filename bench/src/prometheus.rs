@@ -390,9 +390,10 @@ fn prometheus_binary() -> anyhow::Result<PathBuf> {
     )?))
 }
 
-/// A free loopback address: Prometheus does not report a port it was given as 0, so one is taken and handed over.
+/// A free loopback address: Prometheus does not report a port it was given as 0, so one is taken and handed over
+/// (from below the ephemeral range, where no outgoing connection of the run can take it first).
 fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, roster_testkit::free_port())))
 }
 
 /// The sum of the counter (or gauge) `name` over its series at `addr`'s `/metrics`: Prometheus's, or

@@ -1,5 +1,5 @@
 //! A real PostgreSQL server for tests ([`TestPostgres`]): `initdb` into a fresh temporary directory, `postgres` on a
-//! free loopback port (below the ephemeral range, see `reserve_port`), one database for the test; stopped (fast),
+//! free loopback port ([`crate::ports`]), one database for the test; stopped (fast),
 //! killed (`SIGKILL`) and started again on the same data and port by the test, for the faults roster must survive. Nothing is left running when it is dropped.
 //!
 //! The tools are PostgreSQL's own (`initdb`, `postgres`), from the directory `ROSTER_PG_BIN` names or from `PATH`
@@ -13,21 +13,22 @@
 //! what roster promises), and clients reach it over TCP on 127.0.0.1 only.
 
 use std::{
-    collections::BTreeSet,
     fs::File,
-    hash::{BuildHasher as _, RandomState},
-    net::{Ipv4Addr, TcpListener},
+    net::Ipv4Addr,
     os::unix::{fs::chown, process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Mutex, OnceLock},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use sqlx::{Connection as _, PgConnection};
 use tempfile::TempDir;
 
-use crate::wait::{WAIT, wait_for_some};
+use crate::{
+    ports::free_port,
+    wait::{WAIT, wait_for_some},
+};
 
 /// The unprivileged system user PostgreSQL runs as when the test runs as root.
 pub const SYSTEM_USER: &str = "roster-pg";
@@ -45,12 +46,8 @@ const LOG_TAIL_LINES: usize = 30;
 const POLL: Duration = Duration::from_millis(20);
 /// How long one readiness probe may wait for an answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many ports a first start tries when the one it reserved was taken before postgres bound it.
+/// How many ports a first start tries when its port was taken before postgres bound it.
 const PORT_ATTEMPTS: usize = 5;
-/// The lowest port [`reserve_port`] hands out: above the well-known and most services' registered ports.
-const LOWEST_PORT: u16 = 10_000;
-/// Linux's default ephemeral range starts here; used when `/proc/sys/net/ipv4/ip_local_port_range` cannot be read.
-const DEFAULT_EPHEMERAL_LOW: u16 = 32_768;
 
 /// A PostgreSQL server of the test's own; see the module doc.
 #[derive(Debug)]
@@ -81,7 +78,7 @@ impl TestPostgres {
             chown(dir.path(), Some(uid), Some(gid))
                 .unwrap_or_else(|e| panic!("chown {} to {SYSTEM_USER}: {e}", dir.path().display()));
         }
-        let port = reserve_port();
+        let port = free_port();
         let mut command = Command::new(&initdb);
         command
             .arg("--pgdata")
@@ -177,18 +174,15 @@ impl TestPostgres {
         format!("postgres://{DB_USER}@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// The first start: [`TestPostgres::spawn`], on another reserved port when something took this one between
-    /// [`reserve_port`]'s check and postgres's bind (a few times). Later starts keep the port: the test's clients
+    /// The first start: [`TestPostgres::spawn`], on another port when something took this one between
+    /// [`free_port`]'s check and postgres's bind (a few times). Later starts keep the port: the test's clients
     /// hold its URL.
     async fn spawn_on_a_free_port(&mut self) {
         for _ in 1..PORT_ATTEMPTS {
             let log_start = self.log_len();
             match self.spawn().await {
                 Ok(()) => return,
-                Err(_) if self.log_since(log_start).contains("Address already in use") => {
-                    release_port(self.port);
-                    self.port = reserve_port();
-                }
+                Err(_) if self.log_since(log_start).contains("Address already in use") => self.port = free_port(),
                 Err(status) => panic!("postgres exited at start ({status}); log:\n{}", self.log_tail()),
             }
         }
@@ -279,10 +273,9 @@ impl TestPostgres {
 }
 
 impl Drop for TestPostgres {
-    /// Stops the server (fast shutdown), or kills it when it does not stop in time, and frees its port. Never
-    /// panics: it runs while a failed test unwinds, where a second panic would abort the whole test binary.
+    /// Stops the server (fast shutdown), or kills it when it does not stop in time. Never panics: it runs while a
+    /// failed test unwinds, where a second panic would abort the whole test binary.
     fn drop(&mut self) {
-        release_port(self.port);
         let Some(mut postmaster) = self.postmaster.take() else { return };
         if matches!(postmaster.try_wait(), Ok(None)) {
             // It may exit between the check and the signal: then there is nothing left to stop.
@@ -376,42 +369,6 @@ fn lookup_user(name: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// The ports of this process's live servers, running or stopped: a stopped server starts again on its port, so no
-/// other server of the test binary may take it meanwhile.
-static RESERVED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-
-/// A TCP port of 127.0.0.1, free now, for postgres to bind; reserved until [`release_port`].
-///
-/// It comes from below the kernel's ephemeral range (`ip_local_port_range`), from a random start. The ephemeral range
-/// is where every outgoing connection takes its local port, and the replicas and the test open hundreds: a port from
-/// there (the OS's pick for port 0) could be taken by one of them before postgres binds it, or while a stopped
-/// server is down ("Address already in use", CI of stop 27).
-fn reserve_port() -> u16 {
-    let high = ephemeral_low().max(LOWEST_PORT + 1);
-    let span = u64::from(high - LOWEST_PORT);
-    let start = RandomState::new().hash_one(std::process::id()) % span;
-    let mut reserved = RESERVED_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    (0..span)
-        .map(|i| LOWEST_PORT + u16::try_from((start + i) % span).expect("below the ephemeral range"))
-        .find(|&port| !reserved.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok())
-        .inspect(|&port| {
-            reserved.insert(port);
-        })
-        .unwrap_or_else(|| panic!("no free port of 127.0.0.1 in {LOWEST_PORT}..{high}"))
-}
-
-fn release_port(port: u16) {
-    RESERVED_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&port);
-}
-
-/// The first port of the kernel's ephemeral range.
-fn ephemeral_low() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(DEFAULT_EPHEMERAL_LOW)
-}
-
 fn signal(child: &Child, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_child(child);
     rustix::process::kill_process(pid, signal).unwrap_or_else(|e| panic!("signal postgres ({signal:?}): {e}"));
@@ -479,25 +436,20 @@ mod tests {
         assert_eq!(count(&url).await, 2, "a committed row survives SIGKILL");
     }
 
-    /// A first start whose port was taken meanwhile moves to another port; the ports it hands out are reserved,
-    /// below the ephemeral range, and free again when their server is dropped.
+    /// A first start whose port was taken meanwhile moves to another port.
     #[tokio::test]
     async fn a_start_whose_port_was_taken_moves_to_another() {
         let mut pg = TestPostgres::start().await;
         let taken = pg.port();
-        assert!(taken >= LOWEST_PORT && taken < ephemeral_low(), "{taken} is below the ephemeral range");
-        assert!(RESERVED_PORTS.lock().unwrap().contains(&taken));
+        assert!(taken < crate::ports::ephemeral_low(), "{taken} is below the ephemeral range");
         pg.stop();
-        let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, taken)).unwrap();
+        let squatter = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, taken)).unwrap();
         pg.spawn_on_a_free_port().await;
         let moved = pg.port();
         assert_ne!(moved, taken);
         assert!(pg.log_tail().contains("Address already in use"), "the first try met the squatter");
         PgConnection::connect(&pg.url()).await.unwrap().close().await.unwrap();
-        assert!(!RESERVED_PORTS.lock().unwrap().contains(&taken), "the abandoned port is released");
         drop(squatter);
-        drop(pg);
-        assert!(!RESERVED_PORTS.lock().unwrap().contains(&moved), "dropping the server releases its port");
     }
 
     /// Dropping it leaves no process of it running.

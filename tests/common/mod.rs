@@ -232,10 +232,8 @@ pub fn node_exporter() -> PathBuf {
     tool("ROSTER_NODE_EXPORTER", "debian/usr/bin/prometheus-node-exporter")
 }
 
-/// A port free now on 127.0.0.1: bound and released, for a process that must be told its port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+/// A port free now on 127.0.0.1, for a process that must be told its port (see `roster_testkit::ports`).
+pub use roster_testkit::free_port;
 
 /// node_exporter on a free loopback port with three collectors only: `loadavg`, `meminfo`, and `textfile` reading
 /// the `*.prom` files of `textfile_dir` at each scrape. Returns it and its address once it logs "Listening on".
