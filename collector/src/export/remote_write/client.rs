@@ -5,8 +5,9 @@
 //!   0.1.0`, `User-Agent: roster-collector/<version>`) and the configured credentials; `https` receivers are
 //!   verified against the system's CA certificates or the configured CA file (rustls on ring).
 //! - The answer: 2xx delivers; 5xx, 429 and every network error are tried again; a request that takes longer than
-//!   the timeout (a receiver that hangs) is cut and tried again; any other status refuses the request for good: its
-//!   samples are dropped and counted by the receiver's reason, its status and the first line of its answer.
+//!   the timeout (a receiver that hangs) is cut and tried again; any other status refuses the request for good,
+//!   with a reason: its status and the first line of its answer. What a refused request's samples become (halves
+//!   sent again, or dropped and counted by that reason) is the caller's: [`super::shards`].
 //! - Retries: for as long as it takes (the disk queue bounds what waits), after capped exponential backoff with
 //!   jitter (Prometheus's 30 ms to 5 s), or after what `Retry-After` asks (seconds or an HTTP date, capped), and
 //!   never once the sender is shutting down.
@@ -55,7 +56,22 @@ enum Outcome {
     /// 5xx, 429, a network error or a timeout: try again, after `after` if the receiver said so.
     Retry { error: String, after: Option<Duration> },
     /// Any other status: never tried again. The reason is the status and the first line of the answer.
-    Refused { reason: String },
+    Refused { reason: String, bad_request: bool },
+}
+
+/// How a request ended, when it did.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Sent {
+    /// The receiver took it (2xx).
+    Delivered,
+    /// The receiver refused it for good; nothing of it is counted yet ([`Receiver::refused`] counts it).
+    Refused {
+        /// The status and the first line of the answer.
+        reason: String,
+        /// 400: the receiver found something wrong in the request, which may be one sample of it (Prometheus
+        /// refuses a whole request for one sample out of order, duplicate or out of bounds).
+        bad_request: bool,
+    },
 }
 
 /// The sender was told to stop before the request was delivered.
@@ -120,7 +136,7 @@ impl Receiver {
 
     /// Sends `body` (a snappy-compressed `WriteRequest` of `samples`) until it is delivered or refused for good.
     /// Returns `Stopped` if `stop` fires first: the request in flight is finished, no other attempt is made.
-    pub(crate) async fn send(&self, body: Bytes, samples: u32, stop: &CancellationToken) -> Result<(), Stopped> {
+    pub(crate) async fn send(&self, body: Bytes, samples: u32, stop: &CancellationToken) -> Result<Sent, Stopped> {
         let mut delays = self.backoff.delays();
         loop {
             if stop.is_cancelled() {
@@ -136,16 +152,9 @@ impl Receiver {
                     if self.stats.delivered(samples) {
                         info!(receiver = %self.url, "remote-write receiver accepts requests again");
                     }
-                    return Ok(());
+                    return Ok(Sent::Delivered);
                 }
-                Outcome::Refused { reason } => {
-                    if self.stats.refused_for(samples, &reason) {
-                        let note = "logged once for each reason";
-                        warn!(receiver = %self.url, %reason, samples, note,
-                            "remote-write receiver refused a request for good; its samples are dropped");
-                    }
-                    return Ok(());
-                }
+                Outcome::Refused { reason, bad_request } => return Ok(Sent::Refused { reason, bad_request }),
                 Outcome::Retry { error, after } => {
                     let backoff = delays.next().unwrap_or(self.backoff.cap);
                     if self.stats.retrying(samples, error.clone()) {
@@ -166,6 +175,16 @@ impl Receiver {
         }
     }
 
+    /// The `samples` of a request refused for good with `reason` are dropped: counted by reason, and logged once
+    /// for each reason.
+    pub(crate) fn refused(&self, samples: u32, reason: &str) {
+        if self.stats.refused_for(samples, reason) {
+            let note = "logged once for each reason";
+            warn!(receiver = %self.url, %reason, samples, note,
+                "remote-write receiver refused a request for good; its samples are dropped");
+        }
+    }
+
     /// One `POST`, cut at the timeout.
     async fn attempt(&self, body: Bytes) -> Outcome {
         let mut request = Request::post(self.url.clone())
@@ -179,7 +198,7 @@ impl Receiver {
         let request = match request.body(Full::new(body)) {
             Ok(request) => request,
             // The URL and every header were checked when the configuration was parsed.
-            Err(e) => return Outcome::Refused { reason: format!("request not built: {e}") },
+            Err(e) => return Outcome::Refused { reason: format!("request not built: {e}"), bad_request: false },
         };
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| chain(&e).to_string())?;
@@ -208,7 +227,7 @@ fn judge(status: StatusCode, after: Option<Duration>, answer: &[u8]) -> Outcome 
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         Outcome::Retry { error: reason, after }
     } else {
-        Outcome::Refused { reason }
+        Outcome::Refused { reason, bad_request: status == StatusCode::BAD_REQUEST }
     }
 }
 
@@ -264,7 +283,8 @@ mod tests {
         assert!(matches!(retry(500), Outcome::Retry { .. }));
         assert!(matches!(retry(429), Outcome::Retry { .. }));
         for code in [400, 401, 403, 404, 409, 413] {
-            assert!(matches!(retry(code), Outcome::Refused { .. }), "{code}");
+            let bad_request = code == 400;
+            assert!(matches!(retry(code), Outcome::Refused { bad_request: b, .. } if b == bad_request), "{code}");
         }
         // Redirects are not followed: they refuse too (a misconfigured URL, to fix, not to retry).
         assert!(matches!(retry(301), Outcome::Refused { .. }));

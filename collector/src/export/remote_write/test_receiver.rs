@@ -1,5 +1,6 @@
 //! A remote-write receiver for the unit tests: an HTTP/1.1 server on a free loopback port that answers each
-//! request with the next answer of its script (204 once the script is used up), and keeps every request's headers
+//! request with the next answer of its script; once the script is used up, 400 to a request holding a series it
+//! was told to refuse (as Prometheus refuses a whole request for one sample), else 204. It keeps every request's headers
 //! and decoded `WriteRequest` (snappy block format undone, protobuf decoded) with the answer it got.
 
 use std::{
@@ -51,6 +52,8 @@ pub(crate) struct TestReceiver {
     pub(crate) addr: SocketAddr,
     script: Arc<Mutex<VecDeque<Answer>>>,
     received: Arc<Mutex<Vec<Received>>>,
+    /// The series names a request is refused for.
+    refused: Arc<Mutex<Vec<String>>>,
     tasks: JoinSet<()>,
 }
 
@@ -69,23 +72,30 @@ impl TestReceiver {
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(script.into_iter().collect::<VecDeque<_>>()));
         let received = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = JoinSet::new();
-        let (script_, received_) = (script.clone(), received.clone());
+        let (script_, received_, refused_) = (script.clone(), received.clone(), refused.clone());
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (script, received) = (script_.clone(), received_.clone());
+                let (script, received, refused) = (script_.clone(), received_.clone(), refused_.clone());
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let (script, received) = (script.clone(), received.clone());
-                    async move { Ok::<_, Infallible>(answer(request, &script, &received).await) }
+                    let (script, received, refused) = (script.clone(), received.clone(), refused.clone());
+                    async move { Ok::<_, Infallible>(answer(request, &script, &received, &refused).await) }
                 });
                 connections.spawn(async move {
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
-        Self { addr, script, received, tasks }
+        Self { addr, script, received, refused, tasks }
+    }
+
+    /// From now on (once the script is used up), a request holding a series named `name` is refused whole: 400
+    /// "out of order sample", as Prometheus answers a request holding one sample older than its series' newest.
+    pub(crate) fn refuse_series(&self, name: &str) {
+        self.refused.lock().unwrap().push(name.to_owned());
     }
 
     /// A configuration for this receiver that retries within milliseconds.
@@ -146,12 +156,18 @@ async fn answer(
     request: Request<Incoming>,
     script: &Mutex<VecDeque<Answer>>,
     received: &Mutex<Vec<Received>>,
+    refused: &Mutex<Vec<String>>,
 ) -> Response<Full<Bytes>> {
     let (head, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let protobuf = snap::raw::Decoder::new().decompress_vec(&body).expect("a snappy block");
     let request = WriteRequest::decode(protobuf.as_slice()).expect("a WriteRequest");
-    let next = script.lock().unwrap().pop_front().unwrap_or(Answer::status(204, ""));
+    let holds_refused = {
+        let refused = refused.lock().unwrap();
+        request.timeseries.iter().flat_map(|s| &s.labels).any(|l| l.name == "__name__" && refused.contains(&l.value))
+    };
+    let otherwise = if holds_refused { Answer::status(400, "out of order sample") } else { Answer::status(204, "") };
+    let next = script.lock().unwrap().pop_front().unwrap_or(otherwise);
     let answered = match &next {
         Answer::Status(code, _, _) => Some(*code),
         Answer::Hang => None,
