@@ -293,7 +293,7 @@ impl Agent {
         }
         let config_file = dir.join("agent.yml");
         std::fs::write(&config_file, config)?;
-        let addr = free_addr()?;
+        let addr = free_addr();
         let mut command = Command::new(&binary);
         command
             .arg("--enable-feature=agent")
@@ -344,7 +344,7 @@ impl Tsdb {
         let config_file = dir.join("prometheus.yml");
         // No scrape and no rule of its own.
         std::fs::write(&config_file, "global:\n  evaluation_interval: 1h\n")?;
-        let addr = free_addr()?;
+        let addr = free_addr();
         let mut command = Command::new(&binary);
         command
             .arg(format!("--config.file={}", config_file.display()))
@@ -391,9 +391,9 @@ fn prometheus_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A free loopback address: Prometheus does not report a port it was given as 0, so one is taken and handed over
-/// (from below the ephemeral range, where no outgoing connection of the run can take it first).
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, roster_testkit::free_port())))
+/// (from outside the ephemeral range, where no outgoing connection of the run can take it first).
+fn free_addr() -> SocketAddr {
+    SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, roster_testkit::free_port()))
 }
 
 /// The sum of the counter (or gauge) `name` over its series at `addr`'s `/metrics`: Prometheus's, or

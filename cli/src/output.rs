@@ -33,11 +33,12 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
-/// Labels as `name=value,…`. A value that could be misread is quoted and escaped as Prometheus and Rust write
-/// strings (`hosts="a,b"`, `note="one\ttwo\nthree"`): one holding a separator (`,`, `=`), a quote, a backslash or
-/// a control character (a tab or a newline would break the table's columns or rows), and an empty one.
+/// Labels as `name=value,…`. A value that could be misread is quoted and escaped as Rust writes strings
+/// (`hosts="a,b"`, `note="one\ttwo\nthree"`): an empty one, one holding a separator (`,`, `=`), and one that
+/// escaping changes (a quote, a backslash, a control or invisible character: a tab or a newline would break the
+/// table's columns or rows, a right-to-left override would reorder them).
 fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    let plain = |v: &str| !v.is_empty() && !v.chars().any(|c| c.is_control() || matches!(c, ',' | '=' | '"' | '\\'));
+    let plain = |v: &str| !v.is_empty() && !v.contains([',', '=']) && v.escape_debug().eq(v.chars());
     labels
         .iter()
         .map(|(k, v)| if plain(v) { format!("{k}={v}") } else { format!("{k}={v:?}") })
@@ -308,12 +309,13 @@ mod tests {
             ("d", ""),
             ("e", "say \"hi\" \\o/"),
             ("f", "ünïcode ok"),
+            ("g", "abc\u{202e}def"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .into();
         assert_eq!(
             labels_text(&labels),
-            r#"a=node,b="x,y=z",c="tab\there\nnewline",d="",e="say \"hi\" \\o/",f=ünïcode ok"#
+            r#"a=node,b="x,y=z",c="tab\there\nnewline",d="",e="say \"hi\" \\o/",f=ünïcode ok,g="abc\u{202e}def""#
         );
         let producer = pb::ProducerInfo { id: "p".into(), labels: labels.into_iter().collect(), ..Default::default() };
         let table = producers_table(&[producer]).to_string();

@@ -441,7 +441,8 @@ mod tests {
     async fn a_start_whose_port_was_taken_moves_to_another() {
         let mut pg = TestPostgres::start().await;
         let taken = pg.port();
-        assert!(taken < crate::ports::ephemeral_low(), "{taken} is below the ephemeral range");
+        let (low, high) = crate::ports::outside_ephemeral();
+        assert!((low..high).contains(&taken), "{taken} is outside the ephemeral range");
         pg.stop();
         let squatter = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, taken)).unwrap();
         pg.spawn_on_a_free_port().await;

@@ -196,10 +196,9 @@ impl Scraper for PrometheusScraper {
             }
             Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0, Dropped::default()),
         };
-        // Report series written before under other target labels (the entry changed) end here.
-        let before = self.tracker.report_labels(self.labels.as_labels());
         if self.tracker.report_at(at_ms) {
-            if let Some(before) = before {
+            // Report series written before under other target labels (the entry changed) end here.
+            if let Some(before) = self.tracker.report_labels(self.labels.as_labels()) {
                 samples.extend(self.report(at_ms, [stale_nan(); 5], &before));
             }
             let (scraped, added) = (scraped as f64, added as f64);

@@ -231,8 +231,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_request_is_dropped_and_the_rest_goes_on() {
-        // The request, then both of its halves.
-        let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(400, "out of bounds"), 3)).await;
+        // The request, then its halves and quarters (nothing of it delivered: halving stops two levels down).
+        let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(400, "out of bounds"), 7)).await;
         let data = tempfile::tempdir().unwrap();
         let config = RemoteWriteConfig { shards: 1, ..config(&receiver) };
         let (mut exporter, stats) = RemoteWrite::start(&config, data.path()).unwrap();
@@ -240,7 +240,7 @@ mod tests {
         exporter.export(&batch(5, 0, start_ms)).await.unwrap();
         exporter.export(&batch(5, 1, start_ms)).await.unwrap();
         roster_testkit::wait_for("both batches answered", || {
-            stats.queue.records.load(Ordering::Relaxed) == 0 && receiver.received().len() == 4
+            stats.queue.records.load(Ordering::Relaxed) == 0 && receiver.received().len() == 8
         })
         .await;
         assert_eq!(stats.dropped(), [("400 out of bounds".to_owned(), 5)].into_iter().collect());

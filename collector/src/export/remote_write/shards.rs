@@ -20,12 +20,13 @@
 //! **A sample the receiver refuses loses only itself.** The same rollback makes one sample Prometheus refuses (out
 //! of order, a duplicate, out of bounds; say a marker of a producer that moved, written by its old collector after
 //! the new one's first sample) take every other series of the request down with it, from every producer. So a
-//! request refused as bad (400) is sent again as two halves of its series ([`deliver`]), and a refused half holding
-//! more than one series is halved again while its sibling was delivered, down to the one series at fault. One bad
-//! series in a request of `n` costs about 2·log₂(n) more requests (22 for 2 000) and loses only itself. When both
-//! halves are refused (several bad series apart, or a receiver that refuses everything), both are dropped: a
-//! receiver refusing every request costs three requests for each, not a storm. Halves hold only series of their
-//! request, each once, and are sent before the shard's next request, so the order of each series holds.
+//! request refused as bad (400) is sent again as two halves of its series ([`deliver`]), and each refused half is
+//! halved again, down to single series: one bad series in `n` costs about 2·log₂ n more requests (22 for 2 000)
+//! and loses only itself. Two bounds keep a receiver from drawing a storm: while nothing of the request was
+//! delivered, halving stops two levels down (a receiver that refuses everything costs 7 requests for each, not one
+//! per series), and it adds at most [`halving_budget`] requests (104 for 2 000 series); a refused part left then is
+//! dropped whole. Halves hold only series of their request, each once, and are sent before the shard's next
+//! request, so the order of each series holds.
 
 use std::collections::HashSet;
 
@@ -150,57 +151,82 @@ impl Window {
     }
 }
 
-/// Sends one request; when the receiver refuses it as bad, sends its halves, and halves again the one refused half
-/// whose sibling was delivered, down to a single series (see the module doc). What is refused in the end is
-/// dropped and counted.
-async fn deliver(receiver: &Receiver, request: Vec<u8>, samples: u32, stop: &CancellationToken) -> Result<(), Stopped> {
-    let Some(reason) = refused_as_bad(receiver, &request, samples, stop).await? else { return Ok(()) };
-    let mut refused = (request, samples, reason);
-    loop {
-        let (request, samples, reason) = refused;
-        let Some([first, second]) = halves(&request) else {
-            receiver.refused(samples, &reason);
-            return Ok(());
-        };
-        let first_refused = refused_as_bad(receiver, &first.0, first.1, stop).await?;
-        let second_refused = refused_as_bad(receiver, &second.0, second.1, stop).await?;
-        refused = match (first_refused, second_refused) {
-            (None, None) => return Ok(()),
-            (Some(reason), None) => (first.0, first.1, reason),
-            (None, Some(reason)) => (second.0, second.1, reason),
-            (Some(first_reason), Some(second_reason)) => {
-                receiver.refused(first.1, &first_reason);
-                receiver.refused(second.1, &second_reason);
-                return Ok(());
-            }
-        };
-    }
+/// How many levels halving goes down while nothing of the request was delivered: a receiver that refuses every
+/// request costs 1 + 2 + 4 = 7 requests for each, and bad series around the midpoint (a moved producer's markers
+/// come as one block) still meet a delivered part.
+const BLIND_LEVELS: u32 = 2;
+
+/// The most requests halving may add to one request of `n` series: enough to isolate eight bad series scattered
+/// over it (each costs about 2·log₂ n), bounded however the receiver answers.
+fn halving_budget(n: usize) -> usize {
+    8 * n.next_power_of_two().trailing_zeros() as usize + 16
 }
 
-/// Sends `request` (`samples` samples) until it is delivered or refused for good. `None` if delivered; the reason
-/// if refused as bad (400), to be halved; another refusal is dropped and counted here, as is a request snappy cannot
-/// compress (past its 4 GiB limit, which the byte bound rules out).
-async fn refused_as_bad(
+/// Sends one request; when the receiver refuses it as bad, sends its halves, and halves again each refused part,
+/// down to single series (see the module doc), within [`halving_budget`] and, while nothing of it was delivered,
+/// [`BLIND_LEVELS`]. What is refused in the end is dropped and counted.
+async fn deliver(receiver: &Receiver, request: Vec<u8>, samples: u32, stop: &CancellationToken) -> Result<(), Stopped> {
+    let Answered::Bad(reason) = send_once(receiver, &request, samples, stop).await? else { return Ok(()) };
+    let mut budget = halving_budget(series_in(&request));
+    let mut delivered_any = false;
+    let mut refused = vec![(request, samples, reason, 0)];
+    while let Some((request, samples, reason, level)) = refused.pop() {
+        let may_halve = budget >= 2 && (delivered_any || level < BLIND_LEVELS);
+        let Some(halves) = may_halve.then(|| halves(&request)).flatten() else {
+            receiver.refused(samples, &reason);
+            continue;
+        };
+        budget -= 2;
+        for (half, half_samples) in halves {
+            match send_once(receiver, &half, half_samples, stop).await? {
+                Answered::Delivered => delivered_any = true,
+                Answered::Dropped => {}
+                Answered::Bad(reason) => refused.push((half, half_samples, reason, level + 1)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How one request was answered, as [`deliver`] needs it.
+enum Answered {
+    Delivered,
+    /// Refused other than as bad, and counted; or not compressible (past snappy's 4 GiB, which the byte bound rules
+    /// out), and counted.
+    Dropped,
+    /// Refused as bad (400), with this reason: to be halved, or counted when it is not.
+    Bad(String),
+}
+
+/// Sends `request` (`samples` samples) until it is delivered or refused for good.
+async fn send_once(
     receiver: &Receiver,
     request: &[u8],
     samples: u32,
     stop: &CancellationToken,
-) -> Result<Option<String>, Stopped> {
+) -> Result<Answered, Stopped> {
     let body = match wire::compress(request) {
         Ok(body) => body,
         Err(e) => {
             error!(error = %e, samples, "remote-write request not compressible; dropped");
-            return Ok(None);
+            receiver.refused(samples, "not compressible (over 4 GiB)");
+            return Ok(Answered::Dropped);
         }
     };
-    match receiver.send(Bytes::from(body), samples, stop).await? {
-        Sent::Delivered => Ok(None),
-        Sent::Refused { reason, bad_request: true } => Ok(Some(reason)),
+    Ok(match receiver.send(Bytes::from(body), samples, stop).await? {
+        Sent::Delivered => Answered::Delivered,
+        Sent::Refused { reason, bad_request: true } => Answered::Bad(reason),
         Sent::Refused { reason, bad_request: false } => {
             receiver.refused(samples, &reason);
-            Ok(None)
+            Answered::Dropped
         }
-    }
+    })
+}
+
+/// How many series an encoded request holds.
+fn series_in(request: &[u8]) -> usize {
+    let mut series = Vec::new();
+    Series::split(request, &mut series).map_or(0, |()| series.len())
 }
 
 /// The two halves of a request's series, each with its samples; `None` for a request of one series (or one that
@@ -468,26 +494,48 @@ mod tests {
         assert_eq!(at_fault.request.timeseries.len(), 1, "halved down to the series at fault");
     }
 
-    /// Refused series in both halves, and a receiver that refuses every request: both halves are dropped, three
-    /// requests in all, not one per series. A refusal other than 400 (the request, not a sample, is wrong) is not
-    /// halved.
+    /// Refused series in both halves: each is isolated, and only they are lost. A receiver that refuses every
+    /// request costs 7 requests for each (two levels of halving), not one per series; a refusal other than 400 (the
+    /// request, not a sample, is wrong) is not halved.
     #[tokio::test]
-    async fn refused_halves_are_dropped_and_only_a_bad_request_is_halved() {
+    async fn bad_series_in_both_halves_lose_only_themselves_and_a_receiver_refusing_all_costs_seven_requests() {
         let receiver = TestReceiver::start([]).await;
         receiver.refuse_series("m0");
         receiver.refuse_series("m9");
         let config = RemoteWriteConfig { shards: 1, ..config(&receiver) };
         let batch: Vec<_> = (0..10).map(|i| sample(&format!("m{i}"), &[], 1, 1.0)).collect();
         let stats = send(&config, std::slice::from_ref(&batch)).await;
+        assert_eq!(receiver.delivered().len(), 8, "all but m0 and m9");
+        assert_eq!(stats.refused(), [("400 out of order sample".to_owned(), 2)].into());
+
+        let receiver = TestReceiver::start(std::iter::repeat_n(Answer::status(400, "bad"), 100)).await;
+        let stats =
+            send(&RemoteWriteConfig { shards: 1, ..self::config(&receiver) }, std::slice::from_ref(&batch)).await;
         let sizes: Vec<usize> = receiver.received().iter().map(|r| r.request.timeseries.len()).collect();
-        assert_eq!(sizes, [10, 5, 5]);
-        assert!(receiver.delivered().is_empty());
-        assert_eq!(stats.refused(), [("400 out of order sample".to_owned(), 10)].into());
+        assert_eq!(sizes.len(), 7, "{sizes:?}");
+        assert_eq!(stats.refused(), [("400 bad".to_owned(), 10)].into());
 
         let receiver = TestReceiver::start([Answer::status(413, "too large")]).await;
         let stats = send(&RemoteWriteConfig { shards: 1, ..self::config(&receiver) }, &[batch]).await;
         assert_eq!(receiver.received().len(), 1, "not halved");
         assert_eq!(stats.refused(), [("413 too large".to_owned(), 10)].into());
+    }
+
+    /// A block of bad series (a moved producer's markers) in a request of many: every good series around it is
+    /// delivered, and the requests added stay within the budget.
+    #[tokio::test]
+    async fn a_block_of_bad_series_is_cut_out_within_the_budget() {
+        let receiver = TestReceiver::start([]).await;
+        for i in 40..46 {
+            receiver.refuse_series(&format!("m{i}"));
+        }
+        let config = RemoteWriteConfig { shards: 1, ..config(&receiver) };
+        let batch: Vec<_> = (0..200).map(|i| sample(&format!("m{i}"), &[], 1, 1.0)).collect();
+        let stats = send(&config, &[batch]).await;
+        assert_eq!(receiver.delivered().len(), 194, "every series but the six");
+        assert_eq!(stats.refused(), [("400 out of order sample".to_owned(), 6)].into());
+        let requests = receiver.received().len();
+        assert!(requests <= 1 + halving_budget(200), "{requests} requests");
     }
 
     #[tokio::test]

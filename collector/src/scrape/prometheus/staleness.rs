@@ -164,10 +164,12 @@ impl Tracker {
         }
         let producer_id = &self.producer_id;
         self.known.retain(|_, known| {
-            if known.seen == this {
+            // Seen now; or gone, but with a sample not older than this scrape (the wall clock stepped back): kept,
+            // so that its next sample, or its marker, is not written at or before that one.
+            if known.seen == this || at_ms <= known.last_ms {
                 return true;
             }
-            if known.open && at_ms > known.last_ms {
+            if known.open {
                 samples.push(marker(producer_id, known.name.clone(), known.labels.clone(), at_ms));
             }
             false
@@ -327,7 +329,11 @@ mod tests {
         let (back, _, dropped) = tracker.scraped(1_500, vec![scraped(1_500, "a", 2.0, None)]);
         assert_eq!((shown(&back), dropped.out_of_order), (vec![], 1), "neither a's sample nor b's marker");
         assert!(!tracker.report_at(1_500) && !tracker.report_at(2_000), "not back, not twice");
-        assert!(tracker.failed(1_800).is_empty(), "a's marker would precede its last sample");
+        // b, gone meanwhile, is back: it was kept, and its sample is still not newer than the one written.
+        let (again, added, dropped) =
+            tracker.scraped(1_800, vec![scraped(1_800, "a", 3.0, None), scraped(1_800, "b", 3.0, None)]);
+        assert_eq!((shown(&again), added, dropped.out_of_order), (vec![], 0, 2));
+        assert!(tracker.failed(1_900).is_empty(), "a's and b's markers would precede their last samples");
         assert!(!tracker.has_series_to_end(), "a is ended all the same");
 
         let mut tracker = Tracker::new("p".into());
