@@ -695,6 +695,11 @@ pub(crate) struct QueueReader {
 }
 
 impl QueueReader {
+    /// The age bound now: a sample older than this (ms since the epoch) is too old to send.
+    pub(crate) fn oldest_allowed_ms(&self) -> i64 {
+        (self.clock)().saturating_sub(self.max_age_ms)
+    }
+
     /// The next record, waiting for one to be appended if there is none. Cancel-safe: a record is handed out only
     /// by the call that returns it.
     ///
@@ -718,7 +723,7 @@ impl QueueReader {
     pub(crate) fn try_next(&mut self) -> Result<Option<(RecordId, Record)>, QueueError> {
         // Bounded: each turn hands out a record, or takes at least one out of the index.
         loop {
-            let oldest_allowed = (self.clock)().saturating_sub(self.max_age_ms);
+            let oldest_allowed = self.oldest_allowed_ms();
             let mut state = self.shared.lock();
             let at = state.position_after(self.read_through);
             let too_old = state.entries.range(at..).take_while(|e| e.max_time_ms < oldest_allowed).count();

@@ -229,6 +229,27 @@ mod tests {
         exporter.shutdown().await.unwrap();
     }
 
+    /// A batch holding a sample older than the queue's age bound (a target's own timestamp, lagging) beside new
+    /// ones: the old sample is dropped and counted as too old, the others go out (sent, it would have made the
+    /// receiver refuse their request).
+    #[tokio::test]
+    async fn a_sample_older_than_the_age_bound_is_dropped_and_its_batch_goes_out() {
+        let receiver = TestReceiver::start([]).await;
+        let data = tempfile::tempdir().unwrap();
+        let (mut exporter, stats) = RemoteWrite::start(&config(&receiver), data.path()).unwrap();
+        let now = now_ms();
+        let two_hours_ago = now - 2 * 3_600_000;
+        let mixed =
+            vec![sample("new", &[], now, 1.0), sample("lagging", &[], two_hours_ago, 1.0), sample("up", &[], now, 1.0)];
+        exporter.export(&mixed).await.unwrap();
+        roster_testkit::wait_for("the queue emptied", || stats.queue.records.load(Ordering::Relaxed) == 0).await;
+        let mut delivered: Vec<String> = receiver.delivered().into_iter().map(|d| d.0).collect();
+        delivered.sort_unstable();
+        assert_eq!(delivered, ["new", "up"]);
+        assert_eq!(stats.dropped(), [(stats::TOO_OLD.to_owned(), 1)].into_iter().collect());
+        exporter.shutdown().await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_refused_request_is_dropped_and_the_rest_goes_on() {
         // The request, then its halves and quarters (nothing of it delivered: halving stops two levels down).

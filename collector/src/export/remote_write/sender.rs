@@ -5,14 +5,17 @@
 //! next start. Failures of the queue itself (a segment that cannot be read, a cursor that cannot be written on a
 //! full disk) never stop it: it says so once, waits, and goes on.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use roster::{
     backoff::{BackoffPolicy, Delays},
     error_chain::chain,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     client::Receiver,
@@ -91,11 +94,20 @@ impl Sender {
         info!("remote-write sender stopped; what is not acknowledged stays queued");
     }
 
-    /// Adds a record's series to the window; a record that is not a request is dropped, counted as damaged.
+    /// Adds a record's series to the window, but for samples older than the queue's age bound (the queue drops
+    /// a record only when all of it is), which are dropped and counted as too old; a record that is not a request
+    /// is dropped, counted as damaged.
     fn take(&self, window: &mut Window, record: &Record) {
-        if let Err(e) = window.push(&record.payload) {
-            self.stats.damaged(record.samples);
-            warn!(error = %e, samples = record.samples, "remote-write record damaged: dropped");
+        match window.push(&record.payload, self.reader.oldest_allowed_ms()) {
+            Ok(0) => {}
+            Ok(too_old) => {
+                self.stats.queue.dropped_too_old.fetch_add(u64::from(too_old), Ordering::Relaxed);
+                debug!(samples = too_old, "queued samples older than the age bound: dropped");
+            }
+            Err(e) => {
+                self.stats.damaged(record.samples);
+                warn!(error = %e, samples = record.samples, "remote-write record damaged: dropped");
+            }
         }
     }
 }

@@ -85,12 +85,21 @@ impl Window {
         self.samples
     }
 
-    /// Adds the series of one queued request (an encoded `WriteRequest`) to their shards' requests.
-    pub(crate) fn push(&mut self, request: &[u8]) -> Result<(), Damaged> {
+    /// Adds the series of one queued request (an encoded `WriteRequest`) to their shards' requests, but for those
+    /// whose newest sample is older than `oldest_allowed_ms`, which it leaves out and returns the samples of: the
+    /// queue's age bound, sample by sample. (The queue drops a record whose newest sample is too old; one holding
+    /// a target's own, older timestamps beside it would otherwise go out, and a receiver refuses a request holding
+    /// one sample out of its bounds.)
+    pub(crate) fn push(&mut self, request: &[u8], oldest_allowed_ms: i64) -> Result<u32, Damaged> {
         self.series.clear();
         Series::split(request, &mut self.series)?;
         let Limits { shards, max_samples, max_bytes } = self.limits;
+        let mut too_old = 0u32;
         for series in &self.series {
+            if series.newest_ms < oldest_allowed_ms {
+                too_old = too_old.saturating_add(series.samples);
+                continue;
+            }
             let key = &request[series.key.0..series.key.1];
             let entry = &request[series.entry.0..series.entry.1];
             let hash = xxh3_64(key);
@@ -112,7 +121,7 @@ impl Window {
             part.open.insert(hash);
             self.samples += series.samples as usize;
         }
-        Ok(())
+        Ok(too_old)
     }
 
     /// Sends every shard's requests, the shards in parallel, and empties the window. `Stopped` if `stop` fired
@@ -283,7 +292,7 @@ mod tests {
         let receiver = Receiver::new(config, stats.clone());
         let mut window = Window::new(limits(config));
         for batch in batches {
-            window.push(&encode(batch).payload).unwrap();
+            window.push(&encode(batch).payload, i64::MIN).unwrap();
         }
         window.send(&receiver, &CancellationToken::new()).await.unwrap();
         assert_eq!(window.samples(), 0, "the window is emptied");
@@ -379,7 +388,7 @@ mod tests {
         let cut = |records: &[Vec<u8>]| {
             let mut window = Window::new(limits);
             for record in records {
-                window.push(record).unwrap();
+                window.push(record, i64::MIN).unwrap();
             }
             window.shards[0].requests.clone()
         };
@@ -521,6 +530,20 @@ mod tests {
         assert_eq!(stats.refused(), [("413 too large".to_owned(), 10)].into());
     }
 
+    /// The queue's age bound, sample by sample: a series whose sample is older than the bound is left out of the
+    /// window and counted, the rest of its record goes out.
+    #[test]
+    fn a_window_leaves_out_the_samples_older_than_the_bound() {
+        let mut window = Window::new(Limits { shards: 1, max_samples: 100, max_bytes: 1 << 20 });
+        let record =
+            encode(&[sample("old", &[], 999, 1.0), sample("new", &[], 1_000, 1.0), sample("older", &[], 5, 1.0)]);
+        assert_eq!(window.push(&record.payload, 1_000).unwrap(), 2);
+        assert_eq!(window.samples(), 1);
+        let names: Vec<_> =
+            decode(&window.shards[0].requests[0].0).timeseries.iter().map(|t| t.labels[0].value.clone()).collect();
+        assert_eq!(names, ["new"]);
+    }
+
     /// A block of bad series (a moved producer's markers) in a request of many: every good series around it is
     /// delivered, and the requests added stay within the budget.
     #[tokio::test]
@@ -558,7 +581,7 @@ mod tests {
         let config = RemoteWriteConfig { url, ..config(&TestReceiver::start([]).await) };
         let sender = Receiver::new(&config, stats.clone());
         let mut window = Window::new(limits(&config));
-        window.push(&encode(&[sample("a", &[], 1, 1.0)]).payload).unwrap();
+        window.push(&encode(&[sample("a", &[], 1, 1.0)]).payload, i64::MIN).unwrap();
         let sending = tokio::spawn(async move { window.send(&sender, &CancellationToken::new()).await.is_ok() });
         roster_testkit::wait_for("retries", || stats.requests_retried.load(Ordering::Relaxed) >= 3).await;
         assert!(!stats.healthy());
@@ -576,7 +599,7 @@ mod tests {
         let config = config(&receiver);
         let sender = Receiver::new(&config, stats.clone());
         let mut window = Window::new(limits(&config));
-        window.push(&encode(&[sample("a", &[], 1, 1.0)]).payload).unwrap();
+        window.push(&encode(&[sample("a", &[], 1, 1.0)]).payload, i64::MIN).unwrap();
         let stop = CancellationToken::new();
         let stopper = {
             let (stop, stats) = (stop.clone(), stats.clone());

@@ -150,6 +150,8 @@ pub(crate) struct Series {
     pub(crate) key: (usize, usize),
     /// How many samples it holds.
     pub(crate) samples: u32,
+    /// The newest timestamp of its samples (ms; 0 for none, as a sample without a timestamp field has 0).
+    pub(crate) newest_ms: i64,
 }
 
 /// An encoded `WriteRequest` that does not hold what [`encode`] writes.
@@ -169,7 +171,7 @@ impl Series {
             at += 1;
             let (content, end) = length_delimited(request, at)?;
             let mut key_end = end;
-            let mut samples = 0u32;
+            let (mut samples, mut newest_ms) = (0u32, i64::MIN);
             let mut field = content;
             while field < end {
                 let key = request[field];
@@ -182,16 +184,39 @@ impl Series {
                     KEY_2_LEN => {
                         key_end = key_end.min(field);
                         samples = samples.saturating_add(1);
+                        newest_ms = newest_ms.max(sample_time(request, field + 1, next)?);
                     }
                     _ => return Err(Damaged(field)),
                 }
                 field = next;
             }
-            out.push(Self { entry: (start, end), key: (content, key_end), samples });
+            let newest_ms = if samples == 0 { 0 } else { newest_ms };
+            out.push(Self { entry: (start, end), key: (content, key_end), samples, newest_ms });
             at = end;
         }
         Ok(())
     }
+}
+
+/// The timestamp of the `Sample` whose length is at `at` and which ends at `end`: its `timestamp` field, or 0
+/// without one (proto3's default).
+fn sample_time(bytes: &[u8], at: usize, end: usize) -> Result<i64, Damaged> {
+    let (mut field, _) = length_delimited(bytes, at)?;
+    let mut time = 0;
+    while field < end {
+        match bytes[field] {
+            KEY_VALUE => field += 9,
+            KEY_TIMESTAMP => {
+                let mut rest = bytes.get(field + 1..end).ok_or(Damaged(field))?;
+                let before = rest.remaining();
+                // int64 is a two's-complement varint: a negative time reads back as itself.
+                time = prost::encoding::decode_varint(&mut rest).map_err(|_| Damaged(field))? as i64;
+                field += 1 + before - rest.remaining();
+            }
+            _ => return Err(Damaged(field)),
+        }
+    }
+    if field == end { Ok(time) } else { Err(Damaged(end)) }
 }
 
 /// Reads the varint length at `at`: where the content starts and where it ends.
@@ -314,6 +339,7 @@ pub(crate) mod tests {
         assert_eq!(key(&series[0]), key(&series[2]), "the same labels, the same identity");
         assert_ne!(key(&series[0]), key(&series[1]));
         assert!(series.iter().all(|s| s.samples == 1));
+        assert_eq!(series.iter().map(|s| s.newest_ms).collect::<Vec<_>>(), [1, 2, 3]);
         // The first and last series alone make a request of two.
         let mut joined = payload[series[0].entry.0..series[0].entry.1].to_vec();
         joined.extend_from_slice(&payload[series[2].entry.0..series[2].entry.1]);
@@ -331,7 +357,24 @@ pub(crate) mod tests {
         };
         let mut series = Vec::new();
         Series::split(&many.encode_to_vec(), &mut series).unwrap();
-        assert_eq!(series[0].samples, 2);
+        assert_eq!((series[0].samples, series[0].newest_ms), (2, 2));
+        // The times proto3 leaves out or writes as ten bytes: 0, and a negative one; a zero value is left out too.
+        for time in [0, -5, i64::MAX] {
+            let batch = [sample("z", &[], 0, 0.0)];
+            let mut payload = encode(&batch).payload;
+            if time != 0 {
+                payload = WriteRequest {
+                    timeseries: vec![TimeSeries {
+                        labels: vec![Label { name: "__name__".into(), value: "z".into() }],
+                        samples: vec![PbSample { value: 0.0, timestamp: time }],
+                    }],
+                }
+                .encode_to_vec();
+            }
+            let mut series = Vec::new();
+            Series::split(&payload, &mut series).unwrap();
+            assert_eq!(series[0].newest_ms, time);
+        }
     }
 
     #[test]
