@@ -6,9 +6,11 @@
 //!
 //! A failed collection writes nothing, and no series is tracked between collections: `up` and staleness markers
 //! are the Prometheus kind's ([`super::prometheus`]). The producer's registered labels win over a sample's own of
-//! the same name, without an `exported_` copy.
+//! the same name, without an `exported_` copy. Two samples of one series at one time (the registered labels
+//! replaced the label that told them apart, or the producer sent one twice) keep the first: a receiver refuses a
+//! request holding both, with every other series in it.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use roster::{
     domain::{CollectorId, Labels, Target},
@@ -17,8 +19,12 @@ use roster::{
     transport::{ClientOptions, ClientTls},
 };
 use tonic::transport::{Channel, Endpoint};
+use tracing::warn;
 
-use super::{ScrapeError, Scraper, prometheus::staleness::Tracker};
+use super::{
+    ScrapeError, Scraper,
+    prometheus::staleness::{Tracker, series_hash},
+};
 use crate::{defaults, sample::Sample};
 
 /// Scrapes one `roster.v1.Producer`.
@@ -67,7 +73,7 @@ impl Scraper for GrpcScraper {
                 .max_decoding_message_size(defaults::MAX_PRODUCER_RESPONSE_BYTES)
         });
         let response = client.collect(self.request.clone()).await.map_err(ScrapeError::Failed)?;
-        let samples = response
+        let mut samples: Vec<Sample> = response
             .into_inner()
             .samples
             .into_iter()
@@ -84,6 +90,17 @@ impl Scraper for GrpcScraper {
                 }
             })
             .collect();
+        let mut seen = HashSet::with_capacity_and_hasher(samples.len(), foldhash::fast::RandomState::default());
+        let (before, mut key) = (samples.len(), Vec::new());
+        samples.retain(|s| seen.insert((series_hash(&mut key, &s.name, s.labels.iter()), s.time_ms)));
+        if samples.len() < before {
+            warn!(
+                producer.id = %self.producer_id,
+                duplicates = before - samples.len(),
+                "samples dropped: a second sample of one series at one time (the producer's registered labels \
+                 replace its samples' own of the same name); the first is kept"
+            );
+        }
         Ok(samples)
     }
 
@@ -101,5 +118,51 @@ impl Scraper for GrpcScraper {
 
     fn hand_over(self) -> Option<Tracker> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roster::{
+        domain::{Collection, CollectorId, Labels as DomainLabels, ProducerAddress, ProducerId},
+        producer::SampleService,
+    };
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    use super::*;
+
+    /// A producer whose samples `m{zone="a"}` and `m{zone="b"}` become one series under its registered
+    /// `zone="z"`, and which sends `n` twice: the first of each is written, once.
+    #[tokio::test]
+    async fn two_samples_of_one_series_at_one_time_keep_the_first() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = SampleService::new(|_: &pb::CollectRequest| {
+            let sample = |name: &str, zone: &str, value: f64| pb::Sample {
+                name: name.into(),
+                labels: [("zone".to_owned(), zone.to_owned())].into(),
+                value,
+                ..Default::default()
+            };
+            vec![sample("m", "a", 1.0), sample("m", "b", 2.0), sample("n", "a", 3.0), sample("n", "a", 4.0)]
+        });
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let target = Target {
+            id: ProducerId::new_random(),
+            address: ProducerAddress::parse_field("address", &addr.to_string()).unwrap(),
+            interval: Duration::from_secs(1),
+            labels: DomainLabels::parse_field("labels", [("zone".to_owned(), "z".to_owned())].into()).unwrap(),
+            collection: Collection::Grpc,
+        };
+        let mut scraper = GrpcScraper::new(&target, CollectorId::new_random(), Duration::from_secs(5), None).unwrap();
+        let samples = scraper.scrape(1_000).await.unwrap();
+        let written: Vec<(&str, f64)> = samples.iter().map(|s| (&*s.name, s.value)).collect();
+        assert_eq!(written, [("m", 1.0), ("n", 3.0)]);
+        assert!(samples.iter().all(|s| s.labels.iter().eq([("zone", "z")])));
+        server.abort();
     }
 }

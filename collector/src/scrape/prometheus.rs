@@ -67,6 +67,9 @@ pub(crate) struct PrometheusScraper {
     labels: TargetLabels,
     /// The names of [`REPORT`], shared by the report samples.
     report_names: [Arc<str>; 5],
+    /// The [`series_hash`] of each report series: a scraped series that is one of them (a target exposing `up`
+    /// without labels of its own) is dropped, as it would be a second sample of that series at the scrape's time.
+    report_hashes: [u64; 5],
     tracker: Tracker,
 }
 
@@ -91,12 +94,19 @@ impl PrometheusScraper {
         let url = prometheus.url(&target.address);
         let uri = url.parse::<Uri>().map_err(|e| ScrapeError::BadAddress(NotAUrl(url, e).into()))?;
         let producer_id: Arc<str> = target.id.to_string().into();
+        let labels = TargetLabels::new(target);
+        let report_hashes = {
+            let (mut applied, mut key) = (Vec::new(), Vec::new());
+            labels.apply(&[], &mut applied);
+            REPORT.map(|name| series_hash(&mut key, name, applied.iter().map(|(label, value)| (&**label, *value))))
+        };
         Ok(Self {
             http: http.clone(),
             uri,
             timeout,
-            labels: TargetLabels::new(target),
+            labels,
             report_names: REPORT.map(Arc::from),
+            report_hashes,
             tracker: handed.unwrap_or_else(|| Tracker::new(producer_id.clone())),
             producer_id,
         })
@@ -189,9 +199,12 @@ impl Scraper for PrometheusScraper {
 
     fn conclude(&mut self, at_ms: u64, took: Duration, outcome: Result<Vec<Scraped>, &ScrapeError>) -> Vec<Sample> {
         let (mut samples, up, scraped, added, mut dropped) = match outcome {
-            Ok(scraped) => {
+            Ok(mut scraped) => {
                 let count = scraped.len();
-                let (samples, added, dropped) = self.tracker.scraped(at_ms, scraped);
+                scraped.retain(|s| !self.report_hashes.contains(&s.hash));
+                let report_series = count - scraped.len();
+                let (samples, added, mut dropped) = self.tracker.scraped(at_ms, scraped);
+                dropped.report_series = report_series;
                 (samples, 1.0, count, added, dropped)
             }
             Err(_) => (self.tracker.failed(at_ms), 0.0, 0, 0, Dropped::default()),
@@ -214,8 +227,10 @@ impl Scraper for PrometheusScraper {
                 producer.id = %self.producer_id,
                 out_of_order = dropped.out_of_order,
                 out_of_bounds = dropped.out_of_bounds,
-                "samples dropped: not newer than the last of their series, or timestamped over an hour before the \
-                 scrape (a receiver would refuse them, and the other series sent with them)"
+                report_series = dropped.report_series,
+                "samples dropped: not newer than the last of their series, timestamped over an hour before the \
+                 scrape, or exposed as one of the scrape's own series (up, scrape_*) without other labels (a \
+                 receiver would refuse them, and the other series sent with them)"
             );
         }
         samples
@@ -403,6 +418,23 @@ mod tests {
         assert!(retired.iter().all(|s| s.time_ms == AT + 1500));
         assert!(!scraper.has_series_to_end());
         assert!(scraper.retire(AT + 2000).is_empty(), "ended once");
+    }
+
+    /// A target that exposes `up` (or another of the report series) with no label of its own: its sample would be
+    /// a second one of the report's series at the same time, which a receiver refuses with the whole request. The
+    /// report's is written; one with labels of its own is another series, and written.
+    #[tokio::test]
+    async fn a_report_series_the_target_exposes_is_dropped_for_the_scrapes_own() {
+        let server = TestTarget::start(Answer::text("up 0\nscrape_series_added 7\nup{shard=\"a\"} 0\nm 1\n")).await;
+        let mut scraper = scraper(&target(&server.addr.to_string(), &[("job", "node")]));
+        let (result, samples) = scrape(&mut scraper, AT).await;
+        result.unwrap();
+        let ups: Vec<(f64, usize)> =
+            samples.iter().filter(|s| &*s.name == "up").map(|s| (s.value, s.labels.iter().count())).collect();
+        assert_eq!(ups, [(0.0, 3), (1.0, 2)], "the exposed up{{shard}} and the report's up{{instance,job}}");
+        assert_eq!(samples.iter().filter(|s| &*s.name == "scrape_series_added").count(), 1);
+        assert_eq!(value(&samples, "scrape_series_added"), 2.0, "up{{shard}} and m");
+        assert_eq!(value(&samples, "scrape_samples_scraped"), 4.0, "all four were scraped");
     }
 
     /// A wall clock stepped back: the scrape writes nothing at or before what it wrote already (a receiver refuses a

@@ -65,6 +65,9 @@ pub(crate) struct Dropped {
     pub(crate) out_of_order: usize,
     /// With a timestamp of their own older than [`OLDEST_OWN_TIME_MS`] before the scrape.
     pub(crate) out_of_bounds: usize,
+    /// Exposed by the target as one of the scrape's own report series (`up` and the four others, with no label of
+    /// their own): the report's sample of that series, at the same time, is the one written.
+    pub(crate) report_series: usize,
 }
 
 /// A series seen before: its name and labels, which the samples of its next scrapes share.
@@ -283,7 +286,7 @@ mod tests {
                 scraped(at, "u", 1.0, Some(at - 100)),
             ],
         );
-        assert_eq!(dropped, Dropped { out_of_order: 0, out_of_bounds: 1 });
+        assert_eq!(dropped, Dropped { out_of_order: 0, out_of_bounds: 1, report_series: 0 });
         assert_eq!(
             shown(&first),
             [
@@ -307,7 +310,7 @@ mod tests {
         );
         assert_eq!(
             dropped,
-            Dropped { out_of_order: 2, out_of_bounds: 1 },
+            Dropped { out_of_order: 2, out_of_bounds: 1, report_series: 0 },
             "t repeated its time, u went back, edge is now over an hour old"
         );
         assert_eq!(shown(&second), [("a".into(), false, next), ("old".into(), false, next)]);
