@@ -117,6 +117,14 @@ impl Cli {
     pub(crate) fn check(&self) {
         use clap::error::ErrorKind::{ArgumentConflict, ValueValidation};
         let has_ca = self.tls_ca.is_some();
+        let server = || {
+            ServerUrl::check_tls_all(&self.server, has_ca, "--tls-ca")
+                .err()
+                .map(|e| (ValueValidation, format!("--server: {}", e.0)))
+        };
+        let labels = |label: &[(String, String)]| {
+            labels_from_flags("--label", label.to_vec()).err().map(|e| (ValueValidation, e.to_string()))
+        };
         let refused = match &self.command {
             Command::Up(_) | Command::Auth(_) => None,
             Command::Status(args) => args
@@ -124,27 +132,12 @@ impl Cli {
                 .check_tls(has_ca, "--tls-ca")
                 .err()
                 .map(|e| (ValueValidation, format!("--collector: {}", e.0))),
-            _ => ServerUrl::check_tls_all(&self.server, has_ca, "--tls-ca")
-                .err()
-                .map(|e| (ValueValidation, format!("--server: {}", e.0))),
+            Command::Producers(ProducersCommand::Register(args)) => server()
+                .or_else(|| labels(&args.label))
+                .or_else(|| args.prometheus_flags_without_kind().map(|e| (ArgumentConflict, e))),
+            Command::DemoProducer(args) => server().or_else(|| labels(&args.label)),
+            _ => server(),
         };
-        let labels = match &self.command {
-            Command::Producers(ProducersCommand::Register(args)) => Some(&args.label),
-            Command::DemoProducer(args) => Some(&args.label),
-            _ => None,
-        };
-        let refused = refused
-            .or_else(|| {
-                labels
-                    .and_then(|l| labels_from_flags("--label", l.clone()).err())
-                    .map(|e| (ValueValidation, e.to_string()))
-            })
-            .or_else(|| match &self.command {
-                Command::Producers(ProducersCommand::Register(args)) => {
-                    args.prometheus_flags_without_kind().map(|e| (ArgumentConflict, e))
-                }
-                _ => None,
-            });
         if let Some((kind, message)) = refused {
             Self::command().error(kind, message).exit();
         }

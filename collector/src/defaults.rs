@@ -123,9 +123,13 @@ pub const QUEUE_SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 /// some 15 thousand samples a second.
 pub const REMOTE_WRITE_QUEUE_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
-/// Remote-write: queued samples older than this are dropped, counted, instead of sent. Prometheus refuses (400,
-/// "out of bounds") samples more than about an hour older than its newest; sending them would only cost requests.
-pub const REMOTE_WRITE_QUEUE_MAX_AGE: Duration = Duration::from_secs(60 * 60);
+/// How much older than its newest sample Prometheus's head still takes one: half a block, an hour. An older one is
+/// refused ("out of bounds"), and by a remote-write receiver with the whole request that holds it.
+pub const PROMETHEUS_OLDEST_SAMPLE: Duration = Duration::from_secs(60 * 60);
+
+/// Remote-write: queued samples older than this are dropped, counted, instead of sent: Prometheus would refuse them
+/// ([`PROMETHEUS_OLDEST_SAMPLE`]); sending them would only cost requests.
+pub const REMOTE_WRITE_QUEUE_MAX_AGE: Duration = PROMETHEUS_OLDEST_SAMPLE;
 
 /// How many bytes of JSON lines the JSON-lines exporter gathers before it writes them without waiting for a flush
 /// (it writes whatever it holds at each flush; see [`SINK_FLUSH_EVERY`]).

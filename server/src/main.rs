@@ -12,7 +12,7 @@ use clap::Parser;
 use humantime::Duration as HumanDuration;
 use roster::{
     auth::{Authenticator, Reflection, tokens::TokenFile},
-    domain::{MAX_LEASE, MIN_LEASE},
+    domain::parse_lease_flag,
     metrics_http::MetricsListen,
     transport::{IdentityFiles, ServerTls, ServerTlsFiles},
 };
@@ -161,18 +161,10 @@ const EXAMPLES: &str = "Examples:
   roster-server --listen 0.0.0.0:50051 --auth-tokens /etc/roster/tokens --tls-cert server.pem --tls-key server.key
   ROSTER_SERVER_LEASE=1m roster-server --grace 30s";
 
-/// A default lease within the bounds a registrant's own lease must keep ([`MIN_LEASE`], [`MAX_LEASE`]): the server
-/// never gives a producer a lease it could not have asked for.
+/// A default lease within the bounds a registrant's own lease must keep (`roster::domain::parse_lease_flag`, the
+/// CLI's and the demo producer's): the server never gives a producer a lease it could not have asked for.
 fn parse_lease(s: &str) -> Result<HumanDuration, String> {
-    let d = parse_duration(s)?;
-    if !(MIN_LEASE..=MAX_LEASE).contains(&*d) {
-        return Err(format!(
-            "{s} is out of range: use {} to {}, the bounds of a lease a registrant may ask for (lease_ms)",
-            humantime::format_duration(MIN_LEASE),
-            humantime::format_duration(MAX_LEASE)
-        ));
-    }
-    Ok(d)
+    parse_lease_flag(s).map(HumanDuration::from)
 }
 
 /// A heartbeat of at least [`Config::MIN_HEARTBEAT`]: a shorter one only spins the server (a timer firing without

@@ -26,7 +26,10 @@ use std::{collections::hash_map::Entry, sync::Arc};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::sample::{Labels, Sample, stale_nan};
+use crate::{
+    defaults,
+    sample::{Labels, Sample, stale_nan},
+};
 
 /// A sample of a successful scrape, as the tracker needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,9 +57,9 @@ pub(crate) fn series_hash<'a>(key: &mut Vec<u8>, name: &str, labels: impl Iterat
     xxh3_64(key)
 }
 
-/// How much older than the scrape a sample's own timestamp may be: Prometheus's head takes samples down to half a
-/// block (1 h) behind its newest and refuses older ones as out of bounds.
-pub(crate) const OLDEST_OWN_TIME_MS: u64 = 3_600_000;
+/// How much older than the scrape a sample's own timestamp may be: what Prometheus's head takes
+/// ([`defaults::PROMETHEUS_OLDEST_SAMPLE`]).
+pub(crate) const OLDEST_OWN_TIME_MS: u64 = defaults::PROMETHEUS_OLDEST_SAMPLE.as_millis() as u64;
 
 /// The samples of a scrape (its report series included) that were not written, by reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
